@@ -1,0 +1,302 @@
+"""decide, apply, replay and observe: the pure core.
+
+- `decide(payment, command)` answers before any I/O: allowed or refused, every violation with its
+  arithmetic, warnings for rules that rewrite or qualify the command, and the payment as it would be
+  after success. A refusal is a value.
+- `apply(payment, event)` records a fact. If the spec says the fact cannot happen it raises
+  InvalidTransition and the payment, being immutable, is unchanged.
+- `observe(payment, event)` records a fact whatever the spec says and returns the violations it broke:
+  the audit's view, where facts are never refused.
+
+All three run on the compiled table of the payment's spec; nothing here reads a clock, a file or a
+socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from attrs import evolve
+
+from ._codes import Code
+from ._errors import CommandError, InvalidTransition
+from ._guards import CAPTURE_TYPES, GUARDS, op_of, room
+from ._money import to_major_string
+from ._table import Step
+from ._time import format_instant
+from ._values import (
+    Authorize,
+    Cancel,
+    Capture,
+    Command,
+    Decision,
+    Event,
+    EventType,
+    KeyUse,
+    Payment,
+    PolicyWarning,
+    Refund,
+    Violation,
+)
+
+_AUTHORIZED = EventType.AUTHORIZED
+_CAPTURE_REQUESTED = EventType.CAPTURE_REQUESTED
+_CAPTURED = EventType.CAPTURED
+_CAPTURE_FAILED = EventType.CAPTURE_FAILED
+_CANCELLED = EventType.CANCELLED
+_REFUNDED = EventType.REFUNDED
+_EXPIRED = EventType.EXPIRED
+
+
+def resolve_amount(p: Payment, e: Event) -> int:
+    """The amount an event moves: its own, or the one its type implies when absent
+    (a capture takes what is capturable, a cancel or a lapse releases the remainder)."""
+    if e.amount is not None:
+        return e.amount
+    t = e.type
+    if t in CAPTURE_TYPES:
+        return room(p, e)
+    if t is _CANCELLED or t is _EXPIRED:
+        return p.capturable
+    if t is _CAPTURE_FAILED:
+        return p.pending
+    return 0
+
+
+def evaluate(p: Payment, e: Event, amount: int, command: bool) -> tuple[Step | None, tuple[Violation, ...]]:
+    """The transition `e` takes from `p` and the violations its guards report.
+
+    The step is None when the spec has no transition at all; it is returned even when guards fail,
+    so that `observe` knows where a forbidden fact leads.
+    """
+    steps = p.spec.table.candidates(p.state, e.type)
+    if not steps:
+        return None, (explain_missing(p, e, amount),)
+    policy = p.spec.policy
+    for step in steps:
+        if step.route is None or step.route.holds(p, e, amount):
+            violations = []
+            for guard in step.guards:
+                v = guard.check(p, e, amount, policy, command)
+                if v is not None:
+                    violations.append(v)
+            return step, tuple(violations)
+    return None, (Violation(Code.INVALID_STATE, f"{p.spec.name}: no route for {e.type.value} from state "
+                                                 f"{p.state!r} holds"),)
+
+
+def explain_missing(p: Payment, e: Event, amount: int) -> Violation:
+    """Why the spec has no transition for `e` from `p`'s state, in the most specific code that fits.
+
+    Judged from the aggregate, not from state names, so a user's own spec gets the same precision.
+    """
+    policy = p.spec.policy
+    op = op_of(e.type)
+    t = e.type
+    if p.authorized_at is None and t is not _AUTHORIZED:
+        return Violation(Code.NOT_AUTHORIZED, f"{op} needs a successful authorization; payment is {p.state!r}")
+    if t is _AUTHORIZED:
+        return Violation(Code.INVALID_STATE, f"{p.spec.name} has no {t.value} transition from state "
+                                             f"{p.state!r}: the payment is already authorized")
+    if t is _REFUNDED:
+        for name in ("within_refundable", "below_max_refunds"):
+            v = GUARDS[name].check(p, e, amount, policy, True)
+            if v is not None:
+                return v
+    elif t in CAPTURE_TYPES or t is _CANCELLED:
+        if p.pending and t is not _CAPTURED:
+            return Violation(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
+                                                     f"(state {p.state!r})")
+        expired = GUARDS["not_expired"].check(p, e, amount, policy, True)
+        if expired is not None:
+            return expired
+        if p.state == "expired":
+            return Violation(Code.AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
+        if t is not _CANCELLED:
+            for name in ("nothing_cancelled", "below_max_captures"):
+                v = GUARDS[name].check(p, e, amount, policy, True)
+                if v is not None:
+                    return v
+            if room(p, e) <= 0:
+                v = GUARDS["within_capturable"].check(p, e, max(amount, 1), policy, True)
+                if v is not None:
+                    return v
+    return Violation(Code.INVALID_STATE, f"{p.spec.name} has no {t.value} transition from state {p.state!r}")
+
+
+def effect(p: Payment, e: Event, amount: int, dest: str) -> Payment:
+    """The payment after `e` moved `amount` and the machine went to `dest`."""
+    t = e.type
+    if t is _CAPTURED:
+        keys = p.keys + (KeyUse(e.key, "capture", amount),) if e.key is not None else p.keys
+        return evolve(p, state=dest, captured=p.captured + amount, pending=0,
+                      capture_count=p.capture_count + 1, keys=keys)
+    if t is _CAPTURE_REQUESTED:
+        return evolve(p, state=dest, pending=amount)
+    if t is _CAPTURE_FAILED:
+        return evolve(p, state=dest, pending=0)
+    if t is _REFUNDED:
+        keys = p.keys + (KeyUse(e.key, "refund", amount),) if e.key is not None else p.keys
+        return evolve(p, state=dest, refunded=p.refunded + amount, refund_count=p.refund_count + 1, keys=keys)
+    if t is _CANCELLED:
+        keys = p.keys + (KeyUse(e.key, "cancel", amount),) if e.key is not None else p.keys
+        return evolve(p, state=dest, cancelled=p.cancelled + amount, keys=keys)
+    if t is _EXPIRED:
+        return evolve(p, state=dest, cancelled=p.cancelled + amount)
+    # authorized
+    currency = e.currency if e.currency is not None else p.currency
+    validity = p.spec.policy.validity_for(currency) if currency is not None else None
+    return evolve(p, state=dest, currency=currency, authorized=amount, authorized_at=e.at,
+                  validity=validity, flow=e.flow)
+
+
+def apply(payment: Payment, event: Event) -> Payment:
+    """Record a fact. Returns the new payment.
+
+    Raises InvalidTransition (carrying the violations) when the spec says the event cannot happen,
+    or when the event belongs to another payment. The given payment is never changed.
+    """
+    if event.payment != payment.reference:
+        raise InvalidTransition(f"event for payment {event.payment!r} applied to payment {payment.reference!r}")
+    amount = resolve_amount(payment, event)
+    step, violations = evaluate(payment, event, amount, command=False)
+    if violations or step is None:
+        detail = "; ".join(f"{v.code.value}: {v.message}" for v in violations)
+        raise InvalidTransition(f"{payment.spec.name}: {event.type.value} from state {payment.state!r} is "
+                                f"impossible: {detail}", violations)
+    return effect(payment, event, amount, step.dest)
+
+
+def observe(payment: Payment, event: Event) -> tuple[Payment, tuple[Violation, ...]]:
+    """Record a fact even when the spec forbids it; return the payment and what the fact broke.
+
+    Money that moved is counted (an over-capture raises `captured`); a move the spec does not have
+    leaves the state where it was.
+    """
+    if event.payment != payment.reference:
+        raise InvalidTransition(f"event for payment {event.payment!r} applied to payment {payment.reference!r}")
+    amount = resolve_amount(payment, event)
+    step, violations = evaluate(payment, event, amount, command=False)
+    dest = step.dest if step is not None else payment.state
+    return effect(payment, event, amount, dest), violations
+
+
+def replay(events: Iterable[Event], spec: object = None) -> Payment:
+    """Fold one payment's events through `apply`, from the spec's initial state.
+
+    `spec` is a Spec; when None it is loaded from the first event's `provider`. Raises
+    InvalidTransition for an impossible event, ValueError for an empty history or mixed payments.
+    """
+    from ._spec import Spec, load_spec
+
+    payment: Payment | None = None
+    for event in events:
+        if payment is None:
+            if spec is None:
+                if event.provider is None:
+                    raise ValueError("replay needs a spec, or a provider on the first event")
+                spec = load_spec(event.provider)
+            if not isinstance(spec, Spec):
+                raise TypeError(f"spec must be a Spec, got {type(spec).__name__}")
+            payment = Payment.new(spec, event.payment)
+        payment = apply(payment, event)
+    if payment is None:
+        raise ValueError("replay needs at least one event")
+    return payment
+
+
+# --------------------------------------------------------------------------------------------- decide
+
+
+def _event_for(p: Payment, cmd: Command) -> Event:
+    ref = p.reference
+    if isinstance(cmd, Capture):
+        etype = _CAPTURE_REQUESTED if p.spec.policy.capture == "async" else _CAPTURED
+        return Event(ref, etype, cmd.at, cmd.amount, cmd.currency, key=cmd.key)
+    if isinstance(cmd, Cancel):
+        return Event(ref, _CANCELLED, cmd.at, cmd.amount, key=cmd.key)
+    if isinstance(cmd, Refund):
+        return Event(ref, _REFUNDED, cmd.at, cmd.amount, cmd.currency, key=cmd.key)
+    if isinstance(cmd, Authorize):
+        return Event(ref, _AUTHORIZED, cmd.at, cmd.amount, cmd.currency, key=cmd.key, flow=cmd.flow)
+    raise CommandError(f"decide takes Authorize, Capture, Cancel or Refund, got {type(cmd).__name__}")
+
+
+def decide(payment: Payment, command: Command) -> Decision:
+    """Judge `command` against the payment's spec before anything is sent. Pure; never raises for a
+    policy refusal (only CommandError for something that is not a command)."""
+    p = payment
+    policy = p.spec.policy
+    warnings: list[PolicyWarning] = []
+    if (isinstance(command, Capture) and command.amount is not None and policy.partial_capture == "becomes_full"
+            and 0 < command.amount < p.capturable):
+        # Pipwave: "If PG not supporting partial capture, full capture will be done" (research 4.3).
+        warnings.append(PolicyWarning(Code.PARTIAL_BECOMES_FULL,
+                                      f"partial capture {command.amount} becomes a full capture of "
+                                      f"{p.capturable}: the gateway cannot capture part"))
+        command = evolve(command, amount=p.capturable)
+    e = _event_for(p, command)
+    amount = resolve_amount(p, e)
+    normalized = _normalize(p, command, amount)
+
+    if e.key is not None and policy.idempotency != "none":
+        op = op_of(e.type)
+        if any(u.key == e.key and u.op == op and u.amount == amount for u in p.keys):
+            warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,
+                                          f"key {e.key!r} already succeeded for {op} {amount}; the provider "
+                                          f"replays the result and moves no money"))
+            return Decision(True, normalized, p, (), tuple(warnings), None, p)
+
+    step, violations = evaluate(p, e, amount, command=True)
+    if violations or step is None:
+        return Decision(False, normalized, p, violations, tuple(warnings))
+    after = effect(p, e, amount, step.dest)
+    fact = evolve(e, amount=amount, currency=e.currency or p.currency)
+
+    if e.key is not None and policy.idempotency == "none":
+        warnings.append(PolicyWarning(Code.IDEMPOTENCY_KEY_UNUSED,
+                                      f"{p.spec.name} has no idempotency mechanism; key {e.key!r} is kept "
+                                      f"locally only, so reconcile before any retry"))
+    if isinstance(command, Capture):
+        after, extra, refused = _remainder_rules(after, command, e.type)
+        warnings.extend(extra)
+        if refused:
+            return Decision(False, normalized, p, refused, tuple(warnings))
+    return Decision(True, normalized, p, (), tuple(warnings), fact, after)
+
+
+def _normalize(p: Payment, cmd: Command, amount: int) -> Command:
+    if isinstance(cmd, Capture):
+        return evolve(cmd, amount=amount, currency=cmd.currency or p.currency)
+    if isinstance(cmd, Cancel):
+        return evolve(cmd, amount=amount)
+    if isinstance(cmd, Refund):
+        return evolve(cmd, currency=cmd.currency or p.currency)
+    return cmd
+
+
+def _remainder_rules(after: Payment, cmd: Capture, etype: EventType
+                     ) -> tuple[Payment, list[PolicyWarning], tuple[Violation, ...]]:
+    """What becomes of the money a capture leaves uncaptured: released by `final`, or held."""
+    policy = after.spec.policy
+    left = after.capturable
+    if left <= 0:
+        return after, [], ()
+    shown = f"{to_major_string(left, after.currency)} {after.currency}" if after.currency else str(left)
+    if cmd.final and policy.remainder == "reserved_until_cancel":
+        cancel = Event(after.reference, _CANCELLED, cmd.at)
+        step, violations = evaluate(after, cancel, left, command=False)
+        if violations or step is None:
+            return after, [], violations
+        released = effect(after, cancel, left, step.dest)
+        return released, [PolicyWarning(Code.REMAINDER_RELEASED,
+                                        f"final capture: the remainder {left} ({shown}) is released by a "
+                                        f"cancel after the capture; {after.spec.name} releases only by cancel")], ()
+    captures = after.capture_count + (1 if etype is _CAPTURE_REQUESTED else 0)
+    if policy.remainder == "lapses" and policy.max_captures is not None and captures >= policy.max_captures:
+        until = format_instant(after.expires_at) if after.expires_at else "the authorization lapses (validity unknown)"
+        return after, [PolicyWarning(Code.REMAINDER_HELD,
+                                     f"the capture leaves {left} ({shown}) of {after.authorized} held on the "
+                                     f"card until {until}; {after.spec.name} cannot release it after a "
+                                     f"capture")], ()
+    return after, [], ()

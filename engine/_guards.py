@@ -1,0 +1,296 @@
+"""The fixed registry of guards and routes that specs may name.
+
+A spec can never name arbitrary code: only the functions registered here. Each is pure: it reads the
+payment, the event being judged, the resolved amount and the policy, and nothing else.
+
+- A **guard** says whether a transition is legal. It returns None, or the Violation that refuses it.
+  Its message shows the arithmetic, because "capture 800 > capturable 750 = authorized 1000 - captured
+  250" is something a payment engineer can act on and "invalid amount" is not.
+- A **route** chooses between transitions of one trigger from one state (Vipps: a partial capture
+  stays `authorized`, a capture of the rest goes to `captured`). Routes of one group partition every
+  case, so exactly one transition of a group matches; that is what lets the compiled table and the
+  transitions Machine agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import frozen
+
+from ._codes import Code
+from ._money import fits_decimal, to_major_string
+from ._policy import Policy
+from ._time import format_instant
+from ._values import Event, EventType, Flow, Payment, Violation
+
+GuardFn = Callable[[Payment, Event, int, Policy, bool], Violation | None]
+RouteFn = Callable[[Payment, Event, int], bool]
+
+_CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
+_OPS = {EventType.CAPTURE_REQUESTED: "capture", EventType.CAPTURED: "capture",
+        EventType.CANCELLED: "cancel", EventType.REFUNDED: "refund", EventType.AUTHORIZED: "authorize"}
+
+
+def op_of(etype: EventType) -> str:
+    """The merchant operation an event belongs to: capture, cancel, refund or authorize."""
+    return _OPS.get(etype, etype.value)
+
+
+@frozen
+class Guard:
+    name: str
+    code: Code
+    check: GuardFn
+    doc: str
+
+
+@frozen
+class Route:
+    name: str
+    group: str
+    holds: RouteFn
+    doc: str
+
+
+def room(p: Payment, e: Event) -> int:
+    """What a capture may still take. A `captured` event settles the capture in flight, so the
+    pending amount is room for it; anything else must leave the pending amount alone."""
+    base = p.authorized - p.captured - p.cancelled
+    return base if e.type is EventType.CAPTURED else base - p.pending
+
+
+def _room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
+    terms = [f"authorized {p.authorized}", f"- captured {p.captured}"]
+    if p.cancelled:
+        terms.append(f"- cancelled {p.cancelled}")
+    if p.pending and e.type is not EventType.CAPTURED:
+        terms.append(f"- pending {p.pending}")
+    allowance = pol.allowance(p.authorized)
+    if allowance:
+        terms.append(f"+ over-capture allowance {allowance}")
+    return " ".join(terms)
+
+
+def _v(code: Code, message: str) -> Violation:
+    return Violation(code, message)
+
+
+# ------------------------------------------------------------------------------------------- guards
+
+
+def amount_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    currency = p.currency or e.currency or "*"
+    what = op_of(e.type)
+    if amount <= 0:
+        if e.amount is None:
+            return _v(Code.AMOUNT_INVALID, f"nothing left to {what}: amount resolves to {amount}")
+        return _v(Code.AMOUNT_INVALID, f"{what} amount must be a positive integer of minor units, got {amount}")
+    low = pol.min_amount(currency)
+    if amount < low:
+        return _v(Code.AMOUNT_INVALID, f"{what} {amount} < minimum {low} {currency} minor units")
+    if pol.amount_max is not None and amount > pol.amount_max:
+        return _v(Code.AMOUNT_INVALID, f"{what} {amount} > maximum {pol.amount_max} minor units")
+    if pol.amount_format is not None and e.amount is not None and currency != "*":
+        precision, scale = pol.amount_format
+        why = fits_decimal(amount, currency, precision, scale)
+        if why:
+            return _v(Code.AMOUNT_INVALID, f"{what} {amount} is not representable as decimal"
+                                           f"({precision},{scale}) in major units: {why}")
+    return None
+
+
+def currency_matches(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if e.currency is not None and p.currency is not None and e.currency != p.currency:
+        return _v(Code.CURRENCY_MISMATCH, f"{op_of(e.type)} in {e.currency}, but the payment was authorized "
+                                          f"in {p.currency}")
+    return None
+
+
+def currency_supported(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    currency = e.currency or p.currency
+    if pol.currencies is not None and currency not in pol.currencies:
+        return _v(Code.CURRENCY_UNSUPPORTED, f"{currency} is not one of the provider's currencies "
+                                             f"({', '.join(sorted(pol.currencies))})")
+    return None
+
+
+def reference_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    why = pol.reference.problem(p.reference)
+    return _v(Code.REFERENCE_INVALID, f"payment reference {why}") if why else None
+
+
+def key_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    # Only requests carry the duty to send a key; logged facts often lack one (Vipps webhooks' key
+    # is nullable), so this guard judges commands only.
+    if not command or pol.idempotency == "none":
+        return None
+    if e.key is None:
+        if pol.idempotency == "required":
+            return _v(Code.IDEMPOTENCY_KEY_REQUIRED, f"the provider requires an idempotency key on {op_of(e.type)}")
+        return None
+    why = pol.idempotency_key.problem(e.key)
+    return _v(Code.IDEMPOTENCY_KEY_REQUIRED, f"idempotency key {why}") if why else None
+
+
+def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if e.key is None:
+        return None
+    op = op_of(e.type)
+    for use in p.keys:
+        if use.key != e.key:
+            continue
+        if use.op != op or use.amount != amount:
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount}; "
+                                                     f"reused for {op} {amount}")
+        if not command:
+            # A second success under one key: the provider promised a replay, not a new capture.
+            code = Code.DUPLICATE_CAPTURE if op == "capture" else Code.IDEMPOTENCY_KEY_CONFLICT
+            return _v(code, f"a second successful {op} of {amount} under key {e.key!r}")
+    return None
+
+
+def not_expired(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    expires = p.expires_at
+    if expires is not None and e.at >= expires:
+        assert p.authorized_at is not None and p.validity is not None
+        return _v(Code.AUTHORIZATION_EXPIRED,
+                  f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
+                  f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
+                  + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""))
+    return None
+
+
+def manual_flow(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if p.flow is Flow.AUTOMATIC:
+        return _v(Code.AUTOMATIC_CAPTURE_FLOW, "the payment was authorized in an automatic-capture flow, "
+                                              "which refuses manual captures")
+    return None
+
+
+def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    limit = room(p, e) + pol.allowance(p.authorized)
+    if amount > limit:
+        return _v(Code.EXCEEDS_CAPTURABLE,
+                  f"capture {amount} > capturable {limit} = {_room_arithmetic(p, e, pol)}")
+    return None
+
+
+def partial_allowed(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    full = room(p, e)
+    if pol.partial_capture == "no" and amount < full:
+        return _v(Code.PARTIAL_CAPTURE_UNSUPPORTED,
+                  f"capture {amount} < capturable {full}; the provider captures in full only")
+    return None
+
+
+def below_max_captures(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if pol.max_captures is not None and p.capture_count >= pol.max_captures:
+        return _v(Code.MULTIPLE_CAPTURES_UNSUPPORTED,
+                  f"{p.capture_count} capture(s) already made; the provider allows {pol.max_captures}")
+    return None
+
+
+def nothing_cancelled(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if p.cancelled:
+        return _v(Code.REMAINDER_CANCELLED, f"the remainder was released (cancelled {p.cancelled}); "
+                                            f"nothing can be captured after a cancel")
+    return None
+
+
+def nothing_in_flight(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if p.pending:
+        return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending")
+    return None
+
+
+def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if amount > p.refundable:
+        return _v(Code.REFUND_EXCEEDS_CAPTURED,
+                  f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}")
+    return None
+
+
+def below_max_refunds(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if pol.max_refunds is not None and p.refund_count >= pol.max_refunds:
+        return _v(Code.MULTIPLE_REFUNDS_UNSUPPORTED,
+                  f"{p.refund_count} refund(s) already made; the provider allows {pol.max_refunds}")
+    return None
+
+
+def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if pol.refund_window is None or p.authorized_at is None:
+        return None
+    closes = p.authorized_at + pol.refund_window
+    if e.at >= closes:
+        return _v(Code.REFUND_WINDOW_EXPIRED, f"refund at {format_instant(e.at)} is at or past "
+                                              f"{format_instant(closes)}, the end of the refund window")
+    return None
+
+
+def cancels_whole_remainder(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    whole = p.capturable
+    if e.amount is not None and e.amount != whole:
+        return _v(Code.CANCEL_AMOUNT_INVALID, f"cancel {e.amount} != remainder {whole}; the provider always "
+                                              f"releases the whole remainder")
+    return None
+
+
+GUARDS: dict[str, Guard] = {g.name: g for g in (
+    Guard("amount_valid", Code.AMOUNT_INVALID, amount_valid,
+          "amount is positive, within the provider's bounds, and representable in its format"),
+    Guard("currency_matches", Code.CURRENCY_MISMATCH, currency_matches,
+          "the currency, when given, equals the authorized currency"),
+    Guard("currency_supported", Code.CURRENCY_UNSUPPORTED, currency_supported,
+          "the provider takes this currency"),
+    Guard("reference_valid", Code.REFERENCE_INVALID, reference_valid,
+          "the payment reference obeys the provider's length and charset rules"),
+    Guard("key_valid", Code.IDEMPOTENCY_KEY_REQUIRED, key_valid,
+          "a required idempotency key is present and well-formed (commands only)"),
+    Guard("key_unique", Code.IDEMPOTENCY_KEY_CONFLICT, key_unique,
+          "an idempotency key is never reused with other parameters, nor succeeds twice"),
+    Guard("not_expired", Code.AUTHORIZATION_EXPIRED, not_expired,
+          "the authorization's validity window has not passed"),
+    Guard("manual_flow", Code.AUTOMATIC_CAPTURE_FLOW, manual_flow,
+          "the payment is not in an automatic-capture flow"),
+    Guard("within_capturable", Code.EXCEEDS_CAPTURABLE, within_capturable,
+          "amount <= authorized - captured - cancelled - pending (+ allowance)"),
+    Guard("partial_allowed", Code.PARTIAL_CAPTURE_UNSUPPORTED, partial_allowed,
+          "a partial amount only where the provider captures part"),
+    Guard("below_max_captures", Code.MULTIPLE_CAPTURES_UNSUPPORTED, below_max_captures,
+          "fewer captures so far than max_captures"),
+    Guard("nothing_cancelled", Code.REMAINDER_CANCELLED, nothing_cancelled,
+          "no remainder has been released"),
+    Guard("nothing_in_flight", Code.CAPTURE_IN_FLIGHT, nothing_in_flight,
+          "no capture is pending"),
+    Guard("within_refundable", Code.REFUND_EXCEEDS_CAPTURED, within_refundable,
+          "amount <= captured - refunded"),
+    Guard("below_max_refunds", Code.MULTIPLE_REFUNDS_UNSUPPORTED, below_max_refunds,
+          "fewer refunds so far than max_refunds"),
+    Guard("within_refund_window", Code.REFUND_WINDOW_EXPIRED, within_refund_window,
+          "the refund window since authorization has not passed"),
+    Guard("cancels_whole_remainder", Code.CANCEL_AMOUNT_INVALID, cancels_whole_remainder,
+          "a cancel amount, when given, is the whole remainder"),
+)}
+
+
+# ------------------------------------------------------------------------------------------- routes
+
+
+ROUTES: dict[str, Route] = {r.name: r for r in (
+    Route("leaves_remainder", "remainder", lambda p, e, amount: amount < room(p, e),
+          "the capture leaves part of the authorization uncaptured"),
+    Route("takes_remainder", "remainder", lambda p, e, amount: amount >= room(p, e),
+          "the capture takes all that is left (or more)"),
+    Route("nothing_captured", "captures", lambda p, e, amount: p.captured == 0,
+          "nothing has been captured yet"),
+    Route("something_captured", "captures", lambda p, e, amount: p.captured > 0,
+          "something has been captured"),
+)}
+
+# Each group's routes partition every (payment, event, amount): exactly one holds.
+ROUTE_GROUPS: dict[str, frozenset[str]] = {}
+for _route in ROUTES.values():
+    ROUTE_GROUPS[_route.group] = ROUTE_GROUPS.get(_route.group, frozenset()) | {_route.name}
+
+CAPTURE_TYPES = _CAPTURE_TYPES

@@ -1,0 +1,109 @@
+"""Money: integer minor units with an ISO 4217 currency. Never a float.
+
+Exponents come from the `iso4217` package. Decimal strings exist only at a provider's edge
+(Pipwave's decimal(11,2)); `to_major_string` and `from_major_string` convert exactly, digit by digit.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from attrs import frozen
+from iso4217 import Currency as _Iso
+
+
+class CurrencyError(ValueError):
+    """Not an ISO 4217 alpha-3 code, or a code with no minor unit (gold, SDRs, ...)."""
+
+
+@cache
+def exponent(code: str) -> int:
+    """The number of minor-unit digits of an ISO 4217 currency: NOK 2, JPY 0, KWD 3.
+
+    Raises CurrencyError for an unknown code or one that has no minor unit (XAU, XDR).
+    """
+    if not isinstance(code, str) or len(code) != 3 or not code.isascii() or not code.isupper():
+        raise CurrencyError(f"{code!r} is not an ISO 4217 alpha-3 currency code")
+    try:
+        exp = _Iso(code).exponent
+    except ValueError:
+        raise CurrencyError(f"{code!r} is not an ISO 4217 currency") from None
+    if exp is None:
+        raise CurrencyError(f"{code!r} has no minor unit, so it cannot be a payment currency")
+    return int(exp)
+
+
+def is_currency(code: object) -> bool:
+    try:
+        exponent(code)  # type: ignore[arg-type]
+    except CurrencyError:
+        return False
+    return True
+
+
+@frozen
+class Money:
+    """An amount in integer minor units of `currency`. `Money(1050, "NOK")` is NOK 10.50."""
+
+    minor: int
+    currency: str
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.minor) is not int:
+            raise TypeError(f"money is integer minor units, got {type(self.minor).__name__} {self.minor!r}")
+        exponent(self.currency)
+
+    def __str__(self) -> str:
+        return f"{self.currency} {to_major_string(self.minor, self.currency)}"
+
+
+def to_major_string(minor: int, currency: str, places: int | None = None) -> str:
+    """Format minor units as a major-unit decimal string: (1050, "NOK") -> "10.50".
+
+    With `places`, the string has exactly that many decimals; ValueError if that would lose digits.
+    """
+    exp = exponent(currency)
+    places = exp if places is None else places
+    sign = "-" if minor < 0 else ""
+    digits = str(abs(minor)).rjust(exp + 1, "0")
+    whole, frac = (digits[:-exp], digits[-exp:]) if exp else (digits, "")
+    if places < exp:
+        dropped = frac[places:]
+        if dropped.strip("0"):
+            raise ValueError(f"{currency} {minor} minor units need {exp} decimals, not {places}")
+        frac = frac[:places]
+    else:
+        frac = frac + "0" * (places - exp)
+    return f"{sign}{whole}.{frac}" if places else f"{sign}{whole}"
+
+
+_DECIMAL = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+
+
+def from_major_string(text: str, currency: str) -> int:
+    """Parse a major-unit decimal string exactly: ("10.5", "NOK") -> 1050. ValueError if inexact."""
+    m = _DECIMAL.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a decimal amount")
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    exp = exponent(currency)
+    if len(frac.rstrip("0")) > exp:
+        raise ValueError(f"{text!r} has more decimals than {currency} allows ({exp})")
+    frac = frac[:exp].ljust(exp, "0")
+    value = int(whole + frac)
+    return -value if sign else value
+
+
+def fits_decimal(minor: int, currency: str, precision: int, scale: int) -> str | None:
+    """Whether `minor` units of `currency` fit SQL-style decimal(precision, scale) in major units.
+
+    Returns None when they fit, or the reason they do not (too many decimals, or too many digits).
+    """
+    exp = exponent(currency)
+    if exp > scale and minor % 10 ** (exp - scale):
+        return f"{to_major_string(minor, currency)} {currency} needs {exp} decimals; the format has {scale}"
+    whole_digits = precision - scale
+    if abs(minor) >= 10 ** (whole_digits + exp):
+        return f"{to_major_string(minor, currency)} {currency} has more than {whole_digits} integer digits"
+    return None

@@ -1,0 +1,299 @@
+"""Policy numbers: the provider's rules that are numbers or choices rather than moves.
+
+Each rule in a spec is a table `[policy.NAME]` holding `value` and the `doc` it comes from. A rule
+that encodes a fact the provider does not document carries `default = true` and a `note` saying why
+that default is the conservative one. Users override values without editing files
+(`load_spec("hellgate", overrides={"authorization_validity": "7d"})`); an override goes through the
+same parser as the file, so a bad override is a SpecError too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from attrs import frozen
+
+from ._money import CurrencyError, exponent
+from ._time import format_duration, parse_duration
+
+# Control characters can end a header line or split a request target; no provider's identifiers use
+# them, so every identifier rule refuses them whatever its own charset [INF].
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class PolicyValueError(ValueError):
+    """A bad policy value; the spec loader adds the file, the key path and the line."""
+
+    def __init__(self, message: str, subpath: str = ""):
+        self.subpath = subpath
+        super().__init__(message)
+
+
+@frozen
+class IdentifierRule:
+    """Length and charset rules for a reference, a provider id or an idempotency key."""
+
+    min_length: int = 1
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def problem(self, value: object) -> str | None:
+        """None when `value` obeys the rule, otherwise why not (never echoing a huge value)."""
+        if not isinstance(value, str):
+            return f"must be a string, got {type(value).__name__}"
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        if len(value) < self.min_length:
+            return f"{shown!r} is shorter than {self.min_length} characters"
+        if self.max_length is not None and len(value) > self.max_length:
+            return f"is {len(value)} characters, more than {self.max_length}"
+        if _CONTROL.search(value):
+            return f"{shown!r} contains a control character"
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return f"{shown!r} does not match {self.pattern}"
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{self.min_length}..{self.max_length if self.max_length is not None else ''} chars"]
+        if self.pattern:
+            parts.append(self.pattern)
+        return ", ".join(parts)
+
+
+@frozen
+class RuleSource:
+    """Where a policy number comes from: the provider's doc, or a marked default, or an override."""
+
+    doc: str | None
+    default: bool = False
+    note: str | None = None
+    overridden: bool = False
+
+
+CAPTURE_MODES = ("sync", "async")
+PARTIAL_MODES = ("yes", "no", "becomes_full")
+REMAINDER_MODES = ("reserved_until_cancel", "lapses")
+IDEMPOTENCY_MODES = ("required", "optional", "none")
+
+
+@frozen
+class Policy:
+    """The parsed policy numbers of one spec. `sources` says where each came from."""
+
+    capture: str = "sync"
+    partial_capture: str = "yes"
+    max_captures: int | None = 1
+    over_capture_percent: int = 0
+    amount_format: tuple[int, int] | None = None
+    amount_min: Mapping[str, int] = MappingProxyType({"*": 1})
+    amount_max: int | None = None
+    currencies: frozenset[str] | None = None
+    authorization_validity: Mapping[str, timedelta] | None = None
+    remainder: str = "lapses"
+    idempotency: str = "none"
+    idempotency_key: IdentifierRule = IdentifierRule()
+    reference: IdentifierRule = IdentifierRule()
+    identifiers: Mapping[str, IdentifierRule] = MappingProxyType({})
+    max_refunds: int | None = None
+    refund_window: timedelta | None = None
+    sources: Mapping[str, RuleSource] = MappingProxyType({})
+
+    def validity_for(self, currency: str) -> timedelta | None:
+        """The authorization validity for `currency`, or None when unknown (no expiry checks)."""
+        if self.authorization_validity is None:
+            return None
+        table = self.authorization_validity
+        return table.get(currency, table.get("*"))
+
+    def min_amount(self, currency: str) -> int:
+        return self.amount_min.get(currency, self.amount_min.get("*", 1))
+
+    def allowance(self, authorized: int) -> int:
+        """How far captures may exceed the authorization, in minor units (rounded down)."""
+        return authorized * self.over_capture_percent // 100
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready policy numbers, as a spec file would spell them."""
+        out: dict[str, Any] = {}
+        for name in POLICY_PARSERS:
+            out[name] = _render(getattr(self, name))
+        return out
+
+
+def _render(value: object) -> Any:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, IdentifierRule):
+        return {"min_length": value.min_length, "max_length": value.max_length, "pattern": value.pattern}
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, Mapping):
+        return {k: _render(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return f"decimal({value[0]},{value[1]})"
+    return value
+
+
+# ------------------------------------------------------------------------------------------- parsers
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise PolicyValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _count_or_unlimited(value: object) -> int | None:
+    if value == "unlimited":
+        return None
+    if type(value) is not int or value < 1:
+        raise PolicyValueError(f"must be a positive integer or 'unlimited', got {value!r}")
+    return value
+
+
+def _percent(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= 100:
+        raise PolicyValueError(f"must be an integer percentage 0..100, got {value!r}")
+    return value
+
+
+_DECIMAL_FORMAT = re.compile(r"^decimal\((\d+),(\d+)\)$")
+
+
+def _amount_format(value: object) -> tuple[int, int] | None:
+    if value == "minor":
+        return None
+    m = _DECIMAL_FORMAT.match(value.replace(" ", "")) if isinstance(value, str) else None
+    if not m or int(m.group(2)) >= int(m.group(1)):
+        raise PolicyValueError(f"must be 'minor' or 'decimal(P,S)' with S < P, got {value!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _currency_key(key: str, path: str) -> str:
+    if key == "*":
+        return key
+    try:
+        exponent(key)
+    except CurrencyError as exc:
+        raise PolicyValueError(str(exc), path) from None
+    return key
+
+
+def _per_currency(parse_one: Callable[[object], Any]) -> Callable[[object], Mapping[str, Any]]:
+    """A value for all currencies (`"7d"`), or a table by currency (`{NOK = "180d", "*" = "7d"}`)."""
+
+    def parse(value: object) -> Mapping[str, Any]:
+        if isinstance(value, dict):
+            if not value:
+                raise PolicyValueError("an empty table; give a value or omit the rule")
+            return MappingProxyType({_currency_key(k, k): _wrap(parse_one, v, k) for k, v in value.items()})
+        return MappingProxyType({"*": parse_one(value)})
+
+    return parse
+
+
+def _wrap(parse_one: Callable[[object], Any], value: object, subpath: str) -> Any:
+    try:
+        return parse_one(value)
+    except PolicyValueError as exc:
+        raise PolicyValueError(str(exc), subpath) from None
+
+
+def _amount_int(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise PolicyValueError(f"must be a non-negative integer of minor units, got {value!r}")
+    return value
+
+
+def _optional_amount(value: object) -> int | None:
+    return None if value == "none" else _amount_int(value)
+
+
+def _duration(value: object) -> timedelta:
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise PolicyValueError(str(exc)) from None
+
+
+def _optional_duration(value: object) -> timedelta | None:
+    return None if value == "unknown" or value == "none" else _duration(value)
+
+
+def _validity(value: object) -> Mapping[str, timedelta] | None:
+    if value == "unknown":
+        return None
+    return _per_currency(_duration)(value)
+
+
+def _currencies(value: object) -> frozenset[str] | None:
+    if value == "any":
+        return None
+    if not isinstance(value, list) or not value:
+        raise PolicyValueError(f"must be 'any' or a non-empty list of ISO 4217 codes, got {value!r}")
+    return frozenset(_currency_key(str(c), f"[{i}]") for i, c in enumerate(value))
+
+
+_RULE_KEYS = {"min_length", "max_length", "pattern"}
+
+
+def _identifier(value: object) -> IdentifierRule:
+    if not isinstance(value, dict):
+        raise PolicyValueError(f"must be a table with {', '.join(sorted(_RULE_KEYS))}, got {value!r}")
+    unknown = set(value) - _RULE_KEYS
+    if unknown:
+        raise PolicyValueError(f"unknown key {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    min_length = value.get("min_length", 1)
+    max_length = value.get("max_length")
+    pattern = value.get("pattern")
+    if type(min_length) is not int or min_length < 1:
+        raise PolicyValueError(f"must be an integer >= 1, got {min_length!r}", "min_length")
+    if max_length is not None and (type(max_length) is not int or max_length < min_length):
+        raise PolicyValueError(f"must be an integer >= min_length, got {max_length!r}", "max_length")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise PolicyValueError(f"not a regular expression: {exc}", "pattern") from None
+    return IdentifierRule(min_length, max_length, pattern)
+
+
+def _identifiers(value: object) -> Mapping[str, IdentifierRule]:
+    if not isinstance(value, dict):
+        raise PolicyValueError(f"must be a table of identifier rules, got {value!r}")
+    return MappingProxyType({k: _wrap(_identifier, v, k) for k, v in value.items()})
+
+
+POLICY_PARSERS: dict[str, Callable[[object], Any]] = {
+    "capture": _choice(CAPTURE_MODES),
+    "partial_capture": _choice(PARTIAL_MODES),
+    "max_captures": _count_or_unlimited,
+    "over_capture_percent": _percent,
+    "amount_format": _amount_format,
+    "amount_min": _per_currency(_amount_int),
+    "amount_max": _optional_amount,
+    "currencies": _currencies,
+    "authorization_validity": _validity,
+    "remainder": _choice(REMAINDER_MODES),
+    "idempotency": _choice(IDEMPOTENCY_MODES),
+    "idempotency_key": _identifier,
+    "reference": _identifier,
+    "identifiers": _identifiers,
+    "max_refunds": _count_or_unlimited,
+    "refund_window": _optional_duration,
+}
+
+# Rules every spec must state, because a silent default would hide a money decision.
+REQUIRED_RULES = ("capture", "partial_capture", "max_captures", "remainder", "idempotency",
+                  "authorization_validity", "reference")
+
+
+def parse_rule(name: str, value: object) -> Any:
+    """Parse one policy value by name. Raises PolicyValueError."""
+    return POLICY_PARSERS[name](value)

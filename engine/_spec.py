@@ -1,0 +1,386 @@
+"""Specs: one provider's policy as data, loaded from TOML into immutable objects.
+
+A spec file has four parts (see specs/vipps.toml for a full example):
+
+    [provider]        name, title, doc: which API this spec describes
+    [machine]         initial, states, terminal
+    [[transitions]]   trigger (an event type), source, dest, when (a route), guards, doc
+    [policy.NAME]     value, doc, or default = true with a note for an undocumented fact
+
+Loading rejects, with a SpecError naming the file, the key path and where possible the line: TOML
+syntax errors, unknown keys, unknown states, triggers, guards and routes, unreachable states, exits
+out of terminal states, overlapping transitions, and policy values that do not parse.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from attrs import evolve, field, frozen
+
+from ._errors import SpecError
+from ._guards import GUARDS, ROUTE_GROUPS, ROUTES
+from ._policy import POLICY_PARSERS, REQUIRED_RULES, Policy, PolicyValueError, RuleSource
+from ._table import Table
+from ._values import EventType
+
+_TOP_KEYS = {"provider", "machine", "transitions", "policy"}
+_PROVIDER_KEYS = {"name", "title", "doc", "api"}
+_MACHINE_KEYS = {"initial", "states", "terminal"}
+_TRANSITION_KEYS = {"trigger", "source", "dest", "when", "guards", "doc", "note"}
+_RULE_KEYS = {"value", "doc", "default", "note"}
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_SAME = "="  # dest "=" means: stay in the source state
+
+
+@frozen
+class Transition:
+    """One legal move, as declared: `trigger` from `source` to `dest`, when `when` holds and every
+    guard passes."""
+
+    trigger: EventType
+    source: str
+    dest: str
+    when: str | None = None
+    guards: tuple[str, ...] = ()
+    doc: str | None = None
+    note: str | None = None
+    row: int = field(default=-1, eq=False, repr=False)  # index of its [[transitions]] table in the file
+
+
+def _spec_table_repr(table: Table) -> str:
+    return f"<{sum(len(v) for v in table.steps.values())} compiled steps>"
+
+
+@frozen(eq=False)
+class Spec:
+    """One provider's capture policy: states, transitions and policy numbers. Immutable.
+
+    Load with `load_spec(name_or_path, overrides=...)`. Equality is identity: two loads are two specs.
+    """
+
+    name: str
+    title: str
+    doc: str | None
+    file: str
+    initial: str
+    states: tuple[str, ...]
+    terminal: frozenset[str]
+    transitions: tuple[Transition, ...]
+    policy: Policy
+    table: Table = field(repr=_spec_table_repr)
+
+    def __repr__(self) -> str:
+        return f"<Spec {self.name} from {self.file}>"
+
+    @property
+    def triggers(self) -> tuple[EventType, ...]:
+        """Every event type, in vocabulary order; a spec may leave some without transitions."""
+        return tuple(EventType)
+
+    @classmethod
+    def from_toml(cls, text: str, *, file: str = "<spec>",
+                  overrides: Mapping[str, Any] | None = None) -> Spec:
+        """Parse and validate a spec. Raises SpecError."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+            raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
+        return _Loader(data, text, file).build(overrides or {})
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def shipped() -> tuple[str, ...]:
+    """The names of the specs that ship with capstate, sorted."""
+    root = resources.files("capstate.specs")
+    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml")))
+
+
+@cache
+def _shipped_spec(name: str) -> Spec:
+    resource = resources.files("capstate.specs").joinpath(f"{name}.toml")
+    return Spec.from_toml(resource.read_text(encoding="utf-8"), file=f"specs/{name}.toml")
+
+
+def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Spec:
+    """Load a shipped spec by name ("vipps") or a spec file by path, applying policy overrides.
+
+    `overrides` maps policy rule names (or dotted paths into a per-currency table, such as
+    "authorization_validity.NOK") to values spelled as in a spec file: {"max_captures": 1}.
+    Raises SpecError for a missing file, a broken spec or a bad override.
+    """
+    text_name = str(name_or_path)
+    if isinstance(name_or_path, str) and _NAME.match(name_or_path) and name_or_path in shipped():
+        spec = _shipped_spec(name_or_path)
+        return _with_overrides(spec, overrides) if overrides else spec
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(shipped())
+        raise SpecError(f"no shipped spec of that name ({known}) and no such file", file=text_name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read: {exc}", file=text_name) from None
+    return Spec.from_toml(text, file=text_name, overrides=overrides)
+
+
+def _with_overrides(spec: Spec, overrides: Mapping[str, Any]) -> Spec:
+    policy = apply_overrides(spec.policy, overrides, file=spec.file)
+    return evolve(spec, policy=policy)
+
+
+def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str = "<overrides>") -> Policy:
+    """A new Policy with `overrides` parsed and applied; the sources record them as overrides."""
+    changes: dict[str, Any] = {}
+    sources = dict(policy.sources)
+    for raw_key, value in overrides.items():
+        name, _, sub = str(raw_key).partition(".")
+        path = f"overrides.{raw_key}"
+        if name not in POLICY_PARSERS:
+            raise SpecError(f"unknown policy rule {name!r} (known: {', '.join(POLICY_PARSERS)})",
+                            file=file, path=path)
+        if sub:
+            current = _unparse(policy, name)
+            if not isinstance(current, dict):
+                current = {"*": current} if current not in (None, "unknown") else {}
+            value = {**current, sub: value}
+        try:
+            changes[name] = POLICY_PARSERS[name](value)
+        except PolicyValueError as exc:
+            raise SpecError(str(exc), file=file, path=path) from None
+        old = sources.get(name)
+        sources[name] = RuleSource(doc=old.doc if old else None, default=False,
+                                   note=f"overridden (was {_unparse(policy, name)!r})", overridden=True)
+    return evolve(policy, **changes, sources=MappingProxyType(sources))
+
+
+def _unparse(policy: Policy, name: str) -> Any:
+    rendered = policy.summary()[name]
+    if rendered is None and name == "authorization_validity":
+        return "unknown"
+    return rendered
+
+
+class _Loader:
+    def __init__(self, data: dict[str, Any], text: str, file: str):
+        self.data = data
+        self.lines = text.splitlines()
+        self.file = file
+
+    def fail(self, path: str, message: str) -> SpecError:
+        return SpecError(message, file=self.file, path=path, line=_locate(self.lines, path))
+
+    def table(self, obj: object, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise self.fail(path, f"must be a table, got {type(obj).__name__}")
+        for key in obj:
+            if key not in allowed:
+                raise self.fail(f"{path}.{key}" if path else key,
+                                f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in obj:
+                raise self.fail(f"{path}.{key}" if path else key, "required key is missing")
+        return obj
+
+    def string(self, obj: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> str | None:
+        value = obj.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"{path}.{key}", f"must be a non-empty string, got {value!r}")
+        return value
+
+    def build(self, overrides: Mapping[str, Any]) -> Spec:
+        top = self.table(self.data, "", _TOP_KEYS, ("provider", "machine", "transitions", "policy"))
+        provider = self.table(top["provider"], "provider", _PROVIDER_KEYS, ("name", "title"))
+        name = self.string(provider, "name", "provider")
+        assert name is not None
+        if not _NAME.match(name):
+            raise self.fail("provider.name", f"{name!r} must be lowercase letters, digits, '-' or '_'")
+        title = self.string(provider, "title", "provider") or name
+        doc = self.string(provider, "doc", "provider", optional=True)
+
+        machine = self.table(top["machine"], "machine", _MACHINE_KEYS, ("initial", "states", "terminal"))
+        states = self.names(machine["states"], "machine.states")
+        if len(set(states)) != len(states):
+            dup = next(s for s in states if states.count(s) > 1)
+            raise self.fail("machine.states", f"state {dup!r} is listed twice")
+        known = set(states)
+        initial = self.string(machine, "initial", "machine")
+        assert initial is not None
+        if initial not in known:
+            raise self.fail("machine.initial", f"unknown state {initial!r} (states: {', '.join(states)})")
+        terminal = self.names(machine["terminal"], "machine.terminal")
+        for i, t in enumerate(terminal):
+            if t not in known:
+                raise self.fail(f"machine.terminal[{i}]", f"unknown state {t!r} (states: {', '.join(states)})")
+
+        transitions = tuple(self.transitions(top["transitions"], known))
+        policy = self.policy(top["policy"])
+        self.check_graph(states, initial, frozenset(terminal), transitions)
+        self.check_overlaps(transitions)
+        self.check_capture_mode(policy, transitions)
+        if overrides:
+            policy = apply_overrides(policy, overrides, file=self.file)
+        table = Table.compile((t.trigger, t.source, t.dest, t.when, t.guards) for t in transitions)
+        return Spec(name, title, doc, self.file, initial, tuple(states), frozenset(terminal), transitions,
+                    policy, table)
+
+    def names(self, value: object, path: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and _NAME.match(v) for v in value):
+            raise self.fail(path, f"must be a list of lowercase names, got {value!r}")
+        return list(value)
+
+    def transitions(self, rows: object, known: set[str]) -> Iterator[Transition]:
+        if not isinstance(rows, list) or not rows:
+            raise self.fail("transitions", "must be a non-empty array of tables ([[transitions]])")
+        for i, row in enumerate(rows):
+            path = f"transitions[{i}]"
+            row = self.table(row, path, _TRANSITION_KEYS, ("trigger", "source", "dest"))
+            raw_trigger = row["trigger"]
+            try:
+                trigger = EventType(raw_trigger)
+            except ValueError:
+                raise self.fail(f"{path}.trigger", f"unknown trigger {raw_trigger!r} (triggers are event types: "
+                                                   f"{', '.join(t.value for t in EventType)})") from None
+            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            for j, source in enumerate(sources):
+                if source not in known:
+                    where = f"{path}.source[{j}]" if isinstance(row["source"], list) else f"{path}.source"
+                    raise self.fail(where, f"unknown state {source!r} (states: {', '.join(sorted(known))})")
+            dest = row["dest"]
+            if dest != _SAME and dest not in known:
+                raise self.fail(f"{path}.dest", f"unknown state {dest!r} (states: {', '.join(sorted(known))})")
+            when = row.get("when")
+            if when is not None and when not in ROUTES:
+                raise self.fail(f"{path}.when", f"unknown route {when!r} (routes: {', '.join(ROUTES)})")
+            guards = row.get("guards", [])
+            if not isinstance(guards, list):
+                raise self.fail(f"{path}.guards", "must be a list of guard names")
+            for j, g in enumerate(guards):
+                if g not in GUARDS:
+                    raise self.fail(f"{path}.guards[{j}]", f"unknown guard {g!r} (guards: {', '.join(GUARDS)})")
+            if len(set(guards)) != len(guards):
+                raise self.fail(f"{path}.guards", "a guard is listed twice")
+            doc = self.string(row, "doc", path, optional=True)
+            note = self.string(row, "note", path, optional=True)
+            for source in sources:
+                yield Transition(trigger, source, source if dest == _SAME else dest, when, tuple(guards), doc,
+                                 note, i)
+
+    def policy(self, obj: object) -> Policy:
+        rules = self.table(obj, "policy", set(POLICY_PARSERS))
+        for name in REQUIRED_RULES:
+            if name not in rules:
+                raise self.fail(f"policy.{name}", "required rule is missing (state it, even as a marked default)")
+        values: dict[str, Any] = {}
+        sources: dict[str, RuleSource] = {}
+        for name, rule in rules.items():
+            path = f"policy.{name}"
+            rule = self.table(rule, path, _RULE_KEYS, ("value",))
+            doc = self.string(rule, "doc", path, optional=True)
+            note = self.string(rule, "note", path, optional=True)
+            default = rule.get("default", False)
+            if not isinstance(default, bool):
+                raise self.fail(f"{path}.default", f"must be true or false, got {default!r}")
+            if default and not note:
+                raise self.fail(f"{path}.note", "a default needs a note saying why it is the conservative choice")
+            if not default and not doc:
+                raise self.fail(f"{path}.doc", "a rule from the provider's docs must cite them (or be a "
+                                               "default = true with a note)")
+            try:
+                values[name] = POLICY_PARSERS[name](rule["value"])
+            except PolicyValueError as exc:
+                sub = f".{exc.subpath}" if exc.subpath else ""
+                raise self.fail(f"{path}.value{sub}", str(exc)) from None
+            sources[name] = RuleSource(doc, default, note)
+        return Policy(**values, sources=MappingProxyType(sources))
+
+    def check_graph(self, states: list[str], initial: str, terminal: frozenset[str],
+                    transitions: tuple[Transition, ...]) -> None:
+        for t in transitions:
+            if t.source in terminal and t.dest != t.source:
+                raise self.fail(f"transitions[{t.row}].dest", f"exit out of terminal state {t.source!r} "
+                                                     f"(to {t.dest!r} on {t.trigger.value})")
+        reached = {initial}
+        frontier = [initial]
+        while frontier:
+            state = frontier.pop()
+            for t in transitions:
+                if t.source == state and t.dest not in reached:
+                    reached.add(t.dest)
+                    frontier.append(t.dest)
+        for state in states:
+            if state not in reached:
+                raise self.fail("machine.states", f"state {state!r} is unreachable from {initial!r}")
+
+    def check_overlaps(self, transitions: tuple[Transition, ...]) -> None:
+        """Transitions of one trigger from one state must be told apart by routes of one group.
+
+        Otherwise the first matching transition would depend on guard outcomes, and the compiled
+        table (first route that holds) and the Machine (first whose conditions all pass) could differ.
+        """
+        groups: dict[tuple[str, EventType], list[tuple[int, Transition]]] = {}
+        for t in transitions:
+            groups.setdefault((t.source, t.trigger), []).append((t.row, t))
+        for (source, trigger), rows in groups.items():
+            if len(rows) == 1:
+                continue
+            routes = [t.when for _, t in rows]
+            families = {ROUTES[r].group for r in routes if r is not None}
+            last = rows[-1][0]
+            if None in routes or len(families) != 1 or len(set(routes)) != len(routes):
+                raise self.fail(f"transitions[{last}].when",
+                                f"{len(rows)} transitions for {trigger.value} from {source!r} must each have "
+                                f"a distinct route ('when') of one group")
+            family = families.pop()
+            if set(routes) != ROUTE_GROUPS[family]:
+                missing = ", ".join(sorted(ROUTE_GROUPS[family] - {r for r in routes if r}))
+                raise self.fail(f"transitions[{last}].when", f"routes of group {family!r} for "
+                                                             f"{trigger.value} from {source!r} miss {missing}")
+
+    def check_capture_mode(self, policy: Policy, transitions: tuple[Transition, ...]) -> None:
+        needed = EventType.CAPTURE_REQUESTED if policy.capture == "async" else EventType.CAPTURED
+        if not any(t.trigger is needed and t.source != "capturing" for t in transitions):
+            raise self.fail("policy.capture.value", f"capture = {policy.capture!r} needs a {needed.value} "
+                                                    f"transition out of an authorized state")
+
+
+def _locate(lines: list[str], path: str) -> int | None:
+    """Best-effort line number of a dotted key path such as transitions[3].dest or policy.x.value."""
+    if not path:
+        return None
+    target = re.sub(r"\[\d+\]$", "", path) if path.endswith("]") and "." in path else path
+    header = ""
+    counts: dict[str, int] = {}
+    best: int | None = None
+    best_len = -1
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if line.startswith("[["):
+            name = line.strip("[] ")
+            counts[name] = counts.get(name, 0) + 1
+            header = f"{name}[{counts[name] - 1}]"
+            full = header
+        elif line.startswith("["):
+            header = line.strip("[] ")
+            full = header
+        elif "=" in line and not line.startswith("#"):
+            key = line.split("=", 1)[0].strip().strip('"')
+            full = f"{header}.{key}" if header else key
+        else:
+            continue
+        if target == full or target.startswith(full + ".") or target.startswith(full + "["):
+            if len(full) > best_len:
+                best, best_len = number, len(full)
+    return best

@@ -1,0 +1,360 @@
+"""The values capstate passes around: commands, events, payments and decisions.
+
+All are frozen attrs classes with slots. Change a value with `attrs.evolve`; parse with the named
+constructors (`Event.from_json`). Amounts are integer minor units; times are timezone-aware datetimes
+that the caller supplies, because the core never reads a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from attrs import field, frozen
+
+from ._codes import Code
+from ._errors import CommandError, EventError
+from ._money import CurrencyError, exponent
+from ._time import format_instant, parse_instant
+
+if TYPE_CHECKING:
+    from ._spec import Spec
+
+
+class EventType(StrEnum):
+    """The canonical event types: facts that happened (DESIGN.md section 3)."""
+
+    AUTHORIZED = "authorized"
+    CAPTURE_REQUESTED = "capture_requested"
+    CAPTURED = "captured"
+    CAPTURE_FAILED = "capture_failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    EXPIRED = "expired"
+
+
+class Flow(StrEnum):
+    MANUAL = "manual"
+    AUTOMATIC = "automatic"
+
+
+_AMOUNT_REQUIRED = frozenset({EventType.AUTHORIZED, EventType.CAPTURED, EventType.REFUNDED})
+_EVENT_FIELDS = ("payment", "type", "at", "amount", "currency", "provider", "key", "flow", "reason")
+
+
+def _check_amount(value: object, what: str) -> None:
+    # bool is an int subclass; True is never an amount.
+    if value is not None and (type(value) is not int or value < 0):
+        raise TypeError(f"{what} must be a non-negative integer of minor units, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------- events
+
+
+@frozen
+class Event:
+    """One fact about one payment: one line of a canonical JSONL log.
+
+    Build it directly, or parse with `Event.from_json(line)` / `Event.from_dict(obj)`, which raise
+    `EventError` naming the bad field.
+    """
+
+    payment: str
+    type: EventType
+    at: datetime
+    amount: int | None = None
+    currency: str | None = None
+    provider: str | None = None
+    key: str | None = None
+    flow: Flow | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_json(cls, line: bytes | str) -> Event:
+        """Parse one JSONL line. Raises EventError for invalid JSON or an invalid event."""
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise EventError(f"not valid JSON ({exc})") from None
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: object) -> Event:
+        """Validate a decoded JSON object. Unknown extra fields are ignored (DESIGN.md section 3)."""
+        if not isinstance(obj, dict):
+            raise EventError(f"an event is a JSON object, got {type(obj).__name__}")
+        payment = obj.get("payment")
+        if not isinstance(payment, str) or not payment:
+            raise EventError("required, a non-empty string", field="payment")
+        raw_type = obj.get("type")
+        try:
+            etype = EventType(raw_type)
+        except ValueError:
+            allowed = ", ".join(t.value for t in EventType)
+            raise EventError(f"{raw_type!r} is not one of {allowed}", field="type") from None
+        raw_at = obj.get("at")
+        try:
+            at = parse_instant(raw_at)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise EventError(str(exc) if raw_at is not None else "required", field="at") from None
+        amount = obj.get("amount")
+        if amount is None:
+            if etype in _AMOUNT_REQUIRED:
+                raise EventError(f"required on a {etype.value} event", field="amount")
+        elif type(amount) is not int or amount < 0:
+            raise EventError(f"must be an integer >= 0 of minor units, got {amount!r}", field="amount")
+        currency = obj.get("currency")
+        if currency is None:
+            if etype is EventType.AUTHORIZED:
+                raise EventError("required on an authorized event", field="currency")
+        else:
+            try:
+                exponent(currency)
+            except CurrencyError as exc:
+                raise EventError(str(exc), field="currency") from None
+        flow = obj.get("flow")
+        if flow is not None:
+            try:
+                flow = Flow(flow)
+            except ValueError:
+                raise EventError(f"{flow!r} is not 'manual' or 'automatic'", field="flow") from None
+        strings: dict[str, str | None] = {}
+        for name in ("provider", "key", "reason"):
+            value = obj.get(name)
+            if value is not None and not isinstance(value, str):
+                raise EventError(f"must be a string, got {type(value).__name__}", field=name)
+            strings[name] = value
+        return cls(payment, etype, at, amount, currency, strings["provider"], strings["key"], flow,
+                   strings["reason"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON object, without absent fields."""
+        out: dict[str, Any] = {"payment": self.payment, "type": self.type.value, "at": format_instant(self.at)}
+        for name in _EVENT_FIELDS[3:]:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.value if isinstance(value, StrEnum) else value
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+
+def _aware(instance: object, attribute: Any, value: object) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a timezone-aware datetime, "
+                           f"got {value!r}")
+
+
+def _amount(instance: object, attribute: Any, value: object) -> None:
+    if value is not None and type(value) is not int:
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an int of minor units "
+                           f"(money is never a float), got {value!r}")
+
+
+def _currency(instance: object, attribute: Any, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an ISO 4217 code, got {value!r}")
+
+
+def _opt_str(instance: object, attribute: Any, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a string, got {value!r}")
+
+
+@frozen(kw_only=True)
+class Authorize:
+    """Reserve `amount` on the customer's card or wallet."""
+
+    amount: int = field(validator=_amount)
+    currency: str = field(validator=_currency)
+    at: datetime = field(validator=_aware)
+    flow: Flow | None = None
+    key: str | None = field(default=None, validator=_opt_str)
+
+
+@frozen(kw_only=True)
+class Capture:
+    """Capture `amount` (None: the full capturable amount). `final` releases what is left afterwards."""
+
+    at: datetime = field(validator=_aware)
+    amount: int | None = field(default=None, validator=_amount)
+    currency: str | None = field(default=None, validator=_currency)
+    key: str | None = field(default=None, validator=_opt_str)
+    final: bool = False
+
+
+@frozen(kw_only=True)
+class Cancel:
+    """Release the uncaptured remainder (`amount` None: all of it)."""
+
+    at: datetime = field(validator=_aware)
+    amount: int | None = field(default=None, validator=_amount)
+    key: str | None = field(default=None, validator=_opt_str)
+
+
+@frozen(kw_only=True)
+class Refund:
+    """Return `amount` of what was captured."""
+
+    amount: int = field(validator=_amount)
+    at: datetime = field(validator=_aware)
+    currency: str | None = field(default=None, validator=_currency)
+    key: str | None = field(default=None, validator=_opt_str)
+
+
+Command = Authorize | Capture | Cancel | Refund
+
+
+# ------------------------------------------------------------------------------------------- payments
+
+
+@frozen
+class KeyUse:
+    """An idempotency key that succeeded: for which operation and amount."""
+
+    key: str
+    op: str
+    amount: int
+
+
+def _spec_repr(spec: Spec) -> str:
+    return f"<spec {spec.name}>"
+
+
+@frozen
+class Payment:
+    """The aggregate of one payment under one provider's spec.
+
+    Amounts are integer minor units of `currency`. `pending` is a capture in flight (Hellgate's
+    `capturing`). `validity` is fixed from the spec at authorization, so `expires_at` is derived.
+    Build one with `Payment.new` or `Payment.authorized`, then move it with `capstate.apply`.
+    """
+
+    spec: Spec = field(repr=_spec_repr, eq=False)
+    reference: str
+    state: str
+    currency: str | None = None
+    authorized: int = 0
+    captured: int = 0
+    cancelled: int = 0
+    refunded: int = 0
+    pending: int = 0
+    capture_count: int = 0
+    refund_count: int = 0
+    authorized_at: datetime | None = None
+    validity: timedelta | None = None
+    flow: Flow | None = None
+    keys: tuple[KeyUse, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        # Invariants raise; they never clamp (see saleor's max(..., 0) in research/anchors.md). Only
+        # value invariants live here: "refunded <= captured" is a policy that a real history can break,
+        # and the audit must be able to hold such a payment to report it.
+        for name in ("authorized", "captured", "cancelled", "refunded", "pending", "capture_count",
+                     "refund_count"):
+            _check_amount(getattr(self, name), f"Payment.{name}")
+
+    @classmethod
+    def new(cls, spec: Spec, reference: str) -> Payment:
+        """A payment in the spec's initial state, before authorization."""
+        return cls(spec, reference, spec.initial)
+
+    @classmethod
+    def authorized_for(cls, spec: Spec, reference: str, *, amount: int, currency: str, at: datetime,
+                       flow: Flow | str | None = None) -> Payment:
+        """A freshly authorized payment: `apply(Payment.new(...), authorized-event)`."""
+        from ._engine import apply
+
+        event = Event(reference, EventType.AUTHORIZED, at, amount, currency,
+                      flow=Flow(flow) if flow is not None else None)
+        return apply(cls.new(spec, reference), event)
+
+    @property
+    def remainder(self) -> int:
+        """Authorized money neither captured nor released (it includes a capture in flight)."""
+        return self.authorized - self.captured - self.cancelled
+
+    @property
+    def capturable(self) -> int:
+        """authorized - captured - cancelled - pending."""
+        return self.authorized - self.captured - self.cancelled - self.pending
+
+    @property
+    def refundable(self) -> int:
+        return self.captured - self.refunded
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the authorization lapses, or None when the provider's validity is unknown."""
+        if self.authorized_at is None or self.validity is None:
+            return None
+        return self.authorized_at + self.validity
+
+    def summary(self) -> dict[str, Any]:
+        """The aggregate as a JSON-ready dict: state and the four amounts."""
+        return {"state": self.state, "authorized": self.authorized, "captured": self.captured,
+                "cancelled": self.cancelled, "refunded": self.refunded}
+
+
+# ------------------------------------------------------------------------------------------ decisions
+
+
+@frozen
+class Violation:
+    """Why a command is refused: a stable code and a message that shows the arithmetic."""
+
+    code: Code
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+@frozen
+class PolicyWarning:
+    """A rule that lets the command through but changes or qualifies it (e.g. PARTIAL_BECOMES_FULL)."""
+
+    code: Code
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+@frozen
+class Decision:
+    """The answer of `decide`: allowed or not, why, and the payment as it would be after success.
+
+    `command` is the normalized command (amount and currency resolved, rewrites applied). `event` is
+    the canonical fact that success would record. `after` is None when the command is refused.
+    """
+
+    allowed: bool
+    command: Command
+    before: Payment
+    violations: tuple[Violation, ...] = ()
+    warnings: tuple[PolicyWarning, ...] = ()
+    event: Event | None = None
+    after: Payment | None = None
+
+    @property
+    def codes(self) -> tuple[Code, ...]:
+        return tuple(v.code for v in self.violations)
+
+    def to_dict(self) -> dict[str, Any]:
+        cmd = self.command
+        amount = getattr(cmd, "amount", None)
+        currency = getattr(cmd, "currency", None) or self.before.currency
+        return {
+            "allowed": self.allowed,
+            "violations": [v.to_dict() for v in self.violations],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "command": {"op": type(cmd).__name__.lower(), "amount": amount, "currency": currency},
+            "after": self.after.summary() if self.after is not None else None,
+        }
