@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._decision import Violation
+    from ._values import Violation
 
 
 class CapstateError(Exception):

@@ -35,8 +35,10 @@ def exponent(code: str) -> int:
 
 
 def is_currency(code: object) -> bool:
+    if not isinstance(code, str):
+        return False
     try:
-        exponent(code)  # type: ignore[arg-type]
+        exponent(code)
     except CurrencyError:
         return False
     return True

@@ -90,7 +90,7 @@ class Event:
             raise EventError("required, a non-empty string", field="payment")
         raw_type = obj.get("type")
         try:
-            etype = EventType(raw_type)
+            etype = EventType(raw_type) if isinstance(raw_type, str) else EventType("")
         except ValueError:
             allowed = ", ".join(t.value for t in EventType)
             raise EventError(f"{raw_type!r} is not one of {allowed}", field="type") from None
@@ -131,7 +131,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON object, without absent fields."""
-        out: dict[str, Any] = {"payment": self.payment, "type": self.type.value, "at": format_instant(self.at)}
+        out: dict[str, Any] = {"payment": self.payment, "type": self.type.value,
+                               "at": format_instant(self.at)}
         for name in _EVENT_FIELDS[3:]:
             value = getattr(self, name)
             if value is not None:
@@ -145,24 +146,25 @@ class Event:
 # ------------------------------------------------------------------------------------------- commands
 
 
-def _aware(instance: object, attribute: Any, value: object) -> None:
+def _aware(instance: object, attribute: Any, value: Any) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a timezone-aware datetime, "
                            f"got {value!r}")
 
 
-def _amount(instance: object, attribute: Any, value: object) -> None:
+def _amount(instance: object, attribute: Any, value: Any) -> None:
     if value is not None and type(value) is not int:
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an int of minor units "
                            f"(money is never a float), got {value!r}")
 
 
-def _currency(instance: object, attribute: Any, value: object) -> None:
+def _currency(instance: object, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, str):
-        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an ISO 4217 code, got {value!r}")
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an ISO 4217 code, "
+                           f"got {value!r}")
 
 
-def _opt_str(instance: object, attribute: Any, value: object) -> None:
+def _opt_str(instance: object, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a string, got {value!r}")
 
