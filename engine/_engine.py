@@ -128,7 +128,7 @@ def effect(p: Payment, e: Event, amount: int, dest: str) -> Payment:
     """The payment after `e` moved `amount` and the machine went to `dest`."""
     t = e.type
     if t is _CAPTURED:
-        keys = p.keys + (KeyUse(e.key, "capture", amount),) if e.key is not None else p.keys
+        keys = (*p.keys, KeyUse(e.key, "capture", amount)) if e.key is not None else p.keys
         return evolve(p, state=dest, captured=p.captured + amount, pending=0,
                       capture_count=p.capture_count + 1, keys=keys)
     if t is _CAPTURE_REQUESTED:
@@ -136,10 +136,10 @@ def effect(p: Payment, e: Event, amount: int, dest: str) -> Payment:
     if t is _CAPTURE_FAILED:
         return evolve(p, state=dest, pending=0)
     if t is _REFUNDED:
-        keys = p.keys + (KeyUse(e.key, "refund", amount),) if e.key is not None else p.keys
+        keys = (*p.keys, KeyUse(e.key, "refund", amount)) if e.key is not None else p.keys
         return evolve(p, state=dest, refunded=p.refunded + amount, refund_count=p.refund_count + 1, keys=keys)
     if t is _CANCELLED:
-        keys = p.keys + (KeyUse(e.key, "cancel", amount),) if e.key is not None else p.keys
+        keys = (*p.keys, KeyUse(e.key, "cancel", amount)) if e.key is not None else p.keys
         return evolve(p, state=dest, cancelled=p.cancelled + amount, keys=keys)
     if t is _EXPIRED:
         return evolve(p, state=dest, cancelled=p.cancelled + amount)

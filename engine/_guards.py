@@ -19,7 +19,7 @@ from collections.abc import Callable
 from attrs import frozen
 
 from ._codes import Code
-from ._money import fits_decimal, to_major_string
+from ._money import fits_decimal
 from ._policy import Policy
 from ._time import format_instant
 from ._values import Event, EventType, Flow, Payment, Violation

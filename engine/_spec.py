@@ -380,7 +380,7 @@ def _locate(lines: list[str], path: str) -> int | None:
             full = f"{header}.{key}" if header else key
         else:
             continue
-        if target == full or target.startswith(full + ".") or target.startswith(full + "["):
-            if len(full) > best_len:
-                best, best_len = number, len(full)
+        matches = target == full or target.startswith((full + ".", full + "["))
+        if matches and len(full) > best_len:
+            best, best_len = number, len(full)
     return best
