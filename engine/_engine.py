@@ -128,21 +128,20 @@ def effect(p: Payment, e: Event, amount: int, dest: str) -> Payment:
     """The payment after `e` moved `amount` and the machine went to `dest`."""
     t = e.type
     if t is _CAPTURED:
-        keys = (*p.keys, KeyUse(e.key, "capture", amount)) if e.key is not None else p.keys
-        return evolve(p, state=dest, captured=p.captured + amount, pending=0,
-                      capture_count=p.capture_count + 1, keys=keys)
+        keys = (*p.keys, KeyUse(e.key, "capture", amount)) if e.key is not None else None
+        return p.moved(dest, captured=p.captured + amount, pending=0, capture_count=p.capture_count + 1, keys=keys)
     if t is _CAPTURE_REQUESTED:
-        return evolve(p, state=dest, pending=amount)
+        return p.moved(dest, pending=amount)
     if t is _CAPTURE_FAILED:
-        return evolve(p, state=dest, pending=0)
+        return p.moved(dest, pending=0)
     if t is _REFUNDED:
-        keys = (*p.keys, KeyUse(e.key, "refund", amount)) if e.key is not None else p.keys
-        return evolve(p, state=dest, refunded=p.refunded + amount, refund_count=p.refund_count + 1, keys=keys)
+        keys = (*p.keys, KeyUse(e.key, "refund", amount)) if e.key is not None else None
+        return p.moved(dest, refunded=p.refunded + amount, refund_count=p.refund_count + 1, keys=keys)
     if t is _CANCELLED:
-        keys = (*p.keys, KeyUse(e.key, "cancel", amount)) if e.key is not None else p.keys
-        return evolve(p, state=dest, cancelled=p.cancelled + amount, keys=keys)
+        keys = (*p.keys, KeyUse(e.key, "cancel", amount)) if e.key is not None else None
+        return p.moved(dest, cancelled=p.cancelled + amount, keys=keys)
     if t is _EXPIRED:
-        return evolve(p, state=dest, cancelled=p.cancelled + amount)
+        return p.moved(dest, cancelled=p.cancelled + amount)
     # authorized
     currency = e.currency if e.currency is not None else p.currency
     validity = p.spec.policy.validity_for(currency) if currency is not None else None
@@ -251,7 +250,7 @@ def decide(payment: Payment, command: Command) -> Decision:
     if violations or step is None:
         return Decision(False, normalized, p, violations, tuple(warnings))
     after = effect(p, e, amount, step.dest)
-    fact = evolve(e, amount=amount, currency=e.currency or p.currency)
+    fact = Event(e.payment, e.type, e.at, amount, e.currency or p.currency, e.provider, e.key, e.flow)
 
     if e.key is not None and policy.idempotency == "none":
         warnings.append(PolicyWarning(Code.IDEMPOTENCY_KEY_UNUSED,
@@ -266,12 +265,18 @@ def decide(payment: Payment, command: Command) -> Decision:
 
 
 def _normalize(p: Payment, cmd: Command, amount: int) -> Command:
+    # Rebuilt only when something changes; evolve() would re-run every validator on every call.
     if isinstance(cmd, Capture):
-        return evolve(cmd, amount=amount, currency=cmd.currency or p.currency)
+        currency = cmd.currency or p.currency
+        if cmd.amount == amount and cmd.currency == currency:
+            return cmd
+        return Capture(at=cmd.at, amount=amount, currency=currency, key=cmd.key, final=cmd.final)
     if isinstance(cmd, Cancel):
-        return evolve(cmd, amount=amount)
+        return cmd if cmd.amount == amount else Cancel(at=cmd.at, amount=amount, key=cmd.key)
     if isinstance(cmd, Refund):
-        return evolve(cmd, currency=cmd.currency or p.currency)
+        if cmd.currency is not None or p.currency is None:
+            return cmd
+        return Refund(amount=cmd.amount, at=cmd.at, currency=p.currency, key=cmd.key)
     return cmd
 
 

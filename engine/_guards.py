@@ -28,13 +28,14 @@ GuardFn = Callable[[Payment, Event, int, Policy, bool], Violation | None]
 RouteFn = Callable[[Payment, Event, int], bool]
 
 _CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
-_OPS = {EventType.CAPTURE_REQUESTED: "capture", EventType.CAPTURED: "capture",
-        EventType.CANCELLED: "cancel", EventType.REFUNDED: "refund", EventType.AUTHORIZED: "authorize"}
+_OPS = {t: str(t.value) for t in EventType} | {
+    EventType.CAPTURE_REQUESTED: "capture", EventType.CAPTURED: "capture", EventType.CANCELLED: "cancel",
+    EventType.REFUNDED: "refund", EventType.AUTHORIZED: "authorize"}
 
 
 def op_of(etype: EventType) -> str:
     """The merchant operation an event belongs to: capture, cancel, refund or authorize."""
-    return _OPS.get(etype, etype.value)
+    return _OPS[etype]
 
 
 @frozen
