@@ -57,7 +57,8 @@ def resolve_amount(p: Payment, e: Event) -> int:
     if t in CAPTURE_TYPES:
         return room(p, e)
     if t is _CANCELLED or t is _EXPIRED:
-        return p.capturable
+        # After an over-capture within an allowance nothing is left to release (not a negative amount).
+        return max(p.capturable, 0)
     if t is _CAPTURE_FAILED:
         return p.pending
     return 0
