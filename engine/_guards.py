@@ -230,7 +230,7 @@ def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command
 
 
 def cancels_whole_remainder(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
-    whole = p.capturable
+    whole = max(p.capturable, 0)
     if e.amount is not None and e.amount != whole:
         return _v(Code.CANCEL_AMOUNT_INVALID, f"cancel {e.amount} != remainder {whole}; the provider always "
                                               f"releases the whole remainder")
