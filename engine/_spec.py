@@ -100,6 +100,7 @@ class Spec:
 # --------------------------------------------------------------------------------------------- loading
 
 
+@cache
 def shipped() -> tuple[str, ...]:
     """The names of the specs that ship with capstate, sorted."""
     root = resources.files("capstate.specs")
