@@ -10,10 +10,9 @@ from __future__ import annotations
 import gzip
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import BinaryIO
 
 from attrs import frozen
 
@@ -40,7 +39,7 @@ class Replayed:
 
 
 @contextmanager
-def _open(source: str) -> Iterator[BinaryIO]:
+def _open(source: str) -> Iterator[Iterable[bytes]]:
     if source == "-":
         stdin = sys.stdin.buffer
         # Sniff rather than trust a name: stdin has none, and `zcat`-less pipes are common.
@@ -66,7 +65,7 @@ def read_events(source: str) -> Iterator[tuple[int, Event]]:
     with _open(source) as stream:
         number = 0
         try:
-            for number, line in enumerate(stream, start=1):  # noqa: B007 - read after the loop on error
+            for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
                 try:
@@ -75,7 +74,8 @@ def read_events(source: str) -> Iterator[tuple[int, Event]]:
                     raise HistoryError(f"history line {number}: {exc}") from None
         except (OSError, EOFError, zlib.error) as exc:
             # gzip reports a corrupt or truncated stream while iterating, after some lines were read.
-            raise HistoryError(f"cannot read history {name} after line {number}: {exc}") from None
+            where = f" after line {number}" if number else ""
+            raise HistoryError(f"cannot read history {name}{where}: {exc}") from None
 
 
 def replay_history(spec: Spec, source: str) -> Replayed:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from .._errors import SpecError
 from .._money import CurrencyError, exponent
 from .._policy import POLICY_PARSERS
 from .._spec import Spec, load_spec, shipped
@@ -22,6 +23,7 @@ class UsageError(ValueError):
     """A bad command-line value: the CLI prints the message on one line and exits 2."""
 
 
+_OVERRIDES = "overrides."
 _DIGITS = re.compile(r"^[0-9]+$")
 _DECIMAL = re.compile(r"^[+-]?[0-9]*\.[0-9]+$|^[+-]?[0-9]+\.[0-9]*$")
 
@@ -89,4 +91,12 @@ def load_with_sets(name_or_path: str, sets: Sequence[str]) -> Spec:
     if not sets:
         return spec
     # The prefix check needs the spec's own name, which a spec given by path only tells once loaded.
-    return load_spec(name_or_path, overrides=parse_sets(sets, spec.name))
+    overrides = parse_sets(sets, spec.name)
+    try:
+        return load_spec(name_or_path, overrides=overrides)
+    except SpecError as exc:
+        # The loader blames the spec file ("specs/vipps.toml: overrides.x"), but the bad value came
+        # from the command line, so point the user there.
+        if not exc.path.startswith(_OVERRIDES):
+            raise
+        raise UsageError(f"--set {exc.path[len(_OVERRIDES):]}: {exc.reason}") from None

@@ -7,6 +7,7 @@ otherwise read as markup and silently drop.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterable, Sequence
 from typing import IO
@@ -21,7 +22,7 @@ from .._money import to_major_string
 from .._policy import POLICY_PARSERS, IdentifierRule, Policy
 from .._spec import Spec
 from .._time import format_duration, format_instant
-from .._values import Decision, Payment, PolicyWarning, Violation
+from .._values import Capture, Decision, Payment, PolicyWarning, Violation
 from .history import Replayed
 
 # The rules a merchant reads first when choosing or checking a provider (`capstate providers`).
@@ -33,6 +34,13 @@ _LABELS = {"capture": "capture", "partial_capture": "partial capture", "max_capt
 _CODE_WIDTH = 29  # len("MULTIPLE_CAPTURES_UNSUPPORTED"): a code is never folded or cut
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits with status 1 here, which `validate` uses for "refused"; let `main` choose.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "stdout was closed")
+
+
 def console(stream: IO[str] | None = None) -> Console:
     """A Console that writes no control codes unless the stream is a terminal.
 
@@ -41,7 +49,7 @@ def console(stream: IO[str] | None = None) -> Console:
     """
     stream = stream if stream is not None else sys.stdout
     tty = stream.isatty()
-    return Console(file=stream, force_terminal=None if tty else False, highlight=False, emoji=False,
+    return _Console(file=stream, force_terminal=None if tty else False, highlight=False, emoji=False,
                    soft_wrap=False)
 
 
@@ -113,10 +121,9 @@ def _code_table(title: str, rows: Sequence[Violation | PolicyWarning], style: st
 def providers(out: Console, specs: Sequence[Spec]) -> None:
     names = Table(title="Shipped provider specs", title_justify="left", box=box.SIMPLE_HEAD)
     names.add_column("name", style="bold", no_wrap=True)
-    names.add_column("title")
-    names.add_column("doc", overflow="fold")
+    names.add_column("title and doc", overflow="fold")
     for spec in specs:
-        names.add_row(Text(spec.name), Text(spec.title), Text(spec.doc or "-"))
+        names.add_row(Text(spec.name), Text(spec.title + (f"\n{spec.doc}" if spec.doc else "")))
     out.print(names)
 
     glance = Table(title="Policy at a glance", title_justify="left", box=box.SIMPLE_HEAD,
@@ -128,7 +135,7 @@ def providers(out: Console, specs: Sequence[Spec]) -> None:
     for name in GLANCE:
         cells = []
         for spec in specs:
-            text = rule_text(spec.policy, name)
+            text = rule_text(spec.policy, name).replace("_", " ")
             cells.append(Text(text + (" *" if basis(spec.policy, name) == "default" else "")))
         glance.add_row(Text(_LABELS[name]), *cells)
     out.print(glance)
@@ -153,37 +160,37 @@ def spec(out: Console, s: Spec) -> None:
         states.add_row(Text(state), Text(role), Text(", ".join(outs) or "-"))
     out.print(states)
 
+    # One cell per transition, its parts on their own lines: five side-by-side columns of guard names
+    # and doc URLs fold into unreadable slivers at 80 columns.
     moves = Table(title="Transitions", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True)
-    moves.add_column("trigger", no_wrap=True)
-    moves.add_column("move", no_wrap=True)
-    moves.add_column("when", no_wrap=True)
-    moves.add_column("guards", overflow="fold")
-    moves.add_column("doc", overflow="fold", ratio=1)
-    for t in s.transitions:
-        doc = t.doc or "-"
+    moves.add_column("#", justify="right", no_wrap=True)
+    moves.add_column("trigger: source -> dest, guards, doc", overflow="fold", ratio=1)
+    for i, t in enumerate(s.transitions):
+        cell = Text(f"{t.trigger.value}: {t.source} -> {t.dest}", style="bold")
+        if t.when:
+            cell.append(f"  when {t.when}", style="not bold")
+        cell.append(f"\nguards: {', '.join(t.guards) or '-'}", style="not bold")
+        cell.append(f"\ndoc: {t.doc or '-'}", style="not bold")
         if t.note:
-            doc += f"\nnote: {t.note}"
-        moves.add_row(Text(t.trigger.value), Text(f"{t.source} -> {t.dest}"), Text(t.when or "-"),
-                      Text(", ".join(t.guards) or "-"), Text(doc))
+            cell.append(f"\nnote: {t.note}", style="not bold")
+        moves.add_row(Text(str(i)), cell)
     out.print(moves)
 
     rules = Table(title="Policy", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True,
-                  caption="basis: doc = from the provider's documentation; default = a marked default "
-                          "for an undocumented fact; override = --set; engine default = not stated in the spec",
+                  caption="basis: doc = from the provider's documentation; default = a marked default for an "
+                          "undocumented fact; override = --set; engine default = not stated in the spec",
                   caption_justify="left")
     rules.add_column("rule", style="bold", no_wrap=True)
-    rules.add_column("value", overflow="fold")
-    rules.add_column("basis", no_wrap=True)
-    rules.add_column("doc / note", overflow="fold", ratio=1)
+    rules.add_column("value (basis), doc, note", overflow="fold", ratio=1)
     for name in POLICY_PARSERS:
         source = s.policy.sources.get(name)
-        lines = []
+        cell = Text(rule_text(s.policy, name), style="bold")
+        cell.append(f"  ({basis(s.policy, name)})")
         if source is not None and source.doc:
-            lines.append(source.doc)
+            cell.append(f"\ndoc: {source.doc}")
         if source is not None and source.note:
-            lines.append(f"note: {source.note}")
-        rules.add_row(Text(name), Text(rule_text(s.policy, name)), Text(basis(s.policy, name)),
-                      Text("\n".join(lines) or "-"))
+            cell.append(f"\nnote: {source.note}")
+        rules.add_row(Text(name), cell)
     out.print(rules)
 
 
@@ -204,19 +211,18 @@ def _aggregate(p: Payment) -> dict[str, str]:
     }
 
 
-def decision(out: Console, history: Replayed, d: Decision, *, at_given: bool) -> None:
+def decision(out: Console, history: Replayed, d: Decision, *, amount_given: bool, at_given: bool) -> None:
     p = d.before
     cmd = d.command
-    amount = getattr(cmd, "amount", None)
-    currency = getattr(cmd, "currency", None) or p.currency
+    assert isinstance(cmd, Capture)
+    amount = "?" if cmd.amount is None else money(cmd.amount, cmd.currency or p.currency)
+    what = amount if amount_given else f"in full, resolved to {amount},"
     verdict = Text("ALLOWED", style="bold green") if d.allowed else Text("REFUSED", style="bold red")
-    line = Text.assemble(verdict, f"  capture {money(amount, currency) if amount is not None else 'full'}")
-    line.append(f" of payment {p.reference!r} on {p.spec.name}")
-    key = getattr(cmd, "key", None)
-    details = [f"at {format_instant(getattr(cmd, 'at', history.latest_at))}"
+    line = Text.assemble(verdict, f"  capture {what} of payment {p.reference!r} on {p.spec.name}")
+    details = [f"at {format_instant(cmd.at)}"
                + ("" if at_given else f" (latest event, history line {history.latest_line})"),
-               f"key {key!r}" if key is not None else "no idempotency key"]
-    if getattr(cmd, "final", False):
+               f"key {cmd.key!r}" if cmd.key is not None else "no idempotency key"]
+    if cmd.final:
         details.append("final: release the rest")
     line.append("\n" + ", ".join(details) + f"; history of {history.events} event(s)")
 
@@ -229,11 +235,13 @@ def decision(out: Console, history: Replayed, d: Decision, *, at_given: bool) ->
     agg = Table(title="Payment", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     agg.add_column("", style="bold", no_wrap=True)
     agg.add_column("before")
-    agg.add_column("after")
     before = _aggregate(p)
-    after = _aggregate(d.after) if d.after is not None else {}
+    # A refused capture has no "after"; a column of dashes would only look like data.
+    after = _aggregate(d.after) if d.after is not None else None
+    if after is not None:
+        agg.add_column("after")
     for name, value in before.items():
-        agg.add_row(Text(name), Text(value), Text(after.get(name, "-")))
+        agg.add_row(Text(name), Text(value), *([Text(after[name])] if after is not None else []))
     parts.append(agg)
     out.print(Panel(Group(*parts), title=Text(f"capstate validate: {p.spec.name}"), title_align="left",
                     border_style="green" if d.allowed else "red"))

@@ -1,0 +1,174 @@
+"""The `capstate` command: providers, spec and validate.
+
+Exit codes: 0 success (validate: the capture is allowed), 1 validate refused the capture, 2 bad input
+of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option).
+Every error is one line on stderr, `capstate: error: ...`; a user never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
+
+import orjson
+
+from .._engine import decide
+from .._errors import CapstateError
+from .._spec import load_spec, shipped
+from .._values import Capture
+from . import payloads, render
+from .history import replay_history
+from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
+
+PROG = "capstate"
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+# A closed pipe (`capstate providers | head -1`) exits as if killed by SIGPIPE, as C tools do; 1 is
+# taken by validate's "refused".
+EXIT_PIPE = 128 + 13
+EXIT_INTERRUPTED = 128 + 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines()) or "unknown error"
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error prints the usage on one line and the error on one more."""
+
+    def error(self, message: str) -> NoReturn:
+        # The default usage wraps at the terminal width; one unwrapped line keeps stderr greppable.
+        formatter = argparse.HelpFormatter(self.prog, width=10_000)
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        self.exit(EXIT_USAGE, f"{formatter.format_help().strip()}\n{PROG}: error: {_one_line(message)}\n")
+
+
+def _version() -> str:
+    try:
+        return version("capstate")
+    except PackageNotFoundError:  # pragma: no cover - only in an uninstalled source tree
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Capture state machines for payment providers: which captures "
+                                            "are legal, and when.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+        return sub
+
+    def add_sets(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a policy rule: max_captures=2, authorization_validity=7d, "
+                              "authorization_validity.NOK=30d, hellgate.authorization_validity=7d "
+                              "(values are TOML, else a bare string)")
+
+    add("providers", "list the shipped provider specs and their policy at a glance")
+
+    spec = add("spec", "show a spec's states, transitions and policy")
+    spec.add_argument("spec", metavar="NAME|PATH", help="a shipped provider name or a spec file")
+    add_sets(spec)
+
+    validate = add("validate", "replay a payment's history, then decide one capture "
+                               "(exit 0 allowed, 1 refused, 2 bad input)")
+    validate.add_argument("--provider", required=True, metavar="NAME|PATH",
+                          help="a shipped provider name or a spec file")
+    validate.add_argument("--history", required=True, metavar="FILE|-",
+                          help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
+    validate.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
+                                                        "the full capturable amount")
+    validate.add_argument("--currency", metavar="C", help="ISO 4217 code; default: the authorized currency")
+    validate.add_argument("--key", metavar="K", help="idempotency key")
+    validate.add_argument("--at", metavar="T", help="RFC 3339 instant of the capture; default: the latest "
+                                                    "event's `at` (the clock is never read)")
+    validate.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
+    add_sets(validate)
+    return parser
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    specs = [load_spec(name) for name in shipped()]
+    if args.json:
+        _print_json({"providers": [payloads.provider(s) for s in specs]})
+    else:
+        render.providers(render.console(), specs)
+    return EXIT_OK
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    s = load_with_sets(args.spec, args.sets)
+    if args.json:
+        _print_json(payloads.spec(s))
+    else:
+        render.spec(render.console(), s)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    # Cheap checks of the options first, so a typo never waits for a long history.
+    amount = parse_amount(args.amount) if args.amount is not None else None
+    at = parse_at(args.at) if args.at is not None else None
+    currency = check_currency(args.currency) if args.currency is not None else None
+    s = load_with_sets(args.provider, args.sets)
+    history = replay_history(s, args.history)
+    if at is None:
+        at = history.latest_at
+    elif at < history.latest_at:
+        # A decision rests on every fact in the history, so it cannot come before the last of them.
+        raise UsageError(f"--at {args.at} is before the history's latest event (line {history.latest_line}); "
+                         f"a capture is decided after the facts it rests on")
+    command = Capture(at=at, amount=amount, currency=currency, key=args.key, final=args.final)
+    d = decide(history.payment, command)
+    if args.json:
+        _print_json(payloads.decision(d))
+    else:
+        render.decision(render.console(), history, d, amount_given=amount is not None, at_given=args.at is not None)
+    return EXIT_OK if d.allowed else EXIT_REFUSED
+
+
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate}
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    code = COMMANDS[args.command](args)
+    # Flush here, not at interpreter exit, so a closed pipe is caught below and not reported by Python.
+    sys.stdout.flush()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+    except (CapstateError, ValueError, OSError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:  # last resort: an engine bug must still be one line, not a traceback
+        _fail(f"internal error ({type(exc).__name__}): {exc}")
+        return EXIT_USAGE
