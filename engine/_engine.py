@@ -239,7 +239,9 @@ def decide(payment: Payment, command: Command) -> Decision:
     amount = resolve_amount(p, e)
     normalized = _normalize(p, command, amount)
 
-    if e.key is not None and policy.idempotency != "none":
+    # An identical retry under a used key is a replay: the provider answers as before and moves no
+    # money. "Identical" includes the currency; another currency is another request (and refused below).
+    if e.key is not None and policy.idempotency != "none" and e.currency in (None, p.currency):
         op = op_of(e.type)
         if any(u.key == e.key and u.op == op and u.amount == amount for u in p.keys):
             warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,

@@ -160,8 +160,11 @@ def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str =
         except PolicyValueError as exc:
             raise SpecError(str(exc), file=file, path=path) from None
         old = sources.get(name)
-        sources[name] = RuleSource(doc=old.doc if old else None, default=False,
-                                   note=f"overridden (was {_unparse(policy, name)!r})", overridden=True)
+        # The provider's citation no longer describes the value, so it is not kept beside it.
+        sources[name] = RuleSource(doc=None, default=False,
+                                   note=f"overridden (was {_unparse(policy, name)!r}"
+                                        + (f"; provider doc: {old.doc})" if old and old.doc else ")"),
+                                   overridden=True)
     return evolve(policy, **changes, sources=MappingProxyType(sources))
 
 
