@@ -1,0 +1,435 @@
+"""Values: money in integer minor units, decimal strings at the edge, events, commands and payments.
+
+Money is never a float; exponents come from ISO 4217; decimal strings convert exactly or not at all.
+Canonical events parse strictly and name the bad field; commands refuse floats and naive datetimes;
+payments refuse impossible amounts, and their repr never dumps the spec.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+
+import capstate
+from capstate import (
+    Authorize,
+    Cancel,
+    Capture,
+    CommandError,
+    CurrencyError,
+    Event,
+    EventError,
+    EventType,
+    Flow,
+    IdentifierRule,
+    Money,
+    Payment,
+    Refund,
+    exponent,
+    from_major_string,
+    to_major_string,
+)
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+# ------------------------------------------------------------------------------------------- exponents
+
+
+@pytest.mark.parametrize(("code", "digits"), [("NOK", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3), ("BHD", 3),
+                                              ("ISK", 0), ("USD", 2)])
+def test_exponent(code: str, digits: int) -> None:
+    assert exponent(code) == digits
+
+
+@pytest.mark.parametrize("code", ["XAU", "XDR", "XXX", "ZZZ", "nok", "Nok", "", "NO", "NOKK", " NOK", 5, None])
+def test_exponent_refuses(code: Any) -> None:
+    with pytest.raises(CurrencyError) as info:
+        exponent(code)
+    assert isinstance(info.value, ValueError)
+    assert repr(code) in str(info.value)
+
+
+# ------------------------------------------------------------------------------------ decimal strings
+
+ROUND_TRIPS = [
+    (1050, "NOK", "10.50"),
+    (-1050, "NOK", "-10.50"),
+    (5, "NOK", "0.05"),
+    (-5, "NOK", "-0.05"),
+    (0, "NOK", "0.00"),
+    (100000, "NOK", "1000.00"),
+    (1234, "KWD", "1.234"),
+    (-1234, "KWD", "-1.234"),
+    (1, "KWD", "0.001"),
+    (-1, "KWD", "-0.001"),
+    (100, "JPY", "100"),
+    (-7, "JPY", "-7"),
+    (0, "JPY", "0"),
+    (99_999_999_999, "MYR", "999999999.99"),
+    (10**30 + 1, "NOK", "10000000000000000000000000000.01"),
+]
+
+
+@pytest.mark.parametrize(("minor", "currency", "text"), ROUND_TRIPS, ids=[f"{c}:{t}" for _, c, t in ROUND_TRIPS])
+def test_major_string_round_trip(minor: int, currency: str, text: str) -> None:
+    assert to_major_string(minor, currency) == text
+    assert from_major_string(text, currency) == minor
+
+
+@pytest.mark.parametrize("currency", ["NOK", "JPY", "KWD"])
+def test_major_string_round_trip_over_a_range(currency: str) -> None:
+    for minor in range(-2003, 2004, 7):
+        assert from_major_string(to_major_string(minor, currency), currency) == minor
+
+
+@pytest.mark.parametrize(("text", "currency", "minor"), [
+    ("10.5", "NOK", 1050),
+    ("1.230", "NOK", 123),
+    ("1.0", "JPY", 1),
+    ("1.00", "JPY", 1),
+    ("0.1", "KWD", 100),
+    ("-0", "NOK", 0),
+    ("007", "NOK", 700),
+])
+def test_from_major_string_exact_spellings(text: str, currency: str, minor: int) -> None:
+    assert from_major_string(text, currency) == minor
+
+
+@pytest.mark.parametrize(("text", "currency"), [
+    ("1.234", "NOK"),
+    ("1.5", "JPY"),
+    ("0.0001", "KWD"),
+    ("-0.001", "NOK"),
+    ("1e3", "NOK"),
+    ("1,50", "NOK"),
+    (" 1", "NOK"),
+    ("1 ", "NOK"),
+    ("1.", "NOK"),
+    (".5", "NOK"),
+    ("+1", "NOK"),
+    ("", "NOK"),
+    ("--1", "NOK"),
+    ("1.5.0", "NOK"),
+    ("NaN", "NOK"),
+    ("Infinity", "NOK"),
+    ("١٢", "NOK"),  # Arabic-Indic digits: \d would match them, an amount must not
+])
+def test_from_major_string_refuses_inexact_or_malformed(text: str, currency: str) -> None:
+    with pytest.raises(ValueError, match=r"decimal|decimals"):
+        from_major_string(text, currency)
+
+
+def test_from_major_string_refuses_an_unknown_currency() -> None:
+    with pytest.raises(CurrencyError):
+        from_major_string("1.00", "ZZZ")
+
+
+@pytest.mark.parametrize(("minor", "currency", "places", "text"), [
+    (1050, "NOK", 3, "10.500"),
+    (1050, "NOK", 1, "10.5"),
+    (1230, "KWD", 2, "1.23"),
+    (1000, "KWD", 0, "1"),
+    (5, "JPY", 2, "5.00"),
+])
+def test_to_major_string_with_places(minor: int, currency: str, places: int, text: str) -> None:
+    assert to_major_string(minor, currency, places) == text
+
+
+@pytest.mark.parametrize(("minor", "currency", "places"), [(1055, "NOK", 1), (1234, "KWD", 2), (1, "NOK", 0)])
+def test_to_major_string_never_rounds(minor: int, currency: str, places: int) -> None:
+    with pytest.raises(ValueError, match=str(minor)):
+        to_major_string(minor, currency, places)
+
+
+def test_to_major_string_refuses_a_float() -> None:
+    """Money is never a float: 10.5 is not 1050 minor units, and 1050.0 is not an int either."""
+    for minor in (10.5, 1050.0):
+        with pytest.raises((TypeError, ValueError)):
+            to_major_string(minor, "NOK")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- money
+
+
+@pytest.mark.parametrize("minor", [10.5, 10.0, True, "1050", None])
+def test_money_refuses_anything_but_an_int(minor: Any) -> None:
+    with pytest.raises(TypeError, match="integer minor units"):
+        Money(minor, "NOK")
+
+
+@pytest.mark.parametrize("currency", ["nok", "XAU", "ZZZ"])
+def test_money_refuses_a_bad_currency(currency: str) -> None:
+    with pytest.raises(CurrencyError):
+        Money(100, currency)
+
+
+def test_money_prints_major_units_and_is_frozen() -> None:
+    assert str(Money(1050, "NOK")) == "NOK 10.50"
+    assert str(Money(-5, "KWD")) == "KWD -0.005"
+    assert str(Money(500, "JPY")) == "JPY 500"
+    assert Money(1050, "NOK") == Money(1050, "NOK") != Money(1050, "DKK")
+    money = Money(1, "EUR")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        money.minor = 2  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------- events
+
+VALID = {"payment": "order-10001", "type": "captured", "at": "2026-01-05T12:00:00Z", "amount": 25000}
+
+
+def line(**changes: Any) -> bytes:
+    obj = {**VALID, **changes}
+    return orjson.dumps({k: v for k, v in obj.items() if v is not DROP})
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (line(), Event("order-10001", EventType.CAPTURED, T0, 25000)),
+    (line(type="authorized", amount=100000, currency="NOK", flow="manual", provider="vipps"),
+     Event("order-10001", EventType.AUTHORIZED, T0, 100000, "NOK", provider="vipps", flow=Flow.MANUAL)),
+    (line(type="capture_requested", amount=DROP, key="ship-1"),
+     Event("order-10001", EventType.CAPTURE_REQUESTED, T0, key="ship-1")),
+    (line(type="capture_failed", amount=DROP, reason="issuer declined"),
+     Event("order-10001", EventType.CAPTURE_FAILED, T0, reason="issuer declined")),
+    (line(type="cancelled", amount=DROP), Event("order-10001", EventType.CANCELLED, T0)),
+    (line(type="refunded", amount=0, currency="KWD"), Event("order-10001", EventType.REFUNDED, T0, 0, "KWD")),
+    (line(type="expired", amount=DROP, at="2026-01-05T13:00:00+01:00"), Event("order-10001", EventType.EXPIRED, T0)),
+    (line(at="2026-01-05T12:00:00.250Z"),
+     Event("order-10001", EventType.CAPTURED, T0 + timedelta(milliseconds=250), 25000)),
+])
+def test_event_from_json_valid(raw: bytes, expected: Event) -> None:
+    event = Event.from_json(raw)
+    assert event == expected
+    assert event.at.utcoffset() is not None
+    assert Event.from_json(raw.decode()) == expected
+
+
+INVALID = [
+    (line(payment=DROP), "payment"),
+    (line(payment=""), "payment"),
+    (line(payment=42), "payment"),
+    (line(type="capture"), "type"),
+    (line(type=DROP), "type"),
+    (line(type="CAPTURED"), "type"),
+    (line(at="2026-01-01T00:00:00"), "at"),
+    (line(at=DROP), "at"),
+    (line(at="2026-13-01T00:00:00Z"), "at"),
+    (line(at="yesterday"), "at"),
+    (line(at=1767614400), "at"),
+    (line(amount=-1), "amount"),
+    (line(amount=1.5), "amount"),
+    (line(amount=25000.0), "amount"),
+    (line(amount=True), "amount"),
+    (line(amount="25000"), "amount"),
+    (line(amount=DROP), "amount"),
+    (line(type="refunded", amount=DROP), "amount"),
+    (line(type="authorized", amount=DROP, currency="NOK"), "amount"),
+    (line(type="authorized", amount=100000), "currency"),
+    (line(currency="XYZ"), "currency"),
+    (line(currency="nok"), "currency"),
+    (line(currency=578), "currency"),
+    (line(flow="sometimes"), "flow"),
+    (line(key=5), "key"),
+    (line(provider=["vipps"]), "provider"),
+    (line(reason={"code": 1}), "reason"),
+]
+
+
+@pytest.mark.parametrize(("raw", "field"), INVALID, ids=[f"{f}:{r.decode()}" for r, f in INVALID])
+def test_event_from_json_names_the_bad_field(raw: bytes, field: str) -> None:
+    with pytest.raises(EventError) as info:
+        Event.from_json(raw)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b"{not json", "JSON"),
+    (b"", "JSON"),
+    (b'{"payment": "order-10001",', "JSON"),
+    (b"[1, 2]", "object"),
+    (b'"captured"', "object"),
+    (b"null", "object"),
+])
+def test_event_from_json_refuses_what_is_not_an_object(raw: bytes, words: str) -> None:
+    with pytest.raises(EventError, match=words) as info:
+        Event.from_json(raw)
+    assert info.value.field is None
+    assert isinstance(info.value, ValueError) and isinstance(info.value, capstate.CapstateError)
+
+
+def test_event_ignores_unknown_fields() -> None:
+    raw = line(colour="red", nested={"a": [1, 2]}, amount_major="250.00")
+    assert Event.from_json(raw) == Event.from_json(line())
+
+
+EVENTS = [
+    Event("order-10001", EventType.AUTHORIZED, T0, 100000, "NOK", "vipps", "auth-1", Flow.AUTOMATIC),
+    Event("order-10001", EventType.CAPTURE_FAILED, T0, reason="issuer declined"),
+    Event("order-10001", EventType.CANCELLED, datetime(2026, 1, 5, 13, 30, tzinfo=timezone(timedelta(hours=1)))),
+    Event("order-10001", EventType.REFUNDED, T0 + timedelta(microseconds=1), 0, "KWD"),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=[e.type.value for e in EVENTS])
+def test_event_round_trips(event: Event) -> None:
+    obj = event.to_dict()
+    assert obj["at"].endswith("Z")
+    present = {name for name in ("amount", "currency", "provider", "key", "flow", "reason")
+               if getattr(event, name) is not None}
+    assert set(obj) == {"payment", "type", "at"} | present
+    assert all(type(v) in {str, int} for v in obj.values())
+    assert Event.from_dict(obj) == event
+    assert Event.from_json(event.to_json()) == event
+    assert orjson.loads(event.to_json()) == obj
+
+
+def test_event_to_dict_spells_the_canonical_format() -> None:
+    event = Event("order-10001", EventType.AUTHORIZED, T0, 100000, "NOK", flow=Flow.MANUAL)
+    assert event.to_dict() == {"payment": "order-10001", "type": "authorized", "at": "2026-01-05T12:00:00Z",
+                               "amount": 100000, "currency": "NOK", "flow": "manual"}
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+NAIVE = datetime(2026, 1, 5, 12, 0)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Capture(at=T0, amount=250.0),
+    lambda: Capture(at=T0, amount=True),
+    lambda: Capture(at=T0, amount="250"),
+    lambda: Authorize(amount=1000.5, currency="NOK", at=T0),
+    lambda: Cancel(at=T0, amount=0.0),
+    lambda: Refund(amount=1.5, at=T0),
+    lambda: Capture(at=NAIVE, amount=250),
+    lambda: Authorize(amount=1000, currency="NOK", at=NAIVE),
+    lambda: Cancel(at=NAIVE),
+    lambda: Refund(amount=100, at=NAIVE),
+    lambda: Capture(at="2026-01-05T12:00:00Z"),
+    lambda: Capture(at=T0, currency=578),
+    lambda: Capture(at=T0, key=5),
+], ids=["capture-float", "capture-bool", "capture-str", "authorize-float", "cancel-float", "refund-float",
+        "capture-naive", "authorize-naive", "cancel-naive", "refund-naive", "capture-at-str", "capture-currency-int",
+        "capture-key-int"])
+def test_commands_refuse_floats_and_naive_datetimes(build: Any) -> None:
+    with pytest.raises(CommandError):
+        build()
+
+
+def test_commands_accept_any_timezone() -> None:
+    oslo = timezone(timedelta(hours=1))
+    capture = Capture(at=datetime(2026, 1, 5, 13, 0, tzinfo=oslo), amount=100)
+    assert capture.at == T0
+
+
+def test_decide_refuses_what_is_not_a_command() -> None:
+    p = Payment.authorized_for(capstate.load_spec("bambora"), "order-1", amount=1000, currency="DKK", at=T0)
+    with pytest.raises(CommandError):
+        capstate.decide(p, Event("order-1", EventType.CAPTURED, T0, 1000))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------- payments
+
+AMOUNTS = ("authorized", "captured", "cancelled", "refunded", "pending", "capture_count", "refund_count")
+
+
+@pytest.mark.parametrize("name", AMOUNTS)
+def test_payment_refuses_negative_amounts(name: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=name):
+        Payment(capstate.load_spec("vipps"), "order-10001", "authorized", "NOK", **{name: -1})
+
+
+@pytest.mark.parametrize("name", AMOUNTS)
+def test_payment_refuses_float_amounts(name: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        Payment(capstate.load_spec("vipps"), "order-10001", "authorized", "NOK", **{name: 1.5})
+
+
+def test_payment_refuses_bool_amounts() -> None:
+    """bool is an int subclass, but True is never an amount (the engine's own _check_amount says so)."""
+    spec = capstate.load_spec("vipps")
+    accepted = []
+    for name in AMOUNTS:
+        try:
+            Payment(spec, "order-10001", "authorized", "NOK", **{name: True})
+        except (TypeError, ValueError):
+            continue
+        accepted.append(name)
+    assert accepted == []
+
+
+def test_payment_repr_does_not_dump_the_spec() -> None:
+    p = Payment.authorized_for(capstate.load_spec("vipps"), "order-10001", amount=100000, currency="NOK", at=T0)
+    text = repr(p)
+    assert "<spec vipps>" in text
+    assert "order-10001" in text and "100000" in text
+    for leak in ("Transition(", "Policy(", "transitions", "developer.vippsmobilepay.com", "RuleSource"):
+        assert leak not in text
+    assert len(text) < 600
+    assert repr(p.spec) == "<Spec vipps from specs/vipps.toml>"
+
+
+def test_payment_derived_amounts() -> None:
+    spec = capstate.load_spec("hellgate")
+    p = Payment(spec, "r", "capturing", "EUR", authorized=10000, captured=0, cancelled=0, pending=4000)
+    assert (p.remainder, p.capturable, p.refundable) == (10000, 6000, 0)
+    assert p.expires_at is None
+    q = Payment.authorized_for(capstate.load_spec("vipps"), "order-10001", amount=100, currency="DKK", at=T0)
+    assert q.expires_at == T0 + timedelta(days=14)
+
+
+# ------------------------------------------------------------------------------------- identifier rules
+
+LONG = 2001
+
+
+@pytest.mark.parametrize(("rule", "value"), [
+    (capstate.load_spec("bambora").policy.reference, "x" * LONG),
+    (capstate.load_spec("vipps").policy.reference, "_" * LONG),
+    (capstate.load_spec("vipps").policy.idempotency_key, "k" * LONG),
+    (IdentifierRule(pattern="[a-z]+"), "_" * LONG),
+    (IdentifierRule(), "\n" + "y" * LONG),
+    (IdentifierRule(min_length=LONG + 1), "z" * LONG),
+], ids=["bambora-too-long", "vipps-too-long", "vipps-key", "pattern", "control", "too-short"])
+def test_identifier_problem_never_echoes_a_huge_value(rule: IdentifierRule, value: str) -> None:
+    problem = rule.problem(value)
+    assert problem is not None
+    assert value[1:] not in problem
+    assert value[1] * 61 not in problem
+    assert len(problem) < 200
+
+
+def test_refused_reference_is_not_echoed_in_the_decision() -> None:
+    reference = "p" * LONG
+    d = capstate.decide(Payment.new(capstate.load_spec("bambora"), reference),
+                        Authorize(amount=1000, currency="DKK", at=T0))
+    assert d.codes == (capstate.Code.REFERENCE_INVALID,)
+    assert reference not in d.violations[0].message and len(d.violations[0].message) < 200
+    assert "2001" in d.violations[0].message and "2000" in d.violations[0].message
+
+
+@pytest.mark.parametrize("value", ["order-1", "a", "x" * 2000, "ordre/ø?#&=..", 'quote"d'])
+def test_bambora_reference_takes_any_text_up_to_2000(value: str) -> None:
+    assert capstate.load_spec("bambora").policy.reference.problem(value) is None
+
+
+@pytest.mark.parametrize("value", ["order-1234\r\nX-Injected: 1", "order-1234\x00", "order-1234\u2028x",
+                                   "order-1234\x7f", "order-1234\x85"])
+@pytest.mark.parametrize("name", ["bambora", "hellgate", "pipwave"])
+def test_identifier_rules_refuse_control_characters(name: str, value: str) -> None:
+    """Bambora, Hellgate and Pipwave document no charset; a reference still never carries CR, LF or NUL."""
+    problem = capstate.load_spec(name).policy.reference.problem(value)
+    assert problem is not None and "control character" in problem
+
+
+def test_identifier_rule_refuses_what_is_not_a_string() -> None:
+    assert IdentifierRule().problem(5) == "must be a string, got int"
+    assert IdentifierRule().problem(None) is not None
