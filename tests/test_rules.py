@@ -552,6 +552,9 @@ GENERIC = [
          "pipwave", cap(100), authorized=None, codes=codes("NOT_AUTHORIZED")),
     Rule("DESIGN.md 3: 'NOT_AUTHORIZED' [a refund before authorization]",
          "bambora", refund(100), authorized=None, codes=codes("NOT_AUTHORIZED")),
+    Rule("DESIGN.md 3: 'INVALID_STATE: the spec has no such transition from the current state; the message "
+         "names both' [a second authorization]",
+         "vipps", authorize(5000, "NOK"), codes=codes("INVALID_STATE"), messages=("authorized",)),
     Rule("DESIGN.md 3: 'EXCEEDS_CAPTURABLE: amount > authorized - captured - cancelled - pending; the message "
          "shows this arithmetic'",
          "vipps", cap(80000, "ship-2"), setup=(cap(25000, "ship-1"),), codes=codes("EXCEEDS_CAPTURABLE"),

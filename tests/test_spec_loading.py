@@ -257,6 +257,12 @@ def required_rule_missing(rule: str) -> Callable[[str], Broken]:
     return mutate
 
 
+def unknown_key_in_a_policy_rule(name: str) -> Broken:
+    s = Lines(shipped_text(name))
+    line = s.insert(s.header("[policy.remainder]") + 1, 'source = "a blog post"')
+    return Broken(s.text, "policy.remainder.source", line, "unknown key 'source'")
+
+
 def unknown_policy_rule(name: str) -> Broken:
     s = Lines(shipped_text(name))
     start = s.header("[policy.capture]")
@@ -314,6 +320,7 @@ MUTATIONS: list[Callable[[str], Broken]] = [
     required_rule_missing("max_captures"),
     required_rule_missing("reference"),
     unknown_policy_rule,
+    unknown_key_in_a_policy_rule,
 ]
 
 
@@ -349,6 +356,15 @@ def test_unknown_currency_in_a_currency_list_names_the_element() -> None:
     s = Lines(shipped_text("vipps"))
     line = s.set(s.key(s.header("[policy.currencies]"), "value"), 'value = ["NOK", "ZZZ", "EUR"]')
     assert_breaks(Broken(s.text, "policy.currencies.value[1]", line, "'ZZZ'"))
+
+
+def test_an_empty_source_list_is_refused() -> None:
+    """`source = []` would silently drop the transition; a spec says where a move starts."""
+    s = Lines(shipped_text("bambora"))
+    start = next(i for i in s.transitions() if (s.transition_value(i, "source") or "").startswith("["))
+    row = s.transitions().index(start)
+    line = s.set(s.key(start, "source"), "source = []")
+    assert_breaks(Broken(s.text, f"transitions[{row}].source", line))
 
 
 def test_exit_out_of_terminal_through_a_dest_that_looks_harmless() -> None:
