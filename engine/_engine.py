@@ -243,7 +243,13 @@ def decide(payment: Payment, command: Command) -> Decision:
     # money. "Identical" includes the currency; another currency is another request (and refused below).
     if e.key is not None and policy.idempotency != "none" and e.currency in (None, p.currency):
         op = op_of(e.type)
-        if any(u.key == e.key and u.op == op and u.amount == amount for u in p.keys):
+        # An omitted amount ("capture the rest", "cancel the rest") under a key that already took the rest
+        # is that same request again; while money is left, it would be a new request under an old key.
+        used = next((u for u in p.keys if u.key == e.key and u.op == op
+                     and (u.amount == amount or (e.amount is None and amount <= 0))), None)
+        if used is not None:
+            amount = used.amount
+            normalized = _normalize(p, command, amount)
             warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,
                                           f"key {e.key!r} already succeeded for {op} {amount}; the provider "
                                           f"replays the result and moves no money"))

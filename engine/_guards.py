@@ -205,6 +205,14 @@ def nothing_in_flight(p: Payment, e: Event, amount: int, pol: Policy, command: b
     return None
 
 
+def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+    # The provider's answer settles a capture in flight; a new capture command must wait for it.
+    if command:
+        return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending; wait for its outcome "
+                                          f"(or reconcile) before another capture")
+    return None
+
+
 def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
         return _v(Code.REFUND_EXCEEDS_CAPTURED,
@@ -264,6 +272,8 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
           "no remainder has been released"),
     Guard("nothing_in_flight", Code.CAPTURE_IN_FLIGHT, nothing_in_flight,
           "no capture is pending"),
+    Guard("outcome_only", Code.CAPTURE_IN_FLIGHT, outcome_only,
+          "only the provider's outcome settles a capture in flight; a new capture command is refused"),
     Guard("within_refundable", Code.REFUND_EXCEEDS_CAPTURED, within_refundable,
           "amount <= captured - refunded"),
     Guard("below_max_refunds", Code.MULTIPLE_REFUNDS_UNSUPPORTED, below_max_refunds,

@@ -65,6 +65,8 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
 
     With `places`, the string has exactly that many decimals; ValueError if that would lose digits.
     """
+    if type(minor) is not int:
+        raise TypeError(f"money is integer minor units, got {type(minor).__name__} {minor!r}")
     exp = exponent(currency)
     places = exp if places is None else places
     sign = "-" if minor < 0 else ""
@@ -80,12 +82,13 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
     return f"{sign}{whole}.{frac}" if places else f"{sign}{whole}"
 
 
-_DECIMAL = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+# ASCII digits only: \d would accept Arabic-Indic and other Unicode digits, which int() then converts.
+_DECIMAL = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
 
 
 def from_major_string(text: str, currency: str) -> int:
     """Parse a major-unit decimal string exactly: ("10.5", "NOK") -> 1050. ValueError if inexact."""
-    m = _DECIMAL.match(text)
+    m = _DECIMAL.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"{text!r} is not a decimal amount")
     sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""

@@ -119,8 +119,15 @@ class Policy:
         """JSON-ready policy numbers, as a spec file would spell them."""
         out: dict[str, Any] = {}
         for name in POLICY_PARSERS:
-            out[name] = _render(getattr(self, name))
+            value = getattr(self, name)
+            out[name] = _ABSENT_SPELLING.get(name) if value is None else _render(value)
         return out
+
+
+# How a spec file spells "no value" for each rule, so that summary() round-trips through the parsers.
+_ABSENT_SPELLING = {"max_captures": "unlimited", "max_refunds": "unlimited", "amount_max": "none",
+                    "authorization_validity": "unknown", "refund_window": "unknown", "currencies": "any",
+                    "amount_format": "minor"}
 
 
 def _render(value: object) -> Any:

@@ -153,7 +153,7 @@ def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str =
         if sub:
             current = _unparse(policy, name)
             if not isinstance(current, dict):
-                current = {"*": current} if current not in (None, "unknown") else {}
+                current = {"*": current} if current != "unknown" else {}
             value = {**current, sub: value}
         try:
             changes[name] = POLICY_PARSERS[name](value)
@@ -169,10 +169,7 @@ def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str =
 
 
 def _unparse(policy: Policy, name: str) -> Any:
-    rendered = policy.summary()[name]
-    if rendered is None and name == "authorization_validity":
-        return "unknown"
-    return rendered
+    return policy.summary()[name]
 
 
 class _Loader:
@@ -258,6 +255,8 @@ class _Loader:
                 raise self.fail(f"{path}.trigger", f"unknown trigger {raw_trigger!r} (triggers are event types: "
                                                    f"{', '.join(t.value for t in EventType)})") from None
             sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            if not sources:
+                raise self.fail(f"{path}.source", "an empty list of source states declares no transition")
             for j, source in enumerate(sources):
                 if source not in known:
                     where = f"{path}.source[{j}]" if isinstance(row["source"], list) else f"{path}.source"
@@ -305,7 +304,7 @@ class _Loader:
             try:
                 values[name] = POLICY_PARSERS[name](rule["value"])
             except PolicyValueError as exc:
-                sub = f".{exc.subpath}" if exc.subpath else ""
+                sub = exc.subpath if exc.subpath.startswith("[") else f".{exc.subpath}" if exc.subpath else ""
                 raise self.fail(f"{path}.value{sub}", str(exc)) from None
             sources[name] = RuleSource(doc, default, note)
         return Policy(**values, sources=MappingProxyType(sources))

@@ -46,8 +46,10 @@ _EVENT_FIELDS = ("payment", "type", "at", "amount", "currency", "provider", "key
 
 def _check_amount(value: object, what: str) -> None:
     # bool is an int subclass; True is never an amount.
-    if value is not None and (type(value) is not int or value < 0):
-        raise TypeError(f"{what} must be a non-negative integer of minor units, got {value!r}")
+    if value is not None and type(value) is not int:
+        raise TypeError(f"{what} must be an integer of minor units, got {type(value).__name__} {value!r}")
+    if value is not None and value < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
 
 
 # --------------------------------------------------------------------------------------------- events
@@ -258,9 +260,13 @@ class Payment:
         # Invariants raise; they never clamp (see saleor's max(..., 0) in research/anchors.md). Only
         # value invariants live here: "refunded <= captured" is a policy that a real history can break,
         # and the audit must be able to hold such a payment to report it. The OR of the counters is
-        # negative iff one is, and raises TypeError for a float: one cheap test on the hot path.
-        if (self.authorized | self.captured | self.cancelled | self.refunded | self.pending
-                | self.capture_count | self.refund_count) < 0:
+        # negative iff one is: a cheap test on the hot path, with the slow loop only to name the culprit.
+        int_ = int
+        if (type(self.authorized) is not int_ or type(self.captured) is not int_ or type(self.cancelled) is not int_
+                or type(self.refunded) is not int_ or type(self.pending) is not int_
+                or type(self.capture_count) is not int_ or type(self.refund_count) is not int_
+                or (self.authorized | self.captured | self.cancelled | self.refunded | self.pending
+                    | self.capture_count | self.refund_count) < 0):
             for name in ("authorized", "captured", "cancelled", "refunded", "pending", "capture_count",
                          "refund_count"):
                 _check_amount(getattr(self, name), f"Payment.{name}")

@@ -102,12 +102,12 @@ def test_providers_json_lists_every_shipped_spec_with_its_policy(cli: Any) -> No
     assert set(by_name["vipps"]) >= {"name", "title", "doc", "policy"}
     assert by_name["vipps"]["title"] == "Vipps MobilePay ePayment API v1"
     vipps = by_name["vipps"]["policy"]
-    assert vipps["max_captures"] is None  # unlimited
+    assert vipps["max_captures"] == "unlimited"
     assert vipps["authorization_validity"] == {"NOK": "180d", "DKK": "14d", "EUR": "14d"}
     assert vipps["idempotency"] == "required"
     assert vipps["reference"]["pattern"] == "[a-zA-Z0-9-]{8,50}"
     assert by_name["hellgate"]["policy"]["capture"] == "async"
-    assert by_name["hellgate"]["policy"]["authorization_validity"] is None
+    assert by_name["hellgate"]["policy"]["authorization_validity"] == "unknown"
     assert "authorization_validity" in by_name["hellgate"]["defaults"]
 
 
