@@ -21,6 +21,7 @@ from attrs import evolve
 from ._codes import Code
 from ._errors import CommandError, InvalidTransition
 from ._guards import CAPTURE_TYPES, GUARDS, op_of, room
+from ._guards import room_arithmetic as _room_arithmetic
 from ._money import to_major_string
 from ._table import Step
 from ._time import format_instant
@@ -119,7 +120,10 @@ def explain_missing(p: Payment, e: Event, amount: int) -> Violation:
                 if v is not None:
                     return v
             if room(p, e) <= 0:
-                v = GUARDS["within_capturable"].check(p, e, max(amount, 1), policy, True)
+                if amount <= 0:
+                    return Violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
+                                                              f"= {_room_arithmetic(p, e, policy)}")
+                v = GUARDS["within_capturable"].check(p, e, amount, policy, True)
                 if v is not None:
                     return v
     return Violation(Code.INVALID_STATE, f"{p.spec.name} has no {t.value} transition from state {p.state!r}")

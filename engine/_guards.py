@@ -61,7 +61,7 @@ def room(p: Payment, e: Event) -> int:
     return base if e.type is EventType.CAPTURED else base - p.pending
 
 
-def _room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
+def room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
     terms = [f"authorized {p.authorized}", f"- captured {p.captured}"]
     if p.cancelled:
         terms.append(f"- cancelled {p.cancelled}")
@@ -141,6 +141,9 @@ def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) ->
     for use in p.keys:
         if use.key != e.key:
             continue
+        if e.currency is not None and e.currency != p.currency:
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount} "
+                                                     f"{p.currency}; reused for {op} in {e.currency}")
         if use.op != op or use.amount != amount:
             return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount}; "
                                                      f"reused for {op} {amount}")
@@ -173,7 +176,7 @@ def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: b
     limit = room(p, e) + pol.allowance(p.authorized)
     if amount > limit:
         return _v(Code.EXCEEDS_CAPTURABLE,
-                  f"capture {amount} > capturable {limit} = {_room_arithmetic(p, e, pol)}")
+                  f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}")
     return None
 
 

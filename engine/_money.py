@@ -12,8 +12,10 @@ from functools import cache
 from attrs import frozen
 from iso4217 import Currency as _Iso
 
+from ._errors import CapstateError
 
-class CurrencyError(ValueError):
+
+class CurrencyError(CapstateError, ValueError):
     """Not an ISO 4217 alpha-3 code, or a code with no minor unit (gold, SDRs, ...)."""
 
 

@@ -224,9 +224,12 @@ def _optional_amount(value: object) -> int | None:
 
 def _duration(value: object) -> timedelta:
     try:
-        return parse_duration(value)  # type: ignore[arg-type]
+        delta = parse_duration(value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise PolicyValueError(str(exc)) from None
+    if not delta:
+        raise PolicyValueError(f"{value!r} is a zero duration; nothing could ever happen inside it")
+    return delta
 
 
 def _optional_duration(value: object) -> timedelta | None:
@@ -297,8 +300,8 @@ POLICY_PARSERS: dict[str, Callable[[object], Any]] = {
 }
 
 # Rules every spec must state, because a silent default would hide a money decision.
-REQUIRED_RULES = ("capture", "partial_capture", "max_captures", "remainder", "idempotency",
-                  "authorization_validity", "reference")
+# An absent authorization_validity means "unknown": no expiry checks (DESIGN.md section 4).
+REQUIRED_RULES = ("capture", "partial_capture", "max_captures", "remainder", "idempotency", "reference")
 
 
 def parse_rule(name: str, value: object) -> Any:

@@ -307,7 +307,13 @@ class _Loader:
                 sub = exc.subpath if exc.subpath.startswith("[") else f".{exc.subpath}" if exc.subpath else ""
                 raise self.fail(f"{path}.value{sub}", str(exc)) from None
             sources[name] = RuleSource(doc, default, note)
-        return Policy(**values, sources=MappingProxyType(sources))
+        policy = Policy(**values, sources=MappingProxyType(sources))
+        if policy.amount_max is not None:
+            for currency, low in policy.amount_min.items():
+                if low > policy.amount_max:
+                    raise self.fail("policy.amount_min.value", f"minimum {low} ({currency}) > amount_max "
+                                                               f"{policy.amount_max}: no amount could pass")
+        return policy
 
     def check_graph(self, states: list[str], initial: str, terminal: frozenset[str],
                     transitions: tuple[Transition, ...]) -> None:

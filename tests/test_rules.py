@@ -152,8 +152,14 @@ def refund(amount: int, key: str | None = None, *, days: int = 0, currency: str 
     return Refund(amount=amount, at=at(days), currency=currency, key=key)
 
 
-def authorize(amount: int, currency: str, *, flow: str | None = None) -> Authorize:
-    return Authorize(amount=amount, currency=currency, at=T0, flow=None if flow is None else capstate.Flow(flow))
+def authorize(amount: int, currency: str, *, flow: str | None = None, key: str | None = None) -> Authorize:
+    return Authorize(amount=amount, currency=currency, at=T0, flow=None if flow is None else capstate.Flow(flow),
+                     key=key)
+
+
+def create(amount: int, currency: str) -> Authorize:
+    """A Vipps authorize: Idempotency-Key is required on create too (epayment.v1.yml)."""
+    return authorize(amount, currency, key="create-1")
 
 
 def ids(rows: list[Rule]) -> list[str]:
@@ -211,29 +217,29 @@ VIPPS = [
          "vipps", refund(1000, "refund-1", currency="EUR"), setup=(cap(25000, "ship-1"),),
          codes=codes("CURRENCY_MISMATCH"), messages=("EUR", "NOK")),
     Rule(f"{MIN} [NOK 99 øre refused at authorize]",
-         "vipps", authorize(99, "NOK"), authorized=None, codes=codes("AMOUNT_INVALID"), messages=("99", "100")),
+         "vipps", create(99, "NOK"), authorized=None, codes=codes("AMOUNT_INVALID"), messages=("99", "100")),
     Rule(f"{MIN} [NOK 100 øre authorized]",
-         "vipps", authorize(100, "NOK"), authorized=None, state="authorized", after={"authorized": 100},
+         "vipps", create(100, "NOK"), authorized=None, state="authorized", after={"authorized": 100},
          event="authorized"),
     Rule(f"{MIN} [a NOK 99 øre partial capture refused]",
          "vipps", cap(99, "ship-1"), codes=codes("AMOUNT_INVALID"), messages=("99", "100")),
     Rule(f"{MIN} [NOK 100 øre captured]",
          "vipps", cap(100, "ship-1"), state="authorized", after={"captured": 100}),
     Rule(f"{MIN} [DKK 1 øre authorized]",
-         "vipps", authorize(1, "DKK"), authorized=None, state="authorized", after={"authorized": 1}),
+         "vipps", create(1, "DKK"), authorized=None, state="authorized", after={"authorized": 1}),
     Rule(f"{MIN} [DKK 0 refused]",
-         "vipps", authorize(0, "DKK"), authorized=None, codes=codes("AMOUNT_INVALID")),
+         "vipps", create(0, "DKK"), authorized=None, codes=codes("AMOUNT_INVALID")),
     Rule(f"{MIN} [EUR 1 cent captured]",
          "vipps", cap(1, "ship-1"), authorized=(10000, "EUR"), state="authorized", after={"captured": 1}),
     Rule(f"{MIN} [EUR 0 refused]",
          "vipps", cap(0, "ship-1"), authorized=(10000, "EUR"), codes=codes("AMOUNT_INVALID")),
     Rule("epayment.v1.yml#/components/schemas/Amount: 'value maximum 65000000' [65000001 refused]",
-         "vipps", authorize(65000001, "NOK"), authorized=None, codes=codes("AMOUNT_INVALID"),
+         "vipps", create(65000001, "NOK"), authorized=None, codes=codes("AMOUNT_INVALID"),
          messages=("65000001", "65000000")),
     Rule("epayment.v1.yml#/components/schemas/Amount: 'value maximum 65000000' [65000000 authorized]",
-         "vipps", authorize(65000000, "NOK"), authorized=None, state="authorized"),
+         "vipps", create(65000000, "NOK"), authorized=None, state="authorized"),
     Rule("epayment.v1.yml#/components/schemas/Currency: 'NOK, DKK, EUR' [SEK refused]",
-         "vipps", authorize(10000, "SEK"), authorized=None, codes=codes("CURRENCY_UNSUPPORTED"),
+         "vipps", create(10000, "SEK"), authorized=None, codes=codes("CURRENCY_UNSUPPORTED"),
          messages=("SEK",)),
     Rule(f"{WINDOW} [NOK day 179 captures]",
          "vipps", cap(5000, "ship-1", days=179), state="authorized", after={"captured": 5000}),
@@ -291,25 +297,28 @@ VIPPS = [
     Rule("providers.md 2.3: 'currency must equal the payment currency' [a same-key, same-amount retry in "
          "another currency is not a replay]",
          "vipps", cap(25000, "ship-1", currency="DKK"), setup=(cap(25000, "ship-1"),),
-         codes=codes("CURRENCY_MISMATCH")),
+         codes=codes("CURRENCY_MISMATCH", "IDEMPOTENCY_KEY_CONFLICT")),
+    Rule("epayment.v1.yml: 'Idempotency-Key' is required on create [an authorize without a key refused]",
+         "vipps", authorize(10000, "NOK"), authorized=None,
+         codes=codes("IDEMPOTENCY_KEY_REQUIRED")),
     Rule(f"{REF_RULE} [7 characters refused]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="abcdefg",
+         "vipps", create(10000, "NOK"), authorized=None, reference="abcdefg",
          codes=codes("REFERENCE_INVALID"), messages=("8",)),
     Rule(f"{REF_RULE} [51 characters refused]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="a" * 51,
+         "vipps", create(10000, "NOK"), authorized=None, reference="a" * 51,
          codes=codes("REFERENCE_INVALID"), messages=("51", "50")),
     Rule(f"{REF_RULE} [an underscore refused]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="order_10001",
+         "vipps", create(10000, "NOK"), authorized=None, reference="order_10001",
          codes=codes("REFERENCE_INVALID")),
     Rule(f"{REF_RULE} ['../x' refused]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="../x", codes=codes("REFERENCE_INVALID")),
+         "vipps", create(10000, "NOK"), authorized=None, reference="../x", codes=codes("REFERENCE_INVALID")),
     Rule(f"{REF_RULE} ['../../admin' refused: long enough, wrong charset]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="../../admin",
+         "vipps", create(10000, "NOK"), authorized=None, reference="../../admin",
          codes=codes("REFERENCE_INVALID")),
     Rule(f"{REF_RULE} [8 characters accepted]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="Abc-1234", state="authorized"),
+         "vipps", create(10000, "NOK"), authorized=None, reference="Abc-1234", state="authorized"),
     Rule(f"{REF_RULE} [50 characters accepted]",
-         "vipps", authorize(10000, "NOK"), authorized=None, reference="a" * 50, state="authorized"),
+         "vipps", create(10000, "NOK"), authorized=None, reference="a" * 50, state="authorized"),
     Rule("faq.md: 'Not enough refundable' [refund <= captured - refunded, the arithmetic shown]",
          "vipps", refund(20001, "refund-2"), setup=(cap(30000, "ship-1"), refund(10000, "refund-1")),
          codes=codes("REFUND_EXCEEDS_CAPTURED"), messages=("20001", "20000", "30000", "10000")),
@@ -563,7 +572,7 @@ GENERIC = [
          "bambora", refund(100), authorized=None, codes=codes("NOT_AUTHORIZED")),
     Rule("DESIGN.md 3: 'INVALID_STATE: the spec has no such transition from the current state; the message "
          "names both' [a second authorization]",
-         "vipps", authorize(5000, "NOK"), codes=codes("INVALID_STATE"), messages=("authorized",)),
+         "vipps", create(5000, "NOK"), codes=codes("INVALID_STATE"), messages=("authorized",)),
     Rule("DESIGN.md 3: 'EXCEEDS_CAPTURABLE: amount > authorized - captured - cancelled - pending; the message "
          "shows this arithmetic'",
          "vipps", cap(80000, "ship-2"), setup=(cap(25000, "ship-1"),), codes=codes("EXCEEDS_CAPTURABLE"),

@@ -312,6 +312,7 @@ MUTATIONS: list[Callable[[str], Broken]] = [
     policy_value("idempotency", "true", reason="True"),
     policy_value("over_capture_percent", "101", reason="101"),
     policy_value("refund_window", '"a year"', reason="'a year'"),
+    policy_value("authorization_validity", '"0d"', reason="zero duration"),
     rule_without_doc,
     default_without_note,
     default_not_a_bool,
@@ -673,3 +674,24 @@ def test_own_spec_with_overrides(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         capstate.load_spec(path, overrides={"remainder": "kept"})
     assert info.value.path == "overrides.remainder" and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_a_minimum_above_the_maximum_is_refused(name: str) -> None:
+    """No amount could ever pass such a spec, so it must not load."""
+    s = Lines(shipped_text(name))
+    start = s.header("[policy.amount_max]")
+    s.set(s.key(start, "value"), "value = 50")
+    s.set(s.key(s.header("[policy.amount_min]"), "value"), "value = 100")
+    err = assert_breaks(Broken(s.text, "policy.amount_min.value", None, "no amount could pass"))
+    assert "100" in str(err) and "50" in str(err)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_an_absent_validity_means_unknown(name: str) -> None:
+    """DESIGN.md section 4: an absent authorization validity means unknown, so no expiry checks."""
+    s = Lines(shipped_text(name))
+    s.delete_block(s.header("[policy.authorization_validity]"))
+    spec = load(s.text)
+    assert spec.policy.authorization_validity is None
+    assert spec.policy.validity_for("EUR") is None
