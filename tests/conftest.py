@@ -1,0 +1,41 @@
+"""Test configuration: Hypothesis profiles.
+
+- `ci`: thorough; what `.ci/run` uses (it exports CI=true).
+- `dev`: fast, for the edit-run loop.
+
+Choose one with CAPSTATE_HYPOTHESIS_PROFILE=ci|dev; without it, CI=true selects `ci` and anything else
+`dev`. Stateful machines take their step count from the profile; `tests/test_stateful.py` sets the
+rest on each `.TestCase`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    deadline=None,
+    stateful_step_count=40,
+    derandomize=False,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    max_examples=40,
+    deadline=None,
+    stateful_step_count=25,
+)
+
+
+def _profile() -> str:
+    chosen = os.environ.get("CAPSTATE_HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    return "ci" if os.environ.get("CI", "").lower() in {"true", "1"} else "dev"
+
+
+settings.load_profile(_profile())
