@@ -1,0 +1,244 @@
+"""Invariants that hold on every spec, for any history and any command (DESIGN.md section 6).
+
+- Money adds up after every event `apply` accepts: 0 <= captured <= authorized + allowance,
+  captured + cancelled <= authorized + allowance, refunded <= captured, pending >= 0; an event `apply`
+  refuses changes nothing; terminal states absorb.
+- `decide` is total and pure: any command on any reachable payment gives a Decision (never an
+  exception), the same one twice, and leaves the payment alone. A refusal has violations and no
+  `after`; an allowance has `after` and no violations, and applying its event gives that `after`.
+- An allowed decision keeps the money rules whatever the spec's transitions say: no capture beyond what is
+  capturable, after expiry, while another is in flight, or without a key the provider requires.
+- `observe` records every fact (the audit's view) and agrees with `apply` on legal ones.
+
+The shipped specs have no over-capture allowance, so for them the bounds are exactly authorized;
+the overridden specs include one with 10 %.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from attrs import evolve
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import SOURCES, SPEC_NAMES, authorized_payments, commands, events, reachable_payments, specs_from
+
+import capstate
+from capstate import (
+    Authorize,
+    Cancel,
+    Capture,
+    Code,
+    Decision,
+    Event,
+    EventType,
+    InvalidTransition,
+    Payment,
+    Refund,
+)
+
+T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+
+
+def money_problem(p: Payment) -> str | None:
+    """Which money invariant `p` breaks, or None."""
+    allowance = p.spec.policy.allowance(p.authorized)
+    checks = {
+        "0 <= captured <= authorized + allowance": 0 <= p.captured <= p.authorized + allowance,
+        "captured + cancelled <= authorized + allowance": p.captured + p.cancelled <= p.authorized + allowance,
+        "0 <= refunded <= captured": 0 <= p.refunded <= p.captured,
+        "pending >= 0, cancelled >= 0": p.pending >= 0 and p.cancelled >= 0,
+        "counts >= 0": p.capture_count >= 0 and p.refund_count >= 0,
+    }
+    broken = [rule for rule, holds in checks.items() if not holds]
+    if not broken:
+        return None
+    return f"{p.spec.name} {p.state}: {p.summary()} pending {p.pending} breaks {'; '.join(broken)}"
+
+
+def assert_money_adds_up(p: Payment) -> None:
+    problem = money_problem(p)
+    assert problem is None, problem
+
+
+# --------------------------------------------------------------------------------------------- apply
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_money_adds_up_along_any_history(source: str, data: st.DataObject) -> None:
+    spec = data.draw(specs_from(source), label="spec")
+    start = data.draw(st.sampled_from(["new", "authorized", "authorized"]), label="start")
+    p = Payment.new(spec, "order-10001") if start == "new" else data.draw(authorized_payments(spec), label="payment")
+    clock = p.authorized_at
+    for i in range(data.draw(st.integers(1, 15), label="events")):
+        e = data.draw(events(p, not_before=clock, fresh_key=f"key-{i}"), label=f"event {i}")
+        before = evolve(p)
+        try:
+            after = capstate.apply(p, e)
+        except InvalidTransition as exc:
+            assert exc.violations
+            assert p == before and p.state == before.state, "a refused event changed the payment"
+            continue
+        assert p == before, "apply changed its input"
+        assert_money_adds_up(after)
+        if p.state in spec.terminal:
+            assert after.state == p.state, f"{spec.name}: {e.type.value} left terminal state {p.state!r}"
+        p = after
+        clock = max(clock, e.at) if clock is not None else e.at
+
+
+def test_an_expiry_never_releases_more_than_the_remainder() -> None:
+    """Regression: an `expired` fact carrying an amount above the remainder must not be recorded as if
+    more than the authorization had been released (captured + cancelled > authorized)."""
+    for name in SPEC_NAMES:
+        spec = capstate.load_spec(name)
+        p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+        try:
+            after = capstate.apply(p, Event(p.reference, EventType.EXPIRED, T0 + timedelta(hours=1), 5000))
+        except InvalidTransition:
+            continue
+        assert_money_adds_up(after)
+
+
+def test_a_cancel_before_authorization_releases_nothing() -> None:
+    """Regression: a cancel of an open (never authorized) payment has no money to release."""
+    for name in SPEC_NAMES:
+        spec = capstate.load_spec(name)
+        p = Payment.new(spec, "order-10001")
+        try:
+            after = capstate.apply(p, Event(p.reference, EventType.CANCELLED, T0, 500))
+        except InvalidTransition:
+            continue
+        assert_money_adds_up(after)
+
+
+# -------------------------------------------------------------------------------------------- decide
+
+
+def assert_decision_is_consistent(p: Payment, command: capstate.Command, d: Decision) -> None:
+    assert isinstance(d, Decision)
+    assert d.before == p
+    if not d.allowed:
+        assert d.after is None and d.event is None
+        assert d.violations, "a refusal must say why"
+        return
+    assert d.after is not None and not d.violations
+    if d.event is None:  # an idempotent replay moves nothing
+        assert any(w.code is Code.IDEMPOTENT_REPLAY for w in d.warnings)
+        assert d.after == p
+        return
+    applied = capstate.apply(p, d.event)
+    if isinstance(command, Capture) and command.final and applied != d.after:
+        # A final capture may also release the remainder, by a cancel the I/O layer sends after it.
+        assert any(w.code is Code.REMAINDER_RELEASED for w in d.warnings)
+        applied = capstate.apply(applied, Event(p.reference, EventType.CANCELLED, d.event.at))
+    assert applied == d.after, f"apply(decision.event) gave {applied.summary()}, decide said {d.after.summary()}"
+    # An audited payment may have broken the rules already; otherwise no allowed command may break them.
+    if money_problem(p) is None:
+        assert_money_adds_up(d.after)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_decide_is_total_pure_and_keeps_the_money_rules(source: str, data: st.DataObject) -> None:
+    """Any command on any reachable payment, including payments replayed leniently as an audit holds
+    them (policy breaches and all): a Decision, the same one twice, consistent with `apply`."""
+    spec = data.draw(specs_from(source), label="spec")
+    p = data.draw(reachable_payments(spec, lenient=data.draw(st.booleans(), label="lenient")), label="payment")
+    command = data.draw(commands(p), label="command")
+    before = evolve(p)
+    d = capstate.decide(p, command)
+    assert p == before, "decide changed its input"
+    assert capstate.decide(p, command) == d, "decide gave two answers to one question"
+    orjson.dumps(d.to_dict())
+    assert_decision_is_consistent(p, command, d)
+    if not d.allowed or d.event is None:
+        return
+    # An allowed decision keeps the money rules, whatever the spec's transitions say.
+    policy = spec.policy
+    if isinstance(command, Capture | Cancel):
+        assert p.state not in spec.terminal, f"{spec.name}: {type(command).__name__} allowed in {p.state!r}"
+    if policy.idempotency == "required" and isinstance(command, Capture | Cancel | Refund):
+        assert command.key is not None, f"{spec.name} requires a key; {type(command).__name__} had none"
+    if isinstance(command, Capture):
+        amount = d.event.amount
+        assert amount is not None
+        assert 0 < amount <= p.capturable + policy.allowance(p.authorized), (
+            f"capture {amount} with capturable {p.capturable}")
+        assert amount >= policy.min_amount(p.currency or "*")
+        assert p.pending == 0, f"a capture allowed while {p.pending} is in flight"
+        assert p.cancelled == 0, "a capture allowed after the remainder was released"
+        assert p.expires_at is None or command.at < p.expires_at, "a capture allowed at or after expiry"
+        assert policy.max_captures is None or p.capture_count < policy.max_captures
+        if policy.partial_capture == "no":
+            assert amount >= p.capturable
+    if isinstance(command, Cancel):
+        assert p.pending == 0 and (p.expires_at is None or command.at < p.expires_at)
+    if isinstance(command, Refund):
+        assert 0 < command.amount <= p.refundable
+        assert policy.max_refunds is None or p.refund_count < policy.max_refunds
+    if isinstance(command, Authorize):
+        assert p.authorized_at is None, "a second authorization allowed"
+
+
+def test_a_capture_command_waits_for_the_capture_in_flight() -> None:
+    """Regression: on a sync spec a logged capture request puts the payment in `capturing`; a new
+    capture command is not the provider's answer and must be refused with CAPTURE_IN_FLIGHT."""
+    for name in SPEC_NAMES:
+        spec = capstate.load_spec(name)
+        p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+        p = capstate.apply(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0, 400, key="k1"))
+        d = capstate.decide(p, Capture(at=T0 + timedelta(hours=1), amount=500, key="k2"))
+        assert not d.allowed and Code.CAPTURE_IN_FLIGHT in d.codes, (name, d.codes)
+
+
+def test_a_key_reused_where_the_provider_has_no_idempotency_is_not_a_second_success() -> None:
+    """Regression: Pipwave has no idempotency mechanism, so a second refund under a used key would
+    be a second refund; decide must not allow a fact that apply then refuses (key_unique)."""
+    spec = capstate.load_spec("pipwave")
+    p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+    capture = capstate.decide(p, Capture(at=T0))
+    assert capture.event is not None
+    p = capstate.apply(p, capture.event)
+    first = capstate.decide(p, Refund(amount=100, at=T0, key="r1"))
+    assert first.allowed and first.event is not None
+    p = capstate.apply(p, first.event)
+    second = capstate.decide(p, Refund(amount=100, at=T0, key="r1"))
+    assert_decision_is_consistent(p, second.command, second)
+
+
+# ------------------------------------------------------------------------------------------- observe
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_observe_records_every_fact_and_agrees_with_apply(source: str, data: st.DataObject) -> None:
+    spec = data.draw(specs_from(source), label="spec")
+    p = data.draw(authorized_payments(spec), label="payment")
+    clock = p.authorized_at
+    for i in range(data.draw(st.integers(1, 10), label="events")):
+        e = data.draw(events(p, not_before=clock, fresh_key=f"key-{i}"), label=f"event {i}")
+        observed, violations = capstate.observe(p, e)
+        try:
+            applied = capstate.apply(p, e)
+        except InvalidTransition as exc:
+            assert violations == exc.violations, "observe and apply name different breaches"
+        else:
+            assert (observed, violations) == (applied, ()), "observe and apply record a legal fact differently"
+        p = observed
+        clock = max(clock, e.at) if clock is not None else e.at
+
+
+def test_observe_records_a_capture_request_after_an_over_capture() -> None:
+    """Regression: an audit replays a history that over-captured, then logged a capture request
+    without an amount; observe must record it (nothing is left to request) and report the breach."""
+    spec = capstate.load_spec("bambora")
+    p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+    p, violations = capstate.observe(p, Event(p.reference, EventType.CAPTURED, T0, 1001))
+    assert Code.EXCEEDS_CAPTURABLE in [v.code for v in violations]
+    after, violations = capstate.observe(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0))
+    assert violations and after.pending >= 0
