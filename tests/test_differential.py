@@ -14,7 +14,8 @@ that broke the policy), over the shipped specs and over specs with overridden po
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import product
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from strategies import OVERRIDES, SOURCES, SPEC_NAMES, amounts_for, events, load_case, reachable_payments, specs_from
 
 import capstate
-from capstate import Event, InvalidTransition, Payment
+from capstate import Event, EventType, InvalidTransition, Payment
 from capstate._engine import evaluate, resolve_amount
 from capstate._machine import reference_dest
 
@@ -93,14 +94,18 @@ def test_table_and_machine_agree_along_a_history(source: str, data: st.DataObjec
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_machine_leaves_no_state_behind(case: tuple[str, Mapping[str, Any]]) -> None:
-    """The Machine is shared per spec; judging one payment must not leak its state into the next."""
-    spec = load_case(case)
-    at = capstate.Payment.new(spec, "order-10001")
-    for state in spec.states:
-        p = evolve(at, state=state)
-        for trigger in capstate.EventType:
-            e = Event(p.reference, trigger, T0, 0)
-            assert_agree(p, e, 0, True)
-            assert_agree(p, e, 0, False)
+def test_table_and_machine_agree_on_every_state_and_trigger(case: tuple[str, Mapping[str, Any]]) -> None:
+    """Exhaustively, over every state x trigger x a few amounts and aggregates, as command and as fact.
 
+    The Machine is shared per spec, and consecutive calls come from different states: a Machine that
+    kept the previous payment's state would answer for the wrong one.
+    """
+    spec = load_case(case)
+    authorized = Payment.authorized_for(spec, "order-10001", amount=10_000, currency="EUR", at=T0)
+    payments = [Payment.new(spec, "order-10001"), authorized, evolve(authorized, captured=4_000),
+                evolve(authorized, pending=4_000)]
+    for state, trigger, base, amount in product(spec.states, EventType, payments, (0, 1, 4_000, 10_001)):
+        p = evolve(base, state=state)
+        e = Event(p.reference, trigger, T0 + timedelta(hours=1), amount)
+        for command in (True, False):
+            assert_agree(p, e, amount, command)

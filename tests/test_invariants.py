@@ -6,8 +6,9 @@
 - `decide` is total and pure: any command on any reachable payment gives a Decision (never an
   exception), the same one twice, and leaves the payment alone. A refusal has violations and no
   `after`; an allowance has `after` and no violations, and applying its event gives that `after`.
-- An allowed decision keeps the money rules whatever the spec's transitions say: no capture beyond what is
-  capturable, after expiry, while another is in flight, or without a key the provider requires.
+- An allowed decision keeps the money rules whatever the spec's transitions say: no capture beyond
+  what is capturable, at or after expiry, while another is in flight, or without a key the provider
+  requires; nothing is captured or released once the authorization has lapsed.
 - `observe` records every fact (the audit's view) and agrees with `apply` on legal ones.
 
 The shipped specs have no over-capture allowance, so for them the bounds are exactly authorized;
@@ -183,6 +184,26 @@ def test_decide_is_total_pure_and_keeps_the_money_rules(source: str, data: st.Da
         assert policy.max_refunds is None or p.refund_count < policy.max_refunds
     if isinstance(command, Authorize):
         assert p.authorized_at is None, "a second authorization allowed"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_nothing_is_captured_or_released_at_or_after_expiry(source: str, data: st.DataObject) -> None:
+    """AUTHORIZATION_EXPIRED: a capture or a cancel at or past the validity window moves no money."""
+    spec = data.draw(specs_from(source), label="spec")
+    p = data.draw(reachable_payments(spec, open_sometimes=False), label="payment")
+    if p.expires_at is None:
+        return
+    at = p.expires_at + timedelta(seconds=data.draw(st.sampled_from([0, 1, 86400, 90 * 86400]), label="late"))
+    amount = data.draw(st.sampled_from([None, 1, max(p.capturable // 2, 1), p.capturable]), label="amount")
+    key = data.draw(st.sampled_from(["late-key", None]), label="key")
+    command = data.draw(st.sampled_from([Capture(at=at, amount=amount, key=key, final=False),
+                                         Capture(at=at, amount=amount, key=key, final=True),
+                                         Cancel(at=at, key=key)]), label="command")
+    d = capstate.decide(p, command)
+    assert not d.allowed or d.event is None, f"{spec.name}: {command} allowed after expiry {p.expires_at}"
+    if p.state == "authorized" and not d.allowed:
+        assert Code.AUTHORIZATION_EXPIRED in d.codes, d.codes
 
 
 def test_a_capture_command_waits_for_the_capture_in_flight() -> None:
