@@ -52,13 +52,16 @@ _EXPIRED = EventType.EXPIRED
 def resolve_amount(p: Payment, e: Event) -> int:
     """The amount an event moves: its own, or the one its type implies when absent
     (a capture takes what is capturable, a cancel or a lapse releases the remainder)."""
+    t = e.type
+    if t is _EXPIRED:
+        # A lapse releases exactly what was left, whatever amount a log line claims.
+        return max(p.capturable, 0)
     if e.amount is not None:
         return e.amount
-    t = e.type
+    # After an over-capture within an allowance nothing is left (never a negative amount).
     if t in CAPTURE_TYPES:
-        return room(p, e)
-    if t is _CANCELLED or t is _EXPIRED:
-        # After an over-capture within an allowance nothing is left to release (not a negative amount).
+        return max(room(p, e), 0)
+    if t is _CANCELLED:
         return max(p.capturable, 0)
     if t is _CAPTURE_FAILED:
         return p.pending

@@ -151,6 +151,12 @@ def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) ->
             # A second success under one key: the provider promised a replay, not a new capture.
             code = Code.DUPLICATE_CAPTURE if op == "capture" else Code.IDEMPOTENCY_KEY_CONFLICT
             return _v(code, f"a second successful {op} of {amount} under key {e.key!r}")
+        if pol.idempotency == "none":
+            # decide() answers identical retries as replays only where the provider dedupes them; here
+            # a resend is a second movement of money, the double capture on retry.
+            code = Code.DUPLICATE_CAPTURE if op == "capture" else Code.IDEMPOTENCY_KEY_CONFLICT
+            return _v(code, f"key {e.key!r} already succeeded for {op} {amount} and the provider has no "
+                            f"idempotency, so sending it again would {op} twice; reconcile instead")
     return None
 
 
