@@ -32,6 +32,7 @@ from capstate import (
     Cancel,
     Capture,
     Code,
+    CommandError,
     Decision,
     Event,
     EventType,
@@ -204,6 +205,19 @@ def test_nothing_is_captured_or_released_at_or_after_expiry(source: str, data: s
     assert not d.allowed or d.event is None, f"{spec.name}: {command} allowed after expiry {p.expires_at}"
     if p.state == "authorized" and not d.allowed:
         assert Code.AUTHORIZATION_EXPIRED in d.codes, d.codes
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_an_unknown_currency_is_never_authorized(name: str) -> None:
+    """An Authorize in a code that is not ISO 4217 is malformed (CommandError) or refused; decide
+    neither raises on it nor allows it (no exponent, so no amount in it can be checked or shown)."""
+    spec = capstate.load_spec(name)
+    try:
+        command = Authorize(amount=1000, currency="XYZ", at=T0, key="auth-1")
+    except CommandError:
+        return
+    d = capstate.decide(Payment.new(spec, "order-10001"), command)
+    assert not d.allowed, f"{name} allows an authorization in 'XYZ'"
 
 
 def test_a_capture_command_waits_for_the_capture_in_flight() -> None:
