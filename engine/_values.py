@@ -16,7 +16,7 @@ from attrs import field, frozen
 
 from ._codes import Code
 from ._errors import CommandError, EventError
-from ._money import CurrencyError, exponent
+from ._money import CurrencyError, exponent, is_currency
 from ._time import format_instant, parse_instant
 
 if TYPE_CHECKING:
@@ -161,7 +161,8 @@ def _amount(instance: object, attribute: Any, value: Any) -> None:
 
 
 def _currency(instance: object, attribute: Any, value: Any) -> None:
-    if value is not None and not isinstance(value, str):
+    # An unknown code has no exponent, so no amount in it could be checked, shown or sent.
+    if value is not None and not is_currency(value):
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be an ISO 4217 code, "
                            f"got {value!r}")
 
