@@ -19,7 +19,7 @@ from collections.abc import Callable
 from attrs import frozen
 
 from ._codes import Code
-from ._money import fits_decimal
+from ._money import fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
 from ._values import Event, EventType, Flow, Payment, Violation
@@ -71,6 +71,13 @@ def room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
     if allowance:
         terms.append(f"+ over-capture allowance {allowance}")
     return " ".join(terms)
+
+
+def _in_major(currency: str | None, amount: int, limit: int) -> str:
+    """' (NOK 800.00 > 750.00)': the same comparison as a person reads money, minor units being exact."""
+    if currency is None or amount < 0 or limit < 0:
+        return ""
+    return f" ({currency} {to_major_string(amount, currency)} > {to_major_string(limit, currency)})"
 
 
 def _v(code: Code, message: str) -> Violation:
@@ -181,8 +188,8 @@ def manual_flow(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -
 def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
     limit = room(p, e) + pol.allowance(p.authorized)
     if amount > limit:
-        return _v(Code.EXCEEDS_CAPTURABLE,
-                  f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}")
+        return _v(Code.EXCEEDS_CAPTURABLE, f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
+                                           f"{_in_major(p.currency, amount, limit)}")
     return None
 
 
@@ -225,7 +232,8 @@ def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) 
 def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
         return _v(Code.REFUND_EXCEEDS_CAPTURED,
-                  f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}")
+                  f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
+                  f"{_in_major(p.currency, amount, p.refundable)}")
     return None
 
 

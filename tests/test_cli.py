@@ -208,7 +208,7 @@ def test_validate_exceeds_capturable(cli: Any) -> None:
     assert [v["code"] for v in doc["violations"]] == ["EXCEEDS_CAPTURABLE"]
     assert "75000" in doc["violations"][0]["message"]
     assert doc["violations"][0]["message"] == ("capture 80000 > capturable 75000 = authorized 100000 "
-                                               "- captured 25000")
+                                               "- captured 25000 (NOK 800.00 > 750.00)")
     assert doc["warnings"] == []
     assert doc["capture"] == {"amount": 80000, "currency": "NOK"}
     assert doc["after"] is None
