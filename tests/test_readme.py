@@ -39,3 +39,13 @@ def test_main_job_command_works_on_the_bundled_example() -> None:
     assert out.returncode == 1, out.stderr
     assert '"EXCEEDS_CAPTURABLE"' in out.stdout
     assert "75000" in out.stdout
+
+
+def test_package_docstring_example_runs() -> None:
+    import doctest
+
+    import capstate
+
+    result = doctest.testmod(capstate, raise_on_error=False)
+    assert result.attempted >= 4
+    assert result.failed == 0
