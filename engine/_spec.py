@@ -94,7 +94,16 @@ class Spec:
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
             raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
-        return _Loader(data, text, file).build(overrides or {})
+        spec = _Loader(data, text, file).build(overrides or {})
+        # The spec is loaded into transitions as well: a configuration transitions refuses never loads,
+        # and the Machine (the reference interpreter) is ready for the differential test and diagrams.
+        from ._machine import validate_with_transitions
+
+        try:
+            validate_with_transitions(spec)
+        except Exception as exc:  # transitions raises bare ValueError/MachineError for bad configs
+            raise SpecError(f"transitions refuses this machine: {exc}", file=file) from None
+        return spec
 
 
 # --------------------------------------------------------------------------------------------- loading
