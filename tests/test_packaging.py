@@ -9,8 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
-from importlib import metadata
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import capstate
