@@ -80,11 +80,6 @@ class Spec:
     def __repr__(self) -> str:
         return f"<Spec {self.name} from {self.file}>"
 
-    @property
-    def triggers(self) -> tuple[EventType, ...]:
-        """Every event type, in vocabulary order; a spec may leave some without transitions."""
-        return tuple(EventType)
-
     @classmethod
     def from_toml(cls, text: str, *, file: str = "<spec>",
                   overrides: Mapping[str, Any] | None = None) -> Spec:

@@ -42,6 +42,3 @@ class Table:
 
     def candidates(self, state: str, trigger: EventType) -> tuple[Step, ...]:
         return self.steps.get((state, trigger), ())
-
-    def has(self, state: str, trigger: EventType) -> bool:
-        return (state, trigger) in self.steps

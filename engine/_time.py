@@ -39,8 +39,3 @@ def format_instant(at: datetime) -> str:
     """RFC 3339 in UTC with a Z: 2026-01-02T10:00:00Z."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
-
-def require_aware(at: object, what: str) -> datetime:
-    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime, got {at!r}")
-    return at
