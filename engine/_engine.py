@@ -20,8 +20,7 @@ from attrs import evolve
 
 from ._codes import Code
 from ._errors import CommandError, InvalidTransition
-from ._guards import CAPTURE_TYPES, GUARDS, op_of, room
-from ._guards import room_arithmetic as _room_arithmetic
+from ._guards import CAPTURE_TYPES, GUARDS, op_of, room, room_arithmetic
 from ._money import to_major_string
 from ._table import Step
 from ._time import format_instant
@@ -125,7 +124,7 @@ def explain_missing(p: Payment, e: Event, amount: int) -> Violation:
             if room(p, e) <= 0:
                 if amount <= 0:
                     return Violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
-                                                              f"= {_room_arithmetic(p, e, policy)}")
+                                                              f"= {room_arithmetic(p, e, policy)}")
                 v = GUARDS["within_capturable"].check(p, e, amount, policy, True)
                 if v is not None:
                     return v
@@ -244,7 +243,6 @@ def decide(payment: Payment, command: Command) -> Decision:
         command = evolve(command, amount=p.capturable)
     e = _event_for(p, command)
     amount = resolve_amount(p, e)
-    normalized = _normalize(p, command, amount)
 
     # An identical retry under a used key is a replay: the provider answers as before and moves no
     # money. "Identical" includes the currency; another currency is another request (and refused below).
@@ -262,6 +260,7 @@ def decide(payment: Payment, command: Command) -> Decision:
                                           f"replays the result and moves no money"))
             return Decision(True, normalized, p, (), tuple(warnings), None, p)
 
+    normalized = _normalize(p, command, amount)
     step, violations = evaluate(p, e, amount, command=True)
     if violations or step is None:
         return Decision(False, normalized, p, violations, tuple(warnings))

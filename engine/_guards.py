@@ -27,7 +27,7 @@ from ._values import Event, EventType, Flow, Payment, Violation
 GuardFn = Callable[[Payment, Event, int, Policy, bool], Violation | None]
 RouteFn = Callable[[Payment, Event, int], bool]
 
-_CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
+CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
 _OPS = {t: str(t.value) for t in EventType} | {
     EventType.CAPTURE_REQUESTED: "capture", EventType.CAPTURED: "capture", EventType.CANCELLED: "cancel",
     EventType.REFUNDED: "refund", EventType.AUTHORIZED: "authorize"}
@@ -321,4 +321,3 @@ ROUTE_GROUPS: dict[str, frozenset[str]] = {}
 for _route in ROUTES.values():
     ROUTE_GROUPS[_route.group] = ROUTE_GROUPS.get(_route.group, frozenset()) | {_route.name}
 
-CAPTURE_TYPES = _CAPTURE_TYPES
