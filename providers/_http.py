@@ -7,8 +7,10 @@ Rules this module keeps:
    can be logged or shown in a failing test without leaking the credentials its headers must carry.
 2. A string reaches a URL path only through `path_segment`: validated, then percent-encoded with
    `quote(safe="")`. Characters that a proxy or framework may decode and re-route on (`/`, `\\`, `?`,
-   `#`, `%`) and the dot segments `.`/`..` are refused outright, because encoding them is not enough:
-   many servers decode `%2F` before routing.
+   `#`, `%`), control characters and the dot segments `.`/`..` are refused outright, because encoding
+   them is not enough: many servers decode `%2F` before routing. Spaces and other Unicode are encoded
+   (UTF-8, `%20`), which RFC 3986 makes unambiguous; a provider whose charset excludes them refuses them
+   through its own rule first.
 3. A string reaches a header only through `header_value`: visible ASCII, space and tab, no leading
    or trailing whitespace. CR, LF and NUL can therefore never split a header.
 4. A secret is a `Secret`: its repr and str are a fixed mask; `reveal()` is the one way to read it.
@@ -17,6 +19,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -83,7 +86,7 @@ def to_secret(value: str | Secret) -> Secret:
 
 # Characters refused in any path segment, whatever the provider's own charset: each can change the
 # target at the client or at a server that decodes before routing (rule 2 above).
-_PATH_UNSAFE = re.compile(r"[/\\?#%\x00-\x20\x7f-\x9f\u2028\u2029]")
+_PATH_UNSAFE = re.compile(r"[/\\?#%\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]*")
 
@@ -109,7 +112,12 @@ def path_segment(value: object, *, what: str, rule: IdentifierRule | None = None
         raise RequestError("must not be empty", field=what)
     if value in {".", ".."}:
         raise RequestError(f"{value!r} is a dot segment; it would change the request path", field=what)
-    bad = _PATH_UNSAFE.search(value)
+    # NFKC folds look-alikes (FULLWIDTH SOLIDUS U+FF0F, FULLWIDTH FULL STOP U+FF0E) into "/" and ".";
+    # a server that normalizes would route on the folded form, so it must be as safe as the raw one.
+    folded = unicodedata.normalize("NFKC", value)
+    if folded in {".", ".."}:
+        raise RequestError(f"{value!r} folds to a dot segment; it could change the request path", field=what)
+    bad = _PATH_UNSAFE.search(value) or _PATH_UNSAFE.search(folded)
     if bad:
         raise RequestError(f"{_shown(value)} contains {bad.group()!r}, which could change the request target",
                            field=what)
