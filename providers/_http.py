@@ -150,7 +150,7 @@ def header_value(value: object, *, what: str, rule: IdentifierRule | None = None
     return value
 
 
-def base_url(value: object, *, what: str = "base_url") -> str:
+def base_url(value: str, *, what: str = "base_url") -> str:
     """A provider base URL: absolute https (or http on a loopback host, for local mocks), no query,
     fragment or credentials; returned without a trailing slash."""
     import httpx
@@ -322,6 +322,16 @@ def decode_json(response: HttpResponse, *, provider: str) -> Any:
             f"the response body is not JSON ({len(response.body)} bytes, {response.media_type or 'no content type'})",
             provider=provider, status=response.status, retryable=response.status >= 500,
             reconcile=ok or response.status >= 500) from None
+
+
+def error_body(response: HttpResponse, *, provider: str) -> Mapping[str, Any]:
+    """The JSON object of an error answer, or {} when there is none (a proxy's HTML 502 page): the status
+    code must still decide, so an undecodable error body is not itself an error."""
+    try:
+        obj = decode_json(response, provider=provider)
+    except ProviderError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def malformed(provider: str, response: HttpResponse, what: str) -> ProviderError:

@@ -44,6 +44,7 @@ from ._http import (
     Secret,
     base_url,
     decode_json,
+    error_body,
     header_value,
     json_body,
     malformed,
@@ -70,9 +71,6 @@ def _user_part(instance: object, attribute: Any, value: Any) -> None:
     header_value(value, what=attribute.name, rule=_USER_PART)
 
 
-def _base(value: str) -> str:
-    return base_url(value)
-
 
 @frozen
 class Credentials:
@@ -81,7 +79,7 @@ class Credentials:
     access_token: Secret = field(converter=to_secret, repr=False)
     merchant_number: str = field(validator=_user_part)
     secret_token: Secret = field(converter=to_secret, repr=False)
-    base_url: str = field(default=PRODUCTION, converter=_base)
+    base_url: str = field(default=PRODUCTION, converter=base_url)
 
     def authorization(self) -> str:
         """`Basic base64(token@merchant:secret)`, on one line: b64encode never wraps (encodebytes would add
@@ -159,13 +157,7 @@ def slug(problem_type: str) -> str:
 def parse_error(response: HttpResponse) -> ProviderError:
     """A non-success answer as a ProviderError whose `error_id` is Bambora's `type` slug."""
     status = response.status
-    problem: Mapping[str, Any] = {}
-    try:
-        obj = decode_json(response, provider=NAME)
-        if isinstance(obj, dict):
-            problem = obj
-    except ProviderError:
-        pass  # a proxy's HTML 502: the status decides
+    problem = error_body(response, provider=NAME)
     ptype = problem.get("type")
     error_id = slug(ptype) if isinstance(ptype, str) and ptype else None
     title = problem.get("title") if isinstance(problem.get("title"), str) else None
@@ -216,34 +208,35 @@ def _total(body: Mapping[str, Any], name: str, inner: str, response: HttpRespons
     return total
 
 
+def _grown(response: HttpResponse, payment: Payment, command: Capture | Refund, *, items: str, item: str,
+           before: int, etype: EventType) -> tuple[Event, ...]:
+    """The event a 201 proves when its `items` list totals exactly `before` + the command's amount."""
+    money = command_money(payment, command)
+    body = _payment_response(response, payment, 201)
+    if etype is EventType.CAPTURED and body["state"] not in _STATES_CAPTURED:
+        raise malformed(NAME, response, f"state {body['state']!r} after a capture")
+    total = _total(body, items, item, response)
+    if total is None:
+        raise malformed(NAME, response, f"no {items} list to prove the amount")
+    if total - before != money.amount:
+        raise malformed(NAME, response, f"{items} total {total}, expected {before + money.amount}")
+    return (fact(payment, command, etype, NAME, money.amount),)
+
+
 def parse_capture(response: HttpResponse, payment: Payment, command: Capture) -> tuple[Event, ...]:
     """The `captured` event a 201 proves: state Captured and the captures grew by exactly the amount.
 
     Raises ProviderError: the 402/409/422/... error with its slug, or `reconcile` when a 201 does not show
     the capture (then GET before deciding anything).
     """
-    money = command_money(payment, command)
-    body = _payment_response(response, payment, 201)
-    captured = _total(body, "captures", "capture", response)
-    if body["state"] not in _STATES_CAPTURED:
-        raise malformed(NAME, response, f"state {body['state']!r} after a capture")
-    if captured is None:
-        raise malformed(NAME, response, "no captures list to prove the amount captured")
-    if captured - payment.captured != money.amount:
-        raise malformed(NAME, response, f"captures total {captured}, expected {payment.captured + money.amount}")
-    return (fact(payment, command, EventType.CAPTURED, NAME, money.amount),)
+    return _grown(response, payment, command, items="captures", item="capture", before=payment.captured,
+                  etype=EventType.CAPTURED)
 
 
 def parse_refund(response: HttpResponse, payment: Payment, command: Refund) -> tuple[Event, ...]:
     """The `refunded` event a 201 proves (the refunds list grew by the amount, _refund.md example)."""
-    money = command_money(payment, command)
-    body = _payment_response(response, payment, 201)
-    refunded = _total(body, "refunds", "refund", response)
-    if refunded is None:
-        raise malformed(NAME, response, "no refunds list to prove the amount refunded")
-    if refunded - payment.refunded != money.amount:
-        raise malformed(NAME, response, f"refunds total {refunded}, expected {payment.refunded + money.amount}")
-    return (fact(payment, command, EventType.REFUNDED, NAME, money.amount),)
+    return _grown(response, payment, command, items="refunds", item="refund", before=payment.refunded,
+                  etype=EventType.REFUNDED)
 
 
 def parse_cancel(response: HttpResponse, payment: Payment, command: Cancel) -> tuple[Event, ...]:

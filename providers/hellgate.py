@@ -45,6 +45,7 @@ from ._http import (
     Secret,
     base_url,
     decode_json,
+    error_body,
     header_value,
     json_body,
     malformed,
@@ -67,9 +68,6 @@ IN_FLIGHT = frozenset({"capturing", "voiding", "processing"})
 _NOTHING_CAPTURED = frozenset({"open", "processing", "authorized", "capturing", "voiding", "voided"})
 
 
-def _base(value: str) -> str:
-    return base_url(value)
-
 
 def _version(instance: object, attribute: Any, value: Any) -> None:
     if value is not None:
@@ -82,7 +80,7 @@ class Credentials:
     ("if absent the latest version is used", api-reference intro)."""
 
     api_key: Secret = field(converter=to_secret, repr=False)
-    base_url: str = field(default=PRODUCTION, converter=_base)
+    base_url: str = field(default=PRODUCTION, converter=base_url)
     version: str | None = field(default=None, validator=_version)
 
 
@@ -154,13 +152,7 @@ def parse_error(response: HttpResponse) -> ProviderError:
     """A non-2xx answer. The body format is undocumented [UNK]; the first of `code`, `classifier`, `type`,
     `error` found becomes the error id, `message`/`title`/`detail` the text."""
     status = response.status
-    body: Mapping[str, Any] = {}
-    try:
-        obj = decode_json(response, provider=NAME)
-        if isinstance(obj, dict):
-            body = obj
-    except ProviderError:
-        pass
+    body = error_body(response, provider=NAME)
     error_id = next((str(body[k]) for k in ("code", "classifier", "type", "error")
                      if isinstance(body.get(k), str | int) and not isinstance(body.get(k), bool)), None)
     text = next((body[k] for k in ("message", "title", "detail") if isinstance(body.get(k), str)), None)

@@ -94,9 +94,6 @@ TRANSACTION_STATUS: Mapping[str, str] = {
 IPN_FIELDS = ("timestamp", "api_key", "pw_id", "txn_id", "amount", "currency_code", "transaction_status")
 
 
-def _base(value: str) -> str:
-    return base_url(value, what="url")
-
 
 @frozen
 class Credentials:
@@ -104,7 +101,7 @@ class Credentials:
 
     api_key: Secret = field(converter=to_secret, repr=False)
     api_secret: Secret = field(converter=to_secret, repr=False)
-    url: str = field(default=PRODUCTION, converter=_base)
+    url: str = field(default=PRODUCTION, converter=base_url)
 
 
 # ---------------------------------------------------------------------------------------- signatures

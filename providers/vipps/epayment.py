@@ -43,6 +43,7 @@ from .._http import (
     Secret,
     base_url,
     decode_json,
+    error_body,
     header_value,
     json_body,
     malformed,
@@ -76,9 +77,6 @@ def _system(instance: object, attribute: Any, value: Any) -> None:
         header_value(value, what=attribute.name, rule=SYSTEM_HEADER)
 
 
-def _base(value: str) -> str:
-    return base_url(value)
-
 
 @frozen
 class Credentials:
@@ -91,7 +89,7 @@ class Credentials:
     access_token: Secret = field(converter=to_secret, repr=False)
     subscription_key: Secret = field(converter=to_secret, repr=False)
     merchant_serial_number: str = field(validator=_msn)
-    base_url: str = field(default=PRODUCTION, converter=_base)
+    base_url: str = field(default=PRODUCTION, converter=base_url)
     system_name: str | None = field(default=None, validator=_system)
     system_version: str | None = field(default=None, validator=_system)
     plugin_name: str | None = field(default=None, validator=_system)
@@ -169,13 +167,7 @@ def build_get(payment: Payment, creds: Credentials) -> HttpRequest:
 def parse_error(response: HttpResponse) -> ProviderError:
     """The problem in a non-200 answer, as a ProviderError keeping Vipps's own `type` and `title`."""
     status = response.status
-    problem: Mapping[str, Any] = {}
-    try:
-        obj = decode_json(response, provider=NAME)
-        if isinstance(obj, dict):
-            problem = obj
-    except ProviderError:
-        pass  # a gateway's HTML 502 has no problem body; the status still decides
+    problem = error_body(response, provider=NAME)
     ptype = _text(problem.get("type"))
     title = _text(problem.get("title"))
     detail = _text(problem.get("detail"))
