@@ -177,6 +177,21 @@ class _Provider:
         err: ProviderError = self.module.parse_error(response)
         return err
 
+    def parse_refresh(self, response: HttpResponse, payment: Payment, now: datetime,
+                      remote: RemoteStatus) -> tuple[Event, ...]:
+        """What a read-back proves about a capture in flight: () while it still is. The module's own
+        `parse_refresh` when it has one (Hellgate), else judged from the RemoteStatus."""
+        fn = getattr(self.module, "parse_refresh", None)
+        if fn is not None:
+            return tuple(fn(response, payment, at=now))
+        if remote.captured is not None and remote.captured > payment.captured:
+            return (Event(payment.reference, EventType.CAPTURED, now, remote.captured - payment.captured,
+                          payment.currency, provider=self.name),)
+        if not remote.in_flight and remote.state.lower() == "failed":
+            return (Event(payment.reference, EventType.CAPTURE_FAILED, now, payment.pending, payment.currency,
+                          provider=self.name, reason=f"{self.name} reports status {remote.state!r}"),)
+        return ()
+
 
 def _timestamp_for(param: inspect.Parameter, now: datetime) -> Any:
     # Pipwave's timestamp is UNIX seconds (security/timestamping.md); a builder typed for datetime gets one.
@@ -435,7 +450,7 @@ class _Core:
         for poll in range(1, self.retry.polls + 1):
             remote, response, reads = yield from self.read_flow(payment)
             sends += reads
-            events = self._settled(payment, remote)
+            events = self.provider.parse_refresh(response, payment, self.clock(), remote)
             if events:
                 log.info("%s capture of %s settled: %s", name, payment.reference, remote.state)
                 return Outcome(self._apply(payment, events), response, events, sends=sends, reconciled=True)
@@ -444,17 +459,6 @@ class _Core:
             if poll < self.retry.polls:
                 yield _Wait(self.retry.poll_interval)
         return Outcome(payment, response, (), sends=sends, reconciled=True)
-
-    def _settled(self, payment: Payment, remote: RemoteStatus) -> tuple[Event, ...]:
-        at = self.clock()
-        name = self.provider.name
-        if remote.captured is not None and remote.captured > payment.captured:
-            return (Event(payment.reference, EventType.CAPTURED, at, remote.captured - payment.captured,
-                          payment.currency, provider=name),)
-        if not remote.in_flight and remote.state.lower() == "failed":
-            return (Event(payment.reference, EventType.CAPTURE_FAILED, at, payment.pending, payment.currency,
-                          provider=name, reason=f"{name} reports status {remote.state!r}"),)
-        return ()
 
 
 def _exhausted(err: ProviderError, attempts: int, *, reconcile: bool, why: str | None = None) -> ProviderError:
