@@ -116,23 +116,23 @@ def build_capture(payment: Payment, command: Capture, creds: Credentials, *, des
     """`POST {base}/payments/{id}/capture`: `{"reference"}` when the amount is everything capturable, else
     `{"amount", "currency_code", "reference"}`. `description` is the body's `reference` (a free text of at
     most 80 characters; default: the payment id)."""
+    url = _url(creds, payment, "capture")  # the payment id first: an error names what is really wrong
     money = command_money(payment, command)
     text = _description(description, payment)
     full = money.amount == payment.capturable and payment.captured == 0
     obj: dict[str, Any] = {"reference": text} if full else {
         "amount": money.amount, "currency_code": money.currency, "reference": text}
-    return HttpRequest("POST", _url(creds, payment, "capture"), _headers(creds, command.key, body=True),
-                       json_body(obj))
+    return HttpRequest("POST", url, _headers(creds, command.key, body=True), json_body(obj))
 
 
 def build_refund(payment: Payment, command: Refund, creds: Credentials, *, description: str | None = None
                  ) -> HttpRequest:
     """`POST {base}/payments/{id}/refund` with `{"amount", "currency_code", "reference"}` (refund page)."""
+    url = _url(creds, payment, "refund")
     money = command_money(payment, command)
     obj = {"amount": money.amount, "currency_code": money.currency,
            "reference": _description(description, payment)}
-    return HttpRequest("POST", _url(creds, payment, "refund"), _headers(creds, command.key, body=True),
-                       json_body(obj))
+    return HttpRequest("POST", url, _headers(creds, command.key, body=True), json_body(obj))
 
 
 def build_cancel(payment: Payment, command: Cancel, creds: Credentials) -> HttpRequest:
