@@ -72,6 +72,12 @@ class Secret:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __copy__(self) -> Secret:
+        return self  # immutable: a copy may share it, and copying writes nothing out
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
     def __reduce__(self) -> Any:
         # Pickling would write the value out; refuse rather than leak it into a cache or a queue.
         raise TypeError("a Secret cannot be pickled")
