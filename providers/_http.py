@@ -220,7 +220,11 @@ class HttpRequest:
         """A copy safe to print or log: credentials in headers and body replaced by a mask."""
         body = self.body
         if self.secret_fields and body:
-            obj = orjson.loads(body)
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                obj = None
+                body = MASK.encode()  # a body we cannot take apart may hold the secret: hide it whole
             if isinstance(obj, dict):
                 body = orjson.dumps({k: (MASK if k in self.secret_fields else v) for k, v in obj.items()})
         return HttpRequest(self.method, self.url, _redact_headers(self.headers), body, self.secret_fields)

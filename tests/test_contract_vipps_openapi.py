@@ -21,7 +21,6 @@ import attrs
 import httpx
 import orjson
 import pytest
-import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from provider_cases import T0, VIPPS_CREDS, as_httpx, authorized, capture, captured
@@ -65,9 +64,10 @@ def api(spec_copy: Path) -> OpenAPI:
 
 
 @pytest.fixture(scope="module")
-def document(spec_copy: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(spec_copy.read_text(encoding="utf-8"))
-    return loaded
+def document(api: OpenAPI) -> dict[str, Any]:
+    """The document as loaded by openapi-core (the same bytes it validates against), refs unresolved."""
+    with api.spec.open() as loaded:
+        return dict(loaded)
 
 
 # ------------------------------------------------------------------------------------- openapi-core glue

@@ -146,3 +146,9 @@ def test_httprequest_equality_ignores_nothing_that_goes_on_the_wire() -> None:
     b = HttpRequest(a.method, a.url, tuple((k, v + "x") if k == "Authorization" else (k, v) for k, v in a.headers),
                     a.body)
     assert a != b and repr(a) == repr(b)
+
+
+def test_a_body_that_cannot_be_taken_apart_is_hidden_whole() -> None:
+    request = HttpRequest("POST", "https://api.pipwave.com/payment", (("x-api-key", PIPWAVE_KEY),),
+                          f"api_key={PIPWAVE_KEY}&action=requery".encode(), secret_fields=("api_key",))
+    assert leaks(repr(request)) == [] and request.redacted().body == b"[REDACTED]"
