@@ -46,6 +46,9 @@ from ._http import HttpRequest, HttpResponse, RemoteStatus
 from .retry import Recovery, RetryPolicy, parse_retry_after
 
 log = logging.getLogger("capstate.providers")
+# A library logs; the application decides where to. Without this, Python's last-resort handler would
+# print warnings on stderr of every program that embeds capstate.
+log.addHandler(logging.NullHandler())
 
 Operation: TypeAlias = Capture | Cancel | Refund
 T = TypeVar("T")
@@ -221,6 +224,18 @@ def _operation(decision: Decision) -> Operation:
     return cmd
 
 
+def prepare(payment: Payment, command: Operation, *, derive_keys: bool = True) -> Decision:
+    """decide(), with a derived key when the provider takes keys and none was given. Raises Refused.
+
+    Needs no credentials: a refusal is known before anyone has to hold a secret."""
+    if command.key is None and derive_keys and payment.spec.policy.idempotency != "none":
+        command = evolve(command, key=derive_key(payment, _op_of(command), _planned_amount(payment, command)))
+    decision = decide(payment, command)
+    if not decision.allowed:
+        raise Refused(decision)
+    return decision
+
+
 def _op_of(command: Operation) -> str:
     return {Capture: "capture", Cancel: "cancel", Refund: "refund"}[type(command)]
 
@@ -249,16 +264,10 @@ class _Core:
     # -- decide
 
     def prepare(self, payment: Payment, command: Operation) -> Decision:
-        """decide(), with a derived key when the provider takes keys and none was given. Raises Refused."""
         if payment.spec.name != self.provider.name:
             raise CommandError(f"payment is under the {payment.spec.name!r} spec, this client sends to "
                                f"{self.provider.name!r}")
-        if command.key is None and self.derive_keys and payment.spec.policy.idempotency != "none":
-            command = evolve(command, key=derive_key(payment, _op_of(command), _planned_amount(payment, command)))
-        decision = decide(payment, command)
-        if not decision.allowed:
-            raise Refused(decision)
-        return decision
+        return prepare(payment, command, derive_keys=self.derive_keys)
 
     def operation_flow(self, payment: Payment, command: Operation) -> _Flow[Outcome]:
         decision = self.prepare(payment, command)
