@@ -98,6 +98,20 @@ def test_dry_run_prints_the_exact_vipps_request_with_credentials_masked() -> Non
     assert json.loads(c["--data-raw"]) == {"modificationAmount": {"currency": "NOK", "value": 50000}}
 
 
+def test_readme_dry_run_example_prints_what_the_readme_shows() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Sending captures", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(command)
+    env = dict(w.split("=", 1) for w in words if "=" in w and w.startswith("CAPSTATE_"))
+    args = [w for w in words if not w.startswith("CAPSTATE_")]
+    assert args[:2] == ["capstate", "capture"]
+    out = run(*args[2:], env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == shown
+
+
 def test_dry_run_of_a_final_vipps_capture_prints_the_release_too() -> None:
     out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "50000", "--final",
               "--at", AT, "--dry-run")
