@@ -323,7 +323,10 @@ class _Core:
                         raise
                     err, unknown = exc, True
                 else:
-                    return Outcome(self._apply(payment, events), answer, events, sends=sends)
+                    done = Outcome(self._apply(payment, events), answer, events, sends=sends)
+                    if self.rule.confirm and events and op != "cancel":
+                        done = yield from self._confirm_flow(payment, cmd, op, done)
+                    return done
             if not (err.retryable or unknown):
                 raise err
             log.warning("%s %s of %s: attempt %d/%d failed: %s", name, op, payment.reference, attempt,
@@ -424,6 +427,30 @@ class _Core:
         raise ProviderError(f"{op} outcome unknown after '{cause}': an operation is still in progress at the "
                             f"provider; reconcile before sending again", provider=name, error_id=cause.error_id,
                             reconcile=True)
+
+    def _confirm_flow(self, payment: Payment, cmd: Operation, op: str, done: Outcome) -> _Flow[Outcome]:
+        """Read the payment back after a success whose answer carries no amounts, and record what the
+        provider moved if it differs from what was asked (a gateway that turns a partial capture into a
+        full one). A read-back that fails or does not show the operation yet leaves the answer's facts."""
+        name = self.provider.name
+        try:
+            remote, response, reads = yield from self.read_flow(payment)
+        except ProviderError as exc:
+            log.warning("%s %s of %s succeeded; confirming it by a read-back failed: %s", name, op,
+                        payment.reference, exc)
+            return done
+        done = evolve(done, sends=done.sends + reads)
+        now, before = (remote.captured, payment.captured) if op == "capture" else (remote.refunded, payment.refunded)
+        asked = sum(e.amount or 0 for e in done.events)
+        if now is None or now <= before or now - before == asked:
+            return done
+        moved = now - before
+        etype = EventType.CAPTURED if op == "capture" else EventType.REFUNDED
+        log.warning("%s %s of %s: asked for %d, the read-back shows %d", name, op, payment.reference, asked, moved)
+        event = Event(payment.reference, etype, cmd.at, moved, payment.currency, provider=name, key=cmd.key,
+                      reason=f"{name} answered success for {op} {asked}; the read-back shows {moved}")
+        return evolve(done, payment=self._apply(payment, (event,)), response=response, events=(event,),
+                      reconciled=True)
 
     def _observed(self, payment: Payment, cmd: Operation, op: str, remote: RemoteStatus,
                   cause: ProviderError) -> tuple[Event, ...] | None:

@@ -44,6 +44,9 @@ class ProviderRule:
     # An asynchronous provider answers "in progress"; the executor returns the payment in that state and
     # `refresh()` polls the provider until it settles.
     asynchronous: bool = False
+    # The success answer carries no amounts: read the payment back after it and record what the provider
+    # actually moved (which can differ from what was asked).
+    confirm: bool = False
 
 
 RULES: Mapping[str, ProviderRule] = MappingProxyType({
@@ -57,9 +60,13 @@ RULES: Mapping[str, ProviderRule] = MappingProxyType({
     "bambora": ProviderRule(Recovery.RECONCILE,
                             "bambora/dev.bambora.com@94ce786:source/includes/api/_errors.md; "
                             "research/providers.md 1.7 (no idempotency: GET before retrying)"),
-    # No idempotency; "the PG may have captured even without a clear response": requery first.
+    # No idempotency; "the PG may have captured even without a clear response": requery first. The capture
+    # answer is only {status, message}, and "If PG not supporting partial capture, full capture will be
+    # done" (capture_payment.md), so a success is confirmed by requery too.
     "pipwave": ProviderRule(Recovery.RECONCILE,
-                            "https://docs.pipwave.com/api_list/requery.html; research/providers.md 4.7"),
+                            "https://docs.pipwave.com/api_list/requery.html; "
+                            "https://docs.pipwave.com/api_list/capture_payment.html; research/providers.md 4.3, 4.7",
+                            confirm=True),
     # X-Idempotency-Key exists but its replay semantics are undocumented, so never rely on it; the
     # capture is asynchronous: "the result will be communicated via a notification".
     "hellgate": ProviderRule(Recovery.RECONCILE,

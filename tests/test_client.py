@@ -412,8 +412,9 @@ def test_pipwave_requeries_before_resending(server: ScriptedServer, sleeps: Slee
     with pipwave_client(server, sleeps) as client:
         out = client.capture(authorized("pipwave", "ORDER-1"), Capture(at=NOW, amount=50000))
     actions = [r.json()["action"] for r in server.requests]
-    assert actions == ["capture-payment", "requery", "capture-payment"]
-    first, _, second = (r.json() for r in server.requests)
+    # The last requery confirms the success; it still shows the capture pending, so the answer stands.
+    assert actions == ["capture-payment", "requery", "capture-payment", "requery"]
+    first, _, second, _ = (r.json() for r in server.requests)
     assert first["capture_amount"] == second["capture_amount"] == "500.00"
     assert int(first["timestamp"]) == int(NOW.timestamp())
     assert "api_secret" not in first and SECRETS[6] not in server.requests[0].body.decode()
@@ -427,6 +428,24 @@ def test_pipwave_requery_showing_paid_is_applied_not_resent(server: ScriptedServ
         out = client.capture(authorized("pipwave", "ORDER-1"), Capture(at=NOW, amount=50000))
     assert [r.json()["action"] for r in server.requests] == ["capture-payment", "requery"]
     assert out.reconciled and out.payment.captured == 50000
+
+
+@pytest.mark.parametrize(("final", "captured"), [("500.00", 50000), ("1000.00", 100000), (None, 50000)],
+                         ids=["as-asked", "gateway-captured-in-full", "not-yet-visible"])
+def test_pipwave_success_is_confirmed_by_requery(server: ScriptedServer, sleeps: Sleeps, final: str | None,
+                                                 captured: int) -> None:
+    # "If PG not supporting partial capture, full capture will be done" (capture_payment.md): the answer
+    # {"status": 200} cannot tell, the requery can.
+    script_by_action(server, "/payment", {"capture-payment": [Reply(200, {"status": 200, "message": "OK"})],
+                                          "requery": [requery(10, final) if final else requery(5, None)]})
+    with pipwave_client(server, sleeps) as client:
+        out = client.capture(authorized("pipwave", "ORDER-1", amount=100000),
+                             Capture(at=NOW, amount=50000))
+    assert [r.json()["action"] for r in server.requests] == ["capture-payment", "requery"]
+    assert out.payment.captured == captured and out.sends == 2
+    (event,) = out.events
+    assert event.amount == captured
+    assert (event.reason is not None) == (captured != 50000)
 
 
 def script_by_action(server: ScriptedServer, path: str, answers: dict[str, list[Reply]]) -> None:
