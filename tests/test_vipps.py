@@ -190,6 +190,14 @@ def test_cancel_after_authorization_releases_the_remainder(payment: capstate.Pay
     assert capstate.apply(paid, events[0]).state == "captured"
 
 
+@pytest.mark.parametrize("state", ["CREATED", "TERMINATED", "EXPIRED"])
+def test_a_cancel_answer_in_an_undocumented_state_asks_to_reconcile(payment: capstate.Payment, state: str) -> None:
+    with pytest.raises(ProviderError) as err:
+        vipps.parse_cancel(response(200, modification(cancelled=100000, state=state)), payment,
+                           Cancel(at=T0, key="c"))
+    assert err.value.reconcile and state in str(err.value)
+
+
 def test_cancel_before_authorization_terminates() -> None:
     fresh = capstate.Payment.new(capstate.load_spec("vipps"), REF)
     body = modification(authorized=0, state="TERMINATED")

@@ -252,15 +252,18 @@ def parse_cancel(response: HttpResponse, payment: Payment, command: Cancel) -> t
     """The `cancelled` event a 200 proves.
 
     Before authorization the payment becomes TERMINATED (no amount moves). After it, the state stays
-    AUTHORIZED and aggregate.cancelledAmount grows by the whole remainder (operations/cancel.md). As for
-    capture, the proof is the aggregate, not the state string.
+    AUTHORIZED ("request will not change the state") and aggregate.cancelledAmount grows by the whole
+    remainder (operations/cancel.md). The state tells these two outcomes apart, so any other state is an
+    answer nothing documents: ProviderError with `reconcile` (read the payment back).
     """
     body = _success(response, payment)
     state = body.get("state")
     if payment.authorized == 0:
         if state == "TERMINATED":
             return (fact(payment, command, EventType.CANCELLED, NAME, None),)
-        raise malformed(NAME, response, f"state {state!r} after cancelling a payment not authorized here; reconcile")
+        raise malformed(NAME, response, f"state {state!r} after cancelling a payment not authorized here")
+    if state != "AUTHORIZED":
+        raise malformed(NAME, response, f"state {state!r} after cancelling an authorized payment")
     agg = _aggregate(body, response, payment.currency)
     delta = agg["cancelled"] - payment.cancelled
     if delta > 0 and delta == payment.remainder:
