@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import orjson
 from attrs import field, frozen
 
@@ -95,6 +96,7 @@ def to_secret(value: str | Secret) -> Secret:
 _PATH_UNSAFE = re.compile(r"[/\\?#%\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]*")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 
 
 def _shown(value: str) -> str:
@@ -133,17 +135,12 @@ def path_segment(value: object, *, what: str, rule: IdentifierRule | None = None
 
 
 def header_value(value: object, *, what: str, rule: IdentifierRule | None = None, secret: bool = False) -> str:
-    """`value` checked for use as an HTTP header value. Raises RequestError naming `what`.
-
-    With `secret`, the message never echoes the value.
-    """
+    """`value` checked for use as an HTTP header value: visible ASCII, space and tab, no leading or
+    trailing whitespace (so never CR, LF or NUL). Raises RequestError naming `what`; with `secret`, the
+    message never echoes the value."""
     if not isinstance(value, str):
         raise RequestError(f"must be a string, got {type(value).__name__}", field=what)
     shown = "the value" if secret else _shown(value)
-    if rule is not None and not secret:
-        problem = rule.problem(value)
-        if problem:
-            raise RequestError(problem, field=what)
     if not value:
         raise RequestError("must not be empty", field=what)
     if not _HEADER_SAFE.fullmatch(value):
@@ -151,16 +148,15 @@ def header_value(value: object, *, what: str, rule: IdentifierRule | None = None
                            "(CR, LF, NUL, other controls, or non-ASCII)", field=what)
     if value != value.strip():
         raise RequestError(f"{shown} has leading or trailing whitespace", field=what)
-    if rule is not None and secret and rule.problem(value):
-        raise RequestError(f"breaks the format {rule.describe()}", field=what)
+    problem = rule.problem(value) if rule is not None else None
+    if problem:
+        raise RequestError(f"breaks the format {rule.describe()}" if secret and rule else problem, field=what)
     return value
 
 
 def base_url(value: str, *, what: str = "base_url") -> str:
     """A provider base URL: absolute https (or http on a loopback host, for local mocks), no query,
     fragment or credentials; returned without a trailing slash."""
-    import httpx
-
     if not isinstance(value, str) or not value:
         raise RequestError("must be a non-empty string", field=what)
     if _SPACE_OR_CONTROL.search(value):
@@ -206,6 +202,20 @@ class HttpRequest:
     headers: tuple[tuple[str, str], ...] = field(converter=_headers, default=())
     body: bytes = b""
     secret_fields: tuple[str, ...] = field(default=(), converter=_names)
+
+    def __attrs_post_init__(self) -> None:
+        # Defence in depth: whoever built this value, it cannot carry a split header or a second target.
+        if not _TOKEN.fullmatch(self.method):
+            raise RequestError(f"{_shown(self.method)} is not an HTTP method", field="method")
+        if _SPACE_OR_CONTROL.search(self.url):
+            raise RequestError("the URL holds a space or control character", field="url")
+        for name, value in self.headers:
+            if not _TOKEN.fullmatch(name):
+                raise RequestError(f"{_shown(name)} is not a header name", field="headers")
+            if not _HEADER_SAFE.fullmatch(value) or value != value.strip():
+                raise RequestError(f"the value of {name} is not a safe header value", field="headers")
+        if type(self.body) is not bytes:
+            raise RequestError(f"the body must be bytes, got {type(self.body).__name__}", field="body")
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""

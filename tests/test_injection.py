@@ -184,3 +184,19 @@ def test_loopback_http_is_allowed_for_local_mocks() -> None:
        provider=st.sampled_from(["vipps", "bambora", "hellgate", "pipwave"]))
 def test_any_string_is_refused_or_lands_in_exactly_one_segment(reference: str, provider: str) -> None:
     assert_safe(provider, reference)
+
+
+@pytest.mark.parametrize(("method", "url", "headers"), [
+    ("POST", "https://h.example/a", (("X-Key", "v\r\nX-Evil: 1"),)),
+    ("POST", "https://h.example/a", (("X-Key\r\nX-Evil", "v"),)),
+    ("POST", "https://h.example/a", (("X-Key", "v\x00"),)),
+    ("POST", "https://h.example/a", (("X-Key", "ü"),)),
+    ("POST", "https://h.example/a b", ()),
+    ("POST", "https://h.example/a\r\nHost: evil", ()),
+    ("PO ST", "https://h.example/a", ()),
+])
+def test_an_http_request_value_cannot_hold_a_split_header_or_target(method: str, url: str,
+                                                                    headers: tuple[tuple[str, str], ...]) -> None:
+    # Defence in depth: even an HttpRequest built by hand, not by a provider module, is refused.
+    with pytest.raises(RequestError):
+        HttpRequest(method, url, headers, b"")
