@@ -7,22 +7,13 @@ the last code before the network, and a builder can be called without a decision
 
 from __future__ import annotations
 
-from attrs import frozen
-
 from .._errors import RequestError
+from .._money import Money
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
 
 
-@frozen
-class Money:
-    """The amount and currency one command moves: integer minor units."""
-
-    amount: int
-    currency: str
-
-
 def command_money(payment: Payment, command: Capture | Refund, *, maximum: int | None = None) -> Money:
-    """The exact money of a normalized capture or refund. Raises RequestError."""
+    """The exact money (integer minor units) of a normalized capture or refund. Raises RequestError."""
     amount = command.amount
     if amount is None:
         raise RequestError("the amount is unresolved; pass the command from decide(...).command", field="amount")

@@ -62,14 +62,15 @@ COMMENT_MAX = 256  # swagger: Capture.comment / Refund.comment maxLength 256
 # split between token and merchant ambiguous. Neither appears in real tokens or merchant numbers [INF].
 _USER_PART = IdentifierRule(1, 255, r"[!-9;-?A-~]+")  # visible ASCII except ':' and '@'
 
+# 409 "The payment was being modified by another request. The attempted operation could be retried again,
+# or the payment could be queried" (swagger example): the one slug worth retrying, after a GET.
 RETRYABLE = frozenset({"payment_operation_blocked"})
-# Slugs that say "nothing happened": the request was refused as a whole (swagger responses, _errors.md).
+# PaymentResponse.state values that hold a capture (swagger enum); a capture answer shows "Captured".
 _STATES_CAPTURED = frozenset({"Captured", "Refunded", "Settled"})
 
 
 def _user_part(instance: object, attribute: Any, value: Any) -> None:
     header_value(value, what=attribute.name, rule=_USER_PART)
-
 
 
 @frozen
@@ -122,7 +123,7 @@ def build_capture(payment: Payment, command: Capture, creds: Credentials, *, com
     """`POST {base}/payments/{reference}/capture/` with `{"amount": minor}` (always with the amount)."""
     money = command_money(payment, command)
     return HttpRequest("POST", _url(creds, payment, "capture"), _headers(creds, body=True),
-                       _body(money.amount, comment))
+                       _body(money.minor, comment))
 
 
 def build_refund(payment: Payment, command: Refund, creds: Credentials, *, comment: str | None = None
@@ -130,7 +131,7 @@ def build_refund(payment: Payment, command: Refund, creds: Credentials, *, comme
     """`POST {base}/payments/{reference}/refund/` with `{"amount": minor}` (swagger Refund, minimum 1)."""
     money = command_money(payment, command)
     return HttpRequest("POST", _url(creds, payment, "refund"), _headers(creds, body=True),
-                       _body(money.amount, comment))
+                       _body(money.minor, comment))
 
 
 def build_cancel(payment: Payment, command: Cancel, creds: Credentials) -> HttpRequest:
@@ -218,9 +219,9 @@ def _grown(response: HttpResponse, payment: Payment, command: Capture | Refund, 
     total = _total(body, items, item, response)
     if total is None:
         raise malformed(NAME, response, f"no {items} list to prove the amount")
-    if total - before != money.amount:
-        raise malformed(NAME, response, f"{items} total {total}, expected {before + money.amount}")
-    return (fact(payment, command, etype, NAME, money.amount),)
+    if total - before != money.minor:
+        raise malformed(NAME, response, f"{items} total {total}, expected {before + money.minor}")
+    return (fact(payment, command, etype, NAME, money.minor),)
 
 
 def parse_capture(response: HttpResponse, payment: Payment, command: Capture) -> tuple[Event, ...]:

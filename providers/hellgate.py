@@ -119,9 +119,9 @@ def build_capture(payment: Payment, command: Capture, creds: Credentials, *, des
     url = _url(creds, payment, "capture")  # the payment id first: an error names what is really wrong
     money = command_money(payment, command)
     text = _description(description, payment)
-    full = money.amount == payment.capturable and payment.captured == 0
+    full = money.minor == payment.capturable and payment.captured == 0
     obj: dict[str, Any] = {"reference": text} if full else {
-        "amount": money.amount, "currency_code": money.currency, "reference": text}
+        "amount": money.minor, "currency_code": money.currency, "reference": text}
     return HttpRequest("POST", url, _headers(creds, command.key, body=True), json_body(obj))
 
 
@@ -130,7 +130,7 @@ def build_refund(payment: Payment, command: Refund, creds: Credentials, *, descr
     """`POST {base}/payments/{id}/refund` with `{"amount", "currency_code", "reference"}` (refund page)."""
     url = _url(creds, payment, "refund")
     money = command_money(payment, command)
-    obj = {"amount": money.amount, "currency_code": money.currency,
+    obj = {"amount": money.minor, "currency_code": money.currency,
            "reference": _description(description, payment)}
     return HttpRequest("POST", url, _headers(creds, command.key, body=True), json_body(obj))
 
@@ -221,7 +221,7 @@ def parse_capture(response: HttpResponse, payment: Payment, command: Capture) ->
     """The events a capture answer proves: `capturing` -> (capture_requested,) - NOT a capture;
     `captured` -> (captured,); `failed` -> (capture_requested, capture_failed)."""
     money = command_money(payment, command)
-    return _outcome(_payment(response, payment), response, payment, command, money.amount)
+    return _outcome(_payment(response, payment), response, payment, command, money.minor)
 
 
 def parse_refresh(response: HttpResponse, payment: Payment, *, at: datetime) -> tuple[Event, ...]:
@@ -258,7 +258,7 @@ def parse_refund(response: HttpResponse, payment: Payment, command: Refund) -> t
         raise malformed(NAME, response, "no refund status")
     status = body["status"]
     if status == "completed":
-        return (fact(payment, command, EventType.REFUNDED, NAME, money.amount),)
+        return (fact(payment, command, EventType.REFUNDED, NAME, money.minor),)
     if status in {"processing", "pending"}:
         return ()
     if status == "failed":

@@ -212,7 +212,7 @@ def build_capture(payment: Payment, command: Capture, creds: Credentials, *, tim
     money = command_money(payment, command)
     fields: dict[str, Any] = {"action": "capture-payment", "timestamp": _timestamp(timestamp),
                               **_ids(payment, pw_id, txn_id),
-                              "capture_amount": _major(money.amount, money.currency, "amount")}
+                              "capture_amount": _major(money.minor, money.currency, "amount")}
     return _request(creds, fields)
 
 
@@ -224,7 +224,7 @@ def build_refund(payment: Payment, command: Refund, creds: Credentials, *, times
     money = command_money(payment, command)
     fields: dict[str, Any] = {"action": "refund", "timestamp": _timestamp(timestamp), "op": op,
                               **_ids(payment, pw_id, txn_id),
-                              "refund_amount": _major(money.amount, money.currency, "amount")}
+                              "refund_amount": _major(money.minor, money.currency, "amount")}
     return _request(creds, fields)
 
 
@@ -305,14 +305,14 @@ def parse_capture(response: HttpResponse, payment: Payment, command: Capture) ->
     executor should confirm with `requery` (research §4.3)."""
     money = command_money(payment, command)
     _ok(response)
-    return (fact(payment, command, EventType.CAPTURED, NAME, money.amount),)
+    return (fact(payment, command, EventType.CAPTURED, NAME, money.minor),)
 
 
 def parse_refund(response: HttpResponse, payment: Payment, command: Refund) -> tuple[Event, ...]:
     """`status "200"` -> (refunded,) for `op=submit`."""
     money = command_money(payment, command)
     _ok(response)
-    return (fact(payment, command, EventType.REFUNDED, NAME, money.amount),)
+    return (fact(payment, command, EventType.REFUNDED, NAME, money.minor),)
 
 
 def parse_cancel(response: HttpResponse, payment: Payment, command: Cancel) -> tuple[Event, ...]:

@@ -130,7 +130,7 @@ def _url(creds: Credentials, payment: Payment, op: str | None) -> str:
 def _modification(payment: Payment, command: Capture | Refund, creds: Credentials, op: str) -> HttpRequest:
     money = command_money(payment, command, maximum=MAX_AMOUNT)
     key = require_key(command, NAME)
-    body = json_body({"modificationAmount": {"currency": money.currency, "value": money.amount}})
+    body = json_body({"modificationAmount": {"currency": money.currency, "value": money.minor}})
     return HttpRequest("POST", _url(creds, payment, op), _headers(creds, key, body=True), body)
 
 
@@ -227,12 +227,12 @@ def _moved(response: HttpResponse, payment: Payment, command: Capture | Refund, 
     money = command_money(payment, command, maximum=MAX_AMOUNT)
     now = _aggregate(body, response, money.currency)[field_]
     delta = now - before
-    if delta == money.amount:
-        return (fact(payment, command, etype, NAME, money.amount),)
-    if delta == 0 and is_replay(payment, command, op, money.amount):
+    if delta == money.minor:
+        return (fact(payment, command, etype, NAME, money.minor),)
+    if delta == 0 and is_replay(payment, command, op, money.minor):
         return ()  # an identical retry of a capture already recorded: Vipps moved no money
     raise malformed(NAME, response, f"aggregate.{field_}Amount went from {before} to {now}, "
-                                    f"not by the {op} of {money.amount}; reconcile with GET")
+                                    f"not by the {op} of {money.minor}; reconcile with GET")
 
 
 def parse_capture(response: HttpResponse, payment: Payment, command: Capture) -> tuple[Event, ...]:
