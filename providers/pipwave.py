@@ -218,7 +218,11 @@ def build_capture(payment: Payment, command: Capture, creds: Credentials, *, tim
 
 def build_refund(payment: Payment, command: Refund, creds: Credentials, *, timestamp: int,
                  pw_id: str | None = None, txn_id: str | None = None, op: str = "submit") -> HttpRequest:
-    """`action=refund`, `op` = `submit` (default) or `initiate`, `refund_amount` exact (refund.md)."""
+    """`action=refund`, `op` = `submit` (default) or `initiate`, `refund_amount` exact (refund.md).
+
+    refund.md names both ops without saying which one moves money; `initiate` answers with
+    `supports_refund`/`supports_partial_refund`/`extra_params`, so `submit` is taken to be the refund [INF].
+    """
     if op not in {"initiate", "submit"}:
         raise RequestError(f"must be 'initiate' or 'submit', got {op!r}", field="op")
     money = command_money(payment, command)
