@@ -64,7 +64,53 @@ class InvalidTransition(CapstateError):
 
 
 class ProviderError(CapstateError):
-    """The provider said no, or said something the spec cannot explain. Used by capstate.providers."""
+    """The provider said no, or said something the spec cannot explain. Used by capstate.providers.
+
+    Besides the message it carries what a caller needs to act without parsing text:
+
+    - `provider`: the provider's name ("vipps", "bambora", ...);
+    - `status`: the HTTP status, when there was a response;
+    - `error_id`: the provider's OWN error identifier, kept verbatim: Bambora's `type` slug
+      ("payment_operation_blocked"), Vipps's problem `type` (its `title` when the type is absent),
+      Pipwave's status code ("9001"), Hellgate's failure classifier;
+    - `title` / `detail`: the provider's human text, when it gave one;
+    - `retryable`: sending the same request again may succeed (a lock, a rate limit, a 5xx);
+    - `reconcile`: the outcome is UNKNOWN; read the payment back (GET / requery) before anything else,
+      because the operation may have happened.
+
+    str(err) is built only from these fields, never from credentials or request headers.
+    """
+
+    def __init__(self, message: str = "", *, provider: str | None = None, status: int | None = None,
+                 error_id: str | None = None, title: str | None = None, detail: str | None = None,
+                 retryable: bool = False, reconcile: bool = False):
+        self.provider = provider
+        self.status = status
+        self.error_id = error_id
+        self.title = title
+        self.detail = detail
+        self.retryable = retryable
+        self.reconcile = reconcile
+        self.reason = message
+        head = " ".join(part for part in (
+            provider,
+            f"HTTP {status}" if status is not None else None,
+            error_id,
+        ) if part)
+        super().__init__(f"{head}: {message}" if head else message)
+
+
+class RequestError(CapstateError, ValueError):
+    """A request cannot be built safely: a reference, key, credential or amount breaks the provider's
+    rules (or would change the request target or inject a header). Nothing was sent.
+
+    `field` names the offending input; the message never echoes a credential.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}" if field else message)
 
 
 class SignatureError(ProviderError):

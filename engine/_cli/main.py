@@ -1,7 +1,8 @@
-"""The `capstate` command: providers, spec and validate.
+"""The `capstate` command: providers, spec, validate and capture.
 
 Exit codes: 0 success (validate: the capture is allowed), 1 validate refused the capture, 2 bad input
-of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option).
+of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option);
+capture adds 3, the provider's answer left the outcome unknown (capstate.providers.cli_capture).
 Every error is one line on stderr, `capstate: error: ...`; a user never sees a traceback.
 """
 
@@ -80,20 +81,40 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("spec", metavar="NAME|PATH", help="a shipped provider name or a spec file")
     add_sets(spec)
 
+    def add_capture(sub: argparse.ArgumentParser, provider: tuple[str, str], at_default: str) -> None:
+        sub.add_argument("--provider", required=True, metavar=provider[0], help=provider[1])
+        sub.add_argument("--history", required=True, metavar="FILE|-",
+                         help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
+        sub.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
+                                                       "the full capturable amount")
+        sub.add_argument("--currency", metavar="C", help="ISO 4217 code; default: the authorized currency")
+        sub.add_argument("--key", metavar="K", help="idempotency key")
+        sub.add_argument("--at", metavar="T", help=f"RFC 3339 instant of the capture; default: {at_default}")
+        sub.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
+        add_sets(sub)
+
     validate = add("validate", "replay a payment's history, then decide one capture "
                                "(exit 0 allowed, 1 refused, 2 bad input)")
-    validate.add_argument("--provider", required=True, metavar="NAME|PATH",
-                          help="a shipped provider name or a spec file")
-    validate.add_argument("--history", required=True, metavar="FILE|-",
-                          help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
-    validate.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
-                                                        "the full capturable amount")
-    validate.add_argument("--currency", metavar="C", help="ISO 4217 code; default: the authorized currency")
-    validate.add_argument("--key", metavar="K", help="idempotency key")
-    validate.add_argument("--at", metavar="T", help="RFC 3339 instant of the capture; default: the latest "
-                                                    "event's `at` (the clock is never read)")
-    validate.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
-    add_sets(validate)
+    add_capture(validate, ("NAME|PATH", "a shipped provider name or a spec file"),
+                "the latest event's `at` (the clock is never read)")
+
+    # `capture` sends; its code lives in capstate.providers and is imported only when it runs
+    # (cmd_capture), so the engine and the other commands never load httpx.
+    capture = add("capture", "replay a payment's history, decide one capture, then send it to the provider "
+                             "(exit 0 done, 1 refused or declined, 2 bad input, 3 outcome unknown)")
+    add_capture(capture, ("NAME", "bambora, hellgate, pipwave or vipps"), "now (the capture is sent now)")
+    capture.add_argument("--dry-run", action="store_true",
+                         help="print the exact request as a curl command (credentials masked); send nothing")
+    capture.add_argument("--credentials", metavar="FILE",
+                         help="TOML or JSON credentials file; the environment (CAPSTATE_<PROVIDER>_<FIELD>, e.g. "
+                              "CAPSTATE_VIPPS_ACCESS_TOKEN) overrides it; never pass secrets as arguments")
+    capture.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default 30, "
+                                                                          "connect 5)")
+    capture.add_argument("--attempts", type=int, metavar="N", help="sends of the capture, retries included "
+                                                                   "(default 4)")
+    capture.add_argument("--wait", action="store_true",
+                         help="Hellgate: poll until the asynchronous capture is captured or failed")
+    capture.add_argument("--verbose", action="store_true", help="log each request, retry and read-back to stderr")
     return parser
 
 
@@ -141,7 +162,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if d.allowed else EXIT_REFUSED
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate}
+def cmd_capture(args: argparse.Namespace) -> int:
+    from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
+
+    return cli_capture.run(args)
+
+
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture}
 
 
 def _run(argv: Sequence[str] | None) -> int:

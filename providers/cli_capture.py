@@ -1,0 +1,311 @@
+"""`capstate capture`: decide one capture from a payment's history, then send it (or print it).
+
+The engine's CLI imports this module only when the command runs, so `capstate validate` and the core
+never load httpx or a provider module.
+
+- `--dry-run` prints the exact request(s) as curl commands, shell-quoted, with credentials masked.
+  A final Vipps capture prints two: the capture, then the cancel that releases the remainder.
+- Otherwise the capture is sent with the executor (`CaptureClient`), and the canonical events it
+  proved are printed as JSONL on stdout, ready to append to the history; a one-line summary goes to
+  stderr.
+- Credentials come from the environment, `CAPSTATE_<PROVIDER>_<FIELD>` (CAPSTATE_VIPPS_ACCESS_TOKEN,
+  ...), or from `--credentials FILE` (TOML or JSON; a `[vipps]` table or top-level keys); the
+  environment wins. Never from arguments, where `ps` and shell history would show them.
+- `--at` defaults to the current time: a capture is sent now, and its expiry checks need "now".
+
+Exit status: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by capstate or
+declined by the provider, nothing happened; 2 bad input (options, history, credentials, a request that
+cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again), or
+a final capture succeeded but its remainder was not released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import stat
+import sys
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import orjson
+
+from .._cli import payloads
+from .._cli.history import replay_history
+from .._cli.options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
+from .._engine import apply
+from .._errors import CommandError, ProviderError, RequestError
+from .._money import to_major_string
+from .._values import Cancel, Capture, Decision, Payment
+from ._http import MASK, HttpRequest, Secret
+from .client import CaptureClient, Outcome, Refused, prepare, provider_module
+from .retry import RetryPolicy
+
+PROG = "capstate"
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+ENV_PREFIX = "CAPSTATE_"
+
+
+# ---------------------------------------------------------------------------------------- credentials
+
+
+def _is_secret(f: attrs.Attribute[Any]) -> bool:
+    # Provider modules keep every credential out of repr, and most type it as Secret.
+    return not f.repr or f.type in ("Secret", Secret)
+
+
+def env_name(provider: str, field: str) -> str:
+    """CAPSTATE_VIPPS_ACCESS_TOKEN for ("vipps", "access_token")."""
+    return f"{ENV_PREFIX}{provider.upper()}_{field.upper()}"
+
+
+def credential_fields(module: ModuleType) -> list[tuple[str, bool, bool]]:
+    """(field, secret, required) for a provider's Credentials class, in declaration order."""
+    return [(f.name, _is_secret(f), f.default is attrs.NOTHING) for f in attrs.fields(module.Credentials)]
+
+
+def _read_file(path: str, provider: str) -> dict[str, Any]:
+    try:
+        raw = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UsageError(f"--credentials {path}: {exc.strerror or exc}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        sys.stderr.write(f"{PROG}: warning: --credentials {path} is readable by other users (chmod 600 it)\n")
+    try:
+        data: Any = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        # The decoder's message may quote the file's text, which holds secrets: give the position only.
+        where = f" (line {exc.lineno})" if hasattr(exc, "lineno") else ""
+        kind = "JSON" if path.endswith(".json") else "TOML"
+        raise UsageError(f"--credentials {path}: not valid {kind}{where}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--credentials {path}: expected a table of credentials")
+    section = data.get(provider)
+    return section if isinstance(section, dict) else data
+
+
+def load_credentials(module: ModuleType, path: str | None, environ: Mapping[str, str], *,
+                     placeholders: bool = False) -> Any:
+    """The provider's Credentials from `path` and the environment (which wins).
+
+    With `placeholders` (--dry-run), a missing secret becomes a masked stand-in: the printed request masks
+    it anyway. A missing non-secret field (a merchant number, a base URL without a default) is an error
+    in both modes, because the request depends on it. Raises UsageError; messages never echo a secret.
+    """
+    name: str = module.NAME
+    fields = credential_fields(module)
+    known = {f for f, _, _ in fields}
+    values: dict[str, Any] = {}
+    if path is not None:
+        from_file = _read_file(path, name)
+        unknown = sorted(set(from_file) - known - {"bambora", "hellgate", "pipwave", "vipps"})
+        if unknown:
+            raise UsageError(f"--credentials {path}: unknown field(s) {', '.join(unknown)} for {name} "
+                             f"(expected {', '.join(sorted(known))})")
+        values.update({k: v for k, v in from_file.items() if k in known})
+    for field, _, _ in fields:
+        value = environ.get(env_name(name, field))
+        if value is not None:
+            values[field] = value
+    missing = []
+    for field, secret, required in fields:
+        value = values.get(field)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"credentials: {field} must be a string, got {type(value).__name__}")
+        if value is None and required:
+            if secret and placeholders:
+                values[field] = Secret(MASK)
+            else:
+                missing.append(field)
+    if missing:
+        hint = ", ".join(env_name(name, f) for f in missing)
+        raise UsageError(f"{name} credentials missing: {', '.join(missing)} (set {hint}, or give --credentials FILE)")
+    try:
+        return module.Credentials(**values)
+    except (RequestError, ValueError, TypeError) as exc:
+        # RequestError names the field and never echoes a secret's value.
+        raise UsageError(f"{name} credentials: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------------- curl
+
+
+def curl(request: HttpRequest) -> str:
+    """The request as one curl command, credentials masked, every word shell-quoted."""
+    shown = request.redacted()
+    words = ["curl", "--request", shown.method, "--url", shown.url]
+    for name, value in shown.headers:
+        words += ["--header", f"{name}: {value}"]
+    if shown.body:
+        words += ["--data-raw", shown.body.decode("utf-8")]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _request_json(request: HttpRequest) -> dict[str, Any]:
+    shown = request.redacted()
+    return {"method": shown.method, "url": shown.url, "headers": [list(h) for h in shown.headers],
+            "body": shown.body.decode("utf-8"), "curl": curl(request)}
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def _money(amount: int | None, currency: str | None) -> str:
+    if amount is None or currency is None:
+        return str(amount)
+    return f"{amount} {currency} ({to_major_string(amount, currency)})"
+
+
+def _warn(decision: Decision) -> None:
+    for w in decision.warnings:
+        sys.stderr.write(f"{PROG}: warning: {w.code.value}: {' '.join(w.message.splitlines())}\n")
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def _refused(args: argparse.Namespace, exc: Refused) -> int:
+    if args.json:
+        _print_json({"sent": False, "decision": payloads.decision(exc.decision)})
+    sys.stderr.write(f"{PROG}: {' '.join(str(exc).splitlines())}; nothing was sent\n")
+    return EXIT_REFUSED
+
+
+def _dry_run(args: argparse.Namespace, client: CaptureClient, payment: Payment, command: Capture) -> int:
+    decision, request = client.prepare(payment, command)
+    requests = [request]
+    cmd = decision.command
+    if (isinstance(cmd, Capture) and cmd.final and decision.event is not None
+            and payment.spec.policy.remainder == "reserved_until_cancel"):
+        # Vipps releases the remainder only by a separate cancel, sent after the capture succeeds.
+        after_capture = apply(payment, decision.event)
+        if after_capture.capturable > 0:
+            requests.append(client.prepare(after_capture, Cancel(at=cmd.at))[1])
+    if decision.event is None:
+        sys.stderr.write(f"{PROG}: the key {cmd.key!r} already succeeded for this capture: nothing would be sent\n")
+        requests = []
+    _warn(decision)
+    if args.json:
+        _print_json({"sent": False, "decision": payloads.decision(decision),
+                     "requests": [_request_json(r) for r in requests]})
+    else:
+        for i, r in enumerate(requests):
+            if i:
+                sys.stdout.write("# then, once the capture succeeded, release the remainder:\n")
+            sys.stdout.write(curl(r) + "\n")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, out: Outcome) -> int:
+    p = out.payment
+    if args.json:
+        _print_json({"sent": out.sends > 0, "decision": payloads.decision(out.decision) if out.decision else None,
+                     "events": [e.to_dict() for e in out.events], "payment": p.summary(), "pending": p.pending,
+                     "http_status": out.response.status if out.response is not None else None,
+                     "requests": out.sends, "reconciled": out.reconciled,
+                     "release_error": str(out.release_error) if out.release_error else None})
+    else:
+        for event in out.events:
+            sys.stdout.buffer.write(event.to_json() + b"\n")
+    status = f"HTTP {out.response.status}" if out.response is not None else "nothing sent"
+    how = " (observed by reading the payment back)" if out.reconciled else ""
+    if p.pending:
+        what = f"capture of {_money(p.pending, p.currency)} requested, still in flight at {client.provider}"
+    elif p.captured > before.captured:
+        what = f"captured {_money(p.captured - before.captured, p.currency)}"
+    elif out.events:
+        what = ", ".join(e.type.value for e in out.events)
+    else:
+        what = "no change"
+    sys.stderr.write(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
+                     f"request(s); now {p.state}: captured {p.captured} of {p.authorized}\n")
+    if out.release_error is not None:
+        sys.stderr.write(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: "
+                         f"{out.release_error}\n")
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Run `capstate capture` on parsed arguments; returns the exit status (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    if args.verbose:
+        # Each request by method and URL, each retry and read-back: never headers or bodies.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        logging.getLogger("capstate.providers").addHandler(handler)
+        logging.getLogger("capstate.providers").setLevel(logging.INFO)
+    amount = parse_amount(args.amount) if args.amount is not None else None
+    at = parse_at(args.at) if args.at is not None else None
+    currency = check_currency(args.currency) if args.currency is not None else None
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 seconds")
+    if args.attempts is not None and args.attempts < 1:
+        raise UsageError(f"--attempts {args.attempts}: must be >= 1")
+    try:
+        module = provider_module(args.provider)
+    except CommandError:
+        raise UsageError(f"--provider {args.provider!r}: capture needs a provider capstate can send to "
+                         f"(bambora, hellgate, pipwave, vipps)") from None
+    spec = load_with_sets(args.provider, args.sets)
+    history = replay_history(spec, args.history)
+    now = datetime.now(UTC)
+    if at is None:
+        at = now
+    if at < history.latest_at:
+        raise UsageError(f"--at {args.at or 'now'} is before the history's latest event (line {history.latest_line}); "
+                         f"a capture is decided after the facts it rests on")
+    command = Capture(at=at, amount=amount, currency=currency, key=args.key, final=args.final)
+    try:
+        # Decided before credentials are read: a refusal needs no secret, and sends nothing.
+        prepare(history.payment, command)
+    except Refused as exc:
+        return _refused(args, exc)
+    creds = load_credentials(module, args.credentials, env, placeholders=args.dry_run)
+    retry = RetryPolicy(attempts=args.attempts) if args.attempts is not None else RetryPolicy()
+    timeout = args.timeout if args.timeout is not None else None
+    kwargs: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    # A dry run signs (Pipwave) as of the capture's own time, so its output is reproducible.
+    clock = (lambda: at) if args.dry_run else None
+    with CaptureClient(module, creds, retry=retry, clock=clock, **kwargs) as client:
+        try:
+            if args.dry_run:
+                return _dry_run(args, client, history.payment, command)
+            out = client.capture(history.payment, command)
+            if args.wait and not out.settled:
+                refreshed = client.refresh(out.payment)
+                out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
+                                   sends=out.sends + refreshed.sends)
+        except Refused as exc:
+            return _refused(args, exc)
+        except RequestError as exc:
+            raise UsageError(f"cannot build the request: {exc}") from None
+        except ProviderError as exc:
+            return _provider_failed(args, exc)
+        if out.decision is not None:
+            _warn(out.decision)
+        return _report(args, client, history.payment, out)
+
+
+def _provider_failed(args: argparse.Namespace, exc: ProviderError) -> int:
+    if args.json:
+        _print_json({"sent": True, "error": {"provider": exc.provider, "status": exc.status,
+                                             "error_id": exc.error_id, "message": str(exc),
+                                             "retryable": exc.retryable, "reconcile": exc.reconcile}})
+    text = " ".join(str(exc).splitlines())
+    if exc.reconcile:
+        sys.stderr.write(f"{PROG}: error: {text}; the outcome is UNKNOWN: read the payment back before sending "
+                         f"again\n")
+        return EXIT_ATTENTION
+    sys.stderr.write(f"{PROG}: error: {text}\n")
+    return EXIT_REFUSED

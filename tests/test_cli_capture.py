@@ -1,0 +1,315 @@
+"""`capstate capture` through real subprocesses: dry runs print exact curl commands with credentials
+masked; real runs send to a scripted HTTP server on 127.0.0.1 (its URL given as the credentials' base URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpserver import Reply, ScriptedServer, scripted_server
+
+ROOT = Path(__file__).resolve().parents[1]
+VIPPS_HISTORY = ROOT / "examples" / "histories" / "vipps-partial.jsonl"  # order-10001: 100000 NOK, 25000 captured
+AT = "2026-01-08T09:00:00Z"
+AT_UNIX = 1767862800
+HG_ID = "3f1c2a8e-6b1d-4c9e-9a55-0f7e2d8c1b2a"
+SECRETS = {
+    "CAPSTATE_VIPPS_ACCESS_TOKEN": "vipps-TOKEN-s3cr3t",
+    "CAPSTATE_VIPPS_SUBSCRIPTION_KEY": "vipps-SUBKEY-s3cr3t",
+    "CAPSTATE_BAMBORA_ACCESS_TOKEN": "bamboraACCESSs3cr3t",
+    "CAPSTATE_BAMBORA_SECRET_TOKEN": "bambora-SECRET-s3cr3t",
+    "CAPSTATE_HELLGATE_API_KEY": "hellgate-APIKEY-s3cr3t",
+    "CAPSTATE_PIPWAVE_API_KEY": "pipwave-KEY-s3cr3t",
+    "CAPSTATE_PIPWAVE_API_SECRET": "pipwave-SECRET-s3cr3t",
+}
+PUBLIC = {"CAPSTATE_VIPPS_MERCHANT_SERIAL_NUMBER": "123456", "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001"}
+OUTPUTS: list[str] = []  # every stdout and stderr, scanned for secrets at the end of the module
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CAPSTATE_VIPPS", "CAPSTATE_BAMBORA",
+                                                                      "CAPSTATE_HELLGATE", "CAPSTATE_PIPWAVE"))}
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", *args], capture_output=True, text=True,
+                         env={**base, **(env if env is not None else {**SECRETS, **PUBLIC})}, cwd=cwd,
+                         timeout=60, check=False)
+    OUTPUTS.extend([out.stdout, out.stderr])
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with scripted_server() as srv:
+        yield srv
+
+
+def write(path: Path, *events: dict[str, Any]) -> str:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return str(path)
+
+
+def authorized(provider: str, reference: str, amount: int, currency: str) -> dict[str, Any]:
+    return {"payment": reference, "type": "authorized", "at": "2026-01-05T10:00:00Z", "amount": amount,
+            "currency": currency, "provider": provider}
+
+
+def credentials_file(tmp_path: Path, provider: str, base_url: str, key: str = "base_url") -> str:
+    path = tmp_path / "creds.toml"
+    path.write_text(f'[{provider}]\n{key} = "{base_url}"\n')
+    path.chmod(0o600)
+    return str(path)
+
+
+def curl_words(line: str) -> dict[str, Any]:
+    words = shlex.split(line)
+    assert words[0] == "curl"
+    out: dict[str, Any] = {"headers": []}
+    it = iter(words[1:])
+    for flag in it:
+        value = next(it)
+        if flag == "--header":
+            out["headers"].append(value)
+        else:
+            out[flag] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- dry runs
+
+
+def test_dry_run_prints_the_exact_vipps_request_with_credentials_masked() -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "50000", "--key", "ship-2",
+              "--at", AT, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    c = curl_words(line)
+    assert c["--request"] == "POST"
+    assert c["--url"] == "https://api.vipps.no/epayment/v1/payments/order-10001/capture"
+    assert c["headers"] == ["Authorization: [REDACTED]", "Ocp-Apim-Subscription-Key: [REDACTED]",
+                            "Merchant-Serial-Number: 123456", "Idempotency-Key: ship-2",
+                            "Content-Type: application/json"]
+    assert json.loads(c["--data-raw"]) == {"modificationAmount": {"currency": "NOK", "value": 50000}}
+
+
+def test_readme_dry_run_example_prints_what_the_readme_shows() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Sending captures", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(command)
+    env = dict(w.split("=", 1) for w in words if "=" in w and w.startswith("CAPSTATE_"))
+    args = [w for w in words if not w.startswith("CAPSTATE_")]
+    assert args[:2] == ["capstate", "capture"]
+    out = run(*args[2:], env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == shown
+
+
+def test_dry_run_of_a_final_vipps_capture_prints_the_release_too() -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "50000", "--final",
+              "--at", AT, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    capture, comment, cancel = out.stdout.splitlines()
+    assert comment.startswith("# then")
+    assert curl_words(cancel)["--url"].endswith("/order-10001/cancel")
+    assert json.loads(curl_words(cancel)["--data-raw"]) == {"cancelTransactionOnly": False}
+    keys = [h for h in curl_words(capture)["headers"] + curl_words(cancel)["headers"] if h.startswith("Idempot")]
+    assert len(set(keys)) == 2 and all(k.startswith("Idempotency-Key: cs-") for k in keys)
+    assert "REMAINDER_RELEASED" in out.stderr
+
+
+def test_dry_run_without_secrets_still_prints_the_request() -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--key", "k-1",
+              "--at", AT, "--dry-run", env=dict(PUBLIC))
+    assert out.returncode == 0, out.stderr
+    assert "Authorization: [REDACTED]" in out.stdout
+
+
+def test_dry_run_json(tmp_path: Path) -> None:
+    history = write(tmp_path / "b.jsonl", authorized("bambora", "order 20001/x", 100000, "NOK"))
+    out = run("--provider", "bambora", "--history", history, "--at", AT, "--dry-run", "--json")
+    # A reference with a '/' could retarget the request: refused before anything is built.
+    assert out.returncode == 2 and "reference" in out.stderr and out.stdout == ""
+    history = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK"))
+    out = run("--provider", "bambora", "--history", history, "--amount", "40000", "--at", AT, "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    (request,) = doc["requests"]
+    assert doc["sent"] is False and doc["decision"]["allowed"] is True
+    assert (request["method"], request["url"]) == ("POST", "https://api-beta.bambora.com/payments/order-20001/capture/")
+    assert ["Authorization", "[REDACTED]"] in request["headers"] and ["API-Version", "1"] in request["headers"]
+    assert json.loads(request["body"]) == {"amount": 40000}
+    assert shlex.split(request["curl"])[0] == "curl"
+
+
+def test_dry_run_pipwave_masks_the_body_key_and_never_shows_the_secret(tmp_path: Path) -> None:
+    history = write(tmp_path / "p.jsonl", authorized("pipwave", "ORDER-1", 105000, "MYR"))
+    out = run("--provider", "pipwave", "--history", history, "--amount", "1050", "--at", AT, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    c = curl_words(out.stdout.strip())
+    body = json.loads(c["--data-raw"])
+    assert body["action"] == "capture-payment" and body["capture_amount"] == "10.50"
+    assert body["api_key"] == "[REDACTED]" and "x-api-key: [REDACTED]" in c["headers"]
+    assert body["timestamp"] == AT_UNIX and len(body["signature"]) == 40 and "api_secret" not in body
+
+
+# ------------------------------------------------------------------------------------------- refusals
+
+
+def test_refused_capture_exits_1_with_the_codes_and_sends_nothing(server: ScriptedServer, tmp_path: Path) -> None:
+    creds = credentials_file(tmp_path, "vipps", server.url)
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "80000", "--key", "ship-2",
+              "--at", AT, "--credentials", creds)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "EXCEEDS_CAPTURABLE" in out.stderr and "nothing was sent" in out.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--amount", "10.50"], "never decimals"),
+    (["--at", "2026-01-06T00:00:00Z"], "before the history's latest event"),
+    (["--timeout", "0"], "--timeout"),
+    (["--attempts", "0"], "--attempts"),
+])
+def test_bad_options_exit_2_on_one_line(args: list[str], message: str) -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), *(["--at", AT] if "--at" not in args else []),
+              *args)
+    assert out.returncode == 2 and message in out.stderr and out.stderr.startswith("capstate: error:")
+    assert out.stderr.count("\n") == 1
+
+
+def test_unknown_provider_exits_2() -> None:
+    out = run("--provider", "stripe", "--history", str(VIPPS_HISTORY), "--dry-run")
+    assert out.returncode == 2 and "bambora, hellgate, pipwave, vipps" in out.stderr
+
+
+def test_missing_credentials_name_the_environment_variables() -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--at", AT,
+              env={"CAPSTATE_VIPPS_ACCESS_TOKEN": SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"]})
+    assert out.returncode == 2
+    assert "CAPSTATE_VIPPS_SUBSCRIPTION_KEY" in out.stderr and "CAPSTATE_VIPPS_MERCHANT_SERIAL_NUMBER" in out.stderr
+
+
+def test_bad_credentials_files_never_echo_their_contents(tmp_path: Path) -> None:
+    secret = "vipps-LEAKED-IF-SHOWN"
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text(f'access_tokn = "{secret}"\n')
+    unknown.chmod(0o600)
+    broken = tmp_path / "broken.json"
+    broken.write_text(f'{{"access_token": "{secret}",,}}')
+    broken.chmod(0o600)
+    bad_msn = tmp_path / "msn.toml"
+    bad_msn.write_text('merchant_serial_number = "12\\r\\nX-Injected: 1"\n')
+    bad_msn.chmod(0o600)
+    for path, message, env in ((unknown, "unknown field(s) access_tokn", {}), (broken, "not valid JSON", {}),
+                               (bad_msn, "merchant_serial_number", SECRETS)):
+        out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--at", AT,
+                  "--credentials", str(path), env=env)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+        assert secret not in out.stderr + out.stdout
+        assert out.stderr.count("\n") == 1
+
+
+def test_a_credentials_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    path = Path(credentials_file(tmp_path, "vipps", "https://apitest.vipps.no"))
+    path.chmod(0o644)
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--key", "k", "--at", AT,
+              "--credentials", str(path), "--dry-run")
+    assert out.returncode == 0 and "readable by other users" in out.stderr
+    assert "https://apitest.vipps.no/epayment" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------- real runs
+
+
+def vipps_body(captured: int) -> dict[str, Any]:
+    def amount(v: int) -> dict[str, Any]:
+        return {"currency": "NOK", "value": v}
+    return {"amount": amount(100000), "state": "AUTHORIZED", "pspReference": "psp", "reference": "order-10001",
+            "aggregate": {"authorizedAmount": amount(100000), "capturedAmount": amount(captured),
+                          "cancelledAmount": amount(0), "refundedAmount": amount(0)}}
+
+
+def test_execute_sends_retries_with_one_key_and_prints_the_events(server: ScriptedServer, tmp_path: Path) -> None:
+    path = "/epayment/v1/payments/order-10001/capture"
+    server.on("POST", path, Reply(503, b"busy", content_type="text/plain"), Reply(200, vipps_body(75000)))
+    creds = credentials_file(tmp_path, "vipps", server.url)
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "50000", "--key", "ship-2",
+              "--at", AT, "--credentials", creds)
+    assert out.returncode == 0, out.stderr
+    sent = server.received("POST", path)
+    assert [r.headers["idempotency-key"] for r in sent] == ["ship-2", "ship-2"]
+    assert sent[0].headers["authorization"] == "Bearer " + SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"]
+    (line,) = out.stdout.splitlines()
+    event = json.loads(line)
+    assert event == {"payment": "order-10001", "type": "captured", "at": AT, "amount": 50000, "currency": "NOK",
+                     "provider": "vipps", "key": "ship-2"}
+    assert "captured 50000 NOK (500.00)" in out.stderr and "2 request(s)" in out.stderr
+    # The printed events extend the history: validate agrees the payment is now 75000 captured.
+    history = tmp_path / "h.jsonl"
+    history.write_text(VIPPS_HISTORY.read_text() + out.stdout)
+    check = subprocess.run([sys.executable, "-m", "capstate", "validate", "--provider", "vipps", "--history",
+                            str(history), "--amount", "25001", "--json"], capture_output=True, text=True, check=False)
+    assert check.returncode == 1 and "capturable 25000" in check.stdout
+
+
+def test_execute_provider_refusal_is_one_line_exit_1(server: ScriptedServer, tmp_path: Path) -> None:
+    server.on("POST", "/epayment/v1/payments/order-10001/capture",
+              Reply(400, {"type": "about:blank", "title": "Capture period expired", "status": 400, "traceId": "t"}))
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--key", "k", "--at", AT,
+              "--credentials", credentials_file(tmp_path, "vipps", server.url))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == "capstate: error: vipps HTTP 400 Capture period expired: Capture period expired; traceId t\n"
+
+
+def test_execute_unknown_outcome_exits_3_and_never_resends(server: ScriptedServer, tmp_path: Path) -> None:
+    history = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK"))
+    server.on("POST", "/payments/order-20001/capture/", Reply(201, {}, delay=3.0))
+    server.on("GET", "/payments/order-20001/", Reply(500, b""))
+    out = run("--provider", "bambora", "--history", history, "--amount", "100", "--at", AT, "--timeout", "0.3",
+              "--attempts", "2", "--credentials", credentials_file(tmp_path, "bambora", server.url))
+    assert out.returncode == 3, out.stderr
+    assert "UNKNOWN" in out.stderr and out.stderr.count("\n") == 1
+    verbose = run("--provider", "bambora", "--history", history, "--amount", "100", "--at", AT, "--timeout", "0.3",
+                  "--attempts", "1", "--verbose", "--credentials", credentials_file(tmp_path, "bambora", server.url))
+    assert verbose.returncode == 3 and "POST http://127.0.0.1" in verbose.stderr and "-> timeout" in verbose.stderr
+    assert len(server.received("POST")) == 2 and len(server.received("GET")) == 3  # one POST per run
+
+
+def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:
+    history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
+
+    def body(status: str, captured: int | None = None) -> dict[str, Any]:
+        amount: dict[str, Any] = {"authorized": 5000, **({"captured": captured} if captured is not None else {})}
+        return {"id": HG_ID, "status": status, "currency_code": "EUR", "amount": amount}
+
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, body("capturing")))
+    server.on("GET", f"/payments/{HG_ID}", Reply(200, body("captured", 5000)))
+    out = run("--provider", "hellgate", "--history", history, "--at", AT, "--wait", "--json",
+              "--credentials", credentials_file(tmp_path, "hellgate", server.url))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [e["type"] for e in doc["events"]] == ["capture_requested", "captured"]
+    assert doc["payment"]["state"] == "captured" and doc["payment"]["captured"] == 5000 and doc["requests"] == 2
+    assert server.received("POST")[0].headers["x-api-key"] == SECRETS["CAPSTATE_HELLGATE_API_KEY"]
+
+
+def test_the_engine_cli_does_not_import_the_io_layer() -> None:
+    code = ("import sys, capstate._cli.main as m; m.build_parser()\n"
+            "print(sorted(x for x in sys.modules if x.split('.')[0] == 'httpx' or x.startswith('capstate.providers')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_secret_in_any_output() -> None:
+    # Runs last in this module (pytest keeps file order): every run above added its output.
+    assert len(OUTPUTS) > 20
+    for name, secret in SECRETS.items():
+        assert not [o for o in OUTPUTS if secret in o], name
