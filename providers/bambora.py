@@ -249,6 +249,9 @@ def parse_cancel(response: HttpResponse, payment: Payment, command: Cancel) -> t
     return (fact(payment, command, EventType.CANCELLED, NAME, payment.remainder),)
 
 
+_NOTHING_CAPTURED = frozenset({"Authorized", "Canceled"})
+
+
 def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     """The payment as Bambora reports it. `captured`/`refunded` are None when the lists are absent;
     `in_flight` is `operationInProgress` (_get_payment.md)."""
@@ -258,9 +261,14 @@ def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     captured = _total(body, "captures", "capture", response)
     refunded = _total(body, "refunds", "refund", response)
     state = body["state"]
+    in_flight = body.get("operationInProgress") is True
+    if captured is None and not in_flight and state in _NOTHING_CAPTURED:
+        # One capture, from Authorized only (_capture.md), and cancel only from Authorized (_cancel.md): a
+        # payment at rest in Authorized or Canceled has captured nothing, even when the list is omitted.
+        captured = 0
     cancelled: int | None = None
     if authorized is not None:
         cancelled = authorized - (captured or 0) if state == "Canceled" else 0
     currency = body.get("currency") if isinstance(body.get("currency"), str) else payment.currency
     return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, cancelled, refunded,
-                        in_flight=body.get("operationInProgress") is True)
+                        in_flight=in_flight)

@@ -470,6 +470,14 @@ class _Core:
             # Hellgate accepted the capture and is working on it: the request is what happened.
             return (Event(payment.reference, EventType.CAPTURE_REQUESTED, cmd.at, cmd.amount, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
+        if op == "capture" and self.rule.asynchronous and remote.state.lower() == "failed":
+            # Our capture reached Hellgate and failed there (one capture only, so it was ours): record the
+            # attempt and its failure. Resending to a failed payment could only be refused.
+            return (Event(payment.reference, EventType.CAPTURE_REQUESTED, cmd.at, cmd.amount, payment.currency,
+                          provider=self.provider.name, key=cmd.key, reason=reason),
+                    Event(payment.reference, EventType.CAPTURE_FAILED, cmd.at, cmd.amount, payment.currency,
+                          provider=self.provider.name, reason=f"{self.provider.name} reports status "
+                                                              f"{remote.state!r}"))
         if field_ is None:
             return None
         return ()

@@ -64,8 +64,9 @@ IDEMPOTENCY_KEY = IdentifierRule(1, 255, r"[!-~]+")  # format undocumented [UNK]
 VERSION = IdentifierRule(1, 40, r"[!-~]+")
 
 IN_FLIGHT = frozenset({"capturing", "voiding", "processing"})
-# Statuses in which nothing can have been captured yet, so an absent `amount.captured` means 0.
-_NOTHING_CAPTURED = frozenset({"open", "processing", "authorized", "capturing", "voiding", "voided"})
+# Statuses in which nothing can have been captured, so an absent `amount.captured` means 0. `failed` too:
+# Hellgate captures once ("does not support multiple captures"), and a failed capture captured nothing.
+_NOTHING_CAPTURED = frozenset({"open", "processing", "authorized", "capturing", "voiding", "voided", "failed"})
 
 
 

@@ -158,6 +158,9 @@ def test_get_reports_operations_in_progress(payment: capstate.Payment) -> None:
     done = bambora.parse_get(response(200, payment_response("Captured", captures=[{"capture": {"amount": 4000}}])),
                              payment)
     assert (done.captured, done.in_flight) == (4000, False)
+    # At rest in Authorized (one capture, from Authorized only): nothing captured, even with no list.
+    idle = bambora.parse_get(response(200, payment_response("Authorized", operations=["Cancel", "Capture"])), payment)
+    assert (idle.captured, idle.in_flight) == (0, False)
 
 
 # -------------------------------------------------------------------------------------------- errors

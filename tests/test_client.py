@@ -527,6 +527,18 @@ def test_hellgate_timeout_then_get_shows_capturing_is_not_resent(server: Scripte
     assert out.payment.state == "capturing" and out.reconciled
 
 
+def test_hellgate_timeout_then_get_shows_failed_records_the_failure(server: ScriptedServer,
+                                                                    sleeps: Sleeps) -> None:
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, hellgate_body("capturing"), delay=2.0))
+    server.on("GET", f"/payments/{HG_ID}", Reply(200, hellgate_body("failed")))
+    creds = hellgate.Credentials(api_key=SECRETS[4], base_url=server.url)
+    with CaptureClient("hellgate", creds, retry=policy(sleeps), clock=lambda: NOW, timeout=0.3) as client:
+        out = client.capture(authorized("hellgate", HG_ID, currency="EUR"), Capture(at=NOW))
+    assert [r.method for r in server.requests] == ["POST", "GET"]
+    assert [e.type for e in out.events] == [EventType.CAPTURE_REQUESTED, EventType.CAPTURE_FAILED]
+    assert out.payment.state == "failed" and out.payment.captured == 0 and out.reconciled
+
+
 def test_refresh_needs_a_capture_in_flight(server: ScriptedServer, sleeps: Sleeps) -> None:
     with hellgate_client(server, sleeps) as client, pytest.raises(capstate.CommandError):
         client.refresh(authorized("hellgate", HG_ID, currency="EUR"))

@@ -169,6 +169,10 @@ def get_reports_amounts() -> None:
     assert (status.state, status.authorized, status.captured, status.refunded, status.in_flight) == (
         "captured", 1000, 800, 100, False)
     assert hellgate.parse_get(response(200, payment_body("capturing")), eur()).in_flight
+    # One capture only ("does not support multiple captures"): a failed one captured nothing, so a read-back
+    # after a timed-out capture can record the failure instead of ending as "unknown".
+    failed = hellgate.parse_get(response(200, payment_body("failed")), eur())
+    assert (failed.state, failed.captured, failed.in_flight) == ("failed", 0, False)
 
 
 class Rule(NamedTuple):
