@@ -20,12 +20,15 @@ from ._errors import (
     CommandError,
     EventError,
     InvalidTransition,
+    PlanError,
     ProviderError,
     SignatureError,
     SpecError,
 )
 from ._money import CurrencyError, Money, exponent, from_major_string, to_major_string
+from ._plan import Op, Outcome, Plan, PlanStep
 from ._policy import IdentifierRule, Policy, RuleSource
+from ._simulate import NoteCode, SimulationNote, SimulationResult, StepResult, simulate
 from ._spec import Spec, Transition, load_spec, shipped
 from ._values import (
     Authorize,
@@ -63,15 +66,24 @@ __all__ = [
     "InvalidTransition",
     "KeyUse",
     "Money",
+    "NoteCode",
+    "Op",
+    "Outcome",
     "Payment",
+    "Plan",
+    "PlanError",
+    "PlanStep",
     "Policy",
     "PolicyWarning",
     "ProviderError",
     "Refund",
     "RuleSource",
     "SignatureError",
+    "SimulationNote",
+    "SimulationResult",
     "Spec",
     "SpecError",
+    "StepResult",
     "Transition",
     "Violation",
     "apply",
@@ -82,6 +94,7 @@ __all__ = [
     "observe",
     "replay",
     "shipped_specs",
+    "simulate",
     "to_major_string",
 ]
 

@@ -21,6 +21,7 @@ from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
 from . import payloads, render
+from . import simulate as simulate_cli
 from .history import replay_history
 from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "event's `at` (the clock is never read)")
     validate.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
     add_sets(validate)
+
+    # `capstate simulate`: its arguments and logic live in simulate.py.
+    simulate = add("simulate", "run a capture plan (TOML or JSON) against providers on a virtual clock "
+                               "(exit 0 clean, 1 a step refused, 2 bad input)")
+    simulate_cli.configure(simulate)
+    add_sets(simulate)
     return parser
 
 
@@ -141,7 +148,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if d.allowed else EXIT_REFUSED
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate}
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "simulate": simulate_cli.run}
 
 
 def _run(argv: Sequence[str] | None) -> int:
