@@ -156,6 +156,12 @@ class SimulationResult:
         return max(self.payment.remainder, 0)
 
     @property
+    def expires_at(self) -> datetime | None:
+        """When the authorization lapses on this provider; None when its validity is unknown (or the
+        authorization was refused)."""
+        return self.payment.expires_at
+
+    @property
     def held_until(self) -> datetime | None:
         return self.payment.expires_at if self.held else None
 
@@ -188,6 +194,7 @@ class SimulationResult:
             "intended": self.intended,
             "lapsed": self.lapsed,
             "held_until": self.held_until_text if self.held else None,
+            "expires_at": format_instant(self.expires_at) if self.expires_at is not None else None,
             "currency": self.plan.currency,
             "reference": self.plan.reference,
             "authorization": self.authorization.to_dict(),

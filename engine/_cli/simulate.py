@@ -105,17 +105,25 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ rendering
 
 
-def _step_label(plan: Plan, s: StepResult) -> Text:
+def _step_label(plan: Plan, s: StepResult, *, resolved: bool) -> Text:
+    """The step as the plan wrote it; `resolved` adds what an omitted amount came to on this provider."""
     text = Text(s.op, style="bold")
-    if s.amount is not None:
-        text.append(f" {s.amount}")
-    if s.op == "capture" and any(p.index == s.index and p.final for p in plan.steps):
+    written = next((p for p in plan.steps if p.index == s.index), None)
+    if written is None:  # the authorization
+        text.append(f" {plan.amount}")
+        return text
+    if written.amount is not None:
+        text.append(f" {written.amount}")
+    elif written.op.value in ("capture", "cancel"):
+        text.append(" in full" if written.op.value == "capture" else " the rest")
+        if resolved and s.allowed and s.amount is not None:
+            text.append(f" ({s.amount})")
+    if written.final:
         text.append(" final")
-    if s.outcome is not None and s.outcome.value == "failed":
+    if written.outcome.value == "failed":
         text.append(" (fails)", style="yellow")
-    note = next((p.note for p in plan.steps if p.index == s.index and p.note), None)
-    if note:
-        text.append(f"\n{note}", style="dim")
+    if written.note:
+        text.append(f"\n{written.note}", style="dim")
     return text
 
 
@@ -158,12 +166,14 @@ def verdict(r: SimulationResult) -> Text:
         until = r.held_until_text
         head.append(f"; held {render.money(r.held, cur)}", style="bold yellow")
         if until == "unknown":
-            head.append(f" for as long as the card issuer keeps it (validity unknown; set it with "
-                        f"--set {r.provider}.authorization_validity=7d)")
+            head.append(" for as long as the card issuer keeps it")
         else:
             head.append(f" {until}" if until == "until cancel" else f" until {until}")
     else:
         head.append("; nothing held")
+    if r.expires_at is None and r.authorization.allowed and r.steps:
+        head.append(f"\n  {r.provider}'s authorization validity is unknown, so no step here can expire; set it "
+                    f"with --set {r.provider}.authorization_validity=7d", style="dim")
     return head
 
 
@@ -218,7 +228,7 @@ def single(out: Console, r: SimulationResult) -> None:
     steps.add_column("after: state\ncaptured / cancelled / refunded", no_wrap=True)
     for s in (r.authorization, *r.steps):
         agg = s.after
-        steps.add_row(Text(str(s.index)), _at(plan, s), _step_label(plan, s), _cell(s),
+        steps.add_row(Text(str(s.index)), _at(plan, s), _step_label(plan, s, resolved=True), _cell(s),
                       Text(f"{agg.state}\n{agg.captured} / {agg.cancelled} / {agg.refunded}"))
     _widen(out, steps, margin=4)  # the panel's borders and padding
     parts: list[RenderableType] = [_header(plan, r.provider), steps]
@@ -242,7 +252,8 @@ def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
     rows += [[r.steps[i] for r in results] for i in range(len(plan.steps))]
     for row in rows:
         first = row[0]
-        grid.add_row(Text(str(first.index)), _at(plan, first), _step_label(plan, first), *(_cell(s) for s in row))
+        grid.add_row(Text(str(first.index)), _at(plan, first), _step_label(plan, first, resolved=False),
+                     *(_cell(s) for s in row))
     _widen(out, grid)
     out.print(_header(plan, ", ".join(r.provider for r in results)))
     out.print(grid)
