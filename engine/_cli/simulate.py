@@ -262,7 +262,7 @@ def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
         out.print(why)
     out.print(Text("Verdict", style="bold"))
     for r in results:
-        out.print(verdict(r))
+        out.print(verdict(r), soft_wrap=True)  # one greppable line per provider
 
 
 def to_json(results: Sequence[SimulationResult]) -> dict[str, Any]:
