@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -57,6 +57,7 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
     Op.WAIT: ("at", "op", "note"),
 }
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @frozen
@@ -260,6 +261,14 @@ class _Parser:
 
     def instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,
                 base: datetime | None = None) -> datetime:
+        at = self._instant(value, step, field, offset_ok=offset_ok, base=base)
+        if at >= _LATEST:
+            # Far enough for any plan, and it leaves room to add a validity window without overflow.
+            raise self.fail(f"{format_instant(at)} is later than {format_instant(_LATEST)}", step=step, field=field)
+        return at
+
+    def _instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,
+                 base: datetime | None = None) -> datetime:
         if value is None:
             raise self.fail("required" + (", RFC 3339 or an offset like +2d" if offset_ok else ", RFC 3339"),
                             step=step, field=field)
@@ -277,6 +286,8 @@ class _Parser:
             assert base is not None
             try:
                 return base + parse_duration(value[1:])
+            except OverflowError:
+                raise self.fail(f"{value!r} is too far after the authorization", step=step, field=field) from None
             except ValueError:
                 raise self.fail(f"{value!r} is not an offset like +2d, +36h or +90m", step=step, field=field) from None
         try:

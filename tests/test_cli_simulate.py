@@ -167,3 +167,20 @@ def test_bad_input_other_than_the_plan(sim: Any, tmp_path: Path) -> None:
     bad_bytes = tmp_path / "latin1.toml"
     bad_bytes.write_bytes(b'description = "caf\xe9"\n')
     assert_error(sim(bad_bytes), "not UTF-8")
+
+
+def test_a_spec_file_beside_a_shipped_provider_with_its_own_set(sim: Any, tmp_path: Path) -> None:
+    from importlib import resources
+
+    text = resources.files("capstate.specs").joinpath("bambora.toml").read_text(encoding="utf-8")
+    mine = write(tmp_path, "mybank.toml", text.replace('name = "bambora"', 'name = "mybank"'))
+    # mybank = bambora with room for three captures and a longer window, set from the command line.
+    r = sim(SPLIT, "--provider", f"vipps,{mine}", "--json", "--set", "mybank.max_captures=3",
+            "--set", "mybank.authorization_validity=30d", "--set", "vipps.max_captures=2")
+    results = r.json()["results"]
+    assert list(results) == ["vipps", "mybank"]
+    assert [s["allowed"] for s in results["vipps"]["steps"]] == [True, True, False, True]
+    assert results["vipps"]["steps"][2]["violations"][0]["code"] == "MULTIPLE_CAPTURES_UNSUPPORTED"
+    # Bambora's machine ends in `captured` after one capture, whatever max_captures says.
+    assert results["mybank"]["steps"][1]["violations"][0]["code"] == "INVALID_STATE"
+    assert r.code == 1

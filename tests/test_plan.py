@@ -142,6 +142,10 @@ BAD: list[tuple[str, Any, str]] = [
     ("flow", base(flow="auto"), "plan: field 'payment.flow': must be 'manual' or 'automatic', got 'auto'"),
     ("reference", base(reference=""), "plan: field 'payment.reference': must be a non-empty string"),
     ("authorized_at offset", base(authorized_at="+1d"), "plan: field 'payment.authorized_at': '+1d' is not an RFC"),
+    ("offset overflows", with_steps({"at": "+99999999d", "op": "wait"}),
+     "plan step 1: field 'at': '+99999999d' is too far after the authorization"),
+    ("far future", base(authorized_at="9999-12-31T10:00:00Z"),
+     "plan: field 'payment.authorized_at': 9999-12-31T10:00:00Z is later than 9000-01-01T00:00:00Z"),
     ("steps not a list", base() | {"step": {"at": "+1d"}}, "plan: field 'step': must be an array of tables"),
     ("not a table", [1, 2], "plan: a plan is a table (a JSON object), got list"),
 ]

@@ -149,9 +149,11 @@ def verdict(r: SimulationResult) -> Text:
     cur = r.plan.currency
     head = (Text(f"{r.provider}: runs clean", style="bold green") if r.ok
             else Text(f"{r.provider}: NOT clean", style="bold red"))
-    refused = [str(s.index) if s.index else "authorization" for s in r.refused]
+    refused = [str(s.index) for s in r.steps if not s.allowed]
     surprises = [str(s.index) for s in r.steps if s.surprise]
     why = []
+    if not r.authorization.allowed:
+        why.append("refuses the authorization")
     if refused:
         why.append(f"refuses step {', '.join(refused)}")
     if surprises:
