@@ -269,7 +269,6 @@ class _Run:
         released = after.cancelled - p.cancelled
         self.p = after
         self.lapsed += released
-        assert p.authorized_at is not None
         note = SimulationNote(NoteCode.AUTHORIZATION_LAPSED,
                               f"the authorization lapsed at {format_instant(expires)} ({self.plan.offset(expires)}, "
                               f"its validity on {self.spec.name}); the provider released "
