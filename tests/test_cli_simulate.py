@@ -102,6 +102,10 @@ def test_matrix_through_the_installed_script(tmp_path: Path) -> None:
     second = next(line for line in r.out.splitlines() if "capture 25000" in line)
     # The refusing code in each refusing provider's cell, a check mark for Vipps; never cut.
     assert second.split()[-4:] == ["MULTIPLE_CAPTURES_UNSUPPORTED"] * 3 + ["✓"]
+    # Under each cell, the payment after the step: Vipps ends captured with the rest released.
+    lines = r.out.splitlines()
+    cancel_row = lines[next(i for i, line in enumerate(lines) if "cancel the rest" in line) + 1]
+    assert cancel_row.split()[-2:] == ["captured", "85000/15000"]
     assert "vipps: runs clean" in r.out
     assert "hellgate: NOT clean (refuses step 2, 3, 4)" in r.out
     assert "held 70000 (700.00 NOK) until 2026-01-12T10:00:00Z" in r.out  # bambora's week

@@ -131,7 +131,8 @@ def _at(plan: Plan, s: StepResult) -> Text:
     return Text(f"{plan.offset(s.at)}\n{format_instant(s.at)}")
 
 
-def _cell(s: StepResult) -> Text:
+def _cell(s: StepResult, *, aggregate: bool = False) -> Text:
+    """✓ or the refusing codes; what the clock or a failure did; with `aggregate`, the payment after."""
     if not s.allowed:
         text = Text("\n".join(s.codes), style="bold red")
     elif s.outcome is not None and s.outcome.value == "failed" and s.op != "wait":
@@ -142,6 +143,8 @@ def _cell(s: StepResult) -> Text:
         text.append(f"\nlapsed {format_instant(s.lapsed_at)[:10]}", style="yellow")
     if s.surprise:
         text.append("\nno retry", style="bold red")
+    if aggregate:
+        text.append(f"\n{s.after.state} {s.after.captured}/{s.after.cancelled}", style="dim")
     return text
 
 
@@ -244,7 +247,9 @@ def single(out: Console, r: SimulationResult) -> None:
 
 def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
     plan = results[0].plan
-    grid = Table(title="Steps by provider", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True)
+    grid = Table(title="Steps by provider", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True,
+                 caption="each cell: ✓ or the refusing code, then the state and captured/released after the step",
+                 caption_justify="left")
     grid.add_column("#", justify="right", no_wrap=True)
     grid.add_column("at", no_wrap=True)
     grid.add_column("step", no_wrap=True)
@@ -255,7 +260,7 @@ def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
     for row in rows:
         first = row[0]
         grid.add_row(Text(str(first.index)), _at(plan, first), _step_label(plan, first, resolved=False),
-                     *(_cell(s) for s in row))
+                     *(_cell(s, aggregate=True) for s in row))
     _widen(out, grid)
     out.print(_header(plan, ", ".join(r.provider for r in results)))
     out.print(grid)
