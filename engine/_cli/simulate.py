@@ -252,9 +252,9 @@ def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
                  caption_justify="left")
     grid.add_column("#", justify="right", no_wrap=True)
     grid.add_column("at", no_wrap=True)
-    grid.add_column("step", no_wrap=True)
+    grid.add_column("step", overflow="fold", min_width=16)
     for r in results:
-        grid.add_column(r.provider, no_wrap=True)
+        grid.add_column(r.provider, overflow="fold")
     rows: list[Sequence[StepResult]] = [[r.authorization for r in results]]
     rows += [[r.steps[i] for r in results] for i in range(len(plan.steps))]
     for row in rows:
