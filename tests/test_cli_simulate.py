@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import SCRIPT, Run, assert_error, run_cli
+from test_cli import SCRIPT, Run, assert_error, run_cli, write
 
 PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
 SPLIT = PLANS / "split-shipment.toml"
@@ -19,12 +19,6 @@ def sim(tmp_path: Path) -> Any:
         return run_cli(tmp_path, "simulate", *args, **env)
 
     return bound
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------- json
