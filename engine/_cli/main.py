@@ -20,6 +20,8 @@ from .._engine import decide
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
+from . import check as check_cli
+from . import diagram as diagram_cli
 from . import payloads, render
 from . import simulate as simulate_cli
 from .history import replay_history
@@ -101,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "(exit 0 clean, 1 a step refused, 2 bad input)")
     simulate_cli.configure(simulate)
     add_sets(simulate)
+
+    # `capstate check` and `capstate diagram`: their arguments and logic live in check.py and diagram.py.
+    check = add("check", "lint a spec, then model-check it: every short history of commands and provider "
+                         "outcomes keeps the money invariants (exit 0 holds, 1 finding or counterexample, "
+                         "2 unloadable spec)")
+    check_cli.configure(check)
+    diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
+    diagram_cli.configure(diagram)
     return parser
 
 
@@ -148,7 +158,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if d.allowed else EXIT_REFUSED
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "simulate": simulate_cli.run}
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "simulate": simulate_cli.run,
+            "check": check_cli.run, "diagram": diagram_cli.run}
 
 
 def _run(argv: Sequence[str] | None) -> int:
