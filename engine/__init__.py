@@ -13,6 +13,7 @@ sent, `apply` for every fact that comes back, `replay` for a history. No I/O, no
     (True, 25000)
 """
 
+from ._check import CheckResult, Counterexample, check_spec
 from ._codes import Code
 from ._engine import apply, decide, observe, replay
 from ._errors import (
@@ -53,9 +54,11 @@ __all__ = [
     "Cancel",
     "CapstateError",
     "Capture",
+    "CheckResult",
     "Code",
     "Command",
     "CommandError",
+    "Counterexample",
     "CurrencyError",
     "Decision",
     "Event",
@@ -87,6 +90,7 @@ __all__ = [
     "Transition",
     "Violation",
     "apply",
+    "check_spec",
     "decide",
     "exponent",
     "from_major_string",

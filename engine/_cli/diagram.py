@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .._diagram import FORMATS, DiagramError, graphviz, mermaid, update_readme
+from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .options import UsageError
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _update_readme(args.update_readme)
-    except (OSError, ValueError) as exc:
+    except (CapstateError, OSError, ValueError) as exc:
         sys.stderr.write(f"capstate: error: {exc}\n")
         return 2
 
