@@ -23,16 +23,16 @@ change `refunded` (and the counts and keys) of a payment in `captured`, never it
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from ._engine import apply, decide
-from ._errors import CapstateError
-from ._spec import Spec, SpecFinding, graph_problems, lint_spec
+from ._errors import InvalidTransition
+from ._spec import Spec, SpecFinding, apply_overrides, graph_problems, lint_spec
 from ._time import format_instant
 from ._values import Authorize, Cancel, Capture, Command, Event, EventType, Flow, Payment, Refund
 
@@ -55,7 +55,7 @@ INVARIANTS: dict[str, str] = {
     "amounts_never_decrease": "authorized (once set), captured, cancelled and refunded never decrease",
     "terminal_absorbs": "no move leaves a terminal state or changes the money it settled (refunds excepted)",
     "decide_agrees_with_apply": "the fact an allowed decision predicts is accepted by apply, with the same result",
-    "engine_raises": "decide and apply answer every command and fact without an unexpected exception",
+    "engine_answers": "decide and apply answer every command and fact without an unexpected exception",
 }
 
 
@@ -114,11 +114,13 @@ def _summary(p: Payment) -> dict[str, Any]:
     return {**p.summary(), "pending": p.pending}
 
 
-def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH) -> CheckResult:
+def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
+               overrides: Mapping[str, Any] | None = None) -> CheckResult:
     """Lint and model-check a spec (a Spec, a shipped name or a spec file path).
 
     A name or path is loaded leniently, so structural problems are findings rather than a SpecError;
-    a spec that cannot be built at all still raises SpecError. `depth` bounds the moves per history.
+    a spec that cannot be built at all still raises SpecError, as does a bad override. `depth` bounds
+    the moves per history; `overrides` are policy numbers, as for `load_spec`.
     """
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
@@ -127,6 +129,8 @@ def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH) -> CheckR
                          in graph_problems(spec.states, spec.initial, spec.terminal, spec.transitions))
     else:
         spec, findings = lint_spec(spec)
+    if overrides:
+        spec = evolve(spec, policy=apply_overrides(spec.policy, overrides, file=spec.file))
     states, moves, complete, counterexamples = _explore(spec, depth)
     return CheckResult(spec, depth, states, moves, complete, findings, counterexamples)
 
@@ -179,10 +183,10 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
         for label, at, step in _actions(p, tick):
             try:
                 q, disagreement = step(p)
-            except CapstateError:
+            except InvalidTransition:  # apply refusing a fact the spec forbids: not a move
                 continue
             except Exception as exc:  # an engine bug is a finding, not a crash of the checker
-                name = "no_negative_amount" if "negative" in str(exc) else "engine_raises"
+                name = "no_negative_amount" if "negative" in str(exc) else "engine_answers"
                 if name not in found:
                     found[name] = Counterexample(name, f"{label}: {type(exc).__name__}: {exc}",
                                                  (*path_to(node), Move(f"{label} (raised)", at, p)))
@@ -286,7 +290,7 @@ def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, str | No
             return (None, "an idempotent replay changed the payment") if d.after != p else (None, None)
         try:
             recorded = apply(p, d.event)
-        except CapstateError as exc:
+        except InvalidTransition as exc:
             return d.after, f"decide allowed it, but apply refuses its fact: {exc}"
         rewritten = {w.code.value for w in d.warnings} & {"REMAINDER_RELEASED"}
         if not rewritten and recorded != d.after:

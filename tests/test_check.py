@@ -257,3 +257,22 @@ def test_cli_unloadable_spec_and_bad_depth(tmp_path: Path) -> None:
     assert_error(check(tmp_path, path), "policy.colour")
     r = check(tmp_path, "vipps", "--depth", "zero")
     assert r.code == 2 and "--depth" in r.err and "Traceback" not in r.err
+
+
+def test_cli_set_overrides_policy_numbers_for_the_run(tmp_path: Path) -> None:
+    plain = check(tmp_path, "hellgate", "--json").json()
+    # With a known validity the clock can pass it, so the search reaches expired captures and cancels.
+    dated = check(tmp_path, "hellgate", "--json", "--set", "authorization_validity=7d").json()
+    assert plain["ok"] and dated["ok"]
+    assert dated["states"] > plain["states"]
+    assert_error(check(tmp_path, "hellgate", "--set", "authorization_validity=7x"), "--set authorization_validity",
+                 "'7x'")
+    assert_error(check(tmp_path, "hellgate", "--set", "vipps.max_captures=2"), "the override is for 'vipps'")
+
+
+def test_overrides_reach_the_explored_policy(tmp_path: Path) -> None:
+    # One capture where Vipps takes many: the search must then refuse every second capture.
+    one = check_spec("vipps", depth=4, overrides={"max_captures": 1})
+    many = check_spec("vipps", depth=4)
+    assert one.ok and one.spec.policy.max_captures == 1
+    assert one.states < many.states

@@ -13,8 +13,12 @@ from typing import Any
 import orjson
 
 from .._check import DEFAULT_DEPTH, INVARIANTS, CheckResult, check_spec
+from .._errors import SpecError
+from .._spec import lint_spec
+from .options import UsageError, parse_sets
 
 EXIT_HOLDS, EXIT_BROKEN = 0, 1
+_OVERRIDES = "overrides."
 MAX_DEPTH = 12  # beyond this the search is hours, not seconds, on a spec with many partial captures
 
 
@@ -32,7 +36,14 @@ def configure(sub: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = check_spec(args.spec, depth=args.depth)
+    overrides = parse_sets(args.sets, lint_spec(args.spec)[0].name) if args.sets else None
+    try:
+        result = check_spec(args.spec, depth=args.depth, overrides=overrides)
+    except SpecError as exc:
+        # A bad --set value is the command line's fault, not the spec file's: say so, as `spec` does.
+        if not exc.path.startswith(_OVERRIDES):
+            raise
+        raise UsageError(f"--set {exc.path[len(_OVERRIDES):]}: {exc.reason}") from None
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
     else:

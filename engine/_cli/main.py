@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "outcomes keeps the money invariants (exit 0 holds, 1 finding or counterexample, "
                          "2 unloadable spec)")
     check_cli.configure(check)
+    add_sets(check)
     diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
     diagram_cli.configure(diagram)
     return parser
