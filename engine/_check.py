@@ -8,12 +8,14 @@ function is the engine itself: every merchant command goes through `decide` and,
 decision's `after`; every provider fact (a capture's outcome, a lapse, a logged request) goes through
 `apply`. The payment aggregate is a frozen value, so nodes deduplicate by equality.
 
-The domain is small on purpose: authorized 100 in each currency the spec allows (one when it takes
-any) and each flow; capture amounts 1, 50, 99, 100, 101 and "the rest", with and without `final`;
-cancel of the rest and of 50; refunds of 1, 50, 100 and 101; no key, a fresh key, or a key already
-used; the clock moved past each deadline the payment has (validity, refund window). Every allowed
-move is checked against the invariants below; BFS order makes the first counterexample found for an
-invariant a shortest one.
+The domain is small on purpose: authorized 100 in one currency of each class the policy tells
+apart (minimum amount, validity; EUR when the spec takes any), in each flow a guard reads (with a
+key where the provider takes keys); capture amounts 1, 50, 99, 100, 101 and "the rest", with
+`final` where the remainder is held until a cancel; cancel of the rest, of 50 and of 101; refunds of
+1, 50, 100 and 101; no key, a fresh key, or each key already used; provider facts (capture requested,
+captured, capture_failed, cancelled, refunded, expired); the clock moved to each deadline the payment
+has (validity, refund window). Every allowed move is checked against the invariants below; BFS order
+makes the first counterexample found for an invariant a shortest one.
 
 "A terminal state absorbs" means: no move leaves it, and the money it settled (authorized,
 captured, cancelled, pending) never changes again. Refunds are the exception the design allows: they
@@ -287,7 +289,7 @@ def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, str | No
         if not d.allowed or d.after is None:
             return None, None
         if d.event is None:  # an idempotent replay: nothing moves
-            return (None, "an idempotent replay changed the payment") if d.after != p else (None, None)
+            return (p, "an idempotent replay changed the payment") if d.after != p else (None, None)
         try:
             recorded = apply(p, d.event)
         except InvalidTransition as exc:
