@@ -155,3 +155,10 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     assert_error(diagram(tmp_path, "vipps", "-o", tmp_path / "missing-dir" / "x.mmd"), "cannot write")
     r = diagram(tmp_path, "vipps", "--format", "gif")
     assert r.code == 2 and "invalid choice" in r.err and "Traceback" not in r.err
+
+
+def test_cli_set_draws_the_overridden_numbers(tmp_path: Path) -> None:
+    r = diagram(tmp_path, "hellgate", "--set", "max_captures=2", "--set", "authorization_validity=7d")
+    assert (r.code, r.err) == (0, "")
+    assert "≤ 2 captures" in r.out and "valid 7d" in r.out and "≤ 1 capture" not in r.out
+    assert_error(diagram(tmp_path, "hellgate", "--set", "max_captures=-1"), "--set max_captures")

@@ -17,7 +17,7 @@ from pathlib import Path
 from .._diagram import FORMATS, DiagramError, graphviz, mermaid, update_readme
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
-from .options import UsageError
+from .options import UsageError, load_with_sets
 
 
 def configure(sub: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def configure(sub: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("diagram has no --json output; choose --format mermaid, svg or png")
-    spec = load_spec(args.spec)
+    spec = load_with_sets(args.spec, args.sets)
     data = mermaid(spec).encode() if args.format == "mermaid" else _render(graphviz(spec), args.format)
     if args.output:
         try:

@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sets(check)
     diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
     diagram_cli.configure(diagram)
+    add_sets(diagram)
     return parser
 
 
