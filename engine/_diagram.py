@@ -16,6 +16,8 @@ import importlib.util
 import re
 from typing import Any
 
+import orjson
+
 from ._errors import CapstateError
 from ._machine import draw
 from ._money import to_major_string
@@ -103,7 +105,8 @@ def _labels(spec: Spec, sep: str = " ") -> list[str]:
 
 def mermaid(spec: Spec) -> str:
     """The spec as a mermaid stateDiagram-v2, ending with a newline."""
-    source: str = draw(spec, _labels(spec), engine="mermaid", title=f"title: {spec.title}")
+    # The title goes into mermaid's YAML front matter; a JSON string is valid YAML whatever the title holds.
+    source: str = draw(spec, _labels(spec), engine="mermaid", title=f"title: {orjson.dumps(spec.title).decode()}")
     lines = []
     for line in source.splitlines():
         stripped = line.strip()

@@ -42,7 +42,7 @@ def test_mermaid_has_every_state_and_transition(name: str) -> None:
     spec = load_spec(name)
     text = mermaid(spec)
     lines = text.splitlines()
-    assert lines[:4] == ["---", f"title: {spec.title}", "---", "stateDiagram-v2"]
+    assert lines[:4] == ["---", f'title: "{spec.title}"', "---", "stateDiagram-v2"]
     for state in spec.states:
         assert f'  state "{state}" as {state}' in lines
     assert f"  [*] --> {spec.initial}" in lines
@@ -162,3 +162,10 @@ def test_cli_set_draws_the_overridden_numbers(tmp_path: Path) -> None:
     assert (r.code, r.err) == (0, "")
     assert "≤ 2 captures" in r.out and "valid 7d" in r.out and "≤ 1 capture" not in r.out
     assert_error(diagram(tmp_path, "hellgate", "--set", "max_captures=-1"), "--set max_captures")
+
+
+def test_a_title_with_yaml_syntax_stays_one_front_matter_line(tmp_path: Path) -> None:
+    text = seed_text("bambora").replace('title = "Bambora native payments API (api-beta)"',
+                                        'title = "Acme: \\"cards\\" # EU"')
+    spec = load_spec(write(tmp_path, "acme.toml", text))
+    assert mermaid(spec).splitlines()[:3] == ["---", 'title: "Acme: \\"cards\\" # EU"', "---"]
