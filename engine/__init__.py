@@ -13,6 +13,7 @@ sent, `apply` for every fact that comes back, `replay` for a history. No I/O, no
     (True, 25000)
 """
 
+from ._check import CheckResult, Counterexample, check_spec
 from ._codes import Code
 from ._engine import apply, decide, observe, replay
 from ._errors import (
@@ -20,12 +21,15 @@ from ._errors import (
     CommandError,
     EventError,
     InvalidTransition,
+    PlanError,
     ProviderError,
     SignatureError,
     SpecError,
 )
 from ._money import CurrencyError, Money, exponent, from_major_string, to_major_string
+from ._plan import Op, Outcome, Plan, PlanStep
 from ._policy import IdentifierRule, Policy, RuleSource
+from ._simulate import NoteCode, SimulationNote, SimulationResult, StepResult, simulate
 from ._spec import Spec, Transition, load_spec, shipped
 from ._values import (
     Authorize,
@@ -50,9 +54,11 @@ __all__ = [
     "Cancel",
     "CapstateError",
     "Capture",
+    "CheckResult",
     "Code",
     "Command",
     "CommandError",
+    "Counterexample",
     "CurrencyError",
     "Decision",
     "Event",
@@ -63,18 +69,28 @@ __all__ = [
     "InvalidTransition",
     "KeyUse",
     "Money",
+    "NoteCode",
+    "Op",
+    "Outcome",
     "Payment",
+    "Plan",
+    "PlanError",
+    "PlanStep",
     "Policy",
     "PolicyWarning",
     "ProviderError",
     "Refund",
     "RuleSource",
     "SignatureError",
+    "SimulationNote",
+    "SimulationResult",
     "Spec",
     "SpecError",
+    "StepResult",
     "Transition",
     "Violation",
     "apply",
+    "check_spec",
     "decide",
     "exponent",
     "from_major_string",
@@ -82,6 +98,7 @@ __all__ = [
     "observe",
     "replay",
     "shipped_specs",
+    "simulate",
     "to_major_string",
 ]
 

@@ -48,6 +48,24 @@ class EventError(CapstateError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+class PlanError(CapstateError, ValueError):
+    """A capture plan is broken. Names the step (1-based, as the plan lists them) and the field.
+
+    str(err) reads: ``plan step 3: field 'amount': must be an integer >= 0 of minor units, got 12.5``,
+    prefixed with the file when the caller names one.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, field: str | None = None,
+                 file: str | None = None):
+        self.step = step
+        self.field = field
+        self.file = file
+        self.reason = message
+        where = "plan" if step is None else f"plan step {step}"
+        text = f"{where}: field {field!r}: {message}" if field else f"{where}: {message}"
+        super().__init__(f"{file}: {text}" if file else text)
+
+
 class CommandError(CapstateError, ValueError):
     """A command is malformed in a way no provider could judge (wrong type, naive datetime)."""
 

@@ -10,14 +10,14 @@ Rule 2: this module knows no provider by name.
 Rule 3: this is the only module that imports transitions, and no Machine crosses the public API.
 
 The hot path never comes here: it runs the compiled table (`_table`). This interpreter answers the
-differential test and, later, draws the diagrams.
+differential test, and its GraphMachine twin draws the diagrams (`draw`, used by `_diagram`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from transitions import Machine, MachineError
 
@@ -95,3 +95,26 @@ def reference_dest(payment: Payment, event: Event, amount: int, command: bool) -
 def validate_with_transitions(spec: Spec) -> None:
     """Build the Machine once, so that a spec transitions cannot accept never loads."""
     _machine_for(spec)
+
+
+def draw(spec: Spec, labels: Sequence[str], *, engine: Literal["mermaid", "graphviz"], title: str) -> Any:
+    """The spec's state diagram through transitions' GraphMachine, one edge label per spec transition.
+
+    engine "mermaid" returns the mermaid source text; "graphviz" returns a graphviz.Digraph (the caller
+    checks that the graphviz package imports: transitions would quietly fall back to mermaid).
+    The diagram has no active state: it shows the spec, not a payment.
+    """
+    from transitions.extensions.diagrams import GraphMachine
+
+    config = machine_config(spec)
+    if len(labels) != len(config["transitions"]):
+        raise ValueError(f"{len(labels)} labels for {len(config['transitions'])} transitions")
+    for row, label in zip(config["transitions"], labels, strict=True):
+        row["label"] = label
+    machine = GraphMachine(model=None, title=title, graph_engine=engine, **config)
+    graph = machine.graph_cls(machine).get_graph(title=title)
+    if engine == "mermaid":
+        return graph.draw(None)  # the mermaid graph's draw(None) is its source text
+    if not hasattr(graph, "pipe"):
+        raise RuntimeError("transitions fell back from graphviz to mermaid")
+    return graph

@@ -10,13 +10,18 @@ A spec file has four parts (see specs/vipps.toml for a full example):
 Loading rejects, with a SpecError naming the file, the key path and where possible the line: TOML
 syntax errors, unknown keys, unknown states, triggers, guards and routes, unreachable states, exits
 out of terminal states, overlapping transitions, and policy values that do not parse.
+
+`lint_spec` loads leniently for `capstate check`: the structural problems (the unknown names in
+transitions, unreachable states, exits out of terminal states, states that cannot reach a terminal
+one, overlaps, a capture mode without its transition) become SpecFindings, and the spec is built
+from what remains, so the model checker can show what the problem costs. Anything else still raises.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -38,6 +43,20 @@ _TRANSITION_KEYS = {"trigger", "source", "dest", "when", "guards", "doc", "note"
 _RULE_KEYS = {"value", "doc", "default", "note"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _SAME = "="  # dest "=" means: stay in the source state
+
+
+@frozen
+class SpecFinding:
+    """A structural problem that `lint_spec` reports instead of refusing the spec.
+
+    `kind` is one of: unknown_trigger, unknown_guard, unknown_route, unknown_state, terminal_exit,
+    unreachable, dead_end (a non-terminal state that cannot reach a terminal one), overlap, capture_mode.
+    """
+
+    kind: str
+    path: str
+    line: int | None
+    message: str
 
 
 @frozen
@@ -84,21 +103,33 @@ class Spec:
     def from_toml(cls, text: str, *, file: str = "<spec>",
                   overrides: Mapping[str, Any] | None = None) -> Spec:
         """Parse and validate a spec. Raises SpecError."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-            raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
-        spec = _Loader(data, text, file).build(overrides or {})
-        # The spec is loaded into transitions as well: a configuration transitions refuses never loads,
-        # and the Machine (the reference interpreter) is ready for the differential test and diagrams.
-        from ._machine import validate_with_transitions
+        return _parse(text, file, overrides, lenient=False)[0]
 
-        try:
-            validate_with_transitions(spec)
-        except Exception as exc:  # transitions raises bare ValueError/MachineError for bad configs
-            raise SpecError(f"transitions refuses this machine: {exc}", file=file) from None
-        return spec
+    @classmethod
+    def lint_toml(cls, text: str, *, file: str = "<spec>") -> tuple[Spec, tuple[SpecFinding, ...]]:
+        """Parse leniently: structural problems come back as findings (see the module docstring).
+        Raises SpecError for everything else (TOML syntax, unknown keys, bad policy values)."""
+        return _parse(text, file, None, lenient=True)
+
+
+def _parse(text: str, file: str, overrides: Mapping[str, Any] | None,
+           lenient: bool) -> tuple[Spec, tuple[SpecFinding, ...]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
+    loader = _Loader(data, text, file, lenient=lenient)
+    spec = loader.build(overrides or {})
+    # The spec is loaded into transitions as well: a configuration transitions refuses never loads,
+    # and the Machine (the reference interpreter) is ready for the differential test and diagrams.
+    from ._machine import validate_with_transitions
+
+    try:
+        validate_with_transitions(spec)
+    except Exception as exc:  # transitions raises bare ValueError/MachineError for bad configs
+        raise SpecError(f"transitions refuses this machine: {exc}", file=file) from None
+    return spec, tuple(loader.findings)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -117,6 +148,34 @@ def _shipped_spec(name: str) -> Spec:
     return Spec.from_toml(resource.read_text(encoding="utf-8"), file=f"specs/{name}.toml")
 
 
+def _read(name_or_path: str | Path) -> tuple[str, str]:
+    """The text of a spec given by path, and the name it is reported under."""
+    text_name = str(name_or_path)
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(shipped())
+        raise SpecError(f"no shipped spec of that name ({known}) and no such file", file=text_name)
+    try:
+        return path.read_text(encoding="utf-8"), text_name
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read: {exc}", file=text_name) from None
+
+
+def _is_shipped(name_or_path: str | Path) -> bool:
+    return isinstance(name_or_path, str) and bool(_NAME.match(name_or_path)) and name_or_path in shipped()
+
+
+def lint_spec(name_or_path: str | Path) -> tuple[Spec, tuple[SpecFinding, ...]]:
+    """Load a shipped spec or a spec file leniently, for `capstate check`: the spec built from what is
+    sound, and the structural problems found. Raises SpecError for a spec that cannot be built at all."""
+    if _is_shipped(name_or_path):
+        name = str(name_or_path)
+        text = resources.files("capstate.specs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+        return Spec.lint_toml(text, file=f"specs/{name}.toml")
+    text, file = _read(name_or_path)
+    return Spec.lint_toml(text, file=file)
+
+
 def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Spec:
     """Load a shipped spec by name ("vipps") or a spec file by path, applying policy overrides.
 
@@ -124,19 +183,11 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
     "authorization_validity.NOK") to values spelled as in a spec file: {"max_captures": 1}.
     Raises SpecError for a missing file, a broken spec or a bad override.
     """
-    text_name = str(name_or_path)
-    if isinstance(name_or_path, str) and _NAME.match(name_or_path) and name_or_path in shipped():
-        spec = _shipped_spec(name_or_path)
+    if _is_shipped(name_or_path):
+        spec = _shipped_spec(str(name_or_path))
         return _with_overrides(spec, overrides) if overrides else spec
-    path = Path(name_or_path)
-    if not path.is_file():
-        known = ", ".join(shipped())
-        raise SpecError(f"no shipped spec of that name ({known}) and no such file", file=text_name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read: {exc}", file=text_name) from None
-    return Spec.from_toml(text, file=text_name, overrides=overrides)
+    text, file = _read(name_or_path)
+    return Spec.from_toml(text, file=file, overrides=overrides)
 
 
 def _with_overrides(spec: Spec, overrides: Mapping[str, Any]) -> Spec:
@@ -177,13 +228,22 @@ def _unparse(policy: Policy, name: str) -> Any:
 
 
 class _Loader:
-    def __init__(self, data: dict[str, Any], text: str, file: str):
+    def __init__(self, data: dict[str, Any], text: str, file: str, *, lenient: bool = False):
         self.data = data
         self.lines = text.splitlines()
         self.file = file
+        self.lenient = lenient
+        self.findings: list[SpecFinding] = []
 
     def fail(self, path: str, message: str) -> SpecError:
         return SpecError(message, file=self.file, path=path, line=_locate(self.lines, path))
+
+    def problem(self, kind: str, path: str, message: str) -> None:
+        """A structural problem: refused when strict; when linting, recorded, and the caller goes on
+        without the offending part."""
+        if not self.lenient:
+            raise self.fail(path, message)
+        self.findings.append(SpecFinding(kind, path, _locate(self.lines, path), message))
 
     def table(self, obj: object, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
         if not isinstance(obj, dict):
@@ -256,27 +316,38 @@ class _Loader:
             try:
                 trigger = EventType(raw_trigger)
             except ValueError:
-                raise self.fail(f"{path}.trigger", f"unknown trigger {raw_trigger!r} (triggers are event types: "
-                                                   f"{', '.join(t.value for t in EventType)})") from None
+                # A transition whose trigger, route or states are unknown cannot be modelled: dropped.
+                self.problem("unknown_trigger", f"{path}.trigger",
+                             f"unknown trigger {raw_trigger!r} (triggers are event types: "
+                             f"{', '.join(t.value for t in EventType)})")
+                continue
             sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
             if not sources:
                 raise self.fail(f"{path}.source", "an empty list of source states declares no transition")
             for j, source in enumerate(sources):
                 if source not in known:
                     where = f"{path}.source[{j}]" if isinstance(row["source"], list) else f"{path}.source"
-                    raise self.fail(where, f"unknown state {source!r} (states: {', '.join(sorted(known))})")
+                    self.problem("unknown_state", where,
+                                 f"unknown state {source!r} (states: {', '.join(sorted(known))})")
+            sources = [s for s in sources if s in known]
             dest = row["dest"]
             if dest != _SAME and dest not in known:
-                raise self.fail(f"{path}.dest", f"unknown state {dest!r} (states: {', '.join(sorted(known))})")
+                self.problem("unknown_state", f"{path}.dest",
+                             f"unknown state {dest!r} (states: {', '.join(sorted(known))})")
+                continue
             when = row.get("when")
             if when is not None and when not in ROUTES:
-                raise self.fail(f"{path}.when", f"unknown route {when!r} (routes: {', '.join(ROUTES)})")
+                self.problem("unknown_route", f"{path}.when", f"unknown route {when!r} (routes: {', '.join(ROUTES)})")
+                continue
             guards = row.get("guards", [])
             if not isinstance(guards, list):
                 raise self.fail(f"{path}.guards", "must be a list of guard names")
             for j, g in enumerate(guards):
                 if g not in GUARDS:
-                    raise self.fail(f"{path}.guards[{j}]", f"unknown guard {g!r} (guards: {', '.join(GUARDS)})")
+                    # Linting goes on without the unknown guard, so exploring shows what it would have stopped.
+                    self.problem("unknown_guard", f"{path}.guards[{j}]",
+                                 f"unknown guard {g!r} (guards: {', '.join(GUARDS)})")
+            guards = [g for g in guards if g in GUARDS]
             if len(set(guards)) != len(guards):
                 raise self.fail(f"{path}.guards", "a guard is listed twice")
             doc = self.string(row, "doc", path, optional=True)
@@ -321,21 +392,10 @@ class _Loader:
 
     def check_graph(self, states: list[str], initial: str, terminal: frozenset[str],
                     transitions: tuple[Transition, ...]) -> None:
-        for t in transitions:
-            if t.source in terminal and t.dest != t.source:
-                raise self.fail(f"transitions[{t.row}].dest", f"exit out of terminal state {t.source!r} "
-                                                     f"(to {t.dest!r} on {t.trigger.value})")
-        reached = {initial}
-        frontier = [initial]
-        while frontier:
-            state = frontier.pop()
-            for t in transitions:
-                if t.source == state and t.dest not in reached:
-                    reached.add(t.dest)
-                    frontier.append(t.dest)
-        for state in states:
-            if state not in reached:
-                raise self.fail("machine.states", f"state {state!r} is unreachable from {initial!r}")
+        for kind, path, message in graph_problems(states, initial, terminal, transitions):
+            # A dead end is a lint finding only: the strict loader has always accepted it.
+            if self.lenient or kind != "dead_end":
+                self.problem(kind, path, message)
 
     def check_overlaps(self, transitions: tuple[Transition, ...]) -> None:
         """Transitions of one trigger from one state must be told apart by routes of one group.
@@ -353,20 +413,54 @@ class _Loader:
             families = {ROUTES[r].group for r in routes if r is not None}
             last = rows[-1][0]
             if None in routes or len(families) != 1 or len(set(routes)) != len(routes):
-                raise self.fail(f"transitions[{last}].when",
-                                f"{len(rows)} transitions for {trigger.value} from {source!r} must each have "
-                                f"a distinct route ('when') of one group")
+                self.problem("overlap", f"transitions[{last}].when",
+                             f"{len(rows)} transitions for {trigger.value} from {source!r} must each have "
+                             f"a distinct route ('when') of one group")
+                continue
             family = families.pop()
             if set(routes) != ROUTE_GROUPS[family]:
                 missing = ", ".join(sorted(ROUTE_GROUPS[family] - {r for r in routes if r}))
-                raise self.fail(f"transitions[{last}].when", f"routes of group {family!r} for "
-                                                             f"{trigger.value} from {source!r} miss {missing}")
+                self.problem("overlap", f"transitions[{last}].when", f"routes of group {family!r} for "
+                                                                     f"{trigger.value} from {source!r} miss {missing}")
 
     def check_capture_mode(self, policy: Policy, transitions: tuple[Transition, ...]) -> None:
         needed = EventType.CAPTURE_REQUESTED if policy.capture == "async" else EventType.CAPTURED
         if not any(t.trigger is needed and t.source != "capturing" for t in transitions):
-            raise self.fail("policy.capture.value", f"capture = {policy.capture!r} needs a {needed.value} "
-                                                    f"transition out of an authorized state")
+            self.problem("capture_mode", "policy.capture.value",
+                         f"capture = {policy.capture!r} needs a {needed.value} transition out of an authorized state")
+
+
+def graph_problems(states: Sequence[str], initial: str, terminal: frozenset[str],
+                   transitions: Sequence[Transition]) -> Iterator[tuple[str, str, str]]:
+    """(kind, path, message) for every exit out of a terminal state (a self-loop, such as a refund, is
+    not an exit), every state unreachable from `initial`, and every non-terminal state from which no
+    terminal state can be reached (kind dead_end)."""
+    for t in transitions:
+        if t.source in terminal and t.dest != t.source:
+            yield ("terminal_exit", f"transitions[{t.row}].dest",
+                   f"exit out of terminal state {t.source!r} (to {t.dest!r} on {t.trigger.value})")
+    reached = _closure({initial}, [(t.source, t.dest) for t in transitions])
+    for state in states:
+        if state not in reached:
+            yield "unreachable", "machine.states", f"state {state!r} is unreachable from {initial!r}"
+    finishing = _closure(set(terminal), [(t.dest, t.source) for t in transitions])
+    for state in states:
+        if state not in finishing and state in reached:
+            yield ("dead_end", "machine.states",
+                   f"state {state!r} cannot reach a terminal state ({', '.join(sorted(terminal)) or 'none declared'})")
+
+
+def _closure(start: set[str], edges: list[tuple[str, str]]) -> set[str]:
+    """The states reachable from `start` along (from, to) edges."""
+    reached = set(start)
+    frontier = list(start)
+    while frontier:
+        state = frontier.pop()
+        for a, b in edges:
+            if a == state and b not in reached:
+                reached.add(b)
+                frontier.append(b)
+    return reached
 
 
 def _locate(lines: list[str], path: str) -> int | None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -35,10 +37,14 @@ def test_main_job_command_works_on_the_bundled_example() -> None:
     args = shlex.split(capstate_part)
     out = subprocess.run([sys.executable, "-m", "capstate", *args, "--json"], cwd=ROOT, capture_output=True,
                          check=False, text=True, timeout=60)
-    # The README promises exit 1: the capture is refused, and the output says why.
+    # The README promises exit 1: three providers refuse the second capture, and Vipps takes all three.
     assert out.returncode == 1, out.stderr
-    assert '"EXCEEDS_CAPTURABLE"' in out.stdout
-    assert "75000" in out.stdout
+    results = orjson.loads(out.stdout)["results"]
+    assert sorted(results) == ["bambora", "hellgate", "pipwave", "vipps"]
+    assert results["vipps"]["ok"] is True
+    assert [s["allowed"] for s in results["vipps"]["steps"]][:3] == [True, True, True]
+    for name in ("bambora", "hellgate", "pipwave"):
+        assert [v["code"] for v in results[name]["steps"][1]["violations"]] == ["MULTIPLE_CAPTURES_UNSUPPORTED"]
 
 
 def test_package_docstring_example_runs() -> None:

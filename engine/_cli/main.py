@@ -21,7 +21,10 @@ from .._engine import decide
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
+from . import check as check_cli
+from . import diagram as diagram_cli
 from . import payloads, render
+from . import simulate as simulate_cli
 from .history import replay_history
 from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
 
@@ -115,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--wait", action="store_true",
                          help="Hellgate: poll until the asynchronous capture is captured or failed")
     capture.add_argument("--verbose", action="store_true", help="log each request, retry and read-back to stderr")
+
+    # `capstate simulate`: its arguments and logic live in simulate.py.
+    simulate = add("simulate", "run a capture plan (TOML or JSON) against providers on a virtual clock "
+                               "(exit 0 clean, 1 a step refused, 2 bad input)")
+    simulate_cli.configure(simulate)
+    add_sets(simulate)
+
+    # `capstate check` and `capstate diagram`: their arguments and logic live in check.py and diagram.py.
+    check = add("check", "lint a spec, then model-check it: every short history of commands and provider "
+                         "outcomes keeps the money invariants (exit 0 holds, 1 finding or counterexample, "
+                         "2 unloadable spec)")
+    check_cli.configure(check)
+    add_sets(check)
+    diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
+    diagram_cli.configure(diagram)
+    add_sets(diagram)
     return parser
 
 
@@ -168,7 +187,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return cli_capture.run(args)
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture}
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture,
+            "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run}
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -1,0 +1,343 @@
+"""Model checking a spec: lint its graph, then explore every short history and check the money.
+
+Theory of operation. `check_spec` first collects the lint findings: what the lenient loader
+(`lint_spec`) found (unknown triggers, guards, routes and states, overlapping transitions) and the
+graph problems (unreachable states, exits out of terminal states, states that cannot reach a terminal
+one). It then runs a breadth-first search over (payment, clock) nodes from a fresh payment. The step
+function is the engine itself: every merchant command goes through `decide` and, when allowed, its
+decision's `after`; every provider fact (a capture's outcome, a lapse, a logged request) goes through
+`apply`. The payment aggregate is a frozen value, so nodes deduplicate by equality.
+
+The domain is small on purpose: authorized 100 in one currency of each class the policy tells
+apart (minimum amount, validity; EUR when the spec takes any), in each flow a guard reads (with a
+key where the provider takes keys); capture amounts 1, 50, 99, 100, 101 and "the rest", with
+`final` where the remainder is held until a cancel; cancel of the rest, of 50 and of 101; refunds of
+1, 50, 100 and 101; no key, a fresh key, or each key already used; provider facts (capture requested,
+captured, capture_failed, cancelled, refunded, expired); the clock moved to each deadline the payment
+has (validity, refund window). Every allowed move is checked against the invariants below; BFS order
+makes the first counterexample found for an invariant a shortest one.
+
+"A terminal state absorbs" means: no move leaves it, and the money it settled (authorized,
+captured, cancelled, pending) never changes again. Refunds are the exception the design allows: they
+change `refunded` (and the counts and keys) of a payment in `captured`, never its state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from attrs import evolve, frozen
+
+from ._engine import apply, decide
+from ._errors import InvalidTransition
+from ._spec import Spec, SpecFinding, apply_overrides, graph_problems, lint_spec
+from ._time import format_instant
+from ._values import Authorize, Cancel, Capture, Command, Event, EventType, Flow, Payment, Refund
+
+DEFAULT_DEPTH = 6
+AUTHORIZED = 100
+CAPTURE_AMOUNTS: tuple[int | None, ...] = (1, 50, 99, 100, 101, None)
+CANCEL_AMOUNTS: tuple[int | None, ...] = (None, 50, 101)
+REFUND_AMOUNTS = (1, 50, 100, 101)
+REFERENCE = "check-0001"
+T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
+_SOON = timedelta(hours=1)
+
+# The invariants, in the order they are reported. Stable names: --json carries them.
+INVARIANTS: dict[str, str] = {
+    "captured_within_authorized": "captured <= authorized + over-capture allowance",
+    "released_within_authorized": "captured + cancelled <= authorized (nothing released beyond what is left)",
+    "in_flight_within_authorized": "captured + cancelled + pending <= authorized + allowance",
+    "refunded_within_captured": "refunded <= captured",
+    "no_negative_amount": "no amount is ever negative",
+    "amounts_never_decrease": "authorized (once set), captured, cancelled and refunded never decrease",
+    "terminal_absorbs": "no move leaves a terminal state or changes the money it settled (refunds excepted)",
+    "decide_agrees_with_apply": "the fact an allowed decision predicts is accepted by apply, with the same result",
+    "engine_answers": "decide and apply answer every command and fact without an unexpected exception",
+}
+
+
+@frozen
+class Move:
+    """One step of a counterexample: what happened, when, and the payment after it."""
+
+    label: str
+    at: datetime
+    after: Payment
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.label, "at": format_instant(self.at), "after": _summary(self.after)}
+
+
+@frozen
+class Counterexample:
+    """A shortest history that breaks `invariant`; `message` shows the arithmetic of the last step."""
+
+    invariant: str
+    message: str
+    moves: tuple[Move, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"invariant": self.invariant, "message": self.message, "steps": [m.to_dict() for m in self.moves]}
+
+
+@frozen
+class CheckResult:
+    """What `check_spec` found. `ok` holds when there is no lint finding and no counterexample."""
+
+    spec: Spec
+    depth: int
+    states: int
+    moves: int
+    complete: bool  # the search ran out of new states before the depth bound
+    findings: tuple[SpecFinding, ...]
+    counterexamples: tuple[Counterexample, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.counterexamples
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.name, "file": self.spec.file, "ok": self.ok, "depth": self.depth,
+            "states": self.states, "moves": self.moves, "complete": self.complete,
+            "findings": [{"kind": f.kind, "path": f.path, "line": f.line, "message": f.message}
+                         for f in self.findings],
+            "invariants": list(INVARIANTS),
+            "counterexamples": [c.to_dict() for c in self.counterexamples],
+        }
+
+
+def _summary(p: Payment) -> dict[str, Any]:
+    return {**p.summary(), "pending": p.pending}
+
+
+def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
+               overrides: Mapping[str, Any] | None = None) -> CheckResult:
+    """Lint and model-check a spec (a Spec, a shipped name or a spec file path).
+
+    A name or path is loaded leniently, so structural problems are findings rather than a SpecError;
+    a spec that cannot be built at all still raises SpecError, as does a bad override. `depth` bounds
+    the moves per history; `overrides` are policy numbers, as for `load_spec`.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    if isinstance(spec, Spec):
+        findings = tuple(SpecFinding(kind, path, None, message) for kind, path, message
+                         in graph_problems(spec.states, spec.initial, spec.terminal, spec.transitions))
+    else:
+        spec, findings = lint_spec(spec)
+    if overrides:
+        spec = evolve(spec, policy=apply_overrides(spec.policy, overrides, file=spec.file))
+    states, moves, complete, counterexamples = _explore(spec, depth)
+    return CheckResult(spec, depth, states, moves, complete, findings, counterexamples)
+
+
+# ------------------------------------------------------------------------------------------ exploring
+
+_Node = tuple[Payment, int]  # the payment and the index of the current instant in its clock
+_Action = tuple[str, datetime, Callable[[Payment], tuple[Payment | None, str | None]]]
+
+
+def _clock(p: Payment) -> tuple[datetime, ...]:
+    """The instants a payment's history visits: soon after authorization, then each deadline it has,
+    exactly at the deadline (the guards treat "at or past" as past)."""
+    if p.authorized_at is None:
+        return (T0,)
+    deadlines = set()
+    if p.expires_at is not None:
+        deadlines.add(p.expires_at)
+    window = p.spec.policy.refund_window
+    if window is not None:
+        deadlines.add(p.authorized_at + window)
+    soon = p.authorized_at + _SOON
+    return (soon, *sorted(d for d in deadlines if d > soon))
+
+
+def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...]]:
+    start: _Node = (Payment.new(spec, REFERENCE), 0)
+    parents: dict[_Node, tuple[_Node, str, datetime] | None] = {start: None}
+    found: dict[str, Counterexample] = {}
+    frontier: deque[tuple[_Node, int]] = deque([(start, 0)])
+    moves = 0
+    complete = True
+
+    def path_to(node: _Node) -> list[Move]:
+        out: list[Move] = []
+        link = parents[node]
+        while link is not None:
+            prev, label, at = link
+            out.append(Move(label, at, node[0]))
+            node = prev
+            link = parents[node]
+        return out[::-1]
+
+    while frontier:
+        node, level = frontier.popleft()
+        if level >= depth:
+            complete = False
+            continue
+        p, tick = node
+        for label, at, step in _actions(p, tick):
+            try:
+                q, disagreement = step(p)
+            except InvalidTransition:  # apply refusing a fact the spec forbids: not a move
+                continue
+            except Exception as exc:  # an engine bug is a finding, not a crash of the checker
+                name = "no_negative_amount" if "negative" in str(exc) else "engine_answers"
+                if name not in found:
+                    found[name] = Counterexample(name, f"{label}: {type(exc).__name__}: {exc}",
+                                                 (*path_to(node), Move(f"{label} (raised)", at, p)))
+                continue
+            if q is None:
+                continue
+            moves += 1
+            child: _Node = (q, _tick_after(q, tick, at))
+            broken = _broken(p, q)
+            if disagreement is not None:
+                broken.append(("decide_agrees_with_apply", disagreement))
+            new = child not in parents
+            if new:
+                parents[child] = (node, label, at)
+                frontier.append((child, level + 1))
+            for name, message in broken:
+                if name not in found:
+                    tail = [Move(label, at, q)] if not new else []
+                    found[name] = Counterexample(name, f"{label}: {message}",
+                                                 tuple(path_to(child if new else node) + tail))
+    ordered = tuple(found[n] for n in INVARIANTS if n in found)
+    return len(parents), moves, complete, ordered
+
+
+def _tick_after(q: Payment, tick: int, at: datetime) -> int:
+    """The clock index after a move at `at` (an authorization starts the payment's own clock)."""
+    clock = _clock(q)
+    return max(i for i, instant in enumerate(clock) if instant <= at) if at >= clock[0] else 0
+
+
+def _actions(p: Payment, tick: int) -> Iterator[_Action]:
+    policy = p.spec.policy
+    clock = _clock(p)
+    at = clock[min(tick, len(clock) - 1)]
+    if p.authorized_at is None:
+        # Where the provider takes keys, the authorization sends one (Vipps requires it on create too).
+        auth_key = None if policy.idempotency == "none" else "auth"
+        for currency in _currencies(p.spec):
+            for flow in _flows(p.spec):
+                text = f"authorize {AUTHORIZED} {currency}" + (f" flow={flow.value}" if flow else "")
+                yield text, at, _command(Authorize(amount=AUTHORIZED, currency=currency, at=at, flow=flow,
+                                                             key=auth_key))
+    elif tick + 1 < len(clock):
+        nxt = clock[tick + 1]
+        yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, None)
+
+    used = sorted({use.key for use in p.keys})
+    keys: list[str | None] = [None, f"k{len(used) + 1}", *used]
+    for key in keys:
+        suffix = f" key={key}" if key else ""
+        for amount in CAPTURE_AMOUNTS:
+            what = f"capture {'rest' if amount is None else amount}{suffix}"
+            yield what, at, _command(Capture(at=at, amount=amount, key=key))
+            if policy.remainder == "reserved_until_cancel" and amount == 50:
+                yield f"{what} final", at, _command(Capture(at=at, amount=amount, key=key, final=True))
+        for amount in CANCEL_AMOUNTS:
+            yield f"cancel {'rest' if amount is None else amount}{suffix}", at, _command(
+                Cancel(at=at, amount=amount, key=key))
+        for refund in REFUND_AMOUNTS:
+            yield f"refund {refund}{suffix}", at, _command(Refund(amount=refund, at=at, key=key))
+
+    # Facts the provider reports: outcomes of a capture in flight, lapses, logged requests. They go
+    # through apply, which holds them to the same spec with command=False.
+    ref = p.reference
+    outcome_amounts = sorted({a for a in CAPTURE_AMOUNTS if a is not None} | ({p.pending} if p.pending else set()))
+    for etype in (EventType.CAPTURE_REQUESTED, EventType.CAPTURED):
+        for amount in (*outcome_amounts, None):
+            text = f"provider reports {etype.value} {'rest' if amount is None else amount}"
+            yield text, at, _fact(Event(ref, etype, at, amount))
+    for refund in REFUND_AMOUNTS:
+        yield f"provider reports refunded {refund}", at, _fact(Event(ref, EventType.REFUNDED, at, refund))
+    for etype in (EventType.CAPTURE_FAILED, EventType.CANCELLED, EventType.EXPIRED):
+        yield f"provider reports {etype.value}", at, _fact(Event(ref, etype, at))
+
+
+def _currencies(spec: Spec) -> list[str]:
+    """One currency per class the policy tells apart (minimum amount, validity): Vipps's DKK and EUR
+    behave alike, so exploring both would only double the states."""
+    policy = spec.policy
+    if policy.currencies is None:
+        return ["EUR"]
+    seen: dict[tuple[int, timedelta | None], str] = {}
+    for currency in sorted(policy.currencies):
+        seen.setdefault((policy.min_amount(currency), policy.validity_for(currency)), currency)
+    return sorted(seen.values())
+
+
+def _flows(spec: Spec) -> tuple[Flow | None, ...]:
+    """The automatic-capture flow only matters to a spec whose guards read the flow."""
+    if any("manual_flow" in t.guards for t in spec.transitions):
+        return (None, Flow.AUTOMATIC)
+    return (None,)
+
+
+def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, str | None]]:
+    def step(p: Payment) -> tuple[Payment | None, str | None]:
+        d = decide(p, cmd)
+        if not d.allowed or d.after is None:
+            return None, None
+        if d.event is None:  # an idempotent replay: nothing moves
+            return (p, "an idempotent replay changed the payment") if d.after != p else (None, None)
+        try:
+            recorded = apply(p, d.event)
+        except InvalidTransition as exc:
+            return d.after, f"decide allowed it, but apply refuses its fact: {exc}"
+        rewritten = {w.code.value for w in d.warnings} & {"REMAINDER_RELEASED"}
+        if not rewritten and recorded != d.after:
+            return d.after, f"decide predicts {_summary(d.after)}, apply records {_summary(recorded)}"
+        return d.after, None
+
+    return step
+
+
+def _fact(event: Event) -> Callable[[Payment], tuple[Payment | None, str | None]]:
+    def step(p: Payment) -> tuple[Payment | None, str | None]:
+        return apply(p, event), None
+
+    return step
+
+
+def _broken(p: Payment, q: Payment) -> list[tuple[str, str]]:
+    """The invariants the move from `p` to `q` breaks, each with its arithmetic."""
+    out: list[tuple[str, str]] = []
+    allowance = q.spec.policy.allowance(q.authorized)
+    if q.captured > q.authorized + allowance:
+        out.append(("captured_within_authorized",
+                    f"captured {q.captured} > authorized {q.authorized} + allowance {allowance}"))
+    if q.cancelled > max(q.authorized - q.captured, 0):
+        out.append(("released_within_authorized",
+                    f"captured {q.captured} + cancelled {q.cancelled} > authorized {q.authorized}"))
+    if q.captured + q.cancelled + q.pending > q.authorized + allowance:
+        out.append(("in_flight_within_authorized",
+                    f"captured {q.captured} + cancelled {q.cancelled} + pending {q.pending} > authorized "
+                    f"{q.authorized} + allowance {allowance}"))
+    if q.refunded > q.captured:
+        out.append(("refunded_within_captured", f"refunded {q.refunded} > captured {q.captured}"))
+    negative = [n for n in ("authorized", "captured", "cancelled", "refunded", "pending") if getattr(q, n) < 0]
+    if negative:
+        out.append(("no_negative_amount", "negative: " + ", ".join(f"{n} {getattr(q, n)}" for n in negative)))
+    shrunk = [n for n in ("captured", "cancelled", "refunded") if getattr(q, n) < getattr(p, n)]
+    if p.authorized_at is not None and q.authorized != p.authorized:
+        shrunk.append("authorized")
+    if shrunk:
+        out.append(("amounts_never_decrease", ", ".join(f"{n} {getattr(p, n)} -> {getattr(q, n)}" for n in shrunk)))
+    if p.state in p.spec.terminal:
+        settled = [n for n in ("authorized", "captured", "cancelled", "pending") if getattr(q, n) != getattr(p, n)]
+        if q.state != p.state:
+            out.append(("terminal_absorbs", f"left terminal state {p.state!r} for {q.state!r}"))
+        elif settled:
+            out.append(("terminal_absorbs", f"in terminal state {p.state!r}: "
+                        + ", ".join(f"{n} {getattr(p, n)} -> {getattr(q, n)}" for n in settled)))
+    return out

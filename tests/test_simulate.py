@@ -1,0 +1,349 @@
+"""simulate(): the example plans on every shipped spec, the virtual clock, rehearsed failures, and a
+Hypothesis property that simulate agrees with replaying the plan through decide and apply by hand."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import OVERRIDES, SPEC_NAMES, load_case
+
+import capstate
+from capstate import (
+    Authorize,
+    Cancel,
+    Capture,
+    Command,
+    Event,
+    EventType,
+    InvalidTransition,
+    NoteCode,
+    Payment,
+    Plan,
+    Refund,
+    SimulationResult,
+    Spec,
+    simulate,
+)
+from capstate._plan import derive_key
+
+PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+def example(name: str) -> Plan:
+    path = PLANS / name
+    text = path.read_text(encoding="utf-8")
+    return Plan.from_json(text) if path.suffix == ".json" else Plan.from_toml(text)
+
+
+def plan_of(*steps: dict[str, Any], **payment: Any) -> Plan:
+    pay = {"amount": 100000, "currency": "NOK", "authorized_at": "2026-01-05T10:00:00Z"} | payment
+    return Plan.from_dict({"payment": pay, "step": list(steps)})
+
+
+def codes(r: SimulationResult) -> list[tuple[str, ...]]:
+    return [s.codes for s in r.steps]
+
+
+def notes(r: SimulationResult, index: int) -> list[str]:
+    return [w.code.value for w in r.steps[index - 1].warnings]
+
+
+# ------------------------------------------------------------------------------------------- examples
+
+
+def test_split_shipment_vipps_takes_all_three_captures_the_others_refuse_the_second() -> None:
+    plan = example("split-shipment.toml")
+    vipps = simulate(plan, "vipps")
+    assert vipps.ok and codes(vipps) == [(), (), (), ()]
+    assert [s.after.captured for s in vipps.steps] == [30000, 55000, 85000, 85000]
+    assert (vipps.intended, vipps.captured, vipps.released, vipps.held) == (85000, 85000, 15000, 0)
+    assert vipps.payment.state == "captured"
+    for name in ("hellgate", "bambora", "pipwave"):
+        r = simulate(plan, name)
+        assert not r.ok, name
+        assert r.steps[0].allowed, name
+        assert codes(r)[1] == ("MULTIPLE_CAPTURES_UNSUPPORTED",), name
+        assert (r.captured, r.released, r.held) == (30000, 0, 70000), name
+
+
+def test_preorder_lapses_on_bambora_after_seven_days() -> None:
+    plan = example("preorder.toml")
+    bambora = simulate(plan, "bambora")
+    wait, capture = bambora.steps
+    expiry = plan.authorized_at + timedelta(days=7)
+    assert wait.lapsed_at == expiry and wait.allowed
+    assert [e.type for e in wait.events] == [EventType.EXPIRED]
+    assert notes(bambora, 1) == [NoteCode.AUTHORIZATION_LAPSED]
+    assert wait.after.state == "expired" and wait.after.cancelled == plan.amount
+    assert capture.codes == ("AUTHORIZATION_EXPIRED",) and capture.lapsed_at is None
+    assert (bambora.ok, bambora.captured, bambora.released, bambora.lapsed, bambora.held) == (
+        False, 0, plan.amount, plan.amount, 0)
+    vipps = simulate(plan, "vipps")  # NOK: 180 days
+    assert vipps.ok and vipps.captured == plan.amount and vipps.lapsed == 0
+    assert vipps.expires_at == plan.authorized_at + timedelta(days=180)
+    hellgate = simulate(plan, "hellgate")  # validity unknown: nothing ever lapses
+    assert hellgate.ok and hellgate.expires_at is None
+
+
+def test_the_lapse_is_applied_before_a_step_without_a_wait() -> None:
+    plan = plan_of({"at": "+10d", "op": "capture"})
+    r = simulate(plan, capstate.load_spec("hellgate", overrides={"authorization_validity": "7d"}))
+    (step,) = r.steps
+    assert step.lapsed_at == T0 + timedelta(days=7)
+    assert [e.type for e in step.events] == [EventType.EXPIRED]
+    assert step.codes == ("AUTHORIZATION_EXPIRED",)
+    assert notes(r, 1)[0] == NoteCode.AUTHORIZATION_LAPSED
+
+
+def test_vipps_auto_cancels_the_remainder_after_a_partial_capture() -> None:
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 40000}, {"at": "+20d", "op": "wait"}, currency="DKK")
+    r = simulate(plan, "vipps")  # DKK: 14 days
+    assert r.steps[1].lapsed_at == T0 + timedelta(days=14)
+    assert r.payment.summary() == {"state": "captured", "authorized": 100000, "captured": 40000, "cancelled": 60000,
+                                   "refunded": 0}
+    assert (r.ok, r.released, r.lapsed, r.held) == (True, 60000, 60000, 0)
+
+
+def test_failed_then_retried() -> None:
+    plan = example("failed-then-retried.toml")
+    for name in ("vipps", "bambora", "pipwave"):
+        r = simulate(plan, name)
+        failed, retry = r.steps
+        assert failed.allowed and failed.after.state == "authorized" and failed.after.captured == 0, name
+        assert [e.type for e in failed.events] == [EventType.CAPTURE_FAILED], name
+        assert NoteCode.OUTCOME_FAILED in notes(r, 1) and not failed.surprise, name
+        assert retry.allowed and r.captured == plan.amount and r.ok, name
+    hellgate = simulate(plan, "hellgate")
+    failed, retry = hellgate.steps
+    assert [e.type for e in failed.events] == [EventType.CAPTURE_REQUESTED, EventType.CAPTURE_FAILED]
+    assert failed.after.state == "failed" and failed.surprise
+    assert retry.codes == ("INVALID_STATE",)
+    assert (hellgate.ok, hellgate.captured, hellgate.held) == (False, 0, plan.amount)
+
+
+def test_partial_then_cancel_releases_the_rest_on_vipps_only() -> None:
+    plan = example("partial-then-cancel.toml")
+    vipps = simulate(plan, "vipps")
+    assert vipps.ok and (vipps.captured, vipps.released, vipps.held) == (50000, 30000, 0)
+    bambora = simulate(plan, "bambora")
+    assert "REMAINDER_HELD" in notes(bambora, 1)
+    assert codes(bambora)[1] == ("INVALID_STATE",)
+    assert bambora.held == 30000 and bambora.held_until == plan.authorized_at + timedelta(days=7)
+
+
+def test_async_capture_settles_within_the_step() -> None:
+    r = simulate(plan_of({"at": "+1d", "op": "capture", "amount": 100000, "key": "k-1"}, currency="EUR"), "hellgate")
+    (step,) = r.steps
+    assert [(e.type, e.amount, e.key) for e in step.events] == [
+        (EventType.CAPTURE_REQUESTED, 100000, "k-1"), (EventType.CAPTURED, 100000, "k-1")]
+    assert step.after.state == "captured" and step.after.pending == 0 and r.ok
+
+
+def test_a_final_capture_records_the_release_of_the_rest() -> None:
+    r = simulate(plan_of({"at": "+1d", "op": "capture", "amount": 30000, "final": True}), "vipps")
+    (step,) = r.steps
+    assert [(e.type, e.amount) for e in step.events] == [(EventType.CAPTURED, 30000), (EventType.CANCELLED, 70000)]
+    assert "REMAINDER_RELEASED" in notes(r, 1)
+    assert (r.captured, r.released, r.held, r.payment.state) == (30000, 70000, 0, "captured")
+
+
+def test_a_failure_the_spec_does_not_model_leaves_the_payment_and_is_a_surprise() -> None:
+    # Hellgate made synchronous has capture_failed only from `capturing`, so a failed sync capture has
+    # no transition from `authorized`.
+    spec = capstate.load_spec("hellgate", overrides={"capture": "sync"})
+    r = simulate(plan_of({"at": "+1d", "op": "capture", "outcome": "failed"}, currency="EUR"), spec)
+    (step,) = r.steps
+    assert step.allowed and step.events == () and step.surprise
+    assert notes(r, 1) == [NoteCode.FAILURE_NOT_MODELLED]
+    assert step.after.summary() == r.authorization.after.summary()
+    assert not r.ok
+
+
+def test_a_failed_cancel_or_refund_moves_nothing() -> None:
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 1000}, {"at": "+2d", "op": "cancel", "outcome": "failed"},
+                   {"at": "+3d", "op": "refund", "amount": 500, "outcome": "failed"})
+    r = simulate(plan, "vipps")
+    assert [s.after.summary() for s in r.steps[1:]] == [r.steps[0].after.summary()] * 2
+    assert all(s.allowed and not s.surprise and s.events == () for s in r.steps[1:])
+    assert r.ok and r.held == 99000
+
+
+def test_a_refused_authorization_refuses_every_step() -> None:
+    r = simulate(plan_of({"at": "+1d", "op": "capture"}, {"at": "+2d", "op": "wait"}, currency="USD"), "vipps")
+    assert r.authorization.codes == ("CURRENCY_UNSUPPORTED",)
+    assert codes(r) == [("NOT_AUTHORIZED",), ()]
+    assert (r.ok, r.captured, r.released, r.held) == (False, 0, 0, 0)
+
+
+def test_keys_derived_where_the_provider_takes_them_and_kept_where_given() -> None:
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 1000}, {"at": "+2d", "op": "capture", "key": "mine"})
+    vipps = simulate(plan, "vipps")
+    assert vipps.ok
+    rule = capstate.load_spec("vipps").policy.idempotency_key
+    assert vipps.authorization.key == derive_key(plan, 0, "authorize", rule)
+    assert vipps.steps[0].key == derive_key(plan, 1, "capture", rule)
+    assert vipps.steps[1].key == "mine"
+    bambora = simulate(plan, "bambora")  # no idempotency: nothing is invented
+    assert bambora.authorization.key is None and bambora.steps[0].key is None
+
+
+def test_a_retry_under_a_used_key_is_an_idempotent_replay() -> None:
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 1000, "key": "k"},
+                   {"at": "+1d", "op": "capture", "amount": 1000, "key": "k"})
+    r = simulate(plan, "vipps")
+    assert r.ok and r.captured == 1000
+    assert "IDEMPOTENT_REPLAY" in notes(r, 2) and r.steps[1].events == ()
+
+
+def test_same_plan_same_answer_and_name_or_spec() -> None:
+    plan = example("split-shipment.toml")
+    for name in SPEC_NAMES:
+        assert simulate(plan, name).to_dict() == simulate(plan, capstate.load_spec(name)).to_dict()
+    json_plan = Plan.from_json(orjson.dumps(example("preorder.toml").to_dict()))
+    assert simulate(json_plan, "bambora").to_dict() == simulate(example("preorder.toml"), "bambora").to_dict()
+
+
+def test_json_entry_has_the_contract_fields() -> None:
+    doc = simulate(example("split-shipment.toml"), "hellgate").to_dict()
+    assert {"ok", "captured", "released", "held", "steps"} <= set(doc)
+    step = doc["steps"][1]
+    assert {"index", "op", "allowed", "violations", "warnings", "after"} <= set(step)
+    assert step["index"] == 2 and step["op"] == "capture" and step["allowed"] is False
+    assert step["violations"][0]["code"] == "MULTIPLE_CAPTURES_UNSUPPORTED"
+    assert set(step["violations"][0]) == {"code", "message"}
+    assert set(step["after"]) == {"state", "authorized", "captured", "cancelled", "refunded"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PLANS.iterdir()))
+def test_money_is_conserved_in_every_example(name: str) -> None:
+    plan = example(name)
+    for spec in SPEC_NAMES:
+        r = simulate(plan, spec)
+        if r.authorization.allowed:
+            assert r.captured + r.released + r.held == plan.amount, (name, spec)
+            assert r.intended <= plan.amount
+
+
+# ------------------------------------------------------------------------------- the property test
+
+
+def by_hand(plan: Plan, spec: Spec) -> list[tuple[bool, tuple[str, ...], dict[str, Any]]]:
+    """The plan replayed with decide and apply, written from the rules in the issue, not from simulate."""
+    policy = spec.policy
+    ref = plan.reference
+
+    def key(given: str | None, index: int, op: str) -> str | None:
+        if given is not None or policy.idempotency == "none":
+            return given
+        return derive_key(plan, index, op, policy.idempotency_key)
+
+    p = Payment.new(spec, ref)
+    d = capstate.decide(p, Authorize(amount=plan.amount, currency=plan.currency, at=plan.authorized_at,
+                                     flow=plan.flow, key=key(None, 0, "authorize")))
+    if d.allowed:
+        assert d.event is not None
+        p = capstate.apply(p, d.event)
+    rows = [(d.allowed, tuple(v.code.value for v in d.violations), p.summary())]
+    for step in plan.steps:
+        # The provider's lapse fires at the expiry instant, once the clock reaches it.
+        if p.expires_at is not None and step.at >= p.expires_at:
+            with suppress(InvalidTransition):
+                p = capstate.apply(p, Event(ref, EventType.EXPIRED, p.expires_at))
+        if step.op.value == "wait":
+            rows.append((True, (), p.summary()))
+            continue
+        k = key(step.key, step.index, step.op.value)
+        command: Command
+        if step.op.value == "capture":
+            command = Capture(at=step.at, amount=step.amount, key=k, final=step.final)
+        elif step.op.value == "cancel":
+            command = Cancel(at=step.at, amount=step.amount, key=k)
+        else:
+            assert step.amount is not None
+            command = Refund(amount=step.amount, at=step.at, key=k)
+        d = capstate.decide(p, command)
+        if d.allowed and d.event is not None:
+            e = d.event
+            asynchronous = e.type is EventType.CAPTURE_REQUESTED
+            if step.outcome.value == "failed":
+                if step.op.value == "capture":
+                    try:
+                        q = capstate.apply(p, e) if asynchronous else p
+                        p = capstate.apply(q, Event(ref, EventType.CAPTURE_FAILED, step.at))
+                    except InvalidTransition:
+                        pass  # the spec has no such failure: the payment stays as it was
+            else:
+                p = capstate.apply(p, e)
+                if asynchronous:
+                    p = capstate.apply(p, Event(ref, EventType.CAPTURED, step.at, e.amount, key=e.key))
+                assert d.after is not None
+                if d.after.cancelled > p.cancelled:
+                    p = capstate.apply(p, Event(ref, EventType.CANCELLED, step.at, d.after.cancelled - p.cancelled))
+                if not asynchronous:
+                    assert p.summary() == d.after.summary()
+        rows.append((d.allowed, tuple(v.code.value for v in d.violations), p.summary()))
+    return rows
+
+
+_GAPS = st.sampled_from([0, 0, 30, 36 * 60, 2 * 1440, 5 * 1440, 7 * 1440, 14 * 1440])
+_KEYS = st.one_of(st.none(), st.none(), st.sampled_from(["k-1", "k-2", "shipment-key-3"]))
+
+
+@st.composite
+def plan_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    amount = draw(st.one_of(st.sampled_from([100, 1000, 100000]), st.integers(0, 200000)))
+    payment: dict[str, Any] = {"amount": amount, "currency": draw(st.sampled_from(["NOK", "DKK", "EUR"])),
+                               "authorized_at": "2026-01-05T10:00:00Z"}
+    if draw(st.booleans()):
+        payment["reference"] = "order-77001"
+    if draw(st.integers(0, 5)) == 0:
+        payment["flow"] = draw(st.sampled_from(["manual", "automatic"]))
+    minutes = 0
+    steps = []
+    for _ in range(draw(st.integers(0, 7))):
+        minutes += draw(_GAPS)
+        op = draw(st.sampled_from(["capture", "capture", "capture", "cancel", "refund", "wait"]))
+        step: dict[str, Any] = {"at": f"+{minutes}m", "op": op}
+        if op != "wait":
+            some = draw(st.one_of(st.none(), st.integers(0, amount + 10), st.just(amount // 3)))
+            if some is not None or op == "refund":
+                step["amount"] = some if some is not None else amount // 4
+            if (key := draw(_KEYS)) is not None:
+                step["key"] = key
+            if draw(st.integers(0, 3)) == 0:
+                step["outcome"] = "failed"
+        if op == "capture" and draw(st.integers(0, 3)) == 0:
+            step["final"] = True
+        steps.append(step)
+    return {"payment": payment, "step": steps}
+
+
+_SPEC_CASES = st.one_of(st.sampled_from(SPEC_NAMES).map(lambda n: (n, {})), st.sampled_from(OVERRIDES))
+
+
+@given(obj=plan_dicts(), case=_SPEC_CASES)
+def test_simulate_agrees_with_decide_and_apply_by_hand(obj: dict[str, Any], case: tuple[str, Any]) -> None:
+    spec = load_case(case)
+    plan = Plan.from_dict(obj)
+    r = simulate(plan, spec)
+    got = [(s.allowed, s.codes, s.after.summary()) for s in (r.authorization, *r.steps)]
+    assert got == by_hand(plan, spec)
+    # The facts each step reports are a history: replayed, they give the same payment.
+    events = [e for s in (r.authorization, *r.steps) for e in s.events]
+    if events:
+        assert capstate.replay(events, spec).summary() == r.payment.summary()
+    if r.payment.captured + r.payment.cancelled <= r.payment.authorized:
+        assert r.captured + r.released + r.held == r.payment.authorized
+    else:  # within an over-capture allowance nothing is left to hold
+        assert r.held == 0
+    assert r.ok == (all(s.allowed for s in (r.authorization, *r.steps)) and not any(s.surprise for s in r.steps))
+    # Same plan, same answer.
+    assert simulate(plan, spec).to_dict() == r.to_dict()
