@@ -15,6 +15,8 @@ payment, the event being judged, the resolved amount and the policy, and nothing
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 from attrs import frozen
 
@@ -22,10 +24,29 @@ from ._codes import Code
 from ._money import fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import Event, EventType, Flow, Payment, Violation
+from ._values import EventType, Flow, Payment, Violation
 
-GuardFn = Callable[[Payment, Event, int, Policy, bool], Violation | None]
-RouteFn = Callable[[Payment, Event, int], bool]
+
+class Fact(Protocol):
+    """What guards and routes read of the event being judged. An `Event` is one; `decide` passes a
+    lighter stand-in, because building a frozen Event it may never need costs more than the guards."""
+
+    @property
+    def type(self) -> EventType: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def amount(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def flow(self) -> Flow | None: ...
+
+
+GuardFn = Callable[[Payment, Fact, int, Policy, bool], Violation | None]
+RouteFn = Callable[[Payment, Fact, int], bool]
 
 CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
 _OPS = {t: str(t.value) for t in EventType} | {
@@ -38,12 +59,20 @@ def op_of(etype: EventType) -> str:
     return _OPS[etype]
 
 
+def _never_inert(policy: Policy) -> bool:
+    return False
+
+
 @frozen
 class Guard:
+    """A named guard. `inert(policy)` is True when, under that policy, the guard can never fail
+    whatever the payment and event; the compiled table then leaves it out of the hot path."""
+
     name: str
     code: Code
     check: GuardFn
     doc: str
+    inert: Callable[[Policy], bool] = _never_inert
 
 
 @frozen
@@ -54,23 +83,23 @@ class Route:
     doc: str
 
 
-def room(p: Payment, e: Event) -> int:
+def room(p: Payment, e: Fact) -> int:
     """What a capture may still take. A `captured` event settles the capture in flight, so the
     pending amount is room for it; anything else must leave the pending amount alone."""
     base = p.authorized - p.captured - p.cancelled
     return base if e.type is EventType.CAPTURED else base - p.pending
 
 
-def room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
-    terms = [f"authorized {p.authorized}", f"- captured {p.captured}"]
+def room_arithmetic(p: Payment, e: Fact, pol: Policy) -> str:
+    text = f"authorized {p.authorized} - captured {p.captured}"
     if p.cancelled:
-        terms.append(f"- cancelled {p.cancelled}")
+        text += f" - cancelled {p.cancelled}"
     if p.pending and e.type is not EventType.CAPTURED:
-        terms.append(f"- pending {p.pending}")
+        text += f" - pending {p.pending}"
     allowance = pol.allowance(p.authorized)
     if allowance:
-        terms.append(f"+ over-capture allowance {allowance}")
-    return " ".join(terms)
+        text += f" + over-capture allowance {allowance}"
+    return text
 
 
 def _in_major(currency: str | None, amount: int, limit: int) -> str:
@@ -87,7 +116,7 @@ def _v(code: Code, message: str) -> Violation:
 # ------------------------------------------------------------------------------------------- guards
 
 
-def amount_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = p.currency or e.currency or "*"
     what = op_of(e.type)
     if amount <= 0:
@@ -108,14 +137,14 @@ def amount_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) 
     return None
 
 
-def currency_matches(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def currency_matches(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if e.currency is not None and p.currency is not None and e.currency != p.currency:
         return _v(Code.CURRENCY_MISMATCH, f"{op_of(e.type)} in {e.currency}, but the payment was authorized "
                                           f"in {p.currency}")
     return None
 
 
-def currency_supported(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def currency_supported(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = e.currency or p.currency
     if pol.currencies is not None and currency not in pol.currencies:
         return _v(Code.CURRENCY_UNSUPPORTED, f"{currency} is not one of the provider's currencies "
@@ -123,12 +152,12 @@ def currency_supported(p: Payment, e: Event, amount: int, pol: Policy, command: 
     return None
 
 
-def reference_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def reference_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     why = pol.reference.problem(p.reference)
     return _v(Code.REFERENCE_INVALID, f"payment reference {why}") if why else None
 
 
-def key_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def key_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     # Only requests carry the duty to send a key; logged facts often lack one (Vipps webhooks' key
     # is nullable), so this guard judges commands only.
     if not command or pol.idempotency == "none":
@@ -141,7 +170,7 @@ def key_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> 
     return _v(Code.IDEMPOTENCY_KEY_REQUIRED, f"idempotency key {why}") if why else None
 
 
-def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if e.key is None:
         return None
     op = op_of(e.type)
@@ -167,7 +196,7 @@ def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) ->
     return None
 
 
-def not_expired(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def not_expired(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     expires = p.expires_at
     if expires is not None and e.at >= expires:
         assert p.authorized_at is not None and p.validity is not None
@@ -178,14 +207,14 @@ def not_expired(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -
     return None
 
 
-def manual_flow(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.flow is Flow.AUTOMATIC:
         return _v(Code.AUTOMATIC_CAPTURE_FLOW, "the payment was authorized in an automatic-capture flow, "
                                               "which refuses manual captures")
     return None
 
 
-def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     limit = room(p, e) + pol.allowance(p.authorized)
     if amount > limit:
         return _v(Code.EXCEEDS_CAPTURABLE, f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
@@ -193,7 +222,7 @@ def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: b
     return None
 
 
-def partial_allowed(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def partial_allowed(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     full = room(p, e)
     if pol.partial_capture == "no" and amount < full:
         return _v(Code.PARTIAL_CAPTURE_UNSUPPORTED,
@@ -201,27 +230,27 @@ def partial_allowed(p: Payment, e: Event, amount: int, pol: Policy, command: boo
     return None
 
 
-def below_max_captures(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def below_max_captures(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.max_captures is not None and p.capture_count >= pol.max_captures:
         return _v(Code.MULTIPLE_CAPTURES_UNSUPPORTED,
                   f"{p.capture_count} capture(s) already made; the provider allows {pol.max_captures}")
     return None
 
 
-def nothing_cancelled(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def nothing_cancelled(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.cancelled:
         return _v(Code.REMAINDER_CANCELLED, f"the remainder was released (cancelled {p.cancelled}); "
                                             f"nothing can be captured after a cancel")
     return None
 
 
-def nothing_in_flight(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def nothing_in_flight(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.pending:
         return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending")
     return None
 
 
-def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def outcome_only(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     # The provider's answer settles a capture in flight; a new capture command must wait for it.
     if command:
         return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending; wait for its outcome "
@@ -229,7 +258,7 @@ def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) 
     return None
 
 
-def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def within_refundable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
         return _v(Code.REFUND_EXCEEDS_CAPTURED,
                   f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
@@ -237,14 +266,14 @@ def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: b
     return None
 
 
-def below_max_refunds(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def below_max_refunds(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.max_refunds is not None and p.refund_count >= pol.max_refunds:
         return _v(Code.MULTIPLE_REFUNDS_UNSUPPORTED,
                   f"{p.refund_count} refund(s) already made; the provider allows {pol.max_refunds}")
     return None
 
 
-def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def within_refund_window(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.refund_window is None or p.authorized_at is None:
         return None
     closes = p.authorized_at + pol.refund_window
@@ -254,7 +283,7 @@ def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command
     return None
 
 
-def cancels_whole_remainder(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def cancels_whole_remainder(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     whole = max(p.capturable, 0)
     if e.amount is not None and e.amount != whole:
         return _v(Code.CANCEL_AMOUNT_INVALID, f"cancel {e.amount} != remainder {whole}; the provider always "
@@ -268,11 +297,12 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("currency_matches", Code.CURRENCY_MISMATCH, currency_matches,
           "the currency, when given, equals the authorized currency"),
     Guard("currency_supported", Code.CURRENCY_UNSUPPORTED, currency_supported,
-          "the provider takes this currency"),
+          "the provider takes this currency", lambda pol: pol.currencies is None),
     Guard("reference_valid", Code.REFERENCE_INVALID, reference_valid,
           "the payment reference obeys the provider's length and charset rules"),
     Guard("key_valid", Code.IDEMPOTENCY_KEY_REQUIRED, key_valid,
-          "a required idempotency key is present and well-formed (commands only)"),
+          "a required idempotency key is present and well-formed (commands only)",
+          lambda pol: pol.idempotency == "none"),
     Guard("key_unique", Code.IDEMPOTENCY_KEY_CONFLICT, key_unique,
           "an idempotency key is never reused with other parameters, nor succeeds twice"),
     Guard("not_expired", Code.AUTHORIZATION_EXPIRED, not_expired,
@@ -282,9 +312,9 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("within_capturable", Code.EXCEEDS_CAPTURABLE, within_capturable,
           "amount <= authorized - captured - cancelled - pending (+ allowance)"),
     Guard("partial_allowed", Code.PARTIAL_CAPTURE_UNSUPPORTED, partial_allowed,
-          "a partial amount only where the provider captures part"),
+          "a partial amount only where the provider captures part", lambda pol: pol.partial_capture != "no"),
     Guard("below_max_captures", Code.MULTIPLE_CAPTURES_UNSUPPORTED, below_max_captures,
-          "fewer captures so far than max_captures"),
+          "fewer captures so far than max_captures", lambda pol: pol.max_captures is None),
     Guard("nothing_cancelled", Code.REMAINDER_CANCELLED, nothing_cancelled,
           "no remainder has been released"),
     Guard("nothing_in_flight", Code.CAPTURE_IN_FLIGHT, nothing_in_flight,
@@ -294,9 +324,9 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("within_refundable", Code.REFUND_EXCEEDS_CAPTURED, within_refundable,
           "amount <= captured - refunded"),
     Guard("below_max_refunds", Code.MULTIPLE_REFUNDS_UNSUPPORTED, below_max_refunds,
-          "fewer refunds so far than max_refunds"),
+          "fewer refunds so far than max_refunds", lambda pol: pol.max_refunds is None),
     Guard("within_refund_window", Code.REFUND_WINDOW_EXPIRED, within_refund_window,
-          "the refund window since authorization has not passed"),
+          "the refund window since authorization has not passed", lambda pol: pol.refund_window is None),
     Guard("cancels_whole_remainder", Code.CANCEL_AMOUNT_INVALID, cancels_whole_remainder,
           "a cancel amount, when given, is the whole remainder"),
 )}

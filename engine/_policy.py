@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +34,13 @@ class PolicyValueError(ValueError):
         super().__init__(message)
 
 
+_compiled = cache(re.compile)
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "..."
+
+
 @frozen
 class IdentifierRule:
     """Length and charset rules for a reference, a provider id or an idempotency key."""
@@ -45,15 +53,16 @@ class IdentifierRule:
         """None when `value` obeys the rule, otherwise why not (never echoing a huge value)."""
         if not isinstance(value, str):
             return f"must be a string, got {type(value).__name__}"
-        shown = value if len(value) <= 60 else value[:57] + "..."
+        # decide() checks every key on its hot path: the passing case builds nothing and reuses the
+        # compiled pattern.
         if len(value) < self.min_length:
-            return f"{shown!r} is shorter than {self.min_length} characters"
+            return f"{_shown(value)!r} is shorter than {self.min_length} characters"
         if self.max_length is not None and len(value) > self.max_length:
             return f"is {len(value)} characters, more than {self.max_length}"
         if _CONTROL.search(value):
-            return f"{shown!r} contains a control character"
-        if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            return f"{shown!r} does not match {self.pattern}"
+            return f"{_shown(value)!r} contains a control character"
+        if self.pattern is not None and not _compiled(self.pattern).fullmatch(value):
+            return f"{_shown(value)!r} does not match {self.pattern}"
         return None
 
     def describe(self) -> str:

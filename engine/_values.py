@@ -355,12 +355,25 @@ class PolicyWarning:
         return {"code": self.code.value, "message": self.message}
 
 
+class _Deferrable:
+    # A private slot beside Decision's fields (attrs adds none of its own for a plain base class).
+    __slots__ = ("_pending",)
+
+
+_DEFERRED_FIELDS = ("command", "event", "after")
+
+
 @frozen
-class Decision:
+class Decision(_Deferrable):
     """The answer of `decide`: allowed or not, why, and the payment as it would be after success.
 
     `command` is the normalized command (amount and currency resolved, rewrites applied). `event` is
     the canonical fact that success would record. `after` is None when the command is refused.
+
+    `decide` leaves `command`, `event` and `after` to be built on first read: they are frozen values of
+    up to 15 fields, building them costs more than judging the command, and many callers read only
+    `allowed` and the violations. Once read they are stored, so a Decision reads, compares, hashes,
+    prints and pickles exactly as one built with all seven fields.
     """
 
     allowed: bool
@@ -370,6 +383,22 @@ class Decision:
     warnings: tuple[PolicyWarning, ...] = ()
     event: Event | None = None
     after: Payment | None = None
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute of a Decision
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached when a slot is unset: a deferred field on its first read, or a real miss.
+            if name in _DEFERRED_FIELDS:
+                try:
+                    pending = object.__getattribute__(self, "_pending")
+                except AttributeError:
+                    pass
+                else:
+                    settle, *args = pending
+                    for field_name, value in zip(_DEFERRED_FIELDS, settle(*args), strict=True):
+                        object.__setattr__(self, field_name, value)
+                    return object.__getattribute__(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -386,3 +415,20 @@ class Decision:
             "command": {"op": type(cmd).__name__.lower(), "amount": amount, "currency": currency},
             "after": self.after.summary() if self.after is not None else None,
         }
+
+
+def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violation, ...],
+                      warnings: tuple[PolicyWarning, ...], pending: tuple[Any, ...]) -> Decision:
+    """A Decision whose command, event and after are `pending[0](*pending[1:])`, computed on first read.
+
+    For `decide` only: `settle` must be pure and return the three values a Decision built eagerly by
+    the same call would hold.
+    """
+    d: Decision = object.__new__(Decision)
+    setattr_ = object.__setattr__
+    setattr_(d, "allowed", allowed)
+    setattr_(d, "before", before)
+    setattr_(d, "violations", violations)
+    setattr_(d, "warnings", warnings)
+    setattr_(d, "_pending", pending)
+    return d
