@@ -13,9 +13,11 @@ sent, `apply` for every fact that comes back, `replay` for a history. No I/O, no
     (True, 25000)
 """
 
+from ._audit import AuditReport, Finding, audit
 from ._codes import Code
 from ._engine import apply, decide, observe, replay
 from ._errors import (
+    AuditError,
     CapstateError,
     CommandError,
     EventError,
@@ -46,6 +48,8 @@ from ._values import (
 shipped_specs = shipped
 
 __all__ = [
+    "AuditError",
+    "AuditReport",
     "Authorize",
     "Cancel",
     "CapstateError",
@@ -58,6 +62,7 @@ __all__ = [
     "Event",
     "EventError",
     "EventType",
+    "Finding",
     "Flow",
     "IdentifierRule",
     "InvalidTransition",
@@ -75,6 +80,7 @@ __all__ = [
     "Transition",
     "Violation",
     "apply",
+    "audit",
     "decide",
     "exponent",
     "from_major_string",

@@ -1,4 +1,4 @@
-"""The `capstate` command: providers, spec and validate.
+"""The `capstate` command: providers, spec, validate and audit.
 
 Exit codes: 0 success (validate: the capture is allowed), 1 validate refused the capture, 2 bad input
 of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option).
@@ -20,6 +20,7 @@ from .._engine import decide
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
+from . import audit as audit_cli
 from . import payloads, render
 from .history import replay_history
 from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "event's `at` (the clock is never read)")
     validate.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
     add_sets(validate)
+
+    audit = add("audit", "replay histories and report every breach of the provider's policy "
+                         "(exit 0 clean, 1 violations, 2 bad input)")
+    audit_cli.configure(audit)
+    add_sets(audit)
     return parser
 
 
@@ -141,7 +147,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if d.allowed else EXIT_REFUSED
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate}
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "audit": audit_cli.cmd_audit}
 
 
 def _run(argv: Sequence[str] | None) -> int:
