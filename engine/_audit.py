@@ -170,6 +170,10 @@ def parse_as_of(as_of: datetime | str | None) -> datetime | None:
     return as_of
 
 
+def _place(track: _Track, file: str) -> str:
+    return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
@@ -293,7 +297,7 @@ class Auditor:
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
                     f"{event.type.value} at {format_instant(at)} is earlier than the payment's previous event "
-                    f"at {format_instant(track.at)} ({track.file}:{track.line}); applied in file order",
+                    f"at {format_instant(track.at)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
         try:
             after, violations = observe(payment, event)

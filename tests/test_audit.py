@@ -144,7 +144,7 @@ def test_out_of_order_compares_with_the_previous_event_and_the_audit_goes_on() -
                     line("order-0000004", "captured", "2026-01-06T10:00:00Z", amount=1000, key="b"),
                     line("order-0000004", "captured", "2026-01-07T10:00:00Z", amount=20000, key="c")])
     assert [(f.line, f.code) for f in report.violations] == [(3, Code.OUT_OF_ORDER), (4, Code.EXCEEDS_CAPTURABLE)]
-    assert "(-:2)" in report.violations[0].message
+    assert "previous event at 2026-01-09T10:00:00Z (line 2)" in report.violations[0].message
 
 
 def test_dangling_is_judged_at_as_of_and_only_where_a_cancel_could_release() -> None:

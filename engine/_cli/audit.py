@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 
 import orjson
 from rich import box
@@ -18,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .._audit import AuditReport
+from .._time import parse_instant
 from . import render
 from .audit_run import FORMATS, run_audit
-from .options import UsageError, parse_at, parse_sets
+from .options import UsageError, parse_sets
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
 SHOWN = 20  # violations printed in the human summary; --json and --report carry all of them
@@ -44,6 +46,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              'tcp://host:8786 (pip install "capstate[dask]")')
 
 
+def _as_of(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise UsageError(f"--as-of: {exc}") from None
+
+
 def _workers(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
@@ -51,7 +60,7 @@ def _workers(text: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    as_of = parse_at(args.as_of) if args.as_of is not None else None
+    as_of = _as_of(args.as_of) if args.as_of is not None else None
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":
         provider = "vipps"
@@ -108,15 +117,18 @@ def summary(out: Console, report: AuditReport, files: list[str]) -> None:
         counts.add_row(Text(code), str(n))
     out.print(counts)
     shown = report.violations[:SHOWN]
-    table = Table(box=box.SIMPLE, show_edge=False, title=f"first {len(shown)} of {len(report.violations)}"
-                  if len(report.violations) > SHOWN else None)
-    table.add_column("where", no_wrap=True)
-    table.add_column("payment", overflow="fold")
-    table.add_column("code", no_wrap=True)
-    table.add_column("evidence", overflow="fold")
+    out.print(Text(f"first {len(shown)} of {len(report.violations)}:" if len(report.violations) > SHOWN
+                   else "violations:", style="bold"))
+    # Evidence under its heading rather than in a table column: paths and messages are long, and a
+    # narrow terminal would fold them into unreadable slivers.
     for f in shown:
-        table.add_row(Text(f"{f.file}:{f.line}"), Text(f.payment or "-"), Text(f.code.value, style="red"),
-                      Text(f.message))
-    out.print(table)
+        where = Text()
+        where.append(f"{f.file}:{f.line}", style="bold")
+        where.append(f"  {f.payment or '-'}  ")
+        where.append(f.code.value, style="red")
+        if f.at:
+            where.append(f"  at {f.at}")
+        out.print(where)
+        out.print(Text(f"    {f.message}"))
     if len(report.violations) > SHOWN:
         out.print(Text(f"{len(report.violations) - SHOWN} more: use --json or --report FILE.html"))
