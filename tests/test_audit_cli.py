@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import pty
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -153,3 +156,41 @@ def test_installed_script_runs_audit(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("capstate")
     run = run_cli(tmp_path, "audit", SHOP, "--json", exe=[str(script)])
     assert run.code == 1 and orjson.loads(run.out)["events"] == 37
+
+
+def _run_with_tty_stderr(cwd: Path, *args: str | Path) -> tuple[int, bytes, bytes]:
+    """Run `capstate audit` with stderr on a pseudo-terminal, as a person at a terminal would."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "capstate", "audit", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the terminal closed when the process ended
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    code = proc.wait(timeout=60)
+    reader.join(timeout=10)
+    os.close(master)
+    return code, out, b"".join(chunks)
+
+
+@pytest.mark.parametrize("extra", [(), ("--workers", "2")])
+def test_progress_bar_goes_to_a_terminal_stderr_and_never_to_stdout(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    code, out, err = _run_with_tty_stderr(tmp_path, SHOP, "--json", *extra)
+    assert code == 1
+    assert b"auditing" in err and b"\x1b[" in err  # a rich bar, drawn then cleared
+    assert out == audit(tmp_path, SHOP, "--json").out.encode()  # stdout is the same JSON as without a terminal
+    piped = audit(tmp_path, SHOP, *extra)
+    assert piped.err == ""  # no terminal, no bar

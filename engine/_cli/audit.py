@@ -67,7 +67,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.report is not None and args.report in args.files:
         raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
     overrides = _overrides(args.sets, provider) if args.sets else None
-    progress = not args.json and sys.stderr.isatty() and args.workers == 1 and args.dask is None
+    progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
                        dask=args.dask, progress=progress, overrides=overrides)
     if args.report is not None:

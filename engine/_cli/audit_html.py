@@ -98,10 +98,13 @@ def write_report(report: AuditReport, path: str, files: Sequence[str]) -> None:
     """Write the report atomically: a reader never sees half a file. Raises UsageError."""
     text = render_report(report, files)
     directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".capstate-report-", suffix=".html", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
         raise UsageError(f"cannot write report {path}: {exc.strerror or exc}") from None

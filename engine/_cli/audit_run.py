@@ -174,28 +174,56 @@ def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str
             auditor.malformed(0, name, f"cannot read {name} to the end: {exc}")
 
 
-def audit_partition(job: Job, part: int = 0, parts: int = 1, tick: Tick | None = None) -> Partial:
-    """Audit the share of `job`'s input whose payments hash to `part` of `parts`."""
+def _sizes(paths: Sequence[str]) -> list[int]:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.path.getsize(path) if path != "-" else 0)
+        except OSError:
+            out.append(0)
+    return out
+
+
+def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | None = None) -> Partial:
+    """Audit the share of `job`'s input whose payments hash to `part` of `parts`.
+
+    `progress` is told the bytes read so far over all files (as stored, so gzip counts compressed).
+    """
     auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
                       max_settled=job.max_settled)
     run = _audit_vipps if job.fmt == "vipps-events" else _audit_canonical
-    for path, name in zip(job.paths, job.names, strict=True):
+    base = 0
+    sizes = _sizes(job.paths) if progress is not None else [0] * len(job.paths)
+    for path, name, size in zip(job.paths, job.names, sizes, strict=True):
+        tick = None
+        if progress is not None:
+            def tick(position: int, base: int = base) -> None:
+                progress(base + position)
         with _open(path) as (stream, raw):
             run(auditor, stream, raw, name=name, part=part, parts=parts, tick=tick)
+        base += size
+        if progress is not None:
+            progress(base)
     return auditor.partial()
 
 
 # ---------------------------------------------------------------------------------------- parallel
 
 # The job a forked worker inherits: set just before the pool forks, cleared after.
-_FORKED: dict[str, Job] = {}
+_FORKED: dict[str, Any] = {}
 
 
 def _forked_partition(part: int, parts: int) -> Partial:
-    return audit_partition(_FORKED["job"], part, parts)
+    shared = _FORKED.get("progress")
+    # Every partition reads all the input, so the first one's position is the whole run's.
+    progress = None
+    if shared is not None and part == 0:
+        def progress(done: int) -> None:
+            shared.value = done
+    return audit_partition(_FORKED["job"], part, parts, progress)
 
 
-def _run_processes(job: Job, workers: int) -> list[Partial]:
+def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
 
     # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
@@ -204,16 +232,23 @@ def _run_processes(job: Job, workers: int) -> list[Partial]:
     except ValueError:  # pragma: no cover - platforms without fork
         raise UsageError("--workers needs the 'fork' start method (Linux, macOS); use --dask local") from None
     _FORKED["job"] = job
+    if bar.enabled:
+        _FORKED["progress"] = ctx.Value("q", 0, lock=False)
     try:
         with ctx.Pool(workers) as pool:
-            return pool.starmap(_forked_partition, [(k, workers) for k in range(workers)])
+            pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
+            while not pending.ready():
+                pending.wait(0.2)
+                if bar.enabled:
+                    bar.update(_FORKED["progress"].value)
+            return pending.get()
     finally:
         _FORKED.clear()
 
 
-def _run_dask(job: Job, address: str, workers: int) -> list[Partial]:
+def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise DaskMissingError('--dask needs dask.distributed: pip install "capstate[dask]"') from None
     with ExitStack() as stack:
@@ -231,6 +266,11 @@ def _run_dask(job: Job, address: str, workers: int) -> list[Partial]:
         # One task per partition; events of one payment meet in one task because they hash to it.
         parts = max(workers, available, 1)
         futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
+        if bar.enabled:
+            # A remote task cannot report bytes read; a finished partition is the unit here.
+            bar.restart(total=parts, unit="partitions")
+            for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
+                bar.update(done)
         result: list[Partial] = client.gather(futures)
         return result
 
@@ -290,47 +330,49 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         if path != "-":
             _check_readable(path)
     parallel = workers > 1 or dask is not None
-    with _spooled(paths, parallel) as real:
+    with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
         job = Job(real, tuple(paths), resolved, dict(overrides) if overrides and resolved is None else None, fmt,
                   max_settled)
         if dask is not None:
-            parts = _run_dask(job, dask, workers)
+            parts = _run_dask(job, dask, workers, bar)
         elif workers > 1:
-            parts = _run_processes(job, workers)
-        elif progress:
-            parts = [_with_progress(job)]
+            parts = _run_processes(job, workers, bar)
         else:
-            parts = [audit_partition(job)]
+            parts = [audit_partition(job, progress=bar.update if bar.enabled else None)]
     return merge(parts, as_of=when, files=tuple(paths), provider=resolved.name if resolved is not None else None)
 
 
-def _with_progress(job: Job) -> Partial:
-    """A single-process run with a progress bar on stderr (bytes read of the files as stored)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+class _Bar:
+    """A progress bar on stderr (bytes read of the files as stored), or nothing when disabled."""
 
-    sizes = []
-    for path in job.paths:
-        try:
-            sizes.append(os.path.getsize(path) if path != "-" else 0)
-        except OSError:
-            sizes.append(0)
-    total = sum(sizes)
-    columns = (TextColumn("auditing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("audit", total=total or None)
-        done = 0
-        auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
-                          max_settled=job.max_settled)
-        run = _audit_vipps if job.fmt == "vipps-events" else _audit_canonical
-        for path, name, size in zip(job.paths, job.names, sizes, strict=True):
-            base = done
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self._total = total
+        self._stack = ExitStack()
+        self._progress: Any = None
+        self._task: Any = None
 
-            def tick(position: int, base: int = base) -> None:
-                bar.update(task, completed=base + position)
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-            with _open(path) as (stream, raw):
-                run(auditor, stream, raw, name=name, part=0, parts=1, tick=tick)
-            done = base + size
-            bar.update(task, completed=done)
-        return auditor.partial()
+            columns = (TextColumn("auditing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            self._progress = self._stack.enter_context(Progress(*columns, console=Console(stderr=True),
+                                                                transient=True))
+            self._task = self._progress.add_task("audit", total=self._total or None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def update(self, completed: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=completed)
+
+    def restart(self, *, total: int, unit: str) -> None:
+        if self._progress is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+            self._progress.columns = (TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn(unit))
+            self._progress.reset(self._task, total=total, completed=0)
