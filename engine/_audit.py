@@ -42,6 +42,7 @@ DEFAULT_MAX_SETTLED = 1_000_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
+_FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -256,8 +257,14 @@ class Auditor:
         return found
 
     def _judge(self, event: Event, line: int, file: str) -> None:
-        self.events += 1
         at = event.at
+        if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
+            # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
+            # instant out of what datetime can hold or compare; no real payment lives there.
+            self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
+                                       f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
+            return
+        self.events += 1
         latest = self.latest
         if latest is None or at > latest:
             self.latest = at
@@ -357,10 +364,12 @@ class Auditor:
         for table in (self._live, self._settled):
             for ref, track in table.items():
                 p = track.payment
-                expires = p.expires_at
-                if expires is None or p.capturable <= 0 or not self._can_cancel(p):
+                if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
                     continue
-                assert p.authorized_at is not None
+                try:
+                    expires = p.authorized_at + p.validity
+                except OverflowError:  # a validity override of millennia: it never lapses
+                    continue
                 dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
                                          p.capturable, p.authorized_at, expires))
         return Partial(self.findings, self.events, self.payments, frozenset(self._providers), self.latest, dangling)

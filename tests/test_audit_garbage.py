@@ -50,6 +50,8 @@ wrong_types = st.sampled_from([
     {"amount": "150.00"}, {"amount": 1.5}, {"amount": -1}, {"amount": True}, {"at": 1767225600},
     {"at": "2026-01-05"}, {"payment": 7}, {"payment": ""}, {"currency": "XXX"}, {"currency": 578},
     {"provider": ["vipps"]}, {"key": {"k": 1}}, {"flow": "sometimes"}, {"type": None},
+    # RFC 3339 instants that datetime cannot shift to UTC or add a validity window to
+    {"at": "0001-01-01T00:00:00+01:00"}, {"at": "9999-12-31T23:59:59-01:00"}, {"at": "9999-12-30T00:00:00Z"},
 ]).map(_mutate)
 unknown_types = st.sampled_from(["settled", "CAPTURED", "chargeback", ""]).map(lambda t: _mutate({"type": t}))
 not_objects = st.sampled_from([b"[]", b"null", b"42", b'"captured"', b"[{}]", b"{}"])
