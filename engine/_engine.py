@@ -85,6 +85,9 @@ def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | No
     for step in steps:
         holds = step.holds
         if holds is None or holds(p, e, amount):
+            clear = step.clear
+            if clear is not None and clear(p, e, amount, policy, command):
+                return step, ()
             # A spec evolved by hand onto another policy keeps a table compiled for the old one: its
             # pruned checks may not fit, so judge with every guard.
             checks = step.checks if table.policy is policy else tuple(g.check for g in step.guards)
@@ -232,8 +235,8 @@ class _Proposed:
 
     __slots__ = ("amount", "at", "currency", "flow", "key", "type")
 
-    def __init__(self, etype: EventType, at: datetime, amount: int | None, currency: str | None, *,
-                 key: str | None, flow: Flow | None = None):
+    def __init__(self, etype: EventType, at: datetime, amount: int | None, currency: str | None, key: str | None,
+                 *, flow: Flow | None = None):
         self.type = etype
         self.at = at
         self.amount = amount
@@ -245,13 +248,13 @@ class _Proposed:
 def _proposed(p: Payment, cmd: Command) -> _Proposed:
     if isinstance(cmd, Capture):
         etype = _CAPTURE_REQUESTED if p.spec.policy.capture == "async" else _CAPTURED
-        return _Proposed(etype, cmd.at, cmd.amount, cmd.currency, key=cmd.key)
+        return _Proposed(etype, cmd.at, cmd.amount, cmd.currency, cmd.key)
     if isinstance(cmd, Cancel):
-        return _Proposed(_CANCELLED, cmd.at, cmd.amount, None, key=cmd.key)
+        return _Proposed(_CANCELLED, cmd.at, cmd.amount, None, cmd.key)
     if isinstance(cmd, Refund):
-        return _Proposed(_REFUNDED, cmd.at, cmd.amount, cmd.currency, key=cmd.key)
+        return _Proposed(_REFUNDED, cmd.at, cmd.amount, cmd.currency, cmd.key)
     if isinstance(cmd, Authorize):
-        return _Proposed(_AUTHORIZED, cmd.at, cmd.amount, cmd.currency, key=cmd.key, flow=cmd.flow)
+        return _Proposed(_AUTHORIZED, cmd.at, cmd.amount, cmd.currency, cmd.key, flow=cmd.flow)
     raise CommandError(f"decide takes Authorize, Capture, Cancel or Refund, got {type(cmd).__name__}")
 
 
@@ -282,8 +285,11 @@ def decide(payment: Payment, command: Command) -> Decision:
         op = op_of(e.type)
         # An omitted amount ("capture the rest", "cancel the rest") under a key that already took the rest
         # is that same request again; while money is left, it would be a new request under an old key.
-        used = next((u for u in p.keys if u.key == e.key and u.op == op
-                     and (u.amount == amount or (e.amount is None and amount <= 0))), None)
+        used = None
+        for u in p.keys:
+            if u.key == e.key and u.op == op and (u.amount == amount or (e.amount is None and amount <= 0)):
+                used = u
+                break
         if used is not None:
             amount = used.amount
             warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,

@@ -37,6 +37,18 @@ class PolicyValueError(ValueError):
 _compiled = cache(re.compile)
 
 
+@cache
+def _acceptor(pattern: str | None) -> re.Pattern[str] | None:
+    """One regex that matches exactly the values free of control characters that fully match
+    `pattern`: the passing case of `problem` in a single C call. None if the pattern cannot be
+    wrapped (a global flag such as (?i) must stay first); `problem` then takes the long way."""
+    body = ".*" if pattern is None else f"(?:{pattern})"
+    try:
+        return re.compile(rf"(?=[^{_CONTROL.pattern[1:-1]}]*\Z){body}", re.DOTALL)
+    except re.error:
+        return None
+
+
 def _shown(value: str) -> str:
     return value if len(value) <= 60 else value[:57] + "..."
 
@@ -51,10 +63,15 @@ class IdentifierRule:
 
     def problem(self, value: object) -> str | None:
         """None when `value` obeys the rule, otherwise why not (never echoing a huge value)."""
+        # decide() checks every key on its hot path, so the passing case is one length test and one
+        # match; only a value that fails is examined rule by rule for the message.
+        if type(value) is str and self.min_length <= len(value) and (
+                self.max_length is None or len(value) <= self.max_length):
+            accept = _acceptor(self.pattern)
+            if accept is not None and accept.fullmatch(value):
+                return None
         if not isinstance(value, str):
             return f"must be a string, got {type(value).__name__}"
-        # decide() checks every key on its hot path: the passing case builds nothing and reuses the
-        # compiled pattern.
         if len(value) < self.min_length:
             return f"{_shown(value)!r} is shorter than {self.min_length} characters"
         if self.max_length is not None and len(value) > self.max_length:

@@ -11,13 +11,24 @@ maximum). Leaving them out changes no verdict and saves a call each on every eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from attrs import field, frozen
 
-from ._guards import GUARDS, ROUTES, Guard, GuardFn, Route, RouteFn
+from ._guards import (
+    CAPTURE_CLEAR_COVERS,
+    CAPTURE_TYPES,
+    GUARDS,
+    ROUTES,
+    Fact,
+    Guard,
+    GuardFn,
+    Route,
+    RouteFn,
+    capture_clear,
+)
 from ._policy import Policy
-from ._values import EventType
+from ._values import EventType, Payment
 
 
 @frozen
@@ -32,6 +43,8 @@ class Step:
     guards: tuple[Guard, ...]
     holds: RouteFn | None = field(default=None, eq=False, repr=False)
     checks: tuple[GuardFn, ...] = field(default=(), eq=False, repr=False)
+    # True when it can vouch that no guard of this step fails (`_guards.capture_clear`); None: no shortcut.
+    clear: Callable[[Payment, Fact, int, Policy, bool], bool] | None = field(default=None, eq=False, repr=False)
 
 
 @frozen
@@ -50,7 +63,9 @@ class Table:
             route = ROUTES[route_name] if route_name else None
             guards = tuple(GUARDS[g] for g in guard_names)
             checks = tuple(g.check for g in guards if policy is None or not g.inert(policy))
-            step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks)
+            covered = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_CLEAR_COVERS
+            step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
+                        capture_clear if covered else None)
             steps.setdefault((source, trigger), []).append(step)
         return cls({k: tuple(v) for k, v in steps.items()}, policy)
 

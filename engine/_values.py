@@ -424,11 +424,19 @@ def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violatio
     For `decide` only: `settle` must be pure and return the three values a Decision built eagerly by
     the same call would hold.
     """
-    d: Decision = object.__new__(Decision)
-    setattr_ = object.__setattr__
-    setattr_(d, "allowed", allowed)
-    setattr_(d, "before", before)
-    setattr_(d, "violations", violations)
-    setattr_(d, "warnings", warnings)
-    setattr_(d, "_pending", pending)
+    d: Decision = _new(Decision)
+    _set_allowed(d, allowed)
+    _set_before(d, before)
+    _set_violations(d, violations)
+    _set_warnings(d, warnings)
+    _set_pending(d, pending)
     return d
+
+
+# The slots' own setters: a frozen class refuses `d.x = ...`, and object.__setattr__ by name is slower.
+_new = object.__new__
+_set_allowed = Decision.__dict__["allowed"].__set__
+_set_before = Decision.__dict__["before"].__set__
+_set_violations = Decision.__dict__["violations"].__set__
+_set_warnings = Decision.__dict__["warnings"].__set__
+_set_pending = _Deferrable.__dict__["_pending"].__set__

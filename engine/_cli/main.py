@@ -21,6 +21,7 @@ from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
 from . import audit as audit_cli
+from . import bench as bench_cli
 from . import payloads, render
 from .history import replay_history
 from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
@@ -100,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(exit 0 clean, 1 violations, 2 bad input)")
     audit_cli.configure(audit)
     add_sets(audit)
+
+    bench = add("bench", "measure audit throughput, decide() latency and memory against baselines "
+                         "(a report: exit 0 even when a target is missed)")
+    bench_cli.add_arguments(bench)
     return parser
 
 
@@ -147,7 +152,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if d.allowed else EXIT_REFUSED
 
 
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "audit": audit_cli.cmd_audit}
+COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "audit": audit_cli.cmd_audit,
+            "bench": bench_cli.cmd_bench}
 
 
 def _run(argv: Sequence[str] | None) -> int:
