@@ -40,6 +40,7 @@ from ._values import (
     Refund,
     Violation,
     deferred_decision,
+    new_event,
 )
 
 _AUTHORIZED = EventType.AUTHORIZED
@@ -260,7 +261,7 @@ def _proposed(p: Payment, cmd: Command) -> _Proposed:
 
 def _recorded(p: Payment, e: _Proposed, amount: int) -> Event:
     """The canonical fact that success records: the resolved amount, in the payment's currency."""
-    return Event(p.reference, e.type, e.at, amount, e.currency or p.currency, None, e.key, e.flow)
+    return new_event(p.reference, e.type, e.at, amount, e.currency or p.currency, None, e.key, e.flow)
 
 
 def decide(payment: Payment, command: Command) -> Decision:
@@ -269,7 +270,8 @@ def decide(payment: Payment, command: Command) -> Decision:
     p = payment
     policy = p.spec.policy
     warnings: list[PolicyWarning] = []
-    if (isinstance(command, Capture) and command.amount is not None and policy.partial_capture == "becomes_full"
+    capture = isinstance(command, Capture)
+    if (capture and policy.partial_capture == "becomes_full" and command.amount is not None
             and 0 < command.amount < p.capturable):
         # Pipwave: "If PG not supporting partial capture, full capture will be done" (research 4.3).
         warnings.append(PolicyWarning(Code.PARTIAL_BECOMES_FULL,
@@ -278,39 +280,36 @@ def decide(payment: Payment, command: Command) -> Decision:
         command = evolve(command, amount=p.capturable)
     e = _proposed(p, command)
     amount = resolve_amount(p, e)
+    key = e.key
 
     # An identical retry under a used key is a replay: the provider answers as before and moves no
     # money. "Identical" includes the currency; another currency is another request (and refused below).
-    if e.key is not None and p.keys and policy.idempotency != "none" and e.currency in (None, p.currency):
-        op = op_of(e.type)
+    if key is not None and p.keys and policy.idempotency != "none" and e.currency in (None, p.currency):
         # An omitted amount ("capture the rest", "cancel the rest") under a key that already took the rest
         # is that same request again; while money is left, it would be a new request under an old key.
-        used = None
-        for u in p.keys:
-            if u.key == e.key and u.op == op and (u.amount == amount or (e.amount is None and amount <= 0)):
-                used = u
-                break
-        if used is not None:
-            amount = used.amount
-            warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,
-                                          f"key {e.key!r} already succeeded for {op} {amount}; the provider "
-                                          f"replays the result and moves no money"))
-            return Decision(True, _normalize(p, command, amount), p, (), tuple(warnings), None, p)
+        for used in p.keys:
+            if used.key == key and used.op == op_of(e.type) and (
+                    used.amount == amount or (e.amount is None and amount <= 0)):
+                warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,
+                                              f"key {key!r} already succeeded for {used.op} {used.amount}; the "
+                                              f"provider replays the result and moves no money"))
+                return Decision(True, _normalize(p, command, used.amount), p, (), tuple(warnings), None, p)
 
     step, violations = evaluate(p, e, amount, command=True)
     if violations or step is None:
         return deferred_decision(False, p, violations, tuple(warnings), (_settle_refused, p, command, amount))
 
-    if e.key is not None and policy.idempotency == "none":
+    if key is not None and policy.idempotency == "none":
         warnings.append(PolicyWarning(Code.IDEMPOTENCY_KEY_UNUSED,
-                                      f"{p.spec.name} has no idempotency mechanism; key {e.key!r} is kept "
+                                      f"{p.spec.name} has no idempotency mechanism; key {key!r} is kept "
                                       f"locally only, so reconcile before any retry"))
     if isinstance(command, Capture) and p.remainder - amount > 0:
         if command.final and policy.remainder == "reserved_until_cancel":
             return _release_remainder(p, command, e, amount, dest=step.dest, warnings=warnings)
-        held = _remainder_held(p, e, amount)
-        if held is not None:
-            warnings.append(held)
+        if policy.remainder == "lapses":
+            held = _remainder_held(p, amount)
+            if held is not None:
+                warnings.append(held)
     # The normalized command, the fact and the payment after are built when first read (Decision).
     return deferred_decision(True, p, (), tuple(warnings), (_settle, p, command, e, amount, step.dest))
 
@@ -370,12 +369,13 @@ def _release_remainder(p: Payment, cmd: Capture, e: _Proposed, amount: int, *, d
     return Decision(True, normalized, p, (), tuple(warnings), fact, released)
 
 
-def _remainder_held(p: Payment, e: _Proposed, amount: int) -> PolicyWarning | None:
-    """REMAINDER_HELD: the capture leaves money on the card that nothing can release any more."""
+def _remainder_held(p: Payment, amount: int) -> PolicyWarning | None:
+    """REMAINDER_HELD, on a provider whose remainder lapses: the capture leaves money on the card that
+    nothing can release any more, because no further capture is allowed."""
     policy = p.spec.policy
     left = p.remainder - amount
     captures = p.capture_count + 1  # this capture, settled or in flight
-    if policy.remainder == "lapses" and policy.max_captures is not None and captures >= policy.max_captures:
+    if policy.max_captures is not None and captures >= policy.max_captures:
         until = format_instant(p.expires_at) if p.expires_at else "the authorization lapses (validity unknown)"
         return PolicyWarning(Code.REMAINDER_HELD,
                              f"the capture leaves {left} ({_shown(left, p.currency)}) of {p.authorized} held on "

@@ -135,7 +135,8 @@ class Policy:
         return table.get(currency, table.get("*"))
 
     def min_amount(self, currency: str) -> int:
-        return self.amount_min.get(currency, self.amount_min.get("*", 1))
+        found = self.amount_min.get(currency)  # the fallback is looked up only when needed (hot path)
+        return found if found is not None else self.amount_min.get("*", 1)
 
     def allowance(self, authorized: int) -> int:
         """How far captures may exceed the authorization, in minor units (rounded down)."""
