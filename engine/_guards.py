@@ -5,7 +5,8 @@ payment, the event being judged, the resolved amount and the policy, and nothing
 
 - A **guard** says whether a transition is legal. It returns None, or the Violation that refuses it.
   Its message shows the arithmetic, because "capture 800 > capturable 750 = authorized 1000 - captured
-  250" is something a payment engineer can act on and "invalid amount" is not.
+  250" is something a payment engineer can act on and "invalid amount" is not. The guards on common
+  refusal paths leave that message to be formatted on first read (`deferred_violation`).
 - A **route** chooses between transitions of one trigger from one state (Vipps: a partial capture
   stays `authorized`, a capture of the rest goes to `captured`). Routes of one group partition every
   case, so exactly one transition of a group matches; that is what lets the compiled table and the
@@ -24,7 +25,7 @@ from ._codes import Code
 from ._money import fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation
+from ._values import EventType, Flow, Payment, Violation, deferred_violation
 
 
 class Fact(Protocol):
@@ -204,12 +205,15 @@ def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> 
 def not_expired(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     expires = p.expires_at
     if expires is not None and e.at >= expires:
-        assert p.authorized_at is not None and p.validity is not None
-        return _v(Code.AUTHORIZATION_EXPIRED,
-                  f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
-                  f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
-                  + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""))
+        return deferred_violation(Code.AUTHORIZATION_EXPIRED, (_expired_message, p, e, expires))
     return None
+
+
+def _expired_message(p: Payment, e: Fact, expires: datetime) -> tuple[str]:
+    assert p.authorized_at is not None and p.validity is not None
+    return (f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
+            f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
+            + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""),)
 
 
 def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -222,9 +226,13 @@ def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) ->
 def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     limit = room(p, e) + pol.allowance(p.authorized) if pol.over_capture_percent else room(p, e)
     if amount > limit:
-        return _v(Code.EXCEEDS_CAPTURABLE, f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
-                                           f"{_in_major(p.currency, amount, limit)}")
+        return deferred_violation(Code.EXCEEDS_CAPTURABLE, (_exceeds_message, p, e, amount, limit, pol))
     return None
+
+
+def _exceeds_message(p: Payment, e: Fact, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
+            f"{_in_major(p.currency, amount, limit)}",)
 
 
 def partial_allowed(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -265,10 +273,13 @@ def outcome_only(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -
 
 def within_refundable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
-        return _v(Code.REFUND_EXCEEDS_CAPTURED,
-                  f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
-                  f"{_in_major(p.currency, amount, p.refundable)}")
+        return deferred_violation(Code.REFUND_EXCEEDS_CAPTURED, (_over_refund_message, p, amount))
     return None
+
+
+def _over_refund_message(p: Payment, amount: int) -> tuple[str]:
+    return (f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
+            f"{_in_major(p.currency, amount, p.refundable)}",)
 
 
 def below_max_refunds(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -339,51 +350,57 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
 
 # ----------------------------------------------------------------------------- capture fast path
 
-# The guards `capture_clear` vouches for. A capture step whose guards are all among them is judged by
-# one call in the common case instead of one call per guard.
-CAPTURE_CLEAR_COVERS = frozenset({"key_valid", "key_unique", "amount_valid", "currency_matches", "not_expired",
-                                  "nothing_cancelled", "nothing_in_flight", "below_max_captures",
-                                  "partial_allowed", "within_capturable", "manual_flow"})
+# The guards `capture_suspects` screens. A capture step whose guards are all among them runs only the
+# guards the screen cannot clear: none for a well-formed capture, usually one for a refused one.
+CAPTURE_SCREENED = frozenset({"key_valid", "key_unique", "amount_valid", "currency_matches", "not_expired",
+                              "nothing_cancelled", "nothing_in_flight", "below_max_captures", "partial_allowed",
+                              "within_capturable", "manual_flow"})
 
 
-def capture_clear(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> bool:
-    """True only if no guard of CAPTURE_CLEAR_COVERS can refuse this capture.
+def capture_suspects(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> list[str]:
+    """The guards of CAPTURE_SCREENED that might refuse this capture; empty when none can.
 
-    Each test is a sufficient condition for the guard named beside it; any doubt answers False, and then
-    the guards themselves judge and explain. It never decides a refusal, so its worst mistake would be a
-    missed violation, which the differential test (table, which uses this, against the transitions Machine,
-    which runs every guard) is there to catch.
+    Each test is a sufficient condition for the guard named beside it to pass, so a guard left out can
+    never fail; a guard named may still pass, and the guard itself then judges (and explains). Its worst
+    mistake would be a missed violation, which the differential test (table, which screens, against the
+    transitions Machine, which runs every guard) is there to catch.
     """
-    if p.cancelled or p.pending or p.flow is _AUTOMATIC:  # nothing_cancelled, nothing_in_flight, manual_flow
-        return False
+    suspects: list[str] = []
+    if p.cancelled:
+        suspects.append("nothing_cancelled")
+    if p.pending:
+        suspects.append("nothing_in_flight")
+    if p.flow is _AUTOMATIC:
+        suspects.append("manual_flow")
     currency = p.currency
-    if e.currency is not None and currency is not None and e.currency != currency:  # currency_matches
-        return False
+    if e.currency is not None and currency is not None and e.currency != currency:
+        suspects.append("currency_matches")
     key = e.key
     if key is not None:
-        for use in p.keys:  # key_unique: a key used before needs the full judgement
+        for use in p.keys:  # a key used before needs the full judgement
             if use.key == key:
-                return False
-        if command and pol.idempotency != "none" and pol.idempotency_key.problem(key) is not None:  # key_valid
-            return False
-    elif command and pol.idempotency == "required":  # key_valid
-        return False
-    # Nothing cancelled or pending here, so room(p, e) is authorized - captured, for either capture type.
-    room_left = p.authorized - p.captured
-    if amount > room_left:  # within_capturable (the allowance only widens it)
-        return False
-    if pol.partial_capture == "no" and amount < room_left:  # partial_allowed
-        return False
-    shown_in = currency or e.currency or "*"  # amount_valid, as it picks the currency
-    if amount <= 0 or amount < pol.min_amount(shown_in) or (pol.amount_max is not None and amount > pol.amount_max):
-        return False
+                suspects.append("key_unique")
+                break
+        if command and pol.idempotency != "none" and pol.idempotency_key.problem(key) is not None:
+            suspects.append("key_valid")
+    elif command and pol.idempotency == "required":
+        suspects.append("key_valid")
+    left = room(p, e)
+    if amount > left:  # the over-capture allowance only widens the limit
+        suspects.append("within_capturable")
+    if pol.partial_capture == "no" and amount < left:
+        suspects.append("partial_allowed")
+    in_currency = currency or e.currency or "*"  # as amount_valid picks it
     fmt = pol.amount_format
-    if fmt is not None and e.amount is not None and shown_in != "*" and fits_decimal(amount, shown_in, *fmt):
-        return False
-    if pol.max_captures is not None and p.capture_count >= pol.max_captures:  # below_max_captures
-        return False
-    # not_expired
-    return p.validity is None or p.authorized_at is None or e.at < p.authorized_at + p.validity
+    if (amount <= 0 or amount < pol.min_amount(in_currency) or (pol.amount_max is not None and amount > pol.amount_max)
+            or (fmt is not None and e.amount is not None and in_currency != "*"
+                and fits_decimal(amount, in_currency, *fmt))):
+        suspects.append("amount_valid")
+    if pol.max_captures is not None and p.capture_count >= pol.max_captures:
+        suspects.append("below_max_captures")
+    if p.validity is not None and p.authorized_at is not None and e.at >= p.authorized_at + p.validity:
+        suspects.append("not_expired")
+    return suspects
 
 
 # ------------------------------------------------------------------------------------------- routes

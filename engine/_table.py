@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from attrs import field, frozen
 
 from ._guards import (
-    CAPTURE_CLEAR_COVERS,
+    CAPTURE_SCREENED,
     CAPTURE_TYPES,
     GUARDS,
     ROUTES,
@@ -25,7 +25,7 @@ from ._guards import (
     GuardFn,
     Route,
     RouteFn,
-    capture_clear,
+    capture_suspects,
 )
 from ._policy import Policy
 from ._values import EventType, Payment
@@ -42,9 +42,10 @@ class Step:
     route: Route | None
     guards: tuple[Guard, ...]
     holds: RouteFn | None = field(default=None, eq=False, repr=False)
-    checks: tuple[GuardFn, ...] = field(default=(), eq=False, repr=False)
-    # True when it can vouch that no guard of this step fails (`_guards.capture_clear`); None: no shortcut.
-    clear: Callable[[Payment, Fact, int, Policy, bool], bool] | None = field(default=None, eq=False, repr=False)
+    checks: tuple[tuple[str, GuardFn], ...] = field(default=(), eq=False, repr=False)
+    # Names the guards that might fail (`_guards.capture_suspects`), so only those run; None: run them all.
+    screen: Callable[[Payment, Fact, int, Policy, bool], list[str]] | None = field(default=None, eq=False,
+                                                                                   repr=False)
 
 
 @frozen
@@ -62,10 +63,10 @@ class Table:
         for trigger, source, dest, route_name, guard_names in transitions:
             route = ROUTES[route_name] if route_name else None
             guards = tuple(GUARDS[g] for g in guard_names)
-            checks = tuple(g.check for g in guards if policy is None or not g.inert(policy))
-            covered = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_CLEAR_COVERS
+            checks = tuple((g.name, g.check) for g in guards if policy is None or not g.inert(policy))
+            screened = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_SCREENED
             step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
-                        capture_clear if covered else None)
+                        capture_suspects if screened else None)
             steps.setdefault((source, trigger), []).append(step)
         return cls({k: tuple(v) for k, v in steps.items()}, policy)
 

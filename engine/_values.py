@@ -359,9 +359,43 @@ class Payment:
 # ------------------------------------------------------------------------------------------ decisions
 
 
+class _Deferrable:
+    """Base of the frozen values whose costly fields the engine may leave to be computed on first read.
+
+    The engine's hot paths (decide, observe) build values of which many callers read only a part: a
+    Decision's `after` payment, a refusal's message with its arithmetic in major units. Such a value
+    leaves the fields named in `_deferred` unset and holds `(settle, *args)` in a private slot;
+    the first read of one calls `settle(*args)`, which returns all of them in order, and stores them.
+    From then on, and to every reader (==, hash, repr, pickle, attrs.evolve, asdict), the value is the
+    one an eager build would have made. `settle` must be pure over immutable arguments.
+    """
+
+    __slots__ = ("_pending",)  # attrs adds no slot of its own for a plain base class
+    _deferred: tuple[str, ...] = ()
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute name
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached when a slot is unset: a deferred field on its first read, or a real miss.
+            fields = type(self)._deferred
+            if name in fields:
+                try:
+                    pending = object.__getattribute__(self, "_pending")
+                except AttributeError:
+                    pass
+                else:
+                    settle, *args = pending
+                    for field_name, value in zip(fields, settle(*args), strict=True):
+                        object.__setattr__(self, field_name, value)
+                    return object.__getattribute__(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 @frozen
-class Violation:
+class Violation(_Deferrable):
     """Why a command is refused: a stable code and a message that shows the arithmetic."""
+
+    _deferred = ("message",)
 
     code: Code
     message: str
@@ -381,14 +415,6 @@ class PolicyWarning:
         return {"code": self.code.value, "message": self.message}
 
 
-class _Deferrable:
-    # A private slot beside Decision's fields (attrs adds none of its own for a plain base class).
-    __slots__ = ("_pending",)
-
-
-_DEFERRED_FIELDS = ("command", "event", "after")
-
-
 @frozen
 class Decision(_Deferrable):
     """The answer of `decide`: allowed or not, why, and the payment as it would be after success.
@@ -402,6 +428,8 @@ class Decision(_Deferrable):
     prints and pickles exactly as one built with all seven fields.
     """
 
+    _deferred = ("command", "event", "after")
+
     allowed: bool
     command: Command
     before: Payment
@@ -409,22 +437,6 @@ class Decision(_Deferrable):
     warnings: tuple[PolicyWarning, ...] = ()
     event: Event | None = None
     after: Payment | None = None
-
-    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute of a Decision
-
-        def __getattr__(self, name: str) -> Any:
-            # Only reached when a slot is unset: a deferred field on its first read, or a real miss.
-            if name in _DEFERRED_FIELDS:
-                try:
-                    pending = object.__getattribute__(self, "_pending")
-                except AttributeError:
-                    pass
-                else:
-                    settle, *args = pending
-                    for field_name, value in zip(_DEFERRED_FIELDS, settle(*args), strict=True):
-                        object.__setattr__(self, field_name, value)
-                    return object.__getattribute__(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -490,7 +502,19 @@ def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violatio
     return d
 
 
+def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
+    """A Violation whose message is `pending[0](*pending[1:])[0]`, formatted on first read (see _Deferrable).
+
+    For guards whose message shows costly arithmetic: a caller that only counts codes never pays for it.
+    """
+    v: Violation = _new(Violation)
+    _set_code(v, code)
+    _set_pending(v, pending)
+    return v
+
+
 # The slots' own setters, as for Event and Payment above.
+_set_code = Violation.__dict__["code"].__set__
 _set_allowed = Decision.__dict__["allowed"].__set__
 _set_before = Decision.__dict__["before"].__set__
 _set_violations = Decision.__dict__["violations"].__set__
