@@ -41,6 +41,7 @@ from ._values import (
     Violation,
     deferred_decision,
     new_event,
+    new_payment,
 )
 
 _AUTHORIZED = EventType.AUTHORIZED
@@ -171,9 +172,9 @@ def effect(p: Payment, e: Fact, amount: int, dest: str) -> Payment:
     # authorized
     currency = e.currency if e.currency is not None else p.currency
     validity = p.spec.policy.validity_for(currency) if currency is not None else None
-    # Positional __init__ rather than attrs.evolve, which costs twice as much (once per audited payment).
-    return Payment(p.spec, p.reference, dest, currency, amount, p.captured, p.cancelled, p.refunded, p.pending,
-                   p.capture_count, p.refund_count, e.at, validity, e.flow, p.keys)
+    # Not attrs.evolve, which costs three times as much (once per audited payment).
+    return new_payment(p.spec, p.reference, dest, currency, amount, p.captured, p.cancelled, p.refunded, p.pending,
+                       p.capture_count, p.refund_count, e.at, validity, e.flow, p.keys)
 
 
 def apply(payment: Payment, event: Event) -> Payment:

@@ -291,33 +291,25 @@ class Payment:
     def moved(self, state: str, *, captured: int | None = None, cancelled: int | None = None,
               refunded: int | None = None, pending: int | None = None, capture_count: int | None = None,
               refund_count: int | None = None, keys: tuple[KeyUse, ...] | None = None) -> Payment:
-        """A copy with a new state and some counters changed: `attrs.evolve` at a fraction of the cost.
-
-        It runs once per audited event, so it fills the slots directly instead of through `__init__`,
-        then checks the counters exactly as `__init__` does."""
-        p: Payment = _new(Payment)
-        _p_spec(p, self.spec)
-        _p_reference(p, self.reference)
-        _p_state(p, state)
-        _p_currency(p, self.currency)
-        _p_authorized(p, self.authorized)
-        _p_captured(p, self.captured if captured is None else captured)
-        _p_cancelled(p, self.cancelled if cancelled is None else cancelled)
-        _p_refunded(p, self.refunded if refunded is None else refunded)
-        _p_pending(p, self.pending if pending is None else pending)
-        _p_capture_count(p, self.capture_count if capture_count is None else capture_count)
-        _p_refund_count(p, self.refund_count if refund_count is None else refund_count)
-        _p_authorized_at(p, self.authorized_at)
-        _p_validity(p, self.validity)
-        _p_flow(p, self.flow)
-        _p_keys(p, self.keys if keys is None else keys)
-        p.__attrs_post_init__()
-        return p
+        """A copy with a new state and some counters changed: `attrs.evolve` at a fraction of the cost."""
+        return new_payment(
+            self.spec, self.reference, state, self.currency, self.authorized,
+            self.captured if captured is None else captured,
+            self.cancelled if cancelled is None else cancelled,
+            self.refunded if refunded is None else refunded,
+            self.pending if pending is None else pending,
+            self.capture_count if capture_count is None else capture_count,
+            self.refund_count if refund_count is None else refund_count,
+            self.authorized_at, self.validity, self.flow,
+            self.keys if keys is None else keys,
+        )
 
     @classmethod
     def new(cls, spec: Spec, reference: str) -> Payment:
         """A payment in the spec's initial state, before authorization."""
-        return cls(spec, reference, spec.initial)
+        if cls is not Payment:
+            return cls(spec, reference, spec.initial)
+        return new_payment(spec, reference, spec.initial, None, 0, 0, 0, 0, 0, 0, 0, None, None, None, ())
 
     @classmethod
     def authorized_for(cls, spec: Spec, reference: str, *, amount: int, currency: str, at: datetime,
@@ -484,6 +476,32 @@ def new_event(payment: str, etype: EventType, at: datetime, amount: int | None =
     _e_flow(e, flow)
     _e_reason(e, reason)
     return e
+
+
+def new_payment(spec: Spec, reference: str, state: str, currency: str | None, authorized: int,  # noqa: PLR0917
+                captured: int, cancelled: int, refunded: int, pending: int, capture_count: int, refund_count: int,
+                authorized_at: datetime | None, validity: timedelta | None, flow: Flow | None,
+                keys: tuple[KeyUse, ...]) -> Payment:
+    """`Payment(...)` with every field given, faster: the audit builds one per event. It runs the same
+    counter checks as `__init__`."""
+    p: Payment = _new(Payment)
+    _p_spec(p, spec)
+    _p_reference(p, reference)
+    _p_state(p, state)
+    _p_currency(p, currency)
+    _p_authorized(p, authorized)
+    _p_captured(p, captured)
+    _p_cancelled(p, cancelled)
+    _p_refunded(p, refunded)
+    _p_pending(p, pending)
+    _p_capture_count(p, capture_count)
+    _p_refund_count(p, refund_count)
+    _p_authorized_at(p, authorized_at)
+    _p_validity(p, validity)
+    _p_flow(p, flow)
+    _p_keys(p, keys)
+    p.__attrs_post_init__()
+    return p
 
 
 def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violation, ...],
