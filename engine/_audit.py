@@ -12,9 +12,10 @@ the `at` and line of its latest event:
 - payments in a terminal state go to a bounded least-recently-seen table (`max_settled`, default one
   million). They stay exact while they are there: a late refund, a capture after cancel or a duplicate
   capture under an old key is judged against the whole Payment. Past the bound the oldest is forgotten,
-  and a later event for it is judged as the first event of an unknown payment (NOT_AUTHORIZED). Keeping
-  less per settled payment (a state code only) would make exactly those late events, the ones an audit
-  exists for, report the wrong code; bounding the count keeps memory flat on logs of any length.
+  and a later event for it is judged as the first event of an unknown payment (NOT_AUTHORIZED, and it
+  counts as a payment again). Keeping less per settled payment (a state code only) would make exactly
+  those late events, the ones an audit exists for, report the wrong code; bounding the count keeps
+  memory flat on logs of any length.
 
 Nothing here reads a file or a clock: lines come in as bytes, str, dicts or Events, with their line
 number and file name, and time is the events' own.
@@ -240,9 +241,17 @@ class Auditor:
         self._judge(event, line, file)
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
-        payment = obj.get("payment") if isinstance(obj, dict) else None
-        named = payment if isinstance(payment, str) and payment else None
-        self.malformed(line, file, f"not a valid event: {exc}", named)
+        """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
+        payment = at = None
+        if isinstance(obj, dict):
+            raw_payment, raw_at = obj.get("payment"), obj.get("at")
+            payment = raw_payment if isinstance(raw_payment, str) and raw_payment else None
+            if isinstance(raw_at, str):
+                try:
+                    at = format_instant(parse_instant(raw_at))
+                except (ValueError, OverflowError):
+                    at = None
+        self.malformed(line, file, f"not a valid event: {exc}", payment, at)
 
     def malformed(self, line: int, file: str, message: str, payment: str | None = None,
                   at: str | None = None) -> None:

@@ -92,6 +92,14 @@ def test_report_shape_is_the_json_contract() -> None:
     assert d["violations"][1]["at"] == "2026-01-05T11:00:00Z" and d["violations"][1]["file"] == "x.jsonl"
     assert "capture 2000 > capturable 1000" in d["violations"][1]["message"]
     assert d["counts"] == {"EXCEEDS_CAPTURABLE": 1, "LOG_MALFORMED": 1}
+    assert d["violations"][0]["at"] is None and d["violations"][0]["payment"] is None
+
+
+def test_a_malformed_event_keeps_the_evidence_it_has() -> None:
+    report = audit([b'{"payment":"order-0000009","type":"captured","at":"2026-01-05T12:00:00+01:00","amount":"9"}'])
+    (f,) = report.violations
+    assert (f.code, f.payment, f.at, f.line) == (Code.LOG_MALFORMED, "order-0000009", "2026-01-05T11:00:00Z", 1)
+    assert "amount" in f.message and report.events == 0
     assert isinstance(report.violations[0], Finding)
     assert "audit" in capstate.__all__ and "AuditReport" in capstate.__all__
 
