@@ -131,6 +131,7 @@ def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> No
     (("SHOP", "--set", "stripe.max_captures=2"), "stripe"),
     (("SHOP", "--format", "csv"), "--format"),
     (("SHOP", "--report", "SHOP"), "refusing to overwrite"),
+    (("SHOP", "SHOP"), "given more than once"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     real = [str(SHOP) if a == "SHOP" else a for a in args]

@@ -126,6 +126,18 @@ def test_a_truncated_gzip_is_reported_and_the_next_file_is_audited_in_full(data:
                                               if f.code in (Code.LOG_MALFORMED, Code.OUT_OF_ORDER)}
 
 
+def test_a_truncated_gzip_vipps_export_is_reported_at_the_line_it_breaks() -> None:
+    events = (LOGS / "vipps-events-2026-01.jsonl").read_bytes()
+    packed = gzip.compress(events)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "v.jsonl.gz"
+        path.write_bytes(packed[: len(packed) - 12])
+        report = run_audit([str(path)], spec=None, fmt="vipps-events")
+    last = report.violations[-1]
+    assert last.code is Code.LOG_MALFORMED and "cannot read past line" in last.message
+    assert last.line > 1
+
+
 @pytest.mark.parametrize("data", [
     b"\x1f\x8b",                      # a gzip magic and nothing else
     b"\x1f\x8bnot really gzip at all\n",

@@ -156,6 +156,7 @@ def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str
                  tick: Tick | None) -> None:
     from ..providers.vipps.events import records
 
+    number = 0
     try:
         for number, item in records(stream, max_line=MAX_LINE):
             if tick is not None and not number & _PROGRESS_EVERY:
@@ -171,7 +172,7 @@ def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str
                 auditor.malformed(number, name, item.message, item.payment)
     except (OSError, EOFError, zlib.error) as exc:
         if parts == 1 or part == 0:
-            auditor.malformed(0, name, f"cannot read {name} to the end: {exc}")
+            auditor.malformed(number + 1, name, f"cannot read past line {number}: {exc}")
 
 
 def _sizes(paths: Sequence[str]) -> list[int]:
@@ -320,6 +321,10 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         raise UsageError(f"--workers {workers}: expected a whole number >= 1")
     if not paths:
         raise UsageError("no input: give one or more files, or - for stdin")
+    twice = sorted({p for p in paths if list(paths).count(p) > 1})
+    if twice:
+        # Every event would be judged twice: a duplicate capture on every line.
+        raise UsageError(f"{', '.join(twice)} given more than once")
     when = parse_as_of(as_of)
     if fmt == "vipps-events" and spec is None:
         spec = "vipps"
