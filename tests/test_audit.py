@@ -250,3 +250,89 @@ def test_event_types_the_issue_lists_are_all_judged() -> None:
                     line(ref, "capture_failed", "2026-01-01T10:02:00Z", "hellgate", reason="declined")])
     assert report.violations == () and report.events == 3
     assert {t.value for t in EventType} >= {"capture_requested", "capture_failed", "expired"}
+
+
+def _h(*events: tuple[str, str, str, dict[str, Any]], provider: str = "vipps") -> list[bytes]:
+    return [line(ref, t, at, provider, **extra) for ref, t, at, extra in events]
+
+
+_AUTH = {"amount": 10000, "currency": "NOK"}
+_EVERY_CODE: dict[str, tuple[list[bytes], dict[str, Any]]] = {
+    "NOT_AUTHORIZED": (_h(("order-01", "captured", "2026-01-01T10:00:00Z", {"amount": 100})), {}),
+    "INVALID_STATE": (_h(("order-02", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                         ("order-02", "authorized", "2026-01-01T11:00:00Z", _AUTH)), {}),
+    "CAPTURE_IN_FLIGHT": (_h(("hg-03", "authorized", "2026-01-01T10:00:00Z", {"amount": 100, "currency": "EUR"}),
+                             ("hg-03", "capture_requested", "2026-01-01T10:01:00Z", {"amount": 50}),
+                             ("hg-03", "capture_requested", "2026-01-01T10:02:00Z", {"amount": 50}),
+                             provider="hellgate"), {}),
+    "AMOUNT_INVALID": (_h(("order-04", "authorized", "2026-01-01T10:00:00Z", {"amount": 50, "currency": "NOK"})), {}),
+    "CURRENCY_MISMATCH": (_h(("order-05", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                             ("order-05", "captured", "2026-01-01T11:00:00Z", {"amount": 100, "currency": "DKK"})),
+                          {}),
+    "EXCEEDS_CAPTURABLE": (_h(("order-06", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                              ("order-06", "captured", "2026-01-01T11:00:00Z", {"amount": 10001})), {}),
+    "PARTIAL_CAPTURE_UNSUPPORTED": (_h(("T07", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                       ("T07", "captured", "2026-01-01T11:00:00Z", {"amount": 100}),
+                                       provider="bambora"), {"bambora.partial_capture": "no"}),
+    "MULTIPLE_CAPTURES_UNSUPPORTED": (_h(("T08", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                         ("T08", "captured", "2026-01-01T11:00:00Z", {"amount": 100}),
+                                         ("T08", "captured", "2026-01-01T12:00:00Z", {"amount": 100}),
+                                         provider="bambora"), {}),
+    "REMAINDER_CANCELLED": (_h(("order-09", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                               ("order-09", "cancelled", "2026-01-01T11:00:00Z", {}),
+                               ("order-09", "captured", "2026-01-01T12:00:00Z", {"amount": 100})), {}),
+    "AUTHORIZATION_EXPIRED": (_h(("T10", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                 ("T10", "captured", "2026-01-09T10:00:00Z", {"amount": 10000}),
+                                 provider="bambora"), {}),
+    "AUTOMATIC_CAPTURE_FLOW": (_h(("hg-11", "authorized", "2026-01-01T10:00:00Z",
+                                   {"amount": 100, "currency": "EUR", "flow": "automatic"}),
+                                  ("hg-11", "capture_requested", "2026-01-01T10:01:00Z", {"amount": 100}),
+                                  provider="hellgate"), {}),
+    "IDEMPOTENCY_KEY_CONFLICT": (_h(("order-12", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                    ("order-12", "captured", "2026-01-01T11:00:00Z", {"amount": 100, "key": "k"}),
+                                    ("order-12", "refunded", "2026-01-01T12:00:00Z", {"amount": 100, "key": "k"})),
+                                 {}),
+    "REFERENCE_INVALID": (_h(("o-13", "authorized", "2026-01-01T10:00:00Z", _AUTH)), {}),
+    "REFUND_EXCEEDS_CAPTURED": (_h(("order-14", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                   ("order-14", "captured", "2026-01-01T11:00:00Z", {"amount": 100}),
+                                   ("order-14", "refunded", "2026-01-01T12:00:00Z", {"amount": 101})), {}),
+    "DUPLICATE_CAPTURE": (_h(("order-15", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                             ("order-15", "captured", "2026-01-01T11:00:00Z", {"amount": 100, "key": "k"}),
+                             ("order-15", "captured", "2026-01-01T11:00:01Z", {"amount": 100, "key": "k"})), {}),
+    "DANGLING_AUTHORIZATION": (_h(("order-16", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                  ("order-16", "captured", "2026-08-01T10:00:00Z", {"amount": 100}),
+                                  ("order-17", "authorized", "2026-08-02T10:00:00Z", _AUTH)), {}),
+    "LOG_MALFORMED": ([b'{"payment":"order-18","type":"captured"}'], {}),
+    "OUT_OF_ORDER": (_h(("order-19", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                        ("order-19", "captured", "2026-01-01T09:00:00Z", {"amount": 100})), {}),
+    "CURRENCY_UNSUPPORTED": (_h(("order-20", "authorized", "2026-01-01T10:00:00Z",
+                                 {"amount": 10000, "currency": "SEK"})), {}),
+    "MULTIPLE_REFUNDS_UNSUPPORTED": (_h(("T21", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                        ("T21", "captured", "2026-01-01T11:00:00Z", {"amount": 10000}),
+                                        ("T21", "refunded", "2026-01-02T11:00:00Z", {"amount": 100}),
+                                        ("T21", "refunded", "2026-01-03T11:00:00Z", {"amount": 100}),
+                                        provider="bambora"), {}),
+    "REFUND_WINDOW_EXPIRED": (_h(("order-22", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                 ("order-22", "captured", "2026-01-01T11:00:00Z", {"amount": 10000}),
+                                 ("order-22", "refunded", "2027-01-02T11:00:00Z", {"amount": 100})), {}),
+    "CANCEL_AMOUNT_INVALID": (_h(("order-23", "authorized", "2026-01-01T10:00:00Z", _AUTH),
+                                 ("order-23", "cancelled", "2026-01-01T11:00:00Z", {"amount": 100})), {}),
+}
+
+
+def test_every_violation_code_a_history_can_show_is_covered() -> None:
+    from capstate._codes import VIOLATION_CODES
+
+    # Only a request carries the duty to send a key; a logged fact without one breaks nothing.
+    command_only = {Code.IDEMPOTENCY_KEY_REQUIRED}
+    assert set(_EVERY_CODE) == {c.value for c in VIOLATION_CODES - command_only}
+
+
+@pytest.mark.parametrize("code", sorted(_EVERY_CODE))
+def test_each_code_is_reported_by_the_audit(code: str) -> None:
+    lines, overrides = _EVERY_CODE[code]
+    report = audit(lines, overrides=overrides)
+    found = [f.code.value for f in report.violations]
+    assert code in found, (code, [(f.code.value, f.message) for f in report.violations])
+    # The history shows its breach and nothing unrelated; the last-line evidence names the payment.
+    assert all(f.payment is not None or f.code is Code.LOG_MALFORMED for f in report.violations)
