@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._audit import AuditReport
+from .._audit import DEFAULT_MAX_SETTLED, AuditReport
 from .._time import parse_instant
 from . import render
 from .audit_run import FORMATS, run_audit
@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", metavar="T", help="RFC 3339 instant at which dangling authorizations are "
                                                      "judged (default: the latest event's `at`)")
     parser.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
+    parser.add_argument("--max-settled", type=_count, default=DEFAULT_MAX_SETTLED, metavar="N",
+                        help=f"payments in a terminal state kept for late events (default {DEFAULT_MAX_SETTLED:,}; "
+                             f"about 1 KB each); the least recently seen are forgotten first")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N",
                         help="partition payments over N processes (same output as one)")
     parser.add_argument("--dask", metavar="local|ADDRESS",
@@ -51,6 +54,12 @@ def _as_of(text: str) -> datetime:
         return parse_instant(text)
     except ValueError as exc:
         raise UsageError(f"--as-of: {exc}") from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
 
 
 def _workers(text: str) -> int:
@@ -69,7 +78,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     overrides = _overrides(args.sets, provider) if args.sets else None
     progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
-                       dask=args.dask, progress=progress, overrides=overrides)
+                       dask=args.dask, progress=progress, overrides=overrides, max_settled=args.max_settled)
     if args.report is not None:
         from .audit_html import write_report
 
