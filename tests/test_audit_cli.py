@@ -169,11 +169,12 @@ def test_installed_script_runs_audit(tmp_path: Path) -> None:
     assert run.code == 1 and orjson.loads(run.out)["events"] == 37
 
 
-def _run_with_tty_stderr(cwd: Path, *args: str | Path) -> tuple[int, bytes, bytes]:
+def _run_with_tty_stderr(cwd: Path, *args: str | Path, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
     """Run `capstate audit` with stderr on a pseudo-terminal, as a person at a terminal would."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "capstate", "audit", *map(str, args)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=slave,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)
     os.close(slave)
     chunks: list[bytes] = []
 
@@ -188,7 +189,11 @@ def _run_with_tty_stderr(cwd: Path, *args: str | Path) -> tuple[int, bytes, byte
             chunks.append(data)
 
     reader = threading.Thread(target=drain)
-    reader.start()
+    reader.start()  # before feeding stdin: a full terminal buffer would block the child's bar
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
     assert proc.stdout is not None
     out = proc.stdout.read()
     code = proc.wait(timeout=60)
@@ -205,3 +210,14 @@ def test_progress_bar_goes_to_a_terminal_stderr_and_never_to_stdout(tmp_path: Pa
     assert out == audit(tmp_path, SHOP, "--json").out.encode()  # stdout is the same JSON as without a terminal
     piped = audit(tmp_path, SHOP, *extra)
     assert piped.err == ""  # no terminal, no bar
+
+
+def test_progress_over_a_pipe_has_no_position_and_loses_nothing(tmp_path: Path) -> None:
+    # `zcat log.gz | capstate audit -` at a terminal: stdin cannot tell its position.
+    # More lines than the progress interval, so the bar asks for a position while reading the pipe.
+    lines = b"".join(b'{"payment":"order-%08d","type":"authorized","at":"2026-01-05T10:00:00Z","amount":1000,'
+                     b'"currency":"NOK","provider":"vipps"}\n' % i for i in range(40_000))
+    code, out, err = _run_with_tty_stderr(tmp_path, "-", "--json", stdin=lines)
+    assert b"auditing" in err
+    assert (code, orjson.loads(out)) == (0, {"provider": "vipps", "events": 40_000, "payments": 40_000,
+                                             "violations": [], "counts": {}})

@@ -196,11 +196,12 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
     base = 0
     sizes = _sizes(job.paths) if progress is not None else [0] * len(job.paths)
     for path, name, size in zip(job.paths, job.names, sizes, strict=True):
-        tick = None
-        if progress is not None:
-            def tick(position: int, base: int = base) -> None:
-                progress(base + position)
         with _open(path) as (stream, raw):
+            tick = None
+            # A pipe has no position to report (tell() would raise); its bar just runs without a total.
+            if progress is not None and raw.seekable():
+                def tick(position: int, base: int = base) -> None:
+                    progress(base + position)
             run(auditor, stream, raw, name=name, part=part, parts=parts, tick=tick)
         base += size
         if progress is not None:
