@@ -6,16 +6,18 @@ event of its payment (OUT_OF_ORDER), and a remainder held on the card until the 
 (DANGLING_AUTHORIZATION). A second success under one idempotency key is `observe`'s DUPLICATE_CAPTURE.
 
 Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps its Payment,
-the `at` and line of its latest event:
+the `at`, line and stream position of its latest event:
 - payments that can still move money (not in a terminal state, or with a capture in flight) are kept
   until the end, because DANGLING_AUTHORIZATION is judged on them there;
-- payments in a terminal state go to a bounded least-recently-seen table (`max_settled`, default one
-  million). They stay exact while they are there: a late refund, a capture after cancel or a duplicate
-  capture under an old key is judged against the whole Payment. Past the bound the oldest is forgotten,
-  and a later event for it is judged as the first event of an unknown payment (NOT_AUTHORIZED, and it
-  counts as a payment again). Keeping less per settled payment (a state code only) would make exactly
-  those late events, the ones an audit exists for, report the wrong code; bounding the count keeps
-  memory flat on logs of any length.
+- payments in a terminal state are remembered for `settled_window` lines of input after their latest
+  event (default 500,000). Inside the window they stay exact: a late refund, a capture after a cancel
+  or a duplicate capture under an old key is judged against the whole Payment. Past it the payment is
+  forgotten, and a later event for it is judged as the first event of an unknown payment (like a log
+  that starts mid-history: NOT_AUTHORIZED, and it counts as a payment again).
+The window is counted in input lines, not in payments, so whether a payment is remembered depends on
+its own events only: a partition of a parallel run decides exactly as a single process does, and the
+output stays byte-identical whatever the window. Keeping less per settled payment (a state code only)
+would make exactly the late events an audit exists for report the wrong code.
 
 Nothing here reads a file or a clock: lines come in as bytes, str, dicts or Events, with their line
 number and file name, and time is the events' own.
@@ -23,6 +25,7 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -39,7 +42,7 @@ from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
 from ._values import Event, EventType, Payment
 
-DEFAULT_MAX_SETTLED = 1_000_000
+DEFAULT_SETTLED_WINDOW = 500_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
@@ -123,15 +126,20 @@ class Partial:
 
 
 class _Track:
-    """Per payment: its aggregate and where its latest event was. Mutated in place (one per payment)."""
+    """Per payment: its aggregate and where its latest event was. Mutated in place (one per payment).
 
-    __slots__ = ("at", "file", "line", "payment")
+    `pos` is the event's position in the whole input (lines of earlier files plus the line), which
+    every partition of a parallel run counts alike.
+    """
 
-    def __init__(self, payment: Payment, at: datetime, line: int, file: str):
+    __slots__ = ("at", "file", "line", "payment", "pos")
+
+    def __init__(self, payment: Payment, at: datetime, line: int, file: str, pos: int):
         self.payment = payment
         self.at = at
         self.line = line
         self.file = file
+        self.pos = pos
 
 
 def overrides_for(name: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -184,21 +192,25 @@ def _clip(text: str) -> str:
 class Auditor:
     """The streaming audit of one stream of lines (or one partition of it).
 
-    `feed(item, line, file)` for each line in order, then `partial()`; `merge` turns partials into
-    the report. `spec` None means each payment's first event names its provider.
+    `feed(item, line, file, pos)` for each line in order (`pos` increasing; default: the line), then
+    `partial()`; `merge` turns partials into the report. `spec` None means each payment's first event
+    names its provider. `settled_window` is how many lines a payment in a terminal state is remembered
+    after its latest event.
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 max_settled: int = DEFAULT_MAX_SETTLED):
-        if max_settled < 0:
-            raise AuditError(f"max_settled must be >= 0, got {max_settled}")
+                 settled_window: int = DEFAULT_SETTLED_WINDOW):
+        if settled_window < 0:
+            raise AuditError(f"settled_window must be >= 0, got {settled_window}")
         self._spec = spec
         self._overrides = overrides
-        self._max_settled = max_settled
+        self._window = settled_window
         self._specs: dict[str | None, Spec | str] = {}
         self._cancellable: dict[tuple[int, str], bool] = {}
         self._live: dict[str, _Track] = {}
-        self._settled: dict[str, _Track] = {}
+        # Ordered by the position of each payment's latest event, oldest first, so that forgetting is
+        # popping from the front (O(1); a plain dict's front deletions rescan its dead slots).
+        self._settled: OrderedDict[str, _Track] = OrderedDict()
         self._providers: set[str] = set()
         self.findings: list[Finding] = []
         self.events = 0
@@ -207,9 +219,9 @@ class Auditor:
 
     # ------------------------------------------------------------------------------------ input
 
-    def feed(self, item: bytes | str | Mapping[str, Any] | Event, line: int, file: str) -> None:
+    def feed(self, item: bytes | str | Mapping[str, Any] | Event, line: int, file: str, pos: int = -1) -> None:
         """Audit one line: raw JSON (bytes or str), a decoded object, or an Event. Never raises for
-        bad input; a blank line is skipped."""
+        bad input; a blank line is skipped. `pos` is the line's position in the whole input."""
         kind = type(item)
         if kind is bytes or kind is str or isinstance(item, bytes | str):
             try:
@@ -225,20 +237,20 @@ class Auditor:
             except EventError as exc:
                 self._invalid(obj, exc, line, file)
                 return
-            self._judge(event, line, file)
+            self._judge(event, line, file, line if pos < 0 else pos)
         elif kind is Event:
-            self._judge(item, line, file)  # type: ignore[arg-type]
+            self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
         else:
-            self.feed_object(item, line, file)
+            self.feed_object(item, line, file, pos)
 
-    def feed_object(self, obj: object, line: int, file: str) -> None:
+    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
         """Audit one decoded JSON value (what `feed` does after parsing)."""
         try:
             event = _from_dict(obj)
         except EventError as exc:
             self._invalid(obj, exc, line, file)
             return
-        self._judge(event, line, file)
+        self._judge(event, line, file, line if pos < 0 else pos)
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
         """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
@@ -275,7 +287,7 @@ class Auditor:
         self._specs[provider] = found
         return found
 
-    def _judge(self, event: Event, line: int, file: str) -> None:
+    def _judge(self, event: Event, line: int, file: str, pos: int) -> None:
         at = event.at
         if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
             # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
@@ -293,7 +305,13 @@ class Auditor:
         settled = False
         if track is None:
             track = self._settled.get(ref)
-            settled = track is not None
+            if track is not None:
+                if pos - track.pos > self._window:
+                    # Past the window: forgotten, whether or not memory was already reclaimed.
+                    del self._settled[ref]
+                    track = None
+                else:
+                    settled = True
         provider = event.provider
         if track is None:
             spec = self._spec
@@ -310,7 +328,7 @@ class Auditor:
             self._providers.add(spec.name)
             self.payments += 1
             payment = Payment.new(spec, ref)
-            track = _Track(payment, at, line, file)
+            track = _Track(payment, at, line, file, pos)
             live[ref] = track
         else:
             payment = track.payment
@@ -343,20 +361,28 @@ class Auditor:
         track.at = at
         track.line = line
         track.file = file
+        track.pos = pos
         terminal = after.state in after.spec.terminal and not after.pending
         if terminal:
             settled_map = self._settled
             if settled:
-                # Least recently seen goes first: re-inserting moves it to the end.
-                del settled_map[ref]
+                settled_map.move_to_end(ref)
             else:
                 del live[ref]
-            settled_map[ref] = track
-            if len(settled_map) > self._max_settled:
-                del settled_map[next(iter(settled_map))]
+                settled_map[ref] = track
+            self._forget_before(pos - self._window)
         elif settled:
             del self._settled[ref]
             live[ref] = track
+
+    def _forget_before(self, limit: int) -> None:
+        """Reclaim the settled payments whose latest event is more than the window behind."""
+        settled_map = self._settled
+        while settled_map:
+            oldest = next(iter(settled_map.values()))
+            if oldest.pos >= limit:
+                return
+            settled_map.popitem(last=False)
 
     def _can_cancel(self, p: Payment) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel."""

@@ -223,23 +223,37 @@ def test_bad_as_of_and_bad_spec_are_errors_not_findings() -> None:
               overrides={"max_captures": "lots"})
 
 
-def test_settled_payments_are_exact_until_the_bound_then_forgotten() -> None:
-    first = [line("order-0000008", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="NOK"),
-             line("order-0000008", "captured", "2026-01-01T11:00:00Z", amount=10000, key="a")]
-    other = [line("order-0000009", "authorized", "2026-01-01T12:00:00Z", amount=10000, currency="NOK"),
-             line("order-0000009", "captured", "2026-01-01T13:00:00Z", amount=10000, key="b")]
-    late = [line("order-0000008", "refunded", "2026-01-02T10:00:00Z", amount=20000, key="r")]
+def test_settled_payments_are_exact_inside_the_window_then_forgotten() -> None:
+    history = [line("order-0000008", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="NOK"),
+               line("order-0000008", "captured", "2026-01-01T11:00:00Z", amount=10000, key="a")]
+    late = line("order-0000008", "refunded", "2026-01-02T10:00:00Z", amount=20000, key="r")
 
-    def run(max_settled: int) -> list[Code]:
-        a = Auditor(max_settled=max_settled)
-        for i, raw in enumerate([*first, *other, *late], start=1):
-            a.feed(raw, i, "-")
+    def run(window: int, gap: int) -> list[Code]:
+        a = Auditor(settled_window=window)
+        a.feed(history[0], 1, "-")
+        a.feed(history[1], 2, "-")
+        for filler in range(gap):  # other payments' lines in between
+            a.feed(line(f"order-{filler:07d}x", "authorized", "2026-01-01T12:00:00Z", amount=100,
+                        currency="NOK"), 3 + filler, "-")
+        a.feed(late, 3 + gap, "-")
         return [f.code for f in merge([a.partial()]).violations]
 
-    # Kept: the late refund is judged against the captured payment.
-    assert run(10) == [Code.REFUND_EXCEEDS_CAPTURED]
-    # Bound of one: order-0000009's settling pushed order-0000008 out, so its refund has no authorization.
-    assert run(1) == [Code.NOT_AUTHORIZED]
+    # Remembered: the late refund is judged against the captured payment.
+    assert run(window=10, gap=9) == [Code.REFUND_EXCEEDS_CAPTURED]
+    # One line past the window it is forgotten, exactly as a log that starts mid-history.
+    assert run(window=10, gap=10) == [Code.NOT_AUTHORIZED]
+    assert run(window=0, gap=0) == [Code.NOT_AUTHORIZED]
+
+
+def test_forgotten_payments_free_their_memory() -> None:
+    a = Auditor(settled_window=100)
+    for i in range(5000):
+        ref = f"order-{i:07d}"
+        a.feed(line(ref, "authorized", "2026-01-01T10:00:00Z", amount=1000, currency="NOK"), 2 * i + 1, "-")
+        a.feed(line(ref, "captured", "2026-01-01T11:00:00Z", amount=1000, key="k"), 2 * i + 2, "-")
+    # Every payment settled; only those within the last 100 lines are still held.
+    assert len(a._settled) <= 51 and not a._live
+    assert a.payments == 5000 and merge([a.partial()]).violations == ()
 
 
 def test_event_types_the_issue_lists_are_all_judged() -> None:

@@ -95,13 +95,19 @@ def test_set_overrides_a_rule_for_one_provider(tmp_path: Path) -> None:
         "MULTIPLE_CAPTURES_UNSUPPORTED"] == 1
 
 
-def test_max_settled_bounds_what_late_events_are_judged_against(tmp_path: Path) -> None:
+def test_settled_window_bounds_what_late_events_are_judged_against(tmp_path: Path) -> None:
     exact = audit(tmp_path, SHOP, "--json").json()
-    # With no settled payment kept, the late capture after a cancel meets an unknown payment.
-    forgetful = audit(tmp_path, SHOP, "--json", "--max-settled", "0").json()
+    # order-20260105-0003 is cancelled on line 9 and captured on line 14: five lines later.
+    forgetful = audit(tmp_path, SHOP, "--json", "--settled-window", "4").json()
+    pairs = [(v["payment"], v["code"]) for v in exact["violations"]]
     late = [(v["payment"], v["code"]) for v in forgetful["violations"] if v["payment"] == "order-20260105-0003"]
-    assert ("order-20260105-0003", "REMAINDER_CANCELLED") in [(v["payment"], v["code"]) for v in exact["violations"]]
+    assert ("order-20260105-0003", "REMAINDER_CANCELLED") in pairs
     assert late == [("order-20260105-0003", "NOT_AUTHORIZED")]
+    at_the_edge = audit(tmp_path, SHOP, "--json", "--settled-window", "5").json()
+    assert [v["code"] for v in at_the_edge["violations"] if v["payment"] == "order-20260105-0003"] == \
+           ["REMAINDER_CANCELLED"]
+    # Forgotten payments that come back count again.
+    assert (exact["payments"], forgetful["payments"]) == (14, 18)
 
 
 def test_human_summary_shows_counts_and_evidence(tmp_path: Path) -> None:
@@ -141,7 +147,7 @@ def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> No
     (("SHOP", "--format", "csv"), "--format"),
     (("SHOP", "--report", "SHOP"), "refusing to overwrite"),
     (("SHOP", "SHOP"), "given more than once"),
-    (("SHOP", "--max-settled", "-1"), "--max-settled"),
+    (("SHOP", "--settled-window", "-1"), "--settled-window"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     real = [str(SHOP) if a == "SHOP" else a for a in args]

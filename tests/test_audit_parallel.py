@@ -112,6 +112,13 @@ def test_workers_output_is_byte_identical(inputs: list[Path], tmp_path: Path, wo
     assert parallel.out == single.out
 
 
+def test_a_small_settled_window_forgets_alike_in_every_partition(inputs: list[Path], tmp_path: Path) -> None:
+    # The window counts input lines, which every partition counts alike, so forgetting is identical.
+    single = audit(tmp_path, inputs, "--settled-window", "300")
+    assert single.out != audit(tmp_path, inputs).out  # the window did forget payments that came back
+    assert audit(tmp_path, inputs, "--settled-window", "300", "--workers", "3").out == single.out
+
+
 def test_workers_read_stdin_and_write_the_same_human_report(inputs: list[Path], tmp_path: Path) -> None:
     data = inputs[2].read_bytes()
     single = run_cli(tmp_path, "audit", "-", stdin=data)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._audit import DEFAULT_MAX_SETTLED, AuditReport
+from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from .._time import parse_instant
 from . import render
 from .audit_run import FORMATS, run_audit
@@ -39,9 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", metavar="T", help="RFC 3339 instant at which dangling authorizations are "
                                                      "judged (default: the latest event's `at`)")
     parser.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
-    parser.add_argument("--max-settled", type=_count, default=DEFAULT_MAX_SETTLED, metavar="N",
-                        help=f"payments in a terminal state kept for late events (default {DEFAULT_MAX_SETTLED:,}; "
-                             f"about 1 KB each); the least recently seen are forgotten first")
+    parser.add_argument("--settled-window", type=_count, default=DEFAULT_SETTLED_WINDOW, metavar="LINES",
+                        help=f"how many input lines a payment in a terminal state is remembered after its latest "
+                             f"event, for late refunds, captures and duplicates (default {DEFAULT_SETTLED_WINDOW:,})")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N",
                         help="partition payments over N processes (same output as one)")
     parser.add_argument("--dask", metavar="local|ADDRESS",
@@ -78,7 +78,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     overrides = _overrides(args.sets, provider) if args.sets else None
     progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
-                       dask=args.dask, progress=progress, overrides=overrides, max_settled=args.max_settled)
+                       dask=args.dask, progress=progress, overrides=overrides,
+                       settled_window=args.settled_window)
     if args.report is not None:
         from .audit_html import write_report
 

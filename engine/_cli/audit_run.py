@@ -33,7 +33,16 @@ from typing import IO, Any, Protocol
 import orjson
 from attrs import frozen
 
-from .._audit import DEFAULT_MAX_SETTLED, Auditor, AuditReport, Partial, merge, overrides_for, parse_as_of, resolve_spec
+from .._audit import (
+    DEFAULT_SETTLED_WINDOW,
+    Auditor,
+    AuditReport,
+    Partial,
+    merge,
+    overrides_for,
+    parse_as_of,
+    resolve_spec,
+)
 from .._policy import POLICY_PARSERS
 from .._spec import Spec, load_spec, shipped
 from .options import UsageError
@@ -67,7 +76,7 @@ class Job:
     spec: Spec | None
     overrides: Mapping[str, Any] | None
     fmt: str
-    max_settled: int = DEFAULT_MAX_SETTLED
+    settled_window: int = DEFAULT_SETTLED_WINDOW
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -117,7 +126,8 @@ def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
 
 
 def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str, part: int, parts: int,
-                     tick: Tick | None) -> None:
+                     tick: Tick | None, start: int) -> int:
+    """Audit one file's lines of this partition; returns how many lines the file had (read so far)."""
     readline = stream.readline
     feed = auditor.feed
     feed_object = auditor.feed_object
@@ -126,7 +136,7 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
         while True:
             line = readline(MAX_LINE)
             if not line:
-                return
+                return number
             number += 1
             if tick is not None and not number & _PROGRESS_EVERY:
                 tick(raw.tell())
@@ -137,23 +147,24 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
                     auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
                 continue
             if parts == 1:
-                feed(line, number, name)
+                feed(line, number, name, start + number)
                 continue
             owner, obj = _owner_of(line, parts)
             if owner != part:
                 continue
             if obj is None:
-                feed(line, number, name)
+                feed(line, number, name, start + number)
             else:
-                feed_object(obj, number, name)
+                feed_object(obj, number, name, start + number)
     except (OSError, EOFError, zlib.error) as exc:
         # gzip says a stream is corrupt or cut short only while reading it, after the lines before.
         if parts == 1 or part == 0:
             auditor.malformed(number + 1, name, f"cannot read past line {number}: {exc}")
+    return number
 
 
 def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str, part: int, parts: int,
-                 tick: Tick | None) -> None:
+                 tick: Tick | None, start: int) -> int:
     from ..providers.vipps.events import records
 
     number = 0
@@ -167,12 +178,13 @@ def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str
                 if zlib.crc32(key) % parts != part:
                     continue
             if isinstance(item, dict):
-                auditor.feed_object(item, number, name)
+                auditor.feed_object(item, number, name, start + number)
             else:
                 auditor.malformed(number, name, item.message, item.payment)
     except (OSError, EOFError, zlib.error) as exc:
         if parts == 1 or part == 0:
             auditor.malformed(number + 1, name, f"cannot read past line {number}: {exc}")
+    return number
 
 
 def _sizes(paths: Sequence[str]) -> list[int]:
@@ -191,9 +203,9 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
     `progress` is told the bytes read so far over all files (as stored, so gzip counts compressed).
     """
     auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
-                      max_settled=job.max_settled)
+                      settled_window=job.settled_window)
     run = _audit_vipps if job.fmt == "vipps-events" else _audit_canonical
-    base = 0
+    base = lines_before = 0
     sizes = _sizes(job.paths) if progress is not None else [0] * len(job.paths)
     for path, name, size in zip(job.paths, job.names, sizes, strict=True):
         with _open(path) as (stream, raw):
@@ -202,7 +214,8 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
             if progress is not None and raw.seekable():
                 def tick(position: int, base: int = base) -> None:
                     progress(base + position)
-            run(auditor, stream, raw, name=name, part=part, parts=parts, tick=tick)
+            lines_before += run(auditor, stream, raw, name=name, part=part, parts=parts, tick=tick,
+                                start=lines_before)
         base += size
         if progress is not None:
             progress(base)
@@ -310,7 +323,7 @@ def _spooled(paths: Sequence[str], needed: bool) -> Iterator[tuple[str, ...]]:
 def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "canonical",
               as_of: datetime | str | None = None, workers: int = 1, dask: str | None = None,
               progress: bool = False, overrides: Mapping[str, Any] | None = None,
-              max_settled: int = DEFAULT_MAX_SETTLED) -> AuditReport:
+              settled_window: int = DEFAULT_SETTLED_WINDOW) -> AuditReport:
     """Audit files (paths or "-") in one process, in `workers` processes, or on Dask (`dask`:
     "local" or a scheduler address). The report is the same whichever way it runs.
 
@@ -338,7 +351,7 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
     parallel = workers > 1 or dask is not None
     with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
         job = Job(real, tuple(paths), resolved, dict(overrides) if overrides and resolved is None else None, fmt,
-                  max_settled)
+                  settled_window)
         if dask is not None:
             parts = _run_dask(job, dask, workers, bar)
         elif workers > 1:
