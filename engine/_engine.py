@@ -275,8 +275,7 @@ def decide(payment: Payment, command: Command) -> Decision:
     p = payment
     policy = p.spec.policy
     warnings: list[PolicyWarning] = []
-    capture = isinstance(command, Capture)
-    if (capture and policy.partial_capture == "becomes_full" and command.amount is not None
+    if (isinstance(command, Capture) and policy.partial_capture == "becomes_full" and command.amount is not None
             and 0 < command.amount < p.capturable):
         # Pipwave: "If PG not supporting partial capture, full capture will be done" (research 4.3).
         warnings.append(PolicyWarning(Code.PARTIAL_BECOMES_FULL,
@@ -320,7 +319,8 @@ def decide(payment: Payment, command: Command) -> Decision:
             if held is not None:
                 warnings.append(held)
     # The normalized command, the fact and the payment after are built when first read (Decision).
-    return deferred_decision(True, p, (), tuple(warnings), (_settle, p, command, e, amount, step.dest))
+    pending = (_settle, p, command, e, amount, step.dest)
+    return deferred_decision(True, p, (), tuple(warnings) if warnings else (), pending)
 
 
 def _settle(p: Payment, cmd: Command, e: _Proposed, amount: int, dest: str
