@@ -224,7 +224,7 @@ def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) ->
 
 
 def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
-    limit = room(p, e) + pol.allowance(p.authorized) if pol.over_capture_percent else room(p, e)
+    limit = room(p, e) + (pol.allowance(p.authorized) if pol.over_capture_percent else 0)
     if amount > limit:
         return deferred_violation(Code.EXCEEDS_CAPTURABLE, (_exceeds_message, p, e, amount, limit, pol))
     return None
