@@ -10,7 +10,7 @@ the `at`, line and stream position of its latest event:
 - payments that can still move money (not in a terminal state, or with a capture in flight) are kept
   until the end, because DANGLING_AUTHORIZATION is judged on them there;
 - payments in a terminal state are remembered for `settled_window` lines of input after their latest
-  event (default 500,000). Inside the window they stay exact: a late refund, a capture after a cancel
+  event (default 250,000). Inside the window they stay exact: a late refund, a capture after a cancel
   or a duplicate capture under an old key is judged against the whole Payment. Past it the payment is
   forgotten, and a later event for it is judged as the first event of an unknown payment (like a log
   that starts mid-history: NOT_AUTHORIZED, and it counts as a payment again).
@@ -42,7 +42,7 @@ from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
 from ._values import Event, EventType, Payment
 
-DEFAULT_SETTLED_WINDOW = 500_000
+DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
