@@ -406,17 +406,19 @@ class Auditor:
     def partial(self) -> Partial:
         """The findings so far and the payments that may dangle; call once, after the last line."""
         dangling = []
-        for table in (self._live, self._settled):
-            for ref, track in table.items():
-                p = track.payment
-                if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
-                    continue
-                try:
-                    expires = p.authorized_at + p.validity
-                except OverflowError:  # a validity override of millennia: it never lapses
-                    continue
-                dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
-                                         p.capturable, p.authorized_at, expires))
+        # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
+        # so the shipped specs can release nothing there; and judging settled payments would depend on
+        # which of them a partition still holds, breaking byte-identical parallel output.
+        for ref, track in self._live.items():
+            p = track.payment
+            if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
+                continue
+            try:
+                expires = p.authorized_at + p.validity
+            except OverflowError:  # a validity override of millennia: it never lapses
+                continue
+            dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
+                                     p.capturable, p.authorized_at, expires))
         return Partial(self.findings, self.events, self.payments, frozenset(self._providers), self.latest, dangling)
 
 
