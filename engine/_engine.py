@@ -87,13 +87,19 @@ def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | No
     for step in steps:
         holds = step.holds
         if holds is None or holds(p, e, amount):
-            screen = step.screen
-            suspects = screen(p, e, amount, policy, command) if screen is not None else None
-            if suspects is not None and not suspects:
-                return step, ()
             # A spec evolved by hand onto another policy keeps a table compiled for the old one: its
             # pruned checks may not fit, so judge with every guard.
-            checks = step.checks if table.policy is policy else tuple((g.name, g.check) for g in step.guards)
+            fresh = table.policy is policy
+            screen = step.screen
+            suspects = screen(p, e, amount, policy, command) if screen is not None else None
+            if suspects is not None:
+                if not suspects:
+                    return step, ()
+                if len(suspects) == 1 and fresh:  # the usual refusal: one guard to run, found by name
+                    check = step.by_name.get(suspects[0])
+                    v = check(p, e, amount, policy, command) if check is not None else None
+                    return step, (v,) if v is not None else ()
+            checks = step.checks if fresh else tuple((g.name, g.check) for g in step.guards)
             violations: list[Violation] | None = None
             for name, check in checks:
                 if suspects is not None and name not in suspects:

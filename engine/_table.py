@@ -46,6 +46,7 @@ class Step:
     # Names the guards that might fail (`_guards.capture_suspects`), so only those run; None: run them all.
     screen: Callable[[Payment, Fact, int, Policy, bool], list[str]] | None = field(default=None, eq=False,
                                                                                    repr=False)
+    by_name: dict[str, GuardFn] = field(factory=dict, eq=False, repr=False)  # `checks` by guard name
 
 
 @frozen
@@ -66,7 +67,7 @@ class Table:
             checks = tuple((g.name, g.check) for g in guards if policy is None or not g.inert(policy))
             screened = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_SCREENED
             step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
-                        capture_suspects if screened else None)
+                        capture_suspects if screened else None, dict(checks))
             steps.setdefault((source, trigger), []).append(step)
         return cls({k: tuple(v) for k, v in steps.items()}, policy)
 
