@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from attrs import define, frozen
@@ -51,6 +51,7 @@ NAIVE_PREFIX = 100_000
 # Events pre-parsed for the hand-written FSM (parsing is not part of what it measures).
 FSM_EVENTS = 200_000
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
+_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------------ synthetic log
@@ -480,10 +481,9 @@ def per_call_ns(fn: Callable[[], object], *, rounds: int, budget: float = 0.2) -
     return statistics.median(samples)
 
 
-def timed(fn: Callable[[], int | None], rounds: int) -> tuple[float, int | None]:
+def timed(fn: Callable[[], _T], rounds: int) -> tuple[float, _T]:
     """Median seconds of `fn` over rounds (collected garbage first), and its last result."""
     samples = []
-    result = None
     for _ in range(rounds):
         gc.collect()
         start = time.perf_counter()
@@ -596,7 +596,7 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             say("(a) audit, 1 process")
             a_s, report = timed(lambda: run_audit([log.path], spec=None, workers=1), rounds)
             audit_eps = events / a_s
-            violations = len(report.violations) if report is not None else None  # type: ignore[attr-defined]
+            violations = len(report.violations)
             say("(b) audit, 2 workers")
             b_s, _ = timed(lambda: run_audit([log.path], spec=None, workers=2), rounds)
             audit2_eps = events / b_s
