@@ -13,10 +13,12 @@ sent, `apply` for every fact that comes back, `replay` for a history. No I/O, no
     (True, 25000)
 """
 
+from ._audit import AuditReport, Finding, audit
 from ._check import CheckResult, Counterexample, check_spec
 from ._codes import Code
 from ._engine import apply, decide, observe, replay
 from ._errors import (
+    AuditError,
     CapstateError,
     CommandError,
     EventError,
@@ -50,6 +52,8 @@ from ._values import (
 shipped_specs = shipped
 
 __all__ = [
+    "AuditError",
+    "AuditReport",
     "Authorize",
     "Cancel",
     "CapstateError",
@@ -64,6 +68,7 @@ __all__ = [
     "Event",
     "EventError",
     "EventType",
+    "Finding",
     "Flow",
     "IdentifierRule",
     "InvalidTransition",
@@ -90,6 +95,7 @@ __all__ = [
     "Transition",
     "Violation",
     "apply",
+    "audit",
     "check_spec",
     "decide",
     "exponent",

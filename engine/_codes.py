@@ -40,6 +40,8 @@ class Code(StrEnum):
     """A refund after the provider's refund window (Vipps: 365 days)."""
     CANCEL_AMOUNT_INVALID = "CANCEL_AMOUNT_INVALID"
     """A cancel of part of the remainder where the provider always releases all of it."""
+    OUT_OF_ORDER = "OUT_OF_ORDER"
+    """audit: an event's `at` is earlier than the previous event of the same payment in the log."""
 
     # Warnings: the command is allowed, possibly rewritten.
     PARTIAL_BECOMES_FULL = "PARTIAL_BECOMES_FULL"

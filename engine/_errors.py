@@ -70,6 +70,13 @@ class CommandError(CapstateError, ValueError):
     """A command is malformed in a way no provider could judge (wrong type, naive datetime)."""
 
 
+class AuditError(CapstateError, ValueError):
+    """An audit cannot run at all (a naive `as_of`, a spec that is neither a Spec nor a name).
+
+    A bad log line is never an AuditError: it is a LOG_MALFORMED finding and the audit goes on.
+    """
+
+
 class InvalidTransition(CapstateError):
     """The caller applied an event that the spec says cannot happen. The payment is unchanged.
 

@@ -5,7 +5,8 @@ payment, the event being judged, the resolved amount and the policy, and nothing
 
 - A **guard** says whether a transition is legal. It returns None, or the Violation that refuses it.
   Its message shows the arithmetic, because "capture 800 > capturable 750 = authorized 1000 - captured
-  250" is something a payment engineer can act on and "invalid amount" is not.
+  250" is something a payment engineer can act on and "invalid amount" is not. The guards on common
+  refusal paths leave that message to be formatted on first read (`deferred_violation`).
 - A **route** chooses between transitions of one trigger from one state (Vipps: a partial capture
   stays `authorized`, a capture of the rest goes to `captured`). Routes of one group partition every
   case, so exactly one transition of a group matches; that is what lets the compiled table and the
@@ -15,6 +16,8 @@ payment, the event being judged, the resolved amount and the policy, and nothing
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 from attrs import frozen
 
@@ -22,10 +25,29 @@ from ._codes import Code
 from ._money import fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import Event, EventType, Flow, Payment, Violation
+from ._values import EventType, Flow, Payment, Violation, deferred_violation
 
-GuardFn = Callable[[Payment, Event, int, Policy, bool], Violation | None]
-RouteFn = Callable[[Payment, Event, int], bool]
+
+class Fact(Protocol):
+    """What guards and routes read of the event being judged. An `Event` is one; `decide` passes a
+    lighter stand-in, because building a frozen Event it may never need costs more than the guards."""
+
+    @property
+    def type(self) -> EventType: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def amount(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def flow(self) -> Flow | None: ...
+
+
+GuardFn = Callable[[Payment, Fact, int, Policy, bool], Violation | None]
+RouteFn = Callable[[Payment, Fact, int], bool]
 
 CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
 _OPS = {t: str(t.value) for t in EventType} | {
@@ -38,12 +60,20 @@ def op_of(etype: EventType) -> str:
     return _OPS[etype]
 
 
+def _never_inert(policy: Policy) -> bool:
+    return False
+
+
 @frozen
 class Guard:
+    """A named guard. `inert(policy)` is True when, under that policy, the guard can never fail
+    whatever the payment and event; the compiled table then leaves it out of the hot path."""
+
     name: str
     code: Code
     check: GuardFn
     doc: str
+    inert: Callable[[Policy], bool] = _never_inert
 
 
 @frozen
@@ -54,23 +84,28 @@ class Route:
     doc: str
 
 
-def room(p: Payment, e: Event) -> int:
+# Module constants: an enum member looked up on its class costs a slow attribute access each time.
+_CAPTURED = EventType.CAPTURED
+_AUTOMATIC = Flow.AUTOMATIC
+
+
+def room(p: Payment, e: Fact) -> int:
     """What a capture may still take. A `captured` event settles the capture in flight, so the
     pending amount is room for it; anything else must leave the pending amount alone."""
     base = p.authorized - p.captured - p.cancelled
-    return base if e.type is EventType.CAPTURED else base - p.pending
+    return base if e.type is _CAPTURED else base - p.pending
 
 
-def room_arithmetic(p: Payment, e: Event, pol: Policy) -> str:
-    terms = [f"authorized {p.authorized}", f"- captured {p.captured}"]
+def room_arithmetic(p: Payment, e: Fact, pol: Policy) -> str:
+    text = f"authorized {p.authorized} - captured {p.captured}"
     if p.cancelled:
-        terms.append(f"- cancelled {p.cancelled}")
-    if p.pending and e.type is not EventType.CAPTURED:
-        terms.append(f"- pending {p.pending}")
+        text += f" - cancelled {p.cancelled}"
+    if p.pending and e.type is not _CAPTURED:
+        text += f" - pending {p.pending}"
     allowance = pol.allowance(p.authorized)
     if allowance:
-        terms.append(f"+ over-capture allowance {allowance}")
-    return " ".join(terms)
+        text += f" + over-capture allowance {allowance}"
+    return text
 
 
 def _in_major(currency: str | None, amount: int, limit: int) -> str:
@@ -87,35 +122,35 @@ def _v(code: Code, message: str) -> Violation:
 # ------------------------------------------------------------------------------------------- guards
 
 
-def amount_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = p.currency or e.currency or "*"
-    what = op_of(e.type)
     if amount <= 0:
         if e.amount is None:
-            return _v(Code.AMOUNT_INVALID, f"nothing left to {what}: amount resolves to {amount}")
-        return _v(Code.AMOUNT_INVALID, f"{what} amount must be a positive integer of minor units, got {amount}")
+            return _v(Code.AMOUNT_INVALID, f"nothing left to {op_of(e.type)}: amount resolves to {amount}")
+        return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} amount must be a positive integer of minor units, "
+                                       f"got {amount}")
     low = pol.min_amount(currency)
     if amount < low:
-        return _v(Code.AMOUNT_INVALID, f"{what} {amount} < minimum {low} {currency} minor units")
+        return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} < minimum {low} {currency} minor units")
     if pol.amount_max is not None and amount > pol.amount_max:
-        return _v(Code.AMOUNT_INVALID, f"{what} {amount} > maximum {pol.amount_max} minor units")
+        return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} > maximum {pol.amount_max} minor units")
     if pol.amount_format is not None and e.amount is not None and currency != "*":
         precision, scale = pol.amount_format
         why = fits_decimal(amount, currency, precision, scale)
         if why:
-            return _v(Code.AMOUNT_INVALID, f"{what} {amount} is not representable as decimal"
+            return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} is not representable as decimal"
                                            f"({precision},{scale}) in major units: {why}")
     return None
 
 
-def currency_matches(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def currency_matches(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if e.currency is not None and p.currency is not None and e.currency != p.currency:
         return _v(Code.CURRENCY_MISMATCH, f"{op_of(e.type)} in {e.currency}, but the payment was authorized "
                                           f"in {p.currency}")
     return None
 
 
-def currency_supported(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def currency_supported(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = e.currency or p.currency
     if pol.currencies is not None and currency not in pol.currencies:
         return _v(Code.CURRENCY_UNSUPPORTED, f"{currency} is not one of the provider's currencies "
@@ -123,12 +158,12 @@ def currency_supported(p: Payment, e: Event, amount: int, pol: Policy, command: 
     return None
 
 
-def reference_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def reference_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     why = pol.reference.problem(p.reference)
     return _v(Code.REFERENCE_INVALID, f"payment reference {why}") if why else None
 
 
-def key_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def key_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     # Only requests carry the duty to send a key; logged facts often lack one (Vipps webhooks' key
     # is nullable), so this guard judges commands only.
     if not command or pol.idempotency == "none":
@@ -141,7 +176,7 @@ def key_valid(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> 
     return _v(Code.IDEMPOTENCY_KEY_REQUIRED, f"idempotency key {why}") if why else None
 
 
-def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if e.key is None:
         return None
     op = op_of(e.type)
@@ -167,33 +202,40 @@ def key_unique(p: Payment, e: Event, amount: int, pol: Policy, command: bool) ->
     return None
 
 
-def not_expired(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def not_expired(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     expires = p.expires_at
     if expires is not None and e.at >= expires:
-        assert p.authorized_at is not None and p.validity is not None
-        return _v(Code.AUTHORIZATION_EXPIRED,
-                  f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
-                  f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
-                  + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""))
+        return deferred_violation(Code.AUTHORIZATION_EXPIRED, (_expired_message, p, e, expires))
     return None
 
 
-def manual_flow(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
-    if p.flow is Flow.AUTOMATIC:
+def _expired_message(p: Payment, e: Fact, expires: datetime) -> tuple[str]:
+    assert p.authorized_at is not None and p.validity is not None
+    return (f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
+            f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
+            + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""),)
+
+
+def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
+    if p.flow is _AUTOMATIC:
         return _v(Code.AUTOMATIC_CAPTURE_FLOW, "the payment was authorized in an automatic-capture flow, "
                                               "which refuses manual captures")
     return None
 
 
-def within_capturable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
-    limit = room(p, e) + pol.allowance(p.authorized)
+def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
+    limit = room(p, e) + (pol.allowance(p.authorized) if pol.over_capture_percent else 0)
     if amount > limit:
-        return _v(Code.EXCEEDS_CAPTURABLE, f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
-                                           f"{_in_major(p.currency, amount, limit)}")
+        return deferred_violation(Code.EXCEEDS_CAPTURABLE, (_exceeds_message, p, e, amount, limit, pol))
     return None
 
 
-def partial_allowed(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def _exceeds_message(p: Payment, e: Fact, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
+            f"{_in_major(p.currency, amount, limit)}",)
+
+
+def partial_allowed(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     full = room(p, e)
     if pol.partial_capture == "no" and amount < full:
         return _v(Code.PARTIAL_CAPTURE_UNSUPPORTED,
@@ -201,27 +243,27 @@ def partial_allowed(p: Payment, e: Event, amount: int, pol: Policy, command: boo
     return None
 
 
-def below_max_captures(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def below_max_captures(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.max_captures is not None and p.capture_count >= pol.max_captures:
         return _v(Code.MULTIPLE_CAPTURES_UNSUPPORTED,
                   f"{p.capture_count} capture(s) already made; the provider allows {pol.max_captures}")
     return None
 
 
-def nothing_cancelled(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def nothing_cancelled(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.cancelled:
         return _v(Code.REMAINDER_CANCELLED, f"the remainder was released (cancelled {p.cancelled}); "
                                             f"nothing can be captured after a cancel")
     return None
 
 
-def nothing_in_flight(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def nothing_in_flight(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.pending:
         return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending")
     return None
 
 
-def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def outcome_only(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     # The provider's answer settles a capture in flight; a new capture command must wait for it.
     if command:
         return _v(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending; wait for its outcome "
@@ -229,22 +271,25 @@ def outcome_only(p: Payment, e: Event, amount: int, pol: Policy, command: bool) 
     return None
 
 
-def within_refundable(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def within_refundable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
-        return _v(Code.REFUND_EXCEEDS_CAPTURED,
-                  f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
-                  f"{_in_major(p.currency, amount, p.refundable)}")
+        return deferred_violation(Code.REFUND_EXCEEDS_CAPTURED, (_over_refund_message, p, amount))
     return None
 
 
-def below_max_refunds(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def _over_refund_message(p: Payment, amount: int) -> tuple[str]:
+    return (f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
+            f"{_in_major(p.currency, amount, p.refundable)}",)
+
+
+def below_max_refunds(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.max_refunds is not None and p.refund_count >= pol.max_refunds:
         return _v(Code.MULTIPLE_REFUNDS_UNSUPPORTED,
                   f"{p.refund_count} refund(s) already made; the provider allows {pol.max_refunds}")
     return None
 
 
-def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def within_refund_window(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if pol.refund_window is None or p.authorized_at is None:
         return None
     closes = p.authorized_at + pol.refund_window
@@ -254,7 +299,7 @@ def within_refund_window(p: Payment, e: Event, amount: int, pol: Policy, command
     return None
 
 
-def cancels_whole_remainder(p: Payment, e: Event, amount: int, pol: Policy, command: bool) -> Violation | None:
+def cancels_whole_remainder(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     whole = max(p.capturable, 0)
     if e.amount is not None and e.amount != whole:
         return _v(Code.CANCEL_AMOUNT_INVALID, f"cancel {e.amount} != remainder {whole}; the provider always "
@@ -268,11 +313,12 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("currency_matches", Code.CURRENCY_MISMATCH, currency_matches,
           "the currency, when given, equals the authorized currency"),
     Guard("currency_supported", Code.CURRENCY_UNSUPPORTED, currency_supported,
-          "the provider takes this currency"),
+          "the provider takes this currency", lambda pol: pol.currencies is None),
     Guard("reference_valid", Code.REFERENCE_INVALID, reference_valid,
           "the payment reference obeys the provider's length and charset rules"),
     Guard("key_valid", Code.IDEMPOTENCY_KEY_REQUIRED, key_valid,
-          "a required idempotency key is present and well-formed (commands only)"),
+          "a required idempotency key is present and well-formed (commands only)",
+          lambda pol: pol.idempotency == "none"),
     Guard("key_unique", Code.IDEMPOTENCY_KEY_CONFLICT, key_unique,
           "an idempotency key is never reused with other parameters, nor succeeds twice"),
     Guard("not_expired", Code.AUTHORIZATION_EXPIRED, not_expired,
@@ -282,9 +328,9 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("within_capturable", Code.EXCEEDS_CAPTURABLE, within_capturable,
           "amount <= authorized - captured - cancelled - pending (+ allowance)"),
     Guard("partial_allowed", Code.PARTIAL_CAPTURE_UNSUPPORTED, partial_allowed,
-          "a partial amount only where the provider captures part"),
+          "a partial amount only where the provider captures part", lambda pol: pol.partial_capture != "no"),
     Guard("below_max_captures", Code.MULTIPLE_CAPTURES_UNSUPPORTED, below_max_captures,
-          "fewer captures so far than max_captures"),
+          "fewer captures so far than max_captures", lambda pol: pol.max_captures is None),
     Guard("nothing_cancelled", Code.REMAINDER_CANCELLED, nothing_cancelled,
           "no remainder has been released"),
     Guard("nothing_in_flight", Code.CAPTURE_IN_FLIGHT, nothing_in_flight,
@@ -294,12 +340,67 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("within_refundable", Code.REFUND_EXCEEDS_CAPTURED, within_refundable,
           "amount <= captured - refunded"),
     Guard("below_max_refunds", Code.MULTIPLE_REFUNDS_UNSUPPORTED, below_max_refunds,
-          "fewer refunds so far than max_refunds"),
+          "fewer refunds so far than max_refunds", lambda pol: pol.max_refunds is None),
     Guard("within_refund_window", Code.REFUND_WINDOW_EXPIRED, within_refund_window,
-          "the refund window since authorization has not passed"),
+          "the refund window since authorization has not passed", lambda pol: pol.refund_window is None),
     Guard("cancels_whole_remainder", Code.CANCEL_AMOUNT_INVALID, cancels_whole_remainder,
           "a cancel amount, when given, is the whole remainder"),
 )}
+
+
+# ----------------------------------------------------------------------------- capture fast path
+
+# The guards `capture_suspects` screens. A capture step whose guards are all among them runs only the
+# guards the screen cannot clear: none for a well-formed capture, usually one for a refused one.
+CAPTURE_SCREENED = frozenset({"key_valid", "key_unique", "amount_valid", "currency_matches", "not_expired",
+                              "nothing_cancelled", "nothing_in_flight", "below_max_captures", "partial_allowed",
+                              "within_capturable", "manual_flow"})
+
+
+def capture_suspects(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> list[str]:
+    """The guards of CAPTURE_SCREENED that might refuse this capture; empty when none can.
+
+    Each test is a sufficient condition for the guard named beside it to pass, so a guard left out can
+    never fail; a guard named may still pass, and the guard itself then judges (and explains). Its worst
+    mistake would be a missed violation, which the differential test (table, which screens, against the
+    transitions Machine, which runs every guard) is there to catch.
+    """
+    suspects: list[str] = []
+    if p.cancelled:
+        suspects.append("nothing_cancelled")
+    if p.pending:
+        suspects.append("nothing_in_flight")
+    if p.flow is _AUTOMATIC:
+        suspects.append("manual_flow")
+    currency = p.currency
+    if e.currency is not None and currency is not None and e.currency != currency:
+        suspects.append("currency_matches")
+    key = e.key
+    if key is not None:
+        for use in p.keys:  # a key used before needs the full judgement
+            if use.key == key:
+                suspects.append("key_unique")
+                break
+        if command and pol.idempotency != "none" and pol.idempotency_key.problem(key) is not None:
+            suspects.append("key_valid")
+    elif command and pol.idempotency == "required":
+        suspects.append("key_valid")
+    left = room(p, e)
+    if amount > left:  # the over-capture allowance only widens the limit
+        suspects.append("within_capturable")
+    if pol.partial_capture == "no" and amount < left:
+        suspects.append("partial_allowed")
+    in_currency = currency or e.currency or "*"  # as amount_valid picks it
+    fmt = pol.amount_format
+    if (amount <= 0 or amount < pol.min_amount(in_currency) or (pol.amount_max is not None and amount > pol.amount_max)
+            or (fmt is not None and e.amount is not None and in_currency != "*"
+                and fits_decimal(amount, in_currency, *fmt))):
+        suspects.append("amount_valid")
+    if pol.max_captures is not None and p.capture_count >= pol.max_captures:
+        suspects.append("below_max_captures")
+    if p.validity is not None and p.authorized_at is not None and e.at >= p.authorized_at + p.validity:
+        suspects.append("not_expired")
+    return suspects
 
 
 # ------------------------------------------------------------------------------------------- routes

@@ -70,7 +70,12 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
     if type(minor) is not int:
         raise TypeError(f"money is integer minor units, got {type(minor).__name__} {minor!r}")
     exp = exponent(currency)
-    places = exp if places is None else places
+    if places is None or places == exp:
+        # The common case (every violation message that shows money): no digits to add or drop.
+        if not exp:
+            return str(minor)
+        digits = str(-minor if minor < 0 else minor).rjust(exp + 1, "0")
+        return f"{'-' if minor < 0 else ''}{digits[:-exp]}.{digits[-exp:]}"
     sign = "-" if minor < 0 else ""
     digits = str(abs(minor)).rjust(exp + 1, "0")
     whole, frac = (digits[:-exp], digits[-exp:]) if exp else (digits, "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +34,25 @@ class PolicyValueError(ValueError):
         super().__init__(message)
 
 
+_compiled = cache(re.compile)
+
+
+@cache
+def _acceptor(pattern: str | None) -> re.Pattern[str] | None:
+    """One regex that matches exactly the values free of control characters that fully match
+    `pattern`: the passing case of `problem` in a single C call. None if the pattern cannot be
+    wrapped (a global flag such as (?i) must stay first); `problem` then takes the long way."""
+    body = ".*" if pattern is None else f"(?:{pattern})"
+    try:
+        return re.compile(rf"(?=[^{_CONTROL.pattern[1:-1]}]*\Z){body}", re.DOTALL)
+    except re.error:
+        return None
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "..."
+
+
 @frozen
 class IdentifierRule:
     """Length and charset rules for a reference, a provider id or an idempotency key."""
@@ -43,17 +63,23 @@ class IdentifierRule:
 
     def problem(self, value: object) -> str | None:
         """None when `value` obeys the rule, otherwise why not (never echoing a huge value)."""
+        # decide() checks every key on its hot path, so the passing case is one length test and one
+        # match; only a value that fails is examined rule by rule for the message.
+        if type(value) is str and self.min_length <= len(value) and (
+                self.max_length is None or len(value) <= self.max_length):
+            accept = _acceptor(self.pattern)
+            if accept is not None and accept.fullmatch(value):
+                return None
         if not isinstance(value, str):
             return f"must be a string, got {type(value).__name__}"
-        shown = value if len(value) <= 60 else value[:57] + "..."
         if len(value) < self.min_length:
-            return f"{shown!r} is shorter than {self.min_length} characters"
+            return f"{_shown(value)!r} is shorter than {self.min_length} characters"
         if self.max_length is not None and len(value) > self.max_length:
             return f"is {len(value)} characters, more than {self.max_length}"
         if _CONTROL.search(value):
-            return f"{shown!r} contains a control character"
-        if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            return f"{shown!r} does not match {self.pattern}"
+            return f"{_shown(value)!r} contains a control character"
+        if self.pattern is not None and not _compiled(self.pattern).fullmatch(value):
+            return f"{_shown(value)!r} does not match {self.pattern}"
         return None
 
     def describe(self) -> str:
@@ -109,7 +135,8 @@ class Policy:
         return table.get(currency, table.get("*"))
 
     def min_amount(self, currency: str) -> int:
-        return self.amount_min.get(currency, self.amount_min.get("*", 1))
+        found = self.amount_min.get(currency)  # the fallback is looked up only when needed (hot path)
+        return found if found is not None else self.amount_min.get("*", 1)
 
     def allowance(self, authorized: int) -> int:
         """How far captures may exceed the authorization, in minor units (rounded down)."""

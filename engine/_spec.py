@@ -192,7 +192,13 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
 
 def _with_overrides(spec: Spec, overrides: Mapping[str, Any]) -> Spec:
     policy = apply_overrides(spec.policy, overrides, file=spec.file)
-    return evolve(spec, policy=policy)
+    # The table's checks are specialized to a policy, so a new policy needs its own table.
+    return evolve(spec, policy=policy, table=compile_table(spec.transitions, policy))
+
+
+def compile_table(transitions: tuple[Transition, ...], policy: Policy) -> Table:
+    """The hot path's table for these transitions under this policy."""
+    return Table.compile(((t.trigger, t.source, t.dest, t.when, t.guards) for t in transitions), policy)
 
 
 def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str = "<overrides>") -> Policy:
@@ -297,7 +303,7 @@ class _Loader:
         self.check_capture_mode(policy, transitions)
         if overrides:
             policy = apply_overrides(policy, overrides, file=self.file)
-        table = Table.compile((t.trigger, t.source, t.dest, t.when, t.guards) for t in transitions)
+        table = compile_table(transitions, policy)
         return Spec(name, title, doc, self.file, initial, tuple(states), frozenset(terminal), transitions,
                     policy, table)
 

@@ -1,4 +1,4 @@
-"""The `capstate` command: providers, spec, validate and capture.
+"""The `capstate` command: providers, spec, validate, capture, simulate, check, diagram, audit and bench.
 
 Exit codes: 0 success (validate: the capture is allowed), 1 validate refused the capture, 2 bad input
 of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option);
@@ -21,6 +21,8 @@ from .._engine import decide
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .._values import Capture
+from . import audit as audit_cli
+from . import bench as bench_cli
 from . import check as check_cli
 from . import diagram as diagram_cli
 from . import payloads, render
@@ -134,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
     diagram_cli.configure(diagram)
     add_sets(diagram)
+
+    audit = add("audit", "replay histories and report every breach of the provider's policy "
+                         "(exit 0 clean, 1 violations, 2 bad input)")
+    audit_cli.configure(audit)
+    add_sets(audit)
+
+    bench = add("bench", "measure audit throughput, decide() latency and memory against baselines "
+                         "(a report: exit 0 even when a target is missed)")
+    bench_cli.add_arguments(bench)
     return parser
 
 
@@ -188,7 +199,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture,
-            "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run}
+            "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run,
+            "audit": audit_cli.cmd_audit, "bench": bench_cli.cmd_bench}
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -1,0 +1,487 @@
+"""Auditing histories: every event goes through `observe`, and every breach is reported with its evidence.
+
+`observe` is the rule source, so an audit and `decide` never disagree about a rule. The audit adds only
+what a single event cannot show: a malformed line (LOG_MALFORMED), an event stamped before the previous
+event of its payment (OUT_OF_ORDER), and a remainder held on the card until the authorization lapsed
+(DANGLING_AUTHORIZATION). A second success under one idempotency key is `observe`'s DUPLICATE_CAPTURE.
+
+Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps its Payment,
+the `at`, line and stream position of its latest event:
+- payments that can still move money (not in a terminal state, or with a capture in flight) are kept
+  until the end, because DANGLING_AUTHORIZATION is judged on them there;
+- payments in a terminal state are remembered for `settled_window` lines of input after their latest
+  event (default 250,000). Inside the window they stay exact: a late refund, a capture after a cancel
+  or a duplicate capture under an old key is judged against the whole Payment. Past it the payment is
+  forgotten, and a later event for it is judged as the first event of an unknown payment (like a log
+  that starts mid-history: NOT_AUTHORIZED, and it counts as a payment again).
+The window is counted in input lines, not in payments, so whether a payment is remembered depends on
+its own events only: a partition of a parallel run decides exactly as a single process does, and the
+output stays byte-identical whatever the window. Keeping less per settled payment (a state code only)
+would make exactly the late events an audit exists for report the wrong code.
+
+Nothing here reads a file or a clock: lines come in as bytes, str, dicts or Events, with their line
+number and file name, and time is the events' own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from attrs import field, frozen
+
+from ._codes import Code
+from ._engine import observe
+from ._errors import AuditError, EventError
+from ._money import to_major_string
+from ._policy import POLICY_PARSERS
+from ._spec import Spec, _with_overrides, load_spec, shipped
+from ._time import format_instant, parse_instant
+from ._values import Event, EventType, Payment
+
+DEFAULT_SETTLED_WINDOW = 250_000
+# A message quotes what it found in the line; a garbage line must not turn the report into garbage.
+_MAX_MESSAGE = 300
+_EXPIRED = EventType.EXPIRED
+_FIRST_YEAR, _LAST_YEAR = 2, 9997
+_CANCELLED = EventType.CANCELLED
+_loads = orjson.loads
+_from_dict = Event.from_dict
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+@frozen
+class Finding:
+    """One breach: which payment, where in which file, the code, the evidence and when it happened.
+
+    `payment` is None for a line too broken to name one; `at` is the RFC 3339 instant (UTC) of the
+    event, or of the lapse for DANGLING_AUTHORIZATION, and None when the line has no readable time.
+    """
+
+    payment: str | None
+    line: int
+    file: str
+    code: Code
+    message: str
+    at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"payment": self.payment, "line": self.line, "file": self.file, "code": self.code.value,
+                "message": self.message, "at": self.at}
+
+
+@frozen
+class AuditReport:
+    """What an audit found. `violations` are sorted by file (in input order), line, then code.
+
+    `provider` is the spec's name when one spec judged every event, else None. `events` counts valid
+    events, `payments` the payments they named. `as_of` is the instant DANGLING_AUTHORIZATION was judged at.
+    """
+
+    provider: str | None
+    events: int
+    payments: int
+    violations: tuple[Finding, ...]
+    counts: Mapping[str, int]
+    as_of: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `capstate audit --json` object."""
+        return {"provider": self.provider, "events": self.events, "payments": self.payments,
+                "violations": [f.to_dict() for f in self.violations], "counts": dict(self.counts)}
+
+
+@frozen
+class Dangling:
+    """A payment that may have held its remainder until it lapsed; judged once `as_of` is known."""
+
+    payment: str
+    file: str
+    line: int
+    provider: str
+    currency: str | None
+    authorized: int
+    remainder: int
+    authorized_at: datetime
+    expires_at: datetime
+
+
+@frozen
+class Partial:
+    """One auditor's result before the end-of-input judgement: what parallel runs send back to merge."""
+
+    findings: list[Finding]
+    events: int
+    payments: int
+    providers: frozenset[str]
+    latest: datetime | None
+    dangling: list[Dangling] = field(factory=list)
+
+
+class _Track:
+    """Per payment: its aggregate and where its latest event was. Mutated in place (one per payment).
+
+    `pos` is the event's position in the whole input (lines of earlier files plus the line), which
+    every partition of a parallel run counts alike.
+    """
+
+    __slots__ = ("at", "file", "line", "payment", "pos")
+
+    def __init__(self, payment: Payment, at: datetime, line: int, file: str, pos: int):
+        self.payment = payment
+        self.at = at
+        self.line = line
+        self.file = file
+        self.pos = pos
+
+
+def overrides_for(name: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The overrides that apply to the spec `name`: unprefixed keys, and keys prefixed with `name.`
+    (`hellgate.authorization_validity`). Keys prefixed with another provider's name are left out."""
+    out: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        head, dot, rest = str(key).partition(".")
+        if dot and head not in POLICY_PARSERS:
+            if head == name:
+                out[rest] = value
+            continue
+        out[str(key)] = value
+    return out
+
+
+def resolve_spec(spec: Spec | str | None, overrides: Mapping[str, Any] | None = None) -> Spec | None:
+    """A Spec from a Spec, a shipped name or a path, with the overrides that apply to it."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    if not isinstance(spec, Spec):
+        raise AuditError(f"spec must be a Spec, a shipped name or a path, got {type(spec).__name__}")
+    mine = overrides_for(spec.name, overrides)
+    return _with_overrides(spec, mine) if mine else spec
+
+
+def parse_as_of(as_of: datetime | str | None) -> datetime | None:
+    if as_of is None:
+        return None
+    if isinstance(as_of, str):
+        try:
+            return parse_instant(as_of)
+        except ValueError as exc:
+            raise AuditError(f"as_of: {exc}") from None
+    if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
+        raise AuditError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+    return as_of
+
+
+def _place(track: _Track, file: str) -> str:
+    return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+class Auditor:
+    """The streaming audit of one stream of lines (or one partition of it).
+
+    `feed(item, line, file, pos)` for each line in order (`pos` increasing; default: the line), then
+    `partial()`; `merge` turns partials into the report. `spec` None means each payment's first event
+    names its provider. `settled_window` is how many lines a payment in a terminal state is remembered
+    after its latest event.
+    """
+
+    def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
+                 settled_window: int = DEFAULT_SETTLED_WINDOW):
+        if settled_window < 0:
+            raise AuditError(f"settled_window must be >= 0, got {settled_window}")
+        self._spec = spec
+        self._overrides = overrides
+        self._window = settled_window
+        self._specs: dict[str | None, Spec | str] = {}
+        self._cancellable: dict[tuple[int, str], bool] = {}
+        self._live: dict[str, _Track] = {}
+        # Ordered by the position of each payment's latest event, oldest first, so that forgetting is
+        # popping from the front (O(1); a plain dict's front deletions rescan its dead slots).
+        self._settled: OrderedDict[str, _Track] = OrderedDict()
+        self._providers: set[str] = set()
+        self.findings: list[Finding] = []
+        self.events = 0
+        self.payments = 0
+        self.latest: datetime | None = None
+
+    # ------------------------------------------------------------------------------------ input
+
+    def feed(self, item: bytes | str | Mapping[str, Any] | Event, line: int, file: str, pos: int = -1) -> None:
+        """Audit one line: raw JSON (bytes or str), a decoded object, or an Event. Never raises for
+        bad input; a blank line is skipped. `pos` is the line's position in the whole input."""
+        kind = type(item)
+        if kind is bytes or kind is str or isinstance(item, bytes | str):
+            try:
+                obj = _loads(item)  # type: ignore[arg-type]
+            except _JSONDecodeError as exc:
+                if not item.strip():  # type: ignore[union-attr]
+                    return
+                self.malformed(line, file, f"not valid JSON ({exc})")
+                return
+            # The common path, inlined: one call per line fewer than going through feed_object.
+            try:
+                event = _from_dict(obj)
+            except EventError as exc:
+                self._invalid(obj, exc, line, file)
+                return
+            self._judge(event, line, file, line if pos < 0 else pos)
+        elif kind is Event:
+            self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
+        else:
+            self.feed_object(item, line, file, pos)
+
+    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
+        """Audit one decoded JSON value (what `feed` does after parsing)."""
+        try:
+            event = _from_dict(obj)
+        except EventError as exc:
+            self._invalid(obj, exc, line, file)
+            return
+        self._judge(event, line, file, line if pos < 0 else pos)
+
+    def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
+        """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
+        payment = at = None
+        if isinstance(obj, dict):
+            raw_payment, raw_at = obj.get("payment"), obj.get("at")
+            payment = raw_payment if isinstance(raw_payment, str) and raw_payment else None
+            if isinstance(raw_at, str):
+                try:
+                    at = format_instant(parse_instant(raw_at))
+                except (ValueError, OverflowError):
+                    at = None
+        self.malformed(line, file, f"not a valid event: {exc}", payment, at)
+
+    def malformed(self, line: int, file: str, message: str, payment: str | None = None,
+                  at: str | None = None) -> None:
+        """Record a line that could not be audited (LOG_MALFORMED)."""
+        self.findings.append(Finding(payment, line, file, Code.LOG_MALFORMED, _clip(message), at))
+
+    # ---------------------------------------------------------------------------------- judging
+
+    def _spec_of(self, provider: str | None) -> Spec | str:
+        """The spec for a payment's first event, or why there is none (a message)."""
+        found = self._specs.get(provider)
+        if found is not None:
+            return found
+        if provider is None:
+            found = "no provider: the event names none and the audit was given no spec (--provider)"
+        elif provider not in shipped():
+            found = f"provider {_clip(repr(provider))} is not a shipped spec ({', '.join(shipped())})"
+        else:
+            # A bad override is the caller's error, not the line's: SpecError propagates.
+            found = load_spec(provider, overrides_for(provider, self._overrides) or None)
+        self._specs[provider] = found
+        return found
+
+    def _judge(self, event: Event, line: int, file: str, pos: int) -> None:
+        at = event.at
+        if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
+            # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
+            # instant out of what datetime can hold or compare; no real payment lives there.
+            self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
+                                       f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
+            return
+        self.events += 1
+        latest = self.latest
+        if latest is None or at > latest:
+            self.latest = at
+        ref = event.payment
+        live = self._live
+        track = live.get(ref)
+        settled = False
+        if track is None:
+            track = self._settled.get(ref)
+            if track is not None:
+                if pos - track.pos > self._window:
+                    # Past the window: forgotten, whether or not memory was already reclaimed.
+                    del self._settled[ref]
+                    track = None
+                else:
+                    settled = True
+        provider = event.provider
+        if track is None:
+            spec = self._spec
+            if spec is None:
+                found = self._spec_of(provider)
+                if isinstance(found, str):
+                    self.malformed(line, file, found, ref, format_instant(at))
+                    return
+                spec = found
+            elif provider is not None and provider != spec.name:
+                self.malformed(line, file, f"event from provider {_clip(repr(provider))}, but the audit's "
+                                           f"spec is {spec.name!r}", ref, format_instant(at))
+                return
+            self._providers.add(spec.name)
+            self.payments += 1
+            payment = Payment.new(spec, ref)
+            track = _Track(payment, at, line, file, pos)
+            live[ref] = track
+        else:
+            payment = track.payment
+            if provider is not None and provider != payment.spec.name:
+                self.malformed(line, file, f"event from provider {_clip(repr(provider))} for a payment audited "
+                                           f"under {payment.spec.name!r} since line {track.line}",
+                               ref, format_instant(at))
+                return
+            if at < track.at:
+                self.findings.append(Finding(
+                    ref, line, file, Code.OUT_OF_ORDER,
+                    f"{event.type.value} at {format_instant(at)} is earlier than the payment's previous event "
+                    f"at {format_instant(track.at)} ({_place(track, file)}); applied in file order",
+                    format_instant(at)))
+        try:
+            after, violations = observe(payment, event)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            # A fact the engine cannot even count (it never happens with valid events) is reported, and
+            # the payment stays as it was, so the rest of the audit is unaffected.
+            self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
+            return
+        if violations:
+            stamp = format_instant(at)
+            what = event.type.value if event.amount is None else f"{event.type.value} {event.amount}"
+            for v in violations:
+                self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
+        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment):
+            self.findings.append(self._lapsed(payment, line, file, at))
+        track.payment = after
+        track.at = at
+        track.line = line
+        track.file = file
+        track.pos = pos
+        terminal = after.state in after.spec.terminal and not after.pending
+        if terminal:
+            settled_map = self._settled
+            if settled:
+                settled_map.move_to_end(ref)
+            else:
+                del live[ref]
+                settled_map[ref] = track
+            self._forget_before(pos - self._window)
+        elif settled:
+            del self._settled[ref]
+            live[ref] = track
+
+    def _forget_before(self, limit: int) -> None:
+        """Reclaim the settled payments whose latest event is more than the window behind."""
+        settled_map = self._settled
+        while settled_map:
+            oldest = next(iter(settled_map.values()))
+            if oldest.pos >= limit:
+                return
+            settled_map.popitem(last=False)
+
+    def _can_cancel(self, p: Payment) -> bool:
+        """Whether the merchant could have released the remainder from this state with a cancel."""
+        key = (id(p.spec), p.state)
+        known = self._cancellable.get(key)
+        if known is None:
+            known = self._cancellable[key] = bool(p.spec.table.candidates(p.state, _CANCELLED))
+        return known
+
+    def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
+        """DANGLING_AUTHORIZATION for an `expired` event: the log itself records the lapse."""
+        held = _money(p.capturable, p.currency)
+        since = format_instant(p.authorized_at) if p.authorized_at else "?"
+        return Finding(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
+                       f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
+                       f"released and lapsed at {format_instant(at)}; {p.spec.name} releases it with a cancel",
+                       format_instant(at))
+
+    # ------------------------------------------------------------------------------------ output
+
+    def partial(self) -> Partial:
+        """The findings so far and the payments that may dangle; call once, after the last line."""
+        dangling = []
+        # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
+        # so the shipped specs can release nothing there; and judging settled payments would depend on
+        # which of them a partition still holds, breaking byte-identical parallel output.
+        for ref, track in self._live.items():
+            p = track.payment
+            if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
+                continue
+            try:
+                expires = p.authorized_at + p.validity
+            except OverflowError:  # a validity override of millennia: it never lapses
+                continue
+            dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
+                                     p.capturable, p.authorized_at, expires))
+        return Partial(self.findings, self.events, self.payments, frozenset(self._providers), self.latest, dangling)
+
+
+def _money(amount: int, currency: str | None) -> str:
+    if currency is None:
+        return str(amount)
+    return f"{amount} ({currency} {to_major_string(amount, currency)})"
+
+
+def _judge_dangling(d: Dangling, as_of: datetime) -> Finding:
+    return Finding(d.payment, d.line, d.file, Code.DANGLING_AUTHORIZATION,
+                   f"the remainder {_money(d.remainder, d.currency)} of {d.authorized} authorized at "
+                   f"{format_instant(d.authorized_at)} was never captured nor released; the authorization "
+                   f"lapsed at {format_instant(d.expires_at)} (judged at {format_instant(as_of)}); "
+                   f"{d.provider} releases it with a cancel", format_instant(d.expires_at))
+
+
+def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
+          files: Sequence[str] = (), provider: str | None = None) -> AuditReport:
+    """One report from the partials of one input (one or several partitions of it).
+
+    `as_of` defaults to the latest `at` over all partials. `files` gives the order of the input files,
+    which the violations follow; `provider` is the audit's spec name when it was given one.
+    """
+    parts = list(partials)
+    when = parse_as_of(as_of)
+    if when is None:
+        latest = [p.latest for p in parts if p.latest is not None]
+        when = max(latest) if latest else None
+    findings = [f for p in parts for f in p.findings]
+    if when is not None:
+        findings.extend(_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when)
+    rank = {name: i for i, name in reversed(list(enumerate(files)))}
+    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, f.code.value, f.message,
+                                 f.payment or ""))
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.code.value] = counts.get(f.code.value, 0) + 1
+    providers = frozenset().union(*(p.providers for p in parts)) if parts else frozenset()
+    if provider is None and len(providers) == 1:
+        provider = next(iter(providers))
+    return AuditReport(provider, sum(p.events for p in parts), sum(p.payments for p in parts), tuple(findings),
+                       dict(sorted(counts.items())), format_instant(when) if when is not None else None)
+
+
+def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec | str | None = None, *,
+          as_of: datetime | str | None = None, overrides: Mapping[str, Any] | None = None,
+          source: str = "-") -> AuditReport:
+    """Audit a history: one pass over `lines` (raw JSONL lines, decoded objects or Events).
+
+    `spec` is a Spec, a shipped name or a path; None lets each payment's first event pick its spec by
+    its `provider`. `overrides` are policy overrides (`{"max_captures": 2}`, or prefixed with a provider
+    name). `as_of` (default: the latest `at` in the input) is when DANGLING_AUTHORIZATION is judged.
+    `source` names the input in every finding. Never raises for a bad line: it becomes LOG_MALFORMED.
+    Raises SpecError for a bad spec or override, AuditError for a bad `as_of`.
+    """
+    when = parse_as_of(as_of)
+    resolved = resolve_spec(spec, overrides)
+    auditor = Auditor(resolved, overrides=overrides if resolved is None else None)
+    feed = auditor.feed
+    for number, item in enumerate(lines, start=1):
+        feed(item, number, source)
+    return merge([auditor.partial()], as_of=when, files=(source,),
+                 provider=resolved.name if resolved is not None else None)
+
+

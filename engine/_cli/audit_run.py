@@ -1,0 +1,397 @@
+"""Running an audit over files: reading them, and spreading the work over processes or a Dask cluster.
+
+The core (`capstate._audit`) never reads a file; this module does. Input is canonical JSONL or the
+Vipps ePayment event log, plain or gzip (sniffed by its magic bytes, not trusted from the name), from
+paths or stdin ("-").
+
+Garbage never ends an audit: a line longer than MAX_LINE, binary noise, or a gzip stream that breaks
+off is a LOG_MALFORMED finding at its line, and the audit goes on with the next line or file. Only a
+file that cannot be opened at all is a usage error (exit 2), checked before any work starts.
+
+Parallel runs partition by payment: every partition reads all the input and keeps the lines whose
+payment hashes (CRC-32, the same in every process) to it, so the events of one payment meet in one
+process, in file order, with their original file names and line numbers. The partitions' results are
+merged and sorted exactly as a single process's, so the output is byte-identical. Reading all input
+in every partition costs a cheap scan per line: the payment id is sliced from the bytes when the line
+starts with `{"payment":"` and names `"payment"` once (the canonical writer's layout), and parsed only
+otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+import orjson
+from attrs import frozen
+
+from .._audit import (
+    DEFAULT_SETTLED_WINDOW,
+    Auditor,
+    AuditReport,
+    Partial,
+    merge,
+    overrides_for,
+    parse_as_of,
+    resolve_spec,
+)
+from .._policy import POLICY_PARSERS
+from .._spec import Spec, load_spec, shipped
+from .options import UsageError
+
+FORMATS = ("canonical", "vipps-events")
+MAX_LINE = 1 << 20
+"""Longest line audited (1 MiB); a longer one is LOG_MALFORMED and skipped without being held."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_FAST_PREFIX = b'{"payment":"'
+_FAST_START = len(_FAST_PREFIX)
+_PROGRESS_EVERY = 0x3FFF  # lines between progress updates, minus one (a mask)
+
+Tick = Callable[[int], None]
+
+
+class _Reader(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class DaskMissingError(UsageError):
+    """--dask without dask.distributed installed."""
+
+
+@frozen
+class Job:
+    """A picklable description of one audit: what every partition needs to run its share."""
+
+    paths: tuple[str, ...]
+    names: tuple[str, ...]
+    spec: Spec | None
+    overrides: Mapping[str, Any] | None
+    fmt: str
+    settled_window: int = DEFAULT_SETTLED_WINDOW
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _check_readable(path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _open(path: str) -> Iterator[tuple[_Reader, IO[bytes]]]:
+    """(stream of decompressed bytes, raw file) for a path or "-"; gzip is sniffed."""
+    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    try:
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        yield (gzip.GzipFile(fileobj=raw, mode="rb") if head == _GZIP_MAGIC else raw), raw
+    finally:
+        if path != "-":
+            raw.close()
+
+
+def _skip_rest(readline: Callable[[int], bytes]) -> None:
+    while True:
+        more = readline(MAX_LINE)
+        if not more or more.endswith(b"\n"):
+            return
+
+
+def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
+    """(partition, decoded object or None) of a raw line; the object is returned when it had to be parsed."""
+    if line.startswith(_FAST_PREFIX) and line.count(b'"payment"') == 1:
+        end = line.find(b'"', _FAST_START)
+        pid = line[_FAST_START:end]
+        if end > 0 and b"\\" not in pid:
+            return zlib.crc32(pid) % parts, None
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return zlib.crc32(b"") % parts, None
+    ref = obj.get("payment") if isinstance(obj, dict) else None
+    key = ref.encode("utf-8", "surrogatepass") if isinstance(ref, str) else b""
+    return zlib.crc32(key) % parts, obj
+
+
+def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str, part: int, parts: int,
+                     tick: Tick | None, start: int) -> int:
+    """Audit one file's lines of this partition; returns how many lines the file had (read so far)."""
+    readline = stream.readline
+    feed = auditor.feed
+    feed_object = auditor.feed_object
+    number = 0
+    try:
+        while True:
+            line = readline(MAX_LINE)
+            if not line:
+                return number
+            number += 1
+            if tick is not None and not number & _PROGRESS_EVERY:
+                tick(raw.tell())
+            if len(line) >= MAX_LINE and not line.endswith(b"\n"):
+                _skip_rest(readline)
+                # Every partition skips it; one reports it.
+                if parts == 1 or part == 0:
+                    auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
+                continue
+            if parts == 1:
+                feed(line, number, name, start + number)
+                continue
+            owner, obj = _owner_of(line, parts)
+            if owner != part:
+                continue
+            if obj is None:
+                feed(line, number, name, start + number)
+            else:
+                feed_object(obj, number, name, start + number)
+    except (OSError, EOFError, zlib.error) as exc:
+        # gzip says a stream is corrupt or cut short only while reading it, after the lines before.
+        if parts == 1 or part == 0:
+            auditor.malformed(number + 1, name, f"cannot read past line {number}: {exc}")
+    return number
+
+
+def _audit_vipps(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name: str, part: int, parts: int,
+                 tick: Tick | None, start: int) -> int:
+    from ..providers.vipps.events import records
+
+    number = 0
+    try:
+        for number, item in records(stream, max_line=MAX_LINE):
+            if tick is not None and not number & _PROGRESS_EVERY:
+                tick(raw.tell())
+            if parts > 1:
+                ref = item.get("payment") if isinstance(item, dict) else item.payment
+                key = ref.encode("utf-8", "surrogatepass") if isinstance(ref, str) else b""
+                if zlib.crc32(key) % parts != part:
+                    continue
+            if isinstance(item, dict):
+                auditor.feed_object(item, number, name, start + number)
+            else:
+                auditor.malformed(number, name, item.message, item.payment)
+    except (OSError, EOFError, zlib.error) as exc:
+        if parts == 1 or part == 0:
+            auditor.malformed(number + 1, name, f"cannot read past line {number}: {exc}")
+    return number
+
+
+def _sizes(paths: Sequence[str]) -> list[int]:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.path.getsize(path) if path != "-" else 0)
+        except OSError:
+            out.append(0)
+    return out
+
+
+def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | None = None) -> Partial:
+    """Audit the share of `job`'s input whose payments hash to `part` of `parts`.
+
+    `progress` is told the bytes read so far over all files (as stored, so gzip counts compressed).
+    """
+    auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
+                      settled_window=job.settled_window)
+    run = _audit_vipps if job.fmt == "vipps-events" else _audit_canonical
+    base = lines_before = 0
+    sizes = _sizes(job.paths) if progress is not None else [0] * len(job.paths)
+    for path, name, size in zip(job.paths, job.names, sizes, strict=True):
+        with _open(path) as (stream, raw):
+            tick = None
+            # A pipe has no position to report (tell() would raise); its bar just runs without a total.
+            if progress is not None and raw.seekable():
+                def tick(position: int, base: int = base) -> None:
+                    progress(base + position)
+            lines_before += run(auditor, stream, raw, name=name, part=part, parts=parts, tick=tick,
+                                start=lines_before)
+        base += size
+        if progress is not None:
+            progress(base)
+    return auditor.partial()
+
+
+# ---------------------------------------------------------------------------------------- parallel
+
+# The job a forked worker inherits: set just before the pool forks, cleared after.
+_FORKED: dict[str, Any] = {}
+
+
+def _forked_partition(part: int, parts: int) -> Partial:
+    shared = _FORKED.get("progress")
+    # Every partition reads all the input, so the first one's position is the whole run's.
+    progress = None
+    if shared is not None and part == 0:
+        def progress(done: int) -> None:
+            shared.value = done
+    return audit_partition(_FORKED["job"], part, parts, progress)
+
+
+def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
+    import multiprocessing
+
+    # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # pragma: no cover - platforms without fork
+        raise UsageError("--workers needs the 'fork' start method (Linux, macOS); use --dask local") from None
+    _FORKED["job"] = job
+    if bar.enabled:
+        _FORKED["progress"] = ctx.Value("q", 0, lock=False)
+    try:
+        with ctx.Pool(workers) as pool:
+            pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
+            while not pending.ready():
+                pending.wait(0.2)
+                if bar.enabled:
+                    bar.update(_FORKED["progress"].value)
+            return pending.get()
+    finally:
+        _FORKED.clear()
+
+
+def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise DaskMissingError('--dask needs dask.distributed: pip install "capstate[dask]"') from None
+    with ExitStack() as stack:
+        if address == "local":
+            n = workers if workers > 1 else (os.cpu_count() or 1)
+            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None))
+            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+        else:
+            try:
+                client = stack.enter_context(Client(address, timeout=30))  # type: ignore[no-untyped-call]
+            except (OSError, ValueError, TimeoutError) as exc:
+                raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
+        available = len(client.scheduler_info().get("workers", {}))
+        # One task per partition; events of one payment meet in one task because they hash to it.
+        parts = max(workers, available, 1)
+        futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
+        if bar.enabled:
+            # A remote task cannot report bytes read; a finished partition is the unit here.
+            bar.restart(total=parts, unit="partitions")
+            for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
+                bar.update(done)
+        result: list[Partial] = client.gather(futures)
+        return result
+
+
+# -------------------------------------------------------------------------------------------- entry
+
+
+def check_overrides(overrides: Mapping[str, Any] | None) -> None:
+    """Load every shipped spec an override may touch, so a bad --set fails before the audit starts."""
+    if not overrides:
+        return
+    for key in overrides:
+        head, dot, _ = str(key).partition(".")
+        if dot and head not in POLICY_PARSERS and head not in shipped():
+            raise UsageError(f"--set {key}: {head!r} is neither a policy rule nor a shipped provider "
+                             f"({', '.join(shipped())})")
+    for name in shipped():
+        mine = overrides_for(name, overrides)
+        if mine:
+            load_spec(name, mine)
+
+
+@contextmanager
+def _spooled(paths: Sequence[str], needed: bool) -> Iterator[tuple[str, ...]]:
+    """The paths, with stdin copied to a temporary file when other processes must read it."""
+    if not needed or "-" not in paths:
+        yield tuple(paths)
+        return
+    with tempfile.NamedTemporaryFile(prefix="capstate-stdin-", delete=True) as tmp:
+        shutil.copyfileobj(sys.stdin.buffer, tmp)
+        tmp.flush()
+        yield tuple(tmp.name if p == "-" else p for p in paths)
+
+
+def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "canonical",
+              as_of: datetime | str | None = None, workers: int = 1, dask: str | None = None,
+              progress: bool = False, overrides: Mapping[str, Any] | None = None,
+              settled_window: int = DEFAULT_SETTLED_WINDOW) -> AuditReport:
+    """Audit files (paths or "-") in one process, in `workers` processes, or on Dask (`dask`:
+    "local" or a scheduler address). The report is the same whichever way it runs.
+
+    Raises UsageError (unreadable file, bad option, no dask), SpecError (bad spec or override).
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: expected a whole number >= 1")
+    if not paths:
+        raise UsageError("no input: give one or more files, or - for stdin")
+    twice = sorted({p for p in paths if list(paths).count(p) > 1})
+    if twice:
+        # Every event would be judged twice: a duplicate capture on every line.
+        raise UsageError(f"{', '.join(twice)} given more than once")
+    when = parse_as_of(as_of)
+    if fmt == "vipps-events" and spec is None:
+        spec = "vipps"
+    resolved = resolve_spec(spec, overrides)
+    if resolved is None:
+        check_overrides(overrides)
+    for path in paths:
+        if path != "-":
+            _check_readable(path)
+    parallel = workers > 1 or dask is not None
+    with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
+        job = Job(real, tuple(paths), resolved, dict(overrides) if overrides and resolved is None else None, fmt,
+                  settled_window)
+        if dask is not None:
+            parts = _run_dask(job, dask, workers, bar)
+        elif workers > 1:
+            parts = _run_processes(job, workers, bar)
+        else:
+            parts = [audit_partition(job, progress=bar.update if bar.enabled else None)]
+    return merge(parts, as_of=when, files=tuple(paths), provider=resolved.name if resolved is not None else None)
+
+
+class _Bar:
+    """A progress bar on stderr (bytes read of the files as stored), or nothing when disabled."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self._total = total
+        self._stack = ExitStack()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = (TextColumn("auditing"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            self._progress = self._stack.enter_context(Progress(*columns, console=Console(stderr=True),
+                                                                transient=True))
+            self._task = self._progress.add_task("audit", total=self._total or None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def update(self, completed: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=completed)
+
+    def restart(self, *, total: int, unit: str) -> None:
+        if self._progress is not None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+            self._progress.columns = (TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn(unit))
+            self._progress.reset(self._task, total=total, completed=0)

@@ -1,0 +1,32 @@
+"""The `capstate bench` subcommand: its options, and the call into `capstate.bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import UsageError
+
+
+def add_arguments(sub: argparse.ArgumentParser) -> None:
+    from ..bench import MIN_ROUNDS
+
+    sub.add_argument("--quick", action="store_true",
+                     help="a small log (20,000 events) instead of 1,000,000: seconds, not minutes")
+    sub.add_argument("--rounds", type=int, default=MIN_ROUNDS, metavar="N",
+                     help=f"rounds per measure; the figure is their median (at least {MIN_ROUNDS})")
+    sub.add_argument("--seed", type=int, default=4, metavar="N", help="seed of the synthetic log")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .. import bench
+
+    if args.rounds < bench.MIN_ROUNDS:
+        raise UsageError(f"--rounds {args.rounds}: a median needs at least {bench.MIN_ROUNDS} rounds")
+
+    def say(text: str) -> None:
+        # Progress goes to stderr, so that --json output stays one clean object on stdout.
+        sys.stderr.write(f"bench: {text}\n")
+        sys.stderr.flush()
+
+    return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say)

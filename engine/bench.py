@@ -1,0 +1,729 @@
+"""`capstate bench` (or `python -m capstate.bench`): the benchmark suite of issue 4.
+
+It writes a seeded synthetic canonical log (DESIGN.md section 3) to a temporary directory, then measures
+in one process, as the median of `--rounds` rounds (at least 5):
+
+- (a) audit throughput, one process, in events/s, against the parse floor;
+- (b) the same audit with 2 worker processes, against (a);
+- (c) `decide()` latency, allowed and rejected paths, in ns per call, against one transitions trigger;
+- (d) the peak RSS of (a), measured in a child process so that this one's memory does not count.
+
+Baselines are measured in the same run, on the same machine and log:
+
+- floor: `for line in f: orjson.loads(line)`, plus picking the payment id into a dict;
+- naive transitions audit: one shared `transitions.Machine`, `add_model` per payment, triggers with
+  condition callbacks, which is how a team would audit with transitions alone;
+- single transitions trigger: `Machine.trigger` with one condition;
+- hand-written FSM: a dict of (state, event type) -> state over attrs slots classes, on pre-parsed
+  events: the practical limit of a Python event loop.
+
+This is an application module, like the CLI: it reads and writes files, forks processes and reads the
+clock. The core never does. The result is a report: the exit code is 0 even when a target is missed,
+and 2 only for bad arguments.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from attrs import define, frozen
+
+MIN_ROUNDS = 5
+# Every synthetic payment has five events: 1,000,000 events over 200,000 payments; 20,000 with --quick.
+FULL_PAYMENTS = 200_000
+QUICK_PAYMENTS = 4_000
+# The naive transitions audit runs ~25x slower than capstate; timing it on a prefix keeps a full run to
+# about a minute, and events/s is a rate, so the prefix measures the same thing.
+NAIVE_PREFIX = 100_000
+# Events pre-parsed for the hand-written FSM (parsing is not part of what it measures).
+FSM_EVENTS = 200_000
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+_T = TypeVar("_T")
+
+
+# ------------------------------------------------------------------------------------ synthetic log
+
+
+@frozen
+class LogInfo:
+    path: str
+    lines: int
+    payments: int
+    injected: int  # payments given one breach on purpose
+    malformed: int  # lines that are not valid events
+    size: int
+
+
+def _at(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Writer:
+    """Builds the five events of one payment: a valid history, then perhaps one breach."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def history(self, i: int, *, breach: bool) -> list[dict[str, Any]]:
+        rng = self.rng
+        provider = ("vipps", "hellgate", "bambora", "pipwave")[i % 4]
+        start = T0 + timedelta(seconds=7 * i + rng.randrange(7))
+        make = {"vipps": self.vipps, "hellgate": self.hellgate, "bambora": self.bambora, "pipwave": self.pipwave}
+        ref = f"{provider[:2]}-{i:09d}"
+        events = make[provider](ref, start)
+        if breach:
+            self.breach(events)
+        for e in events:
+            e["payment"] = ref
+            e["provider"] = provider
+        return events
+
+    def _times(self, start: datetime, n: int, *, within: timedelta) -> list[str]:
+        step = within / n
+        return [_at(start + step * k + timedelta(seconds=self.rng.randrange(60))) for k in range(n)]
+
+    def vipps(self, ref: str, start: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        currency = rng.choice(("NOK", "NOK", "DKK", "EUR"))
+        amount = rng.randrange(10_000, 500_000)
+        part = amount // rng.choice((2, 3, 4))
+        t = self._times(start, 5, within=timedelta(days=5))
+        auth = {"type": "authorized", "at": t[0], "amount": amount, "currency": currency}
+        if rng.random() < 0.5:
+            # Reserve, capture in two parts, refund some.
+            return [auth,
+                    {"type": "captured", "at": t[1], "amount": part, "key": f"{ref}-c1"},
+                    {"type": "captured", "at": t[2], "amount": amount - part, "key": f"{ref}-c2"},
+                    {"type": "refunded", "at": t[3], "amount": part // 2, "key": f"{ref}-r1"},
+                    {"type": "refunded", "at": t[4], "amount": part // 4, "key": f"{ref}-r2"}]
+        # Reserve, capture part (request line, then the answer), cancel the rest, refund.
+        return [auth,
+                {"type": "capture_requested", "at": t[1], "amount": part, "key": f"{ref}-c1"},
+                {"type": "captured", "at": t[2], "amount": part, "key": f"{ref}-c1"},
+                {"type": "cancelled", "at": t[3], "key": f"{ref}-x1"},
+                {"type": "refunded", "at": t[4], "amount": part // 3, "key": f"{ref}-r1"}]
+
+    def hellgate(self, ref: str, start: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        currency = rng.choice(("EUR", "USD", "GBP"))
+        amount = rng.randrange(1_000, 300_000)
+        take = amount if rng.random() < 0.7 else amount // 2
+        t = self._times(start, 5, within=timedelta(days=3))
+        return [{"type": "authorized", "at": t[0], "amount": amount, "currency": currency, "flow": "manual"},
+                {"type": "capture_requested", "at": t[1], "amount": take, "key": f"{ref}-c1"},
+                {"type": "captured", "at": t[2], "amount": take, "key": f"{ref}-c1"},
+                {"type": "refunded", "at": t[3], "amount": take // 4, "key": f"{ref}-r1"},
+                {"type": "refunded", "at": t[4], "amount": take // 4, "key": f"{ref}-r2"}]
+
+    def bambora(self, ref: str, start: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        currency = rng.choice(("SEK", "DKK", "NOK", "EUR"))
+        amount = rng.randrange(1_000, 200_000)
+        t = self._times(start, 5, within=timedelta(days=4))
+        # One declined attempt, then the capture that succeeds; one refund (Bambora allows one).
+        return [{"type": "authorized", "at": t[0], "amount": amount, "currency": currency},
+                {"type": "capture_requested", "at": t[1], "amount": amount},
+                {"type": "capture_failed", "at": t[2], "reason": "issuer_unavailable"},
+                {"type": "captured", "at": t[3], "amount": amount},
+                {"type": "refunded", "at": t[4], "amount": amount // 5}]
+
+    def pipwave(self, ref: str, start: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        currency = rng.choice(("MYR", "SGD", "USD"))
+        amount = rng.randrange(1_000, 200_000)
+        t = self._times(start, 5, within=timedelta(days=2))
+        return [{"type": "authorized", "at": t[0], "amount": amount, "currency": currency},
+                {"type": "capture_requested", "at": t[1], "amount": amount},
+                {"type": "captured", "at": t[2], "amount": amount},
+                {"type": "refunded", "at": t[3], "amount": amount // 4},
+                {"type": "refunded", "at": t[4], "amount": amount // 4}]
+
+    def breach(self, events: list[dict[str, Any]]) -> None:
+        """Turn one event into a breach a real log shows: over-capture, over-refund, a capture past
+        expiry or after a cancel, a second capture under one key, a wrong currency."""
+        rng = self.rng
+        auth = events[0]
+        kind = rng.randrange(6)
+        captured = next(e for e in events if e["type"] == "captured")
+        refund = events[-1]
+        if kind == 0:
+            captured["amount"] = auth["amount"] + rng.randrange(1, 5_000)
+        elif kind == 1:
+            refund["amount"] = auth["amount"] * 2
+        elif kind == 2:
+            # Past every shipped validity that is known (Bambora 7 days, Vipps DKK/EUR 14, NOK 180).
+            late = datetime.fromisoformat(auth["at"]) + timedelta(days=200)
+            events[1:] = [dict(e, at=_at(late + timedelta(minutes=k))) for k, e in enumerate(events[1:])]
+        elif kind == 3:
+            events[-1] = {"type": "captured", "at": refund["at"], "amount": 100, "key": "after-cancel"}
+            events[-2] = {"type": "cancelled", "at": events[-2]["at"]}
+        elif kind == 4:
+            events[-1] = dict(captured, at=refund["at"])
+        else:
+            captured["currency"] = "JPY" if auth["currency"] != "JPY" else "EUR"
+
+
+_MALFORMED = (b'{"payment": "broken", "type": "captured", "at": "2026-01-05T10:00:00Z", "amount": "12.50"}',
+              b'{"payment": "cut", "type": "capt',
+              b'{"payment": "unknown-type", "type": "settled", "at": "2026-01-05T10:00:00Z"}',
+              b"\x00\xff\xfe not json at all")
+
+
+def write_log(directory: str, *, payments: int, seed: int, breach_rate: float = 0.45,
+              malformed_rate: float = 0.001) -> LogInfo:
+    """Write `payments` x 5 canonical JSONL lines; payments overlap in time (a window of ~64 open at
+    once, shuffled), as a real export interleaves them. Deterministic for a seed."""
+    rng = random.Random(seed)
+    writer = _Writer(rng)
+    path = os.path.join(directory, f"synthetic-{payments}-{seed}.jsonl")
+    lines = injected = malformed = 0
+    window = 64
+    dumps = orjson.dumps
+    with open(path, "wb") as out:
+        for first in range(0, payments, window):
+            histories = []
+            for i in range(first, min(first + window, payments)):
+                broken = rng.random() < breach_rate
+                events = writer.history(i, breach=broken)
+                injected += broken
+                histories.append([dumps(e) for e in events])
+            # Interleave the window's payments, keeping each payment's own order.
+            order = [h for h, events in enumerate(histories) for _ in events]
+            rng.shuffle(order)
+            cursors = [0] * len(histories)
+            chunk = []
+            for h in order:
+                line = histories[h][cursors[h]]
+                cursors[h] += 1
+                if rng.random() < malformed_rate:
+                    line = rng.choice(_MALFORMED)
+                    malformed += 1
+                chunk.append(line)
+            out.write(b"\n".join(chunk) + b"\n")
+            lines += len(chunk)
+    return LogInfo(path, lines, payments, injected, malformed, os.path.getsize(path))
+
+
+# --------------------------------------------------------------------------------------- baselines
+
+
+def floor(path: str) -> int:
+    """The parse floor: decode every line and pick its payment id into a dict."""
+    loads = orjson.loads
+    last: dict[object, Any] = {}
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if type(obj) is dict:
+                last[obj.get("payment")] = obj
+                n += 1
+    return n
+
+
+class _NaiveModel:
+    """One payment as a team would model it for transitions: the state plus the four amounts."""
+
+    def __init__(self) -> None:
+        self.authorized_ = self.captured_ = self.refunded_ = self.pending_ = 0
+        self.currency_: str | None = None
+
+    # Conditions and callbacks (send_event=True: each receives the EventData).
+    def valid_auth(self, ev: Any) -> bool:
+        e = ev.kwargs["e"]
+        return isinstance(e.get("amount"), int) and e["amount"] > 0 and isinstance(e.get("currency"), str)
+
+    def within_capturable(self, ev: Any) -> bool:
+        e = ev.kwargs["e"]
+        amount = e.get("amount")
+        return isinstance(amount, int) and 0 < amount <= self.authorized_ - self.captured_ and (
+            e.get("currency") in (None, self.currency_))
+
+    def takes_rest(self, ev: Any) -> bool:
+        return bool(ev.kwargs["e"].get("amount", 0) >= self.authorized_ - self.captured_)
+
+    def within_refundable(self, ev: Any) -> bool:
+        amount = ev.kwargs["e"].get("amount")
+        return isinstance(amount, int) and 0 < amount <= self.captured_ - self.refunded_
+
+    def on_auth(self, ev: Any) -> None:
+        self.authorized_ = ev.kwargs["e"]["amount"]
+        self.currency_ = ev.kwargs["e"]["currency"]
+
+    def on_capture(self, ev: Any) -> None:
+        self.captured_ += ev.kwargs["e"]["amount"]
+        self.pending_ = 0
+
+    def on_request(self, ev: Any) -> None:
+        self.pending_ = ev.kwargs["e"].get("amount", 0)
+
+    def on_refund(self, ev: Any) -> None:
+        self.refunded_ += ev.kwargs["e"]["amount"]
+
+
+def _naive_machine() -> Any:
+    from transitions import Machine
+
+    states = ["open", "authorized", "capturing", "captured", "cancelled", "failed", "expired"]
+    transitions: list[Any] = [
+        {"trigger": "authorized", "source": "open", "dest": "authorized", "conditions": "valid_auth",
+         "after": "on_auth"},
+        {"trigger": "capture_requested", "source": "authorized", "dest": "capturing",
+         "conditions": "within_capturable", "after": "on_request"},
+        {"trigger": "captured", "source": ["authorized", "capturing"], "dest": "captured",
+         "conditions": ["within_capturable", "takes_rest"], "after": "on_capture"},
+        {"trigger": "captured", "source": ["authorized", "capturing"], "dest": "authorized",
+         "conditions": "within_capturable", "after": "on_capture"},
+        {"trigger": "capture_failed", "source": "capturing", "dest": "authorized"},
+        {"trigger": "cancelled", "source": "authorized", "dest": "cancelled"},
+        {"trigger": "refunded", "source": ["authorized", "captured"], "dest": None,
+         "conditions": "within_refundable", "after": "on_refund"},
+        {"trigger": "expired", "source": "authorized", "dest": "expired"},
+    ]
+    return Machine(model=None, states=states, transitions=transitions, initial="open", auto_transitions=False,
+                   send_event=True)
+
+
+def naive_transitions_audit(path: str, limit: int) -> int:
+    """Audit the first `limit` lines with transitions alone; returns the events judged."""
+    from transitions import MachineError
+
+    machine = _naive_machine()
+    models: dict[str, _NaiveModel] = {}
+    broken = n = 0
+    with open(path, "rb") as f:
+        for number, line in enumerate(f):
+            if number >= limit:
+                break
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                broken += 1
+                continue
+            ref = e.get("payment") if type(e) is dict else None
+            if not isinstance(ref, str):
+                broken += 1
+                continue
+            model = models.get(ref)
+            if model is None:
+                model = models[ref] = _NaiveModel()
+                machine.add_model(model)
+            n += 1
+            try:
+                if not model.trigger(e.get("type"), e=e):  # type: ignore[attr-defined]
+                    broken += 1
+            except (MachineError, AttributeError, KeyError, TypeError):
+                broken += 1
+    return n
+
+
+class _TriggerModel:
+    capturable = 100_000
+
+    def fits(self, amount: int) -> bool:
+        return amount <= self.capturable
+
+
+def transitions_trigger() -> Callable[[], object]:
+    """One `Machine.trigger` with a condition: a self-loop so every call does the same work."""
+    from transitions import Machine
+
+    model = _TriggerModel()
+    Machine(model=model, states=["authorized"], initial="authorized", auto_transitions=False,
+            transitions=[{"trigger": "capture", "source": "authorized", "dest": "authorized", "conditions": "fits"}])
+    trigger = model.trigger  # type: ignore[attr-defined]
+    return lambda: trigger("capture", 30_000)
+
+
+@define(slots=True)
+class _FsmPayment:
+    state: str = "open"
+    authorized: int = 0
+    captured: int = 0
+    refunded: int = 0
+    pending: int = 0
+
+
+_FSM: dict[tuple[str, str], str] = {
+    ("open", "authorized"): "authorized",
+    ("authorized", "capture_requested"): "capturing",
+    ("authorized", "captured"): "captured",
+    ("capturing", "captured"): "captured",
+    ("capturing", "capture_failed"): "authorized",
+    ("authorized", "cancelled"): "cancelled",
+    ("authorized", "refunded"): "authorized",
+    ("captured", "refunded"): "captured",
+    ("authorized", "expired"): "expired",
+}
+
+
+def fsm_events(path: str, limit: int) -> list[tuple[str, str, int]]:
+    out = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if type(e) is dict and isinstance(e.get("payment"), str) and isinstance(e.get("type"), str):
+                amount = e.get("amount")
+                out.append((e["payment"], e["type"], amount if type(amount) is int else 0))
+                if len(out) >= limit:
+                    break
+    return out
+
+
+def hand_fsm(events: list[tuple[str, str, int]]) -> int:
+    """The practical limit: a dict lookup per event and the counters, on mutable slots objects."""
+    payments: dict[str, _FsmPayment] = {}
+    table = _FSM
+    broken = 0
+    for ref, etype, amount in events:
+        p = payments.get(ref)
+        if p is None:
+            p = payments[ref] = _FsmPayment()
+        nxt = table.get((p.state, etype))
+        if nxt is None:
+            broken += 1
+            continue
+        if etype == "captured":
+            if amount > p.authorized - p.captured:
+                broken += 1
+            p.captured += amount
+            p.pending = 0
+        elif etype == "refunded":
+            if amount > p.captured - p.refunded:
+                broken += 1
+            p.refunded += amount
+        elif etype == "authorized":
+            p.authorized = amount
+        elif etype == "capture_requested":
+            p.pending = amount
+        p.state = nxt
+    return broken
+
+
+# ------------------------------------------------------------------------------------------ capstate
+
+
+def _run_audit() -> Callable[..., Any] | None:
+    try:
+        from ._cli.audit_run import run_audit
+    except ImportError:
+        return None
+    return run_audit
+
+
+def decide_cases() -> dict[str, Callable[[], object]]:
+    """decide() on a Vipps payment of NOK 1000.00 with NOK 300.00 captured: a capture that fits
+    (allowed), and one above the capturable amount (refused, EXCEEDS_CAPTURABLE, with its arithmetic)."""
+    from . import Capture, Event, EventType, Payment, apply, decide, load_spec, observe
+
+    spec = load_spec("vipps")
+    p = Payment.authorized_for(spec, "order-10001", amount=100_000, currency="NOK", at=T0)
+    p = apply(p, Event(p.reference, EventType.CAPTURED, T0 + timedelta(days=1), 30_000, key="cap-1"))
+    ok = Capture(at=T0 + timedelta(days=2), amount=20_000, key="cap-2")
+    bad = Capture(at=T0 + timedelta(days=2), amount=90_000, key="cap-3")
+    assert decide(p, ok).allowed and not decide(p, bad).allowed
+    fact = Event(p.reference, EventType.CAPTURED, T0 + timedelta(days=2), 20_000, key="cap-2")
+    line = fact.to_json()
+
+    def read_all() -> object:
+        d = decide(p, ok)
+        return d.after, d.event, d.command
+
+    return {
+        "decide_allowed": lambda: decide(p, ok),
+        "decide_rejected": lambda: decide(p, bad),
+        "decide_allowed_read": read_all,
+        "observe": lambda: observe(p, fact),
+        "event_from_json": lambda: Event.from_json(line),
+    }
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def per_call_ns(fn: Callable[[], object], *, rounds: int, budget: float = 0.2) -> float:
+    """Median over rounds of the mean ns per call, each round a batch of about `budget` seconds."""
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        spent = time.perf_counter() - start
+        if spent >= budget / 10:
+            break
+        n *= 4
+    batch = max(1, int(n * budget / spent))
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter_ns() - start) / batch)
+    return statistics.median(samples)
+
+
+def timed(fn: Callable[[], _T], rounds: int) -> tuple[float, _T]:
+    """Median seconds of `fn` over rounds (collected garbage first), and its last result."""
+    samples = []
+    for _ in range(rounds):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), result
+
+
+# The child reports its own peak: VmHWM from /proc (per address space, so it starts afresh at exec),
+# falling back to ru_maxrss, which Linux carries over from the forking parent across exec.
+_PEAK = """
+def peak_kib():
+    try:
+        with open("/proc/self/status") as status:
+            for text in status:
+                if text.startswith("VmHWM:"):
+                    return int(text.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+_RSS_CHILD = _PEAK + """
+import sys
+from capstate._cli.audit_run import run_audit
+report = run_audit([sys.argv[1]], spec=None, workers=1)
+print(report.events, peak_kib())
+"""
+_IDLE_CHILD = _PEAK + """
+import capstate._cli.audit_run
+print(0, peak_kib())
+"""
+
+
+def _child_peak_mb(code: str, *args: str) -> float | None:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def peak_rss_mb(path: str) -> float | None:
+    """Peak RSS of a single-process audit of `path`, run in a fresh child process."""
+    return _child_peak_mb(_RSS_CHILD, path)
+
+
+def idle_rss_mb() -> float | None:
+    """Peak RSS of a child that only imports the audit: the interpreter's own share of (d)."""
+    return _child_peak_mb(_IDLE_CHILD)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+@frozen
+class Row:
+    """One line of the table. `ratio` compares `value` with `against` (the value of another row)."""
+
+    key: str
+    measure: str
+    unit: str
+    value: float | None
+    target: str
+    ratio: float | None = None
+    ratio_label: str = ""
+    verdict: str = ""  # PASS, MISS, MISSING, or "" for a baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "measure": self.measure, "unit": self.unit, "value": self.value,
+                "target": self.target, "ratio": self.ratio, "ratio_label": self.ratio_label,
+                "verdict": self.verdict}
+
+
+def _verdict(ok: bool | None) -> str:
+    return "MISSING" if ok is None else "PASS" if ok else "MISS"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                cpu = text.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "system": f"{platform.system()} {platform.release()}", "cpu": cpu, "cores": os.cpu_count(),
+            "load_at_start": [round(x, 2) for x in load] if load else None}
+
+
+def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    info = machine_info()
+    with tempfile.TemporaryDirectory(prefix="capstate-bench-") as tmp:
+        start = time.perf_counter()
+        log = write_log(tmp, payments=payments, seed=seed)
+        say(f"wrote {log.lines:,} lines over {log.payments:,} payments ({log.size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - start:.1f}s")
+        events = log.lines - log.malformed
+
+        say("floor: orjson.loads + payment id into a dict")
+        floor_s, _ = timed(lambda: floor(log.path), rounds)
+        floor_eps = events / floor_s
+
+        run_audit = _run_audit()
+        audit_eps = audit2_eps = rss = None
+        violations: int | None = None
+        if run_audit is not None:
+            say("(a) audit, 1 process")
+            a_s, report = timed(lambda: run_audit([log.path], spec=None, workers=1), rounds)
+            audit_eps = events / a_s
+            violations = len(report.violations)
+            say("(b) audit, 2 workers")
+            b_s, _ = timed(lambda: run_audit([log.path], spec=None, workers=2), rounds)
+            audit2_eps = events / b_s
+            say("(d) peak RSS of (a), in a child process")
+            rss = peak_rss_mb(log.path)
+
+        prefix = min(NAIVE_PREFIX, log.lines)
+        say(f"naive transitions audit (first {prefix:,} lines)")
+        naive_s, naive_n = timed(lambda: naive_transitions_audit(log.path, prefix), rounds)
+        naive_eps = (naive_n or 0) / naive_s
+
+        parsed = fsm_events(log.path, FSM_EVENTS)
+        say(f"hand-written FSM ({len(parsed):,} pre-parsed events)")
+        fsm_s, _ = timed(lambda: hand_fsm(parsed), rounds)
+        fsm_ns = fsm_s / len(parsed) * 1e9
+
+    say("(c) decide() latency and one transitions trigger")
+    cases = decide_cases()
+    trigger_ns = per_call_ns(transitions_trigger(), rounds=rounds)
+    ns = {name: per_call_ns(fn, rounds=rounds) for name, fn in cases.items()}
+    idle = idle_rss_mb()
+
+    audit_ns = 1e9 / audit_eps if audit_eps else None
+    rows = [
+        Row("a", "(a) audit throughput, 1 process", "events/s", audit_eps, ">= 0.7x floor",
+            audit_eps / floor_eps if audit_eps else None, "x floor",
+            _verdict(audit_eps / floor_eps >= 0.7 if audit_eps else None)),
+        Row("b", "(b) audit, 2 workers", "events/s", audit2_eps, ">= 1.5x (a)",
+            audit2_eps / audit_eps if audit2_eps and audit_eps else None, "x (a)",
+            _verdict(audit2_eps / audit_eps >= 1.5 if audit2_eps and audit_eps else None)),
+        Row("c_allowed", "(c) decide(), allowed capture", "ns/call", ns["decide_allowed"], "<= 1500 ns",
+            trigger_ns / ns["decide_allowed"], "x faster than trigger", _verdict(ns["decide_allowed"] <= 1500)),
+        Row("c_allowed_vs", "(c) decide() allowed vs one trigger", "x", trigger_ns / ns["decide_allowed"],
+            ">= 4x faster", trigger_ns / ns["decide_allowed"], "x faster than trigger",
+            _verdict(trigger_ns / ns["decide_allowed"] >= 4)),
+        Row("c_rejected", "(c) decide(), rejected capture", "ns/call", ns["decide_rejected"], "<= 1500 ns",
+            trigger_ns / ns["decide_rejected"], "x faster than trigger", _verdict(ns["decide_rejected"] <= 1500)),
+        Row("c_rejected_vs", "(c) decide() rejected vs one trigger", "x", trigger_ns / ns["decide_rejected"],
+            ">= 4x faster", trigger_ns / ns["decide_rejected"], "x faster than trigger",
+            _verdict(trigger_ns / ns["decide_rejected"] >= 4)),
+        Row("d", "(d) peak RSS of (a)", "MB", rss, "<= 150 MB",
+            rss / idle if rss and idle else None, "x idle interpreter", _verdict(rss <= 150 if rss else None)),
+    ]
+    baselines = [
+        Row("floor", "floor: orjson.loads + id into dict", "events/s", floor_eps, "",
+            audit_eps / floor_eps if audit_eps else None, "(a) / floor"),
+        Row("naive", "naive transitions audit", "events/s", naive_eps, "",
+            audit_eps / naive_eps if audit_eps else None, "(a) / naive"),
+        Row("trigger", "one transitions trigger with a condition", "ns/call", trigger_ns, "",
+            trigger_ns / ns["decide_allowed"], "trigger / decide allowed"),
+        Row("fsm", "hand-written FSM (pre-parsed events)", "ns/event", fsm_ns, "",
+            audit_ns / fsm_ns if audit_ns else None, "(a) ns/event / FSM"),
+        Row("decide_read", "decide() allowed, reading after/event/command", "ns/call", ns["decide_allowed_read"],
+            "", ns["decide_allowed_read"] / ns["decide_allowed"], "x decide allowed"),
+        Row("observe", "observe() of one capture", "ns/call", ns["observe"], "",
+            ns["observe"] / fsm_ns, "x FSM event"),
+        Row("from_json", "Event.from_json of one line", "ns/call", ns["event_from_json"], "",
+            ns["event_from_json"] / (1e9 / floor_eps), "x floor per event"),
+    ]
+    return {
+        "machine": info,
+        "rounds": rounds,
+        "seed": seed,
+        "log": {"lines": log.lines, "events": events, "payments": log.payments, "malformed": log.malformed,
+                "payments_with_breach": log.injected, "violations_reported": violations, "bytes": log.size},
+        "audit_missing": run_audit is None,
+        "rows": [r.to_dict() for r in rows],
+        "baselines": [r.to_dict() for r in baselines],
+    }
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "MB":
+        return f"{value:.0f} MB"
+    return f"{value:,.0f} {unit}"
+
+
+def render(result: dict[str, Any]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    # Wide enough for one line per row when piped (rich would wrap at 80 columns).
+    out = Console(width=None if sys.stdout.isatty() else 132)
+    m, log = result["machine"], result["log"]
+    out.print(f"[bold]capstate bench[/] - median of {result['rounds']} rounds, seed {result['seed']}")
+    out.print(f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, {m['implementation']} {m['python']}, "
+              f"load average at start {m['load_at_start']}")
+    out.print(f"log: {log['lines']:,} lines ({log['malformed']:,} malformed), {log['payments']:,} payments, "
+              f"{log['payments_with_breach']:,} with a breach, "
+              f"{log['violations_reported'] if log['violations_reported'] is not None else '-'} violations "
+              f"reported, {log['bytes'] / 1e6:.0f} MB")
+    if result["audit_missing"]:
+        out.print("[red]capstate._cli.audit_run.run_audit is missing: (a), (b) and (d) were not measured[/]")
+    for title, rows in (("Targets", result["rows"]), ("Baselines (same run)", result["baselines"])):
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("measure", "measured", "target", "ratio", "verdict"):
+            table.add_column(col, justify="right" if col in {"measured", "ratio"} else "left")
+        for r in rows:
+            ratio = f"{r['ratio']:.2f} {r['ratio_label']}" if r["ratio"] is not None else "-"
+            style = {"PASS": "green", "MISS": "red", "MISSING": "yellow"}.get(r["verdict"], "")
+            table.add_row(r["measure"], _fmt(r["value"], r["unit"]), r["target"], ratio,
+                          f"[{style}]{r['verdict']}[/]" if style else r["verdict"])
+        out.print(table)
+
+
+def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None) -> int:
+    """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test)."""
+    payments = QUICK_PAYMENTS if quick else FULL_PAYMENTS
+    result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None))
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
+    else:
+        render(result)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m capstate.bench [options]`: the same as `capstate bench [options]`."""
+    from ._cli.main import main as cli_main
+
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

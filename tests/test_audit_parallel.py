@@ -1,0 +1,134 @@
+"""--workers N and --dask local give byte-identical output to a single process: same findings, same
+file names and line numbers, same order, same totals."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from test_cli import Run, run_cli
+
+from capstate._cli.audit_run import MAX_LINE, _owner_of
+
+LOGS = Path(__file__).resolve().parents[1] / "examples" / "logs"
+SHOP = LOGS / "shop-2026-01.jsonl"
+
+
+def generated_log(payments: int, seed: int) -> bytes:
+    """A seeded mixed-provider log with breaches, garbage, and lines in other JSON layouts (key order,
+    spaces, escapes) so that the cheap partitioning path and the parsing one both carry payments."""
+    rnd = random.Random(seed)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    events: list[tuple[datetime, dict[str, Any]]] = []
+    kinds = [("vipps", "NOK"), ("vipps", "DKK"), ("bambora", "DKK"), ("hellgate", "EUR"), ("pipwave", "MYR")]
+    for i in range(payments):
+        provider, currency = rnd.choice(kinds)
+        ref = f"order-{i:06d}" if rnd.random() > 0.1 else f"order-\u00e6-{i:06d}"
+        at = t0 + timedelta(minutes=rnd.randrange(0, 40 * 24 * 60))
+        amount = rnd.randrange(1000, 100000)
+
+        def add(when: datetime, ref: str = ref, provider: str = provider, **fields: Any) -> None:
+            events.append((when, {"payment": ref, "at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "provider": provider,
+                                  **fields}))
+
+        add(at, type="authorized", amount=amount, currency=currency)
+        roll = rnd.random()
+        if roll < 0.15:
+            continue  # left authorized: dangling where a cancel could release it and validity is known
+        if provider == "hellgate":
+            add(at + timedelta(hours=1), type="capture_requested", amount=amount, key=f"c{i}")
+            add(at + timedelta(hours=2), type="captured", amount=amount, key=f"c{i}")
+        else:
+            first = amount // 2 if provider == "vipps" else amount
+            add(at + timedelta(days=9 if roll < 0.2 else 1), type="captured", amount=first, key=f"s{i}")
+            if provider == "vipps":
+                extra = amount if roll < 0.25 else amount - first
+                add(at + timedelta(days=2), type="captured", amount=extra, key=f"s{i}" if roll < 0.3 else f"t{i}")
+        if rnd.random() < 0.3:
+            add(at + timedelta(days=5), type="refunded", amount=amount // 3 if roll > 0.3 else amount * 2)
+    events.sort(key=lambda e: e[0])
+    lines = []
+    for _, obj in events:
+        style = rnd.random()
+        if style < 0.1:
+            lines.append(orjson.dumps(dict(reversed(list(obj.items())))))
+        elif style < 0.2:
+            lines.append(orjson.dumps(obj).replace(b'":', b'": '))
+        elif style < 0.25:
+            lines.append(orjson.dumps(obj).replace(b'"order-', b'"\\u006frder-', 1))
+        else:
+            lines.append(orjson.dumps(obj))
+        if rnd.random() < 0.01:
+            lines.append(rnd.choice([b"\x00\xff garbage", b'{"payment":"order-000001","type":"settled"}',
+                                     b'{"payment": 7}', lines[-1][: len(lines[-1]) // 2], b"[]"]))
+    lines.insert(len(lines) // 2, b'{"payment":"' + b"x" * (MAX_LINE + 10) + b'"}')
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("parallel")
+    big = root / "generated.jsonl.gz"
+    big.write_bytes(gzip.compress(generated_log(1500, seed=4)))
+    small = root / "generated-2.jsonl"
+    small.write_bytes(generated_log(300, seed=5))
+    return [big, SHOP, small]
+
+
+def audit(cwd: Path, files: list[Path], *extra: str) -> Run:
+    return run_cli(cwd, "audit", *files, "--json", *extra)
+
+
+def test_the_generated_log_has_findings_of_many_kinds(inputs: list[Path], tmp_path: Path) -> None:
+    report = orjson.loads(audit(tmp_path, inputs).out)
+    assert report["events"] > 4000 and len(report["counts"]) >= 8, report["counts"]
+
+
+def test_cheap_partition_key_equals_the_parsed_payment() -> None:
+    lines = generated_log(200, seed=6).splitlines()
+    for parts in (2, 3, 7):
+        for raw in lines:
+            owner, _ = _owner_of(raw, parts)
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            ref = obj.get("payment") if isinstance(obj, dict) else None
+            if isinstance(ref, str):
+                assert owner == _owner_of(orjson.dumps({"x": 1, "payment": ref}), parts)[0]
+
+
+@pytest.mark.parametrize("workers", ["2", "3"])
+def test_workers_output_is_byte_identical(inputs: list[Path], tmp_path: Path, workers: str) -> None:
+    single = audit(tmp_path, inputs)
+    assert single.code == 1 and single.err == ""
+    parallel = audit(tmp_path, inputs, "--workers", workers)
+    assert parallel.code == single.code and parallel.err == ""
+    assert parallel.out == single.out
+
+
+def test_a_small_settled_window_forgets_alike_in_every_partition(inputs: list[Path], tmp_path: Path) -> None:
+    # The window counts input lines, which every partition counts alike, so forgetting is identical.
+    single = audit(tmp_path, inputs, "--settled-window", "300")
+    assert single.out != audit(tmp_path, inputs).out  # the window did forget payments that came back
+    assert audit(tmp_path, inputs, "--settled-window", "300", "--workers", "3").out == single.out
+
+
+def test_workers_read_stdin_and_write_the_same_human_report(inputs: list[Path], tmp_path: Path) -> None:
+    data = inputs[2].read_bytes()
+    single = run_cli(tmp_path, "audit", "-", stdin=data)
+    parallel = run_cli(tmp_path, "audit", "-", "--workers", "2", stdin=data)
+    assert single.code == parallel.code == 1
+    assert parallel.out == single.out and "-:" in single.out
+
+
+def test_dask_local_output_equals_single_process(inputs: list[Path], tmp_path: Path) -> None:
+    single = audit(tmp_path, inputs)
+    on_dask = audit(tmp_path, inputs, "--dask", "local", "--workers", "2")
+    assert on_dask.err == "" and on_dask.code == single.code
+    assert on_dask.out == single.out

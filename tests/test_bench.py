@@ -1,0 +1,97 @@
+"""The benchmark suite never rots: `--quick` runs end to end in a real subprocess.
+
+No timing is asserted (performance is a report, DESIGN.md section 6); what is checked is that every
+row is measured, every ratio is a number, and the verdicts follow from the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+from capstate.bench import FULL_PAYMENTS, floor, hand_fsm, naive_transitions_audit, write_log
+
+TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d"}
+BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def quick() -> dict[str, object]:
+    done = run("-m", "capstate.bench", "--quick", "--json")
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout)
+    assert isinstance(result, dict)
+    return result
+
+
+def test_quick_json_measures_every_row_with_numeric_ratios(quick: dict[str, object]) -> None:
+    rows = {r["key"]: r for r in quick["rows"]}  # type: ignore[attr-defined]
+    baselines = {r["key"]: r for r in quick["baselines"]}  # type: ignore[attr-defined]
+    assert set(rows) == TARGET_ROWS
+    assert set(baselines) == BASELINE_ROWS
+    assert quick["audit_missing"] is False
+    for row in [*rows.values(), *baselines.values()]:
+        for name in ("value", "ratio"):
+            value = row[name]
+            assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (row["key"], name, value)
+    for row in rows.values():
+        assert row["verdict"] in {"PASS", "MISS"}, row
+    # The verdicts follow from the figures, not from anything else.
+    assert (rows["a"]["verdict"] == "PASS") == (rows["a"]["ratio"] >= 0.7)
+    assert (rows["b"]["verdict"] == "PASS") == (rows["b"]["ratio"] >= 1.5)
+    assert (rows["c_allowed"]["verdict"] == "PASS") == (rows["c_allowed"]["value"] <= 1500)
+    assert (rows["c_rejected_vs"]["verdict"] == "PASS") == (rows["c_rejected_vs"]["value"] >= 4)
+    assert (rows["d"]["verdict"] == "PASS") == (rows["d"]["value"] <= 150)
+    assert rows["a"]["ratio"] == pytest.approx(rows["a"]["value"] / baselines["floor"]["value"])
+
+
+def test_quick_log_has_the_promised_shape(quick: dict[str, object]) -> None:
+    log = quick["log"]
+    assert isinstance(log, dict)
+    assert log["lines"] == 20_000 and log["payments"] == 4_000
+    assert log["events"] == log["lines"] - log["malformed"]
+    # About 10% of the events break a rule; the audit found them (and the malformed lines).
+    assert 0.05 * log["events"] <= log["violations_reported"] <= 0.2 * log["events"]
+    assert quick["rounds"] == 5
+
+
+def test_table_output_names_every_measure() -> None:
+    done = run("-m", "capstate", "bench", "--quick", "--rounds", "5")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for label in ("(a) audit throughput", "(b) audit, 2 workers", "(c) decide(), allowed", "(c) decide(), rejected",
+                  "(d) peak RSS", "floor", "naive transitions audit", "one transitions trigger", "hand-written FSM"):
+        assert label in out, label
+    assert "PASS" in out or "MISS" in out
+
+
+@pytest.mark.parametrize("args", [["--rounds", "2"], ["--rounds", "many"], ["--no-such-option"]])
+def test_bad_arguments_exit_2_with_one_line(args: list[str]) -> None:
+    done = run("-m", "capstate.bench", "--quick", *args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("capstate: error: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_synthetic_log_is_seeded_and_its_baselines_run() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        one = write_log(tmp, payments=200, seed=7)
+        first = Path(one.path).read_bytes()
+        two = write_log(tmp, payments=200, seed=7)
+        assert Path(two.path).read_bytes() == first
+        assert one.lines == 1000
+        # Some malformed lines are JSON objects (a wrong type, an unknown event type): the floor parses them.
+        assert one.lines - one.malformed <= floor(one.path) <= one.lines
+        assert one.lines - one.malformed <= naive_transitions_audit(one.path, 10_000) <= one.lines
+        assert hand_fsm([("p", "authorized", 100), ("p", "captured", 150), ("p", "refunded", 10)]) == 1
+    assert FULL_PAYMENTS * 5 == 1_000_000
