@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import pty
+import stat
 import subprocess
 import sys
 import threading
@@ -134,6 +135,10 @@ def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> No
         assert code in html
     assert "order-20260106-0006" in html and "refund 25000 &gt; refundable 20000" in html
     assert [p.name for p in report.parent.iterdir()] == ["report.html"]  # no temporary left behind
+    # Readable as any new file under the umask (the test process's umask is the child's), not mkstemp's 0600.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o666 & ~mask
 
 
 @pytest.mark.parametrize(("args", "message"), [

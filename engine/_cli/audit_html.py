@@ -103,6 +103,11 @@ def write_report(report: AuditReport, path: str, files: Sequence[str]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".capstate-report-", suffix=".html", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+        # mkstemp makes the file private (0600); a report is meant to be shared, so give it the mode any new
+        # file gets under the user's umask, as `open(path, "w")` would.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):
