@@ -12,10 +12,15 @@ The domain is small on purpose: authorized 100 in one currency of each class the
 apart (minimum amount, validity; EUR when the spec takes any), in each flow a guard reads (with a
 key where the provider takes keys); capture amounts 1, 50, 99, 100, 101 and "the rest", with
 `final` where the remainder is held until a cancel; cancel of the rest, of 50 and of 101; refunds of
-1, 50, 100 and 101; no key, a fresh key, or each key already used; provider facts (capture requested,
+1, 50, 100 and 101; a capture and a refund of 50 in another currency; no key, a fresh key, or each
+key already used; provider facts (capture requested,
 captured, capture_failed, cancelled, refunded, expired); the clock moved to each deadline the payment
 has (validity, refund window). Every allowed move is checked against the invariants below; BFS order
 makes the first counterexample found for an invariant a shortest one.
+
+Beside the money, an allowed command is held to the spec's own declared policy (`single_currency`,
+`obeys_own_policy`): a transition that lost its currency, expiry, count or partial-capture guard can
+keep the sums right and still break the contract the spec states.
 
 "A terminal state absorbs" means: no move leaves it, and the money it settled (authorized,
 captured, cancelled, pending) never changes again. Refunds are the exception the design allows: they
@@ -56,6 +61,9 @@ INVARIANTS: dict[str, str] = {
     "no_negative_amount": "no amount is ever negative",
     "amounts_never_decrease": "authorized (once set), captured, cancelled and refunded never decrease",
     "terminal_absorbs": "no move leaves a terminal state or changes the money it settled (refunds excepted)",
+    "single_currency": "an allowed capture or refund is in the authorized currency",
+    "obeys_own_policy": "an allowed command keeps the spec's own policy numbers: capture and refund counts, "
+                        "partial capture, minimum amount, authorization validity",
     "decide_agrees_with_apply": "the fact an allowed decision predicts is accepted by apply, with the same result",
     "engine_answers": "decide and apply answer every command and fact without an unexpected exception",
 }
@@ -140,7 +148,8 @@ def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
 # ------------------------------------------------------------------------------------------ exploring
 
 _Node = tuple[Payment, int]  # the payment and the index of the current instant in its clock
-_Action = tuple[str, datetime, Callable[[Payment], tuple[Payment | None, str | None]]]
+_Broken = list[tuple[str, str]]  # (invariant, message) pairs
+_Action = tuple[str, datetime, Callable[[Payment], tuple[Payment | None, _Broken]]]
 
 
 def _clock(p: Payment) -> tuple[datetime, ...]:
@@ -184,7 +193,7 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
         p, tick = node
         for label, at, step in _actions(p, tick):
             try:
-                q, disagreement = step(p)
+                q, judged = step(p)
             except InvalidTransition:  # apply refusing a fact the spec forbids: not a move
                 continue
             except Exception as exc:  # an engine bug is a finding, not a crash of the checker
@@ -197,9 +206,7 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
                 continue
             moves += 1
             child: _Node = (q, _tick_after(q, tick, at))
-            broken = _broken(p, q)
-            if disagreement is not None:
-                broken.append(("decide_agrees_with_apply", disagreement))
+            broken = _broken(p, q) + judged
             new = child not in parents
             if new:
                 parents[child] = (node, label, at)
@@ -233,8 +240,9 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
                                                              key=auth_key))
     elif tick + 1 < len(clock):
         nxt = clock[tick + 1]
-        yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, None)
+        yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, [])
 
+    foreign = _foreign(p)
     used = sorted({use.key for use in p.keys})
     keys: list[str | None] = [None, f"k{len(used) + 1}", *used]
     for key in keys:
@@ -249,6 +257,10 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
                 Cancel(at=at, amount=amount, key=key))
         for refund in REFUND_AMOUNTS:
             yield f"refund {refund}{suffix}", at, _command(Refund(amount=refund, at=at, key=key))
+        if foreign is not None:
+            # Money in another currency than the authorization's: only a currency guard refuses it.
+            yield f"capture 50 {foreign}{suffix}", at, _command(Capture(at=at, amount=50, currency=foreign, key=key))
+            yield f"refund 50 {foreign}{suffix}", at, _command(Refund(amount=50, at=at, currency=foreign, key=key))
 
     # Facts the provider reports: outcomes of a capture in flight, lapses, logged requests. They go
     # through apply, which holds them to the same spec with command=False.
@@ -276,6 +288,15 @@ def _currencies(spec: Spec) -> list[str]:
     return sorted(seen.values())
 
 
+def _foreign(p: Payment) -> str | None:
+    """A currency other than the authorized one, taken from those the spec accepts where it can (so that
+    only the currency-matches rule, not the supported-currencies one, stands in its way)."""
+    if p.currency is None:
+        return None
+    accepted = sorted((p.spec.policy.currencies or frozenset()) - {p.currency})
+    return accepted[0] if accepted else ("SEK" if p.currency != "SEK" else "DKK")
+
+
 def _flows(spec: Spec) -> tuple[Flow | None, ...]:
     """The automatic-capture flow only matters to a spec whose guards read the flow."""
     if any("manual_flow" in t.guards for t in spec.transitions):
@@ -283,28 +304,60 @@ def _flows(spec: Spec) -> tuple[Flow | None, ...]:
     return (None,)
 
 
-def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, str | None]]:
-    def step(p: Payment) -> tuple[Payment | None, str | None]:
+def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, _Broken]]:
+    def step(p: Payment) -> tuple[Payment | None, _Broken]:
         d = decide(p, cmd)
         if not d.allowed or d.after is None:
-            return None, None
+            return None, []
         if d.event is None:  # an idempotent replay: nothing moves
-            return (p, "an idempotent replay changed the payment") if d.after != p else (None, None)
+            if d.after != p:
+                return p, [("decide_agrees_with_apply", "an idempotent replay changed the payment")]
+            return None, []
+        judged = _policy_breaks(p, d.command, d.after)
         try:
             recorded = apply(p, d.event)
         except InvalidTransition as exc:
-            return d.after, f"decide allowed it, but apply refuses its fact: {exc}"
+            return d.after, [*judged, ("decide_agrees_with_apply",
+                                       f"decide allowed it, but apply refuses its fact: {exc}")]
         rewritten = {w.code.value for w in d.warnings} & {"REMAINDER_RELEASED"}
         if not rewritten and recorded != d.after:
-            return d.after, f"decide predicts {_summary(d.after)}, apply records {_summary(recorded)}"
-        return d.after, None
+            return d.after, [*judged, ("decide_agrees_with_apply",
+                                       f"decide predicts {_summary(d.after)}, apply records {_summary(recorded)}")]
+        return d.after, judged
 
     return step
 
 
-def _fact(event: Event) -> Callable[[Payment], tuple[Payment | None, str | None]]:
-    def step(p: Payment) -> tuple[Payment | None, str | None]:
-        return apply(p, event), None
+def _policy_breaks(p: Payment, cmd: Command, after: Payment) -> _Broken:
+    """What an ALLOWED command breaks of the spec's own declared policy (a guard missing from a transition
+    shows here even when the money still adds up): a currency other than the authorized one; more captures
+    or refunds than the policy allows; a partial capture where the provider captures in full only; a
+    capture below the minimum amount, or at or past the authorization's expiry."""
+    out: _Broken = []
+    policy = p.spec.policy
+    if isinstance(cmd, Capture | Refund) and p.currency is not None and cmd.currency not in (None, p.currency):
+        out.append(("single_currency", f"{type(cmd).__name__.lower()} in {cmd.currency} allowed on a payment "
+                                       f"authorized in {p.currency}"))
+    problems: list[str] = []
+    if isinstance(cmd, Capture) and p.authorized_at is not None:
+        if policy.max_captures is not None and after.capture_count > policy.max_captures:
+            problems.append(f"capture {after.capture_count} of at most {policy.max_captures}")
+        if policy.partial_capture == "no" and cmd.amount is not None and cmd.amount < p.capturable:
+            problems.append(f"partial capture {cmd.amount} of capturable {p.capturable} where partial_capture = no")
+        if cmd.amount is not None and p.currency is not None and cmd.amount < policy.min_amount(p.currency):
+            problems.append(f"capture {cmd.amount} below the minimum {policy.min_amount(p.currency)}")
+        if p.expires_at is not None and cmd.at >= p.expires_at:
+            problems.append(f"capture at {format_instant(cmd.at)}, at or past expiry {format_instant(p.expires_at)}")
+    if isinstance(cmd, Refund) and policy.max_refunds is not None and after.refund_count > policy.max_refunds:
+        problems.append(f"refund {after.refund_count} of at most {policy.max_refunds}")
+    if problems:
+        out.append(("obeys_own_policy", "; ".join(problems)))
+    return out
+
+
+def _fact(event: Event) -> Callable[[Payment], tuple[Payment | None, _Broken]]:
+    def step(p: Payment) -> tuple[Payment | None, _Broken]:
+        return apply(p, event), []
 
     return step
 

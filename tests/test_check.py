@@ -155,6 +155,49 @@ def test_removed_cancel_bound(tmp_path: Path) -> None:
     assert len(steps["released_within_authorized"]) == 2
 
 
+def test_removed_currency_check_is_caught(tmp_path: Path) -> None:
+    # The money still adds up in minor units, so only the currency invariant can see this break.
+    text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"currency_matches", ', ""))
+    result = check_spec(spec_file(tmp_path, text))
+    steps = broken(result)
+    assert steps["single_currency"] == ["authorize 100 EUR", "capture 50 SEK"]
+    (found,) = [c for c in result.counterexamples if c.invariant == "single_currency"]
+    assert "capture in SEK allowed on a payment authorized in EUR" in found.message
+
+
+def test_removed_currency_check_on_refund_is_caught(tmp_path: Path) -> None:
+    old = 'guards = ["key_unique", "amount_valid", "currency_matches", "below_max_refunds", "within_refundable"]'
+    text = mutate("bambora", old, old.replace('"currency_matches", ', ""))
+    steps = broken(check_spec(spec_file(tmp_path, text)))
+    assert steps["single_currency"][-1] == "refund 50 SEK"
+
+
+def test_removed_expiry_guard_is_caught(tmp_path: Path) -> None:
+    text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"not_expired", ', ""))
+    result = check_spec(spec_file(tmp_path, text))
+    steps = broken(result)
+    assert steps["obeys_own_policy"][0] == "authorize 100 EUR"
+    assert steps["obeys_own_policy"][1].startswith("time passes to ")
+    assert steps["obeys_own_policy"][2].startswith("capture ")
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "at or past expiry" in found.message
+
+
+def test_removed_refund_count_guard_is_caught(tmp_path: Path) -> None:
+    text = mutate("bambora", '"below_max_refunds", "within_refundable"]', '"within_refundable"]')
+    result = check_spec(spec_file(tmp_path, text))
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "refund 2 of at most 1" in found.message
+
+
+def test_removed_capture_count_guard_in_vipps_is_caught(tmp_path: Path) -> None:
+    text = seed_text("vipps").replace('"below_max_captures", ', "")
+    assert text != seed_text("vipps")
+    result = check_spec(spec_file(tmp_path, text), overrides={"max_captures": 2})
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "capture 3 of at most 2" in found.message
+
+
 def test_unknown_guard_is_a_finding_and_the_spec_is_explored_without_it(tmp_path: Path) -> None:
     text = mutate("bambora", BAMBORA_CAPTURE_GUARDS,
                   BAMBORA_CAPTURE_GUARDS.replace('"within_capturable"]', '"within_capturabel"]'))
