@@ -58,6 +58,7 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
 }
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_AMOUNT = 2**63 - 1  # int64
 
 
 @frozen
@@ -257,6 +258,10 @@ class _Parser:
         if type(value) is not int or value < 0:
             hint = " (amounts are integer minor units: 1050 for 10.50)" if isinstance(value, float | str) else ""
             raise self.fail(f"must be an integer >= 0 of minor units, got {value!r}{hint}", step=step, field=field)
+        if value > MAX_AMOUNT:
+            # Every provider's amount is an int64 (Bambora, Vipps swagger/openapi), and JSON tools stop there.
+            raise self.fail(f"{value} is beyond the largest amount any provider takes ({MAX_AMOUNT})",
+                            step=step, field=field)
         return value
 
     def instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,

@@ -142,6 +142,9 @@ BAD_PLANS = [
      "plan step 1: field 'op': got 'void'"),
     ("currency.toml", '[payment]\namount = 1\ncurrency = "kr"\nauthorized_at = 2026-01-05T10:00:00Z\n',
      "plan: field 'payment.currency'"),
+    ("huge-amount.toml", '[payment]\namount = 99999999999999999999\ncurrency = "NOK"\n'
+     'authorized_at = 2026-01-05T10:00:00Z\n', "plan: field 'payment.amount': 99999999999999999999 is beyond"),
+    ("empty.toml", "", "plan: field 'payment': missing"),
     ("syntax.toml", "[payment\n", "plan: not valid TOML"),
     ("syntax.json", "{", "plan: not valid JSON"),
 ]
