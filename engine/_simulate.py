@@ -12,7 +12,9 @@ the provider would answer is then recorded with `apply`, exactly as a payment se
    refund (the vocabulary has no event for them), leave the payment as it was, and the step says so.
 4. The clock: before each step, once its `at` is at or past the authorization's expiry, the spec's
    `expired` event fires at the expiry instant (the provider's lapse or auto-cancel), so later steps
-   see it. Unknown validity never expires.
+   see it. Unknown validity never expires. Where the spec has no lapse from the payment's state (a
+   terminal `captured` after a partial capture) but its remainder policy is "lapses", the uncaptured
+   remainder lapses all the same: the step says so, and the verdict counts it released, not held.
 
 Pure: no I/O, no clock, no randomness. Keys a plan leaves out are derived from it (`derive_key`).
 """
@@ -137,6 +139,8 @@ class SimulationResult:
     payment: Payment
     intended: int
     lapsed: int
+    remainder_lapsed: int = 0
+    """The part of `lapsed` that no spec transition records: a remainder lapsing in a terminal state."""
 
     @property
     def provider(self) -> str:
@@ -148,12 +152,12 @@ class SimulationResult:
 
     @property
     def released(self) -> int:
-        return self.payment.cancelled
+        return self.payment.cancelled + self.remainder_lapsed
 
     @property
     def held(self) -> int:
         # Within an over-capture allowance nothing is left, and nothing held is ever negative.
-        return max(self.payment.remainder, 0)
+        return max(self.payment.remainder - self.remainder_lapsed, 0)
 
     @property
     def expires_at(self) -> datetime | None:
@@ -235,6 +239,7 @@ class _Run:
         self.spec = spec
         self.p = Payment.new(spec, plan.reference)
         self.lapsed = 0
+        self.remainder_lapsed = 0
 
     def key(self, given: str | None, index: int, op: str) -> str | None:
         if given is not None or self.spec.policy.idempotency == "none":
@@ -253,7 +258,8 @@ class _Run:
         authorization = StepResult(0, "authorize", plan.authorized_at, d.allowed, self.p, plan.amount, cmd.key,
                                    Outcome.SUCCEEDED, d.violations, d.warnings, events)
         steps = tuple(self.step(step) for step in plan.steps)
-        return SimulationResult(self.spec, plan, authorization, steps, self.p, intended_capture(plan), self.lapsed)
+        return SimulationResult(self.spec, plan, authorization, steps, self.p, intended_capture(plan), self.lapsed,
+                                self.remainder_lapsed)
 
     def lapse(self, at: datetime) -> tuple[Event | None, SimulationNote | None]:
         """Fire the provider's lapse if `at` is at or past expiry and the spec has one from this state."""
@@ -265,7 +271,9 @@ class _Run:
         try:
             after = apply(p, event)
         except InvalidTransition:
-            return None, None  # already lapsed, or a state the spec does not let lapse
+            # Already lapsed, or a state the spec does not let lapse. A remainder the provider cannot
+            # release after a capture (remainder = "lapses") still leaves the card at expiry.
+            return None, self.lapse_remainder(expires)
         released = after.cancelled - p.cancelled
         self.p = after
         self.lapsed += released
@@ -275,9 +283,22 @@ class _Run:
                               f"{_money(released, p.currency)} and the payment is {after.state!r}")
         return event, note
 
+    def lapse_remainder(self, expires: datetime) -> SimulationNote | None:
+        p = self.p
+        left = p.remainder - self.remainder_lapsed
+        if (self.remainder_lapsed or left <= 0 or p.pending or p.captured == 0
+                or self.spec.policy.remainder != "lapses"):
+            return None
+        self.remainder_lapsed = left
+        self.lapsed += left
+        return SimulationNote(NoteCode.AUTHORIZATION_LAPSED,
+                              f"the authorization lapsed at {format_instant(expires)} ({self.plan.offset(expires)}, "
+                              f"its validity on {self.spec.name}); the uncaptured remainder "
+                              f"{_money(left, p.currency)} left the card and the payment stays {p.state!r}")
+
     def step(self, step: PlanStep) -> StepResult:
         lapse_event, lapse_note = self.lapse(step.at)
-        lapsed_at = lapse_event.at if lapse_event is not None else None
+        lapsed_at = lapse_event.at if lapse_event is not None else (self.p.expires_at if lapse_note else None)
         pre: tuple[Event, ...] = (lapse_event,) if lapse_event is not None else ()
         notes: tuple[StepWarning, ...] = (lapse_note,) if lapse_note is not None else ()
         if step.op is Op.WAIT:

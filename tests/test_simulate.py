@@ -32,6 +32,7 @@ from capstate import (
     simulate,
 )
 from capstate._plan import derive_key
+from capstate._simulate import SimulationNote
 
 PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -71,7 +72,30 @@ def test_split_shipment_vipps_takes_all_three_captures_the_others_refuse_the_sec
         assert not r.ok, name
         assert r.steps[0].allowed, name
         assert codes(r)[1] == ("MULTIPLE_CAPTURES_UNSUPPORTED",), name
+    # Validity unknown: the remainder stays held for as long as the issuer keeps it.
+    for name in ("hellgate", "pipwave"):
+        r = simulate(plan, name)
         assert (r.captured, r.released, r.held) == (30000, 0, 70000), name
+    # Bambora cannot release the remainder after its one capture, but it lapses with the authorization
+    # after 7 days; the plan runs to day 9, so by then nothing is held.
+    bambora = simulate(plan, "bambora")
+    assert (bambora.captured, bambora.released, bambora.lapsed, bambora.held) == (30000, 70000, 70000, 0)
+    assert bambora.payment.state == "captured" and bambora.payment.cancelled == 0
+    lapse = bambora.steps[2]
+    assert lapse.lapsed_at == plan.authorized_at + timedelta(days=7)
+    assert [w.code for w in lapse.warnings if isinstance(w, SimulationNote)] == [NoteCode.AUTHORIZATION_LAPSED]
+    assert bambora.to_dict()["held"] == 0 and bambora.to_dict()["released"] == 70000
+
+
+def test_a_remainder_lapses_once_and_only_after_expiry() -> None:
+    plan = example("partial-then-cancel.toml")  # ends on day 4, before Bambora's 7 days
+    r = simulate(plan, "bambora")
+    assert (r.released, r.lapsed, r.held) == (0, 0, 30000)
+    later = Plan.from_dict(plan.to_dict() | {"step": [*plan.to_dict()["step"], {"at": "+8d", "op": "wait"},
+                                                         {"at": "+9d", "op": "wait"}]})
+    r = simulate(later, "bambora")
+    assert (r.released, r.lapsed, r.held) == (30000, 30000, 0)
+    assert [s.lapsed_at is not None for s in r.steps] == [False, False, True, False]
 
 
 def test_preorder_lapses_on_bambora_after_seven_days() -> None:
