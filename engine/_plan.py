@@ -58,6 +58,7 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
 }
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AMOUNT = 2**63 - 1  # int64
 
 
@@ -267,6 +268,9 @@ class _Parser:
     def instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,
                 base: datetime | None = None) -> datetime:
         at = self._instant(value, step, field, offset_ok=offset_ok, base=base)
+        if at < _EARLIEST:
+            # Before any card payment, and out of range once converted to UTC (0001-01-01T00:00+01:00).
+            raise self.fail(f"{at.isoformat()} is earlier than {format_instant(_EARLIEST)}", step=step, field=field)
         if at >= _LATEST:
             # Far enough for any plan, and it leaves room to add a validity window without overflow.
             raise self.fail(f"{format_instant(at)} is later than {format_instant(_LATEST)}", step=step, field=field)

@@ -148,6 +148,11 @@ BAD: list[tuple[str, Any, str]] = [
     ("authorized_at offset", base(authorized_at="+1d"), "plan: field 'payment.authorized_at': '+1d' is not an RFC"),
     ("offset overflows", with_steps({"at": "+99999999d", "op": "wait"}),
      "plan step 1: field 'at': '+99999999d' is too far after the authorization"),
+    ("far past", base(authorized_at="0001-01-01T00:00:00+01:00"),
+     "plan: field 'payment.authorized_at': 0001-01-01T00:00:00+01:00 is earlier than 1970-01-01T00:00:00Z"),
+    ("far past step", with_steps({"at": "1969-12-31T23:59:59Z", "op": "wait"}) | {
+        "payment": {"amount": 1, "currency": "NOK", "authorized_at": "1969-12-31T23:00:00Z"}},
+     "plan: field 'payment.authorized_at': 1969-12-31T23:00:00+00:00 is earlier than 1970-01-01T00:00:00Z"),
     ("far future", base(authorized_at="9999-12-31T10:00:00Z"),
      "plan: field 'payment.authorized_at': 9999-12-31T10:00:00Z is later than 9000-01-01T00:00:00Z"),
     ("steps not a list", base() | {"step": {"at": "+1d"}}, "plan: field 'step': must be an array of tables"),
