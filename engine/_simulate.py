@@ -57,6 +57,9 @@ class NoteCode(StrEnum):
     """The plan rehearsed a provider failure for this step, and the spec's failure was applied."""
     FAILURE_NOT_MODELLED = "FAILURE_NOT_MODELLED"
     """The spec has no transition for the rehearsed failure; the payment is left as it was."""
+    KEY_REUSED_AFTER_FAILURE = "KEY_REUSED_AFTER_FAILURE"
+    """A retry under the idempotency key of a failed attempt: the provider may answer it with the
+    stored failure (Vipps replays a 4xx for the same key), so it only helps after a timeout or 5xx."""
 
 
 @frozen
@@ -240,6 +243,7 @@ class _Run:
         self.p = Payment.new(spec, plan.reference)
         self.lapsed = 0
         self.remainder_lapsed = 0
+        self.failed_keys: set[str] = set()
 
     def key(self, given: str | None, index: int, op: str) -> str | None:
         if given is not None or self.spec.policy.idempotency == "none":
@@ -326,10 +330,24 @@ class _Run:
             return result(False)
         if d.event is None:  # an idempotent replay: the provider answers as before, nothing moves
             return result(True)
+        retry_note = self.reused_after_failure(key)
         if step.outcome is Outcome.FAILED:
             events, note, surprise = self.fail(step, d)
-            return result(True, events, (note,), surprise)
-        return result(True, self.succeed(d))
+            if key is not None and self.spec.policy.idempotency != "none":
+                self.failed_keys.add(key)
+            return result(True, events, (*retry_note, note), surprise)
+        return result(True, self.succeed(d), retry_note)
+
+    def reused_after_failure(self, key: str | None) -> tuple[SimulationNote, ...]:
+        if key is None or key not in self.failed_keys:
+            return ()
+        # research/providers.md 2.7: "a 4xx is returned again for the same key" (Vipps common-topics/
+        # idempotency.md); what Hellgate does is undocumented. The plan says the retry succeeds; warn.
+        return (SimulationNote(NoteCode.KEY_REUSED_AFTER_FAILURE,
+                               f"key {key!r} was used by a failed attempt; {self.spec.name} deduplicates by key and "
+                               f"may answer with the stored failure (Vipps replays a 4xx for the same key), so "
+                               f"retry under it only after a timeout or 5xx, and under a new key after a "
+                               f"refusal"),)
 
     def succeed(self, d: Decision) -> tuple[Event, ...]:
         assert d.event is not None and d.after is not None

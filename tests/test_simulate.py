@@ -145,6 +145,13 @@ def test_failed_then_retried() -> None:
         assert [e.type for e in failed.events] == [EventType.CAPTURE_FAILED], name
         assert NoteCode.OUTCOME_FAILED in notes(r, 1) and not failed.surprise, name
         assert retry.allowed and r.captured == plan.amount and r.ok, name
+    # Vipps deduplicates by key: a retry under the failed attempt's key is flagged, not refused. Bambora and
+    # Pipwave keep no keys, so reusing one there means nothing to the provider.
+    assert notes(simulate(plan, "vipps"), 2) == [NoteCode.KEY_REUSED_AFTER_FAILURE]
+    assert NoteCode.KEY_REUSED_AFTER_FAILURE not in notes(simulate(plan, "bambora"), 2)
+    first, second = (s.to_dict() for s in plan.steps)
+    fresh = Plan.from_dict(plan.to_dict() | {"step": [first, second | {"key": "k-2"}]})
+    assert notes(simulate(fresh, "vipps"), 2) == []
     hellgate = simulate(plan, "hellgate")
     failed, retry = hellgate.steps
     assert [e.type for e in failed.events] == [EventType.CAPTURE_REQUESTED, EventType.CAPTURE_FAILED]
