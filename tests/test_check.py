@@ -300,6 +300,9 @@ def test_cli_unloadable_spec_and_bad_depth(tmp_path: Path) -> None:
     assert_error(check(tmp_path, path), "policy.colour")
     r = check(tmp_path, "vipps", "--depth", "zero")
     assert r.code == 2 and "--depth" in r.err and "Traceback" not in r.err
+    assert_error(check(tmp_path, tmp_path), "is a directory; give a spec file")
+    empty = spec_file(tmp_path, "", "empty.toml")
+    assert_error(check(tmp_path, empty), "provider: required key is missing")
 
 
 def test_cli_set_overrides_policy_numbers_for_the_run(tmp_path: Path) -> None:

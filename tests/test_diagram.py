@@ -152,6 +152,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     broken = write(tmp_path, "broken.toml", seed_text("vipps").replace("[machine]", "[machine", 1))
     assert_error(diagram(tmp_path, broken), "not valid TOML")
     assert_error(diagram(tmp_path, "vipps", "--json"), "no --json")
+    assert_error(diagram(tmp_path, tmp_path), "is a directory; give a spec file")
     assert_error(diagram(tmp_path, "vipps", "-o", tmp_path / "missing-dir" / "x.mmd"), "cannot write")
     r = diagram(tmp_path, "vipps", "--format", "gif")
     assert r.code == 2 and "invalid choice" in r.err and "Traceback" not in r.err
