@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("diagram has no --json output; choose --format mermaid, svg or png")
     refuse_directory(args.spec)
+    if args.format == "png" and not args.output and sys.stdout.isatty():
+        # Binary on a terminal garbles it and proves nothing; svg is text, so it may go there.
+        raise UsageError("png is binary: give -o FILE, or redirect stdout to a file")
     spec = load_with_sets(args.spec, args.sets)
     data = mermaid(spec).encode() if args.format == "mermaid" else _render(graphviz(spec), args.format)
     if args.output:
