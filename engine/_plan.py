@@ -176,6 +176,9 @@ class _Parser:
         currency = payment.get("currency")
         if currency is None:
             raise self.fail("required, an ISO 4217 code such as NOK", field="payment.currency")
+        if not isinstance(currency, str):
+            raise self.fail(f"must be a string, an ISO 4217 code such as NOK, got {type(currency).__name__}",
+                            field="payment.currency")
         try:
             exponent(currency)
         except CurrencyError as exc:

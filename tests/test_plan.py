@@ -142,6 +142,8 @@ BAD: list[tuple[str, Any, str]] = [
      "plan step 1: field 'amount': 1000000000000000000000000000000 is beyond the largest amount"),
     ("payment amount is a decimal string", base(amount="10.50"),
      "plan: field 'payment.amount': must be an integer >= 0 of minor units, got '10.50'"),
+    ("currency a list", base(currency=["NOK"]),
+     "plan: field 'payment.currency': must be a string, an ISO 4217 code such as NOK, got list"),
     ("currency", base(currency="KRONER"), "plan: field 'payment.currency': 'KRONER' is not an ISO 4217"),
     ("flow", base(flow="auto"), "plan: field 'payment.flow': must be 'manual' or 'automatic', got 'auto'"),
     ("reference", base(reference=""), "plan: field 'payment.reference': must be a non-empty string"),
