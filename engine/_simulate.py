@@ -35,6 +35,7 @@ from ._spec import Spec, load_spec
 from ._time import format_instant
 from ._values import (
     Authorize,
+    Flow,
     Cancel,
     Capture,
     Command,
@@ -130,7 +131,8 @@ class SimulationResult:
     - `intended`: what the plan means to capture (`intended_capture`);
     - `captured`, `released` (cancelled, the lapse included), `lapsed` (the part the lapse released)
       and `held` (still reserved on the card at the end), all in minor units of `plan.currency`;
-    - `held_until`: the expiry instant, or None with `held_until_text` "until cancel" or "unknown";
+    - `held_until`: the expiry instant, or None with `held_until_text` "until cancel" or "unknown"
+      ("until the provider's automatic capture" on an automatic-capture flow, whatever the expiry);
     - `ok`: no step refused (the authorization included) and no rehearsed failure the plan cannot
       recover from.
     """
@@ -176,11 +178,21 @@ class SimulationResult:
     def held_until_text(self) -> str:
         if not self.held:
             return "-"
+        if self.automatic:
+            return "until the provider's automatic capture"
         if self.held_until is not None:
             return format_instant(self.held_until)
         if self.spec.policy.remainder == "reserved_until_cancel" and self.payment.state not in self.spec.terminal:
             return "until cancel"
         return "unknown"
+
+    @property
+    def automatic(self) -> bool:
+        """The authorization is in an automatic-capture flow the spec keeps manual captures out of
+        (Hellgate: the payment stays `processing` "waiting that the capture completes"): what it holds is
+        captured by the provider, not left on the card."""
+        return (self.payment.flow is Flow.AUTOMATIC and self.payment.captured == 0
+                and any("manual_flow" in t.guards for t in self.spec.transitions))
 
     @property
     def refused(self) -> tuple[StepResult, ...]:

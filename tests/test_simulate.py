@@ -378,3 +378,20 @@ def test_simulate_agrees_with_decide_and_apply_by_hand(obj: dict[str, Any], case
     assert r.ok == (all(s.allowed for s in (r.authorization, *r.steps)) and not any(s.surprise for s in r.steps))
     # Same plan, same answer.
     assert simulate(plan, spec).to_dict() == r.to_dict()
+
+
+def test_an_automatic_flow_is_held_until_the_providers_own_capture() -> None:
+    # Hellgate refuses a manual capture on an automatic-capture flow; the money is not left on the card for
+    # the issuer to drop, the provider captures it itself.
+    obj = {"payment": {"amount": 10000, "currency": "EUR", "flow": "automatic",
+                       "authorized_at": "2026-01-05T10:00:00Z"},
+           "step": [{"at": "+1d", "op": "capture"}]}
+    hellgate = simulate(Plan.from_dict(obj), "hellgate")
+    assert hellgate.steps[0].codes == ("AUTOMATIC_CAPTURE_FLOW",)
+    assert (hellgate.held, hellgate.held_until_text) == (10000, "until the provider's automatic capture")
+    assert hellgate.to_dict()["held_until"] == "until the provider's automatic capture"
+    manual = simulate(Plan.from_dict(obj | {"payment": obj["payment"] | {"flow": "manual"}, "step": []}), "hellgate")
+    assert manual.held_until_text == "unknown"
+    # A spec that does not tell flows apart keeps its own answer.
+    assert simulate(Plan.from_dict(obj | {"step": []}), "bambora").held_until_text != (
+        "until the provider's automatic capture")
