@@ -35,13 +35,13 @@ from ._spec import Spec, load_spec
 from ._time import format_instant
 from ._values import (
     Authorize,
-    Flow,
     Cancel,
     Capture,
     Command,
     Decision,
     Event,
     EventType,
+    Flow,
     Payment,
     PolicyWarning,
     Refund,
