@@ -18,6 +18,9 @@ captured, capture_failed, cancelled, refunded, expired); the clock moved to each
 has (validity, refund window). Every allowed move is checked against the invariants below; BFS order
 makes the first counterexample found for an invariant a shortest one.
 
+A policy whose minimum amount is above 100 gets the same domain scaled by a power of 10; one that
+authorizes nothing in the domain at all is reported as an `unexplored` finding, never as a pass.
+
 Beside the money, an allowed command is held to the spec's own declared policy (`single_currency`,
 `obeys_own_policy`): a transition that lost its currency, expiry, count or partial-capture guard can
 keep the sums right and still break the contract the spec states.
@@ -141,7 +144,13 @@ def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
         spec, findings = lint_spec(spec)
     if overrides:
         spec = evolve(spec, policy=apply_overrides(spec.policy, overrides, file=spec.file))
-    states, moves, complete, counterexamples = _explore(spec, depth)
+    states, moves, complete, counterexamples, authorized = _explore(spec, depth)
+    if not authorized:
+        tried = ", ".join(f"{AUTHORIZED * _scale(spec, c)} {c}" for c in _currencies(spec))
+        findings = (*findings, SpecFinding(
+            "unexplored", "policy", None,
+            f"no authorization in the explored domain succeeded (authorize {tried}), so no capture was "
+            f"checked; the policy's amount bounds or currencies leave nothing to explore"))
     return CheckResult(spec, depth, states, moves, complete, findings, counterexamples)
 
 
@@ -167,7 +176,7 @@ def _clock(p: Payment) -> tuple[datetime, ...]:
     return (soon, *sorted(d for d in deadlines if d > soon))
 
 
-def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...]]:
+def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...], bool]:
     start: _Node = (Payment.new(spec, REFERENCE), 0)
     parents: dict[_Node, tuple[_Node, str, datetime] | None] = {start: None}
     found: dict[str, Counterexample] = {}
@@ -217,7 +226,8 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
                     found[name] = Counterexample(name, f"{label}: {message}",
                                                  tuple(path_to(child if new else node) + tail))
     ordered = tuple(found[n] for n in INVARIANTS if n in found)
-    return len(parents), moves, complete, ordered
+    authorized = any(p.authorized_at is not None for p, _ in parents)
+    return len(parents), moves, complete, ordered, authorized
 
 
 def _tick_after(q: Payment, tick: int, at: datetime) -> int:
@@ -235,45 +245,62 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
         auth_key = None if policy.idempotency == "none" else "auth"
         for currency in _currencies(p.spec):
             for flow in _flows(p.spec):
-                text = f"authorize {AUTHORIZED} {currency}" + (f" flow={flow.value}" if flow else "")
-                yield text, at, _command(Authorize(amount=AUTHORIZED, currency=currency, at=at, flow=flow,
-                                                             key=auth_key))
+                total = AUTHORIZED * _scale(p.spec, currency)
+                text = f"authorize {total} {currency}" + (f" flow={flow.value}" if flow else "")
+                yield text, at, _command(Authorize(amount=total, currency=currency, at=at, flow=flow, key=auth_key))
     elif tick + 1 < len(clock):
         nxt = clock[tick + 1]
         yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, [])
 
     foreign = _foreign(p)
+    u = max(p.authorized // AUTHORIZED, 1)  # the domain, scaled as the authorization was
     used = sorted({use.key for use in p.keys})
     keys: list[str | None] = [None, f"k{len(used) + 1}", *used]
     for key in keys:
         suffix = f" key={key}" if key else ""
-        for amount in CAPTURE_AMOUNTS:
+        for amount in _times(CAPTURE_AMOUNTS, u):
             what = f"capture {'rest' if amount is None else amount}{suffix}"
             yield what, at, _command(Capture(at=at, amount=amount, key=key))
-            if policy.remainder == "reserved_until_cancel" and amount == 50:
+            if policy.remainder == "reserved_until_cancel" and amount == 50 * u:
                 yield f"{what} final", at, _command(Capture(at=at, amount=amount, key=key, final=True))
-        for amount in CANCEL_AMOUNTS:
+        for amount in _times(CANCEL_AMOUNTS, u):
             yield f"cancel {'rest' if amount is None else amount}{suffix}", at, _command(
                 Cancel(at=at, amount=amount, key=key))
-        for refund in REFUND_AMOUNTS:
+        for refund in (a * u for a in REFUND_AMOUNTS):
             yield f"refund {refund}{suffix}", at, _command(Refund(amount=refund, at=at, key=key))
         if foreign is not None:
             # Money in another currency than the authorization's: only a currency guard refuses it.
-            yield f"capture 50 {foreign}{suffix}", at, _command(Capture(at=at, amount=50, currency=foreign, key=key))
-            yield f"refund 50 {foreign}{suffix}", at, _command(Refund(amount=50, at=at, currency=foreign, key=key))
+            half = 50 * u
+            yield f"capture {half} {foreign}{suffix}", at, _command(
+                Capture(at=at, amount=half, currency=foreign, key=key))
+            yield f"refund {half} {foreign}{suffix}", at, _command(
+                Refund(amount=half, at=at, currency=foreign, key=key))
 
     # Facts the provider reports: outcomes of a capture in flight, lapses, logged requests. They go
     # through apply, which holds them to the same spec with command=False.
     ref = p.reference
-    outcome_amounts = sorted({a for a in CAPTURE_AMOUNTS if a is not None} | ({p.pending} if p.pending else set()))
+    outcome_amounts = sorted({a * u for a in CAPTURE_AMOUNTS if a is not None} | ({p.pending} if p.pending else set()))
     for etype in (EventType.CAPTURE_REQUESTED, EventType.CAPTURED):
         for amount in (*outcome_amounts, None):
             text = f"provider reports {etype.value} {'rest' if amount is None else amount}"
             yield text, at, _fact(Event(ref, etype, at, amount))
-    for refund in REFUND_AMOUNTS:
+    for refund in (a * u for a in REFUND_AMOUNTS):
         yield f"provider reports refunded {refund}", at, _fact(Event(ref, EventType.REFUNDED, at, refund))
     for etype in (EventType.CAPTURE_FAILED, EventType.CANCELLED, EventType.EXPIRED):
         yield f"provider reports {etype.value}", at, _fact(Event(ref, etype, at))
+
+
+def _scale(spec: Spec, currency: str) -> int:
+    """1, or the power of 10 that lifts the authorization of 100 to the policy's minimum amount (a spec
+    with a minimum of 500 is explored with 1000 authorized and captures of 10, 500, 990, ...)."""
+    scale = 1
+    while AUTHORIZED * scale < spec.policy.min_amount(currency) and scale < 10**15:
+        scale *= 10
+    return scale
+
+
+def _times(amounts: tuple[int | None, ...], u: int) -> tuple[int | None, ...]:
+    return tuple(None if a is None else a * u for a in amounts)
 
 
 def _currencies(spec: Spec) -> list[str]:

@@ -155,6 +155,22 @@ def test_removed_cancel_bound(tmp_path: Path) -> None:
     assert len(steps["released_within_authorized"]) == 2
 
 
+def test_a_minimum_above_the_domain_scales_it_instead_of_passing_on_nothing(tmp_path: Path) -> None:
+    result = check_spec("bambora", overrides={"amount_min": 500})
+    assert result.ok and result.states > 50, result.states
+    # ... and the scaled domain still finds an over-capture.
+    broken_spec = spec_file(tmp_path, over_capture_bambora())
+    steps = broken(check_spec(broken_spec, overrides={"amount_min": 500}))
+    assert steps["captured_within_authorized"] == ["authorize 1000 EUR", "capture 1010"]
+
+
+def test_a_policy_that_authorizes_nothing_is_a_finding_not_a_pass() -> None:
+    result = check_spec("bambora", overrides={"amount_max": 50})
+    assert not result.ok
+    assert [f.kind for f in result.findings] == ["unexplored"]
+    assert "no authorization in the explored domain succeeded (authorize 100 EUR)" in result.findings[0].message
+
+
 def test_removed_currency_check_is_caught(tmp_path: Path) -> None:
     # The money still adds up in minor units, so only the currency invariant can see this break.
     text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"currency_matches", ', ""))
