@@ -42,6 +42,7 @@ from attrs import evolve, frozen
 
 from ._engine import apply, decide
 from ._errors import InvalidTransition
+from ._policy import IdentifierRule, Policy
 from ._spec import Spec, SpecFinding, apply_overrides, graph_problems, lint_spec
 from ._time import format_instant
 from ._values import Authorize, Cancel, Capture, Command, Event, EventType, Flow, Payment, Refund
@@ -52,6 +53,7 @@ CAPTURE_AMOUNTS: tuple[int | None, ...] = (1, 50, 99, 100, 101, None)
 CANCEL_AMOUNTS: tuple[int | None, ...] = (None, 50, 101)
 REFUND_AMOUNTS = (1, 50, 100, 101)
 REFERENCE = "check-0001"
+_UUID = "5f0c6b1e-8d2a-4c3b-9e7f-1a2b3c4d5e6f"  # a UUIDv4, for a spec whose references are payment ids
 T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 _SOON = timedelta(hours=1)
 
@@ -150,7 +152,7 @@ def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
         findings = (*findings, SpecFinding(
             "unexplored", "policy", None,
             f"no authorization in the explored domain succeeded (authorize {tried}), so no capture was "
-            f"checked; the policy's amount bounds or currencies leave nothing to explore"))
+            f"checked; the policy's amount bounds, currencies or identifier rules leave nothing to explore"))
     return CheckResult(spec, depth, states, moves, complete, findings, counterexamples)
 
 
@@ -177,7 +179,7 @@ def _clock(p: Payment) -> tuple[datetime, ...]:
 
 
 def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...], bool]:
-    start: _Node = (Payment.new(spec, REFERENCE), 0)
+    start: _Node = (Payment.new(spec, _fitting(spec.policy.reference, REFERENCE, _UUID, "CHECK0001")), 0)
     parents: dict[_Node, tuple[_Node, str, datetime] | None] = {start: None}
     found: dict[str, Counterexample] = {}
     frontier: deque[tuple[_Node, int]] = deque([(start, 0)])
@@ -242,7 +244,7 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
     at = clock[min(tick, len(clock) - 1)]
     if p.authorized_at is None:
         # Where the provider takes keys, the authorization sends one (Vipps requires it on create too).
-        auth_key = None if policy.idempotency == "none" else "auth"
+        auth_key = None if policy.idempotency == "none" else _key(policy, "auth", 0)
         for currency in _currencies(p.spec):
             for flow in _flows(p.spec):
                 total = AUTHORIZED * _scale(p.spec, currency)
@@ -255,7 +257,7 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
     foreign = _foreign(p)
     u = max(p.authorized // AUTHORIZED, 1)  # the domain, scaled as the authorization was
     used = sorted({use.key for use in p.keys})
-    keys: list[str | None] = [None, f"k{len(used) + 1}", *used]
+    keys: list[str | None] = [None, _key(policy, "k", len(used) + 1), *used]
     for key in keys:
         suffix = f" key={key}" if key else ""
         for amount in _times(CAPTURE_AMOUNTS, u):
@@ -288,6 +290,18 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
         yield f"provider reports refunded {refund}", at, _fact(Event(ref, EventType.REFUNDED, at, refund))
     for etype in (EventType.CAPTURE_FAILED, EventType.CANCELLED, EventType.EXPIRED):
         yield f"provider reports {etype.value}", at, _fact(Event(ref, etype, at))
+
+
+def _fitting(rule: IdentifierRule, *candidates: str) -> str:
+    """The first candidate the provider's identifier rule accepts (the first one if none does: the
+    refusals then show in the search as an unexplored spec, never as a silent pass)."""
+    return next((c for c in candidates if rule.problem(c) is None), candidates[0])
+
+
+def _key(policy: Policy, stem: str, n: int) -> str:
+    """Idempotency key number `n`, short and readable where the provider's key format allows it."""
+    return _fitting(policy.idempotency_key, f"{stem}{n}" if n else stem, f"{stem}-{n:016d}",
+                    f"{n:08x}-0000-4000-8000-000000000000", f"{n:032x}")
 
 
 def _scale(spec: Spec, currency: str) -> int:

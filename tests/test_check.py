@@ -164,6 +164,14 @@ def test_a_minimum_above_the_domain_scales_it_instead_of_passing_on_nothing(tmp_
     assert steps["captured_within_authorized"] == ["authorize 1000 EUR", "capture 1010"]
 
 
+def test_keys_and_references_follow_the_policys_own_formats() -> None:
+    # "k1" and "check-0001" break these rules; the search must still get past the authorization.
+    for overrides in ({"idempotency_key": {"min_length": 10, "max_length": 50}},
+                      {"reference": {"min_length": 36, "max_length": 36, "pattern": "[0-9a-f-]{36}"}}):
+        result = check_spec("vipps", overrides=overrides)
+        assert result.ok and result.states > 90, (overrides, result.states, result.findings)
+
+
 def test_a_policy_that_authorizes_nothing_is_a_finding_not_a_pass() -> None:
     result = check_spec("bambora", overrides={"amount_max": 50})
     assert not result.ok
