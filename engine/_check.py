@@ -12,10 +12,18 @@ The domain is small on purpose: authorized 100 in one currency of each class the
 apart (minimum amount, validity; EUR when the spec takes any), in each flow a guard reads (with a
 key where the provider takes keys); capture amounts 1, 50, 99, 100, 101 and "the rest", with
 `final` where the remainder is held until a cancel; cancel of the rest, of 50 and of 101; refunds of
-1, 50, 100 and 101; no key, a fresh key, or each key already used; provider facts (capture requested,
+1, 50, 100 and 101; a capture and a refund of 50 in another currency; no key, a fresh key, or each
+key already used; provider facts (capture requested,
 captured, capture_failed, cancelled, refunded, expired); the clock moved to each deadline the payment
 has (validity, refund window). Every allowed move is checked against the invariants below; BFS order
 makes the first counterexample found for an invariant a shortest one.
+
+A policy whose minimum amount is above 100 gets the same domain scaled by a power of 10; one that
+authorizes nothing in the domain at all is reported as an `unexplored` finding, never as a pass.
+
+Beside the money, an allowed command is held to the spec's own declared policy (`single_currency`,
+`obeys_own_policy`): a transition that lost its currency, expiry, count or partial-capture guard can
+keep the sums right and still break the contract the spec states.
 
 "A terminal state absorbs" means: no move leaves it, and the money it settled (authorized,
 captured, cancelled, pending) never changes again. Refunds are the exception the design allows: they
@@ -34,6 +42,7 @@ from attrs import evolve, frozen
 
 from ._engine import apply, decide
 from ._errors import InvalidTransition
+from ._policy import IdentifierRule, Policy
 from ._spec import Spec, SpecFinding, apply_overrides, graph_problems, lint_spec
 from ._time import format_instant
 from ._values import Authorize, Cancel, Capture, Command, Event, EventType, Flow, Payment, Refund
@@ -44,6 +53,7 @@ CAPTURE_AMOUNTS: tuple[int | None, ...] = (1, 50, 99, 100, 101, None)
 CANCEL_AMOUNTS: tuple[int | None, ...] = (None, 50, 101)
 REFUND_AMOUNTS = (1, 50, 100, 101)
 REFERENCE = "check-0001"
+_UUID = "5f0c6b1e-8d2a-4c3b-9e7f-1a2b3c4d5e6f"  # a UUIDv4, for a spec whose references are payment ids
 T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 _SOON = timedelta(hours=1)
 
@@ -56,6 +66,9 @@ INVARIANTS: dict[str, str] = {
     "no_negative_amount": "no amount is ever negative",
     "amounts_never_decrease": "authorized (once set), captured, cancelled and refunded never decrease",
     "terminal_absorbs": "no move leaves a terminal state or changes the money it settled (refunds excepted)",
+    "single_currency": "an allowed capture or refund is in the authorized currency",
+    "obeys_own_policy": "an allowed command keeps the spec's own policy numbers: capture and refund counts, "
+                        "partial capture, minimum amount, authorization validity",
     "decide_agrees_with_apply": "the fact an allowed decision predicts is accepted by apply, with the same result",
     "engine_answers": "decide and apply answer every command and fact without an unexpected exception",
 }
@@ -133,14 +146,21 @@ def check_spec(spec: Spec | str | Path, *, depth: int = DEFAULT_DEPTH,
         spec, findings = lint_spec(spec)
     if overrides:
         spec = evolve(spec, policy=apply_overrides(spec.policy, overrides, file=spec.file))
-    states, moves, complete, counterexamples = _explore(spec, depth)
+    states, moves, complete, counterexamples, authorized = _explore(spec, depth)
+    if not authorized:
+        tried = ", ".join(f"{AUTHORIZED * _scale(spec, c)} {c}" for c in _currencies(spec))
+        findings = (*findings, SpecFinding(
+            "unexplored", "policy", None,
+            f"no authorization in the explored domain succeeded (authorize {tried}), so no capture was "
+            f"checked; the policy's amount bounds, currencies or identifier rules leave nothing to explore"))
     return CheckResult(spec, depth, states, moves, complete, findings, counterexamples)
 
 
 # ------------------------------------------------------------------------------------------ exploring
 
 _Node = tuple[Payment, int]  # the payment and the index of the current instant in its clock
-_Action = tuple[str, datetime, Callable[[Payment], tuple[Payment | None, str | None]]]
+_Broken = list[tuple[str, str]]  # (invariant, message) pairs
+_Action = tuple[str, datetime, Callable[[Payment], tuple[Payment | None, _Broken]]]
 
 
 def _clock(p: Payment) -> tuple[datetime, ...]:
@@ -158,8 +178,8 @@ def _clock(p: Payment) -> tuple[datetime, ...]:
     return (soon, *sorted(d for d in deadlines if d > soon))
 
 
-def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...]]:
-    start: _Node = (Payment.new(spec, REFERENCE), 0)
+def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexample, ...], bool]:
+    start: _Node = (Payment.new(spec, _fitting(spec.policy.reference, REFERENCE, _UUID, "CHECK0001")), 0)
     parents: dict[_Node, tuple[_Node, str, datetime] | None] = {start: None}
     found: dict[str, Counterexample] = {}
     frontier: deque[tuple[_Node, int]] = deque([(start, 0)])
@@ -184,7 +204,7 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
         p, tick = node
         for label, at, step in _actions(p, tick):
             try:
-                q, disagreement = step(p)
+                q, judged = step(p)
             except InvalidTransition:  # apply refusing a fact the spec forbids: not a move
                 continue
             except Exception as exc:  # an engine bug is a finding, not a crash of the checker
@@ -197,9 +217,7 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
                 continue
             moves += 1
             child: _Node = (q, _tick_after(q, tick, at))
-            broken = _broken(p, q)
-            if disagreement is not None:
-                broken.append(("decide_agrees_with_apply", disagreement))
+            broken = _broken(p, q) + judged
             new = child not in parents
             if new:
                 parents[child] = (node, label, at)
@@ -210,7 +228,8 @@ def _explore(spec: Spec, depth: int) -> tuple[int, int, bool, tuple[Counterexamp
                     found[name] = Counterexample(name, f"{label}: {message}",
                                                  tuple(path_to(child if new else node) + tail))
     ordered = tuple(found[n] for n in INVARIANTS if n in found)
-    return len(parents), moves, complete, ordered
+    authorized = any(p.authorized_at is not None for p, _ in parents)
+    return len(parents), moves, complete, ordered, authorized
 
 
 def _tick_after(q: Payment, tick: int, at: datetime) -> int:
@@ -225,43 +244,77 @@ def _actions(p: Payment, tick: int) -> Iterator[_Action]:
     at = clock[min(tick, len(clock) - 1)]
     if p.authorized_at is None:
         # Where the provider takes keys, the authorization sends one (Vipps requires it on create too).
-        auth_key = None if policy.idempotency == "none" else "auth"
+        auth_key = None if policy.idempotency == "none" else _key(policy, "auth", 0)
         for currency in _currencies(p.spec):
             for flow in _flows(p.spec):
-                text = f"authorize {AUTHORIZED} {currency}" + (f" flow={flow.value}" if flow else "")
-                yield text, at, _command(Authorize(amount=AUTHORIZED, currency=currency, at=at, flow=flow,
-                                                             key=auth_key))
+                total = AUTHORIZED * _scale(p.spec, currency)
+                text = f"authorize {total} {currency}" + (f" flow={flow.value}" if flow else "")
+                yield text, at, _command(Authorize(amount=total, currency=currency, at=at, flow=flow, key=auth_key))
     elif tick + 1 < len(clock):
         nxt = clock[tick + 1]
-        yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, None)
+        yield f"time passes to {format_instant(nxt)}", nxt, lambda q: (q, [])
 
+    foreign = _foreign(p)
+    u = max(p.authorized // AUTHORIZED, 1)  # the domain, scaled as the authorization was
     used = sorted({use.key for use in p.keys})
-    keys: list[str | None] = [None, f"k{len(used) + 1}", *used]
+    keys: list[str | None] = [None, _key(policy, "k", len(used) + 1), *used]
     for key in keys:
         suffix = f" key={key}" if key else ""
-        for amount in CAPTURE_AMOUNTS:
+        for amount in _times(CAPTURE_AMOUNTS, u):
             what = f"capture {'rest' if amount is None else amount}{suffix}"
             yield what, at, _command(Capture(at=at, amount=amount, key=key))
-            if policy.remainder == "reserved_until_cancel" and amount == 50:
+            if policy.remainder == "reserved_until_cancel" and amount == 50 * u:
                 yield f"{what} final", at, _command(Capture(at=at, amount=amount, key=key, final=True))
-        for amount in CANCEL_AMOUNTS:
+        for amount in _times(CANCEL_AMOUNTS, u):
             yield f"cancel {'rest' if amount is None else amount}{suffix}", at, _command(
                 Cancel(at=at, amount=amount, key=key))
-        for refund in REFUND_AMOUNTS:
+        for refund in (a * u for a in REFUND_AMOUNTS):
             yield f"refund {refund}{suffix}", at, _command(Refund(amount=refund, at=at, key=key))
+        if foreign is not None:
+            # Money in another currency than the authorization's: only a currency guard refuses it.
+            half = 50 * u
+            yield f"capture {half} {foreign}{suffix}", at, _command(
+                Capture(at=at, amount=half, currency=foreign, key=key))
+            yield f"refund {half} {foreign}{suffix}", at, _command(
+                Refund(amount=half, at=at, currency=foreign, key=key))
 
     # Facts the provider reports: outcomes of a capture in flight, lapses, logged requests. They go
     # through apply, which holds them to the same spec with command=False.
     ref = p.reference
-    outcome_amounts = sorted({a for a in CAPTURE_AMOUNTS if a is not None} | ({p.pending} if p.pending else set()))
+    outcome_amounts = sorted({a * u for a in CAPTURE_AMOUNTS if a is not None} | ({p.pending} if p.pending else set()))
     for etype in (EventType.CAPTURE_REQUESTED, EventType.CAPTURED):
         for amount in (*outcome_amounts, None):
             text = f"provider reports {etype.value} {'rest' if amount is None else amount}"
             yield text, at, _fact(Event(ref, etype, at, amount))
-    for refund in REFUND_AMOUNTS:
+    for refund in (a * u for a in REFUND_AMOUNTS):
         yield f"provider reports refunded {refund}", at, _fact(Event(ref, EventType.REFUNDED, at, refund))
     for etype in (EventType.CAPTURE_FAILED, EventType.CANCELLED, EventType.EXPIRED):
         yield f"provider reports {etype.value}", at, _fact(Event(ref, etype, at))
+
+
+def _fitting(rule: IdentifierRule, *candidates: str) -> str:
+    """The first candidate the provider's identifier rule accepts (the first one if none does: the
+    refusals then show in the search as an unexplored spec, never as a silent pass)."""
+    return next((c for c in candidates if rule.problem(c) is None), candidates[0])
+
+
+def _key(policy: Policy, stem: str, n: int) -> str:
+    """Idempotency key number `n`, short and readable where the provider's key format allows it."""
+    return _fitting(policy.idempotency_key, f"{stem}{n}" if n else stem, f"{stem}-{n:016d}",
+                    f"{n:08x}-0000-4000-8000-000000000000", f"{n:032x}")
+
+
+def _scale(spec: Spec, currency: str) -> int:
+    """1, or the power of 10 that lifts the authorization of 100 to the policy's minimum amount (a spec
+    with a minimum of 500 is explored with 1000 authorized and captures of 10, 500, 990, ...)."""
+    scale = 1
+    while AUTHORIZED * scale < spec.policy.min_amount(currency) and scale < 10**15:
+        scale *= 10
+    return scale
+
+
+def _times(amounts: tuple[int | None, ...], u: int) -> tuple[int | None, ...]:
+    return tuple(None if a is None else a * u for a in amounts)
 
 
 def _currencies(spec: Spec) -> list[str]:
@@ -276,6 +329,15 @@ def _currencies(spec: Spec) -> list[str]:
     return sorted(seen.values())
 
 
+def _foreign(p: Payment) -> str | None:
+    """A currency other than the authorized one, taken from those the spec accepts where it can (so that
+    only the currency-matches rule, not the supported-currencies one, stands in its way)."""
+    if p.currency is None:
+        return None
+    accepted = sorted((p.spec.policy.currencies or frozenset()) - {p.currency})
+    return accepted[0] if accepted else ("SEK" if p.currency != "SEK" else "DKK")
+
+
 def _flows(spec: Spec) -> tuple[Flow | None, ...]:
     """The automatic-capture flow only matters to a spec whose guards read the flow."""
     if any("manual_flow" in t.guards for t in spec.transitions):
@@ -283,28 +345,60 @@ def _flows(spec: Spec) -> tuple[Flow | None, ...]:
     return (None,)
 
 
-def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, str | None]]:
-    def step(p: Payment) -> tuple[Payment | None, str | None]:
+def _command(cmd: Command) -> Callable[[Payment], tuple[Payment | None, _Broken]]:
+    def step(p: Payment) -> tuple[Payment | None, _Broken]:
         d = decide(p, cmd)
         if not d.allowed or d.after is None:
-            return None, None
+            return None, []
         if d.event is None:  # an idempotent replay: nothing moves
-            return (p, "an idempotent replay changed the payment") if d.after != p else (None, None)
+            if d.after != p:
+                return p, [("decide_agrees_with_apply", "an idempotent replay changed the payment")]
+            return None, []
+        judged = _policy_breaks(p, d.command, d.after)
         try:
             recorded = apply(p, d.event)
         except InvalidTransition as exc:
-            return d.after, f"decide allowed it, but apply refuses its fact: {exc}"
+            return d.after, [*judged, ("decide_agrees_with_apply",
+                                       f"decide allowed it, but apply refuses its fact: {exc}")]
         rewritten = {w.code.value for w in d.warnings} & {"REMAINDER_RELEASED"}
         if not rewritten and recorded != d.after:
-            return d.after, f"decide predicts {_summary(d.after)}, apply records {_summary(recorded)}"
-        return d.after, None
+            return d.after, [*judged, ("decide_agrees_with_apply",
+                                       f"decide predicts {_summary(d.after)}, apply records {_summary(recorded)}")]
+        return d.after, judged
 
     return step
 
 
-def _fact(event: Event) -> Callable[[Payment], tuple[Payment | None, str | None]]:
-    def step(p: Payment) -> tuple[Payment | None, str | None]:
-        return apply(p, event), None
+def _policy_breaks(p: Payment, cmd: Command, after: Payment) -> _Broken:
+    """What an ALLOWED command breaks of the spec's own declared policy (a guard missing from a transition
+    shows here even when the money still adds up): a currency other than the authorized one; more captures
+    or refunds than the policy allows; a partial capture where the provider captures in full only; a
+    capture below the minimum amount, or at or past the authorization's expiry."""
+    out: _Broken = []
+    policy = p.spec.policy
+    if isinstance(cmd, Capture | Refund) and p.currency is not None and cmd.currency not in (None, p.currency):
+        out.append(("single_currency", f"{type(cmd).__name__.lower()} in {cmd.currency} allowed on a payment "
+                                       f"authorized in {p.currency}"))
+    problems: list[str] = []
+    if isinstance(cmd, Capture) and p.authorized_at is not None:
+        if policy.max_captures is not None and after.capture_count > policy.max_captures:
+            problems.append(f"capture {after.capture_count} of at most {policy.max_captures}")
+        if policy.partial_capture == "no" and cmd.amount is not None and cmd.amount < p.capturable:
+            problems.append(f"partial capture {cmd.amount} of capturable {p.capturable} where partial_capture = no")
+        if cmd.amount is not None and p.currency is not None and cmd.amount < policy.min_amount(p.currency):
+            problems.append(f"capture {cmd.amount} below the minimum {policy.min_amount(p.currency)}")
+        if p.expires_at is not None and cmd.at >= p.expires_at:
+            problems.append(f"capture at {format_instant(cmd.at)}, at or past expiry {format_instant(p.expires_at)}")
+    if isinstance(cmd, Refund) and policy.max_refunds is not None and after.refund_count > policy.max_refunds:
+        problems.append(f"refund {after.refund_count} of at most {policy.max_refunds}")
+    if problems:
+        out.append(("obeys_own_policy", "; ".join(problems)))
+    return out
+
+
+def _fact(event: Event) -> Callable[[Payment], tuple[Payment | None, _Broken]]:
+    def step(p: Payment) -> tuple[Payment | None, _Broken]:
+        return apply(p, event), []
 
     return step
 

@@ -58,6 +58,8 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
 }
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_AMOUNT = 2**63 - 1  # int64
 
 
 @frozen
@@ -174,6 +176,9 @@ class _Parser:
         currency = payment.get("currency")
         if currency is None:
             raise self.fail("required, an ISO 4217 code such as NOK", field="payment.currency")
+        if not isinstance(currency, str):
+            raise self.fail(f"must be a string, an ISO 4217 code such as NOK, got {type(currency).__name__}",
+                            field="payment.currency")
         try:
             exponent(currency)
         except CurrencyError as exc:
@@ -257,11 +262,18 @@ class _Parser:
         if type(value) is not int or value < 0:
             hint = " (amounts are integer minor units: 1050 for 10.50)" if isinstance(value, float | str) else ""
             raise self.fail(f"must be an integer >= 0 of minor units, got {value!r}{hint}", step=step, field=field)
+        if value > MAX_AMOUNT:
+            # Every provider's amount is an int64 (Bambora, Vipps swagger/openapi), and JSON tools stop there.
+            raise self.fail(f"{value} is beyond the largest amount any provider takes ({MAX_AMOUNT})",
+                            step=step, field=field)
         return value
 
     def instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,
                 base: datetime | None = None) -> datetime:
         at = self._instant(value, step, field, offset_ok=offset_ok, base=base)
+        if at < _EARLIEST:
+            # Before any card payment, and out of range once converted to UTC (0001-01-01T00:00+01:00).
+            raise self.fail(f"{at.isoformat()} is earlier than {format_instant(_EARLIEST)}", step=step, field=field)
         if at >= _LATEST:
             # Far enough for any plan, and it leaves room to add a validity window without overflow.
             raise self.fail(f"{format_instant(at)} is later than {format_instant(_LATEST)}", step=step, field=field)

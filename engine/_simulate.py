@@ -12,7 +12,9 @@ the provider would answer is then recorded with `apply`, exactly as a payment se
    refund (the vocabulary has no event for them), leave the payment as it was, and the step says so.
 4. The clock: before each step, once its `at` is at or past the authorization's expiry, the spec's
    `expired` event fires at the expiry instant (the provider's lapse or auto-cancel), so later steps
-   see it. Unknown validity never expires.
+   see it. Unknown validity never expires. Where the spec has no lapse from the payment's state (a
+   terminal `captured` after a partial capture) but its remainder policy is "lapses", the uncaptured
+   remainder lapses all the same: the step says so, and the verdict counts it released, not held.
 
 Pure: no I/O, no clock, no randomness. Keys a plan leaves out are derived from it (`derive_key`).
 """
@@ -39,6 +41,7 @@ from ._values import (
     Decision,
     Event,
     EventType,
+    Flow,
     Payment,
     PolicyWarning,
     Refund,
@@ -55,6 +58,9 @@ class NoteCode(StrEnum):
     """The plan rehearsed a provider failure for this step, and the spec's failure was applied."""
     FAILURE_NOT_MODELLED = "FAILURE_NOT_MODELLED"
     """The spec has no transition for the rehearsed failure; the payment is left as it was."""
+    KEY_REUSED_AFTER_FAILURE = "KEY_REUSED_AFTER_FAILURE"
+    """A retry under the idempotency key of a failed attempt: the provider may answer it with the
+    stored failure (Vipps replays a 4xx for the same key), so it only helps after a timeout or 5xx."""
 
 
 @frozen
@@ -125,7 +131,8 @@ class SimulationResult:
     - `intended`: what the plan means to capture (`intended_capture`);
     - `captured`, `released` (cancelled, the lapse included), `lapsed` (the part the lapse released)
       and `held` (still reserved on the card at the end), all in minor units of `plan.currency`;
-    - `held_until`: the expiry instant, or None with `held_until_text` "until cancel" or "unknown";
+    - `held_until`: the expiry instant, or None with `held_until_text` "until cancel" or "unknown"
+      ("until the provider's automatic capture" on an automatic-capture flow, whatever the expiry);
     - `ok`: no step refused (the authorization included) and no rehearsed failure the plan cannot
       recover from.
     """
@@ -137,6 +144,8 @@ class SimulationResult:
     payment: Payment
     intended: int
     lapsed: int
+    remainder_lapsed: int = 0
+    """The part of `lapsed` that no spec transition records: a remainder lapsing in a terminal state."""
 
     @property
     def provider(self) -> str:
@@ -148,12 +157,12 @@ class SimulationResult:
 
     @property
     def released(self) -> int:
-        return self.payment.cancelled
+        return self.payment.cancelled + self.remainder_lapsed
 
     @property
     def held(self) -> int:
         # Within an over-capture allowance nothing is left, and nothing held is ever negative.
-        return max(self.payment.remainder, 0)
+        return max(self.payment.remainder - self.remainder_lapsed, 0)
 
     @property
     def expires_at(self) -> datetime | None:
@@ -169,11 +178,21 @@ class SimulationResult:
     def held_until_text(self) -> str:
         if not self.held:
             return "-"
+        if self.automatic:
+            return "until the provider's automatic capture"
         if self.held_until is not None:
             return format_instant(self.held_until)
         if self.spec.policy.remainder == "reserved_until_cancel" and self.payment.state not in self.spec.terminal:
             return "until cancel"
         return "unknown"
+
+    @property
+    def automatic(self) -> bool:
+        """The authorization is in an automatic-capture flow the spec keeps manual captures out of
+        (Hellgate: the payment stays `processing` "waiting that the capture completes"): what it holds is
+        captured by the provider, not left on the card."""
+        return (self.payment.flow is Flow.AUTOMATIC and self.payment.captured == 0
+                and any("manual_flow" in t.guards for t in self.spec.transitions))
 
     @property
     def refused(self) -> tuple[StepResult, ...]:
@@ -235,6 +254,8 @@ class _Run:
         self.spec = spec
         self.p = Payment.new(spec, plan.reference)
         self.lapsed = 0
+        self.remainder_lapsed = 0
+        self.failed_keys: set[str] = set()
 
     def key(self, given: str | None, index: int, op: str) -> str | None:
         if given is not None or self.spec.policy.idempotency == "none":
@@ -253,7 +274,8 @@ class _Run:
         authorization = StepResult(0, "authorize", plan.authorized_at, d.allowed, self.p, plan.amount, cmd.key,
                                    Outcome.SUCCEEDED, d.violations, d.warnings, events)
         steps = tuple(self.step(step) for step in plan.steps)
-        return SimulationResult(self.spec, plan, authorization, steps, self.p, intended_capture(plan), self.lapsed)
+        return SimulationResult(self.spec, plan, authorization, steps, self.p, intended_capture(plan), self.lapsed,
+                                self.remainder_lapsed)
 
     def lapse(self, at: datetime) -> tuple[Event | None, SimulationNote | None]:
         """Fire the provider's lapse if `at` is at or past expiry and the spec has one from this state."""
@@ -265,7 +287,9 @@ class _Run:
         try:
             after = apply(p, event)
         except InvalidTransition:
-            return None, None  # already lapsed, or a state the spec does not let lapse
+            # Already lapsed, or a state the spec does not let lapse. A remainder the provider cannot
+            # release after a capture (remainder = "lapses") still leaves the card at expiry.
+            return None, self.lapse_remainder(expires)
         released = after.cancelled - p.cancelled
         self.p = after
         self.lapsed += released
@@ -275,9 +299,22 @@ class _Run:
                               f"{_money(released, p.currency)} and the payment is {after.state!r}")
         return event, note
 
+    def lapse_remainder(self, expires: datetime) -> SimulationNote | None:
+        p = self.p
+        left = p.remainder - self.remainder_lapsed
+        if (self.remainder_lapsed or left <= 0 or p.pending or p.captured == 0
+                or self.spec.policy.remainder != "lapses"):
+            return None
+        self.remainder_lapsed = left
+        self.lapsed += left
+        return SimulationNote(NoteCode.AUTHORIZATION_LAPSED,
+                              f"the authorization lapsed at {format_instant(expires)} ({self.plan.offset(expires)}, "
+                              f"its validity on {self.spec.name}); the uncaptured remainder "
+                              f"{_money(left, p.currency)} left the card and the payment stays {p.state!r}")
+
     def step(self, step: PlanStep) -> StepResult:
         lapse_event, lapse_note = self.lapse(step.at)
-        lapsed_at = lapse_event.at if lapse_event is not None else None
+        lapsed_at = lapse_event.at if lapse_event is not None else (self.p.expires_at if lapse_note else None)
         pre: tuple[Event, ...] = (lapse_event,) if lapse_event is not None else ()
         notes: tuple[StepWarning, ...] = (lapse_note,) if lapse_note is not None else ()
         if step.op is Op.WAIT:
@@ -305,10 +342,24 @@ class _Run:
             return result(False)
         if d.event is None:  # an idempotent replay: the provider answers as before, nothing moves
             return result(True)
+        retry_note = self.reused_after_failure(key)
         if step.outcome is Outcome.FAILED:
             events, note, surprise = self.fail(step, d)
-            return result(True, events, (note,), surprise)
-        return result(True, self.succeed(d))
+            if key is not None and self.spec.policy.idempotency != "none":
+                self.failed_keys.add(key)
+            return result(True, events, (*retry_note, note), surprise)
+        return result(True, self.succeed(d), retry_note)
+
+    def reused_after_failure(self, key: str | None) -> tuple[SimulationNote, ...]:
+        if key is None or key not in self.failed_keys:
+            return ()
+        # research/providers.md 2.7: "a 4xx is returned again for the same key" (Vipps common-topics/
+        # idempotency.md); what Hellgate does is undocumented. The plan says the retry succeeds; warn.
+        return (SimulationNote(NoteCode.KEY_REUSED_AFTER_FAILURE,
+                               f"key {key!r} was used by a failed attempt; {self.spec.name} deduplicates by key and "
+                               f"may answer with the stored failure (Vipps replays a 4xx for the same key), so "
+                               f"retry under it only after a timeout or 5xx, and under a new key after a "
+                               f"refusal"),)
 
     def succeed(self, d: Decision) -> tuple[Event, ...]:
         assert d.event is not None and d.after is not None

@@ -155,6 +155,73 @@ def test_removed_cancel_bound(tmp_path: Path) -> None:
     assert len(steps["released_within_authorized"]) == 2
 
 
+def test_a_minimum_above_the_domain_scales_it_instead_of_passing_on_nothing(tmp_path: Path) -> None:
+    result = check_spec("bambora", overrides={"amount_min": 500})
+    assert result.ok and result.states > 50, result.states
+    # ... and the scaled domain still finds an over-capture.
+    broken_spec = spec_file(tmp_path, over_capture_bambora())
+    steps = broken(check_spec(broken_spec, overrides={"amount_min": 500}))
+    assert steps["captured_within_authorized"] == ["authorize 1000 EUR", "capture 1010"]
+
+
+def test_keys_and_references_follow_the_policys_own_formats() -> None:
+    # "k1" and "check-0001" break these rules; the search must still get past the authorization.
+    for overrides in ({"idempotency_key": {"min_length": 10, "max_length": 50}},
+                      {"reference": {"min_length": 36, "max_length": 36, "pattern": "[0-9a-f-]{36}"}}):
+        result = check_spec("vipps", overrides=overrides)
+        assert result.ok and result.states > 90, (overrides, result.states, result.findings)
+
+
+def test_a_policy_that_authorizes_nothing_is_a_finding_not_a_pass() -> None:
+    result = check_spec("bambora", overrides={"amount_max": 50})
+    assert not result.ok
+    assert [f.kind for f in result.findings] == ["unexplored"]
+    assert "no authorization in the explored domain succeeded (authorize 100 EUR)" in result.findings[0].message
+
+
+def test_removed_currency_check_is_caught(tmp_path: Path) -> None:
+    # The money still adds up in minor units, so only the currency invariant can see this break.
+    text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"currency_matches", ', ""))
+    result = check_spec(spec_file(tmp_path, text))
+    steps = broken(result)
+    assert steps["single_currency"] == ["authorize 100 EUR", "capture 50 SEK"]
+    (found,) = [c for c in result.counterexamples if c.invariant == "single_currency"]
+    assert "capture in SEK allowed on a payment authorized in EUR" in found.message
+
+
+def test_removed_currency_check_on_refund_is_caught(tmp_path: Path) -> None:
+    old = 'guards = ["key_unique", "amount_valid", "currency_matches", "below_max_refunds", "within_refundable"]'
+    text = mutate("bambora", old, old.replace('"currency_matches", ', ""))
+    steps = broken(check_spec(spec_file(tmp_path, text)))
+    assert steps["single_currency"][-1] == "refund 50 SEK"
+
+
+def test_removed_expiry_guard_is_caught(tmp_path: Path) -> None:
+    text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"not_expired", ', ""))
+    result = check_spec(spec_file(tmp_path, text))
+    steps = broken(result)
+    assert steps["obeys_own_policy"][0] == "authorize 100 EUR"
+    assert steps["obeys_own_policy"][1].startswith("time passes to ")
+    assert steps["obeys_own_policy"][2].startswith("capture ")
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "at or past expiry" in found.message
+
+
+def test_removed_refund_count_guard_is_caught(tmp_path: Path) -> None:
+    text = mutate("bambora", '"below_max_refunds", "within_refundable"]', '"within_refundable"]')
+    result = check_spec(spec_file(tmp_path, text))
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "refund 2 of at most 1" in found.message
+
+
+def test_removed_capture_count_guard_in_vipps_is_caught(tmp_path: Path) -> None:
+    text = seed_text("vipps").replace('"below_max_captures", ', "")
+    assert text != seed_text("vipps")
+    result = check_spec(spec_file(tmp_path, text), overrides={"max_captures": 2})
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "capture 3 of at most 2" in found.message
+
+
 def test_unknown_guard_is_a_finding_and_the_spec_is_explored_without_it(tmp_path: Path) -> None:
     text = mutate("bambora", BAMBORA_CAPTURE_GUARDS,
                   BAMBORA_CAPTURE_GUARDS.replace('"within_capturable"]', '"within_capturabel"]'))
@@ -257,6 +324,9 @@ def test_cli_unloadable_spec_and_bad_depth(tmp_path: Path) -> None:
     assert_error(check(tmp_path, path), "policy.colour")
     r = check(tmp_path, "vipps", "--depth", "zero")
     assert r.code == 2 and "--depth" in r.err and "Traceback" not in r.err
+    assert_error(check(tmp_path, tmp_path), "is a directory; give a spec file")
+    empty = spec_file(tmp_path, "", "empty.toml")
+    assert_error(check(tmp_path, empty), "provider: required key is missing")
 
 
 def test_cli_set_overrides_policy_numbers_for_the_run(tmp_path: Path) -> None:

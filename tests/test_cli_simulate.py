@@ -45,7 +45,9 @@ def test_split_shipment_json_all_providers(sim: Any) -> None:
         assert second["allowed"] is False
         assert [v["code"] for v in second["violations"]] == ["MULTIPLE_CAPTURES_UNSUPPORTED"]
         assert second["violations"][0]["message"] == "1 capture(s) already made; the provider allows 1"
-        assert (entry["captured"], entry["held"]) == (30000, 70000)
+        # Bambora's remainder lapses with its 7-day authorization before the plan's day 9.
+        assert (entry["captured"], entry["released"], entry["held"]) == (
+            (30000, 70000, 0) if name == "bambora" else (30000, 0, 70000))
 
 
 def test_single_provider_that_runs_clean_exits_0(sim: Any) -> None:
@@ -102,7 +104,9 @@ def test_matrix_through_the_installed_script(tmp_path: Path) -> None:
     assert cancel_row.split()[-2:] == ["captured", "85000/15000"]
     assert "vipps: runs clean" in r.out
     assert "hellgate: NOT clean (refuses step 2, 3, 4)" in r.out
-    assert "held 70000 (700.00 NOK) until 2026-01-12T10:00:00Z" in r.out  # bambora's week
+    # Bambora's week: the remainder it cannot release lapses on day 7, before the plan ends.
+    assert "released 70000 (700.00 NOK) (lapsed 70000); nothing held" in r.out
+    assert "held 70000 (700.00 NOK) for as long as the card issuer keeps it" in r.out  # hellgate, pipwave
 
 
 def test_single_provider_step_table(sim: Any) -> None:
@@ -142,6 +146,11 @@ BAD_PLANS = [
      "plan step 1: field 'op': got 'void'"),
     ("currency.toml", '[payment]\namount = 1\ncurrency = "kr"\nauthorized_at = 2026-01-05T10:00:00Z\n',
      "plan: field 'payment.currency'"),
+    ("huge-amount.toml", '[payment]\namount = 99999999999999999999\ncurrency = "NOK"\n'
+     'authorized_at = 2026-01-05T10:00:00Z\n', "plan: field 'payment.amount': 99999999999999999999 is beyond"),
+    ("empty.toml", "", "plan: field 'payment': missing"),
+    ("far-past.json", '{"payment": {"amount": 1, "currency": "NOK", "authorized_at": "0001-01-01T00:00:00+01:00"}}',
+     "plan: field 'payment.authorized_at': 0001-01-01T00:00:00+01:00 is earlier than 1970"),
     ("syntax.toml", "[payment\n", "plan: not valid TOML"),
     ("syntax.json", "{", "plan: not valid JSON"),
 ]

@@ -152,6 +152,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     broken = write(tmp_path, "broken.toml", seed_text("vipps").replace("[machine]", "[machine", 1))
     assert_error(diagram(tmp_path, broken), "not valid TOML")
     assert_error(diagram(tmp_path, "vipps", "--json"), "no --json")
+    assert_error(diagram(tmp_path, tmp_path), "is a directory; give a spec file")
     assert_error(diagram(tmp_path, "vipps", "-o", tmp_path / "missing-dir" / "x.mmd"), "cannot write")
     r = diagram(tmp_path, "vipps", "--format", "gif")
     assert r.code == 2 and "invalid choice" in r.err and "Traceback" not in r.err
@@ -169,3 +170,20 @@ def test_a_title_with_yaml_syntax_stays_one_front_matter_line(tmp_path: Path) ->
                                         'title = "Acme: \\"cards\\" # EU"')
     spec = load_spec(write(tmp_path, "acme.toml", text))
     assert mermaid(spec).splitlines()[:3] == ["---", 'title: "Acme: \\"cards\\" # EU"', "---"]
+
+
+def test_png_is_never_written_to_a_terminal(tmp_path: Path) -> None:
+    # stdout a real pseudo-terminal: the bytes of a PNG would garble it.
+    import pty
+    import subprocess
+
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "capstate", "diagram", "vipps", "--format", "png"],
+                              cwd=tmp_path, stdout=secondary, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=60, check=False)
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert done.returncode == 2
+    assert done.stderr.decode() == "capstate: error: png is binary: give -o FILE, or redirect stdout to a file\n"

@@ -32,6 +32,7 @@ from capstate import (
     simulate,
 )
 from capstate._plan import derive_key
+from capstate._simulate import SimulationNote
 
 PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -71,7 +72,30 @@ def test_split_shipment_vipps_takes_all_three_captures_the_others_refuse_the_sec
         assert not r.ok, name
         assert r.steps[0].allowed, name
         assert codes(r)[1] == ("MULTIPLE_CAPTURES_UNSUPPORTED",), name
+    # Validity unknown: the remainder stays held for as long as the issuer keeps it.
+    for name in ("hellgate", "pipwave"):
+        r = simulate(plan, name)
         assert (r.captured, r.released, r.held) == (30000, 0, 70000), name
+    # Bambora cannot release the remainder after its one capture, but it lapses with the authorization
+    # after 7 days; the plan runs to day 9, so by then nothing is held.
+    bambora = simulate(plan, "bambora")
+    assert (bambora.captured, bambora.released, bambora.lapsed, bambora.held) == (30000, 70000, 70000, 0)
+    assert bambora.payment.state == "captured" and bambora.payment.cancelled == 0
+    lapse = bambora.steps[2]
+    assert lapse.lapsed_at == plan.authorized_at + timedelta(days=7)
+    assert [w.code for w in lapse.warnings if isinstance(w, SimulationNote)] == [NoteCode.AUTHORIZATION_LAPSED]
+    assert bambora.to_dict()["held"] == 0 and bambora.to_dict()["released"] == 70000
+
+
+def test_a_remainder_lapses_once_and_only_after_expiry() -> None:
+    plan = example("partial-then-cancel.toml")  # ends on day 4, before Bambora's 7 days
+    r = simulate(plan, "bambora")
+    assert (r.released, r.lapsed, r.held) == (0, 0, 30000)
+    later = Plan.from_dict(plan.to_dict() | {"step": [*plan.to_dict()["step"], {"at": "+8d", "op": "wait"},
+                                                         {"at": "+9d", "op": "wait"}]})
+    r = simulate(later, "bambora")
+    assert (r.released, r.lapsed, r.held) == (30000, 30000, 0)
+    assert [s.lapsed_at is not None for s in r.steps] == [False, False, True, False]
 
 
 def test_preorder_lapses_on_bambora_after_seven_days() -> None:
@@ -121,6 +145,13 @@ def test_failed_then_retried() -> None:
         assert [e.type for e in failed.events] == [EventType.CAPTURE_FAILED], name
         assert NoteCode.OUTCOME_FAILED in notes(r, 1) and not failed.surprise, name
         assert retry.allowed and r.captured == plan.amount and r.ok, name
+    # Vipps deduplicates by key: a retry under the failed attempt's key is flagged, not refused. Bambora and
+    # Pipwave keep no keys, so reusing one there means nothing to the provider.
+    assert notes(simulate(plan, "vipps"), 2) == [NoteCode.KEY_REUSED_AFTER_FAILURE]
+    assert NoteCode.KEY_REUSED_AFTER_FAILURE not in notes(simulate(plan, "bambora"), 2)
+    first, second = (s.to_dict() for s in plan.steps)
+    fresh = Plan.from_dict(plan.to_dict() | {"step": [first, second | {"key": "k-2"}]})
+    assert notes(simulate(fresh, "vipps"), 2) == []
     hellgate = simulate(plan, "hellgate")
     failed, retry = hellgate.steps
     assert [e.type for e in failed.events] == [EventType.CAPTURE_REQUESTED, EventType.CAPTURE_FAILED]
@@ -347,3 +378,20 @@ def test_simulate_agrees_with_decide_and_apply_by_hand(obj: dict[str, Any], case
     assert r.ok == (all(s.allowed for s in (r.authorization, *r.steps)) and not any(s.surprise for s in r.steps))
     # Same plan, same answer.
     assert simulate(plan, spec).to_dict() == r.to_dict()
+
+
+def test_an_automatic_flow_is_held_until_the_providers_own_capture() -> None:
+    # Hellgate refuses a manual capture on an automatic-capture flow; the money is not left on the card for
+    # the issuer to drop, the provider captures it itself.
+    obj = {"payment": {"amount": 10000, "currency": "EUR", "flow": "automatic",
+                       "authorized_at": "2026-01-05T10:00:00Z"},
+           "step": [{"at": "+1d", "op": "capture"}]}
+    hellgate = simulate(Plan.from_dict(obj), "hellgate")
+    assert hellgate.steps[0].codes == ("AUTOMATIC_CAPTURE_FLOW",)
+    assert (hellgate.held, hellgate.held_until_text) == (10000, "until the provider's automatic capture")
+    assert hellgate.to_dict()["held_until"] == "until the provider's automatic capture"
+    manual = simulate(Plan.from_dict(obj | {"payment": obj["payment"] | {"flow": "manual"}, "step": []}), "hellgate")
+    assert manual.held_until_text == "unknown"
+    # A spec that does not tell flows apart keeps its own answer.
+    assert simulate(Plan.from_dict(obj | {"step": []}), "bambora").held_until_text != (
+        "until the provider's automatic capture")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .._check import DEFAULT_DEPTH, INVARIANTS, CheckResult, check_spec
 from .._errors import SpecError
-from .._spec import lint_spec
+from .._spec import lint_spec, shipped
 from .options import UsageError, parse_sets
 
 EXIT_HOLDS, EXIT_BROKEN = 0, 1
@@ -35,7 +36,15 @@ def configure(sub: argparse.ArgumentParser) -> None:
                      help=f"moves per explored history (default {DEFAULT_DEPTH}, at most {MAX_DEPTH})")
 
 
+def refuse_directory(spec: str) -> None:
+    """A directory is not a spec: say so, instead of the loader's "no such file" for a path that exists."""
+    if spec not in shipped() and Path(spec).is_dir():
+        raise UsageError(f"{spec}: is a directory; give a spec file (.toml) or a shipped name "
+                         f"({', '.join(shipped())})")
+
+
 def run(args: argparse.Namespace) -> int:
+    refuse_directory(args.spec)
     overrides = parse_sets(args.sets, lint_spec(args.spec)[0].name) if args.sets else None
     try:
         result = check_spec(args.spec, depth=args.depth, overrides=overrides)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .._diagram import FORMATS, DiagramError, graphviz, mermaid, update_readme
 from .._errors import CapstateError
 from .._spec import load_spec, shipped
+from .check import refuse_directory
 from .options import UsageError, load_with_sets
 
 
@@ -29,6 +30,10 @@ def configure(sub: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("diagram has no --json output; choose --format mermaid, svg or png")
+    refuse_directory(args.spec)
+    if args.format == "png" and not args.output and sys.stdout.isatty():
+        # Binary on a terminal garbles it and proves nothing; svg is text, so it may go there.
+        raise UsageError("png is binary: give -o FILE, or redirect stdout to a file")
     spec = load_with_sets(args.spec, args.sets)
     data = mermaid(spec).encode() if args.format == "mermaid" else _render(graphviz(spec), args.format)
     if args.output:

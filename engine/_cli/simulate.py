@@ -173,7 +173,7 @@ def verdict(r: SimulationResult) -> Text:
         if until == "unknown":
             head.append(" for as long as the card issuer keeps it")
         else:
-            head.append(f" {until}" if until == "until cancel" else f" until {until}")
+            head.append(f" {until}" if until.startswith("until ") else f" until {until}")
     else:
         head.append("; nothing held")
     if r.expires_at is None and r.authorization.allowed and r.steps:
