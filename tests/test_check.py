@@ -117,8 +117,9 @@ def test_removed_over_capture_guard_in_vipps_is_caught_after_a_partial_capture(t
 def test_removed_outcome_bound_is_caught_through_a_provider_fact(tmp_path: Path) -> None:
     # Hellgate's asynchronous capture settles through a `captured` fact; without its bound the
     # provider could report more than was requested, and only `apply` sees that.
-    old = 'guards = ["outcome_only", "key_unique", "within_capturable"]'
-    result = check_spec(spec_file(tmp_path, mutate("hellgate", old, 'guards = ["outcome_only", "key_unique"]')))
+    old = 'guards = ["outcome_only", "key_unique", "currency_matches", "within_capturable"]'
+    new = 'guards = ["outcome_only", "key_unique", "currency_matches"]'
+    result = check_spec(spec_file(tmp_path, mutate("hellgate", old, new)))
     steps = broken(result)["captured_within_authorized"]
     assert steps[0] == "authorize 100 EUR"
     assert steps[-1] == "provider reports captured 101"

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 import capstate
+from capstate import (
+    Capture,
+    Code,
+    Event,
+    EventType,
+    InvalidTransition,
+    Payment,
+    apply,
+    decide,
+    load_spec,
+    shipped_specs,
+)
 from capstate._guards import GUARDS, ROUTES
 
 SPECS = capstate.shipped_specs()
@@ -48,3 +62,24 @@ def test_policy_summary_is_json_ready_for_every_spec() -> None:
     for name in SPECS:
         text = orjson.dumps(capstate.load_spec(name).policy.summary())
         assert orjson.loads(text)["capture"] in {"sync", "async"}
+
+
+@pytest.mark.parametrize("name", shipped_specs())
+def test_every_capture_fact_checks_its_currency(name: str) -> None:
+    # A provider's asynchronous outcome (capturing -> captured) is a fact like any other: one in another currency
+    # than the authorization must be refused, or an audit misses the mismatch.
+    spec = load_spec(name)
+    unchecked = [(t.source, t.dest) for t in spec.transitions
+                 if t.trigger is EventType.CAPTURED and "currency_matches" not in t.guards]
+    assert unchecked == []
+
+
+def test_hellgate_outcome_in_another_currency_is_refused() -> None:
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    p = Payment.authorized_for(load_spec("hellgate"), "11111111-1111-4111-8111-111111111111", amount=1000,
+                               currency="EUR", at=at)
+    capturing = apply(p, decide(p, Capture(at=at)).event)  # type: ignore[arg-type]
+    assert capturing.state == "capturing"
+    with pytest.raises(InvalidTransition) as info:
+        apply(capturing, Event(p.reference, EventType.CAPTURED, at, 1000, "SEK"))
+    assert [v.code for v in info.value.violations] == [Code.CURRENCY_MISMATCH]
