@@ -32,7 +32,13 @@ def parse_instant(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with an explicit offset. Naive or malformed text is a ValueError."""
     if not isinstance(text, str) or not _RFC3339.match(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with an offset, like 2026-01-02T10:00:00Z")
-    return datetime.fromisoformat(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        # The shape matched, so a field is out of range (month 13, hour 25, offset +25:00); Python's own
+        # message for an offset quotes timedelta reprs, which reads as an internal error.
+        raise ValueError(f"{text!r} is not a valid RFC 3339 instant: a field is out of range "
+                         f"(month, day, hour, minute, second or offset)") from None
 
 
 def format_instant(at: datetime) -> str:

@@ -433,3 +433,13 @@ def test_identifier_rules_refuse_control_characters(name: str, value: str) -> No
 def test_identifier_rule_refuses_what_is_not_a_string() -> None:
     assert IdentifierRule().problem(5) == "must be a string, got int"
     assert IdentifierRule().problem(None) is not None
+
+
+@pytest.mark.parametrize("text", ["2026-13-01T00:00:00Z", "2026-01-08T25:00:00Z", "2026-01-08T09:00:00+25:00",
+                                  "2026-02-30T00:00:00Z"])
+def test_instant_with_a_field_out_of_range_is_named_plainly(text: str) -> None:
+    from capstate._time import parse_instant
+
+    with pytest.raises(ValueError, match="field is out of range") as info:
+        parse_instant(text)
+    assert "timedelta" not in str(info.value)
