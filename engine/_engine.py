@@ -293,42 +293,44 @@ def decide(payment: Payment, command: Command) -> Decision:
     # capture rewritten to full, a key used before, several guards to run, a state or route the plan
     # does not cover, a Capture subclass) falls through to `_decide`.
     p = payment
-    if type(command) is Capture:
-        spec = p.spec
-        table = spec.table
-        plan = table.capture
-        policy = spec.policy
-        if plan is not None and table.policy is policy:
-            picks = plan.picks.get(p.state)
-            if picks is not None:
-                key = command.key
-                given = command.amount
-                etype = plan.etype
-                left = p.authorized - p.captured - p.cancelled  # `room`
-                if etype is not _CAPTURED:
-                    left -= p.pending
-                amount = given if given is not None else left if left > 0 else 0  # `resolve_amount`
-                step = picks[amount < left][p.captured > 0]
-                rewritten = plan.rewrites_partial and given is not None and 0 < given < p.capturable
-                if step is not None and step.suspects is not None and not rewritten:
-                    suspects = step.suspects(p, command.at, given, command.currency, key, amount, left, True)
-                    # The screen names key_unique for any key used before, which may make this a replay.
-                    if not suspects or (len(suspects) == 1 and suspects[0] != "key_unique"):
-                        e: _Proposed | None = None
-                        if suspects:
-                            check = step.by_name.get(suspects[0])
-                            if check is not None:
-                                e = _Proposed(etype, command.at, given, command.currency, key)
-                                v = check(p, e, amount, policy, True)
-                                if v is not None:
-                                    return deferred_decision(False, p, (v,), (), (_settle_refused, p, command,
-                                                                                  amount))
-                        if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
-                            e = e or _Proposed(etype, command.at, given, command.currency, key)
-                            return _allowed(p, command, e, amount, step.dest, warnings=[])
-                        return deferred_decision(True, p, (), (), (_settle_capture, p, command, etype, amount,
-                                                                   step.dest))
-    return _decide(p, command)
+    if type(command) is not Capture:
+        return _decide(p, command)
+    spec = p.spec
+    table = spec.table
+    plan = table.capture
+    policy = spec.policy
+    if plan is None or table.policy is not policy:
+        return _decide(p, command)
+    picks = plan.picks.get(p.state)
+    if picks is None:
+        return _decide(p, command)
+    key = command.key
+    given = command.amount
+    etype = plan.etype
+    left = p.authorized - p.captured - p.cancelled  # `room`
+    if etype is not _CAPTURED:
+        left -= p.pending
+    amount = given if given is not None else left if left > 0 else 0  # `resolve_amount`
+    step = picks[amount < left][p.captured > 0]
+    if (step is None or step.suspects is None
+            or (plan.rewrites_partial and given is not None and 0 < given < p.capturable)):
+        return _decide(p, command)
+    suspects = step.suspects(p, command.at, given, command.currency, key, amount, left, True)
+    e: _Proposed | None = None
+    if suspects:
+        # The screen names key_unique for any key used before, which may make this a replay.
+        if len(suspects) > 1 or suspects[0] == "key_unique":
+            return _decide(p, command)
+        check = step.by_name.get(suspects[0])
+        if check is not None:
+            e = _Proposed(etype, command.at, given, command.currency, key)
+            v = check(p, e, amount, policy, True)
+            if v is not None:
+                return deferred_decision(False, p, (v,), (), (_settle_refused, p, command, amount))
+    if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
+        e = e or _Proposed(etype, command.at, given, command.currency, key)
+        return _allowed(p, command, e, amount, step.dest, warnings=[])
+    return deferred_decision(True, p, (), (), (_settle_capture, p, command, etype, amount, step.dest))
 
 
 def _decide(p: Payment, command: Command) -> Decision:

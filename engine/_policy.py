@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import frozen
 
@@ -75,10 +75,24 @@ def _class_chars(body: str) -> frozenset[str] | None:
     return frozenset(chars)
 
 
-def _by_str_methods(pattern: str, min_length: int, max_length: int | None) -> Callable[[str], bool] | None:
-    """For a pattern whose full match is "every character is printable ASCII (or that but the space), length
-    in bounds", that test with str methods: several times faster than the regex on decide's hot path."""
-    m = _ONE_CLASS.fullmatch(pattern)
+class PrintableShape(NamedTuple):
+    """A rule whose whole verdict on a str is: `low <= len <= high`, every character printable ASCII,
+    and a space only where `spaces`. Printable ASCII has no control character, so that is also the
+    control-character rule."""
+
+    low: int
+    high: float  # math.inf: no maximum
+    spaces: bool
+
+    def accepts(self, v: str) -> bool:
+        return self.low <= len(v) <= self.high and v.isascii() and v.isprintable() and (self.spaces or " " not in v)
+
+
+def printable_shape(rule: IdentifierRule) -> PrintableShape | None:
+    """The rule as a PrintableShape, when its pattern is one class of all printable ASCII (with or
+    without the space) and a quantifier: the shape of every shipped key pattern ("[!-~]+"). str methods
+    then judge a key several times faster than the regex, on decide's hot path."""
+    m = _ONE_CLASS.fullmatch(rule.pattern) if rule.pattern is not None else None
     chars = _class_chars(m.group(1)) if m else None
     if m is None or chars is None or chars not in (_VISIBLE, _PRINTABLE):
         return None
@@ -91,12 +105,8 @@ def _by_str_methods(pattern: str, min_length: int, max_length: int | None) -> Ca
         hi = (int(high) if high else -1) if comma else lo
         if 0 <= hi < lo:
             return None
-    lo = max(lo, min_length)
-    top = min(hi if hi >= 0 else math.inf, max_length if max_length is not None else math.inf)
-    if chars == _PRINTABLE:
-        # Printable ASCII has no control character, so this is also the control-character rule.
-        return lambda v: lo <= len(v) <= top and v.isascii() and v.isprintable()
-    return lambda v: lo <= len(v) <= top and v.isascii() and v.isprintable() and " " not in v
+    top = min(hi if hi >= 0 else math.inf, rule.max_length if rule.max_length is not None else math.inf)
+    return PrintableShape(max(lo, rule.min_length), top, chars == _PRINTABLE)
 
 
 def _shown(value: str) -> str:
@@ -135,9 +145,9 @@ class IdentifierRule:
     def acceptor(self) -> Callable[[str], bool]:
         """A test of a str that is True exactly when `problem` finds none: built once (at table compile),
         then as cheap as the pattern allows."""
-        fast = _by_str_methods(self.pattern, self.min_length, self.max_length) if self.pattern else None
-        if fast is not None:
-            return fast
+        shape = printable_shape(self)
+        if shape is not None:
+            return shape.accepts
         lo, hi = self.min_length, self.max_length if self.max_length is not None else math.inf
         accept = _acceptor(self.pattern)
         if accept is None:
