@@ -42,8 +42,14 @@ from ._values import (
     deferred_decision,
     new_event,
     new_payment,
+    set_allowed,
+    set_before,
+    set_pending,
+    set_violations,
+    set_warnings,
 )
 
+_new = object.__new__
 _AUTHORIZED = EventType.AUTHORIZED
 _CAPTURE_REQUESTED = EventType.CAPTURE_REQUESTED
 _CAPTURED = EventType.CAPTURED
@@ -326,11 +332,24 @@ def decide(payment: Payment, command: Command) -> Decision:
             e = _Proposed(etype, command.at, given, command.currency, key)
             v = check(p, e, amount, policy, True)
             if v is not None:
-                return deferred_decision(False, p, (v,), (), (_settle_refused, p, command, amount))
+                # deferred_decision(False, p, (v,), (), pending), written out (see _values.set_pending)
+                d = _new(Decision)
+                set_allowed(d, False)
+                set_before(d, p)
+                set_violations(d, (v,))
+                set_warnings(d, ())
+                set_pending(d, (_settle_refused, p, command, amount))
+                return d
     if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
         e = e or _Proposed(etype, command.at, given, command.currency, key)
         return _allowed(p, command, e, amount, step.dest, warnings=[])
-    return deferred_decision(True, p, (), (), (_settle_capture, p, command, etype, amount, step.dest))
+    d = _new(Decision)  # deferred_decision(True, p, (), (), pending), written out
+    set_allowed(d, True)
+    set_before(d, p)
+    set_violations(d, ())
+    set_warnings(d, ())
+    set_pending(d, (_settle_capture, p, command, etype, amount, step.dest))
+    return d
 
 
 def _decide(p: Payment, command: Command) -> Decision:

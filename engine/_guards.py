@@ -25,7 +25,7 @@ from ._codes import Code
 from ._money import fits_decimal, to_major_string
 from ._policy import Policy, printable_shape
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation, deferred_violation
+from ._values import EventType, Flow, Payment, Violation, deferred_violation, set_code, set_pending
 
 
 class Fact(Protocol):
@@ -92,6 +92,7 @@ class Route:
 # Module constants: an enum member looked up on its class costs a slow attribute access each time.
 _CAPTURED = EventType.CAPTURED
 _AUTOMATIC = Flow.AUTOMATIC
+_new = object.__new__
 # The same for the codes of the refusals guards defer (an enum attribute costs ~100 ns each time).
 _EXCEEDS_CAPTURABLE = Code.EXCEEDS_CAPTURABLE
 _AUTHORIZATION_EXPIRED = Code.AUTHORIZATION_EXPIRED
@@ -238,7 +239,10 @@ def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bo
     if pol.over_capture_percent:
         limit += pol.allowance(p.authorized)
     if amount > limit:
-        return deferred_violation(_EXCEEDS_CAPTURABLE, (_exceeds_message, p, e, amount, limit, pol))
+        v: Violation = _new(Violation)  # deferred_violation(...), written out (see _values.set_pending)
+        set_code(v, _EXCEEDS_CAPTURABLE)
+        set_pending(v, (_exceeds_message, p, e, amount, limit, pol))
+        return v
     return None
 
 
