@@ -161,7 +161,7 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
             if room(p, e) <= 0:
                 if amount <= 0:
                     return Violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
-                                                              f"= {room_arithmetic(p, e, policy)}")
+                                                              f"= {room_arithmetic(p, e.type, policy)}")
                 v = GUARDS["within_capturable"].check(p, e, amount, policy, True)
                 if v is not None:
                     return v
@@ -327,19 +327,25 @@ def decide(payment: Payment, command: Command) -> Decision:
         # The screen names key_unique for any key used before, which may make this a replay.
         if len(suspects) > 1 or suspects[0] == "key_unique":
             return _decide(p, command)
-        check = step.by_name.get(suspects[0])
-        if check is not None:
-            e = _Proposed(etype, command.at, given, command.currency, key)
-            v = check(p, e, amount, policy, True)
-            if v is not None:
-                # deferred_decision(False, p, (v,), (), pending), written out (see _values.set_pending)
-                d = _new(Decision)
-                set_allowed(d, False)
-                set_before(d, p)
-                set_violations(d, (v,))
-                set_warnings(d, ())
-                set_pending(d, (_settle_refused, p, command, amount))
-                return d
+        name = suspects[0]
+        by_room = step.by_room.get(name)
+        if by_room is not None:  # no stand-in event needed
+            v = by_room(p, etype, amount, left, policy)
+        else:
+            check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
+            v = None
+            if check is not None:
+                e = _Proposed(etype, command.at, given, command.currency, key)
+                v = check(p, e, amount, policy, True)
+        if v is not None:
+            # deferred_decision(False, p, (v,), (), pending), written out (see _values.set_pending)
+            d = _new(Decision)
+            set_allowed(d, False)
+            set_before(d, p)
+            set_violations(d, (v,))
+            set_warnings(d, ())
+            set_pending(d, (_settle_refused, p, command, amount))
+            return d
     if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
         e = e or _Proposed(etype, command.at, given, command.currency, key)
         return _allowed(p, command, e, amount, step.dest, warnings=[])

@@ -47,6 +47,9 @@ class Fact(Protocol):
 
 
 GuardFn = Callable[[Payment, Fact, int, Policy, bool], Violation | None]
+# A guard's verdict from the event type and `room(payment, fact)` alone, for a guard that reads nothing
+# else of the fact: decide's capture path has both at hand and so builds no stand-in event to call it.
+RoomCheck = Callable[[Payment, EventType, int, int, Policy], Violation | None]
 RouteFn = Callable[[Payment, Fact, int], bool]
 
 CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
@@ -74,6 +77,7 @@ class Guard:
     check: GuardFn
     doc: str
     inert: Callable[[Policy], bool] = _never_inert
+    by_room: RoomCheck | None = None  # the same verdict and Violation as `check`, where it has one
 
 
 @frozen
@@ -106,11 +110,12 @@ def room(p: Payment, e: Fact) -> int:
     return base if e.type is _CAPTURED else base - p.pending
 
 
-def room_arithmetic(p: Payment, e: Fact, pol: Policy) -> str:
+def room_arithmetic(p: Payment, etype: EventType, pol: Policy) -> str:
+    """`room` for a fact of type `etype`, spelled out, plus any over-capture allowance."""
     text = f"authorized {p.authorized} - captured {p.captured}"
     if p.cancelled:
         text += f" - cancelled {p.cancelled}"
-    if p.pending and e.type is not _CAPTURED:
+    if p.pending and etype is not _CAPTURED:
         text += f" - pending {p.pending}"
     allowance = pol.allowance(p.authorized)
     if allowance:
@@ -234,20 +239,22 @@ def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) ->
 
 
 def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
-    # `room` written out: this guard judges most refused captures, and the call is a fifth of its cost.
-    limit = p.authorized - p.captured - p.cancelled - (0 if e.type is _CAPTURED else p.pending)
-    if pol.over_capture_percent:
-        limit += pol.allowance(p.authorized)
+    return exceeds_capturable(p, e.type, amount, room(p, e), pol)
+
+
+def exceeds_capturable(p: Payment, etype: EventType, amount: int, left: int, pol: Policy) -> Violation | None:
+    """within_capturable by room (see RoomCheck): it judges most refused captures."""
+    limit = left + pol.allowance(p.authorized) if pol.over_capture_percent else left
     if amount > limit:
         v: Violation = _new(Violation)  # deferred_violation(...), written out (see _values.set_pending)
         set_code(v, _EXCEEDS_CAPTURABLE)
-        set_pending(v, (_exceeds_message, p, e, amount, limit, pol))
+        set_pending(v, (_exceeds_message, p, etype, amount, limit, pol))
         return v
     return None
 
 
-def _exceeds_message(p: Payment, e: Fact, amount: int, limit: int, pol: Policy) -> tuple[str]:
-    return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, e, pol)}"
+def _exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, etype, pol)}"
             f"{_in_major(p.currency, amount, limit)}",)
 
 
@@ -342,7 +349,7 @@ GUARDS: dict[str, Guard] = {g.name: g for g in (
     Guard("manual_flow", Code.AUTOMATIC_CAPTURE_FLOW, manual_flow,
           "the payment is not in an automatic-capture flow"),
     Guard("within_capturable", Code.EXCEEDS_CAPTURABLE, within_capturable,
-          "amount <= authorized - captured - cancelled - pending (+ allowance)"),
+          "amount <= authorized - captured - cancelled - pending (+ allowance)", by_room=exceeds_capturable),
     Guard("partial_allowed", Code.PARTIAL_CAPTURE_UNSUPPORTED, partial_allowed,
           "a partial amount only where the provider captures part", lambda pol: pol.partial_capture != "no"),
     Guard("below_max_captures", Code.MULTIPLE_CAPTURES_UNSUPPORTED, below_max_captures,

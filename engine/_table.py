@@ -26,6 +26,7 @@ from ._guards import (
     Fact,
     Guard,
     GuardFn,
+    RoomCheck,
     Route,
     RouteFn,
     capture_screen,
@@ -53,6 +54,7 @@ class Step:
     by_name: dict[str, GuardFn] = field(factory=dict, eq=False, repr=False)  # `checks` by guard name
     # `screen` compiled for the table's policy (`_guards.capture_screen`); None without a policy.
     suspects: CaptureScreen | None = field(default=None, eq=False, repr=False)
+    by_room: dict[str, RoomCheck] = field(factory=dict, eq=False, repr=False)  # `checks` that have `Guard.by_room`
 
 
 # A state's capture steps by [the amount leaves part of the room][something is captured]; None: no route holds.
@@ -117,7 +119,8 @@ class Table:
             screened = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_SCREENED
             step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
                         capture_suspects if screened else None, dict(checks),
-                        screen if screened else None)
+                        screen if screened else None,
+                        {g.name: g.by_room for g in guards if g.by_room is not None and g.name in dict(checks)})
             steps.setdefault((source, trigger), []).append(step)
         compiled = {k: tuple(v) for k, v in steps.items()}
         return cls(compiled, policy, CapturePlan.compile(compiled, policy) if policy is not None else None)

@@ -7,7 +7,8 @@
 - The slot-filling builders (`new_event`, `new_payment`, `Event.from_dict`) make what `__init__` makes,
   and `new_payment` refuses what `__init__` refuses.
 - `decide`'s capture path on the compiled CapturePlan answers what the general path answers; the plan's
-  route cases are the routes; a key format checked by str methods is the regex's verdict.
+  route cases are the routes; a guard's check by room is its check; a key format checked by str methods
+  is the regex's verdict.
 """
 
 from __future__ import annotations
@@ -165,6 +166,22 @@ def test_decide_on_the_capture_plan_answers_as_the_general_path(source: str, dat
     assert [w.message for w in fast.warnings] == [w.message for w in general.warnings]
 
 
+@pytest.mark.parametrize("amount", [None, 1, 20_000, 69_999, 70_000, 70_001, 90_000])
+@pytest.mark.parametrize("key", [None, "cap-1", "cap-2", "bad key"])
+def test_decide_on_the_capture_plan_answers_as_the_general_path_on_the_bench_payment(amount: int | None,
+                                                                                     key: str | None) -> None:
+    """The bench's cases and their neighbours: NOK 1000.00 authorized on Vipps, NOK 300.00 captured."""
+    spec = capstate.load_spec("vipps")
+    auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
+                                    b'"amount": 100000, "currency": "NOK"}')
+    p = capstate.apply(Payment.new(spec, "order-10001"), auth)
+    p = capstate.apply(p, Event(p.reference, EventType.CAPTURED, auth.at, 30_000, key="cap-1"))
+    command = capstate.Capture(at=auth.at, amount=amount, key=key)
+    fast, general = capstate.decide(p, command), _decide(p, command)
+    assert fast == general
+    assert [v.message for v in fast.violations] == [v.message for v in general.violations]
+
+
 def test_the_capture_plan_covers_the_common_captures() -> None:
     """The plan is not vacuous: a plain capture from `authorized` is on it for every shipped spec."""
     for name in capstate.shipped():
@@ -175,8 +192,9 @@ def test_the_capture_plan_covers_the_common_captures() -> None:
 
 
 @pytest.mark.parametrize("source", SOURCES)
-@given(data=st.data())
-def test_a_route_case_is_the_route(source: str, data: st.DataObject) -> None:
+@given(data=st.data(), command=st.booleans())
+def test_route_cases_and_guards_by_room_are_the_registry(source: str, data: st.DataObject, command: bool) -> None:
+    """What the CapturePlan calls instead of a route or a guard gives the same answer, and message."""
     spec = data.draw(specs_from(source), label="spec")
     p = data.draw(reachable_payments(spec, lenient=True), label="payment")
     e = data.draw(events(p, types=sorted(CAPTURE_TYPES)), label="event")
@@ -185,6 +203,12 @@ def test_a_route_case_is_the_route(source: str, data: st.DataObject) -> None:
     for route in ROUTES.values():
         assert route.case is not None
         assert route.case(amount < room(p, e), p.captured > 0) == route.holds(p, e, amount), route.name
+    for guard in GUARDS.values():
+        if guard.by_room is not None:
+            fast = guard.by_room(p, e.type, amount, room(p, e), spec.policy)
+            slow = guard.check(p, e, amount, spec.policy, command)
+            assert fast == slow, guard.name
+            assert fast is None or slow is None or fast.message == slow.message, guard.name
 
 
 _KEY_PATTERNS = ["[!-~]+", "[ -~]+", "[!-~]{3,8}", "[!-~]{4}", "[!-~]{2,}", "[ -~]*", "[~-!]+", "[!-~]+x",
