@@ -83,11 +83,16 @@ class CapturePlan:
         for (state, trigger), candidates in steps.items():
             if trigger is etype and all(s.suspects is not None and (s.route is None or s.route.case is not None)
                                         for s in candidates):
-                short, whole = (_pick(candidates, True, False), _pick(candidates, True, True)), (
-                    _pick(candidates, False, False), _pick(candidates, False, True))
-                picks[state] = (whole, short)  # indexed by `amount < room`: False, then True
+                picks[state] = _picks(candidates)
         return cls(etype, picks, policy.partial_capture == "becomes_full", policy.remainder == "lapses",
                    policy.idempotency == "none")
+
+
+def _picks(candidates: tuple[Step, ...]) -> Picks:
+    def row(short: bool) -> tuple[Step | None, Step | None]:
+        return _pick(candidates, short, False), _pick(candidates, short, True)
+
+    return row(False), row(True)
 
 
 def _pick(candidates: tuple[Step, ...], short: bool, some: bool) -> Step | None:
@@ -117,10 +122,10 @@ class Table:
             guards = tuple(GUARDS[g] for g in guard_names)
             checks = tuple((g.name, g.check) for g in guards if policy is None or not g.inert(policy))
             screened = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_SCREENED
+            kept = dict(checks)
             step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
-                        capture_suspects if screened else None, dict(checks),
-                        screen if screened else None,
-                        {g.name: g.by_room for g in guards if g.by_room is not None and g.name in dict(checks)})
+                        capture_suspects if screened else None, kept, screen if screened else None,
+                        {g.name: g.by_room for g in guards if g.by_room is not None and g.name in kept})
             steps.setdefault((source, trigger), []).append(step)
         compiled = {k: tuple(v) for k, v in steps.items()}
         return cls(compiled, policy, CapturePlan.compile(compiled, policy) if policy is not None else None)
