@@ -42,8 +42,14 @@ from ._values import (
     deferred_decision,
     new_event,
     new_payment,
+    set_allowed,
+    set_before,
+    set_pending,
+    set_violations,
+    set_warnings,
 )
 
+_new = object.__new__
 _AUTHORIZED = EventType.AUTHORIZED
 _CAPTURE_REQUESTED = EventType.CAPTURE_REQUESTED
 _CAPTURED = EventType.CAPTURED
@@ -90,8 +96,13 @@ def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | No
             # A spec evolved by hand onto another policy keeps a table compiled for the old one: its
             # pruned checks may not fit, so judge with every guard.
             fresh = table.policy is policy
-            screen = step.screen
-            suspects = screen(p, e, amount, policy, command) if screen is not None else None
+            if fresh:  # the screen compiled for this policy
+                fast = step.suspects
+                suspects = (fast(p, e.at, e.amount, e.currency, e.key, amount, room(p, e), command)
+                            if fast is not None else None)
+            else:
+                screen = step.screen
+                suspects = screen(p, e, amount, policy, command) if screen is not None else None
             if suspects is not None:
                 if not suspects:
                     return step, ()
@@ -150,7 +161,7 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
             if room(p, e) <= 0:
                 if amount <= 0:
                     return Violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
-                                                              f"= {room_arithmetic(p, e, policy)}")
+                                                              f"= {room_arithmetic(p, e.type, policy)}")
                 v = GUARDS["within_capturable"].check(p, e, amount, policy, True)
                 if v is not None:
                     return v
@@ -281,7 +292,74 @@ def _recorded(p: Payment, e: _Proposed, amount: int) -> Event:
 def decide(payment: Payment, command: Command) -> Decision:
     """Judge `command` against the payment's spec before anything is sent. Pure; never raises for a
     policy refusal (only CommandError for something that is not a command)."""
+    # The common case, a Capture on a state the table's CapturePlan covers, is judged here without the
+    # general machinery (written out in this one function: every call costs ~50 ns of a ~1 µs budget).
+    # Whatever it answers is what `_decide` answers: the same step, screen and guard, reached by fewer
+    # calls; the differential and hot-path tests hold the two together. Anything unusual (a partial
+    # capture rewritten to full, a key used before, several guards to run, a state or route the plan
+    # does not cover, a Capture subclass) falls through to `_decide`.
     p = payment
+    if type(command) is not Capture:
+        return _decide(p, command)
+    spec = p.spec
+    table = spec.table
+    plan = table.capture
+    policy = spec.policy
+    if plan is None or table.policy is not policy:
+        return _decide(p, command)
+    picks = plan.picks.get(p.state)
+    if picks is None:
+        return _decide(p, command)
+    key = command.key
+    given = command.amount
+    etype = plan.etype
+    left = p.authorized - p.captured - p.cancelled  # `room`
+    if etype is not _CAPTURED:
+        left -= p.pending
+    amount = given if given is not None else left if left > 0 else 0  # `resolve_amount`
+    step = picks[amount < left][p.captured > 0]
+    if (step is None or step.suspects is None
+            or (plan.rewrites_partial and given is not None and 0 < given < p.capturable)):
+        return _decide(p, command)
+    suspects = step.suspects(p, command.at, given, command.currency, key, amount, left, True)
+    e: _Proposed | None = None
+    if suspects:
+        # The screen names key_unique for any key used before, which may make this a replay.
+        if len(suspects) > 1 or suspects[0] == "key_unique":
+            return _decide(p, command)
+        name = suspects[0]
+        by_room = step.by_room.get(name)
+        if by_room is not None:  # no stand-in event needed
+            v = by_room(p, etype, amount, left, policy)
+        else:
+            check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
+            v = None
+            if check is not None:
+                e = _Proposed(etype, command.at, given, command.currency, key)
+                v = check(p, e, amount, policy, True)
+        if v is not None:
+            # deferred_decision(False, p, (v,), (), pending), written out (see _values.set_pending)
+            d = _new(Decision)
+            set_allowed(d, False)
+            set_before(d, p)
+            set_violations(d, (v,))
+            set_warnings(d, ())
+            set_pending(d, (_settle_refused, p, command, amount))
+            return d
+    if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
+        e = e or _Proposed(etype, command.at, given, command.currency, key)
+        return _allowed(p, command, e, amount, step.dest, warnings=[])
+    d = _new(Decision)  # deferred_decision(True, p, (), (), pending), written out
+    set_allowed(d, True)
+    set_before(d, p)
+    set_violations(d, ())
+    set_warnings(d, ())
+    set_pending(d, (_settle_capture, p, command, etype, amount, step.dest))
+    return d
+
+
+def _decide(p: Payment, command: Command) -> Decision:
+    """`decide` for every command, by the general machinery."""
     policy = p.spec.policy
     warnings: list[PolicyWarning] = []
     if (isinstance(command, Capture) and policy.partial_capture == "becomes_full" and command.amount is not None
@@ -311,7 +389,15 @@ def decide(payment: Payment, command: Command) -> Decision:
     step, violations = evaluate(p, e, amount, command=True)
     if violations or step is None:
         return deferred_decision(False, p, violations, tuple(warnings), (_settle_refused, p, command, amount))
+    return _allowed(p, command, e, amount, step.dest, warnings=warnings)
 
+
+def _allowed(p: Payment, command: Command, e: _Proposed, amount: int, dest: str, *,
+             warnings: list[PolicyWarning]) -> Decision:
+    """An allowed command's decision: the warnings its policy attaches, and the remainder a final
+    capture releases."""
+    policy = p.spec.policy
+    key = e.key
     if key is not None and policy.idempotency == "none":
         warnings.append(PolicyWarning(Code.IDEMPOTENCY_KEY_UNUSED,
                                       f"{p.spec.name} has no idempotency mechanism; key {key!r} is kept "
@@ -322,13 +408,13 @@ def decide(payment: Payment, command: Command) -> Decision:
     if (isinstance(command, Capture) and (remainder_rule == "lapses" or command.final)
             and p.remainder - amount > 0):
         if command.final and remainder_rule == "reserved_until_cancel":
-            return _release_remainder(p, command, e, amount, dest=step.dest, warnings=warnings)
+            return _release_remainder(p, command, e, amount, dest=dest, warnings=warnings)
         if remainder_rule == "lapses":
             held = _remainder_held(p, amount)
             if held is not None:
                 warnings.append(held)
     # The normalized command, the fact and the payment after are built when first read (Decision).
-    pending = (_settle, p, command, e, amount, step.dest)
+    pending = (_settle, p, command, e, amount, dest)
     return deferred_decision(True, p, (), tuple(warnings) if warnings else (), pending)
 
 
@@ -337,6 +423,12 @@ def _settle(p: Payment, cmd: Command, e: _Proposed, amount: int, dest: str
     """An allowed decision's deferred fields: the normalized command, the fact, the payment after."""
     fact = _recorded(p, e, amount)
     return _normalize(p, cmd, amount), fact, effect(p, fact, amount, dest)
+
+
+def _settle_capture(p: Payment, cmd: Capture, etype: EventType, amount: int, dest: str
+                    ) -> tuple[Command, Event | None, Payment | None]:
+    """`_settle` for `_decide_capture`, which judges without building the proposed fact."""
+    return _settle(p, cmd, _Proposed(etype, cmd.at, cmd.amount, cmd.currency, cmd.key), amount, dest)
 
 
 def _settle_refused(p: Payment, cmd: Command, amount: int) -> tuple[Command, Event | None, Payment | None]:

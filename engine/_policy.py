@@ -9,12 +9,13 @@ same parser as the file, so a bad override is a SpecError too.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import frozen
 
@@ -49,6 +50,65 @@ def _acceptor(pattern: str | None) -> re.Pattern[str] | None:
         return None
 
 
+# A pattern that is one character class of printable ASCII, with an optional quantifier: the shape of
+# every shipped key pattern ("[!-~]+"). No escapes, nesting or negation, so the class reads literally.
+_ONE_CLASS = re.compile(r"\[([ -~]+)\](?:(\+)|(\*)|\{(\d+)(?:(,)(\d*))?\})?")
+_VISIBLE = frozenset(map(chr, range(0x21, 0x7F)))  # "!" to "~": printable ASCII without the space
+_PRINTABLE = _VISIBLE | {" "}
+
+
+def _class_chars(body: str) -> frozenset[str] | None:
+    """The characters a class body `a-z0-9_` matches, or None for anything this reader is not sure of."""
+    if body[0] == "^" or any(c in body for c in "[]\\") or any(d in body for d in ("--", "&&", "~~", "||")):
+        return None  # negation, escapes, nesting, or Python's reserved set operations
+    chars: set[str] = set()
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            if body[i] > body[i + 2]:
+                return None
+            chars.update(map(chr, range(ord(body[i]), ord(body[i + 2]) + 1)))
+            i += 3
+        else:
+            chars.add(body[i])
+            i += 1
+    return frozenset(chars)
+
+
+class PrintableShape(NamedTuple):
+    """A rule whose whole verdict on a str is: `low <= len <= high`, every character printable ASCII,
+    and a space only where `spaces`. Printable ASCII has no control character, so that is also the
+    control-character rule."""
+
+    low: int
+    high: float  # math.inf: no maximum
+    spaces: bool
+
+    def accepts(self, v: str) -> bool:
+        return self.low <= len(v) <= self.high and v.isascii() and v.isprintable() and (self.spaces or " " not in v)
+
+
+def printable_shape(rule: IdentifierRule) -> PrintableShape | None:
+    """The rule as a PrintableShape, when its pattern is one class of all printable ASCII (with or
+    without the space) and a quantifier: the shape of every shipped key pattern ("[!-~]+"). str methods
+    then judge a key several times faster than the regex, on decide's hot path."""
+    m = _ONE_CLASS.fullmatch(rule.pattern) if rule.pattern is not None else None
+    chars = _class_chars(m.group(1)) if m else None
+    if m is None or chars is None or chars not in (_VISIBLE, _PRINTABLE):
+        return None
+    plus, star, low, comma, high = m.group(2, 3, 4, 5, 6)
+    lo, hi = 1, 1  # no quantifier: one character
+    if plus or star:
+        lo, hi = (1 if plus else 0), -1  # -1: unbounded
+    elif low is not None:
+        lo = int(low)
+        hi = (int(high) if high else -1) if comma else lo
+        if 0 <= hi < lo:
+            return None
+    top = min(hi if hi >= 0 else math.inf, rule.max_length if rule.max_length is not None else math.inf)
+    return PrintableShape(max(lo, rule.min_length), top, chars == _PRINTABLE)
+
+
 def _shown(value: str) -> str:
     return value if len(value) <= 60 else value[:57] + "..."
 
@@ -81,6 +141,19 @@ class IdentifierRule:
         if self.pattern is not None and not _compiled(self.pattern).fullmatch(value):
             return f"{_shown(value)!r} does not match {self.pattern}"
         return None
+
+    def acceptor(self) -> Callable[[str], bool]:
+        """A test of a str that is True exactly when `problem` finds none: built once (at table compile),
+        then as cheap as the pattern allows."""
+        shape = printable_shape(self)
+        if shape is not None:
+            return shape.accepts
+        lo, hi = self.min_length, self.max_length if self.max_length is not None else math.inf
+        accept = _acceptor(self.pattern)
+        if accept is None:
+            return lambda v: self.problem(v) is None
+        match = accept.fullmatch
+        return lambda v: lo <= len(v) <= hi and match(v) is not None
 
     def describe(self) -> str:
         parts = [f"{self.min_length}..{self.max_length if self.max_length is not None else ''} chars"]

@@ -6,7 +6,9 @@ spec is the reference interpreter; a differential Hypothesis test proves the two
 
 Compiled against a policy, each step also keeps `checks`: its guard functions minus those that policy
 makes inert (a `key_valid` where the provider has no idempotency, a `below_max_captures` with no
-maximum). Leaving them out changes no verdict and saves a call each on every event.
+maximum). Leaving them out changes no verdict and saves a call each on every event. A capture step
+keeps the capture screen compiled for that policy, and the table a `CapturePlan`: for each state, the
+step a capture command takes, picked by two facts instead of by calling routes.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from ._guards import (
     CAPTURE_TYPES,
     GUARDS,
     ROUTES,
+    CaptureScreen,
     Fact,
     Guard,
     GuardFn,
+    RoomCheck,
     Route,
     RouteFn,
+    capture_screen,
     capture_suspects,
 )
 from ._policy import Policy
@@ -47,12 +52,62 @@ class Step:
     screen: Callable[[Payment, Fact, int, Policy, bool], list[str]] | None = field(default=None, eq=False,
                                                                                    repr=False)
     by_name: dict[str, GuardFn] = field(factory=dict, eq=False, repr=False)  # `checks` by guard name
+    # `screen` compiled for the table's policy (`_guards.capture_screen`); None without a policy.
+    suspects: CaptureScreen | None = field(default=None, eq=False, repr=False)
+    by_room: dict[str, RoomCheck] = field(factory=dict, eq=False, repr=False)  # `checks` that have `Guard.by_room`
+
+
+# A state's capture steps by [the amount leaves part of the room][something is captured]; None: no route holds.
+Picks = tuple[tuple[Step | None, Step | None], tuple[Step | None, Step | None]]
+
+
+@frozen
+class CapturePlan:
+    """How `decide` judges a Capture command under the table's policy without the general machinery.
+
+    `picks` holds the states from which every capture step is screened and routed by `Route.case`
+    alone; a state absent from it takes the general path (so does a spec with no such state). The flags
+    are the policy's answers `decide` needs on every capture.
+    """
+
+    etype: EventType  # what a capture command records: `captured`, or `capture_requested` when async
+    picks: dict[str, Picks]
+    rewrites_partial: bool  # partial_capture = becomes_full
+    remainder_lapses: bool  # remainder = lapses
+    keys_unused: bool  # idempotency = none: a key only draws a warning
+
+    @classmethod
+    def compile(cls, steps: dict[tuple[str, EventType], tuple[Step, ...]], policy: Policy) -> CapturePlan:
+        etype = EventType.CAPTURE_REQUESTED if policy.capture == "async" else EventType.CAPTURED
+        picks: dict[str, Picks] = {}
+        for (state, trigger), candidates in steps.items():
+            if trigger is etype and all(s.suspects is not None and (s.route is None or s.route.case is not None)
+                                        for s in candidates):
+                picks[state] = _picks(candidates)
+        return cls(etype, picks, policy.partial_capture == "becomes_full", policy.remainder == "lapses",
+                   policy.idempotency == "none")
+
+
+def _picks(candidates: tuple[Step, ...]) -> Picks:
+    def row(short: bool) -> tuple[Step | None, Step | None]:
+        return _pick(candidates, short, False), _pick(candidates, short, True)
+
+    return row(False), row(True)
+
+
+def _pick(candidates: tuple[Step, ...], short: bool, some: bool) -> Step | None:
+    """The first step whose route holds, as `_engine.evaluate` picks it."""
+    for step in candidates:
+        if step.route is None or (step.route.case is not None and step.route.case(short, some)):
+            return step
+    return None
 
 
 @frozen
 class Table:
     steps: dict[tuple[str, EventType], tuple[Step, ...]]
     policy: Policy | None = field(default=None, eq=False, repr=False)  # what `checks` were compiled for
+    capture: CapturePlan | None = field(default=None, eq=False, repr=False)  # None without a policy
 
     @classmethod
     def compile(cls, transitions: Iterable[tuple[EventType, str, str, str | None, tuple[str, ...]]],
@@ -61,15 +116,19 @@ class Table:
 
         Without a policy every guard is kept in `checks`."""
         steps: dict[tuple[str, EventType], list[Step]] = {}
+        screen = capture_screen(policy) if policy is not None else None
         for trigger, source, dest, route_name, guard_names in transitions:
             route = ROUTES[route_name] if route_name else None
             guards = tuple(GUARDS[g] for g in guard_names)
             checks = tuple((g.name, g.check) for g in guards if policy is None or not g.inert(policy))
             screened = trigger in CAPTURE_TYPES and guards and set(guard_names) <= CAPTURE_SCREENED
+            kept = dict(checks)
             step = Step(trigger, source, dest, route, guards, route.holds if route else None, checks,
-                        capture_suspects if screened else None, dict(checks))
+                        capture_suspects if screened else None, kept, screen if screened else None,
+                        {g.name: g.by_room for g in guards if g.by_room is not None and g.name in kept})
             steps.setdefault((source, trigger), []).append(step)
-        return cls({k: tuple(v) for k, v in steps.items()}, policy)
+        compiled = {k: tuple(v) for k, v in steps.items()}
+        return cls(compiled, policy, CapturePlan.compile(compiled, policy) if policy is not None else None)
 
     def candidates(self, state: str, trigger: EventType) -> tuple[Step, ...]:
         return self.steps.get((state, trigger), ())

@@ -511,11 +511,11 @@ def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violatio
     the same call would hold.
     """
     d: Decision = _new(Decision)
-    _set_allowed(d, allowed)
-    _set_before(d, before)
-    _set_violations(d, violations)
-    _set_warnings(d, warnings)
-    _set_pending(d, pending)
+    set_allowed(d, allowed)
+    set_before(d, before)
+    set_violations(d, violations)
+    set_warnings(d, warnings)
+    set_pending(d, pending)
     return d
 
 
@@ -525,15 +525,17 @@ def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
     For guards whose message shows costly arithmetic: a caller that only counts codes never pays for it.
     """
     v: Violation = _new(Violation)
-    _set_code(v, code)
-    _set_pending(v, pending)
+    set_code(v, code)
+    set_pending(v, pending)
     return v
 
 
-# The slots' own setters, as for Event and Payment above.
-_set_code = Violation.__dict__["code"].__set__
-_set_allowed = Decision.__dict__["allowed"].__set__
-_set_before = Decision.__dict__["before"].__set__
-_set_violations = Decision.__dict__["violations"].__set__
-_set_warnings = Decision.__dict__["warnings"].__set__
-_set_pending = _Deferrable.__dict__["_pending"].__set__
+# The slots' own setters, as for Event and Payment above. decide's capture path and exceeds_capturable
+# (the guard of most refused captures) use them in place of the two builders above: on a ~1.3 µs
+# refusal, the two calls saved are ~90 ns. Whatever uses them must set what the builder sets.
+set_code = Violation.__dict__["code"].__set__
+set_allowed = Decision.__dict__["allowed"].__set__
+set_before = Decision.__dict__["before"].__set__
+set_violations = Decision.__dict__["violations"].__set__
+set_warnings = Decision.__dict__["warnings"].__set__
+set_pending = _Deferrable.__dict__["_pending"].__set__

@@ -6,12 +6,16 @@
   eager build makes: equal, same hash and repr, copies, evolves (and a Violation pickles).
 - The slot-filling builders (`new_event`, `new_payment`, `Event.from_dict`) make what `__init__` makes,
   and `new_payment` refuses what `__init__` refuses.
+- `decide`'s capture path on the compiled CapturePlan answers what the general path answers; the plan's
+  route cases are the routes; a guard's check by room is its check; a key format checked by str methods
+  is the regex's verdict.
 """
 
 from __future__ import annotations
 
 import copy
 import pickle
+import re
 
 import attrs
 import pytest
@@ -21,8 +25,9 @@ from strategies import SOURCES, amounts_for, commands, events, reachable_payment
 
 import capstate
 from capstate import Decision, Event, EventType, Payment
-from capstate._engine import evaluate, resolve_amount
-from capstate._guards import CAPTURE_SCREENED, CAPTURE_TYPES, GUARDS, capture_suspects
+from capstate._engine import _decide, evaluate, resolve_amount
+from capstate._guards import CAPTURE_SCREENED, CAPTURE_TYPES, GUARDS, ROUTES, capture_suspects, room
+from capstate._policy import IdentifierRule, printable_shape
 from capstate._values import Violation, new_event, new_payment
 
 
@@ -60,12 +65,17 @@ def eager(d: Decision) -> Decision:
     return Decision(d.allowed, d.command, d.before, d.violations, d.warnings, d.event, d.after)
 
 
+def draw_decidable(data: st.DataObject, source: str) -> tuple[Payment, capstate.Command]:
+    """A reachable payment of a spec from `source` (strictly or leniently), and any command for it."""
+    spec = data.draw(specs_from(source), label="spec")
+    p = data.draw(reachable_payments(spec, lenient=data.draw(st.booleans(), label="lenient")), label="payment")
+    return p, data.draw(commands(p), label="command")
+
+
 @pytest.mark.parametrize("source", SOURCES)
 @given(data=st.data())
 def test_a_deferred_decision_reads_as_an_eager_one(source: str, data: st.DataObject) -> None:
-    spec = data.draw(specs_from(source), label="spec")
-    p = data.draw(reachable_payments(spec, lenient=data.draw(st.booleans(), label="lenient")), label="payment")
-    command = data.draw(commands(p), label="command")
+    p, command = draw_decidable(data, source)
     first, second = capstate.decide(p, command), capstate.decide(p, command)
     # Compared before anything is read from `second`, so its deferred fields settle inside ==.
     assert second == first
@@ -143,3 +153,99 @@ def test_a_spec_evolved_onto_another_policy_is_judged_with_every_guard(source: s
     expected = tuple(v for g in step.guards
                      if (v := g.check(p, e, amount, strict, True)) is not None)
     assert [v.code for v in violations] == [v.code for v in expected]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_decide_on_the_capture_plan_answers_as_the_general_path(source: str, data: st.DataObject) -> None:
+    p, command = draw_decidable(data, source)
+    fast, general = capstate.decide(p, command), _decide(p, command)
+    # Every field, the deferred ones included (== settles them), and the messages as read.
+    assert fast == general
+    assert [v.message for v in fast.violations] == [v.message for v in general.violations]
+    assert [w.message for w in fast.warnings] == [w.message for w in general.warnings]
+
+
+@pytest.mark.parametrize("amount", [None, 1, 20_000, 69_999, 70_000, 70_001, 90_000])
+@pytest.mark.parametrize("key", [None, "cap-1", "cap-2", "bad key"])
+def test_decide_on_the_capture_plan_answers_as_the_general_path_on_the_bench_payment(amount: int | None,
+                                                                                     key: str | None) -> None:
+    """The bench's cases and their neighbours: NOK 1000.00 authorized on Vipps, NOK 300.00 captured."""
+    spec = capstate.load_spec("vipps")
+    auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
+                                    b'"amount": 100000, "currency": "NOK"}')
+    p = capstate.apply(Payment.new(spec, "order-10001"), auth)
+    p = capstate.apply(p, Event(p.reference, EventType.CAPTURED, auth.at, 30_000, key="cap-1"))
+    command = capstate.Capture(at=auth.at, amount=amount, key=key)
+    fast, general = capstate.decide(p, command), _decide(p, command)
+    assert fast == general
+    assert [v.message for v in fast.violations] == [v.message for v in general.violations]
+
+
+def test_the_capture_plan_covers_the_common_captures() -> None:
+    """The plan is not vacuous: a plain capture from `authorized` is on it for every shipped spec."""
+    for name in capstate.shipped():
+        plan = capstate.load_spec(name).table.capture
+        assert plan is not None and "authorized" in plan.picks, name
+        by_room = plan.picks["authorized"]
+        assert all(step is not None and step.suspects is not None for row in by_room for step in row), name
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data(), command=st.booleans())
+def test_route_cases_and_guards_by_room_are_the_registry(source: str, data: st.DataObject, command: bool) -> None:
+    """What the CapturePlan calls instead of a route or a guard gives the same answer, and message."""
+    spec = data.draw(specs_from(source), label="spec")
+    p = data.draw(reachable_payments(spec, lenient=True), label="payment")
+    e = data.draw(events(p, types=sorted(CAPTURE_TYPES)), label="event")
+    amount = data.draw(amounts_for(p, none=False), label="amount")
+    assert isinstance(amount, int)
+    for route in ROUTES.values():
+        assert route.case is not None
+        assert route.case(amount < room(p, e), p.captured > 0) == route.holds(p, e, amount), route.name
+    for guard in GUARDS.values():
+        if guard.by_room is not None:
+            fast = guard.by_room(p, e.type, amount, room(p, e), spec.policy)
+            slow = guard.check(p, e, amount, spec.policy, command)
+            assert fast == slow, guard.name
+            assert fast is None or slow is None or fast.message == slow.message, guard.name
+
+
+_KEY_PATTERNS = ["[!-~]+", "[ -~]+", "[!-~]{3,8}", "[!-~]{4}", "[!-~]{2,}", "[ -~]*", "[~-!]+", "[!-~]+x",
+                 "[a-zA-Z0-9-]{8,50}", "[^!-~]+", "[\\x21-\\x7e]+", "(?i)[a-z]+", "[!-~]+|", None]
+_KEY_TEXT = st.text(st.one_of(st.characters(min_codepoint=0x00, max_codepoint=0x80),
+                              st.sampled_from(["\x85", "\xa0", "\u2028", "\u00e9", "\U0001f600", " "])), max_size=12)
+
+
+_KEY_PROBES = ["", "a", "ab", "a b", " ", " ab", "ab ", "abc\x00", "\x7f", "\x85", "~!", "é", "x" * 9, "x" * 60,
+               "K-1_/?#", "\u2028", "ABCDEFGH"]
+
+
+def _same_verdicts(rule: IdentifierRule, values: list[str]) -> None:
+    try:
+        expected = [rule.problem(v) is None for v in values]
+    except re.error:  # a pattern the regex engine refuses: nothing to agree with
+        return
+    accepts = rule.acceptor()
+    assert [accepts(v) for v in values] == expected, rule
+
+
+@pytest.mark.parametrize("pattern", _KEY_PATTERNS)
+@pytest.mark.parametrize(("min_length", "max_length"), [(1, None), (1, 5), (3, 10), (2, 2)])
+def test_a_key_acceptor_is_the_rule_on_probes(pattern: str | None, min_length: int, max_length: int | None) -> None:
+    _same_verdicts(IdentifierRule(min_length, max_length, pattern), _KEY_PROBES)
+
+
+@given(pattern=st.sampled_from(_KEY_PATTERNS), min_length=st.integers(1, 5),
+       max_length=st.none() | st.integers(5, 10), values=st.lists(_KEY_TEXT, max_size=20))
+def test_a_key_acceptor_is_the_rule(pattern: str | None, min_length: int, max_length: int | None,
+                                    values: list[str]) -> None:
+    _same_verdicts(IdentifierRule(min_length, max_length, pattern), values)
+
+
+def test_the_shipped_key_patterns_take_the_str_method_path() -> None:
+    """The shipped key rules are the ones decide checks on every capture: they must not need the regex."""
+    for name in capstate.shipped():
+        rule = capstate.load_spec(name).policy.idempotency_key
+        if rule.pattern is not None:
+            assert printable_shape(rule) is not None, name
