@@ -152,6 +152,8 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
     """The text of a spec given by path, and the name it is reported under."""
     text_name = str(name_or_path)
     path = Path(name_or_path)
+    if path.is_dir():
+        raise SpecError("is a directory; give a spec file (.toml) or a shipped name", file=text_name)
     if not path.is_file():
         known = ", ".join(shipped())
         raise SpecError(f"no shipped spec of that name ({known}) and no such file", file=text_name)

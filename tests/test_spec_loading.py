@@ -394,6 +394,13 @@ def test_not_a_spec_at_all() -> None:
         load("")
 
 
+def test_a_directory_or_a_missing_file_is_named_for_what_it_is(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="is a directory"):
+        capstate.load_spec(tmp_path)
+    with pytest.raises(SpecError, match="no such file"):
+        capstate.load_spec(tmp_path / "absent.toml")
+
+
 def test_spec_error_is_a_value_error_and_a_capstate_error() -> None:
     with pytest.raises(ValueError, match=r"x\.toml"):
         load(unknown_top_level_key("vipps").text)
