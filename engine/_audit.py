@@ -33,14 +33,15 @@ from typing import Any
 import orjson
 from attrs import field, frozen
 
+from ._audit_fast import _DATES, _TIMES, FastSpec, Record, canonical, canonical_at, fast_spec
 from ._codes import Code
 from ._engine import observe
 from ._errors import AuditError, EventError
-from ._money import to_major_string
+from ._money import is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
-from ._values import Event, EventType, Payment
+from ._values import Event, EventType, Flow, Payment
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -51,6 +52,19 @@ _CANCELLED = EventType.CANCELLED
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
+# What the fast path accepts without asking Event.from_dict: the exact-str spellings it would take.
+_TYPE_NAMES = frozenset(t.value for t in EventType)
+_AMOUNT_REQUIRED = frozenset({"authorized", "captured", "refunded"})
+_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
+# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
+_CURRENCIES: set[str] = set()
+
+
+def _is_currency(code: str) -> bool:
+    if not is_currency(code):
+        return False
+    _CURRENCIES.add(code)
+    return True
 
 
 @frozen
@@ -125,23 +139,6 @@ class Partial:
     dangling: list[Dangling] = field(factory=list)
 
 
-class _Track:
-    """Per payment: its aggregate and where its latest event was. Mutated in place (one per payment).
-
-    `pos` is the event's position in the whole input (lines of earlier files plus the line), which
-    every partition of a parallel run counts alike.
-    """
-
-    __slots__ = ("at", "file", "line", "payment", "pos")
-
-    def __init__(self, payment: Payment, at: datetime, line: int, file: str, pos: int):
-        self.payment = payment
-        self.at = at
-        self.line = line
-        self.file = file
-        self.pos = pos
-
-
 def overrides_for(name: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """The overrides that apply to the spec `name`: unprefixed keys, and keys prefixed with `name.`
     (`hellgate.authorization_validity`). Keys prefixed with another provider's name are left out."""
@@ -181,7 +178,7 @@ def parse_as_of(as_of: datetime | str | None) -> datetime | None:
     return as_of
 
 
-def _place(track: _Track, file: str) -> str:
+def _place(track: Record, file: str) -> str:
     return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
 
 
@@ -199,23 +196,30 @@ class Auditor:
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 settled_window: int = DEFAULT_SETTLED_WINDOW):
+                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True):
         if settled_window < 0:
             raise AuditError(f"settled_window must be >= 0, got {settled_window}")
         self._spec = spec
         self._overrides = overrides
         self._window = settled_window
+        # fast=False judges every line the exact way: the reference the fast path is tested against.
+        self._fast = fast
         self._specs: dict[str | None, Spec | str] = {}
+        # The compiled fast moves of each provider's spec (or of the audit's spec, under the key None).
+        self._moves: dict[str | None, FastSpec] = {}
+        if spec is not None:
+            self._moves[None] = fast_spec(spec)
         self._cancellable: dict[tuple[int, str], bool] = {}
-        self._live: dict[str, _Track] = {}
+        self._live: dict[str, Record] = {}
         # Ordered by the position of each payment's latest event, oldest first, so that forgetting is
         # popping from the front (O(1); a plain dict's front deletions rescan its dead slots).
-        self._settled: OrderedDict[str, _Track] = OrderedDict()
+        self._settled: OrderedDict[str, Record] = OrderedDict()
         self._providers: set[str] = set()
         self.findings: list[Finding] = []
         self.events = 0
         self.payments = 0
         self.latest: datetime | None = None
+        self._latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
 
     # ------------------------------------------------------------------------------------ input
 
@@ -231,13 +235,17 @@ class Auditor:
                     return
                 self.malformed(line, file, f"not valid JSON ({exc})")
                 return
+            if pos < 0:
+                pos = line
+            if self._fast and type(obj) is dict and self._move(obj, line, file, pos):
+                return
             # The common path, inlined: one call per line fewer than going through feed_object.
             try:
                 event = _from_dict(obj)
             except EventError as exc:
                 self._invalid(obj, exc, line, file)
                 return
-            self._judge(event, line, file, line if pos < 0 else pos)
+            self._judge(event, line, file, pos)
         elif kind is Event:
             self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
         else:
@@ -245,12 +253,101 @@ class Auditor:
 
     def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
         """Audit one decoded JSON value (what `feed` does after parsing)."""
+        if pos < 0:
+            pos = line
+        if self._fast and type(obj) is dict and self._move(obj, line, file, pos):
+            return
         try:
             event = _from_dict(obj)
         except EventError as exc:
             self._invalid(obj, exc, line, file)
             return
-        self._judge(event, line, file, line if pos < 0 else pos)
+        self._judge(event, line, file, pos)
+
+    def _move(self, obj: dict[str, Any], line: int, file: str, pos: int) -> bool:
+        """The fast path: judge a plain, clean move on the payment's record, in place. Returns False,
+        having changed nothing, whenever the line might be invalid, might break a rule, or needs what
+        only the exact path does (a first sight of a provider, a payment past the settled window, an
+        `at` out of order or not in canonical form); the caller then judges it the exact way."""
+        get = obj.get
+        ref = get("payment")
+        etype = get("type")
+        at = get("at")
+        # Event.from_dict would accept all of this, and the year is one the audit judges (_audit_fast).
+        if (type(ref) is not str or not ref or type(etype) is not str or etype not in _TYPE_NAMES
+                or type(at) is not str or len(at) != 20 or at[19] != "Z" or at[10] != "T"
+                or ((at[:10] not in _DATES or at[11:19] not in _TIMES) and canonical_at(at) is None)):
+            return False
+        amount = get("amount")
+        if amount is None:
+            if etype in _AMOUNT_REQUIRED:
+                return False
+        elif type(amount) is not int or amount < 0:
+            return False
+        cur = get("currency")
+        if cur is None:
+            if etype == "authorized":
+                return False
+        elif type(cur) is not str or (cur not in _CURRENCIES and not _is_currency(cur)):
+            return False
+        flow = get("flow")
+        if flow is not None and (type(flow) is not str or (flow := _FLOWS.get(flow)) is None):
+            return False
+        provider, key, reason = get("provider"), get("key"), get("reason")
+        if ((provider is not None and type(provider) is not str) or (key is not None and type(key) is not str)
+                or (reason is not None and type(reason) is not str)):
+            return False
+
+        live = self._live
+        rec = live.get(ref)
+        settled = new = False
+        if rec is None:
+            rec = self._settled.get(ref)
+            if rec is not None:
+                if pos - rec.pos > self._window:
+                    return False  # forgotten: the exact path drops it
+                settled = True
+        if rec is None:
+            if self._spec is not None and provider is not None and provider != self._spec.name:
+                return False
+            moves = self._moves.get(None if self._spec is not None else provider)
+            if moves is None:
+                return False  # the provider's first payment: the exact path resolves its spec
+            rec = Record(moves.spec, ref, moves)
+            new = True
+        elif rec.slow or rec.at_s is None or at < rec.at_s or (provider is not None and provider != rec.spec.name):
+            return False
+        move = rec.fast.moves[etype].get(rec.state)
+        if move is None or not move(rec, at, amount, cur, key, flow):
+            return False
+
+        # Applied: the audit's own bookkeeping, as _judge does it.
+        self.events += 1
+        if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
+            self._latest_s = at
+        rec.at_s = at
+        rec.at_dt = None
+        rec.line = line
+        rec.file = file
+        rec.pos = pos
+        if new:
+            self._providers.add(rec.spec.name)
+            self.payments += 1
+        if rec.state in rec.fast.terminal and not rec.pending:
+            settled_map = self._settled
+            if settled:
+                settled_map.move_to_end(ref)
+            else:
+                if not new:
+                    del live[ref]
+                settled_map[ref] = rec
+            self._forget_before(pos - self._window)
+        elif settled:
+            del self._settled[ref]
+            live[ref] = rec
+        elif new:
+            live[ref] = rec
+        return True
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
         """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
@@ -284,10 +381,12 @@ class Auditor:
         else:
             # A bad override is the caller's error, not the line's: SpecError propagates.
             found = load_spec(provider, overrides_for(provider, self._overrides) or None)
+            self._moves[provider] = fast_spec(found)
         self._specs[provider] = found
         return found
 
     def _judge(self, event: Event, line: int, file: str, pos: int) -> None:
+        """The exact path: `observe` on the payment's record materialized as a Payment."""
         at = event.at
         if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
             # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
@@ -327,22 +426,25 @@ class Auditor:
                 return
             self._providers.add(spec.name)
             self.payments += 1
-            payment = Payment.new(spec, ref)
-            track = _Track(payment, at, line, file, pos)
+            track = Record(spec, ref, self._moves[None if self._spec is not None else provider])
+            track.at_dt, track.at_s = at, canonical(at)
+            track.line, track.file, track.pos = line, file, pos
             live[ref] = track
+            payment = Payment.new(spec, ref)
         else:
-            payment = track.payment
-            if provider is not None and provider != payment.spec.name:
+            if provider is not None and provider != track.spec.name:
                 self.malformed(line, file, f"event from provider {_clip(repr(provider))} for a payment audited "
-                                           f"under {payment.spec.name!r} since line {track.line}",
+                                           f"under {track.spec.name!r} since line {track.line}",
                                ref, format_instant(at))
                 return
-            if at < track.at:
+            before = track.when()
+            if at < before:
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
                     f"{event.type.value} at {format_instant(at)} is earlier than the payment's previous event "
-                    f"at {format_instant(track.at)} ({_place(track, file)}); applied in file order",
+                    f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
+            payment = track.payment()
         try:
             after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
@@ -355,10 +457,11 @@ class Auditor:
             what = event.type.value if event.amount is None else f"{event.type.value} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
-        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment):
+        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.payment = after
-        track.at = at
+        track.load(after)
+        track.at_dt = at
+        track.at_s = canonical(at)
         track.line = line
         track.file = file
         track.pos = pos
@@ -384,12 +487,12 @@ class Auditor:
                 return
             settled_map.popitem(last=False)
 
-    def _can_cancel(self, p: Payment) -> bool:
+    def _can_cancel(self, spec: Spec, state: str) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel."""
-        key = (id(p.spec), p.state)
+        key = (id(spec), state)
         known = self._cancellable.get(key)
         if known is None:
-            known = self._cancellable[key] = bool(p.spec.table.candidates(p.state, _CANCELLED))
+            known = self._cancellable[key] = bool(spec.table.candidates(state, _CANCELLED))
         return known
 
     def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
@@ -409,17 +512,22 @@ class Auditor:
         # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
         # so the shipped specs can release nothing there; and judging settled payments would depend on
         # which of them a partition still holds, breaking byte-identical parallel output.
-        for ref, track in self._live.items():
-            p = track.payment
-            if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
+        for ref, p in self._live.items():
+            if (p.authorized_at is None or p.validity is None or p.capturable <= 0
+                    or not self._can_cancel(p.spec, p.state)):
                 continue
             try:
                 expires = p.authorized_at + p.validity
             except OverflowError:  # a validity override of millennia: it never lapses
                 continue
-            dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
+            dangling.append(Dangling(ref, p.file, p.line, p.spec.name, p.currency, p.authorized,
                                      p.capturable, p.authorized_at, expires))
-        return Partial(self.findings, self.events, self.payments, frozenset(self._providers), self.latest, dangling)
+        latest = self.latest
+        if self._latest_s:
+            fast_latest = parse_instant(self._latest_s)
+            if latest is None or fast_latest > latest:
+                latest = fast_latest
+        return Partial(self.findings, self.events, self.payments, frozenset(self._providers), latest, dangling)
 
 
 def _money(amount: int, currency: str | None) -> str:
@@ -466,18 +574,19 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
 
 def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec | str | None = None, *,
           as_of: datetime | str | None = None, overrides: Mapping[str, Any] | None = None,
-          source: str = "-") -> AuditReport:
+          source: str = "-", fast: bool = True) -> AuditReport:
     """Audit a history: one pass over `lines` (raw JSONL lines, decoded objects or Events).
 
     `spec` is a Spec, a shipped name or a path; None lets each payment's first event pick its spec by
     its `provider`. `overrides` are policy overrides (`{"max_captures": 2}`, or prefixed with a provider
     name). `as_of` (default: the latest `at` in the input) is when DANGLING_AUTHORIZATION is judged.
     `source` names the input in every finding. Never raises for a bad line: it becomes LOG_MALFORMED.
-    Raises SpecError for a bad spec or override, AuditError for a bad `as_of`.
+    Raises SpecError for a bad spec or override, AuditError for a bad `as_of`. `fast=False` judges every
+    line through `observe` (the reference the fast path is tested against; the report is the same).
     """
     when = parse_as_of(as_of)
     resolved = resolve_spec(spec, overrides)
-    auditor = Auditor(resolved, overrides=overrides if resolved is None else None)
+    auditor = Auditor(resolved, overrides=overrides if resolved is None else None, fast=fast)
     feed = auditor.feed
     for number, item in enumerate(lines, start=1):
         feed(item, number, source)
