@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from attrs import field, frozen
 
-from ._audit_fast import _DATES, _TIMES, FastSpec, Record, canonical, canonical_at, fast_spec
+from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, canonical_at, fast_spec
 from ._codes import Code
 from ._engine import observe
 from ._errors import AuditError, EventError
@@ -41,7 +41,7 @@ from ._money import is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
-from ._values import Event, EventType, Flow, Payment
+from ._values import Event, EventType, Flow, Payment, new_event
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -52,10 +52,17 @@ _CANCELLED = EventType.CANCELLED
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
+# Where the fast path found a payment's record, and what a move returns when the payment settled.
+_LIVE, _SETTLED, _NEW = "live", "settled", "new"
+_SETTLES = 2
 # What the fast path accepts without asking Event.from_dict: the exact-str spellings it would take.
-_TYPE_NAMES = frozenset(t.value for t in EventType)
 _AMOUNT_REQUIRED = frozenset({"authorized", "captured", "refunded"})
 _FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
+_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
+# Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
+_TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
+_CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
+_instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
 _CURRENCIES: set[str] = set()
 
@@ -83,7 +90,7 @@ class Finding:
     at: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"payment": self.payment, "line": self.line, "file": self.file, "code": self.code.value,
+        return {"payment": self.payment, "line": self.line, "file": self.file, "code": _CODE_VALUES[self.code],
                 "message": self.message, "at": self.at}
 
 
@@ -225,7 +232,14 @@ class Auditor:
 
     def feed(self, item: bytes | str | Mapping[str, Any] | Event, line: int, file: str, pos: int = -1) -> None:
         """Audit one line: raw JSON (bytes or str), a decoded object, or an Event. Never raises for
-        bad input; a blank line is skipped. `pos` is the line's position in the whole input."""
+        bad input; a blank line is skipped. `pos` is the line's position in the whole input.
+
+        A plain, clean move is judged here, on the payment's record in place (the fast path, inlined
+        because it runs for nearly every line). Whatever it cannot vouch for, it changes nothing and
+        hands on: a line Event.from_dict might refuse to it, a valid event that might break a rule, or
+        need what only the exact path does (a provider's first payment, a payment past the settled
+        window, an `at` out of order or not canonical), as an Event to `_judge`.
+        """
         kind = type(item)
         if kind is bytes or kind is str or isinstance(item, bytes | str):
             try:
@@ -235,24 +249,11 @@ class Auditor:
                     return
                 self.malformed(line, file, f"not valid JSON ({exc})")
                 return
-            if pos < 0:
-                pos = line
-            if self._fast and type(obj) is dict and self._move(obj, line, file, pos):
-                return
-            # The common path, inlined: one call per line fewer than going through feed_object.
-            try:
-                event = _from_dict(obj)
-            except EventError as exc:
-                self._invalid(obj, exc, line, file)
-                return
-            self._judge(event, line, file, pos)
         elif kind is Event:
             self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
+            return
         else:
-            self.feed_object(item, line, file, pos)
-
-    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
-        """Audit one decoded JSON value (what `feed` does after parsing)."""
+            obj = item
         if pos < 0:
             pos = line
         if self._fast and type(obj) is dict and self._move(obj, line, file, pos):
@@ -264,19 +265,28 @@ class Auditor:
             return
         self._judge(event, line, file, pos)
 
+    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
+        """Audit one decoded JSON value (what `feed` does after parsing)."""
+        if type(obj) is dict:
+            self.feed(obj, line, file, pos)
+            return
+        try:
+            event = _from_dict(obj)
+        except EventError as exc:
+            self._invalid(obj, exc, line, file)
+            return
+        self._judge(event, line, file, line if pos < 0 else pos)
+
     def _move(self, obj: dict[str, Any], line: int, file: str, pos: int) -> bool:
-        """The fast path: judge a plain, clean move on the payment's record, in place. Returns False,
-        having changed nothing, whenever the line might be invalid, might break a rule, or needs what
-        only the exact path does (a first sight of a provider, a payment past the settled window, an
-        `at` out of order or not in canonical form); the caller then judges it the exact way."""
+        """The fast path (see `feed`): True when the line was judged, False to leave it to Event.from_dict."""
         get = obj.get
         ref = get("payment")
         etype = get("type")
         at = get("at")
-        # Event.from_dict would accept all of this, and the year is one the audit judges (_audit_fast).
-        if (type(ref) is not str or not ref or type(etype) is not str or etype not in _TYPE_NAMES
-                or type(at) is not str or len(at) != 20 or at[19] != "Z" or at[10] != "T"
-                or ((at[:10] not in _DATES or at[11:19] not in _TIMES) and canonical_at(at) is None)):
+        # Event.from_dict would accept all of this, and the year is one the audit judges (_audit_fast). An
+        # unknown type finds no move below.
+        if (type(ref) is not str or not ref or type(etype) is not str or type(at) is not str
+                or ((at[:11] not in DAYS or at[11:] not in CLOCKS) and canonical_at(at) is None)):
             return False
         amount = get("amount")
         if amount is None:
@@ -298,55 +308,64 @@ class Auditor:
                 or (reason is not None and type(reason) is not str)):
             return False
 
+        etype_member = _TYPES.get(etype)
+        if etype_member is None:
+            return False  # Event.from_dict names the allowed types
         live = self._live
         rec = live.get(ref)
-        settled = new = False
+        where = _LIVE
         if rec is None:
             rec = self._settled.get(ref)
             if rec is not None:
                 if pos - rec.pos > self._window:
-                    return False  # forgotten: the exact path drops it
-                settled = True
-        if rec is None:
-            if self._spec is not None and provider is not None and provider != self._spec.name:
-                return False
-            moves = self._moves.get(None if self._spec is not None else provider)
-            if moves is None:
-                return False  # the provider's first payment: the exact path resolves its spec
-            rec = Record(moves.spec, ref, moves)
-            new = True
-        elif rec.slow or rec.at_s is None or at < rec.at_s or (provider is not None and provider != rec.spec.name):
-            return False
-        move = rec.fast.moves[etype].get(rec.state)
-        if move is None or not move(rec, at, amount, cur, key, flow):
-            return False
+                    rec = None  # forgotten: the exact path drops it
+                where = _SETTLED
+            else:
+                spec = self._spec
+                fast = self._moves.get(None if spec is not None else provider)
+                if fast is not None and (spec is None or provider is None or provider == spec.name):
+                    rec = Record(fast, ref)
+                where = _NEW
+        done = 0
+        if rec is not None and at >= rec.after and (provider is None or provider == rec.name):
+            move = rec.moves.get(etype)
+            if move is not None:
+                done = move(rec, at, amount, cur, key, flow)
+        if not done:
+            # A valid event the fast path cannot vouch for: the exact path, without parsing it again.
+            self._judge(new_event(ref, etype_member, _instant(at), amount, cur, provider, key, flow, reason),
+                        line, file, pos, at)
+            return True
+        assert rec is not None
 
         # Applied: the audit's own bookkeeping, as _judge does it.
         self.events += 1
         if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
             self._latest_s = at
-        rec.at_s = at
-        rec.at_dt = None
+        rec.after = at
         rec.line = line
         rec.file = file
         rec.pos = pos
-        if new:
-            self._providers.add(rec.spec.name)
-            self.payments += 1
-        if rec.state in rec.fast.terminal and not rec.pending:
-            settled_map = self._settled
-            if settled:
-                settled_map.move_to_end(ref)
+        if where is _LIVE:
+            if done == _SETTLES:
+                del live[ref]
+                self._settled[ref] = rec
+                self._forget_before(pos - self._window)
+        elif where is _SETTLED:
+            if done == _SETTLES:
+                self._settled.move_to_end(ref)
+                self._forget_before(pos - self._window)
             else:
-                if not new:
-                    del live[ref]
-                settled_map[ref] = rec
-            self._forget_before(pos - self._window)
-        elif settled:
-            del self._settled[ref]
-            live[ref] = rec
-        elif new:
-            live[ref] = rec
+                del self._settled[ref]
+                live[ref] = rec
+        else:
+            self._providers.add(rec.name)
+            self.payments += 1
+            if done == _SETTLES:
+                self._settled[ref] = rec
+                self._forget_before(pos - self._window)
+            else:
+                live[ref] = rec
         return True
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
@@ -385,8 +404,9 @@ class Auditor:
         self._specs[provider] = found
         return found
 
-    def _judge(self, event: Event, line: int, file: str, pos: int) -> None:
-        """The exact path: `observe` on the payment's record materialized as a Payment."""
+    def _judge(self, event: Event, line: int, file: str, pos: int, text: str | None = None) -> None:
+        """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
+        canonical text of the event's `at` when the caller knows it."""
         at = event.at
         if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
             # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
@@ -426,8 +446,8 @@ class Auditor:
                 return
             self._providers.add(spec.name)
             self.payments += 1
-            track = Record(spec, ref, self._moves[None if self._spec is not None else provider])
-            track.at_dt, track.at_s = at, canonical(at)
+            track = Record(self._moves[None if self._spec is not None else provider], ref)
+            track.at_dt, track.after = at, EXACT_ONLY
             track.line, track.file, track.pos = line, file, pos
             live[ref] = track
             payment = Payment.new(spec, ref)
@@ -437,11 +457,16 @@ class Auditor:
                                            f"under {track.spec.name!r} since line {track.line}",
                                ref, format_instant(at))
                 return
-            before = track.when()
-            if at < before:
+            if text is None:
+                text = canonical(at)
+            previous = track.after
+            # Both canonical: the text orders as time does, and no datetime needs parsing.
+            canonical_pair = text is not None and previous and previous != EXACT_ONLY
+            if (text < previous) if canonical_pair else (at < track.when()):  # type: ignore[operator]
+                before = track.when()
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
-                    f"{event.type.value} at {format_instant(at)} is earlier than the payment's previous event "
+                    f"{_TYPE_VALUES[event.type]} at {format_instant(at)} is earlier than the payment's previous event "
                     f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
             payment = track.payment()
@@ -454,14 +479,13 @@ class Auditor:
             return
         if violations:
             stamp = format_instant(at)
-            what = event.type.value if event.amount is None else f"{event.type.value} {event.amount}"
+            kind = _TYPE_VALUES[event.type]
+            what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
         if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.load(after)
-        track.at_dt = at
-        track.at_s = canonical(at)
+        track.load(after, at, canonical(at) if text is None else text)
         track.line = line
         track.file = file
         track.pos = pos
@@ -560,11 +584,13 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
     if when is not None:
         findings.extend(_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when)
     rank = {name: i for i, name in reversed(list(enumerate(files)))}
-    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, f.code.value, f.message,
+    values = _CODE_VALUES
+    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, values[f.code], f.message,
                                  f.payment or ""))
     counts: dict[str, int] = {}
     for f in findings:
-        counts[f.code.value] = counts.get(f.code.value, 0) + 1
+        code = values[f.code]
+        counts[code] = counts.get(code, 0) + 1
     providers = frozenset().union(*(p.providers for p in parts)) if parts else frozenset()
     if provider is None and len(providers) == 1:
         provider = next(iter(providers))

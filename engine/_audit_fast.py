@@ -13,9 +13,9 @@ a Hypothesis differential test compares the two paths on random logs.
 
 Time on the fast path is the line's own text: an `at` of the exact shape `YYYY-MM-DDTHH:MM:SSZ` (UTC,
 whole seconds) orders as its instant does, so comparisons are string comparisons and no datetime is
-built per line. Each date and time-of-day part is validated once, by the exact parser, and remembered.
-Expiry and refund-window deadlines are kept in the same shape; a payment whose deadline cannot be
-(sub-second or out of range) is marked `slow` and always takes the exact path.
+built per line. Each day and time of day is validated once, by the exact parser, and remembered.
+Expiry and refund-window deadlines are kept in the same shape; a payment whose deadline has none
+(sub-second, or out of range) takes the exact path for all its events.
 """
 
 from __future__ import annotations
@@ -36,14 +36,17 @@ _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z
 # The audit refuses instants outside these years (a validity window would carry them out of range).
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 
-# Validated parts of canonical instants. Only valid parts are added, so both stay bounded by the
-# calendar (at most ~3.7 million dates, 86,400 times of day), whatever garbage a log holds.
-_DATES: set[str] = set()
-_TIMES: set[str] = set()
+# Validated halves of canonical instants: "YYYY-MM-DDT" and "HH:MM:SSZ". Only valid halves are added, so
+# both stay bounded by the calendar (~3.7 million days, 86,400 times of day) whatever garbage a log holds.
+DAYS: set[str] = set()
+CLOCKS: set[str] = set()
+# A record's `after` when the fast path may not judge its next event: above every canonical instant.
+EXACT_ONLY = "~"
 
 
 def canonical_at(text: object) -> str | None:
-    """`text` if it is a canonical instant the audit accepts (the slow way, for a part seen first), else None."""
+    """`text` if it is a canonical instant the audit accepts, else None: the slow check, for a day or a
+    time of day not seen before (`text[:11] in DAYS and text[11:] in CLOCKS` is the fast one)."""
     if type(text) is not str or len(text) != 20 or not _CANONICAL.fullmatch(text):
         return None
     try:
@@ -52,8 +55,8 @@ def canonical_at(text: object) -> str | None:
         return None
     if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
         return None
-    _DATES.add(text[:10])
-    _TIMES.add(text[11:19])
+    DAYS.add(text[:11])
+    CLOCKS.add(text[11:])
     return text
 
 
@@ -68,11 +71,27 @@ def canonical(at: datetime) -> str | None:
     return text[:19] + "Z" if len(text) == 25 and text.endswith("+00:00") else None
 
 
-def _deadline(start: datetime, span: timedelta) -> str | None:
+_SHIFTED: dict[tuple[str, int], str] = {}
+
+
+def deadline(text: str | None, start: datetime, span: timedelta) -> str:
+    """`start + span` as canonical text ("" when it has none: sub-second, or past year 9999). `text`, the
+    canonical text of `start` if known, lets a span of whole days move the date alone (cached per day)."""
+    if text is not None and not span.seconds and not span.microseconds:
+        key = (text[:10], span.days)
+        day = _SHIFTED.get(key)
+        if day is None:
+            try:
+                day = (start + span).date().isoformat()
+            except OverflowError:
+                day = ""
+            if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new
+                _SHIFTED[key] = day
+        return day + text[10:] if day else ""
     try:
-        return canonical(start + span)
+        return canonical(start + span) or ""
     except OverflowError:
-        return None
+        return ""
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -84,19 +103,26 @@ class Record:
     `uses` holds the idempotency keys that succeeded flattened as (key, op, amount, key, op, amount, ...):
     one tuple, so `key in uses` is a C-level scan (an op name or amount matching a key only sends the
     event the exact way). `exp` and `rwin` are the expiry and refund-window deadlines as canonical text
-    (None: none). `at_s` is the latest event's canonical `at`, `at_dt` its datetime when the exact path
-    set it; at least one is set once the payment has an event.
+    (None: none; "": one without canonical text). `after` is the latest event's canonical `at` ("" before
+    any): an event stamped earlier goes the exact way (OUT_OF_ORDER), and EXACT_ONLY sends every event
+    there (a non-canonical latest `at`, or deadlines without canonical text). `at_dt` is the latest `at`
+    when the exact path set it.
+    `moves` are the fast moves out of the current state, by event type.
     """
 
-    __slots__ = ("at_dt", "at_s", "authorized", "authorized_at", "cancelled", "capture_count", "captured",
-                 "currency", "exp", "fast", "file", "flow", "line", "pending", "pos", "reference", "refund_count",
-                 "refunded", "rwin", "slow", "spec", "state", "uses", "validity")
+    __slots__ = ("after", "at_dt", "authorized", "authorized_at", "cancelled", "capture_count", "captured",
+                 "currency", "exp", "fast", "file", "flow", "keys", "line", "moves", "name", "pending", "pos",
+                 "reference",
+                 "refund_count", "refunded", "rwin", "spec", "state", "uses", "validity")
 
-    def __init__(self, spec: Spec, reference: str, fast: FastSpec):
+    def __init__(self, fast: FastSpec, reference: str):
+        spec = fast.spec
         self.spec = spec
+        self.name = spec.name
         self.fast = fast
-        self.reference = reference
         self.state = spec.initial
+        self.moves = fast.by_state[spec.initial]
+        self.reference = reference
         self.currency: str | None = None
         self.authorized = self.captured = self.cancelled = self.refunded = self.pending = 0
         self.capture_count = self.refund_count = 0
@@ -104,10 +130,10 @@ class Record:
         self.validity: timedelta | None = None
         self.flow: Flow | None = None
         self.uses: tuple[Any, ...] = ()
+        self.keys: tuple[KeyUse, ...] = ()  # the KeyUses of `uses`, built when the exact path needs them
         self.exp: str | None = None
         self.rwin: str | None = None
-        self.slow = False
-        self.at_s: str | None = None
+        self.after = ""
         self.at_dt: datetime | None = None
         self.line = 0
         self.file = ""
@@ -119,51 +145,54 @@ class Record:
 
     def when(self) -> datetime:
         """The latest event's instant."""
-        if self.at_dt is None:
-            assert self.at_s is not None
-            self.at_dt = parse_instant(self.at_s)
+        if self.after and self.after != EXACT_ONLY:
+            return parse_instant(self.after)
+        assert self.at_dt is not None
         return self.at_dt
 
     def payment(self) -> Payment:
         """The Payment `observe` would hold now."""
         u = self.uses
-        keys = tuple(KeyUse(u[i], u[i + 1], u[i + 2]) for i in range(0, len(u), 3)) if u else ()
+        keys = self.keys
+        if len(keys) * 3 != len(u):  # the fast path added keys since: build their KeyUses only
+            keys = self.keys = keys + tuple(KeyUse(u[i], u[i + 1], u[i + 2]) for i in range(len(keys) * 3, len(u), 3))
         return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
                            self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
                            self.authorized_at, self.validity, self.flow, keys)
 
-    def load(self, p: Payment) -> None:
-        """Take the Payment the exact path computed."""
+    def load(self, p: Payment, at: datetime, text: str | None) -> None:
+        """Take the Payment the exact path computed for an event at `at` (canonical `text`, if any)."""
         self.state = p.state
+        self.moves = self.fast.by_state[p.state]
         self.currency = p.currency
         self.authorized, self.captured, self.cancelled = p.authorized, p.captured, p.cancelled
         self.refunded, self.pending = p.refunded, p.pending
         self.capture_count, self.refund_count = p.capture_count, p.refund_count
-        self.validity = p.validity
         self.flow = p.flow
-        self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount))
-        self.set_authorized_at(p.authorized_at)
-
-    def set_authorized_at(self, at: datetime | None) -> None:
-        """Record the authorization's instant and derive the deadlines the fast path compares with."""
-        self.authorized_at = at
-        self.exp = self.rwin = None
-        self.slow = False
-        if at is None:
-            return
-        if self.validity is not None:
-            self.exp = _deadline(at, self.validity)
-            self.slow = self.exp is None
-        window = self.spec.policy.refund_window
-        if window is not None:
-            self.rwin = _deadline(at, window)
-            self.slow = self.slow or self.rwin is None
+        if p.keys is not self.keys:
+            self.keys = p.keys
+            self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount))
+        self.at_dt = at
+        start = p.authorized_at
+        if start is not self.authorized_at or p.validity != self.validity:
+            # A new authorization (or the first): its deadlines as text.
+            self.authorized_at, self.validity = start, p.validity
+            self.exp = self.rwin = None
+            if start is not None:
+                start_text = canonical(start)
+                if self.validity is not None:
+                    self.exp = deadline(start_text, start, self.validity)
+                window = self.spec.policy.refund_window
+                if window is not None:
+                    self.rwin = deadline(start_text, start, window)
+        self.after = text if text is not None and self.exp != "" and self.rwin != "" else EXACT_ONLY
 
 
 # ----------------------------------------------------------------------------------- compilation
 
-Move = Callable[[Record, str, Any, Any, Any, Any], bool]
-"""(record, at, amount as logged, currency, key, flow) -> True when applied clean, False to go the exact way."""
+Move = Callable[[Record, str, Any, Any, Any, Any], int]
+"""(record, at, amount as logged, currency, key, flow) -> 0: nothing done, go the exact way; 1: applied
+clean; 2: applied clean, and the payment is now settled (a terminal state, no capture in flight)."""
 
 # Each guard as the condition under which it passes for a logged fact (command=False), over the
 # generated function's locals: r (the record), at, amount (resolved), e_amount (as logged), cur, key.
@@ -245,10 +274,15 @@ def _effect(t: EventType) -> list[str]:
         EventType.REFUNDED: ["r.refunded += amount", "r.refund_count += 1"],
         EventType.CANCELLED: ["r.cancelled += amount"],
         EventType.EXPIRED: ["r.cancelled += amount"],
-        EventType.AUTHORIZED: ["currency = cur if cur is not None else r.currency", "r.currency = currency",
-                               "r.authorized = amount",
-                               "r.validity = VALIDITY_FOR(currency) if currency is not None else None",
-                               "r.flow = flow", "r.set_authorized_at(INSTANT(at))"],
+        # Deadlines first: one without canonical text leaves the event to the exact path, unapplied.
+        EventType.AUTHORIZED: ["currency = cur if cur is not None else r.currency",
+                               "validity = VALIDITY_FOR(currency) if currency is not None else None",
+                               "start = INSTANT(at)",
+                               "exp = DEADLINE(at, start, validity) if validity is not None else None",
+                               "rwin = DEADLINE(at, start, REFUND_WINDOW) if REFUND_WINDOW is not None else None",
+                               "if exp == '' or rwin == '': return 0",
+                               "r.currency = currency", "r.authorized = amount", "r.validity = validity",
+                               "r.flow = flow", "r.authorized_at = start", "r.exp = exp", "r.rwin = rwin"],
     }[t]
     if t in keyed:
         lines.append(f"if key is not None: r.uses += (key, {keyed[t]!r}, amount)")
@@ -256,31 +290,32 @@ def _effect(t: EventType) -> list[str]:
 
 
 class FastSpec:
-    """The fast moves of one spec: `moves[event type][state]`, for the (state, type) pairs it has."""
+    """The fast moves of one spec: `by_state[state][event type]`, for the (state, type) pairs it has."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.terminal = spec.terminal
-        self.moves: dict[str, dict[str, Move]] = {t.value: {} for t in EventType}
+        self.by_state: dict[str, dict[str, Move]] = {state: {} for state in spec.states}
         pol = spec.policy
         namespace: dict[str, Any] = {
             "CURRENCIES": pol.currencies, "REFERENCE_PROBLEM": pol.reference.problem, "AUTOMATIC": Flow.AUTOMATIC,
             "OVER": pol.over_capture_percent, "MIN_AMOUNT": pol.min_amount, "FITS": fits_decimal,
-            "VALIDITY_FOR": pol.validity_for, "INSTANT": parse_instant,
+            "VALIDITY_FOR": pol.validity_for, "INSTANT": parse_instant, "DEADLINE": deadline,
+            "REFUND_WINDOW": pol.refund_window, "BY_STATE": self.by_state,
         }
         cancellable = {state for (state, trigger) in spec.table.steps if trigger is EventType.CANCELLED}
         for (state, trigger), steps in spec.table.steps.items():
-            source = self._source(pol, state, trigger, steps, state in cancellable)
+            source = self._source(spec, state, trigger, steps, state in cancellable)
             if source is None:
                 continue
             code: dict[str, Any] = {}
             exec(compile(source, f"<capstate fast move {spec.name} {state} {trigger.value}>", "exec"),
                  namespace, code)
-            self.moves[trigger.value][state] = code["move"]
+            self.by_state[state][trigger.value] = code["move"]
 
     @staticmethod
-    def _source(pol: Any, state: str, t: EventType, steps: Any, cancellable: bool) -> str | None:
+    def _source(spec: Spec, state: str, t: EventType, steps: Any, cancellable: bool) -> str | None:
         """The move's source text, or None when a guard or route is one this module does not know."""
+        pol = spec.policy
         body = [f"amount = {_resolve(t)}"]
         for step in steps:
             if step.route is not None and step.route.name not in _ROUTE_HOLDS:
@@ -301,13 +336,15 @@ class FastSpec:
                 body.append(f"if {_ROUTE_HOLDS[step.route.name](t)}:")
                 indent = "    "
             if conditions:
-                body.append(f"{indent}if not ({' and '.join(conditions)}): return False")
+                body.append(f"{indent}if not ({' and '.join(conditions)}): return 0")
             body.extend(f"{indent}{line}" for line in _effect(t))
             body.append(f"{indent}r.state = {step.dest!r}")
-            body.append(f"{indent}return True")
+            body.append(f"{indent}r.moves = BY_STATE[{step.dest!r}]")
+            settles = "1 if r.pending else 2" if step.dest in spec.terminal else "1"
+            body.append(f"{indent}return {settles}")
             if step.route is None:
                 break  # evaluate() takes the first step without a route
-        body.append("return False")  # no route holds: INVALID_STATE, the exact way
+        body.append("return 0")  # no route holds: INVALID_STATE, the exact way
         return "def move(r, at, e_amount, cur, key, flow):\n" + "".join(f"    {line}\n" for line in body)
 
 
