@@ -256,8 +256,78 @@ class Auditor:
             obj = item
         if pos < 0:
             pos = line
-        if self._fast and type(obj) is dict and self._move(obj, line, file, pos):
-            return
+        if self._fast and type(obj) is dict:
+            get = obj.get
+            ref, etype, at = get("payment"), get("type"), get("at")
+            amount, cur, flow = get("amount"), get("currency"), get("flow")
+            provider, key, reason = get("provider"), get("key"), get("reason")
+            # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
+            if (type(ref) is str and ref and type(etype) is str and type(at) is str
+                    and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
+                    and (type(amount) is int and amount >= 0 if amount is not None
+                         else etype not in _AMOUNT_REQUIRED)
+                    and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
+                         else etype != "authorized")
+                    and (flow is None or (flow := _FLOWS.get(flow) if type(flow) is str else None) is not None)
+                    and (provider is None or type(provider) is str) and (key is None or type(key) is str)
+                    and (reason is None or type(reason) is str)
+                    and (etype_member := _TYPES.get(etype)) is not None):
+                live = self._live
+                rec = live.get(ref)
+                where = _LIVE
+                if rec is None:
+                    rec = self._settled.get(ref)
+                    if rec is not None:
+                        if pos - rec.pos > self._window:
+                            rec = None  # forgotten: the exact path drops it
+                        where = _SETTLED
+                    else:
+                        spec = self._spec
+                        fast = self._moves.get(None if spec is not None else provider)
+                        if fast is not None and (spec is None or provider is None or provider == spec.name):
+                            rec = Record(fast, ref)
+                        where = _NEW
+                done = 0
+                if rec is not None and at >= rec.after and (provider is None or provider == rec.name):
+                    move = rec.moves.get(etype)
+                    if move is not None:
+                        done = move(rec, at, amount, cur, key, flow)
+                if not done:
+                    # A valid event the fast path cannot vouch for: the exact path, without parsing it again.
+                    self._judge(new_event(ref, etype_member, _instant(at), amount, cur, provider, key, flow, reason),
+                                line, file, pos, at)
+                    return
+                assert rec is not None
+
+                # Applied: the audit's own bookkeeping, as _judge does it.
+                self.events += 1
+                if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
+                    self._latest_s = at
+                rec.after = at
+                rec.line = line
+                rec.file = file
+                rec.pos = pos
+                if where is _LIVE:
+                    if done == _SETTLES:
+                        del live[ref]
+                        self._settled[ref] = rec
+                        self._forget_before(pos - self._window)
+                elif where is _SETTLED:
+                    if done == _SETTLES:
+                        self._settled.move_to_end(ref)
+                        self._forget_before(pos - self._window)
+                    else:
+                        del self._settled[ref]
+                        live[ref] = rec
+                else:
+                    self._providers.add(rec.name)
+                    self.payments += 1
+                    if done == _SETTLES:
+                        self._settled[ref] = rec
+                        self._forget_before(pos - self._window)
+                    else:
+                        live[ref] = rec
+                return
         try:
             event = _from_dict(obj)
         except EventError as exc:
@@ -276,97 +346,6 @@ class Auditor:
             self._invalid(obj, exc, line, file)
             return
         self._judge(event, line, file, line if pos < 0 else pos)
-
-    def _move(self, obj: dict[str, Any], line: int, file: str, pos: int) -> bool:
-        """The fast path (see `feed`): True when the line was judged, False to leave it to Event.from_dict."""
-        get = obj.get
-        ref = get("payment")
-        etype = get("type")
-        at = get("at")
-        # Event.from_dict would accept all of this, and the year is one the audit judges (_audit_fast). An
-        # unknown type finds no move below.
-        if (type(ref) is not str or not ref or type(etype) is not str or type(at) is not str
-                or ((at[:11] not in DAYS or at[11:] not in CLOCKS) and canonical_at(at) is None)):
-            return False
-        amount = get("amount")
-        if amount is None:
-            if etype in _AMOUNT_REQUIRED:
-                return False
-        elif type(amount) is not int or amount < 0:
-            return False
-        cur = get("currency")
-        if cur is None:
-            if etype == "authorized":
-                return False
-        elif type(cur) is not str or (cur not in _CURRENCIES and not _is_currency(cur)):
-            return False
-        flow = get("flow")
-        if flow is not None and (type(flow) is not str or (flow := _FLOWS.get(flow)) is None):
-            return False
-        provider, key, reason = get("provider"), get("key"), get("reason")
-        if ((provider is not None and type(provider) is not str) or (key is not None and type(key) is not str)
-                or (reason is not None and type(reason) is not str)):
-            return False
-
-        etype_member = _TYPES.get(etype)
-        if etype_member is None:
-            return False  # Event.from_dict names the allowed types
-        live = self._live
-        rec = live.get(ref)
-        where = _LIVE
-        if rec is None:
-            rec = self._settled.get(ref)
-            if rec is not None:
-                if pos - rec.pos > self._window:
-                    rec = None  # forgotten: the exact path drops it
-                where = _SETTLED
-            else:
-                spec = self._spec
-                fast = self._moves.get(None if spec is not None else provider)
-                if fast is not None and (spec is None or provider is None or provider == spec.name):
-                    rec = Record(fast, ref)
-                where = _NEW
-        done = 0
-        if rec is not None and at >= rec.after and (provider is None or provider == rec.name):
-            move = rec.moves.get(etype)
-            if move is not None:
-                done = move(rec, at, amount, cur, key, flow)
-        if not done:
-            # A valid event the fast path cannot vouch for: the exact path, without parsing it again.
-            self._judge(new_event(ref, etype_member, _instant(at), amount, cur, provider, key, flow, reason),
-                        line, file, pos, at)
-            return True
-        assert rec is not None
-
-        # Applied: the audit's own bookkeeping, as _judge does it.
-        self.events += 1
-        if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
-            self._latest_s = at
-        rec.after = at
-        rec.line = line
-        rec.file = file
-        rec.pos = pos
-        if where is _LIVE:
-            if done == _SETTLES:
-                del live[ref]
-                self._settled[ref] = rec
-                self._forget_before(pos - self._window)
-        elif where is _SETTLED:
-            if done == _SETTLES:
-                self._settled.move_to_end(ref)
-                self._forget_before(pos - self._window)
-            else:
-                del self._settled[ref]
-                live[ref] = rec
-        else:
-            self._providers.add(rec.name)
-            self.payments += 1
-            if done == _SETTLES:
-                self._settled[ref] = rec
-                self._forget_before(pos - self._window)
-            else:
-                live[ref] = rec
-        return True
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
         """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
