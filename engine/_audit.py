@@ -397,6 +397,8 @@ class Auditor:
         latest = self.latest
         if latest is None or at > latest:
             self.latest = at
+        if text is None:
+            text = canonical(at)
         ref = event.payment
         live = self._live
         track = live.get(ref)
@@ -436,8 +438,6 @@ class Auditor:
                                            f"under {track.spec.name!r} since line {track.line}",
                                ref, format_instant(at))
                 return
-            if text is None:
-                text = canonical(at)
             previous = track.after
             # Both canonical: the text orders as time does, and no datetime needs parsing.
             canonical_pair = text is not None and previous and previous != EXACT_ONLY
@@ -457,14 +457,14 @@ class Auditor:
             self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
         if violations:
-            stamp = format_instant(at)
+            stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
             what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
         if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.load(after, at, canonical(at) if text is None else text)
+        track.load(after, at, text)
         track.line = line
         track.file = file
         track.pos = pos
