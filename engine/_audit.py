@@ -1,12 +1,15 @@
-"""Auditing histories: every event goes through `observe`, and every breach is reported with its evidence.
+"""Auditing histories: every event is judged as `observe` judges it, and every breach is reported with its evidence.
 
-`observe` is the rule source, so an audit and `decide` never disagree about a rule. The audit adds only
+`observe` is the rule source, so an audit and `decide` never disagree about a rule. A plain, clean move
+is judged on a fast path compiled from the same spec (`_audit_fast`), on the payment's mutable record;
+everything else goes through `observe` itself (`Auditor(fast=False)` sends every line there, and a
+differential test holds the two equal). The audit adds only
 what a single event cannot show: a malformed line (LOG_MALFORMED), an event stamped before the previous
 event of its payment (OUT_OF_ORDER), and a remainder held on the card until the authorization lapsed
 (DANGLING_AUTHORIZATION). A second success under one idempotency key is `observe`'s DUPLICATE_CAPTURE.
 
-Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps its Payment,
-the `at`, line and stream position of its latest event:
+Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps a Record (the
+Payment's fields, mutable), the `at`, line and stream position of its latest event:
 - payments that can still move money (not in a terminal state, or with a capture in flight) are kept
   until the end, because DANGLING_AUTHORIZATION is judged on them there;
 - payments in a terminal state are remembered for `settled_window` lines of input after their latest

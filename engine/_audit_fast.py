@@ -28,7 +28,9 @@ from typing import Any
 
 from ._guards import CAPTURE_TYPES
 from ._money import fits_decimal
+from ._policy import Policy
 from ._spec import Spec
+from ._table import Step
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
@@ -194,10 +196,10 @@ Move = Callable[[Record, str, Any, Any, Any, Any], int]
 """(record, at, amount as logged, currency, key, flow) -> 0: nothing done, go the exact way; 1: applied
 clean; 2: applied clean, and the payment is now settled (a terminal state, no capture in flight)."""
 
-# Each guard as the condition under which it passes for a logged fact (command=False), over the
-# generated function's locals: r (the record), at, amount (resolved), e_amount (as logged), cur, key.
-# `{room}` is what a capture may still take for this trigger; `{cur_any}` the currency amount_valid reads.
-_GUARD_PASSES: dict[str, Callable[[Any, EventType], str]] = {
+# Each guard (_guards.py) as the condition under which it passes for a logged fact (command=False), in
+# the generated function's terms: r (the record), at (canonical text), amount (resolved), e_amount (as
+# logged), cur, key. A policy number becomes a constant; a guard the policy makes inert becomes "True".
+_GUARD_PASSES: dict[str, Callable[[Policy, EventType], str]] = {
     "amount_valid": lambda pol, t: _amount_valid(pol),
     "currency_matches": lambda pol, t: "(cur is None or r.currency is None or cur == r.currency)",
     "currency_supported": lambda pol, t: "True" if pol.currencies is None else "(cur or r.currency) in CURRENCIES",
@@ -234,7 +236,7 @@ def _room(t: EventType) -> str:
     return "(r.authorized - r.captured - r.cancelled)" if t is EventType.CAPTURED else f"({_CAPTURABLE})"
 
 
-def _amount_valid(pol: Any) -> str:
+def _amount_valid(pol: Policy) -> str:
     parts = ["amount > 0"]
     if set(pol.amount_min) == {"*"}:
         parts.append(f"amount >= {pol.amount_min['*']}")
@@ -290,7 +292,13 @@ def _effect(t: EventType) -> list[str]:
 
 
 class FastSpec:
-    """The fast moves of one spec: `by_state[state][event type]`, for the (state, type) pairs it has."""
+    """The fast moves of one spec: `by_state[state][event type]`, for the (state, type) pairs it has.
+
+    Each move is Python source generated from the spec's steps and compiled once: the routes and guard
+    conditions inline, policy numbers as constants, so a clean event costs one call and no per-guard
+    calls. The source is this module's fixed templates; from the spec come only state names, as repr()
+literals, and the policy's parsed integers.
+    """
 
     def __init__(self, spec: Spec):
         self.spec = spec
@@ -299,7 +307,7 @@ class FastSpec:
         namespace: dict[str, Any] = {
             "CURRENCIES": pol.currencies, "REFERENCE_PROBLEM": pol.reference.problem, "AUTOMATIC": Flow.AUTOMATIC,
             "OVER": pol.over_capture_percent, "MIN_AMOUNT": pol.min_amount, "FITS": fits_decimal,
-            "VALIDITY_FOR": pol.validity_for, "INSTANT": parse_instant, "DEADLINE": deadline,
+            "VALIDITY_FOR": pol.validity_for, "INSTANT": datetime.fromisoformat, "DEADLINE": deadline,
             "REFUND_WINDOW": pol.refund_window, "BY_STATE": self.by_state,
         }
         cancellable = {state for (state, trigger) in spec.table.steps if trigger is EventType.CANCELLED}
@@ -313,7 +321,7 @@ class FastSpec:
             self.by_state[state][trigger.value] = code["move"]
 
     @staticmethod
-    def _source(spec: Spec, state: str, t: EventType, steps: Any, cancellable: bool) -> str | None:
+    def _source(spec: Spec, state: str, t: EventType, steps: tuple[Step, ...], cancellable: bool) -> str | None:
         """The move's source text, or None when a guard or route is one this module does not know."""
         pol = spec.policy
         body = [f"amount = {_resolve(t)}"]
