@@ -54,7 +54,18 @@ FORMATS = ("canonical", "vipps-events")
 MAX_LINE = 1 << 20
 """Longest line audited (1 MiB); a longer one is LOG_MALFORMED and skipped without being held."""
 
+# A gzip member starts 1f 8b, then CM = 8 (deflate, the only method RFC 1952 defines; gzip refuses any
+# other), then FLG with its reserved bits 5-7 zero. A file is read as gzip when its first bytes are that
+# (or, cut short, a prefix of it), so a plain log whose first line happens to start with 1f 8b (binary
+# garbage) is not taken for a broken gzip stream and lost whole.
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_DEFLATE = 8
+_GZIP_RESERVED_FLAGS = 0xE0
+
+
+def _looks_gzip(head: bytes) -> bool:
+    return (head[:2] == _GZIP_MAGIC and (len(head) < 3 or head[2] == _GZIP_DEFLATE)
+            and (len(head) < 4 or not head[3] & _GZIP_RESERVED_FLAGS))
 _KEY_LEN = len(b'"payment":"')
 crc32 = zlib.crc32
 _PROGRESS_EVERY = 0x3FFF  # lines between progress updates, minus one (a mask)
@@ -99,8 +110,8 @@ def _open(path: str) -> Iterator[tuple[_Reader, IO[bytes]]]:
     """(stream of decompressed bytes, raw file) for a path or "-"; gzip is sniffed."""
     raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
     try:
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-        yield (gzip.GzipFile(fileobj=raw, mode="rb") if head == _GZIP_MAGIC else raw), raw
+        head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+        yield (gzip.GzipFile(fileobj=raw, mode="rb") if _looks_gzip(head) else raw), raw
     finally:
         if path != "-":
             raw.close()
