@@ -1,12 +1,15 @@
-"""Auditing histories: every event goes through `observe`, and every breach is reported with its evidence.
+"""Auditing histories: every event is judged as `observe` judges it, and every breach is reported with its evidence.
 
-`observe` is the rule source, so an audit and `decide` never disagree about a rule. The audit adds only
+`observe` is the rule source, so an audit and `decide` never disagree about a rule. A plain, clean move
+is judged on a fast path compiled from the same spec (`_audit_fast`), on the payment's mutable record;
+everything else goes through `observe` itself (`Auditor(fast=False)` sends every line there, and a
+differential test holds the two equal). The audit adds only
 what a single event cannot show: a malformed line (LOG_MALFORMED), an event stamped before the previous
 event of its payment (OUT_OF_ORDER), and a remainder held on the card until the authorization lapsed
 (DANGLING_AUTHORIZATION). A second success under one idempotency key is `observe`'s DUPLICATE_CAPTURE.
 
-Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps its Payment,
-the `at`, line and stream position of its latest event:
+Streaming and memory. One pass; nothing is kept per line. Per payment the auditor keeps a Record (the
+Payment's fields, mutable), the `at`, line and stream position of its latest event:
 - payments that can still move money (not in a terminal state, or with a capture in flight) are kept
   until the end, because DANGLING_AUTHORIZATION is judged on them there;
 - payments in a terminal state are remembered for `settled_window` lines of input after their latest
@@ -33,14 +36,15 @@ from typing import Any
 import orjson
 from attrs import field, frozen
 
+from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, canonical_at, fast_spec
 from ._codes import Code
 from ._engine import observe
 from ._errors import AuditError, EventError
-from ._money import to_major_string
+from ._money import is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
-from ._values import Event, EventType, Payment
+from ._values import Event, EventType, Flow, Payment, new_event
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -51,6 +55,26 @@ _CANCELLED = EventType.CANCELLED
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
+# Where the fast path found a payment's record, and what a move returns when the payment settled.
+_LIVE, _SETTLED, _NEW = "live", "settled", "new"
+_SETTLES = 2
+# What the fast path accepts without asking Event.from_dict: the exact-str spellings it would take.
+_AMOUNT_REQUIRED = frozenset({"authorized", "captured", "refunded"})
+_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
+_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
+# Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
+_TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
+_CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
+_instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
+# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
+_CURRENCIES: set[str] = set()
+
+
+def _is_currency(code: str) -> bool:
+    if not is_currency(code):
+        return False
+    _CURRENCIES.add(code)
+    return True
 
 
 @frozen
@@ -69,7 +93,7 @@ class Finding:
     at: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"payment": self.payment, "line": self.line, "file": self.file, "code": self.code.value,
+        return {"payment": self.payment, "line": self.line, "file": self.file, "code": _CODE_VALUES[self.code],
                 "message": self.message, "at": self.at}
 
 
@@ -125,23 +149,6 @@ class Partial:
     dangling: list[Dangling] = field(factory=list)
 
 
-class _Track:
-    """Per payment: its aggregate and where its latest event was. Mutated in place (one per payment).
-
-    `pos` is the event's position in the whole input (lines of earlier files plus the line), which
-    every partition of a parallel run counts alike.
-    """
-
-    __slots__ = ("at", "file", "line", "payment", "pos")
-
-    def __init__(self, payment: Payment, at: datetime, line: int, file: str, pos: int):
-        self.payment = payment
-        self.at = at
-        self.line = line
-        self.file = file
-        self.pos = pos
-
-
 def overrides_for(name: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """The overrides that apply to the spec `name`: unprefixed keys, and keys prefixed with `name.`
     (`hellgate.authorization_validity`). Keys prefixed with another provider's name are left out."""
@@ -181,7 +188,7 @@ def parse_as_of(as_of: datetime | str | None) -> datetime | None:
     return as_of
 
 
-def _place(track: _Track, file: str) -> str:
+def _place(track: Record, file: str) -> str:
     return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
 
 
@@ -199,29 +206,43 @@ class Auditor:
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 settled_window: int = DEFAULT_SETTLED_WINDOW):
+                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True):
         if settled_window < 0:
             raise AuditError(f"settled_window must be >= 0, got {settled_window}")
         self._spec = spec
         self._overrides = overrides
         self._window = settled_window
+        # fast=False judges every line the exact way: the reference the fast path is tested against.
+        self._fast = fast
         self._specs: dict[str | None, Spec | str] = {}
+        # The compiled fast moves of each provider's spec (or of the audit's spec, under the key None).
+        self._moves: dict[str | None, FastSpec] = {}
+        if spec is not None:
+            self._moves[None] = fast_spec(spec)
         self._cancellable: dict[tuple[int, str], bool] = {}
-        self._live: dict[str, _Track] = {}
+        self._live: dict[str, Record] = {}
         # Ordered by the position of each payment's latest event, oldest first, so that forgetting is
         # popping from the front (O(1); a plain dict's front deletions rescan its dead slots).
-        self._settled: OrderedDict[str, _Track] = OrderedDict()
+        self._settled: OrderedDict[str, Record] = OrderedDict()
         self._providers: set[str] = set()
         self.findings: list[Finding] = []
         self.events = 0
         self.payments = 0
         self.latest: datetime | None = None
+        self._latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
 
     # ------------------------------------------------------------------------------------ input
 
     def feed(self, item: bytes | str | Mapping[str, Any] | Event, line: int, file: str, pos: int = -1) -> None:
         """Audit one line: raw JSON (bytes or str), a decoded object, or an Event. Never raises for
-        bad input; a blank line is skipped. `pos` is the line's position in the whole input."""
+        bad input; a blank line is skipped. `pos` is the line's position in the whole input.
+
+        A plain, clean move is judged here, on the payment's record in place (the fast path, inlined
+        because it runs for nearly every line). Whatever it cannot vouch for, it changes nothing and
+        hands on: a line Event.from_dict might refuse to it, a valid event that might break a rule, or
+        need what only the exact path does (a provider's first payment, a payment past the settled
+        window, an `at` out of order or not canonical), as an Event to `_judge`.
+        """
         kind = type(item)
         if kind is bytes or kind is str or isinstance(item, bytes | str):
             try:
@@ -231,20 +252,97 @@ class Auditor:
                     return
                 self.malformed(line, file, f"not valid JSON ({exc})")
                 return
-            # The common path, inlined: one call per line fewer than going through feed_object.
-            try:
-                event = _from_dict(obj)
-            except EventError as exc:
-                self._invalid(obj, exc, line, file)
-                return
-            self._judge(event, line, file, line if pos < 0 else pos)
         elif kind is Event:
             self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
+            return
         else:
-            self.feed_object(item, line, file, pos)
+            obj = item
+        if pos < 0:
+            pos = line
+        if self._fast and type(obj) is dict:
+            get = obj.get
+            ref, etype, at = get("payment"), get("type"), get("at")
+            amount, cur, flow = get("amount"), get("currency"), get("flow")
+            provider, key, reason = get("provider"), get("key"), get("reason")
+            # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
+            if (type(ref) is str and ref and type(etype) is str and type(at) is str
+                    and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
+                    and (type(amount) is int and amount >= 0 if amount is not None
+                         else etype not in _AMOUNT_REQUIRED)
+                    and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
+                         else etype != "authorized")
+                    and (flow is None or (flow := _FLOWS.get(flow) if type(flow) is str else None) is not None)
+                    and (provider is None or type(provider) is str) and (key is None or type(key) is str)
+                    and (reason is None or type(reason) is str)
+                    and (etype_member := _TYPES.get(etype)) is not None):
+                live = self._live
+                rec = live.get(ref)
+                where = _LIVE
+                if rec is None:
+                    rec = self._settled.get(ref)
+                    if rec is not None:
+                        if pos - rec.pos > self._window:
+                            rec = None  # forgotten: the exact path drops it
+                        where = _SETTLED
+                    else:
+                        spec = self._spec
+                        fast = self._moves.get(None if spec is not None else provider)
+                        if fast is not None and (spec is None or provider is None or provider == spec.name):
+                            rec = Record(fast, ref)
+                        where = _NEW
+                done = 0
+                if rec is not None and at >= rec.after and (provider is None or provider == rec.name):
+                    move = rec.moves.get(etype)
+                    if move is not None:
+                        done = move(rec, at, amount, cur, key, flow)
+                if not done:
+                    # A valid event the fast path cannot vouch for: the exact path, without parsing it again.
+                    self._judge(new_event(ref, etype_member, _instant(at), amount, cur, provider, key, flow, reason),
+                                line, file, pos, at)
+                    return
+                assert rec is not None
+
+                # Applied: the audit's own bookkeeping, as _judge does it.
+                self.events += 1
+                if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
+                    self._latest_s = at
+                rec.after = at
+                rec.line = line
+                rec.file = file
+                rec.pos = pos
+                if where is _LIVE:
+                    if done == _SETTLES:
+                        del live[ref]
+                        self._settled[ref] = rec
+                        self._forget_before(pos - self._window)
+                elif where is _SETTLED:
+                    if done == _SETTLES:
+                        self._settled.move_to_end(ref)
+                        self._forget_before(pos - self._window)
+                    else:
+                        del self._settled[ref]
+                        live[ref] = rec
+                else:
+                    self._providers.add(rec.name)
+                    self.payments += 1
+                    if done == _SETTLES:
+                        self._settled[ref] = rec
+                        self._forget_before(pos - self._window)
+                    else:
+                        live[ref] = rec
+                return
+        try:
+            event = _from_dict(obj)
+        except EventError as exc:
+            self._invalid(obj, exc, line, file)
+            return
+        self._judge(event, line, file, pos)
 
     def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
         """Audit one decoded JSON value (what `feed` does after parsing)."""
+        if type(obj) is dict:
+            self.feed(obj, line, file, pos)
+            return
         try:
             event = _from_dict(obj)
         except EventError as exc:
@@ -284,10 +382,13 @@ class Auditor:
         else:
             # A bad override is the caller's error, not the line's: SpecError propagates.
             found = load_spec(provider, overrides_for(provider, self._overrides) or None)
+            self._moves[provider] = fast_spec(found)
         self._specs[provider] = found
         return found
 
-    def _judge(self, event: Event, line: int, file: str, pos: int) -> None:
+    def _judge(self, event: Event, line: int, file: str, pos: int, text: str | None = None) -> None:
+        """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
+        canonical text of the event's `at` when the caller knows it."""
         at = event.at
         if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
             # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
@@ -299,6 +400,8 @@ class Auditor:
         latest = self.latest
         if latest is None or at > latest:
             self.latest = at
+        if text is None:
+            text = canonical(at)
         ref = event.payment
         live = self._live
         track = live.get(ref)
@@ -327,22 +430,28 @@ class Auditor:
                 return
             self._providers.add(spec.name)
             self.payments += 1
-            payment = Payment.new(spec, ref)
-            track = _Track(payment, at, line, file, pos)
+            track = Record(self._moves[None if self._spec is not None else provider], ref)
+            track.at_dt, track.after = at, EXACT_ONLY
+            track.line, track.file, track.pos = line, file, pos
             live[ref] = track
+            payment = Payment.new(spec, ref)
         else:
-            payment = track.payment
-            if provider is not None and provider != payment.spec.name:
+            if provider is not None and provider != track.spec.name:
                 self.malformed(line, file, f"event from provider {_clip(repr(provider))} for a payment audited "
-                                           f"under {payment.spec.name!r} since line {track.line}",
+                                           f"under {track.spec.name!r} since line {track.line}",
                                ref, format_instant(at))
                 return
-            if at < track.at:
+            previous = track.after
+            # Both canonical: the text orders as time does, and no datetime needs parsing.
+            canonical_pair = text is not None and previous and previous != EXACT_ONLY
+            if (text < previous) if canonical_pair else (at < track.when()):  # type: ignore[operator]
+                before = track.when()
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
-                    f"{event.type.value} at {format_instant(at)} is earlier than the payment's previous event "
-                    f"at {format_instant(track.at)} ({_place(track, file)}); applied in file order",
+                    f"{_TYPE_VALUES[event.type]} at {format_instant(at)} is earlier than the payment's previous event "
+                    f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
+            payment = track.payment()
         try:
             after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
@@ -351,14 +460,14 @@ class Auditor:
             self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
         if violations:
-            stamp = format_instant(at)
-            what = event.type.value if event.amount is None else f"{event.type.value} {event.amount}"
+            stamp = text if text is not None else format_instant(at)  # the same text, when canonical
+            kind = _TYPE_VALUES[event.type]
+            what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
-        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment):
+        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.payment = after
-        track.at = at
+        track.load(after, at, text)
         track.line = line
         track.file = file
         track.pos = pos
@@ -384,12 +493,12 @@ class Auditor:
                 return
             settled_map.popitem(last=False)
 
-    def _can_cancel(self, p: Payment) -> bool:
+    def _can_cancel(self, spec: Spec, state: str) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel."""
-        key = (id(p.spec), p.state)
+        key = (id(spec), state)
         known = self._cancellable.get(key)
         if known is None:
-            known = self._cancellable[key] = bool(p.spec.table.candidates(p.state, _CANCELLED))
+            known = self._cancellable[key] = bool(spec.table.candidates(state, _CANCELLED))
         return known
 
     def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
@@ -409,17 +518,22 @@ class Auditor:
         # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
         # so the shipped specs can release nothing there; and judging settled payments would depend on
         # which of them a partition still holds, breaking byte-identical parallel output.
-        for ref, track in self._live.items():
-            p = track.payment
-            if p.authorized_at is None or p.validity is None or p.capturable <= 0 or not self._can_cancel(p):
+        for ref, p in self._live.items():
+            if (p.authorized_at is None or p.validity is None or p.capturable <= 0
+                    or not self._can_cancel(p.spec, p.state)):
                 continue
             try:
                 expires = p.authorized_at + p.validity
             except OverflowError:  # a validity override of millennia: it never lapses
                 continue
-            dangling.append(Dangling(ref, track.file, track.line, p.spec.name, p.currency, p.authorized,
+            dangling.append(Dangling(ref, p.file, p.line, p.spec.name, p.currency, p.authorized,
                                      p.capturable, p.authorized_at, expires))
-        return Partial(self.findings, self.events, self.payments, frozenset(self._providers), self.latest, dangling)
+        latest = self.latest
+        if self._latest_s:
+            fast_latest = parse_instant(self._latest_s)
+            if latest is None or fast_latest > latest:
+                latest = fast_latest
+        return Partial(self.findings, self.events, self.payments, frozenset(self._providers), latest, dangling)
 
 
 def _money(amount: int, currency: str | None) -> str:
@@ -452,11 +566,13 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
     if when is not None:
         findings.extend(_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when)
     rank = {name: i for i, name in reversed(list(enumerate(files)))}
-    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, f.code.value, f.message,
+    values = _CODE_VALUES
+    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, values[f.code], f.message,
                                  f.payment or ""))
     counts: dict[str, int] = {}
     for f in findings:
-        counts[f.code.value] = counts.get(f.code.value, 0) + 1
+        code = values[f.code]
+        counts[code] = counts.get(code, 0) + 1
     providers = frozenset().union(*(p.providers for p in parts)) if parts else frozenset()
     if provider is None and len(providers) == 1:
         provider = next(iter(providers))
@@ -466,18 +582,19 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
 
 def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec | str | None = None, *,
           as_of: datetime | str | None = None, overrides: Mapping[str, Any] | None = None,
-          source: str = "-") -> AuditReport:
+          source: str = "-", fast: bool = True) -> AuditReport:
     """Audit a history: one pass over `lines` (raw JSONL lines, decoded objects or Events).
 
     `spec` is a Spec, a shipped name or a path; None lets each payment's first event pick its spec by
     its `provider`. `overrides` are policy overrides (`{"max_captures": 2}`, or prefixed with a provider
     name). `as_of` (default: the latest `at` in the input) is when DANGLING_AUTHORIZATION is judged.
     `source` names the input in every finding. Never raises for a bad line: it becomes LOG_MALFORMED.
-    Raises SpecError for a bad spec or override, AuditError for a bad `as_of`.
+    Raises SpecError for a bad spec or override, AuditError for a bad `as_of`. `fast=False` judges every
+    line through `observe` (the reference the fast path is tested against; the report is the same).
     """
     when = parse_as_of(as_of)
     resolved = resolve_spec(spec, overrides)
-    auditor = Auditor(resolved, overrides=overrides if resolved is None else None)
+    auditor = Auditor(resolved, overrides=overrides if resolved is None else None, fast=fast)
     feed = auditor.feed
     for number, item in enumerate(lines, start=1):
         feed(item, number, source)

@@ -1,0 +1,290 @@
+"""The audit's fast path is an exact optimisation: on any log, with or without a spec, overrides or a
+settled window, it reports exactly what the reference path (every line through `observe`) reports, down
+to the `--json` bytes. Random logs mix legal histories with every kind of trouble the fast path must
+hand to the exact path: boundary amounts, wrong currencies, reused keys, expiry edges, out-of-order and
+non-canonical times, malformed lines, unknown providers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from capstate import audit
+from capstate._audit import Auditor, merge, resolve_spec
+from capstate._audit_fast import canonical, canonical_at, fast_spec
+from capstate._cli.audit_run import _owner_of, run_audit
+from capstate._spec import load_spec, shipped
+
+T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+PROVIDERS = (*shipped(), None, "stripe")
+TYPES = ("authorized", "capture_requested", "captured", "capture_failed", "cancelled", "refunded", "expired")
+# Steps between a payment's events: mostly forward, some at the shipped validities' edges, some back.
+STEPS = (0, 1, 60, 3600, 86400, 7 * 86400 - 1, 7 * 86400, 14 * 86400, 180 * 86400, 200 * 86400, -1, -3600)
+OVERRIDES: tuple[dict[str, Any] | None, ...] = (
+    None, {"max_captures": 2}, {"authorization_validity": "7d"}, {"hellgate.authorization_validity": "1d"},
+    {"refund_window": "30d"}, {"over_capture_percent": 10}, {"partial_capture": "no"}, {"max_refunds": 1},
+    {"amount_format": "decimal(5,2)"}, {"vipps.amount_min": 1, "max_captures": "unlimited"},
+    {"authorization_validity": "36h", "bambora.max_refunds": 2},
+)
+STYLES = ("z",) * 12 + ("offset", "fraction", "lower", "edge", "late", "invalid", "int")
+GARBAGE = (b"", b"   ", b"not json", b"[1, 2]", b"42", b'{"payment": "cut", "type": "capt', b"\xff\xfe",
+           b'{"payment": "", "type": "captured", "at": "2026-03-01T10:00:00Z", "amount": 1}')
+
+
+def _at(when: datetime, style: str) -> object:
+    if style == "z":
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "offset":
+        return when.astimezone(timezone(timedelta(hours=2))).isoformat()
+    if style == "fraction":
+        return when.strftime("%Y-%m-%dT%H:%M:%S.5Z")
+    if style == "lower":
+        return when.strftime("%Y-%m-%dt%H:%M:%Sz")
+    if style == "edge":
+        return "0001-01-01T00:00:00Z"
+    if style == "late":
+        return "9999-12-31T23:59:59Z"
+    if style == "invalid":
+        return when.strftime("%Y-02-30T%H:%M:%SZ")
+    return 1767225600  # not a string
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> list[bytes | dict[str, Any]]:
+    """A log of a few payments, interleaved, each a mostly plausible history with breaches mixed in."""
+    out: list[tuple[int, bytes | dict[str, Any]]] = []
+    for n in range(draw(st.integers(1, 4))):
+        ref = draw(st.sampled_from([f"order-{n}", f"order-{n}", "shared", "\u00e6\u00f8\u00e5-1"]))
+        provider = draw(st.sampled_from(PROVIDERS))
+        base = draw(st.sampled_from([100, 1000, 5000, 65_000_000]))
+        currency = draw(st.sampled_from(["NOK", "NOK", "EUR", "DKK", "MYR", "JPY", "KWD"]))
+        amounts = (None, 0, 1, 99, 100, 101, base // 3, base // 2, base - base // 2, base - 1, base, base + 1, 2 * base)
+        when = T0 + timedelta(seconds=draw(st.integers(0, 10_000)))
+        rank = draw(st.integers(0, 300))  # where the payment's lines fall among the others': in its own order
+        for k in range(draw(st.integers(1, 7))):
+            etype = "authorized" if k == 0 and draw(st.booleans()) else draw(st.sampled_from(TYPES))
+            when += timedelta(seconds=draw(st.sampled_from(STEPS)))
+            style = draw(st.sampled_from(STYLES))
+            obj: dict[str, Any] = {"payment": ref, "type": etype, "at": _at(when, style)}
+            if draw(st.integers(0, 9)) < 8:
+                obj["provider"] = provider
+            amount = base if etype == "authorized" and draw(st.booleans()) else draw(st.sampled_from(amounts))
+            if amount is not None:
+                obj["amount"] = amount
+            cur = draw(st.sampled_from([None, None, None, currency, currency, "EUR", "XXX", "nok", 5]))
+            if etype == "authorized" and draw(st.integers(0, 9)) < 9:
+                cur = currency
+            if cur is not None:
+                obj["currency"] = cur
+            key = draw(st.sampled_from([None, None, f"k{k}", "k1", "k2", "capture", "", "x" * 300]))
+            if key is not None:
+                obj["key"] = key
+            if draw(st.integers(0, 9)) == 0:
+                obj["flow"] = draw(st.sampled_from(["manual", "automatic", "sideways", 1]))
+            if draw(st.integers(0, 19)) == 0:
+                obj[draw(st.sampled_from(["reason", "provider", "key", "amount", "type", "payment"]))] = draw(
+                    st.sampled_from([True, 1.5, -1, [], {"x": 1}, "junk"]))
+            as_dict = draw(st.integers(0, 9)) == 0
+            rank += draw(st.integers(0, 300))
+            out.append((rank, obj if as_dict else orjson.dumps(obj)))
+    for _ in range(draw(st.integers(0, 2))):
+        out.append((draw(st.integers(0, 1000)), draw(st.sampled_from(GARBAGE))))
+    # Interleave payments by their ranks, which rise within each payment (a stable sort keeps ties in order).
+    out.sort(key=lambda item: item[0])
+    return [line for _, line in out]
+
+
+# Plausible histories: what a provider's log mostly holds, so that most lines take the fast path, with
+# the boundary cases (the exact rest, one over, the edge of a validity) and a few breaches mixed in.
+FLOWS = ("capture",) * 4 + ("refund",) * 3 + ("request", "cancel", "fail", "expire")
+NEAR = ("rest", "rest", "half", "half", "one", "none", "over")
+JUMPS = ("step",) * 8 + ("edge", "back")
+VALIDITY_EDGES = (7 * 86400, 14 * 86400, 180 * 86400, 36 * 3600, 86400)
+
+
+@st.composite
+def plausible_logs(draw: st.DrawFn) -> list[bytes | dict[str, Any]]:
+    out: list[tuple[int, bytes | dict[str, Any]]] = []
+    # Mostly one provider: only its first payment must go the exact way (to load its spec).
+    common = draw(st.sampled_from((*shipped(), None)))
+    for n in range(draw(st.integers(1, 6))):
+        ref = f"pay-{n}"
+        provider = common or draw(st.sampled_from(shipped()))
+        currency = draw(st.sampled_from(["NOK", "DKK", "EUR", "MYR", "JPY"]))
+        authorized = draw(st.sampled_from([100, 1000, 4999, 250_000]))
+        start = T0 + timedelta(seconds=draw(st.integers(0, 86400)))
+        when = start
+        captured = refunded = 0
+        events: list[dict[str, Any]] = [{"type": "authorized", "amount": authorized, "currency": currency,
+                                         "flow": draw(st.sampled_from([None, None, None, "manual", "automatic"]))}]
+        for k in range(draw(st.integers(0, 6))):
+            kind = draw(st.sampled_from(FLOWS))
+            rest, refundable = authorized - captured, captured - refunded
+            near = draw(st.sampled_from(NEAR))
+            amount = {"rest": rest, "half": max(rest // 2, 1), "one": 1, "over": rest + 1, "none": None}[near]
+            if kind == "capture":
+                event: dict[str, Any] = {"type": "captured", "amount": amount if amount is not None else rest}
+                captured += event["amount"]
+            elif kind == "request":
+                event = {"type": "capture_requested", "amount": amount}
+            elif kind == "refund":
+                event = {"type": "refunded", "amount": draw(st.sampled_from([refundable, max(refundable // 2, 1),
+                                                                             refundable + 1]))}
+                refunded += event["amount"]
+            elif kind == "cancel":
+                event = {"type": "cancelled"}
+            elif kind == "fail":
+                event = {"type": "capture_failed", "reason": "declined"}
+            else:
+                event = {"type": "expired"}
+            if draw(st.integers(0, 2)) == 0:
+                event["key"] = draw(st.sampled_from([f"{ref}-{k}", f"{ref}-{k}", f"{ref}-0", "shared"]))
+            if draw(st.integers(0, 7)) == 0:
+                event["currency"] = draw(st.sampled_from([currency, "EUR"]))
+            jump = draw(st.sampled_from(JUMPS))
+            if jump == "edge":
+                when = start + timedelta(seconds=draw(st.sampled_from(VALIDITY_EDGES)) + draw(st.sampled_from([-1, 0])))
+            else:
+                when += timedelta(seconds=draw(st.integers(1, 7200)) * (-1 if jump == "back" else 1))
+            event["at"] = when
+            events.append(event)
+        events[0]["at"] = start
+        rank = draw(st.integers(0, 300))
+        for event in events:
+            obj = {"payment": ref, "provider": provider,
+                   **{k: v for k, v in event.items() if v is not None and k != "at"}}
+            obj["at"] = _at(event["at"], draw(st.sampled_from(("z",) * 30 + ("offset", "fraction"))))
+            if draw(st.integers(0, 50)) == 0:
+                obj["amount"] = "12.50"
+            rank += draw(st.integers(0, 300))
+            out.append((rank, orjson.dumps(obj)))
+    out.sort(key=lambda item: item[0])
+    return [line for _, line in out]
+
+
+def _both(lines: list[bytes | dict[str, Any]], **kwargs: Any) -> tuple[bytes, bytes]:
+    fast = audit(lines, fast=True, **kwargs).to_dict()
+    slow = audit(lines, fast=False, **kwargs).to_dict()
+    return orjson.dumps(fast), orjson.dumps(slow)
+
+
+@given(st.one_of(logs(), plausible_logs(), plausible_logs()), st.sampled_from((None, *shipped())),
+       st.sampled_from(OVERRIDES))
+def test_fast_and_reference_audits_agree(lines: list[bytes | dict[str, Any]], spec: str | None,
+                                         overrides: dict[str, Any] | None) -> None:
+    fast, slow = _both(lines, spec=spec, overrides=overrides)
+    assert fast == slow
+
+
+@given(st.one_of(logs(), plausible_logs()), st.integers(0, 6), st.sampled_from(OVERRIDES))
+def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
+        lines: list[bytes | dict[str, Any]], window: int, overrides: dict[str, Any] | None) -> None:
+    def run(fast: bool) -> bytes:
+        auditor = Auditor(None, overrides=overrides, settled_window=window, fast=fast)
+        for number, item in enumerate(lines, start=1):
+            auditor.feed(item, number, "x.jsonl")
+        return orjson.dumps(merge([auditor.partial()], files=("x.jsonl",)).to_dict())
+
+    assert run(True) == run(False)
+
+
+@given(st.one_of(logs(), plausible_logs()), st.sampled_from(OVERRIDES))
+def test_the_cli_json_bytes_are_the_same_either_way(lines: list[bytes | dict[str, Any]],
+                                                    overrides: dict[str, Any] | None) -> None:
+    raw = [line if isinstance(line, bytes) else orjson.dumps(line) for line in lines]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "log.jsonl")
+        with open(path, "wb") as f:
+            f.write(b"\n".join(raw) + b"\n")
+        out = [orjson.dumps(run_audit([path], spec=None, overrides=overrides, fast=fast).to_dict(),
+                            option=orjson.OPT_APPEND_NEWLINE) for fast in (True, False)]
+    assert out[0] == out[1]
+
+
+def test_the_fast_path_takes_the_clean_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without this the differential tests would pass with a fast path that never fires."""
+    exact: list[str] = []
+    original = Auditor._judge
+
+    def spy(self: Auditor, event: Any, *args: Any) -> None:
+        exact.append(event.type.value)
+        original(self, event, *args)
+
+    monkeypatch.setattr(Auditor, "_judge", spy)
+    lines = []
+    for i in range(50):
+        ref, at = f"order-{i:04d}", T0 + timedelta(minutes=i)
+        lines += [orjson.dumps({"payment": ref, "type": "authorized", "at": canonical(at), "amount": 10_000,
+                                "currency": "NOK", "provider": "vipps"}),
+                  orjson.dumps({"payment": ref, "type": "captured", "at": canonical(at + timedelta(hours=1)),
+                                "amount": 4_000, "key": f"{ref}-1", "provider": "vipps"}),
+                  orjson.dumps({"payment": ref, "type": "captured", "at": canonical(at + timedelta(hours=2)),
+                                "amount": 6_000, "key": f"{ref}-2"}),
+                  orjson.dumps({"payment": ref, "type": "refunded", "at": canonical(at + timedelta(hours=3)),
+                                "amount": 1_000})]
+    report = audit(lines)
+    assert report.clean and report.events == 200 and report.payments == 50
+    assert exact == ["authorized"]  # only vipps's first payment: the exact path loads its spec
+
+
+def test_a_breach_goes_the_exact_way_and_keeps_its_evidence() -> None:
+    head = [orjson.dumps({"payment": "p", "type": "authorized", "at": "2026-03-01T10:00:00Z", "amount": 1000,
+                          "currency": "DKK", "provider": "bambora"}),
+            orjson.dumps({"payment": "p", "type": "captured", "at": "2026-03-08T10:00:00Z", "amount": 500})]
+    (finding,) = audit(head).violations
+    assert finding.code.value == "AUTHORIZATION_EXPIRED" and finding.line == 2
+    assert "2026-03-08T10:00:00Z is at or past expiry 2026-03-08T10:00:00Z" in finding.message
+    # One second earlier the capture is clean, on the fast path.
+    early = head[1].replace(b"T10:00:00Z", b"T09:59:59Z")
+    assert audit([head[0], early]).clean
+
+
+def test_every_shipped_spec_compiles_a_fast_move_for_every_transition() -> None:
+    for name in shipped():
+        spec = load_spec(name)
+        by_state = fast_spec(spec).by_state
+        assert {(state, t.value) for state, t in spec.table.steps} == {
+            (state, t) for state, moves in by_state.items() for t in moves}
+    overridden = resolve_spec("hellgate", {"authorization_validity": "7d"})
+    assert overridden is not None and fast_spec(overridden) is not fast_spec(load_spec("hellgate"))
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("2026-03-01T10:00:00Z", True), ("2026-02-29T10:00:00Z", False), ("2026-03-01T24:00:00Z", False),
+    ("2026-03-01t10:00:00Z", False), ("2026-03-01T10:00:00+00:00", False), ("0001-01-01T00:00:00Z", False),
+    ("9998-01-01T00:00:00Z", False), ("0002-01-01T00:00:00Z", True), ("2026-W09-1T10:00:00Z", False),
+    ("\uff12026-03-01T10:00:00Z", False),
+])
+def test_only_valid_canonical_instants_are_taken_as_text(text: str, ok: bool) -> None:
+    assert (canonical_at(text) == text) is ok
+
+
+def _parsed_owner(line: bytes, parts: int) -> int:
+    import zlib
+
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return -1
+    ref = obj.get("payment") if isinstance(obj, dict) else None
+    return zlib.crc32(ref.encode("utf-8", "surrogatepass") if isinstance(ref, str) else b"") % parts
+
+
+_VALUES = st.one_of(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1),
+                   st.dictionaries(st.just("payment"), st.text()), st.lists(st.sampled_from(["payment", "{", "\\"])))
+
+
+@given(st.dictionaries(st.sampled_from(["payment", "type", "x", "pay", "k"]), _VALUES, max_size=5),
+       st.sampled_from([b'"payment":', b'"payment": ']), st.integers(2, 5))
+def test_partitioning_from_the_bytes_agrees_with_parsing(obj: dict[str, Any], spacing: bytes, parts: int) -> None:
+    line = orjson.dumps(obj).replace(b'"payment":', spacing)
+    owner, _ = _owner_of(line, parts)
+    parsed = _parsed_owner(line, parts)
+    assert parsed in {-1, owner}
