@@ -52,6 +52,7 @@ _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
+_AUTOMATIC = Flow.AUTOMATIC
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
@@ -465,7 +466,8 @@ class Auditor:
             what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
-        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
+        if (event.type is _EXPIRED and payment.capturable > 0
+                and self._can_cancel(payment.spec, payment.state, payment.flow)):
             self.findings.append(self._lapsed(payment, line, file, at))
         track.load(after, at, text)
         track.line = line
@@ -493,8 +495,15 @@ class Auditor:
                 return
             settled_map.popitem(last=False)
 
-    def _can_cancel(self, spec: Spec, state: str) -> bool:
-        """Whether the merchant could have released the remainder from this state with a cancel."""
+    def _can_cancel(self, spec: Spec, state: str, flow: Flow | None = None) -> bool:
+        """Whether the merchant could have released the remainder from this state with a cancel.
+
+        Never on an automatic-capture flow: the provider captures it by itself (Hellgate keeps it
+        `processing` until the capture completes, research/providers.md 3.2), so nothing there is the
+        merchant's to release, whatever the spec's cancel transition allows.
+        """
+        if flow is _AUTOMATIC:
+            return False
         key = (id(spec), state)
         known = self._cancellable.get(key)
         if known is None:
@@ -520,7 +529,7 @@ class Auditor:
         # which of them a partition still holds, breaking byte-identical parallel output.
         for ref, p in self._live.items():
             if (p.authorized_at is None or p.validity is None or p.capturable <= 0
-                    or not self._can_cancel(p.spec, p.state)):
+                    or not self._can_cancel(p.spec, p.state, p.flow)):
                 continue
             try:
                 expires = p.authorized_at + p.validity

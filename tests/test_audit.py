@@ -185,6 +185,21 @@ def test_a_logged_lapse_of_a_held_remainder_is_dangling_at_its_line() -> None:
     assert "remainder 6000" in report.violations[0].message
 
 
+def test_an_automatic_capture_flow_never_dangles() -> None:
+    # Hellgate captures an automatic flow by itself ("processing" until the capture completes, research
+    # 3.2): the merchant has no remainder to release, so a lapse there is not theirs, logged or judged.
+    hg = "b2c1f9a0-0000-4000-8000-000000000003"
+    manual = "b2c1f9a0-0000-4000-8000-000000000004"
+    lines = [line(hg, "authorized", "2026-01-01T10:00:00Z", "hellgate", amount=1000, currency="EUR", flow="automatic"),
+             line(manual, "authorized", "2026-01-01T10:00:00Z", "hellgate", amount=1000, currency="EUR", flow="manual")]
+    seven = {"hellgate.authorization_validity": "7d"}
+    for fast in (True, False):
+        judged = audit(lines, as_of="2026-02-01T00:00:00Z", overrides=seven, fast=fast)
+        assert [(f.payment, f.code.value) for f in judged.violations] == [(manual, "DANGLING_AUTHORIZATION")]
+        logged = audit([*lines, line(hg, "expired", "2026-01-09T10:00:00Z", "hellgate")], overrides=seven, fast=fast)
+        assert [(f.payment, f.code.value) for f in logged.violations] == [(manual, "DANGLING_AUTHORIZATION")]
+
+
 def test_provider_comes_from_the_spec_or_each_payments_first_event() -> None:
     no_provider = line("order-0000007", "authorized", "2026-01-01T10:00:00Z", None, amount=10000, currency="NOK")
     blind = audit([no_provider])
