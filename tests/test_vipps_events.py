@@ -100,6 +100,14 @@ def test_paymentaction_of_older_exports_is_read_as_name() -> None:
     ({"name": "SETTLED"}, "name"),
     ({"success": "true"}, "success"),
     ({"amount": 100}, "amount"),
+    # Wrong types are named by the export's own fields, not the canonical ones (at, amount, key).
+    ({"timestamp": None}, "timestamp"),
+    ({"timestamp": 1767607200}, "timestamp"),
+    ({"amount": {"currency": "NOK", "value": 100.0}}, "amount.value"),
+    ({"amount": {"currency": "NOK", "value": True}}, "amount.value"),
+    ({"amount": {"currency": "NOK"}}, "amount.value"),
+    ({"amount": {"currency": 578, "value": 100}}, "amount.currency"),
+    ({"idempotencyKey": 5}, "idempotencyKey"),
 ])
 def test_broken_payment_events_name_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(EventError) as err:

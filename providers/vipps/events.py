@@ -74,20 +74,31 @@ def to_canonical(obj: object) -> dict[str, Any] | None:
         raise EventError(f"required, true or false, got {_short(success)}", field="success")
     if not success or name in _BEFORE_RESERVATION:
         return None
+    # A wrong type is named by the export's own field (an auditor reads `timestamp`, not the canonical
+    # `at`); the values themselves (an RFC 3339 time, a currency code, an amount >= 0) are judged by
+    # Event.from_dict, as for any canonical line.
     timestamp = obj.get("timestamp")
-    if isinstance(timestamp, str):
-        m = _LONG_FRACTION.match(timestamp)
-        if m:
-            timestamp = m.group(1) + m.group(2)
+    if not isinstance(timestamp, str):
+        raise EventError(f"required, an RFC 3339 string, got {_short(timestamp)}", field="timestamp")
+    m = _LONG_FRACTION.match(timestamp)
+    if m:
+        timestamp = m.group(1) + m.group(2)
     amount = obj.get("amount")
     if not isinstance(amount, dict):
         raise EventError(f"required, an object {{currency, value}}, got {_short(amount)}", field="amount")
+    currency, value = amount.get("currency"), amount.get("value")
+    if not isinstance(currency, str):
+        raise EventError(f"required, an ISO 4217 code, got {_short(currency)}", field="amount.currency")
+    if type(value) is not int:  # not a bool, not a float: minor units are whole numbers (`Amount` schema)
+        raise EventError(f"required, an integer of minor units, got {_short(value)}", field="amount.value")
+    key = obj.get("idempotencyKey")
+    if key is not None and not isinstance(key, str):
+        raise EventError(f"a string or null, got {_short(key)}", field="idempotencyKey")
     canonical = _TYPES[name]
     out: dict[str, Any] = {"payment": reference, "type": canonical, "at": timestamp, "provider": PROVIDER,
-                           "currency": amount.get("currency")}
+                           "currency": currency}
     if canonical in _WITH_AMOUNT:
-        out["amount"] = amount.get("value")
-    key = obj.get("idempotencyKey")
+        out["amount"] = value
     if key is not None:
         out["key"] = key
     return out
