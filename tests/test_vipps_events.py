@@ -4,6 +4,7 @@ pretty-printed array export with line numbers, and the example exports against V
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,27 @@ def test_records_read_jsonl_lines_arrays_per_line_and_documents() -> None:
     doc = b"\n" + orjson.dumps([pe("AUTHORIZED"), pe("REFUNDED", 5)], option=orjson.OPT_INDENT_2)
     got = list(records(io.BytesIO(doc)))
     assert [(n, r["type"]) for n, r in got if isinstance(r, dict)] == [(3, "authorized"), (15, "refunded")]
+
+
+def test_an_unclosed_document_is_read_only_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file that opens an array and never closes it: reading stops at the cap, not at the end of the
+    # file (which may be gigabytes), and the audit hears why.
+    from capstate.providers.vipps import events
+
+    monkeypatch.setattr(events, "_MAX_DOCUMENT", 64 << 10)
+    read = 0
+
+    def lines() -> Iterator[bytes]:
+        nonlocal read
+        yield b"[\n"
+        for _ in range(10_000):
+            read += 1
+            yield b'  {"reference": "acme-no-0001", "name": "AUTHORIZED", "pad": "' + b"x" * 1000 + b'"},\n'
+
+    got = list(records(lines()))
+    assert [(n, type(r).__name__) for n, r in got] == [(1, "BadRecord")]
+    assert "a JSON document over" in got[0][1].message  # type: ignore[union-attr]
+    assert read <= 70
 
 
 def test_records_skip_a_huge_line_without_losing_the_next() -> None:

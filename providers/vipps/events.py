@@ -217,12 +217,17 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             if first and raw.lstrip().startswith(b"["):
-                rest = b"".join(lines)
-                if len(rest) > _MAX_DOCUMENT:
-                    yield number, BadRecord(f"a JSON document over {_MAX_DOCUMENT >> 20} MiB; export one "
-                                            f"PaymentEvent per line instead")
-                    return
-                yield from _document(raw + rest, number)
+                # Read up to the cap and no further: a file that opens an array and never closes it
+                # must not be pulled into memory whole before its size is known.
+                chunks, size = [raw], len(raw)
+                for more in lines:
+                    size += len(more)
+                    if size > _MAX_DOCUMENT:
+                        yield number, BadRecord(f"a JSON document over {_MAX_DOCUMENT >> 20} MiB; export one "
+                                                f"PaymentEvent per line instead")
+                        return
+                    chunks.append(more)
+                yield from _document(b"".join(chunks), number)
                 return
             yield number, BadRecord(f"not valid JSON ({exc})")
             first = False
