@@ -163,6 +163,25 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...],
     assert "Traceback" not in run.err
 
 
+@pytest.mark.parametrize("where", ["missing-dir/r.html", "."])
+def test_an_unwritable_report_is_refused_before_the_audit_reads_anything(tmp_path: Path, where: str) -> None:
+    # stdin stays open: an audit that started reading would wait for it, so only a check made up front
+    # can answer at once.
+    proc = subprocess.Popen([sys.executable, "-m", "capstate", "audit", "-", "--report", where], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        code = proc.wait(timeout=20)  # a one-line error fits the pipe; an audit reading stdin never ends
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert code == 2 and err.startswith(f"capstate: error: cannot write report {where}"), err
+
+
 def test_dask_missing_is_one_line_naming_the_extra(tmp_path: Path) -> None:
     # A real interpreter in which `import distributed` fails, as without the extra installed.
     shim = tmp_path / "shim" / "distributed"

@@ -76,6 +76,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.report is not None and args.report in args.files:
         raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
     overrides = _overrides(args.sets, provider) if args.sets else None
+    if args.report is not None:
+        from .audit_html import check_report_path
+
+        check_report_path(args.report)
     progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
                        dask=args.dask, progress=progress, overrides=overrides,
