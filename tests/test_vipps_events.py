@@ -3,6 +3,7 @@ pretty-printed array export with line numbers, and the example exports against V
 
 from __future__ import annotations
 
+import gzip
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,21 @@ def test_an_unclosed_document_is_read_only_up_to_the_cap(monkeypatch: pytest.Mon
     assert [(n, type(r).__name__) for n, r in got] == [(1, "BadRecord")]
     assert "a JSON document over" in got[0][1].message  # type: ignore[union-attr]
     assert read <= 70
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_cut_gzip_is_reported_at_the_line_it_breaks_on_even_after_lines_with_no_fact(pretty: bool) -> None:
+    # CREATED records no fact, so no record names those lines; the break is still placed after them,
+    # and what was read before it is kept.
+    objs = [pe("AUTHORIZED"), *(pe("CREATED") for _ in range(300))]
+    data = (orjson.dumps(objs, option=orjson.OPT_INDENT_2) if pretty
+            else b"\n".join(orjson.dumps(o) for o in objs) + b"\n")
+    packed = gzip.compress(data)
+    got = list(records(gzip.GzipFile(fileobj=io.BytesIO(packed[: len(packed) * 3 // 4]))))
+    assert got[0][1] == to_canonical(pe("AUTHORIZED"))
+    line, last = got[-1]
+    assert isinstance(last, BadRecord) and last.message.startswith(f"cannot read past line {line - 1}: ")
+    assert line > (150 if not pretty else 150 * 11)
 
 
 def test_records_skip_a_huge_line_without_losing_the_next() -> None:
