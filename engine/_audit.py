@@ -53,6 +53,7 @@ _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
+_AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
@@ -460,14 +461,22 @@ class Auditor:
             # the payment stays as it was, so the rest of the audit is unaffected.
             self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
+        lapsed = event.type is _EXPIRED
+        if (event.type is _CANCELLED and payment.capturable > 0
+                and any(v.code is _AUTH_EXPIRED for v in violations)):
+            # A cancel that succeeded at or after the lapse is no merchant's: the provider refuses those
+            # ("Cancel period expired") and releases the remainder itself (Vipps cancels automatically at
+            # the deadline, https://developer.vippsmobilepay.com/docs/knowledge-base/payment-rules). What
+            # it records is the remainder held until the lapse, not a late cancel.
+            violations = tuple(v for v in violations if v.code is not _AUTH_EXPIRED)
+            lapsed = True
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
             what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
-        if (event.type is _EXPIRED and payment.capturable > 0
-                and self._can_cancel(payment.spec, payment.state, payment.flow)):
+        if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         track.load(after, at, text)
         track.line = line
@@ -511,12 +520,17 @@ class Auditor:
         return known
 
     def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
-        """DANGLING_AUTHORIZATION for an `expired` event: the log itself records the lapse."""
+        """DANGLING_AUTHORIZATION for an `expired` event, or a cancel at or after the lapse: the log itself
+        records the lapse."""
         held = _money(p.capturable, p.currency)
         since = format_instant(p.authorized_at) if p.authorized_at else "?"
+        deadline = p.expires_at
+        how = (f"lapsed at {format_instant(at)}" if deadline is None or deadline >= at else
+               f"was held until the authorization lapsed at {format_instant(deadline)} (released at "
+               f"{format_instant(at)})")
         return Finding(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
                        f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
-                       f"released and lapsed at {format_instant(at)}; {p.spec.name} releases it with a cancel",
+                       f"released and {how}; {p.spec.name} releases it with a cancel",
                        format_instant(at))
 
     # ------------------------------------------------------------------------------------ output

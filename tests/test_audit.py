@@ -185,6 +185,22 @@ def test_a_logged_lapse_of_a_held_remainder_is_dangling_at_its_line() -> None:
     assert "remainder 6000" in report.violations[0].message
 
 
+def test_a_cancel_at_or_after_the_lapse_is_the_lapse_not_a_late_cancel() -> None:
+    # Vipps refuses a merchant's cancel past the deadline ("Cancel period expired") and cancels the
+    # remainder itself (payment-rules): a successful cancel logged then records the lapse. The breach
+    # is the remainder held until it, not a cancel "after expiry".
+    held = [line("order-0000031", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="DKK"),
+            line("order-0000031", "captured", "2026-01-02T10:00:00Z", amount=4000, key="a"),
+            line("order-0000031", "cancelled", "2026-01-16T10:00:00Z")]
+    in_time = [*held[:2], line("order-0000031", "cancelled", "2026-01-14T10:00:00Z", key="x")]
+    for fast in (True, False):
+        report = audit(held, fast=fast)
+        assert [(f.code.value, f.line) for f in report.violations] == [("DANGLING_AUTHORIZATION", 3)]
+        assert "remainder 6000 (DKK 60.00)" in report.violations[0].message
+        assert "lapsed at 2026-01-15T10:00:00Z (released at 2026-01-16T10:00:00Z)" in report.violations[0].message
+        assert audit(in_time, fast=fast).violations == ()
+
+
 def test_an_automatic_capture_flow_never_dangles() -> None:
     # Hellgate captures an automatic flow by itself ("processing" until the capture completes, research
     # 3.2): the merchant has no remainder to release, so a lapse there is not theirs, logged or judged.
