@@ -118,6 +118,17 @@ def test_human_summary_shows_counts_and_evidence(tmp_path: Path) -> None:
     assert "events 37" in run.out and "payments 14" in run.out
 
 
+def test_human_summary_shows_control_characters_escaped(tmp_path: Path) -> None:
+    # A payment id with ESC sequences (recolour, set the window title) is shown, not obeyed.
+    log = tmp_path / "esc.jsonl"
+    log.write_bytes(b'{"payment":"evil\\u001b[31mRED\\u001b]0;title\\u0007\\u009b","provider":"bambora",'
+                    b'"type":"captured","at":"2026-01-01T10:00:00Z","amount":5}\n')
+    run = audit(tmp_path, log)
+    assert run.code == 1
+    assert not any(ch in run.out for ch in "\x1b\x07\x9b"), run.out
+    assert "evil\\x1b[31mRED\\x1b]0;title\\x07\\x9b" in run.out
+
+
 def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> None:
     hostile = (b'{"payment":"<script>alert(1)</script>","type":"captured","at":"2026-01-05T10:00:00Z",'
                b'"amount":1,"provider":"vipps"}\n<img src=x onerror=alert(2)>\n')

@@ -111,11 +111,20 @@ def _overrides(sets: list[str], provider: str | None) -> dict[str, object]:
     return out
 
 
+# C0 and C1 control characters, shown escaped: a log is untrusted, and a payment id carrying ESC
+# sequences must not recolour, retitle or clear the auditor's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _safe(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def summary(out: Console, report: AuditReport, files: list[str]) -> None:
     """Totals, violations by code, and the first violations with their evidence."""
     head = Text()
     head.append("audit ", style="bold")
-    head.append(", ".join(files))
+    head.append(_safe(", ".join(files)))
     head.append(f"  provider {report.provider or 'per event'}  events {report.events}  "
                 f"payments {report.payments}  violations {len(report.violations)}")
     if report.as_of:
@@ -137,12 +146,12 @@ def summary(out: Console, report: AuditReport, files: list[str]) -> None:
     # narrow terminal would fold them into unreadable slivers.
     for f in shown:
         where = Text()
-        where.append(f"{f.file}:{f.line}", style="bold")
-        where.append(f"  {f.payment or '-'}  ")
+        where.append(_safe(f"{f.file}:{f.line}"), style="bold")
+        where.append(f"  {_safe(f.payment or '-')}  ")
         where.append(f.code.value, style="red")
         if f.at:
             where.append(f"  at {f.at}")
         out.print(where)
-        out.print(Text(f"    {f.message}"))
+        out.print(Text(f"    {_safe(f.message)}"))
     if len(report.violations) > SHOWN:
         out.print(Text(f"{len(report.violations) - SHOWN} more: use --json or --report FILE.html"))
