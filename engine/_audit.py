@@ -52,6 +52,8 @@ _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
+_AUTOMATIC = Flow.AUTOMATIC
+_AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
@@ -459,13 +461,22 @@ class Auditor:
             # the payment stays as it was, so the rest of the audit is unaffected.
             self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
+        lapsed = event.type is _EXPIRED
+        if (event.type is _CANCELLED and payment.capturable > 0
+                and any(v.code is _AUTH_EXPIRED for v in violations)):
+            # A cancel that succeeded at or after the lapse is no merchant's: the provider refuses those
+            # ("Cancel period expired") and releases the remainder itself (Vipps cancels automatically at
+            # the deadline, https://developer.vippsmobilepay.com/docs/knowledge-base/payment-rules). What
+            # it records is the remainder held until the lapse, not a late cancel.
+            violations = tuple(v for v in violations if v.code is not _AUTH_EXPIRED)
+            lapsed = True
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
             what = kind if event.amount is None else f"{kind} {event.amount}"
             for v in violations:
                 self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
-        if event.type is _EXPIRED and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state):
+        if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         track.load(after, at, text)
         track.line = line
@@ -493,8 +504,15 @@ class Auditor:
                 return
             settled_map.popitem(last=False)
 
-    def _can_cancel(self, spec: Spec, state: str) -> bool:
-        """Whether the merchant could have released the remainder from this state with a cancel."""
+    def _can_cancel(self, spec: Spec, state: str, flow: Flow | None = None) -> bool:
+        """Whether the merchant could have released the remainder from this state with a cancel.
+
+        Never on an automatic-capture flow: the provider captures it by itself (Hellgate keeps it
+        `processing` until the capture completes, research/providers.md 3.2), so nothing there is the
+        merchant's to release, whatever the spec's cancel transition allows.
+        """
+        if flow is _AUTOMATIC:
+            return False
         key = (id(spec), state)
         known = self._cancellable.get(key)
         if known is None:
@@ -502,12 +520,17 @@ class Auditor:
         return known
 
     def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
-        """DANGLING_AUTHORIZATION for an `expired` event: the log itself records the lapse."""
+        """DANGLING_AUTHORIZATION for an `expired` event, or a cancel at or after the lapse: the log itself
+        records the lapse."""
         held = _money(p.capturable, p.currency)
         since = format_instant(p.authorized_at) if p.authorized_at else "?"
+        deadline = p.expires_at
+        how = (f"lapsed at {format_instant(at)}" if deadline is None or deadline >= at else
+               f"was held until the authorization lapsed at {format_instant(deadline)} (released at "
+               f"{format_instant(at)})")
         return Finding(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
                        f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
-                       f"released and lapsed at {format_instant(at)}; {p.spec.name} releases it with a cancel",
+                       f"released and {how}; {p.spec.name} releases it with a cancel",
                        format_instant(at))
 
     # ------------------------------------------------------------------------------------ output
@@ -520,7 +543,7 @@ class Auditor:
         # which of them a partition still holds, breaking byte-identical parallel output.
         for ref, p in self._live.items():
             if (p.authorized_at is None or p.validity is None or p.capturable <= 0
-                    or not self._can_cancel(p.spec, p.state)):
+                    or not self._can_cancel(p.spec, p.state, p.flow)):
                 continue
             try:
                 expires = p.authorized_at + p.validity

@@ -185,6 +185,37 @@ def test_a_logged_lapse_of_a_held_remainder_is_dangling_at_its_line() -> None:
     assert "remainder 6000" in report.violations[0].message
 
 
+def test_a_cancel_at_or_after_the_lapse_is_the_lapse_not_a_late_cancel() -> None:
+    # Vipps refuses a merchant's cancel past the deadline ("Cancel period expired") and cancels the
+    # remainder itself (payment-rules): a successful cancel logged then records the lapse. The breach
+    # is the remainder held until it, not a cancel "after expiry".
+    held = [line("order-0000031", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="DKK"),
+            line("order-0000031", "captured", "2026-01-02T10:00:00Z", amount=4000, key="a"),
+            line("order-0000031", "cancelled", "2026-01-16T10:00:00Z")]
+    in_time = [*held[:2], line("order-0000031", "cancelled", "2026-01-14T10:00:00Z", key="x")]
+    for fast in (True, False):
+        report = audit(held, fast=fast)
+        assert [(f.code.value, f.line) for f in report.violations] == [("DANGLING_AUTHORIZATION", 3)]
+        assert "remainder 6000 (DKK 60.00)" in report.violations[0].message
+        assert "lapsed at 2026-01-15T10:00:00Z (released at 2026-01-16T10:00:00Z)" in report.violations[0].message
+        assert audit(in_time, fast=fast).violations == ()
+
+
+def test_an_automatic_capture_flow_never_dangles() -> None:
+    # Hellgate captures an automatic flow by itself ("processing" until the capture completes, research
+    # 3.2): the merchant has no remainder to release, so a lapse there is not theirs, logged or judged.
+    hg = "b2c1f9a0-0000-4000-8000-000000000003"
+    manual = "b2c1f9a0-0000-4000-8000-000000000004"
+    lines = [line(hg, "authorized", "2026-01-01T10:00:00Z", "hellgate", amount=1000, currency="EUR", flow="automatic"),
+             line(manual, "authorized", "2026-01-01T10:00:00Z", "hellgate", amount=1000, currency="EUR", flow="manual")]
+    seven = {"hellgate.authorization_validity": "7d"}
+    for fast in (True, False):
+        judged = audit(lines, as_of="2026-02-01T00:00:00Z", overrides=seven, fast=fast)
+        assert [(f.payment, f.code.value) for f in judged.violations] == [(manual, "DANGLING_AUTHORIZATION")]
+        logged = audit([*lines, line(hg, "expired", "2026-01-09T10:00:00Z", "hellgate")], overrides=seven, fast=fast)
+        assert [(f.payment, f.code.value) for f in logged.violations] == [(manual, "DANGLING_AUTHORIZATION")]
+
+
 def test_provider_comes_from_the_spec_or_each_payments_first_event() -> None:
     no_provider = line("order-0000007", "authorized", "2026-01-01T10:00:00Z", None, amount=10000, currency="NOK")
     blind = audit([no_provider])

@@ -118,6 +118,17 @@ def test_human_summary_shows_counts_and_evidence(tmp_path: Path) -> None:
     assert "events 37" in run.out and "payments 14" in run.out
 
 
+def test_human_summary_shows_control_characters_escaped(tmp_path: Path) -> None:
+    # A payment id with ESC sequences (recolour, set the window title) is shown, not obeyed.
+    log = tmp_path / "esc.jsonl"
+    log.write_bytes(b'{"payment":"evil\\u001b[31mRED\\u001b]0;title\\u0007\\u009b","provider":"bambora",'
+                    b'"type":"captured","at":"2026-01-01T10:00:00Z","amount":5}\n')
+    run = audit(tmp_path, log)
+    assert run.code == 1
+    assert not any(ch in run.out for ch in "\x1b\x07\x9b"), run.out
+    assert "evil\\x1b[31mRED\\x1b]0;title\\x07\\x9b" in run.out
+
+
 def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> None:
     hostile = (b'{"payment":"<script>alert(1)</script>","type":"captured","at":"2026-01-05T10:00:00Z",'
                b'"amount":1,"provider":"vipps"}\n<img src=x onerror=alert(2)>\n')
@@ -161,6 +172,25 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...],
     last = run.err.strip().splitlines()[-1]
     assert last.startswith("capstate: error:") and message in last, run.err
     assert "Traceback" not in run.err
+
+
+@pytest.mark.parametrize("where", ["missing-dir/r.html", "."])
+def test_an_unwritable_report_is_refused_before_the_audit_reads_anything(tmp_path: Path, where: str) -> None:
+    # stdin stays open: an audit that started reading would wait for it, so only a check made up front
+    # can answer at once.
+    proc = subprocess.Popen([sys.executable, "-m", "capstate", "audit", "-", "--report", where], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        code = proc.wait(timeout=20)  # a one-line error fits the pipe; an audit reading stdin never ends
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert code == 2 and err.startswith(f"capstate: error: cannot write report {where}"), err
 
 
 def test_dask_missing_is_one_line_naming_the_extra(tmp_path: Path) -> None:

@@ -132,3 +132,16 @@ def test_dask_local_output_equals_single_process(inputs: list[Path], tmp_path: P
     on_dask = audit(tmp_path, inputs, "--dask", "local", "--workers", "2")
     assert on_dask.err == "" and on_dask.code == single.code
     assert on_dask.out == single.out
+
+
+@pytest.mark.parametrize("extra", [
+    ("--as-of", "2026-03-01T00:00:00Z", "--set", "hellgate.authorization_validity=3d", "--set", "max_captures=2"),
+    ("--format", "vipps-events", str(LOGS / "vipps-events-2026-01.jsonl"),
+     str(LOGS / "vipps-events-acme-dk-20260103-4711.json")),
+])
+def test_workers_are_byte_identical_with_as_of_set_and_the_vipps_format(inputs: list[Path], tmp_path: Path,
+                                                                        extra: tuple[str, ...]) -> None:
+    files = [] if "vipps-events" in extra else inputs
+    single = run_cli(tmp_path, "audit", *files, *extra, "--json")
+    assert single.code == 1 and single.err == "" and orjson.loads(single.out)["violations"]
+    assert run_cli(tmp_path, "audit", *files, *extra, "--json", "--workers", "3").out == single.out

@@ -3,7 +3,9 @@ pretty-printed array export with line numbers, and the example exports against V
 
 from __future__ import annotations
 
+import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,14 @@ def test_paymentaction_of_older_exports_is_read_as_name() -> None:
     ({"name": "SETTLED"}, "name"),
     ({"success": "true"}, "success"),
     ({"amount": 100}, "amount"),
+    # Wrong types are named by the export's own fields, not the canonical ones (at, amount, key).
+    ({"timestamp": None}, "timestamp"),
+    ({"timestamp": 1767607200}, "timestamp"),
+    ({"amount": {"currency": "NOK", "value": 100.0}}, "amount.value"),
+    ({"amount": {"currency": "NOK", "value": True}}, "amount.value"),
+    ({"amount": {"currency": "NOK"}}, "amount.value"),
+    ({"amount": {"currency": 578, "value": 100}}, "amount.currency"),
+    ({"idempotencyKey": 5}, "idempotencyKey"),
 ])
 def test_broken_payment_events_name_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(EventError) as err:
@@ -154,6 +164,42 @@ def test_records_read_jsonl_lines_arrays_per_line_and_documents() -> None:
     doc = b"\n" + orjson.dumps([pe("AUTHORIZED"), pe("REFUNDED", 5)], option=orjson.OPT_INDENT_2)
     got = list(records(io.BytesIO(doc)))
     assert [(n, r["type"]) for n, r in got if isinstance(r, dict)] == [(3, "authorized"), (15, "refunded")]
+
+
+def test_an_unclosed_document_is_read_only_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file that opens an array and never closes it: reading stops at the cap, not at the end of the
+    # file (which may be gigabytes), and the audit hears why.
+    from capstate.providers.vipps import events
+
+    monkeypatch.setattr(events, "_MAX_DOCUMENT", 64 << 10)
+    read = 0
+
+    def lines() -> Iterator[bytes]:
+        nonlocal read
+        yield b"[\n"
+        for _ in range(10_000):
+            read += 1
+            yield b'  {"reference": "acme-no-0001", "name": "AUTHORIZED", "pad": "' + b"x" * 1000 + b'"},\n'
+
+    got = list(records(lines()))
+    assert [(n, type(r).__name__) for n, r in got] == [(1, "BadRecord")]
+    assert "a JSON document over" in got[0][1].message  # type: ignore[union-attr]
+    assert read <= 70
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_cut_gzip_is_reported_at_the_line_it_breaks_on_even_after_lines_with_no_fact(pretty: bool) -> None:
+    # CREATED records no fact, so no record names those lines; the break is still placed after them,
+    # and what was read before it is kept.
+    objs = [pe("AUTHORIZED"), *(pe("CREATED") for _ in range(300))]
+    data = (orjson.dumps(objs, option=orjson.OPT_INDENT_2) if pretty
+            else b"\n".join(orjson.dumps(o) for o in objs) + b"\n")
+    packed = gzip.compress(data)
+    got = list(records(gzip.GzipFile(fileobj=io.BytesIO(packed[: len(packed) * 3 // 4]))))
+    assert got[0][1] == to_canonical(pe("AUTHORIZED"))
+    line, last = got[-1]
+    assert isinstance(last, BadRecord) and last.message.startswith(f"cannot read past line {line - 1}: ")
+    assert line > (150 if not pretty else 150 * 11)
 
 
 def test_records_skip_a_huge_line_without_losing_the_next() -> None:

@@ -76,6 +76,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.report is not None and args.report in args.files:
         raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
     overrides = _overrides(args.sets, provider) if args.sets else None
+    if args.report is not None:
+        from .audit_html import check_report_path
+
+        check_report_path(args.report)
     progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
                        dask=args.dask, progress=progress, overrides=overrides,
@@ -107,11 +111,20 @@ def _overrides(sets: list[str], provider: str | None) -> dict[str, object]:
     return out
 
 
+# C0 and C1 control characters, shown escaped: a log is untrusted, and a payment id carrying ESC
+# sequences must not recolour, retitle or clear the auditor's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _safe(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def summary(out: Console, report: AuditReport, files: list[str]) -> None:
     """Totals, violations by code, and the first violations with their evidence."""
     head = Text()
     head.append("audit ", style="bold")
-    head.append(", ".join(files))
+    head.append(_safe(", ".join(files)))
     head.append(f"  provider {report.provider or 'per event'}  events {report.events}  "
                 f"payments {report.payments}  violations {len(report.violations)}")
     if report.as_of:
@@ -133,12 +146,12 @@ def summary(out: Console, report: AuditReport, files: list[str]) -> None:
     # narrow terminal would fold them into unreadable slivers.
     for f in shown:
         where = Text()
-        where.append(f"{f.file}:{f.line}", style="bold")
-        where.append(f"  {f.payment or '-'}  ")
+        where.append(_safe(f"{f.file}:{f.line}"), style="bold")
+        where.append(f"  {_safe(f.payment or '-')}  ")
         where.append(f.code.value, style="red")
         if f.at:
             where.append(f"  at {f.at}")
         out.print(where)
-        out.print(Text(f"    {f.message}"))
+        out.print(Text(f"    {_safe(f.message)}"))
     if len(report.violations) > SHOWN:
         out.print(Text(f"{len(report.violations) - SHOWN} more: use --json or --report FILE.html"))

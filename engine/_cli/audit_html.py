@@ -94,6 +94,18 @@ def render_report(report: AuditReport, files: Sequence[str]) -> str:
             f"<title>capstate audit</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def check_report_path(path: str) -> None:
+    """Refuse a report path that cannot be written before the audit starts, not after hours of it.
+    Raises UsageError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write report {path}: Is a directory")
+    if not os.path.isdir(directory):
+        raise UsageError(f"cannot write report {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write report {path}: Permission denied")
+
+
 def write_report(report: AuditReport, path: str, files: Sequence[str]) -> None:
     """Write the report atomically: a reader never sees half a file. Raises UsageError."""
     text = render_report(report, files)

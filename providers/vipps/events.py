@@ -27,6 +27,7 @@ Everything here is pure: bytes in, canonical dicts out. The CLI reads the files.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,20 +75,31 @@ def to_canonical(obj: object) -> dict[str, Any] | None:
         raise EventError(f"required, true or false, got {_short(success)}", field="success")
     if not success or name in _BEFORE_RESERVATION:
         return None
+    # A wrong type is named by the export's own field (an auditor reads `timestamp`, not the canonical
+    # `at`); the values themselves (an RFC 3339 time, a currency code, an amount >= 0) are judged by
+    # Event.from_dict, as for any canonical line.
     timestamp = obj.get("timestamp")
-    if isinstance(timestamp, str):
-        m = _LONG_FRACTION.match(timestamp)
-        if m:
-            timestamp = m.group(1) + m.group(2)
+    if not isinstance(timestamp, str):
+        raise EventError(f"required, an RFC 3339 string, got {_short(timestamp)}", field="timestamp")
+    m = _LONG_FRACTION.match(timestamp)
+    if m:
+        timestamp = m.group(1) + m.group(2)
     amount = obj.get("amount")
     if not isinstance(amount, dict):
         raise EventError(f"required, an object {{currency, value}}, got {_short(amount)}", field="amount")
+    currency, value = amount.get("currency"), amount.get("value")
+    if not isinstance(currency, str):
+        raise EventError(f"required, an ISO 4217 code, got {_short(currency)}", field="amount.currency")
+    if type(value) is not int:  # not a bool, not a float: minor units are whole numbers (`Amount` schema)
+        raise EventError(f"required, an integer of minor units, got {_short(value)}", field="amount.value")
+    key = obj.get("idempotencyKey")
+    if key is not None and not isinstance(key, str):
+        raise EventError(f"a string or null, got {_short(key)}", field="idempotencyKey")
     canonical = _TYPES[name]
     out: dict[str, Any] = {"payment": reference, "type": canonical, "at": timestamp, "provider": PROVIDER,
-                           "currency": amount.get("currency")}
+                           "currency": currency}
     if canonical in _WITH_AMOUNT:
-        out["amount"] = amount.get("value")
-    key = obj.get("idempotencyKey")
+        out["amount"] = value
     if key is not None:
         out["key"] = key
     return out
@@ -190,35 +202,66 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
                               if isinstance(stream, Reader) else iter(stream))
     number = 0
     first = True
-    for raw in lines:
-        number += 1
-        if len(raw) > max_line:
-            if not raw.endswith(b"\n"):
-                for more in lines:
-                    if more.endswith(b"\n"):
-                        break
-            yield number, BadRecord(f"line longer than {max_line} bytes; not audited")
-            first = False
-            continue
-        if not raw.strip():
-            continue
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if first and raw.lstrip().startswith(b"["):
-                rest = b"".join(lines)
-                if len(rest) > _MAX_DOCUMENT:
-                    yield number, BadRecord(f"a JSON document over {_MAX_DOCUMENT >> 20} MiB; export one "
-                                            f"PaymentEvent per line instead")
+    try:
+        for raw in lines:
+            number += 1
+            if len(raw) > max_line:
+                if not raw.endswith(b"\n"):
+                    for more in lines:
+                        if more.endswith(b"\n"):
+                            break
+                yield number, BadRecord(f"line longer than {max_line} bytes; not audited")
+                first = False
+                continue
+            if not raw.strip():
+                continue
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if first and raw.lstrip().startswith(b"["):
+                    yield from _read_document(raw, lines, number)
                     return
-                yield from _document(raw + rest, number)
-                return
-            yield number, BadRecord(f"not valid JSON ({exc})")
+                yield number, BadRecord(f"not valid JSON ({exc})")
+                first = False
+                continue
             first = False
-            continue
-        first = False
-        for rec in _from_value(value):
-            yield number, rec
+            for rec in _from_value(value):
+                yield number, rec
+    except _READ_ERRORS as exc:
+        # A gzip stream that breaks off says so only while being read: after the lines before it,
+        # at the line it breaks on (counted here, whether or not those lines recorded a fact).
+        yield number + 1, _unreadable(number, exc)
+
+
+# What reading a plain or gzip stream raises when the file is cut short or corrupt.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _unreadable(number: int, exc: BaseException) -> BadRecord:
+    return BadRecord(f"cannot read past line {number}: {exc}")
+
+
+def _read_document(head: bytes, lines: Iterator[bytes], number: int
+                   ) -> Iterator[tuple[int, dict[str, Any] | BadRecord]]:
+    """One (pretty-printed) JSON array starting at line `number`: read up to the cap and no further (a
+    file that opens an array and never closes it must not be pulled into memory whole before its size
+    is known), then split. A read error keeps the elements read before it."""
+    chunks, size = [head], len(head)
+    broken: BaseException | None = None
+    try:
+        for more in lines:
+            size += len(more)
+            if size > _MAX_DOCUMENT:
+                yield number, BadRecord(f"a JSON document over {_MAX_DOCUMENT >> 20} MiB; export one "
+                                        f"PaymentEvent per line instead")
+                return
+            chunks.append(more)
+    except _READ_ERRORS as exc:
+        broken = exc
+    yield from _document(b"".join(chunks), number)
+    if broken is not None:
+        last = number + len(chunks) - 1
+        yield last + 1, _unreadable(last, broken)
 
 
 def _document(data: bytes, first_line: int) -> Iterator[tuple[int, dict[str, Any] | BadRecord]]:
