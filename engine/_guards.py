@@ -233,6 +233,9 @@ def _expired_message(p: Payment, e: Fact, expires: datetime) -> tuple[str]:
 
 def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if p.flow is _AUTOMATIC:
+        if e.type is EventType.CANCELLED:
+            return _v(Code.AUTOMATIC_CAPTURE_FLOW, "the payment was authorized in an automatic-capture flow, "
+                                                  "which captures it by itself: there is nothing to void")
         return _v(Code.AUTOMATIC_CAPTURE_FLOW, "the payment was authorized in an automatic-capture flow, "
                                               "which refuses manual captures")
     return None

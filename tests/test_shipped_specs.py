@@ -8,15 +8,18 @@ import pytest
 
 import capstate
 from capstate import (
+    Cancel,
     Capture,
     Code,
     Event,
     EventType,
+    Flow,
     InvalidTransition,
     Payment,
     apply,
     decide,
     load_spec,
+    replay,
     shipped_specs,
 )
 from capstate._guards import GUARDS, ROUTES
@@ -83,3 +86,16 @@ def test_hellgate_outcome_in_another_currency_is_refused() -> None:
     with pytest.raises(InvalidTransition) as info:
         apply(capturing, Event(p.reference, EventType.CAPTURED, at, 1000, "SEK"))
     assert [v.code for v in info.value.violations] == [Code.CURRENCY_MISMATCH]
+
+
+def test_hellgate_refuses_a_void_on_an_automatic_capture_flow() -> None:
+    # research §3: with automatic capture the payment stays `processing` until the capture completes; void: no.
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    spec = load_spec("hellgate")
+    auto = replay([Event("11111111-1111-4111-8111-111111111111", EventType.AUTHORIZED, at, 1000, "EUR",
+                         flow=Flow.AUTOMATIC)], spec)
+    refused = decide(auto, Cancel(at=at))
+    assert not refused.allowed and [v.code for v in refused.violations] == [Code.AUTOMATIC_CAPTURE_FLOW]
+    assert "void" in refused.violations[0].message
+    manual = replay([Event("11111111-1111-4111-8111-111111111111", EventType.AUTHORIZED, at, 1000, "EUR")], spec)
+    assert decide(manual, Cancel(at=at)).allowed

@@ -66,7 +66,7 @@ VIPPS = Rules(
     "vipps", currencies=("NOK", "DKK", "EUR"), min_amount={"NOK": 100, "DKK": 1, "EUR": 1}, max_amount=65_000_000,
     validity_days={"NOK": 180, "DKK": 14, "EUR": 14}, refund_window_days=365, keys="required", key_max=50,
     max_captures=None, final_releases=True, refund_states=frozenset({"authorized", "captured"}))
-# Hellgate: one capture, asynchronous; an automatic-capture flow refuses manual captures; validity unknown.
+# Hellgate: one capture, asynchronous; an automatic-capture flow refuses manual captures and voids; validity unknown.
 HELLGATE = Rules("hellgate", keys="optional", key_max=255, asynchronous=True, automatic_flow_refuses=True)
 # Hellgate with a merchant's contract that fixes the validity at one day.
 HELLGATE_1D = dataclasses.replace(HELLGATE, validity_days={"*": 1})
@@ -280,6 +280,8 @@ class Model:
             return self.unavailable(*why)
         v = Verdict()
         self.check_key(v, key, "cancel", amt)
+        if self.rules.automatic_flow_refuses and m.automatic:
+            v.refuse("AUTOMATIC_CAPTURE_FLOW")  # research §3: no void while an automatic capture runs
         if self.expired(at):
             v.refuse("AUTHORIZATION_EXPIRED")
         if amount is not None and amount != full:
