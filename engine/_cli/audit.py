@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 
 import orjson
 from rich import box
@@ -19,10 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
-from .._time import parse_instant
 from . import render
 from .audit_run import FORMATS, run_audit
-from .options import UsageError, parse_sets
+from .options import UsageError, parse_at, parse_sets
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
 SHOWN = 20  # violations printed in the human summary; --json and --report carry all of them
@@ -49,13 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              'tcp://host:8786 (pip install "capstate[dask]")')
 
 
-def _as_of(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        raise UsageError(f"--as-of: {exc}") from None
-
-
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
@@ -69,7 +60,7 @@ def _workers(text: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    as_of = _as_of(args.as_of) if args.as_of is not None else None
+    as_of = parse_at(args.as_of, "--as-of") if args.as_of is not None else None
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":
         provider = "vipps"

@@ -38,11 +38,12 @@ def parse_amount(text: str) -> int:
     raise UsageError(f"--amount {text!r}: not an integer >= 0 of minor units")
 
 
-def parse_at(text: str) -> datetime:
+def parse_at(text: str, option: str = "--at") -> datetime:
+    """An RFC 3339 instant given to `option`; a bad one is a UsageError naming the option."""
     try:
         return parse_instant(text)
     except ValueError as exc:
-        raise UsageError(f"--at: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def check_currency(code: str) -> str:
