@@ -246,7 +246,7 @@ def _amount_valid(pol: Policy) -> str:
         parts.append(f"amount <= {pol.amount_max}")
     if pol.amount_format is not None:
         p, s = pol.amount_format
-        parts.append(f"(e_amount is None or (r.currency or cur) is None or FITS(amount, r.currency or cur, {p}, {s}) "
+        parts.append(f"((r.currency or cur) is None or FITS(amount, r.currency or cur, {p}, {s}) "
                      f"is None)")
     return " and ".join(parts)
 

@@ -149,7 +149,8 @@ def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} < minimum {low} {currency} minor units")
     if pol.amount_max is not None and amount > pol.amount_max:
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} > maximum {pol.amount_max} minor units")
-    if pol.amount_format is not None and e.amount is not None and currency != "*":
+    # Checked for a full capture too: Pipwave's builder always sends `capture_amount` (research 4.3).
+    if pol.amount_format is not None and currency != "*":
         precision, scale = pol.amount_format
         why = fits_decimal(amount, currency, precision, scale)
         if why:
@@ -453,7 +454,7 @@ def capture_screen(pol: Policy) -> CaptureScreen:
         if amount < clears_minimum or (amount_max is not None and amount > amount_max) or fmt is not None:
             in_currency = authorized_in or currency or "*"
             if (amount <= 0 or amount < min_amount(in_currency) or (amount_max is not None and amount > amount_max)
-                    or (fmt is not None and given is not None and in_currency != "*"
+                    or (fmt is not None and in_currency != "*"
                         and fits_decimal(amount, in_currency, *fmt))):
                 suspects.append("amount_valid")
         if max_captures is not None and p.capture_count >= max_captures:

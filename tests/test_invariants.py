@@ -187,6 +187,25 @@ def test_decide_is_total_pure_and_keeps_the_money_rules(source: str, data: st.Da
         assert p.authorized_at is None, "a second authorization allowed"
 
 
+def test_a_full_capture_pipwave_cannot_express_is_refused_by_decide_as_apply_refuses_its_event() -> None:
+    """Found by Hypothesis in CI: a lenient Pipwave payment authorized for KWD 0.001 (1 minor unit).
+    A full capture (no amount) was allowed by `decide`, yet `apply` refused the event it proposed,
+    because the format check skipped captures without an amount. Pipwave's builder always sends
+    `capture_amount` as decimal(11,2) (research 4.3), so a full capture is checked like any other."""
+    spec = capstate.load_spec("pipwave")
+    auth = Event(payment="order-1", type=EventType.AUTHORIZED, at=T0, amount=1, currency="KWD")
+    p, broke = capstate.observe(Payment.new(spec, "order-1"), auth)
+    assert Code.AMOUNT_INVALID in {v.code for v in broke}, "the authorization itself breaks the format"
+    command = Capture(at=T0 + timedelta(hours=1))
+    d = capstate.decide(p, command)
+    assert not d.allowed and d.codes == (Code.AMOUNT_INVALID,), d.codes
+    assert "0.001 KWD needs 3 decimals" in d.violations[0].message
+    assert_decision_is_consistent(p, command, d)
+    # The same capture of a representable authorization goes through.
+    fine, _ = capstate.observe(Payment.new(spec, "order-1"), evolve(auth, amount=1230))
+    assert capstate.decide(fine, command).allowed
+
+
 @pytest.mark.parametrize("source", SOURCES)
 @given(data=st.data())
 def test_nothing_is_captured_or_released_at_or_after_expiry(source: str, data: st.DataObject) -> None:
