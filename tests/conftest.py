@@ -1,7 +1,12 @@
 """Test configuration: Hypothesis profiles.
 
 - `ci`: thorough; what `.ci/run` uses (it exports CI=true).
-- `dev`: fast, for the edit-run loop.
+- `dev`: fast, for the edit-run loop; random, so each run explores new cases.
+- `hunt`: long and random, for looking for bugs before a release (~20 minutes on 2 cores).
+
+`ci` is derandomized: a submission passes or fails on its own merits, never on the luck of the draw.
+Exploring is the job of `dev` (every edit-run loop) and `hunt`; a case either finds is pinned as a
+plain test.
 
 Choose one with CAPSTATE_HYPOTHESIS_PROFILE=ci|dev; without it, CI=true selects `ci` and anything else
 `dev`. Stateful machines take their step count from the profile; `tests/test_stateful.py` sets the
@@ -20,7 +25,15 @@ settings.register_profile(
     max_examples=300,
     deadline=None,
     stateful_step_count=40,
-    derandomize=False,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "hunt",
+    max_examples=3000,
+    deadline=None,
+    stateful_step_count=60,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
