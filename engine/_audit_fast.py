@@ -203,7 +203,7 @@ _GUARD_PASSES: dict[str, Callable[[Policy, EventType], str]] = {
     "amount_valid": lambda pol, t: _amount_valid(pol),
     "currency_matches": lambda pol, t: "(cur is None or r.currency is None or cur == r.currency)",
     "currency_supported": lambda pol, t: "True" if pol.currencies is None else "(cur or r.currency) in CURRENCIES",
-    "reference_valid": lambda pol, t: "REFERENCE_PROBLEM(r.reference) is None",
+    "reference_valid": lambda pol, t: "REFERENCE_OK(r.reference)",
     "key_valid": lambda pol, t: "True",  # judges commands only
     "key_unique": lambda pol, t: "(key is None or key not in r.uses)",
     "not_expired": lambda pol, t: "(r.exp is None or at < r.exp)",
@@ -305,7 +305,7 @@ literals, and the policy's parsed integers.
         self.by_state: dict[str, dict[str, Move]] = {state: {} for state in spec.states}
         pol = spec.policy
         namespace: dict[str, Any] = {
-            "CURRENCIES": pol.currencies, "REFERENCE_PROBLEM": pol.reference.problem, "AUTOMATIC": Flow.AUTOMATIC,
+            "CURRENCIES": pol.currencies, "REFERENCE_OK": pol.reference.acceptor(), "AUTOMATIC": Flow.AUTOMATIC,
             "OVER": pol.over_capture_percent, "MIN_AMOUNT": pol.min_amount, "FITS": fits_decimal,
             "VALIDITY_FOR": pol.validity_for, "INSTANT": datetime.fromisoformat, "DEADLINE": deadline,
             "REFUND_WINDOW": pol.refund_window, "BY_STATE": self.by_state,
