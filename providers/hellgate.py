@@ -249,7 +249,8 @@ def parse_refresh(response: HttpResponse, payment: Payment, *, at: datetime) -> 
 
 def parse_refund(response: HttpResponse, payment: Payment, command: Refund) -> tuple[Event, ...]:
     """Refunds are asynchronous (`processing` -> `completed` | `failed`, refund page): `completed` ->
-    (refunded,); `processing`/`pending` -> () (accepted; poll with GET); `failed` -> ProviderError."""
+    (refunded,); `processing`/`pending` -> () (accepted: the executor polls GET until amount.refunded shows
+    it, else raises client.Unsettled); `failed` -> ProviderError."""
     money = command_money(payment, command)
     if not 200 <= response.status < 300:
         raise parse_error(response)

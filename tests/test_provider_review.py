@@ -1,0 +1,269 @@
+"""Regression tests from the review of the I/O layer (providers/): each one failed before its fix.
+
+Over real sockets (tests/httpserver.py) where the bug was in the executor, on the parsers directly where it
+was in a parser. Provider rules cited beside each test (research/providers.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_client
+from httpserver import Reply, ScriptedServer
+from test_client import (
+    HG_ID,
+    NOW,
+    SECRETS,
+    VIPPS_CAPTURE,
+    Sleeps,
+    authorized,
+    bambora_body,
+    bambora_client,
+    hellgate_body,
+    policy,
+    script_by_action,
+    vipps_body,
+    vipps_client,
+)
+
+import capstate
+from capstate import Cancel, Capture, Event, EventType, Payment, ProviderError, Refund
+from capstate.providers import HttpResponse, hellgate, pipwave
+from capstate.providers import client as executor
+from capstate.providers.client import AsyncCaptureClient, CaptureClient
+
+ROOT = Path(__file__).resolve().parents[1]
+server, sleeps = test_client.server, test_client.sleeps  # the same fixtures
+GZIP_LIE = {"Content-Encoding": "gzip"}  # a body that says gzip and is not: httpx raises DecodingError
+
+
+# ------------------------------------------------------------------------ answers httpx cannot read
+
+
+def test_an_undecodable_capture_answer_is_an_unknown_outcome_read_back(server: ScriptedServer,
+                                                                      sleeps: Sleeps) -> None:
+    # Before: httpx.DecodingError escaped the executor (it is not an httpx.TransportError).
+    server.on("POST", VIPPS_CAPTURE, Reply(200, b"not gzip at all", headers=GZIP_LIE))
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=25000)))
+    with vipps_client(server, sleeps) as client:
+        out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000))
+    # The status line arrived but the body did not: the capture may have happened, so the same key is sent
+    # again (Vipps deduplicates it) and, the last attempt being no clearer, the payment is read back.
+    assert out.payment.captured == 25000 and out.reconciled
+    keys = {r.headers["idempotency-key"] for r in server.received("POST")}
+    assert len(keys) == 1
+
+
+def test_an_undecodable_answer_to_a_provider_without_idempotency_is_never_resent_blindly(
+        server: ScriptedServer, sleeps: Sleeps) -> None:
+    server.on("POST", "/payments/order-20001/capture/", Reply(201, b"\x00garbage", headers=GZIP_LIE))
+    server.on("GET", "/payments/order-20001/", Reply(200, bambora_body("Captured", [100000])))
+    with bambora_client(server, sleeps) as client:
+        out = client.capture(authorized("bambora", "order-20001"), Capture(at=NOW))
+    assert [r.method for r in server.requests] == ["POST", "GET"]
+    assert out.payment.captured == 100000 and out.reconciled
+
+
+def test_an_oversized_answer_is_cut_off_and_treated_as_no_answer(server: ScriptedServer, sleeps: Sleeps) -> None:
+    # A proxy or a broken provider streaming megabytes must not be read whole into memory.
+    huge = b"{" + b" " * (executor.MAX_RESPONSE_BYTES + 10) + b"}"
+    server.on("POST", "/payments/order-20001/capture/", Reply(201, huge))
+    server.on("GET", "/payments/order-20001/", Reply(200, bambora_body("Authorized", [])))
+    with bambora_client(server, sleeps) as client, pytest.raises(ProviderError) as err:
+        client.capture(authorized("bambora", "order-20001"), Capture(at=NOW))
+    assert "too large" in str(err.value)
+
+
+def test_the_async_client_turns_undecodable_answers_into_typed_outcomes(server: ScriptedServer) -> None:
+    import asyncio
+
+    server.on("POST", VIPPS_CAPTURE, Reply(200, b"not gzip", headers=GZIP_LIE))
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=0)))
+
+    async def nosleep(seconds: float) -> None:
+        pass
+
+    async def run() -> Any:
+        from test_client import vipps_creds
+        async with AsyncCaptureClient("vipps", vipps_creds(server), retry=policy(Sleeps(), attempts=2),
+                                      sleep=nosleep, clock=lambda: NOW) as client:
+            return await client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100))
+
+    with pytest.raises(ProviderError) as err:
+        asyncio.run(run())
+    assert "DecodingError" in str(err.value) or "undecodable" in str(err.value)
+
+
+def test_cli_capture_reports_an_undecodable_answer_on_one_line(server: ScriptedServer, tmp_path: Path) -> None:
+    history = tmp_path / "b.jsonl"
+    history.write_text(json.dumps({"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                                   "amount": 100000, "currency": "NOK", "provider": "bambora"}) + "\n")
+    creds = tmp_path / "creds.toml"
+    creds.write_text(f'[bambora]\nbase_url = "{server.url}"\n')
+    creds.chmod(0o600)
+    server.on("POST", "/payments/order-20001/capture/", Reply(201, b"garbage", headers=GZIP_LIE))
+    server.on("GET", "/payments/order-20001/", Reply(200, b"garbage", headers=GZIP_LIE))
+    env = {"PATH": "/usr/bin:/bin", "CAPSTATE_BAMBORA_ACCESS_TOKEN": "tok", "CAPSTATE_BAMBORA_SECRET_TOKEN": "sec",
+           "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001"}
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "bambora", "--history",
+                          str(history), "--amount", "100", "--at", "2026-01-08T09:00:00Z", "--attempts", "2",
+                          "--credentials", str(creds)], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=60, check=False)
+    assert "Traceback" not in out.stderr
+    assert out.returncode == 3 and out.stderr.count("\n") == 1 and "UNKNOWN" in out.stderr
+    assert len(server.received("POST")) == 1  # never resent without knowing
+
+
+# --------------------------------------------------------------- Hellgate: asynchronous refunds and voids
+# "Asynchronous: the refund goes processing -> completed | failed, and payment.amount.refunded is updated"
+# (https://developer.hellgate.io/payments/management/refund, research §3.5); void answers "Cancel accepted"
+# with status voiding (https://developer.hellgate.io/products/commerce/v2/api-reference/payments_modifications/void).
+
+HG_REFUND = f"/payments/{HG_ID}/refund"
+HG_VOID = f"/payments/{HG_ID}/void"
+HG_GET = f"/payments/{HG_ID}"
+
+
+def hg_captured(amount: int = 100000) -> Payment:
+    p = authorized("hellgate", HG_ID, currency="EUR")
+    p = capstate.apply(p, Event(HG_ID, EventType.CAPTURE_REQUESTED, NOW, amount))
+    return capstate.apply(p, Event(HG_ID, EventType.CAPTURED, NOW, amount))
+
+
+def hg_refunded_body(refunded: int) -> dict[str, Any]:
+    body = hellgate_body("captured", 100000)
+    body["amount"]["refunded"] = refunded
+    return body
+
+
+def hg_client(server: ScriptedServer, sleeps: Sleeps, **kw: Any) -> CaptureClient:
+    creds = hellgate.Credentials(api_key=SECRETS[4], base_url=server.url)
+    return CaptureClient("hellgate", creds, retry=policy(sleeps, **kw), clock=lambda: NOW)
+
+
+def test_hellgate_refund_timeout_with_an_unchanged_refunded_amount_is_not_resent(server: ScriptedServer,
+                                                                                sleeps: Sleeps) -> None:
+    # Before: the GET showed amount.refunded unchanged, the executor took it as "did not happen" and sent
+    # the refund again; but an accepted refund is still `processing` and does not show yet: two refunds.
+    server.on("POST", HG_REFUND, Reply(200, {"id": "rf-1", "status": "processing"}, delay=2.0))
+    server.on("GET", HG_GET, Reply(200, hg_refunded_body(0)))
+    creds = hellgate.Credentials(api_key=SECRETS[4], base_url=server.url)
+    with (CaptureClient("hellgate", creds, retry=policy(sleeps), clock=lambda: NOW, timeout=0.3) as client,
+          pytest.raises(ProviderError) as err):
+        client.refund(hg_captured(), Refund(at=NOW, amount=30000))
+    assert len(server.received("POST", HG_REFUND)) == 1
+    assert err.value.reconcile
+
+
+def test_hellgate_processing_refund_is_polled_until_the_refunded_amount_shows_it(server: ScriptedServer,
+                                                                                sleeps: Sleeps) -> None:
+    server.on("POST", HG_REFUND, Reply(200, {"id": "rf-1", "status": "processing"}))
+    server.on("GET", HG_GET, Reply(200, hg_refunded_body(0)), Reply(200, hg_refunded_body(30000)))
+    with hg_client(server, sleeps, poll_interval=1.5) as client:
+        out = client.refund(hg_captured(), Refund(at=NOW, amount=30000))
+    assert out.payment.refunded == 30000 and out.reconciled
+    assert [e.type for e in out.events] == [EventType.REFUNDED] and out.events[0].amount == 30000
+    assert len(server.received("POST")) == 1 and len(server.received("GET")) == 2 and sleeps == [1.5]
+
+
+def test_hellgate_refund_still_processing_after_the_polls_is_a_typed_unsettled_outcome(
+        server: ScriptedServer, sleeps: Sleeps) -> None:
+    # Before: the payment came back unchanged with no sign that a refund was accepted.
+    server.on("POST", HG_REFUND, Reply(200, {"id": "rf-1", "status": "processing"}))
+    server.on("GET", HG_GET, Reply(200, hg_refunded_body(0)))
+    with (hg_client(server, sleeps, polls=3) as client,
+          pytest.raises(executor.Unsettled) as err):
+        client.refund(hg_captured(), Refund(at=NOW, amount=30000))
+    assert err.value.op == "refund" and err.value.amount == 30000 and err.value.reconcile
+    assert not err.value.retryable and "processing" in str(err.value)
+    assert len(server.received("POST")) == 1 and len(server.received("GET")) == 3
+
+
+def test_hellgate_voiding_is_polled_until_voided(server: ScriptedServer, sleeps: Sleeps) -> None:
+    server.on("POST", HG_VOID, Reply(200, hellgate_body("voiding")))
+    server.on("GET", HG_GET, Reply(200, hellgate_body("voiding")), Reply(200, hellgate_body("voided")))
+    with hg_client(server, sleeps) as client:
+        out = client.cancel(authorized("hellgate", HG_ID, currency="EUR"), Cancel(at=NOW))
+    assert out.payment.state in {"cancelled", "voided"} and out.payment.cancelled == 100000
+    assert [e.type for e in out.events] == [EventType.CANCELLED]
+
+
+def test_hellgate_void_still_voiding_is_a_typed_unsettled_outcome(server: ScriptedServer, sleeps: Sleeps) -> None:
+    server.on("POST", HG_VOID, Reply(200, hellgate_body("voiding")))
+    server.on("GET", HG_GET, Reply(200, hellgate_body("voiding")))
+    with (hg_client(server, sleeps, polls=2) as client,
+          pytest.raises(executor.Unsettled) as err):
+        client.cancel(authorized("hellgate", HG_ID, currency="EUR"), Cancel(at=NOW))
+    assert err.value.op == "cancel" and len(server.received("POST")) == 1
+
+
+# ------------------------------------------------------------------------- Pipwave requery amounts
+# requery.md: `amount` "The payment checkout amount" (sample 123), `total_amount` (126.6, with the processing
+# fee and tax), `final_amount` "Final amount for this transaction (after potential chargeback / refund /
+# adjustments)" (sample 126.6 = total_amount). https://docs.pipwave.com/api_list/requery.html
+
+def pw_answer(**fields: Any) -> HttpResponse:
+    body = {"status": "200", "currency_code": "MYR", "amount": "123.00", **fields}
+    return HttpResponse(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+def myr(amount: int = 12300) -> Payment:
+    return Payment.authorized_for(capstate.load_spec("pipwave"), "ORDER-1", amount=amount, currency="MYR", at=NOW)
+
+
+def test_pipwave_refunded_is_not_inferred_from_final_amount_with_fees() -> None:
+    # The documented sample: amount 123, total 126.6. A refund of 2.00 leaves final_amount 124.6, and
+    # amount - final_amount is -1.60: before, a NEGATIVE refunded amount.
+    status = pipwave.parse_requery(pw_answer(total_amount="126.60", final_amount="124.60",
+                                             transaction_status="25"), myr())
+    assert status.refunded is None
+
+
+def test_pipwave_refunded_is_not_inferred_after_a_partial_capture() -> None:
+    # 50.00 authorized, 40.00 captured, 5.00 refunded: final_amount 35.00. Before: refunded 15.00 (the
+    # uncaptured 10.00 counted as refunded).
+    captured = capstate.apply(myr(5000), Event("ORDER-1", EventType.CAPTURED, NOW, 4000))
+    status = pipwave.parse_requery(pw_answer(amount="50.00", final_amount="35.00", transaction_status="25"),
+                                   captured)
+    assert status.refunded is None
+
+
+def test_pipwave_captured_is_not_final_amount_when_fees_are_on_top() -> None:
+    # Paid: final_amount 126.60 is the total with fee and tax, not the 123.00 the merchant authorized.
+    status = pipwave.parse_requery(pw_answer(total_amount="126.60", final_amount="126.60", transaction_status="10"),
+                                   myr())
+    assert status.captured is None
+    plain = pipwave.parse_requery(pw_answer(final_amount="123.00", transaction_status="10"), myr())
+    assert plain.captured == 12300
+
+
+@pytest.mark.parametrize("field", ["amount", "final_amount", "total_amount"])
+@pytest.mark.parametrize("value", ["-1.00", -1, "1000000000.00"])
+def test_pipwave_requery_refuses_negative_or_out_of_range_amounts(field: str, value: Any) -> None:
+    # decimal(11,2): at most 9 integer digits; an amount is never negative.
+    with pytest.raises(ProviderError) as err:
+        pipwave.parse_requery(pw_answer(**{"final_amount": "123.00", "transaction_status": "10", field: value}),
+                              myr())
+    assert err.value.reconcile
+
+
+def test_pipwave_refund_timeout_with_fees_is_never_resent(server: ScriptedServer, sleeps: Sleeps) -> None:
+    # Before: requery showed refunded -1.60 (< 0 = "did not happen") and the refund was sent again.
+    answers = {"refund": [Reply(500, b"", content_type="text/plain")],
+               "requery": [Reply(200, {"status": 200, "transaction_status": 25, "amount": "123.00",
+                                       "total_amount": "126.60", "final_amount": "124.60",
+                                       "currency_code": "MYR"})]}
+    script_by_action(server, "/payment", answers)
+    creds = pipwave.Credentials(api_key=SECRETS[5], api_secret=SECRETS[6], url=server.url + "/payment")
+    paid = capstate.apply(myr(), Event("ORDER-1", EventType.CAPTURED, NOW, 12300))
+    with (CaptureClient("pipwave", creds, retry=policy(sleeps), clock=lambda: NOW) as client,
+          pytest.raises(ProviderError) as err):
+        client.refund(paid, Refund(at=NOW, amount=200))
+    assert [r.json()["action"] for r in server.requests] == ["refund", "requery"]
+    assert err.value.reconcile
+
