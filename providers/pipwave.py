@@ -333,15 +333,33 @@ def _minor(body: Mapping[str, Any], key: str, currency: str, response: HttpRespo
         raise malformed(NAME, response, f"{key} is {value!r}, not a decimal amount")
     try:
         # A JSON number arrives as int or float; its shortest repr is the decimal Pipwave wrote.
-        return from_major_string(_php_string(value), currency)
+        minor = from_major_string(_php_string(value), currency)
+        problem = "it is negative" if minor < 0 else fits_decimal(minor, currency, *DECIMAL)
     except ValueError as exc:
         raise malformed(NAME, response, f"{key}: {exc}") from None
+    if problem:
+        # Every requery amount is decimal(11,2) (requery.md): anything else is not a Pipwave amount.
+        raise malformed(NAME, response, f"{key} {value!r}: {problem}")
+    return minor
 
 
 def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
-    """The payment as requery reports it. `state` is the transaction_status NAME ("Processing", "Paid", ...)
-    or the raw code when undocumented; `authorized` is `amount`; `captured` is `final_amount` once Paid or
-    refunded (it is "after potential chargeback / refund / adjustments"), 0 while `require_capture`."""
+    """The payment as requery reports it (requery.md). `state` is the transaction_status NAME ("Processing",
+    "Paid", ...) or the raw code when undocumented; `authorized` is `amount` ("The payment checkout amount").
+
+    What the documented fields can and cannot prove:
+
+    - `final_amount` is "Final amount for this transaction (after potential chargeback / refund /
+      adjustments)", and the docs' sample shows it equal to `total_amount` (126.6 = amount 123 + processing
+      fee 1.2 + tax 2.4). So `captured` is `final_amount` only while Paid (nothing reversed yet) AND no fee,
+      tax, shipping or handling sits on top of `amount` (`total_amount` absent or equal to it); otherwise it
+      is None (unknown), never a guess. 0 while the payment still requires capture or never got that far.
+    - `refunded` is never inferred: after a refund `final_amount` has lost both the refund and, after a
+      partial capture, the uncaptured rest, and fees move it too, so `amount - final_amount` can be wrong
+      or negative (and a negative or low figure would read as "the refund did not happen" and invite a
+      second refund). It is 0 only where no refund can exist (Pending, Failed, Cancelled, Processing), else
+      None: the executor then refuses to guess and asks for reconciliation.
+    """
     body = _ok(response)
     currency = body.get("currency_code") if isinstance(body.get("currency_code"), str) else payment.currency
     if currency is None:
@@ -353,13 +371,13 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
     state = TRANSACTION_STATUS.get(code, code or "unknown")
     authorized = _minor(body, "amount", currency, response)
     final = _minor(body, "final_amount", currency, response)
-    paid = code in {"10", "20", "25"}
-    captured = final if code == "10" else (0 if code in {"0", "1", "2", "5"} else None)
+    total = _minor(body, "total_amount", currency, response)
+    before_capture = code in {"0", "1", "2", "5"}
+    on_top = total is not None and total != authorized
+    captured = 0 if before_capture else (final if code == "10" and not on_top else None)
     if body.get("require_capture") is True:
         captured = 0  # "Does this transaction require capture?" - yes: nothing captured yet
-    refunded = None
-    if paid and authorized is not None and final is not None and code in {"20", "25"}:
-        refunded = authorized - final
+    refunded = 0 if before_capture else None
     return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, None, refunded)
 
 
