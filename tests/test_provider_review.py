@@ -267,3 +267,30 @@ def test_pipwave_refund_timeout_with_fees_is_never_resent(server: ScriptedServer
     assert [r.json()["action"] for r in server.requests] == ["refund", "requery"]
     assert err.value.reconcile
 
+
+
+# ------------------------------------------------------------------- Bambora: the `merchant` query of GET
+# swagger GET /{payment}/: query `merchant`, "Only neccessary if the merchant authentication token is for
+# another merchant in the same corporate hierarchy" (bambora-payments-api-beta-swagger.json).
+
+def test_bambora_read_back_names_the_payments_merchant_for_a_corporate_token(server: ScriptedServer,
+                                                                            sleeps: Sleeps) -> None:
+    from capstate.providers import bambora
+
+    server.on("POST", "/payments/order-20001/capture/", Reply(201, b"", delay=2.0))
+    server.on("GET", "/payments/order-20001/", Reply(200, bambora_body("Captured", [100000])))
+    creds = bambora.Credentials(access_token=SECRETS[2], merchant_number="T0001", secret_token=SECRETS[3],
+                                base_url=server.url, payment_merchant="T99&x/y")
+    with CaptureClient("bambora", creds, retry=policy(sleeps), clock=lambda: NOW, timeout=0.3) as client:
+        out = client.capture(authorized("bambora", "order-20001"), Capture(at=NOW))
+    assert out.payment.captured == 100000
+    assert [r.path for r in server.requests] == ["/payments/order-20001/capture/",
+                                                 "/payments/order-20001/?merchant=T99%26x%2Fy"]
+
+
+@pytest.mark.parametrize("bad", ["", "T1\r\nX: y", " T1", "T\u00e91"])
+def test_bambora_payment_merchant_is_validated(bad: str) -> None:
+    from capstate.providers import RequestError, bambora
+
+    with pytest.raises(RequestError):
+        bambora.Credentials(access_token="t", merchant_number="T1", secret_token="s", payment_merchant=bad)
