@@ -52,6 +52,8 @@ from .retry import RetryPolicy
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 ENV_PREFIX = "CAPSTATE_"
+MAX_TIMEOUT = 600  # seconds a single request may take; a capture that slow has failed
+MAX_ATTEMPTS = 20  # sends of one capture, so a run always ends (back-off is capped at 8 s each)
 
 
 # ---------------------------------------------------------------------------------------- credentials
@@ -248,10 +250,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     amount = parse_amount(args.amount) if args.amount is not None else None
     at = parse_at(args.at) if args.at is not None else None
     currency = check_currency(args.currency) if args.currency is not None else None
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 seconds")
-    if args.attempts is not None and args.attempts < 1:
-        raise UsageError(f"--attempts {args.attempts}: must be >= 1")
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
+        # inf or 1e12 would reach the socket and fail there (OverflowError), after credentials were read.
+        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 and at most {MAX_TIMEOUT} seconds")
+    if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
+        # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
+        raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
     try:
         module = provider_module(args.provider)
     except CommandError:

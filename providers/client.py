@@ -61,6 +61,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # Every documented answer (a payment, a problem, a requery) is a few kilobytes; a body past this is not one.
 MAX_RESPONSE_BYTES = 1 << 20
+MAX_TIMEOUT_SECONDS = 86_400.0
 
 
 class Refused(CapstateError):
@@ -651,6 +652,17 @@ def _response(result: httpx.Response, body: bytes) -> HttpResponse:
     return HttpResponse(result.status_code, list(result.headers.multi_items()), body)
 
 
+def _timeout(value: httpx.Timeout | float) -> httpx.Timeout | float:
+    """A timeout the socket layer accepts: finite, positive seconds (inf or 1e12 raised OverflowError at the
+    first send, outside every typed error). None parts of an httpx.Timeout (no limit) are the caller's call."""
+    parts = (value.connect, value.read, value.write, value.pool) if isinstance(value, httpx.Timeout) else (value,)
+    for part in parts:
+        if part is not None and (isinstance(part, bool) or not isinstance(part, int | float)
+                                 or not 0 < part <= MAX_TIMEOUT_SECONDS):
+            raise CommandError(f"timeout {part!r}: must be > 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
+    return value
+
+
 class CaptureClient:
     """The synchronous executor over `httpx.Client`.
 
@@ -666,7 +678,7 @@ class CaptureClient:
                  derive_keys: bool = True):
         self._core = _Core(provider, credentials, retry=retry, clock=clock, derive_keys=derive_keys)
         self._owned = client is None
-        self._http = client if client is not None else httpx.Client(transport=transport, timeout=timeout,
+        self._http = client if client is not None else httpx.Client(transport=transport, timeout=_timeout(timeout),
                                                                     follow_redirects=False)
 
     @property
@@ -750,7 +762,8 @@ class AsyncCaptureClient:
         self._core = _Core(provider, credentials, retry=retry, clock=clock, derive_keys=derive_keys)
         self._owned = client is None
         self._sleep = sleep
-        self._http = client if client is not None else httpx.AsyncClient(transport=transport, timeout=timeout,
+        self._http = client if client is not None else httpx.AsyncClient(transport=transport,
+                                                                         timeout=_timeout(timeout),
                                                                          follow_redirects=False)
 
     @property

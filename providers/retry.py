@@ -15,6 +15,7 @@ Which responses are retryable at all is the provider module's call (`ProviderErr
 
 from __future__ import annotations
 
+import math
 import random as _random
 import time as _time
 from collections.abc import Callable, Mapping
@@ -80,8 +81,9 @@ DEFAULT_RULE = ProviderRule(Recovery.RECONCILE, "no documented idempotency: reco
 
 
 def _positive(instance: object, attribute: object, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{getattr(attribute, 'name', 'value')} must be > 0, got {value!r}")
+    # Finite too: an infinite wait would block forever, or overflow time.sleep.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{getattr(attribute, 'name', 'value')} must be a finite number > 0, got {value!r}")
 
 
 def _at_least_one(instance: object, attribute: object, value: int) -> None:

@@ -294,3 +294,45 @@ def test_bambora_payment_merchant_is_validated(bad: str) -> None:
 
     with pytest.raises(RequestError):
         bambora.Credentials(access_token="t", merchant_number="T1", secret_token="s", payment_merchant=bad)
+
+
+# ------------------------------------------------------------------------------- bounded waits and CLI
+
+
+@pytest.mark.parametrize("field", ["base", "cap", "max_retry_after", "poll_interval"])
+def test_retry_policy_refuses_infinite_waits(field: str) -> None:
+    # Before: accepted; a Retry-After of 10**24 s with max_retry_after=inf then overflowed time.sleep.
+    from capstate.providers.retry import RetryPolicy
+
+    with pytest.raises(ValueError, match="finite"):
+        RetryPolicy(**{field: float("inf")})
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e12, 0, -1.0])
+def test_the_executor_refuses_a_timeout_the_socket_cannot_take(timeout: float) -> None:
+    # Before: inf / 1e12 raised OverflowError from the socket at the first send.
+    from test_client import vipps_creds
+
+    from capstate import CommandError
+
+    class Nowhere:
+        url = "http://127.0.0.1:9"
+
+    with pytest.raises(CommandError, match="timeout"):
+        CaptureClient("vipps", vipps_creds(Nowhere()), timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--timeout", "inf"), ("--timeout", "1e12"),
+                                                ("--attempts", "1000000")])
+def test_cli_capture_bounds_timeout_and_attempts(tmp_path: Path, option: str, value: str) -> None:
+    # Before: --timeout inf ended in "internal error (OverflowError)"; --attempts 1000000 retried for days.
+    history = tmp_path / "b.jsonl"
+    history.write_text(json.dumps({"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                                   "amount": 100000, "currency": "NOK", "provider": "bambora"}) + "\n")
+    env = {"PATH": "/usr/bin:/bin", "CAPSTATE_BAMBORA_ACCESS_TOKEN": "tok", "CAPSTATE_BAMBORA_SECRET_TOKEN": "sec",
+           "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001", "CAPSTATE_BAMBORA_BASE_URL": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "bambora", "--history",
+                          str(history), "--amount", "100", "--at", "2026-01-06T09:00:00Z", option, value],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    assert out.returncode == 2 and out.stderr.startswith(f"capstate: error: {option} ")
+    assert out.stderr.count("\n") == 1 and "internal error" not in out.stderr
