@@ -285,13 +285,36 @@ def _to_headers(value: Headers | Mapping[str, str] | Iterable[tuple[str, str]]) 
     return value if isinstance(value, Headers) else Headers(value)
 
 
-@frozen
+# Top-level JSON fields of a RESPONSE that echo a credential: Pipwave's requery and IPN carry `api_key`
+# ("Pipwave-assigned merchant's API key", requery.md), Vipps's webhook registration answers `secret`.
+SENSITIVE_BODY_FIELDS = frozenset({"api_key", "api_secret", "secret", "access_token", "subscription_key"})
+
+
+def _redact_body(body: bytes) -> bytes:
+    """`body` with the values of SENSITIVE_BODY_FIELDS masked (top level of a JSON object). A body that is
+    not JSON is shown as is: it cannot hold a credential field by name."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if isinstance(obj, dict) and SENSITIVE_BODY_FIELDS.intersection(obj):
+        return orjson.dumps({k: (MASK if k in SENSITIVE_BODY_FIELDS else v) for k, v in obj.items()})
+    return body
+
+
+@frozen(repr=False)
 class HttpResponse:
-    """One HTTP response: status, headers (case-insensitive), raw body bytes."""
+    """One HTTP response: status, headers (case-insensitive), raw body bytes. Its repr masks credential
+    headers and the credential fields a provider echoes in a JSON body."""
 
     status: int
     headers: Headers = field(converter=_to_headers, factory=Headers)
     body: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+
+    __str__ = __repr__
 
     @property
     def media_type(self) -> str:

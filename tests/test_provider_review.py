@@ -336,3 +336,22 @@ def test_cli_capture_bounds_timeout_and_attempts(tmp_path: Path, option: str, va
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert out.returncode == 2 and out.stderr.startswith(f"capstate: error: {option} ")
     assert out.stderr.count("\n") == 1 and "internal error" not in out.stderr
+
+
+# --------------------------------------------------------------------------- secrets echoed in answers
+
+
+def test_a_pipwave_requery_echoing_the_api_key_never_shows_it(server: ScriptedServer, sleeps: Sleeps) -> None:
+    # requery.md: the response carries `api_key`, "Pipwave-assigned merchant's API key"; the request side
+    # masks it (body and x-api-key header), so must every view of the answer. Before: repr(outcome) held it.
+    echoed = {"status": 200, "api_key": SECRETS[5], "transaction_status": 10, "amount": "500.00",
+              "final_amount": "500.00", "currency_code": "NOK"}
+    script_by_action(server, "/payment", {"capture-payment": [Reply(500, b"", content_type="text/plain")],
+                                          "requery": [Reply(200, echoed)]})
+    creds = pipwave.Credentials(api_key=SECRETS[5], api_secret=SECRETS[6], url=server.url + "/payment")
+    with CaptureClient("pipwave", creds, retry=policy(sleeps), clock=lambda: NOW) as client:
+        out = client.capture(authorized("pipwave", "ORDER-1"), Capture(at=NOW, amount=50000))
+    assert out.payment.captured == 50000 and out.response is not None
+    for view in (repr(out), str(out.response), repr(out.response), f"{out.response}"):
+        assert SECRETS[5] not in view and "[REDACTED]" in view
+    assert json.loads(out.response.body)["api_key"] == SECRETS[5]  # the raw bytes stay exact
