@@ -167,9 +167,27 @@ def _money(amount: int | None, currency: str | None) -> str:
     return f"{amount} {currency} ({to_major_string(amount, currency)})"
 
 
+# C0 and C1 controls, shown escaped: a provider's error text, a proxy's page and a history's payment id are
+# untrusted, and ESC sequences in them must not recolour, retitle or clear the operator's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines()).translate(_CONTROLS)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(_one_line(text) + "\n")
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _one_line(super().format(record))
+
+
 def _warn(decision: Decision) -> None:
     for w in decision.warnings:
-        sys.stderr.write(f"{PROG}: warning: {w.code.value}: {' '.join(w.message.splitlines())}\n")
+        _say(f"{PROG}: warning: {w.code.value}: {w.message}")
 
 
 def _print_json(obj: Any) -> None:
@@ -179,7 +197,7 @@ def _print_json(obj: Any) -> None:
 def _refused(args: argparse.Namespace, exc: Refused) -> int:
     if args.json:
         _print_json({"sent": False, "decision": payloads.decision(exc.decision)})
-    sys.stderr.write(f"{PROG}: {' '.join(str(exc).splitlines())}; nothing was sent\n")
+    _say(f"{PROG}: {exc}; nothing was sent")
     return EXIT_REFUSED
 
 
@@ -229,11 +247,10 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
         what = ", ".join(e.type.value for e in out.events)
     else:
         what = "no change"
-    sys.stderr.write(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
-                     f"request(s); now {p.state}: captured {p.captured} of {p.authorized}\n")
+    _say(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
+         f"request(s); now {p.state}: captured {p.captured} of {p.authorized}")
     if out.release_error is not None:
-        sys.stderr.write(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: "
-                         f"{out.release_error}\n")
+        _say(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: {out.release_error}")
         return EXIT_ATTENTION
     return EXIT_OK
 
@@ -244,7 +261,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if args.verbose:
         # Each request by method and URL, each retry and read-back: never headers or bodies.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
         logging.getLogger("capstate.providers").addHandler(handler)
         logging.getLogger("capstate.providers").setLevel(logging.INFO)
     amount = parse_amount(args.amount) if args.amount is not None else None
@@ -306,10 +323,8 @@ def _provider_failed(args: argparse.Namespace, exc: ProviderError) -> int:
         _print_json({"sent": True, "error": {"provider": exc.provider, "status": exc.status,
                                              "error_id": exc.error_id, "message": str(exc),
                                              "retryable": exc.retryable, "reconcile": exc.reconcile}})
-    text = " ".join(str(exc).splitlines())
     if exc.reconcile:
-        sys.stderr.write(f"{PROG}: error: {text}; the outcome is UNKNOWN: read the payment back before sending "
-                         f"again\n")
+        _say(f"{PROG}: error: {exc}; the outcome is UNKNOWN: read the payment back before sending again")
         return EXIT_ATTENTION
-    sys.stderr.write(f"{PROG}: error: {text}\n")
+    _say(f"{PROG}: error: {exc}")
     return EXIT_REFUSED

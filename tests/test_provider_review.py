@@ -355,3 +355,23 @@ def test_a_pipwave_requery_echoing_the_api_key_never_shows_it(server: ScriptedSe
     for view in (repr(out), str(out.response), repr(out.response), f"{out.response}"):
         assert SECRETS[5] not in view and "[REDACTED]" in view
     assert json.loads(out.response.body)["api_key"] == SECRETS[5]  # the raw bytes stay exact
+
+
+def test_cli_capture_escapes_control_characters_from_the_provider(server: ScriptedServer, tmp_path: Path) -> None:
+    # A problem title is the provider's (or a proxy's) text: before, ESC sequences in it reached the
+    # terminal as is (retitle, clear screen), in the error line and in --verbose log lines.
+    title = "Capture period expired\x1b]0;pwned\x07\x1b[2J"
+    server.on("POST", "/epayment/v1/payments/order-10001/capture",
+              Reply(400, {"type": "about:blank", "title": title, "status": 400, "traceId": "t\x1b[31m"}))
+    creds = tmp_path / "creds.toml"
+    creds.write_text(f'[vipps]\nbase_url = "{server.url}"\n')
+    creds.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "CAPSTATE_VIPPS_ACCESS_TOKEN": "tok", "CAPSTATE_VIPPS_SUBSCRIPTION_KEY": "sub",
+           "CAPSTATE_VIPPS_MERCHANT_SERIAL_NUMBER": "123456"}
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "vipps", "--history",
+                          str(ROOT / "examples" / "histories" / "vipps-partial.jsonl"), "--amount", "100", "--key",
+                          "k", "--at", "2026-01-08T09:00:00Z", "--credentials", str(creds), "--verbose"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+    assert "Capture period expired\\x1b]0;pwned\\x07\\x1b[2J" in out.stderr.splitlines()[-1]
