@@ -329,6 +329,9 @@ class _Core:
         policy = self.retry
         sends = 0
         attempt = 0
+        # Whether ANY attempt so far may have moved the money unseen (a timeout, a 5xx, an unreadable 2xx)
+        # and no read-back has settled it since: a later answer about a LATER attempt cannot clear that.
+        doubt = False
         while True:
             attempt += 1
             request = self.provider.build(op, payment, cmd, self.clock())
@@ -353,28 +356,34 @@ class _Core:
                     if self.rule.confirm and events and op != "cancel":
                         done = yield from self._confirm_flow(payment, cmd, op, done)
                     return done
-            if not (err.retryable or unknown):
+            doubt = doubt or unknown
+            final = not (err.retryable or unknown)
+            if final and not doubt:
                 raise err
             log.warning("%s %s of %s: attempt %d/%d failed: %s", name, op, payment.reference, attempt,
                         policy.attempts, err)
             last = attempt >= policy.attempts
+            delay = None if final or last else policy.delay(attempt, retry_after)
+            giving_up = final or last or delay is None
             reached = not (isinstance(answer, TransportFailure) and not answer.sent)
             # Without idempotency only the provider's own view says whether the operation happened, and
             # resending without it could move the money twice. With idempotency, resending is safe, so
-            # read back only before giving up, or when a success answer could not be understood.
-            if reached and (self.rule.recovery is Recovery.RECONCILE or (unknown and (last or answered_ok))):
+            # read back only when a success answer could not be understood, or before giving up (or
+            # reporting a refusal) while an earlier attempt may have done it.
+            if ((reached and (self.rule.recovery is Recovery.RECONCILE or (unknown and answered_ok)))
+                    or (doubt and giving_up)):
                 observed = yield from self._verify_flow(payment, cmd, op, err)
                 sends += observed.sends
                 if observed.events:
                     return evolve(observed, sends=sends)
                 # It surely did not happen: the outcome is known again, and a resend is safe.
-                unknown = False
-            if last:
-                raise _exhausted(err, attempt, reconcile=unknown)
-            delay = policy.delay(attempt, retry_after)
-            if delay is None:
-                raise _exhausted(err, attempt, reconcile=unknown,
-                                 why=f"it asked to wait longer than {policy.max_retry_after:g} s")
+                unknown = doubt = False
+            if final:
+                raise err
+            if giving_up:
+                raise _exhausted(err, attempt, reconcile=doubt, why=None if last else
+                                 f"it asked to wait longer than {policy.max_retry_after:g} s")
+            assert delay is not None
             yield _Wait(delay)
 
     def _judge(self, answer: _Answer) -> tuple[ProviderError | None, bool, float | None]:

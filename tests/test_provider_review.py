@@ -375,3 +375,50 @@ def test_cli_capture_escapes_control_characters_from_the_provider(server: Script
     assert out.returncode == 1, out.stderr
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
     assert "Capture period expired\\x1b]0;pwned\\x07\\x1b[2J" in out.stderr.splitlines()[-1]
+
+
+# ------------------------------------------------------- an earlier unclear attempt is not forgotten
+
+
+def test_vipps_timeout_then_rate_limited_to_the_end_reads_back_before_giving_up(server: ScriptedServer,
+                                                                                sleeps: Sleeps) -> None:
+    # Attempt 1 timed out (the capture may have happened); attempts 2-4 got 429. Before: the executor gave up
+    # with reconcile=False ("nothing happened") judging by the LAST answer only, never reading back; the
+    # capture had happened.
+    limited = Reply(429, {"type": "about:blank", "title": "Too Many Requests", "status": 429, "traceId": "t"})
+    server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=25000), delay=2.0), limited)
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=25000)))
+    from test_client import vipps_creds
+    with CaptureClient("vipps", vipps_creds(server), retry=policy(sleeps), clock=lambda: NOW,
+                       timeout=0.3) as client:
+        out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000))
+    assert out.payment.captured == 25000 and out.reconciled
+    assert len(server.received("POST")) == 4 and len(server.received("GET")) == 1
+
+
+def test_vipps_timeout_then_a_refusal_is_not_reported_as_nothing_happened(server: ScriptedServer,
+                                                                          sleeps: Sleeps) -> None:
+    # Attempt 1 timed out; the resend is refused (400 "Capture amount too high": the first one captured).
+    # Before: raised as a plain refusal (reconcile False), never reading back.
+    too_high = Reply(400, {"type": "about:blank", "title": "Capture amount too high", "status": 400,
+                           "traceId": "t"})
+    server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=100000), delay=2.0), too_high)
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=100000)))
+    from test_client import vipps_creds
+    with CaptureClient("vipps", vipps_creds(server), retry=policy(sleeps), clock=lambda: NOW,
+                       timeout=0.3) as client:
+        out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100000))
+    assert out.payment.captured == 100000 and out.reconciled
+    assert len(server.received("POST")) == 2
+
+
+def test_vipps_refusal_after_an_unclear_attempt_that_did_not_capture_stays_a_refusal(
+        server: ScriptedServer, sleeps: Sleeps) -> None:
+    too_high = Reply(400, {"type": "about:blank", "title": "Capture period expired", "status": 400,
+                           "traceId": "t"})
+    server.on("POST", VIPPS_CAPTURE, Reply(500, b"oops", content_type="text/plain"), too_high)
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=0)))
+    with vipps_client(server, sleeps) as client, pytest.raises(ProviderError) as err:
+        client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100000))
+    assert err.value.title == "Capture period expired" and not err.value.reconcile
+    assert len(server.received("GET")) == 1
