@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import httpx
@@ -383,9 +383,19 @@ def malformed(provider: str, response: HttpResponse, what: str) -> ProviderError
                          reconcile=True)
 
 
+# Every provider types amounts as int64 (Bambora swagger `format: int64`, Vipps `Amount.value` int64); JSON
+# can carry more (orjson reads up to 2**64 - 1), which no provider can have meant.
+INT64_MAX = 2**63 - 1
+
+
+def is_minor_units(value: object) -> TypeGuard[int]:
+    """Whether a decoded JSON value is an amount in minor units: an int (not a bool, not a float), 0..int64."""
+    return type(value) is int and 0 <= value <= INT64_MAX
+
+
 def minor_amount(obj: Mapping[str, Any], key: str, *, provider: str, response: HttpResponse) -> int:
     """An integer minor-unit amount from a decoded JSON object, or a ProviderError (never a float)."""
     value = obj.get(key)
-    if type(value) is not int or value < 0:
+    if not is_minor_units(value):
         raise malformed(provider, response, f"{key!r} is {value!r}, not a non-negative integer of minor units")
     return value

@@ -52,6 +52,7 @@ from ._http import (
     decode_json,
     error_body,
     header_value,
+    is_minor_units,
     json_body,
     malformed,
     path_segment,
@@ -219,9 +220,11 @@ def _total(body: Mapping[str, Any], name: str, inner: str, response: HttpRespons
     for i, item in enumerate(items):
         entry = item.get(inner) if isinstance(item, dict) and isinstance(item.get(inner), dict) else item
         amount = entry.get("amount") if isinstance(entry, dict) else None
-        if type(amount) is not int or amount < 0:
+        if not is_minor_units(amount):
             raise malformed(NAME, response, f"{name}[{i}].amount is {amount!r}, not an integer of minor units")
         total += amount
+    if not is_minor_units(total):
+        raise malformed(NAME, response, f"{name} total {total} is beyond int64")
     return total
 
 
@@ -273,7 +276,9 @@ def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     `in_flight` is `operationInProgress` (_get_payment.md)."""
     body = _payment_response(response, payment, 200)
     amount = body.get("amount")
-    authorized = amount if type(amount) is int and amount >= 0 else None
+    if amount is not None and not is_minor_units(amount):
+        raise malformed(NAME, response, f"amount is {amount!r}, not an integer of minor units")
+    authorized: int | None = amount
     captured = _total(body, "captures", "capture", response)
     refunded = _total(body, "refunds", "refund", response)
     state = body["state"]

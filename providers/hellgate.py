@@ -47,6 +47,7 @@ from ._http import (
     decode_json,
     error_body,
     header_value,
+    is_minor_units,
     json_body,
     malformed,
     path_segment,
@@ -186,7 +187,7 @@ def _amounts(body: Mapping[str, Any], response: HttpResponse) -> dict[str, int |
     out: dict[str, int | None] = {}
     for name in ("requested", "authorized", "captured", "refunded"):
         value = amount.get(name) if isinstance(amount, dict) else None
-        if value is not None and (type(value) is not int or value < 0):
+        if value is not None and not is_minor_units(value):
             raise malformed(NAME, response, f"amount.{name} is {value!r}, not an integer of minor units")
         out[name] = value
     return out

@@ -422,3 +422,34 @@ def test_vipps_refusal_after_an_unclear_attempt_that_did_not_capture_stays_a_ref
         client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100000))
     assert err.value.title == "Capture period expired" and not err.value.reconcile
     assert len(server.received("GET")) == 1
+
+
+# ------------------------------------------------------------------ amounts beyond int64 in every parser
+# Every provider types amounts as int64 (Bambora swagger `format: int64`, Vipps Amount.value int64); JSON
+# lets a body carry 2**63 (orjson reads up to 2**64 - 1), which no provider can have meant.
+
+BEYOND = 2**63
+
+
+def _raw(status: int, body: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+def test_bambora_get_refuses_amounts_beyond_int64_or_of_the_wrong_type() -> None:
+    from capstate.providers import bambora
+
+    p = authorized("bambora", "order-20001")
+    for bad in (BEYOND, 1000.0, "1000", -1):
+        with pytest.raises(ProviderError):
+            bambora.parse_get(_raw(200, {**bambora_body("Authorized", []), "amount": bad}), p)
+    with pytest.raises(ProviderError):  # each capture fits, the sum does not
+        bambora.parse_get(_raw(200, bambora_body("Captured", [2**62, 2**62])), p)
+
+
+def test_vipps_and_hellgate_refuse_amounts_beyond_int64() -> None:
+    from capstate.providers import vipps
+
+    with pytest.raises(ProviderError):
+        vipps.parse_get(_raw(200, vipps_body(captured=BEYOND)), authorized("vipps", "order-10001"))
+    with pytest.raises(ProviderError):
+        hellgate.parse_get(_raw(200, hellgate_body("captured", BEYOND)), authorized("hellgate", HG_ID, currency="EUR"))
