@@ -303,18 +303,32 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             if args.dry_run:
                 return _dry_run(args, client, history.payment, command)
             out = client.capture(history.payment, command)
-            if args.wait and not out.settled:
-                refreshed = client.refresh(out.payment)
-                out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
-                                   sends=out.sends + refreshed.sends)
         except Refused as exc:
             return _refused(args, exc)
         except RequestError as exc:
             raise UsageError(f"cannot build the request: {exc}") from None
         except ProviderError as exc:
             return _provider_failed(args, exc)
+        except KeyboardInterrupt:
+            # Interrupted while a capture may be on the wire: not "nothing happened".
+            _say(f"{PROG}: error: interrupted while sending the capture; the outcome is UNKNOWN: read the payment "
+                 f"back before sending again")
+            return EXIT_ATTENTION
         if out.decision is not None:
             _warn(out.decision)
+        if args.wait and not out.settled:
+            try:
+                refreshed = client.refresh(out.payment)
+            except (ProviderError, KeyboardInterrupt) as exc:
+                # The capture WAS requested: print its events (they belong in the history, or the next run
+                # would decide from `authorized` again), then say the wait did not finish.
+                _report(args, client, history.payment, out)
+                why = str(exc) if isinstance(exc, ProviderError) else "interrupted"
+                _say(f"{PROG}: error: the capture was requested, but waiting for its result failed: {why}; "
+                     f"read the payment back later")
+                return EXIT_ATTENTION
+            out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
+                               sends=out.sends + refreshed.sends)
         return _report(args, client, history.payment, out)
 
 

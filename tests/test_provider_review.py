@@ -453,3 +453,50 @@ def test_vipps_and_hellgate_refuse_amounts_beyond_int64() -> None:
         vipps.parse_get(_raw(200, vipps_body(captured=BEYOND)), authorized("vipps", "order-10001"))
     with pytest.raises(ProviderError):
         hellgate.parse_get(_raw(200, hellgate_body("captured", BEYOND)), authorized("hellgate", HG_ID, currency="EUR"))
+
+
+# ------------------------------------------------------------------------ capture CLI: never lose a fact
+
+
+def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen[str]:
+    env = {"PATH": "/usr/bin:/bin", **env_extra}
+    return subprocess.Popen([sys.executable, "-m", "capstate", "capture", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def _hellgate_history(tmp_path: Path, server: ScriptedServer) -> list[str]:
+    history = tmp_path / "h.jsonl"
+    history.write_text(json.dumps({"payment": HG_ID, "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                                   "amount": 5000, "currency": "EUR", "provider": "hellgate"}) + "\n")
+    return ["--provider", "hellgate", "--history", str(history), "--at", "2026-01-06T09:00:00Z"]
+
+
+def test_cli_wait_that_fails_still_prints_the_requested_capture(server: ScriptedServer, tmp_path: Path) -> None:
+    # Before: the capture_requested event was lost (stdout empty) when the polling GET failed, so the history
+    # still said `authorized` and the next run would decide the same capture again.
+    body = {"id": HG_ID, "status": "capturing", "currency_code": "EUR", "amount": {"authorized": 5000}}
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, body))
+    server.on("GET", f"/payments/{HG_ID}", Reply(404, {"message": "gone"}))
+    proc = _cli([*_hellgate_history(tmp_path, server), "--wait", "--attempts", "1"],
+                {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3, stderr
+    assert [json.loads(line)["type"] for line in stdout.splitlines()] == ["capture_requested"]
+    assert "Traceback" not in stderr and "waiting for its result failed" in stderr.splitlines()[-1]
+
+
+def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: ScriptedServer, tmp_path: Path) -> None:
+    # Before: Ctrl-C while the capture was on the wire exited 130 without a word.
+    import signal
+    import time
+
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {}, delay=30.0))
+    proc = _cli(_hellgate_history(tmp_path, server),
+                {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
+    deadline = time.monotonic() + 30
+    while not server.received("POST") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3 and stdout == ""
+    assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
