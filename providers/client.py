@@ -558,8 +558,9 @@ class _Core:
             # An accepted Hellgate refund is `processing` and shows in amount.refunded only once completed
             # (refund page): an unchanged amount does not prove it was not accepted, so never resend on it.
             return None
-        if op == "capture" and self.rule.asynchronous and remote.in_flight:
-            # Hellgate accepted the capture and is working on it: the request is what happened.
+        if op == "capture" and self.rule.asynchronous and remote.state.lower() == "capturing":
+            # Hellgate accepted the capture and is working on it: the request is what happened. Only
+            # `capturing` says so: `voiding` is a void at work, `processing` an automatic-capture flow.
             return (Event(payment.reference, EventType.CAPTURE_REQUESTED, cmd.at, cmd.amount, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
         if op == "capture" and self.rule.asynchronous and remote.state.lower() == "failed":

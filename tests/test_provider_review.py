@@ -500,3 +500,18 @@ def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: Scripte
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3 and stdout == ""
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
+
+
+@pytest.mark.parametrize("status", ["voiding", "processing"])
+def test_hellgate_capture_timeout_is_not_recorded_as_requested_from_another_in_flight_status(
+        server: ScriptedServer, sleeps: Sleeps, status: str) -> None:
+    # Only `capturing` shows a capture at work ("the payment object, now in capturing status", capture page).
+    # Before: `voiding` (a void running) or `processing` (an automatic-capture flow) recorded OUR capture as
+    # requested, and the payment went to `capturing` in the history.
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, hellgate_body("capturing"), delay=2.0))
+    server.on("GET", HG_GET, Reply(200, hellgate_body(status)))
+    creds = hellgate.Credentials(api_key=SECRETS[4], base_url=server.url)
+    with (CaptureClient("hellgate", creds, retry=policy(sleeps, attempts=2), clock=lambda: NOW, timeout=0.3)
+          as client, pytest.raises(ProviderError) as err):
+        client.capture(authorized("hellgate", HG_ID, currency="EUR"), Capture(at=NOW))
+    assert err.value.reconcile and len(server.received("POST")) == 1
