@@ -353,7 +353,8 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
       adjustments)", and the docs' sample shows it equal to `total_amount` (126.6 = amount 123 + processing
       fee 1.2 + tax 2.4). So `captured` is `final_amount` only while Paid (nothing reversed yet) AND no fee,
       tax, shipping or handling sits on top of `amount` (`total_amount` absent or equal to it); otherwise it
-      is None (unknown), never a guess. 0 while the payment still requires capture or never got that far.
+      is None (unknown), never a guess. 0 while `require_capture` is true or the payment never got that far
+      (Pending, Failed, Cancelled); Processing alone proves nothing (a capture may be running).
     - `refunded` is never inferred: after a refund `final_amount` has lost both the refund and, after a
       partial capture, the uncaptured rest, and fees move it too, so `amount - final_amount` can be wrong
       or negative (and a negative or low figure would read as "the refund did not happen" and invite a
@@ -372,12 +373,12 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
     authorized = _minor(body, "amount", currency, response)
     final = _minor(body, "final_amount", currency, response)
     total = _minor(body, "total_amount", currency, response)
-    before_capture = code in {"0", "1", "2", "5"}
+    # Pending, Failed, Cancelled: never captured. Processing is where a capture runs (confirm-payment moves
+    # processing -> paid), so only `require_capture: true` proves nothing was captured there.
+    uncaptured = code in {"0", "1", "2"} or body.get("require_capture") is True
     on_top = total is not None and total != authorized
-    captured = 0 if before_capture else (final if code == "10" and not on_top else None)
-    if body.get("require_capture") is True:
-        captured = 0  # "Does this transaction require capture?" - yes: nothing captured yet
-    refunded = 0 if before_capture else None
+    captured = 0 if uncaptured else (final if code == "10" and not on_top else None)
+    refunded = 0 if code in {"0", "1", "2", "5"} else None  # a refund needs Paid first (payment_status_code.md)
     return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, None, refunded)
 
 

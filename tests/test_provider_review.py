@@ -515,3 +515,20 @@ def test_hellgate_capture_timeout_is_not_recorded_as_requested_from_another_in_f
           as client, pytest.raises(ProviderError) as err):
         client.capture(authorized("hellgate", HG_ID, currency="EUR"), Capture(at=NOW))
     assert err.value.reconcile and len(server.received("POST")) == 1
+
+
+def test_pipwave_processing_without_require_capture_is_not_read_as_nothing_captured(
+        server: ScriptedServer, sleeps: Sleeps) -> None:
+    # transaction_status 5 "Processing" is where a capture runs (confirm-payment moves processing -> paid);
+    # only `require_capture: true` ("Does this transaction require capture?") says none has happened.
+    # Before: Processing alone read as captured 0, and a timed-out capture was sent again.
+    answers = {"capture-payment": [Reply(500, b"", content_type="text/plain")],
+               "requery": [Reply(200, {"status": 200, "transaction_status": 5, "amount": "1000.00",
+                                       "currency_code": "NOK", "require_capture": False})]}
+    script_by_action(server, "/payment", answers)
+    creds = pipwave.Credentials(api_key=SECRETS[5], api_secret=SECRETS[6], url=server.url + "/payment")
+    with (CaptureClient("pipwave", creds, retry=policy(sleeps), clock=lambda: NOW) as client,
+          pytest.raises(ProviderError) as err):
+        client.capture(authorized("pipwave", "ORDER-1"), Capture(at=NOW, amount=50000))
+    assert [r.json()["action"] for r in server.requests] == ["capture-payment", "requery"]
+    assert err.value.reconcile
