@@ -15,8 +15,12 @@ never load httpx or a provider module.
 
 Exit status: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by capstate or
 declined by the provider, nothing happened; 2 bad input (options, history, credentials, a request that
-cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again), or
-a final capture succeeded but its remainder was not released.
+cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again: also
+after Ctrl-C while sending), a final capture succeeded but its remainder was not released, or `--wait`
+could not read the result of a requested capture (its `capture_requested` event is still printed).
+
+Everything printed to stderr is one line per message, with control characters from provider answers or
+the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
 """
 
 from __future__ import annotations
