@@ -280,8 +280,16 @@ class _Core:
         self.provider = _Provider(module, credentials)
         self.retry = retry if retry is not None else RetryPolicy()
         self.rule = self.retry.rule(self.provider.name)
-        self.clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
         self.derive_keys = derive_keys
+
+    def clock(self) -> datetime:
+        """The injected "now", which must be timezone-aware: it is compared with Retry-After dates and
+        becomes Pipwave's UNIX timestamp, where a naive time would silently mean the host's local zone."""
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise CommandError(f"the clock must return a timezone-aware datetime, got {now!r}")
+        return now
 
     # -- decide
 

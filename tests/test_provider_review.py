@@ -532,3 +532,19 @@ def test_pipwave_processing_without_require_capture_is_not_read_as_nothing_captu
         client.capture(authorized("pipwave", "ORDER-1"), Capture(at=NOW, amount=50000))
     assert [r.json()["action"] for r in server.requests] == ["capture-payment", "requery"]
     assert err.value.reconcile
+
+
+def test_a_naive_clock_is_refused_before_anything_is_sent(server: ScriptedServer, sleeps: Sleeps) -> None:
+    # Before: a naive clock went unnoticed until a Retry-After HTTP-date was compared with it (TypeError
+    # escaped, after the capture was sent), and Pipwave signed a local-time timestamp as if it were UTC.
+    from datetime import datetime
+
+    from capstate import CommandError
+    from test_client import vipps_creds
+
+    server.on("POST", VIPPS_CAPTURE, Reply(429, {"title": "Too Many Requests", "status": 429},
+                                           headers={"Retry-After": "Mon, 05 Jan 2026 13:00:01 GMT"}))
+    with (CaptureClient("vipps", vipps_creds(server), retry=policy(sleeps), clock=lambda: datetime(2026, 1, 5, 13))
+          as client, pytest.raises(CommandError, match="timezone")):
+        client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100))
+    assert server.requests == []
