@@ -6,9 +6,13 @@ was in a parser. Provider rules cited beside each test (research/providers.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +33,15 @@ from test_client import (
     script_by_action,
     vipps_body,
     vipps_client,
+    vipps_creds,
 )
 
 import capstate
-from capstate import Cancel, Capture, Event, EventType, Payment, ProviderError, Refund
-from capstate.providers import HttpResponse, hellgate, pipwave
+from capstate import Cancel, Capture, CommandError, Event, EventType, Payment, ProviderError, Refund
+from capstate.providers import HttpResponse, RequestError, bambora, hellgate, pipwave, vipps
 from capstate.providers import client as executor
 from capstate.providers.client import AsyncCaptureClient, CaptureClient
+from capstate.providers.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 server, sleeps = test_client.server, test_client.sleeps  # the same fixtures
@@ -80,8 +86,6 @@ def test_an_oversized_answer_is_cut_off_and_treated_as_no_answer(server: Scripte
 
 
 def test_the_async_client_turns_undecodable_answers_into_typed_outcomes(server: ScriptedServer) -> None:
-    import asyncio
-
     server.on("POST", VIPPS_CAPTURE, Reply(200, b"not gzip", headers=GZIP_LIE))
     server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=0)))
 
@@ -275,8 +279,6 @@ def test_pipwave_refund_timeout_with_fees_is_never_resent(server: ScriptedServer
 
 def test_bambora_read_back_names_the_payments_merchant_for_a_corporate_token(server: ScriptedServer,
                                                                             sleeps: Sleeps) -> None:
-    from capstate.providers import bambora
-
     server.on("POST", "/payments/order-20001/capture/", Reply(201, b"", delay=2.0))
     server.on("GET", "/payments/order-20001/", Reply(200, bambora_body("Captured", [100000])))
     creds = bambora.Credentials(access_token=SECRETS[2], merchant_number="T0001", secret_token=SECRETS[3],
@@ -290,8 +292,6 @@ def test_bambora_read_back_names_the_payments_merchant_for_a_corporate_token(ser
 
 @pytest.mark.parametrize("bad", ["", "T1\r\nX: y", " T1", "T\u00e91"])
 def test_bambora_payment_merchant_is_validated(bad: str) -> None:
-    from capstate.providers import RequestError, bambora
-
     with pytest.raises(RequestError):
         bambora.Credentials(access_token="t", merchant_number="T1", secret_token="s", payment_merchant=bad)
 
@@ -302,8 +302,6 @@ def test_bambora_payment_merchant_is_validated(bad: str) -> None:
 @pytest.mark.parametrize("field", ["base", "cap", "max_retry_after", "poll_interval"])
 def test_retry_policy_refuses_infinite_waits(field: str) -> None:
     # Before: accepted; a Retry-After of 10**24 s with max_retry_after=inf then overflowed time.sleep.
-    from capstate.providers.retry import RetryPolicy
-
     with pytest.raises(ValueError, match="finite"):
         RetryPolicy(**{field: float("inf")})
 
@@ -311,9 +309,6 @@ def test_retry_policy_refuses_infinite_waits(field: str) -> None:
 @pytest.mark.parametrize("timeout", [float("inf"), 1e12, 0, -1.0])
 def test_the_executor_refuses_a_timeout_the_socket_cannot_take(timeout: float) -> None:
     # Before: inf / 1e12 raised OverflowError from the socket at the first send.
-    from test_client import vipps_creds
-
-    from capstate import CommandError
 
     class Nowhere:
         url = "http://127.0.0.1:9"
@@ -388,7 +383,6 @@ def test_vipps_timeout_then_rate_limited_to_the_end_reads_back_before_giving_up(
     limited = Reply(429, {"type": "about:blank", "title": "Too Many Requests", "status": 429, "traceId": "t"})
     server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=25000), delay=2.0), limited)
     server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=25000)))
-    from test_client import vipps_creds
     with CaptureClient("vipps", vipps_creds(server), retry=policy(sleeps), clock=lambda: NOW,
                        timeout=0.3) as client:
         out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000))
@@ -404,7 +398,6 @@ def test_vipps_timeout_then_a_refusal_is_not_reported_as_nothing_happened(server
                            "traceId": "t"})
     server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=100000), delay=2.0), too_high)
     server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=100000)))
-    from test_client import vipps_creds
     with CaptureClient("vipps", vipps_creds(server), retry=policy(sleeps), clock=lambda: NOW,
                        timeout=0.3) as client:
         out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100000))
@@ -436,8 +429,6 @@ def _raw(status: int, body: dict[str, Any]) -> HttpResponse:
 
 
 def test_bambora_get_refuses_amounts_beyond_int64_or_of_the_wrong_type() -> None:
-    from capstate.providers import bambora
-
     p = authorized("bambora", "order-20001")
     for bad in (BEYOND, 1000.0, "1000", -1):
         with pytest.raises(ProviderError):
@@ -447,8 +438,6 @@ def test_bambora_get_refuses_amounts_beyond_int64_or_of_the_wrong_type() -> None
 
 
 def test_vipps_and_hellgate_refuse_amounts_beyond_int64() -> None:
-    from capstate.providers import vipps
-
     with pytest.raises(ProviderError):
         vipps.parse_get(_raw(200, vipps_body(captured=BEYOND)), authorized("vipps", "order-10001"))
     with pytest.raises(ProviderError):
@@ -487,9 +476,6 @@ def test_cli_wait_that_fails_still_prints_the_requested_capture(server: Scripted
 
 def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: ScriptedServer, tmp_path: Path) -> None:
     # Before: Ctrl-C while the capture was on the wire exited 130 without a word.
-    import signal
-    import time
-
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {}, delay=30.0))
     proc = _cli(_hellgate_history(tmp_path, server),
                 {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
@@ -537,10 +523,7 @@ def test_pipwave_processing_without_require_capture_is_not_read_as_nothing_captu
 def test_a_naive_clock_is_refused_before_anything_is_sent(server: ScriptedServer, sleeps: Sleeps) -> None:
     # Before: a naive clock went unnoticed until a Retry-After HTTP-date was compared with it (TypeError
     # escaped, after the capture was sent), and Pipwave signed a local-time timestamp as if it were UTC.
-    from datetime import datetime
 
-    from capstate import CommandError
-    from test_client import vipps_creds
 
     server.on("POST", VIPPS_CAPTURE, Reply(429, {"title": "Too Many Requests", "status": 429},
                                            headers={"Retry-After": "Mon, 05 Jan 2026 13:00:01 GMT"}))
