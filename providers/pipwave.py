@@ -362,7 +362,10 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
       None: the executor then refuses to guess and asks for reconciliation.
     """
     body = _ok(response)
-    currency = body.get("currency_code") if isinstance(body.get("currency_code"), str) else payment.currency
+    declared = body.get("currency_code")
+    if declared is not None and (not isinstance(declared, str) or not declared):
+        raise malformed(NAME, response, f"currency_code is {declared!r}, not an ISO 4217 code")
+    currency = declared if declared is not None else payment.currency
     if currency is None:
         raise malformed(NAME, response, "no currency_code")
     if payment.currency is not None and currency != payment.currency:

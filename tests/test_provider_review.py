@@ -93,7 +93,6 @@ def test_the_async_client_turns_undecodable_answers_into_typed_outcomes(server: 
         pass
 
     async def run() -> Any:
-        from test_client import vipps_creds
         async with AsyncCaptureClient("vipps", vipps_creds(server), retry=policy(Sleeps(), attempts=2),
                                       sleep=nosleep, clock=lambda: NOW) as client:
             return await client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100))
@@ -531,3 +530,11 @@ def test_a_naive_clock_is_refused_before_anything_is_sent(server: ScriptedServer
           as client, pytest.raises(CommandError, match="timezone")):
         client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=100))
     assert server.requests == []
+
+
+@pytest.mark.parametrize("code", [458, ["MYR"], True, ""])
+def test_pipwave_requery_currency_code_of_the_wrong_type_is_an_error(code: Any) -> None:
+    # currency_code is "string (3) ... ISO 4217" (requery.md). Before: anything not a string was ignored and
+    # the payment's own currency assumed.
+    with pytest.raises(ProviderError):
+        pipwave.parse_requery(pw_answer(currency_code=code, final_amount="123.00", transaction_status="10"), myr())
