@@ -42,8 +42,9 @@ class ProviderRule:
 
     recovery: Recovery
     doc: str
-    # An asynchronous provider answers "in progress"; the executor returns the payment in that state and
-    # `refresh()` polls the provider until it settles.
+    # An asynchronous provider answers "in progress". A capture is returned in that state (`capturing`) and
+    # `refresh()` polls it; a refund or void is polled at once (`polls` reads) and raises client.Unsettled if
+    # it does not settle. A read-back that shows no refund proves nothing: it may still be processing.
     asynchronous: bool = False
     # The success answer carries no amounts: read the payment back after it and record what the provider
     # actually moved (which can differ from what was asked).
