@@ -91,6 +91,8 @@ TRANSACTION_STATUS: Mapping[str, str] = {
     "0": "Pending", "1": "Failed", "2": "Cancelled", "5": "Processing", "10": "Paid", "13": "Disputed",
     "15": "Chargeback", "20": "Full refund", "25": "Partial refund",
 }
+# requery.md: amounts beside the checkout `amount` that `total_amount` (and so `final_amount`) may include.
+_ON_TOP = ("processing_fee_amount", "shipping_amount", "handling_amount", "tax_amount")
 IPN_FIELDS = ("timestamp", "api_key", "pw_id", "txn_id", "amount", "currency_code", "transaction_status")
 
 
@@ -379,7 +381,8 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
     # Pending, Failed, Cancelled: never captured. Processing is where a capture runs (confirm-payment moves
     # processing -> paid), so only `require_capture: true` proves nothing was captured there.
     uncaptured = code in {"0", "1", "2"} or body.get("require_capture") is True
-    on_top = total is not None and total != authorized
+    fees = [_minor(body, f, currency, response) for f in _ON_TOP]
+    on_top = (total is not None and total != authorized) or any(fees)
     captured = 0 if uncaptured else (final if code == "10" and not on_top else None)
     refunded = 0 if code in {"0", "1", "2", "5"} else None  # a refund needs Paid first (payment_status_code.md)
     return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, None, refunded)

@@ -538,3 +538,12 @@ def test_pipwave_requery_currency_code_of_the_wrong_type_is_an_error(code: Any) 
     # the payment's own currency assumed.
     with pytest.raises(ProviderError):
         pipwave.parse_requery(pw_answer(currency_code=code, final_amount="123.00", transaction_status="10"), myr())
+
+
+@pytest.mark.parametrize("fee", ["processing_fee_amount", "tax_amount", "shipping_amount", "handling_amount"])
+def test_pipwave_captured_is_unknown_when_a_fee_is_reported_without_a_total(fee: str) -> None:
+    # requery.md lists the fee, tax, shipping and handling amounts beside `amount`; with one of them and no
+    # total_amount, final_amount may include it. Before: final_amount was taken as the captured amount.
+    status = pipwave.parse_requery(pw_answer(final_amount="124.20", transaction_status="10", **{fee: "1.20"}),
+                                   myr())
+    assert status.captured is None
