@@ -355,8 +355,9 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
       adjustments)", and the docs' sample shows it equal to `total_amount` (126.6 = amount 123 + processing
       fee 1.2 + tax 2.4). So `captured` is `final_amount` only while Paid (nothing reversed yet) AND no fee,
       tax, shipping or handling sits on top of `amount` (`total_amount` absent or equal to it, every fee field
-      absent or zero); otherwise it is None (unknown), never a guess. 0 while `require_capture` is true or the payment never got that far
-      (Pending, Failed, Cancelled); Processing alone proves nothing (a capture may be running).
+      absent or zero); otherwise it is None (unknown), never a guess. 0 while `require_capture` is true or
+      the payment never got that far (Pending, Failed, Cancelled); Processing alone proves nothing (a
+      capture may be running).
     - `refunded` is never inferred: after a refund `final_amount` has lost both the refund and, after a
       partial capture, the uncaptured rest, and fees move it too, so `amount - final_amount` can be wrong
       or negative (and a negative or low figure would read as "the refund did not happen" and invite a
