@@ -363,6 +363,7 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
       or negative (and a negative or low figure would read as "the refund did not happen" and invite a
       second refund). It is 0 only where no refund can exist (Pending, Failed, Cancelled, Processing), else
       None: the executor then refuses to guess and asks for reconciliation.
+    - `cancelled` is the whole `amount` once Cancelled (2), else None.
     """
     body = _ok(response)
     declared = body.get("currency_code")
@@ -386,7 +387,9 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
     on_top = (total is not None and total != authorized) or any(fees)
     captured = 0 if uncaptured else (final if code == "10" and not on_top else None)
     refunded = 0 if code in {"0", "1", "2", "5"} else None  # a refund needs Paid first (payment_status_code.md)
-    return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, None, refunded)
+    # 2 "Cancelled": the whole payment is (cancel-payment.md works from Pending/Processing, before capture).
+    cancelled = authorized if code == "2" else None
+    return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, cancelled, refunded)
 
 
 parse_get = parse_requery

@@ -547,3 +547,18 @@ def test_pipwave_captured_is_unknown_when_a_fee_is_reported_without_a_total(fee:
     status = pipwave.parse_requery(pw_answer(final_amount="124.20", transaction_status="10", **{fee: "1.20"}),
                                    myr())
     assert status.captured is None
+
+
+def test_pipwave_cancel_timeout_with_requery_cancelled_is_applied_not_resent(server: ScriptedServer,
+                                                                            sleeps: Sleeps) -> None:
+    # transaction_status 2 "Cancelled" (payment_status_code.md) proves the cancel. Before: requery reported
+    # no cancelled amount at all, so every unclear cancel ended in "reconcile" by hand.
+    answers = {"cancel-payment": [Reply(500, b"", content_type="text/plain")],
+               "requery": [Reply(200, {"status": 200, "transaction_status": 2, "amount": "1000.00",
+                                       "currency_code": "NOK", "require_capture": False})]}
+    script_by_action(server, "/payment", answers)
+    creds = pipwave.Credentials(api_key=SECRETS[5], api_secret=SECRETS[6], url=server.url + "/payment")
+    with CaptureClient("pipwave", creds, retry=policy(sleeps), clock=lambda: NOW) as client:
+        out = client.cancel(authorized("pipwave", "ORDER-1"), Cancel(at=NOW))
+    assert [r.json()["action"] for r in server.requests] == ["cancel-payment", "requery"]
+    assert out.payment.cancelled == 100000 and out.reconciled
