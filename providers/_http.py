@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import httpx
@@ -285,13 +285,36 @@ def _to_headers(value: Headers | Mapping[str, str] | Iterable[tuple[str, str]]) 
     return value if isinstance(value, Headers) else Headers(value)
 
 
-@frozen
+# Top-level JSON fields of a RESPONSE that echo a credential: Pipwave's requery and IPN carry `api_key`
+# ("Pipwave-assigned merchant's API key", requery.md), Vipps's webhook registration answers `secret`.
+SENSITIVE_BODY_FIELDS = frozenset({"api_key", "api_secret", "secret", "access_token", "subscription_key"})
+
+
+def _redact_body(body: bytes) -> bytes:
+    """`body` with the values of SENSITIVE_BODY_FIELDS masked (top level of a JSON object). A body that is
+    not JSON is shown as is: it cannot hold a credential field by name."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if isinstance(obj, dict) and SENSITIVE_BODY_FIELDS.intersection(obj):
+        return orjson.dumps({k: (MASK if k in SENSITIVE_BODY_FIELDS else v) for k, v in obj.items()})
+    return body
+
+
+@frozen(repr=False)
 class HttpResponse:
-    """One HTTP response: status, headers (case-insensitive), raw body bytes."""
+    """One HTTP response: status, headers (case-insensitive), raw body bytes. Its repr masks credential
+    headers and the credential fields a provider echoes in a JSON body."""
 
     status: int
     headers: Headers = field(converter=_to_headers, factory=Headers)
     body: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+
+    __str__ = __repr__
 
     @property
     def media_type(self) -> str:
@@ -360,9 +383,19 @@ def malformed(provider: str, response: HttpResponse, what: str) -> ProviderError
                          reconcile=True)
 
 
+# Every provider types amounts as int64 (Bambora swagger `format: int64`, Vipps `Amount.value` int64); JSON
+# can carry more (orjson reads up to 2**64 - 1), which no provider can have meant.
+INT64_MAX = 2**63 - 1
+
+
+def is_minor_units(value: object) -> TypeGuard[int]:
+    """Whether a decoded JSON value is an amount in minor units: an int (not a bool, not a float), 0..int64."""
+    return type(value) is int and 0 <= value <= INT64_MAX
+
+
 def minor_amount(obj: Mapping[str, Any], key: str, *, provider: str, response: HttpResponse) -> int:
     """An integer minor-unit amount from a decoded JSON object, or a ProviderError (never a float)."""
     value = obj.get(key)
-    if type(value) is not int or value < 0:
+    if not is_minor_units(value):
         raise malformed(provider, response, f"{key!r} is {value!r}, not a non-negative integer of minor units")
     return value

@@ -18,6 +18,11 @@ shared/provider-specs/bambora-payments-api-beta-swagger.json):
   `type`. The spec examples use http://, _errors.md https://, so the error id is the trailing slug.
 - 409 `payment_operation_blocked`: "The attempted operation could be retried again, or the payment could be
   queried to find out if its properties have changed" (swagger example): retryable, after a GET.
+- `GET /payments/{payment}/` alone takes an optional query `merchant`: "Only neccessary if the merchant
+  authentication token is for another merchant in the same corporate hierarchy" (swagger). It matters to
+  the executor: that GET is the read-back that decides whether a capture is resent, and without it such a
+  merchant's read-back fails (every unclear answer would end in "reconcile"). `Credentials.payment_merchant`
+  sets it; no other path declares it, so it is sent on the GET only.
 - No idempotency mechanism exists in either API generation (research §1.7): after a timeout or 5xx, GET
   before any retry, and judge by `captures`/`state`.
 
@@ -30,6 +35,7 @@ import base64
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from attrs import field, frozen
 
@@ -46,6 +52,7 @@ from ._http import (
     decode_json,
     error_body,
     header_value,
+    is_minor_units,
     json_body,
     malformed,
     path_segment,
@@ -61,6 +68,7 @@ COMMENT_MAX = 256  # swagger: Capture.comment / Refund.comment maxLength 256
 # The Basic user part is "token@merchant": a ':' would end the user part early, an '@' would make the
 # split between token and merchant ambiguous. Neither appears in real tokens or merchant numbers [INF].
 _USER_PART = IdentifierRule(1, 255, r"[!-9;-?A-~]+")  # visible ASCII except ':' and '@'
+MERCHANT = IdentifierRule(1, 255, r"[!-~]+")  # query `merchant`: "Merchant identifier" (string, no format given)
 
 # 409 "The payment was being modified by another request. The attempted operation could be retried again,
 # or the payment could be queried" (swagger example): the one slug worth retrying, after a GET.
@@ -73,14 +81,22 @@ def _user_part(instance: object, attribute: Any, value: Any) -> None:
     header_value(value, what=attribute.name, rule=_USER_PART)
 
 
+def _merchant(instance: object, attribute: Any, value: Any) -> None:
+    if value is not None:
+        header_value(value, what=attribute.name, rule=MERCHANT)
+
+
 @frozen
 class Credentials:
-    """Merchant credentials. `access_token` and `secret_token` never show in repr or str."""
+    """Merchant credentials. `access_token` and `secret_token` never show in repr or str. `payment_merchant`:
+    the merchant that owns the payments when the token is another merchant's in the same corporate hierarchy
+    (sent as GET's `merchant` query); None for the usual case of a merchant's own token."""
 
     access_token: Secret = field(converter=to_secret, repr=False)
     merchant_number: str = field(validator=_user_part)
     secret_token: Secret = field(converter=to_secret, repr=False)
     base_url: str = field(default=PRODUCTION, converter=base_url)
+    payment_merchant: str | None = field(default=None, validator=_merchant)
 
     def authorization(self) -> str:
         """`Basic base64(token@merchant:secret)`, on one line: b64encode never wraps (encodebytes would add
@@ -142,7 +158,8 @@ def build_cancel(payment: Payment, command: Cancel, creds: Credentials) -> HttpR
 
 def build_get(payment: Payment, creds: Credentials) -> HttpRequest:
     """`GET {base}/payments/{reference}/`: state, captures, `operations` and `operationInProgress`."""
-    return HttpRequest("GET", _url(creds, payment, None), _headers(creds, body=False))
+    query = "" if creds.payment_merchant is None else "?merchant=" + quote(creds.payment_merchant, safe="")
+    return HttpRequest("GET", _url(creds, payment, None) + query, _headers(creds, body=False))
 
 
 # ------------------------------------------------------------------------------------------- parsers
@@ -203,9 +220,11 @@ def _total(body: Mapping[str, Any], name: str, inner: str, response: HttpRespons
     for i, item in enumerate(items):
         entry = item.get(inner) if isinstance(item, dict) and isinstance(item.get(inner), dict) else item
         amount = entry.get("amount") if isinstance(entry, dict) else None
-        if type(amount) is not int or amount < 0:
+        if not is_minor_units(amount):
             raise malformed(NAME, response, f"{name}[{i}].amount is {amount!r}, not an integer of minor units")
         total += amount
+    if not is_minor_units(total):
+        raise malformed(NAME, response, f"{name} total {total} is beyond int64")
     return total
 
 
@@ -257,7 +276,9 @@ def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     `in_flight` is `operationInProgress` (_get_payment.md)."""
     body = _payment_response(response, payment, 200)
     amount = body.get("amount")
-    authorized = amount if type(amount) is int and amount >= 0 else None
+    if amount is not None and not is_minor_units(amount):
+        raise malformed(NAME, response, f"amount is {amount!r}, not an integer of minor units")
+    authorized: int | None = amount
     captured = _total(body, "captures", "capture", response)
     refunded = _total(body, "refunds", "refund", response)
     state = body["state"]

@@ -15,8 +15,12 @@ never load httpx or a provider module.
 
 Exit status: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by capstate or
 declined by the provider, nothing happened; 2 bad input (options, history, credentials, a request that
-cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again), or
-a final capture succeeded but its remainder was not released.
+cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again: also
+after Ctrl-C while sending), a final capture succeeded but its remainder was not released, or `--wait`
+could not read the result of a requested capture (its `capture_requested` event is still printed).
+
+Everything printed to stderr is one line per message, with control characters from provider answers or
+the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from .retry import RetryPolicy
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 ENV_PREFIX = "CAPSTATE_"
+MAX_TIMEOUT = 600  # seconds a single request may take; a capture that slow has failed
+MAX_ATTEMPTS = 20  # sends of one capture, so a run always ends (back-off is capped at 8 s each)
 
 
 # ---------------------------------------------------------------------------------------- credentials
@@ -165,9 +171,27 @@ def _money(amount: int | None, currency: str | None) -> str:
     return f"{amount} {currency} ({to_major_string(amount, currency)})"
 
 
+# C0 and C1 controls, shown escaped: a provider's error text, a proxy's page and a history's payment id are
+# untrusted, and ESC sequences in them must not recolour, retitle or clear the operator's terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines()).translate(_CONTROLS)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(_one_line(text) + "\n")
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _one_line(super().format(record))
+
+
 def _warn(decision: Decision) -> None:
     for w in decision.warnings:
-        sys.stderr.write(f"{PROG}: warning: {w.code.value}: {' '.join(w.message.splitlines())}\n")
+        _say(f"{PROG}: warning: {w.code.value}: {w.message}")
 
 
 def _print_json(obj: Any) -> None:
@@ -177,7 +201,7 @@ def _print_json(obj: Any) -> None:
 def _refused(args: argparse.Namespace, exc: Refused) -> int:
     if args.json:
         _print_json({"sent": False, "decision": payloads.decision(exc.decision)})
-    sys.stderr.write(f"{PROG}: {' '.join(str(exc).splitlines())}; nothing was sent\n")
+    _say(f"{PROG}: {exc}; nothing was sent")
     return EXIT_REFUSED
 
 
@@ -227,11 +251,10 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
         what = ", ".join(e.type.value for e in out.events)
     else:
         what = "no change"
-    sys.stderr.write(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
-                     f"request(s); now {p.state}: captured {p.captured} of {p.authorized}\n")
+    _say(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
+         f"request(s); now {p.state}: captured {p.captured} of {p.authorized}")
     if out.release_error is not None:
-        sys.stderr.write(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: "
-                         f"{out.release_error}\n")
+        _say(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: {out.release_error}")
         return EXIT_ATTENTION
     return EXIT_OK
 
@@ -242,16 +265,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if args.verbose:
         # Each request by method and URL, each retry and read-back: never headers or bodies.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
         logging.getLogger("capstate.providers").addHandler(handler)
         logging.getLogger("capstate.providers").setLevel(logging.INFO)
     amount = parse_amount(args.amount) if args.amount is not None else None
     at = parse_at(args.at) if args.at is not None else None
     currency = check_currency(args.currency) if args.currency is not None else None
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 seconds")
-    if args.attempts is not None and args.attempts < 1:
-        raise UsageError(f"--attempts {args.attempts}: must be >= 1")
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
+        # inf or 1e12 would reach the socket and fail there (OverflowError), after credentials were read.
+        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 and at most {MAX_TIMEOUT} seconds")
+    if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
+        # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
+        raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
     try:
         module = provider_module(args.provider)
     except CommandError:
@@ -282,18 +307,32 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             if args.dry_run:
                 return _dry_run(args, client, history.payment, command)
             out = client.capture(history.payment, command)
-            if args.wait and not out.settled:
-                refreshed = client.refresh(out.payment)
-                out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
-                                   sends=out.sends + refreshed.sends)
         except Refused as exc:
             return _refused(args, exc)
         except RequestError as exc:
             raise UsageError(f"cannot build the request: {exc}") from None
         except ProviderError as exc:
             return _provider_failed(args, exc)
+        except KeyboardInterrupt:
+            # Interrupted while a capture may be on the wire: not "nothing happened".
+            _say(f"{PROG}: error: interrupted while sending the capture; the outcome is UNKNOWN: read the payment "
+                 f"back before sending again")
+            return EXIT_ATTENTION
         if out.decision is not None:
             _warn(out.decision)
+        if args.wait and not out.settled:
+            try:
+                refreshed = client.refresh(out.payment)
+            except (ProviderError, KeyboardInterrupt) as exc:
+                # The capture WAS requested: print its events (they belong in the history, or the next run
+                # would decide from `authorized` again), then say the wait did not finish.
+                _report(args, client, history.payment, out)
+                why = str(exc) if isinstance(exc, ProviderError) else "interrupted"
+                _say(f"{PROG}: error: the capture was requested, but waiting for its result failed: {why}; "
+                     f"read the payment back later")
+                return EXIT_ATTENTION
+            out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
+                               sends=out.sends + refreshed.sends)
         return _report(args, client, history.payment, out)
 
 
@@ -302,10 +341,8 @@ def _provider_failed(args: argparse.Namespace, exc: ProviderError) -> int:
         _print_json({"sent": True, "error": {"provider": exc.provider, "status": exc.status,
                                              "error_id": exc.error_id, "message": str(exc),
                                              "retryable": exc.retryable, "reconcile": exc.reconcile}})
-    text = " ".join(str(exc).splitlines())
     if exc.reconcile:
-        sys.stderr.write(f"{PROG}: error: {text}; the outcome is UNKNOWN: read the payment back before sending "
-                         f"again\n")
+        _say(f"{PROG}: error: {exc}; the outcome is UNKNOWN: read the payment back before sending again")
         return EXIT_ATTENTION
-    sys.stderr.write(f"{PROG}: error: {text}\n")
+    _say(f"{PROG}: error: {exc}")
     return EXIT_REFUSED

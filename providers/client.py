@@ -16,7 +16,11 @@ Guarantees:
   operation did not happen. If it did, the observed fact is applied and nothing is resent. A timeout
   whose outcome is unknown is never blindly resent to a provider without idempotency.
 - Hellgate captures asynchronously: `capture` returns the payment in `capturing`; `refresh` polls
-  until it is captured or failed (bounded by `RetryPolicy.polls`).
+  until it is captured or failed (bounded by `RetryPolicy.polls`). Its refunds (`processing`) and voids
+  (`voiding`) are polled at once, and still in progress after `polls` reads they raise `Unsettled` (a
+  `reconcile` ProviderError): never a payment silently left as if nothing had been accepted.
+- An answer whose body cannot be read (a false Content-Encoding, more than MAX_RESPONSE_BYTES) is
+  treated like a timeout: the request left, so the outcome is unknown.
 - Credentials never reach a log record or an exception message: requests are logged by method and
   URL only, and errors are built from the provider's error fields.
 
@@ -31,7 +35,7 @@ import hashlib
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TypeAlias, TypeVar
@@ -55,6 +59,9 @@ T = TypeVar("T")
 
 # Connect 5 s; a capture answer may take a while at the acquirer, so reads get 30 s.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# Every documented answer (a payment, a problem, a requery) is a few kilobytes; a body past this is not one.
+MAX_RESPONSE_BYTES = 1 << 20
+MAX_TIMEOUT_SECONDS = 86_400.0
 
 
 class Refused(CapstateError):
@@ -98,6 +105,21 @@ class Outcome:
     def settled(self) -> bool:
         """False while a capture is still in flight at the provider (Hellgate `capturing`)."""
         return self.payment.pending == 0
+
+
+class Unsettled(ProviderError):
+    """An asynchronous provider ACCEPTED a refund or a void but had not finished it after `RetryPolicy.polls`
+    reads (Hellgate: a refund stays `processing` until `completed` or `failed`, a void `voiding` until
+    `voided`). The money may still move: never resend; read the payment back later (GET, and for a refund
+    v2's `GET /payments/{id}/refunds`) and record what happened. `op` ("refund", "cancel"), `amount` (None
+    for a void) and `state` (the provider's last word) say what is outstanding."""
+
+    def __init__(self, message: str, *, provider: str, op: str, amount: int | None, state: str | None,
+                 status: int | None = None):
+        super().__init__(message, provider=provider, status=status, reconcile=True)
+        self.op = op
+        self.amount = amount
+        self.state = state
 
 
 @frozen
@@ -258,8 +280,16 @@ class _Core:
         self.provider = _Provider(module, credentials)
         self.retry = retry if retry is not None else RetryPolicy()
         self.rule = self.retry.rule(self.provider.name)
-        self.clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
         self.derive_keys = derive_keys
+
+    def clock(self) -> datetime:
+        """The injected "now", which must be timezone-aware: it is compared with Retry-After dates and
+        becomes Pipwave's UNIX timestamp, where a naive time would silently mean the host's local zone."""
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise CommandError(f"the clock must return a timezone-aware datetime, got {now!r}")
+        return now
 
     # -- decide
 
@@ -307,6 +337,9 @@ class _Core:
         policy = self.retry
         sends = 0
         attempt = 0
+        # Whether ANY attempt so far may have moved the money unseen (a timeout, a 5xx, an unreadable 2xx)
+        # and no read-back has settled it since: a later answer about a LATER attempt cannot clear that.
+        doubt = False
         while True:
             attempt += 1
             request = self.provider.build(op, payment, cmd, self.clock())
@@ -323,32 +356,42 @@ class _Core:
                         raise
                     err, unknown = exc, True
                 else:
+                    if not events and self.rule.asynchronous and op in ("refund", "cancel"):
+                        # Accepted, still running at the provider: an unchanged payment would say nothing.
+                        settled = yield from self._settle_flow(payment, cmd, op, answer)
+                        return evolve(settled, sends=sends + settled.sends)
                     done = Outcome(self._apply(payment, events), answer, events, sends=sends)
                     if self.rule.confirm and events and op != "cancel":
                         done = yield from self._confirm_flow(payment, cmd, op, done)
                     return done
-            if not (err.retryable or unknown):
+            doubt = doubt or unknown
+            final = not (err.retryable or unknown)
+            if final and not doubt:
                 raise err
             log.warning("%s %s of %s: attempt %d/%d failed: %s", name, op, payment.reference, attempt,
                         policy.attempts, err)
             last = attempt >= policy.attempts
+            delay = None if final or last else policy.delay(attempt, retry_after)
+            giving_up = final or last or delay is None
             reached = not (isinstance(answer, TransportFailure) and not answer.sent)
             # Without idempotency only the provider's own view says whether the operation happened, and
             # resending without it could move the money twice. With idempotency, resending is safe, so
-            # read back only before giving up, or when a success answer could not be understood.
-            if reached and (self.rule.recovery is Recovery.RECONCILE or (unknown and (last or answered_ok))):
+            # read back only when a success answer could not be understood, or before giving up (or
+            # reporting a refusal) while an earlier attempt may have done it.
+            if ((reached and (self.rule.recovery is Recovery.RECONCILE or (unknown and answered_ok)))
+                    or (doubt and giving_up)):
                 observed = yield from self._verify_flow(payment, cmd, op, err)
                 sends += observed.sends
                 if observed.events:
                     return evolve(observed, sends=sends)
                 # It surely did not happen: the outcome is known again, and a resend is safe.
-                unknown = False
-            if last:
-                raise _exhausted(err, attempt, reconcile=unknown)
-            delay = policy.delay(attempt, retry_after)
-            if delay is None:
-                raise _exhausted(err, attempt, reconcile=unknown,
-                                 why=f"it asked to wait longer than {policy.max_retry_after:g} s")
+                unknown = doubt = False
+            if final:
+                raise err
+            if giving_up:
+                raise _exhausted(err, attempt, reconcile=doubt, why=None if last else
+                                 f"it asked to wait longer than {policy.max_retry_after:g} s")
+            assert delay is not None
             yield _Wait(delay)
 
     def _judge(self, answer: _Answer) -> tuple[ProviderError | None, bool, float | None]:
@@ -452,6 +495,59 @@ class _Core:
         return evolve(done, payment=self._apply(payment, (event,)), response=response, events=(event,),
                       reconciled=True)
 
+    def _settle_flow(self, payment: Payment, cmd: Operation, op: str, accepted: HttpResponse) -> _Flow[Outcome]:
+        """Poll an accepted asynchronous refund or void (at most `polls` reads, `poll_interval` apart) until
+        the payment shows it; raise `Unsettled` if it never does. Hellgate: "the refund goes processing ->
+        completed | failed, and payment.amount.refunded is updated" (https://developer.hellgate.io/payments/
+        management/refund); void answers `voiding`, then the payment is `voided` (v2 void page)."""
+        name = self.provider.name
+        amount = cmd.amount if op == "refund" else None
+        state: str | None = None
+        sends = 0
+        for poll in range(1, self.retry.polls + 1):
+            try:
+                remote, response, reads = yield from self.read_flow(payment)
+            except ProviderError as exc:
+                raise Unsettled(f"{op} accepted, but reading the payment back failed: {exc}; do not resend, "
+                                f"reconcile later", provider=name, op=op, amount=amount, state=state,
+                                status=exc.status) from None
+            sends += reads
+            state = remote.state
+            events = self._settled(payment, cmd, op, remote)
+            if events:
+                log.info("%s %s of %s settled: %s", name, op, payment.reference, remote.state)
+                return Outcome(self._apply(payment, events), response, events, sends=sends, reconciled=True)
+            log.info("%s %s of %s still in progress (%s, poll %d/%d)", name, op, payment.reference, remote.state,
+                     poll, self.retry.polls)
+            if poll < self.retry.polls:
+                yield _Wait(self.retry.poll_interval)
+        what = f"{op} of {amount}" if amount is not None else op
+        raise Unsettled(f"{what} accepted (processing), not settled after {self.retry.polls} read(s) (status "
+                        f"{state!r}); do not resend: reconcile later", provider=name, op=op, amount=amount,
+                        state=state, status=accepted.status)
+
+    def _settled(self, payment: Payment, cmd: Operation, op: str, remote: RemoteStatus) -> tuple[Event, ...]:
+        """The fact a read-back proves about an accepted refund or void: () while it is not visible yet."""
+        name = self.provider.name
+        if remote.currency is not None and payment.currency is not None and remote.currency != payment.currency:
+            raise ProviderError(f"the read-back is in {remote.currency}, the payment in {payment.currency}",
+                                provider=name, reconcile=True)
+        reason = f"{op} accepted as in progress; settled on a read-back ({remote.state})"
+        if op == "cancel":
+            if remote.state.lower() != "voided":
+                return ()
+            return (Event(payment.reference, EventType.CANCELLED, cmd.at, payment.remainder, payment.currency,
+                          provider=name, key=cmd.key, reason=reason),)
+        grown = (remote.refunded or 0) - payment.refunded
+        if grown <= 0:
+            return ()
+        if grown != cmd.amount:
+            # Another refund moved too (or instead): which one is ours cannot be told from the total.
+            raise ProviderError(f"refunded grew by {grown}, not by this refund's {cmd.amount}; reconcile",
+                                provider=name, reconcile=True)
+        return (Event(payment.reference, EventType.REFUNDED, cmd.at, grown, payment.currency, provider=name,
+                      key=cmd.key, reason=reason),)
+
     def _observed(self, payment: Payment, cmd: Operation, op: str, remote: RemoteStatus,
                   cause: ProviderError) -> tuple[Event, ...] | None:
         """The facts a read-back proves about `op`: () when it did not happen, None when it cannot tell."""
@@ -466,8 +562,13 @@ class _Core:
         if field_ is not None and field_ > before:
             return (Event(payment.reference, etype, cmd.at, field_ - before, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
-        if op == "capture" and self.rule.asynchronous and remote.in_flight:
-            # Hellgate accepted the capture and is working on it: the request is what happened.
+        if op == "refund" and self.rule.asynchronous:
+            # An accepted Hellgate refund is `processing` and shows in amount.refunded only once completed
+            # (refund page): an unchanged amount does not prove it was not accepted, so never resend on it.
+            return None
+        if op == "capture" and self.rule.asynchronous and remote.state.lower() == "capturing":
+            # Hellgate accepted the capture and is working on it: the request is what happened. Only
+            # `capturing` says so: `voiding` is a void at work, `processing` an automatic-capture flow.
             return (Event(payment.reference, EventType.CAPTURE_REQUESTED, cmd.at, cmd.amount, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
         if op == "capture" and self.rule.asynchronous and remote.state.lower() == "failed":
@@ -520,23 +621,64 @@ def _to_httpx(request: HttpRequest, client: httpx.Client | httpx.AsyncClient) ->
                                 content=request.body or None)
 
 
-def _failure(exc: httpx.TransportError) -> TransportFailure:
-    # Connect failures and an exhausted pool happen before a byte of the request is written.
+class ResponseTooLarge(Exception):
+    """A response body past MAX_RESPONSE_BYTES: reading stopped there (internal; becomes a TransportFailure)."""
+
+
+def _failure(exc: Exception) -> TransportFailure:
+    """The flow's view of a send that produced no usable answer.
+
+    Connect failures and an exhausted pool happen before a byte of the request is written. Everything else
+    (a timeout, a dropped connection, and a status line whose body cannot be read: a false
+    Content-Encoding raises httpx.DecodingError, a body past MAX_RESPONSE_BYTES) came after the request
+    left, so the operation may have happened."""
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection failed" if not sent else "transport"
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    elif not sent:
+        kind = "connection failed"
+    elif isinstance(exc, httpx.DecodingError | ResponseTooLarge):
+        kind = "undecodable response" if isinstance(exc, httpx.DecodingError) else "response too large"
+    else:
+        kind = "transport"
     return TransportFailure(kind, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, sent)
 
 
-def _answer(provider: str, step: _Send, result: httpx.Response | httpx.TransportError
-            ) -> HttpResponse | TransportFailure:
+def _answer(provider: str, step: _Send, result: HttpResponse | Exception) -> HttpResponse | TransportFailure:
     """The flow's view of one send, logged by method and URL only (headers and bodies carry secrets)."""
     where = f"{step.request.method} {step.request.url}"
-    if isinstance(result, httpx.TransportError):
+    if isinstance(result, Exception):
         failure = _failure(result)
         log.warning("%s %s %s -> %s", provider, step.op, where, failure.kind)
         return failure
-    log.info("%s %s %s -> HTTP %d", provider, step.op, where, result.status_code)
-    return HttpResponse(result.status_code, list(result.headers.multi_items()), result.content)
+    log.info("%s %s %s -> HTTP %d", provider, step.op, where, result.status)
+    return result
+
+
+def _capped(chunks: Iterable[bytes], limit: int) -> bytes:
+    """The (decoded) body, refused past `limit` bytes: a proxy's endless page or a gzip bomb must not be read
+    whole into memory. Every documented answer is a few kilobytes."""
+    out = bytearray()
+    for chunk in chunks:
+        out += chunk
+        if len(out) > limit:
+            raise ResponseTooLarge(f"the response body is more than {limit} bytes; reading stopped there")
+    return bytes(out)
+
+
+def _response(result: httpx.Response, body: bytes) -> HttpResponse:
+    return HttpResponse(result.status_code, list(result.headers.multi_items()), body)
+
+
+def _timeout(value: httpx.Timeout | float) -> httpx.Timeout | float:
+    """A timeout the socket layer accepts: finite, positive seconds (inf or 1e12 raised OverflowError at the
+    first send, outside every typed error). None parts of an httpx.Timeout (no limit) are the caller's call."""
+    parts = (value.connect, value.read, value.write, value.pool) if isinstance(value, httpx.Timeout) else (value,)
+    for part in parts:
+        if part is not None and (isinstance(part, bool) or not isinstance(part, int | float)
+                                 or not 0 < part <= MAX_TIMEOUT_SECONDS):
+            raise CommandError(f"timeout {part!r}: must be > 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
+    return value
 
 
 class CaptureClient:
@@ -554,7 +696,7 @@ class CaptureClient:
                  derive_keys: bool = True):
         self._core = _Core(provider, credentials, retry=retry, clock=clock, derive_keys=derive_keys)
         self._owned = client is None
-        self._http = client if client is not None else httpx.Client(transport=transport, timeout=timeout,
+        self._http = client if client is not None else httpx.Client(transport=transport, timeout=_timeout(timeout),
                                                                     follow_redirects=False)
 
     @property
@@ -605,10 +747,15 @@ class CaptureClient:
     def _send(self, step: _Send) -> HttpResponse | TransportFailure:
         request = _to_httpx(step.request, self._http)
         try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
+            response = self._http.send(request, stream=True)
+            try:
+                answer = _response(response, _capped(response.iter_bytes(), MAX_RESPONSE_BYTES))
+            finally:
+                response.close()
+        except (httpx.HTTPError, ResponseTooLarge) as exc:
+            # Every httpx failure, not only TransportError: DecodingError comes from the body, after the request.
             return _answer(self.provider, step, exc)
-        return _answer(self.provider, step, response)
+        return _answer(self.provider, step, answer)
 
     def close(self) -> None:
         if self._owned:
@@ -633,7 +780,8 @@ class AsyncCaptureClient:
         self._core = _Core(provider, credentials, retry=retry, clock=clock, derive_keys=derive_keys)
         self._owned = client is None
         self._sleep = sleep
-        self._http = client if client is not None else httpx.AsyncClient(transport=transport, timeout=timeout,
+        self._http = client if client is not None else httpx.AsyncClient(transport=transport,
+                                                                         timeout=_timeout(timeout),
                                                                          follow_redirects=False)
 
     @property
@@ -671,10 +819,19 @@ class AsyncCaptureClient:
     async def _send(self, step: _Send) -> HttpResponse | TransportFailure:
         request = _to_httpx(step.request, self._http)
         try:
-            response = await self._http.send(request)
-        except httpx.TransportError as exc:
+            response = await self._http.send(request, stream=True)
+            try:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise ResponseTooLarge(f"the response body is more than {MAX_RESPONSE_BYTES} bytes; "
+                                               f"reading stopped there")
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, ResponseTooLarge) as exc:
             return _answer(self.provider, step, exc)
-        return _answer(self.provider, step, response)
+        return _answer(self.provider, step, _response(response, bytes(body)))
 
     async def aclose(self) -> None:
         if self._owned:

@@ -47,6 +47,7 @@ from ._http import (
     decode_json,
     error_body,
     header_value,
+    is_minor_units,
     json_body,
     malformed,
     path_segment,
@@ -186,7 +187,7 @@ def _amounts(body: Mapping[str, Any], response: HttpResponse) -> dict[str, int |
     out: dict[str, int | None] = {}
     for name in ("requested", "authorized", "captured", "refunded"):
         value = amount.get(name) if isinstance(amount, dict) else None
-        if value is not None and (type(value) is not int or value < 0):
+        if value is not None and not is_minor_units(value):
             raise malformed(NAME, response, f"amount.{name} is {value!r}, not an integer of minor units")
         out[name] = value
     return out
@@ -249,7 +250,8 @@ def parse_refresh(response: HttpResponse, payment: Payment, *, at: datetime) -> 
 
 def parse_refund(response: HttpResponse, payment: Payment, command: Refund) -> tuple[Event, ...]:
     """Refunds are asynchronous (`processing` -> `completed` | `failed`, refund page): `completed` ->
-    (refunded,); `processing`/`pending` -> () (accepted; poll with GET); `failed` -> ProviderError."""
+    (refunded,); `processing`/`pending` -> () (accepted: the executor polls GET until amount.refunded shows
+    it, else raises client.Unsettled); `failed` -> ProviderError."""
     money = command_money(payment, command)
     if not 200 <= response.status < 300:
         raise parse_error(response)

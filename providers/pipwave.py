@@ -91,6 +91,8 @@ TRANSACTION_STATUS: Mapping[str, str] = {
     "0": "Pending", "1": "Failed", "2": "Cancelled", "5": "Processing", "10": "Paid", "13": "Disputed",
     "15": "Chargeback", "20": "Full refund", "25": "Partial refund",
 }
+# requery.md: amounts beside the checkout `amount` that `total_amount` (and so `final_amount`) may include.
+_ON_TOP = ("processing_fee_amount", "shipping_amount", "handling_amount", "tax_amount")
 IPN_FIELDS = ("timestamp", "api_key", "pw_id", "txn_id", "amount", "currency_code", "transaction_status")
 
 
@@ -333,17 +335,41 @@ def _minor(body: Mapping[str, Any], key: str, currency: str, response: HttpRespo
         raise malformed(NAME, response, f"{key} is {value!r}, not a decimal amount")
     try:
         # A JSON number arrives as int or float; its shortest repr is the decimal Pipwave wrote.
-        return from_major_string(_php_string(value), currency)
+        minor = from_major_string(_php_string(value), currency)
+        problem = "it is negative" if minor < 0 else fits_decimal(minor, currency, *DECIMAL)
     except ValueError as exc:
         raise malformed(NAME, response, f"{key}: {exc}") from None
+    if problem:
+        # Every requery amount is decimal(11,2) (requery.md): anything else is not a Pipwave amount.
+        raise malformed(NAME, response, f"{key} {value!r}: {problem}")
+    return minor
 
 
 def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
-    """The payment as requery reports it. `state` is the transaction_status NAME ("Processing", "Paid", ...)
-    or the raw code when undocumented; `authorized` is `amount`; `captured` is `final_amount` once Paid or
-    refunded (it is "after potential chargeback / refund / adjustments"), 0 while `require_capture`."""
+    """The payment as requery reports it (requery.md). `state` is the transaction_status NAME ("Processing",
+    "Paid", ...) or the raw code when undocumented; `authorized` is `amount` ("The payment checkout amount").
+
+    What the documented fields can and cannot prove:
+
+    - `final_amount` is "Final amount for this transaction (after potential chargeback / refund /
+      adjustments)", and the docs' sample shows it equal to `total_amount` (126.6 = amount 123 + processing
+      fee 1.2 + tax 2.4). So `captured` is `final_amount` only while Paid (nothing reversed yet) AND no fee,
+      tax, shipping or handling sits on top of `amount` (`total_amount` absent or equal to it, every fee field
+      absent or zero); otherwise it is None (unknown), never a guess. 0 while `require_capture` is true or
+      the payment never got that far (Pending, Failed, Cancelled); Processing alone proves nothing (a
+      capture may be running).
+    - `refunded` is never inferred: after a refund `final_amount` has lost both the refund and, after a
+      partial capture, the uncaptured rest, and fees move it too, so `amount - final_amount` can be wrong
+      or negative (and a negative or low figure would read as "the refund did not happen" and invite a
+      second refund). It is 0 only where no refund can exist (Pending, Failed, Cancelled, Processing), else
+      None: the executor then refuses to guess and asks for reconciliation.
+    - `cancelled` is the whole `amount` once Cancelled (2), else None.
+    """
     body = _ok(response)
-    currency = body.get("currency_code") if isinstance(body.get("currency_code"), str) else payment.currency
+    declared = body.get("currency_code")
+    if declared is not None and (not isinstance(declared, str) or not declared):
+        raise malformed(NAME, response, f"currency_code is {declared!r}, not an ISO 4217 code")
+    currency = declared if declared is not None else payment.currency
     if currency is None:
         raise malformed(NAME, response, "no currency_code")
     if payment.currency is not None and currency != payment.currency:
@@ -353,14 +379,17 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
     state = TRANSACTION_STATUS.get(code, code or "unknown")
     authorized = _minor(body, "amount", currency, response)
     final = _minor(body, "final_amount", currency, response)
-    paid = code in {"10", "20", "25"}
-    captured = final if code == "10" else (0 if code in {"0", "1", "2", "5"} else None)
-    if body.get("require_capture") is True:
-        captured = 0  # "Does this transaction require capture?" - yes: nothing captured yet
-    refunded = None
-    if paid and authorized is not None and final is not None and code in {"20", "25"}:
-        refunded = authorized - final
-    return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, None, refunded)
+    total = _minor(body, "total_amount", currency, response)
+    # Pending, Failed, Cancelled: never captured. Processing is where a capture runs (confirm-payment moves
+    # processing -> paid), so only `require_capture: true` proves nothing was captured there.
+    uncaptured = code in {"0", "1", "2"} or body.get("require_capture") is True
+    fees = [_minor(body, f, currency, response) for f in _ON_TOP]
+    on_top = (total is not None and total != authorized) or any(fees)
+    captured = 0 if uncaptured else (final if code == "10" and not on_top else None)
+    refunded = 0 if code in {"0", "1", "2", "5"} else None  # a refund needs Paid first (payment_status_code.md)
+    # 2 "Cancelled": the whole payment is (cancel-payment.md works from Pending/Processing, before capture).
+    cancelled = authorized if code == "2" else None
+    return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, cancelled, refunded)
 
 
 parse_get = parse_requery

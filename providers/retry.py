@@ -15,6 +15,7 @@ Which responses are retryable at all is the provider module's call (`ProviderErr
 
 from __future__ import annotations
 
+import math
 import random as _random
 import time as _time
 from collections.abc import Callable, Mapping
@@ -41,8 +42,9 @@ class ProviderRule:
 
     recovery: Recovery
     doc: str
-    # An asynchronous provider answers "in progress"; the executor returns the payment in that state and
-    # `refresh()` polls the provider until it settles.
+    # An asynchronous provider answers "in progress". A capture is returned in that state (`capturing`) and
+    # `refresh()` polls it; a refund or void is polled at once (`polls` reads) and raises client.Unsettled if
+    # it does not settle. A read-back that shows no refund proves nothing: it may still be processing.
     asynchronous: bool = False
     # The success answer carries no amounts: read the payment back after it and record what the provider
     # actually moved (which can differ from what was asked).
@@ -80,8 +82,9 @@ DEFAULT_RULE = ProviderRule(Recovery.RECONCILE, "no documented idempotency: reco
 
 
 def _positive(instance: object, attribute: object, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{getattr(attribute, 'name', 'value')} must be > 0, got {value!r}")
+    # Finite too: an infinite wait would block forever, or overflow time.sleep.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{getattr(attribute, 'name', 'value')} must be a finite number > 0, got {value!r}")
 
 
 def _at_least_one(instance: object, attribute: object, value: int) -> None:

@@ -609,3 +609,8 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("Mon, 05 Jan 2026 12:00:00 GMT", NOW) == 0.0  # in the past: no wait
     assert parse_retry_after("soon", NOW) is None and parse_retry_after(None, NOW) is None
     assert parse_retry_after("-5", NOW) is None
+    # Huge: a finite number that RetryPolicy.delay turns into "stop" (above max_retry_after), never a sleep.
+    assert parse_retry_after("9" * 40, NOW) == float("9" * 40)
+    assert RetryPolicy().delay(1, parse_retry_after("9" * 40, NOW)) is None
+    for bad in ("Sun, 06 Nov 99999 08:49:37 GMT", "Mon, 32 Nov 2026 00:00:00 GMT", "1e3", "\u0663", "12.5"):
+        assert parse_retry_after(bad, NOW) is None, bad

@@ -45,6 +45,7 @@ from .._http import (
     decode_json,
     error_body,
     header_value,
+    is_minor_units,
     json_body,
     malformed,
     path_segment,
@@ -206,8 +207,8 @@ def _amount(obj: object, what: str, response: HttpResponse, currency: str | None
     if not isinstance(obj, dict):
         raise malformed(NAME, response, f"{what} is missing")
     value = obj.get("value")
-    if type(value) is not int or value < 0:
-        raise malformed(NAME, response, f"{what}.value is {value!r}, not a non-negative integer")
+    if not is_minor_units(value):
+        raise malformed(NAME, response, f"{what}.value is {value!r}, not a non-negative int64")
     if currency is not None and obj.get("currency") != currency:
         raise malformed(NAME, response, f"{what}.currency is {obj.get('currency')!r}, not {currency}")
     return value
