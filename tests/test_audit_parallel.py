@@ -160,7 +160,8 @@ _OBJECTS = st.dictionaries(st.sampled_from(["payment", "type", "x", "{", "pay"])
 _LINE_BYTES = st.one_of(
     st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")),
     st.sampled_from([b"", b"\r", b'{"payment":"a"}', b'{"payment": "b", "x": 1}', b'{"x":{"payment":"c"}}',
-                     b'{"payment":"d","payment":"e"}', b'{"payment":"d","payment":5}', b'{"payment":"f\\u0041"}', b' {"payment":"g"}',
+                     b'{"payment":"d","payment":"e"}', b'{"payment":"d","payment":5}',
+                     b'{"payment":"f\\u0041"}', b' {"payment":"g"}',
                      b'{"payment":5}', b'{"type":"captured"}', b'{"payment":"h"', b'{"payment":"\xff"}']),
 )
 
