@@ -428,16 +428,16 @@ def test_validate_with_a_broken_spec_file(cli: Any, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- process level
 
 
-def test_usage_errors_print_usage_and_one_error_line(cli: Any) -> None:
+def test_usage_errors_print_one_line_naming_help(cli: Any) -> None:
     r = cli("validate", "--provider", "vipps")
     assert r.code == 2 and r.out == ""
-    lines = r.err.splitlines()
-    assert len(lines) == 2, r.err
-    assert lines[0].startswith("usage: capstate validate")
-    assert lines[1] == "capstate: error: the following arguments are required: --history"
+    assert r.err == ("capstate: error: the following arguments are required: --history"
+                     " (see 'capstate validate --help')\n")
     r = cli("refund")
     assert r.code == 2
-    assert r.err.splitlines()[-1].startswith("capstate: error: argument COMMAND: invalid choice: 'refund'")
+    assert len(r.err.splitlines()) == 1
+    assert r.err.startswith("capstate: error: argument COMMAND: invalid choice: 'refund'")
+    assert r.err.endswith("(see 'capstate --help')\n")
 
 
 def test_help_and_version(cli: Any) -> None:

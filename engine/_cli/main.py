@@ -47,13 +47,12 @@ def _fail(message: str) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error prints the usage on one line and the error on one more."""
+    """argparse, but a usage error is one line on stderr, like every other error, naming where help is."""
 
     def error(self, message: str) -> NoReturn:
-        # The default usage wraps at the terminal width; one unwrapped line keeps stderr greppable.
-        formatter = argparse.HelpFormatter(self.prog, width=10_000)
-        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
-        self.exit(EXIT_USAGE, f"{formatter.format_help().strip()}\n{PROG}: error: {_one_line(message)}\n")
+        # DESIGN §6: one line and exit 2. The usage block would make a second (and wraps at the terminal
+        # width); the line says where to find it instead.
+        self.exit(EXIT_USAGE, f"{PROG}: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
 def _version() -> str:
