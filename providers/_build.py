@@ -10,6 +10,7 @@ from __future__ import annotations
 from .._errors import RequestError
 from .._money import Money
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
+from ._http import INT64_MAX
 
 
 def command_money(payment: Payment, command: Capture | Refund, *, maximum: int | None = None) -> Money:
@@ -19,6 +20,10 @@ def command_money(payment: Payment, command: Capture | Refund, *, maximum: int |
         raise RequestError("the amount is unresolved; pass the command from decide(...).command", field="amount")
     if type(amount) is not int or amount <= 0:
         raise RequestError(f"must be a positive integer of minor units, got {amount!r}", field="amount")
+    if amount > INT64_MAX:
+        # Every provider types the amount int64 (Bambora swagger, Vipps openapi); past 2**64 the JSON
+        # encoder itself would fail with an untyped TypeError.
+        raise RequestError(f"{amount} is beyond int64, which no provider's amount can hold", field="amount")
     if maximum is not None and amount > maximum:
         raise RequestError(f"{amount} is above the provider's maximum {maximum}", field="amount")
     if payment.currency is None:

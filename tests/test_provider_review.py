@@ -562,3 +562,40 @@ def test_pipwave_cancel_timeout_with_requery_cancelled_is_applied_not_resent(ser
         out = client.cancel(authorized("pipwave", "ORDER-1"), Cancel(at=NOW))
     assert [r.json()["action"] for r in server.requests] == ["cancel-payment", "requery"]
     assert out.payment.cancelled == 100000 and out.reconciled
+
+
+# ------------------------------------------------------------------------ second review
+
+
+@pytest.mark.parametrize("amount", [2**63, 2**64 - 1, 2**64, 2**70])
+@pytest.mark.parametrize("provider", ["bambora", "hellgate"])
+def test_builders_refuse_amounts_beyond_int64(provider: str, amount: int) -> None:
+    # Bambora's Capture/Refund `amount` is int64 (swagger); 2**63 went out as is, and from 2**64 orjson raised an
+    # untyped TypeError ("Integer exceeds 64-bit range") out of a builder that promises RequestError.
+    module = {"bambora": bambora, "hellgate": hellgate}[provider]
+    creds = (bambora.Credentials(access_token="tok", merchant_number="T1", secret_token="s") if provider == "bambora"
+             else hellgate.Credentials(api_key="k"))
+    reference = HG_ID if provider == "hellgate" else "order-1"
+    p = authorized(provider, reference, amount=amount + 1, currency="EUR")
+    with pytest.raises(RequestError) as err:
+        module.build_capture(p, Capture(at=NOW, amount=amount, currency="EUR"), creds)
+    assert err.value.field == "amount"
+    paid = capstate.apply(p, Event(reference, EventType.CAPTURE_REQUESTED, NOW, amount + 1)) \
+        if provider == "hellgate" else p
+    paid = capstate.apply(paid, Event(reference, EventType.CAPTURED, NOW, amount + 1))
+    with pytest.raises(RequestError):
+        module.build_refund(paid, Refund(at=NOW, amount=amount), creds)
+    # int64's largest still goes out exactly, never through a float
+    ok = module.build_capture(p, Capture(at=NOW, amount=2**63 - 1, currency="EUR"), creds)
+    assert ok.json()["amount"] == 2**63 - 1 and b"9223372036854775807" in ok.body
+
+
+def test_cli_capture_beyond_int64_is_one_line_exit_2(tmp_path: Path) -> None:
+    history = tmp_path / "h.jsonl"
+    history.write_text(json.dumps({"payment": "order-1", "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                                   "amount": 2**64 - 1, "currency": "EUR", "provider": "bambora"}) + "\n")
+    proc = _cli(["--provider", "bambora", "--history", str(history), "--at", "2026-01-06T09:00:00Z", "--dry-run"],
+                {"CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T1"})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out, err)
+    assert out == "" and err.count("\n") == 1 and "int64" in err and "Traceback" not in err
