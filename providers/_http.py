@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import orjson
@@ -161,6 +161,14 @@ def base_url(value: str, *, what: str = "base_url") -> str:
         raise RequestError("must be a non-empty string", field=what)
     if _SPACE_OR_CONTROL.search(value):
         raise RequestError(f"{_shown(value)} contains a space or control character", field=what)
+    # An EMPTY query or fragment ("https://h?", "https://h/#") parses as none, yet every path a builder
+    # appends would land in it: the POST would go to "/". A backslash is a "/" to WHATWG parsers (curl
+    # users of --dry-run), and dot segments are resolved away: each would send elsewhere than written.
+    if any(c in value for c in "?#\\"):
+        raise RequestError(f"{_shown(value)} must be scheme://host[:port][/path] only, without '?', '#' or '\\'",
+                           field=what)
+    if any(unquote(seg) in {".", ".."} for seg in value.split("://", 1)[-1].split("/")[1:]):
+        raise RequestError(f"{_shown(value)} has a '.' or '..' path segment", field=what)
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, TypeError) as exc:

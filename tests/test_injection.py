@@ -166,10 +166,28 @@ def test_hostile_credentials_never_inject_a_header(bad: str) -> None:
 
 @pytest.mark.parametrize("url", ["https://api.vipps.no/?x=1", "https://api.vipps.no/#f", "ftp://api.vipps.no",
                                  "http://api.vipps.no", "https://user:pw@api.vipps.no", "https://api.vipps.no\r\n",
-                                 "api.vipps.no", "https:// api.vipps.no"])
+                                 "api.vipps.no", "https:// api.vipps.no",
+                                 # an EMPTY query or fragment parses as none, yet swallowed the whole path:
+                                 # "https://h#" + "/epayment/..." POSTed to "/" (found in the second review)
+                                 "https://api.vipps.no?", "https://api.vipps.no/?", "https://api.vipps.no#",
+                                 "https://api.vipps.no/#", "https://evil.example\\.api.vipps.no",
+                                 "https://api.vipps.no/x/..", "https://api.vipps.no/../admin",
+                                 "https://api.vipps.no/%2e%2e/admin", "https://api.vipps.no/./x"])
 def test_base_urls_that_could_misroute_are_refused(url: str) -> None:
     with pytest.raises(RequestError, match="base_url"):
         vipps.Credentials(access_token="t", subscription_key="s", merchant_serial_number="1234", base_url=url)
+    with pytest.raises(RequestError, match="url"):
+        pipwave.Credentials(api_key="k", api_secret="s", url=url)
+
+
+@pytest.mark.parametrize("url", ["https://api.vipps.no", "https://api.vipps.no/", "https://gw.example/vipps/",
+                                 "http://127.0.0.1:4010", "https://gw.example/a.b/x..y"])
+def test_plain_base_urls_still_build_exactly_their_path(url: str) -> None:
+    creds = vipps.Credentials(access_token="t", subscription_key="s", merchant_serial_number="1234", base_url=url)
+    request = vipps.build_get(_payment("vipps", "acme-shop-123-order123abc"), creds)
+    wire = sent_through_httpx(request).url
+    assert wire.query == b"" and wire.fragment == ""
+    assert wire.raw_path.decode() == httpx.URL(url).path.rstrip("/") + "/epayment/v1/payments/acme-shop-123-order123abc"
 
 
 def test_loopback_http_is_allowed_for_local_mocks() -> None:
