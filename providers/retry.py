@@ -147,7 +147,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return float(int(text))
+        try:
+            return float(int(text))
+        except (OverflowError, ValueError):
+            # Past 10**308 float() overflows, past 4300 digits int() refuses: "wait longer than anyone
+            # will", which RetryPolicy.delay turns into "stop retrying", as for any value past max_retry_after.
+            return math.inf
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

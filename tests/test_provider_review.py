@@ -599,3 +599,23 @@ def test_cli_capture_beyond_int64_is_one_line_exit_2(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, (out, err)
     assert out == "" and err.count("\n") == 1 and "int64" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_huge_retry_after_after_a_sent_capture_is_a_typed_outcome(server: ScriptedServer, sleeps: Sleeps,
+                                                                    digits: int) -> None:
+    # float(int("9" * 400)) raised OverflowError and int("9" * 5000) ValueError (the int-string limit), out of
+    # the executor AFTER the capture went out and got a 5xx: untyped, and the CLI said "internal error", exit 2
+    # (bad input) where the outcome was unknown. Now it means "wait longer than allowed": stop, read back.
+    huge = {"Retry-After": "9" * digits}
+    server.on("POST", "/payments/order-20001/capture/", Reply(503, b"", headers=huge))
+    server.on("GET", "/payments/order-20001/", Reply(200, bambora_body("Authorized")))
+    with bambora_client(server, sleeps) as client, pytest.raises(ProviderError) as info:
+        client.capture(authorized("bambora", "order-20001"), Capture(at=NOW, amount=25000))
+    assert info.value.status == 503 and "longer than 30 s" in str(info.value)
+    assert len(server.received("POST")) == 1 and len(server.received("GET")) == 1 and sleeps == []
+    server.on("POST", VIPPS_CAPTURE, Reply(503, b"", headers=huge))
+    server.on("GET", "/epayment/v1/payments/order-10001", Reply(200, vipps_body(captured=25000)))
+    with vipps_client(server, sleeps) as client:
+        out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000, key="ship-1"))
+    assert out.reconciled and out.payment.captured == 25000  # the unclear 503 was read back, not left untyped
