@@ -159,6 +159,11 @@ def base_url(value: str, *, what: str = "base_url") -> str:
     fragment or credentials; returned without a trailing slash."""
     if not isinstance(value, str) or not value:
         raise RequestError("must be a non-empty string", field=what)
+    if "@" in value:
+        # "user:password@host" holds a credential: refuse it without echoing any part of the URL (every other
+        # message below quotes the value, which would put the password on stderr or in a log).
+        raise RequestError("must not contain '@': credentials in a URL would be sent and shown; "
+                           "give scheme://host[:port][/path] only", field=what)
     if _SPACE_OR_CONTROL.search(value):
         raise RequestError(f"{_shown(value)} contains a space or control character", field=what)
     # An EMPTY query or fragment ("https://h?", "https://h/#") parses as none, yet every path a builder
