@@ -747,7 +747,9 @@ class CaptureClient:
     def _send(self, step: _Send) -> HttpResponse | TransportFailure:
         request = _to_httpx(step.request, self._http)
         try:
-            response = self._http.send(request, stream=True)
+            # Never follow a redirect, whatever an injected client is set to: httpx would re-send the capture
+            # to the new origin, stripping Authorization but not X-API-Key or Ocp-Apim-Subscription-Key.
+            response = self._http.send(request, stream=True, follow_redirects=False)
             try:
                 answer = _response(response, _capped(response.iter_bytes(), MAX_RESPONSE_BYTES))
             finally:
@@ -819,7 +821,7 @@ class AsyncCaptureClient:
     async def _send(self, step: _Send) -> HttpResponse | TransportFailure:
         request = _to_httpx(step.request, self._http)
         try:
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(request, stream=True, follow_redirects=False)  # as CaptureClient
             try:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():

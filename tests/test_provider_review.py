@@ -16,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import test_client
-from httpserver import Reply, ScriptedServer
+from httpserver import Reply, ScriptedServer, scripted_server
 from test_client import (
     HG_ID,
     NOW,
@@ -619,3 +620,30 @@ def test_a_huge_retry_after_after_a_sent_capture_is_a_typed_outcome(server: Scri
     with vipps_client(server, sleeps) as client:
         out = client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000, key="ship-1"))
     assert out.reconciled and out.payment.captured == 25000  # the unclear 503 was read back, not left untyped
+
+
+def test_an_injected_client_that_follows_redirects_never_sends_a_capture_elsewhere(server: ScriptedServer,
+                                                                                   sleeps: Sleeps) -> None:
+    # With httpx.Client(follow_redirects=True) injected, a 307 re-POSTed the Hellgate capture to another origin,
+    # X-API-Key included (httpx strips only Authorization), and recorded that origin's answer as the capture.
+    with scripted_server() as elsewhere:
+        elsewhere.on("POST", "/steal", Reply(200, hellgate_body("capturing")))
+        elsewhere.on("POST", "/vipps", Reply(200, vipps_body(captured=25000)))
+        server.on("POST", f"/payments/{HG_ID}/capture", Reply(307, b"", headers={"Location": elsewhere.url + "/steal"}))
+        server.on("POST", VIPPS_CAPTURE, Reply(308, b"", headers={"Location": elsewhere.url + "/vipps"}))
+        hg = hellgate.Credentials(api_key=SECRETS[4], base_url=server.url)
+        with httpx.Client(follow_redirects=True) as http, pytest.raises(ProviderError) as info:
+            CaptureClient("hellgate", hg, client=http, retry=policy(sleeps), clock=lambda: NOW).capture(
+                authorized("hellgate", HG_ID, currency="EUR"), Capture(at=NOW))
+        assert info.value.status == 307
+
+        async def run() -> None:
+            async with httpx.AsyncClient(follow_redirects=True) as http:
+                client = AsyncCaptureClient("vipps", vipps_creds(server), client=http, retry=policy(sleeps),
+                                            clock=lambda: NOW)
+                await client.capture(authorized("vipps", "order-10001"), Capture(at=NOW, amount=25000))
+
+        with pytest.raises(ProviderError) as info:
+            asyncio.run(run())
+        assert info.value.status == 308
+        assert elsewhere.requests == []  # neither the capture nor a credential left for the other origin
