@@ -90,12 +90,13 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
 
 
 # ASCII digits only: \d would accept Arabic-Indic and other Unicode digits, which int() then converts.
-_DECIMAL = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline, so "10.50\n" passed.
+_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 
 
 def from_major_string(text: str, currency: str) -> int:
     """Parse a major-unit decimal string exactly: ("10.5", "NOK") -> 1050. ValueError if inexact."""
-    m = _DECIMAL.match(text) if isinstance(text, str) else None
+    m = _DECIMAL.fullmatch(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(f"{text!r} is not a decimal amount")
     sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""

@@ -108,6 +108,8 @@ def test_from_major_string_exact_spellings(text: str, currency: str, minor: int)
     ("1,50", "NOK"),
     (" 1", "NOK"),
     ("1 ", "NOK"),
+    ("10.50\n", "NOK"),  # a regex "$" matches before a final newline; an amount must end where it ends
+    ("\n10.50", "NOK"),
     ("1.", "NOK"),
     (".5", "NOK"),
     ("+1", "NOK"),
