@@ -41,7 +41,7 @@ _PROVIDER_KEYS = {"name", "title", "doc", "api"}
 _MACHINE_KEYS = {"initial", "states", "terminal"}
 _TRANSITION_KEYS = {"trigger", "source", "dest", "when", "guards", "doc", "note"}
 _RULE_KEYS = {"value", "doc", "default", "note"}
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _SAME = "="  # dest "=" means: stay in the source state
 
 
@@ -164,7 +164,7 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
 
 
 def _is_shipped(name_or_path: str | Path) -> bool:
-    return isinstance(name_or_path, str) and bool(_NAME.match(name_or_path)) and name_or_path in shipped()
+    return isinstance(name_or_path, str) and bool(_NAME.fullmatch(name_or_path)) and name_or_path in shipped()
 
 
 def lint_spec(name_or_path: str | Path) -> tuple[Spec, tuple[SpecFinding, ...]]:
@@ -278,7 +278,7 @@ class _Loader:
         provider = self.table(top["provider"], "provider", _PROVIDER_KEYS, ("name", "title"))
         name = self.string(provider, "name", "provider")
         assert name is not None
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise self.fail("provider.name", f"{name!r} must be lowercase letters, digits, '-' or '_'")
         title = self.string(provider, "title", "provider") or name
         doc = self.string(provider, "doc", "provider", optional=True)
@@ -310,7 +310,7 @@ class _Loader:
                     policy, table)
 
     def names(self, value: object, path: str) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and _NAME.match(v) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in value):
             raise self.fail(path, f"must be a list of lowercase names, got {value!r}")
         return list(value)
 

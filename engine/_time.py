@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s|w)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s|w)\s*$", re.ASCII)
 _UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
           "m": timedelta(minutes=1), "s": timedelta(seconds=1)}
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -30,7 +30,7 @@ def format_duration(delta: timedelta) -> str:
 
 def parse_instant(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with an explicit offset. Naive or malformed text is a ValueError."""
-    if not isinstance(text, str) or not _RFC3339.match(text):
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with an offset, like 2026-01-02T10:00:00Z")
     try:
         return datetime.fromisoformat(text)

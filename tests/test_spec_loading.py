@@ -702,3 +702,12 @@ def test_an_absent_validity_means_unknown(name: str) -> None:
     spec = load(s.text)
     assert spec.policy.authorization_validity is None
     assert spec.policy.validity_for("EUR") is None
+
+
+@pytest.mark.parametrize("bad", ["acme\\n", "acme\\u0661"])
+def test_provider_name_is_the_whole_string(tmp_path: Path, bad: str) -> None:
+    """A regex "$" matches before a final newline: "acme\\n" once passed as a provider name."""
+    path = tmp_path / "acme.toml"
+    path.write_text(ACME.replace('name = "acme"', f'name = "{bad}"'), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"provider\.name"):
+        capstate.load_spec(path)

@@ -445,3 +445,21 @@ def test_instant_with_a_field_out_of_range_is_named_plainly(text: str) -> None:
     with pytest.raises(ValueError, match="field is out of range") as info:
         parse_instant(text)
     assert "timedelta" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["2026-01-08T09:00:00Z\n", "\n2026-01-08T09:00:00Z",
+                                  "\uff12\uff10\uff12\uff16-01-08T09:00:00Z", "2026-01-08T0\u0669:00:00Z"])
+def test_instant_is_the_whole_text_in_ascii_digits(text: str) -> None:
+    """A regex "$" matches before a final newline and \\d matches any Unicode digit: neither is RFC 3339."""
+    from capstate._time import parse_instant
+
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp"):
+        parse_instant(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0664d", "\uff11\uff14d"])
+def test_duration_digits_are_ascii(text: str) -> None:
+    from capstate._time import parse_duration
+
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
