@@ -270,13 +270,13 @@ def _percent(value: object) -> int:
     return value
 
 
-_DECIMAL_FORMAT = re.compile(r"^decimal\((\d+),(\d+)\)$")
+_DECIMAL_FORMAT = re.compile(r"decimal\(([0-9]+),([0-9]+)\)")
 
 
 def _amount_format(value: object) -> tuple[int, int] | None:
     if value == "minor":
         return None
-    m = _DECIMAL_FORMAT.match(value.replace(" ", "")) if isinstance(value, str) else None
+    m = _DECIMAL_FORMAT.fullmatch(value.replace(" ", "")) if isinstance(value, str) else None
     if not m or int(m.group(2)) >= int(m.group(1)):
         raise PolicyValueError(f"must be 'minor' or 'decimal(P,S)' with S < P, got {value!r}")
     return int(m.group(1)), int(m.group(2))

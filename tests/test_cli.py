@@ -475,3 +475,11 @@ def test_an_unexpected_exception_is_still_one_line(monkeypatch: pytest.MonkeyPat
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == "capstate: error: internal error (RuntimeError): engine bug with a second line\n"
+
+
+@pytest.mark.parametrize("text", ["25000\n", "\uff12\uff15", "25000 ", "-1", "1.5"])
+def test_amount_option_is_ascii_digits_only(text: str) -> None:
+    from capstate._cli.options import UsageError, parse_amount
+
+    with pytest.raises(UsageError, match="--amount"):
+        parse_amount(text)

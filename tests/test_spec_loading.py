@@ -418,6 +418,8 @@ BAD_OVERRIDES = [
     ("authorization_validity.ZZZ", "7d", "overrides.authorization_validity.ZZZ"),
     ("partial_capture", "maybe", "overrides.partial_capture"),
     ("amount_format", "decimal(2,5)", "overrides.amount_format"),
+    ("amount_format", "decimal(11,2)\n", "overrides.amount_format"),
+    ("amount_format", "decimal(\uff11\uff11,2)", "overrides.amount_format"),
     ("amount_min", {"XXX": 1}, "overrides.amount_min"),
     ("reference", {"pattern": "[a-z"}, "overrides.reference"),
     ("capture", "eventually", "overrides.capture"),

@@ -24,13 +24,13 @@ class UsageError(ValueError):
 
 
 _OVERRIDES = "overrides."
-_DIGITS = re.compile(r"^[0-9]+$")
+_DIGITS = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"^[+-]?[0-9]*\.[0-9]+$|^[+-]?[0-9]+\.[0-9]*$")
 
 
 def parse_amount(text: str) -> int:
     """'25000' -> 25000 minor units. Refuses signs, floats and anything but ASCII digits."""
-    if _DIGITS.match(text):
+    if _DIGITS.fullmatch(text):
         return int(text)
     if _DECIMAL.match(text):
         raise UsageError(f"--amount {text!r}: amounts are integer minor units, never decimals "
