@@ -425,9 +425,6 @@ class Auditor:
                                        f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
             return
         self.events += 1
-        latest = self.latest
-        if latest is None or at > latest:
-            self.latest = at
         if text is None:
             text = canonical(at)
         ref = event.payment
@@ -480,6 +477,11 @@ class Auditor:
                     f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
             payment = track.payment()
+        # Only an event the audit judges sets the default as_of: a line it refused (no spec for its
+        # provider) is LOG_MALFORMED, and must not move the instant every other payment is judged at.
+        latest = self.latest
+        if latest is None or at > latest:
+            self.latest = at
         try:
             after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
