@@ -655,6 +655,9 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
     auditor = Auditor(resolved, overrides=overrides if resolved is None else None, fast=fast)
     feed = auditor.feed
     for number, item in enumerate(lines, start=1):
+        if number == 1 and isinstance(item, bytes | str):
+            # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
+            item = item.removeprefix(b"\xef\xbb\xbf" if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
         feed(item, number, source)
     return merge([auditor.partial()], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)

@@ -400,3 +400,11 @@ def test_each_code_is_reported_by_the_audit(code: str) -> None:
     assert code in found, (code, [(f.code.value, f.message) for f in report.violations])
     # The history shows its breach and nothing unrelated; the last-line evidence names the payment.
     assert all(f.payment is not None or f.code is Code.LOG_MALFORMED for f in report.violations)
+
+
+def test_the_python_api_ignores_a_utf8_bom_on_the_first_line_as_the_cli_does() -> None:
+    first = line("order-0000031", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="NOK")
+    second = line("order-0000031", "captured", "2026-01-02T10:00:00Z", amount=10000, key="k")
+    for lines in ([b"\xef\xbb\xbf" + first, second], ["\ufeff" + first.decode(), second.decode()]):
+        report = audit(lines)
+        assert report.violations == () and report.events == 2, report.violations

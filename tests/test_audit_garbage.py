@@ -164,3 +164,20 @@ def test_garbage_in_parallel_partitions_matches_one_process() -> None:
              *HISTORY[5:]]
     data = {"g.jsonl": b"\n".join(dirty) + b"\n"}
     assert findings(run(data, workers=2)) == findings(run(data))
+
+
+@pytest.mark.parametrize("pack", [lambda b: b, gzip.compress])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_utf8_bom_at_the_start_of_a_file_is_ignored(pack: Any, ending: bytes) -> None:
+    # Windows tools (PowerShell's Out-File, Notepad) start a UTF-8 file with EF BB BF. It used to make the
+    # first line LOG_MALFORMED, so that payment's authorization was lost and its capture became
+    # NOT_AUTHORIZED; RFC 8259 8.1 lets a parser ignore the mark, and the audit now does.
+    plain = ending.join(HISTORY) + ending
+    clean = run({"plain.jsonl": plain})
+    for workers in (1, 2):
+        marked = run({"bom.jsonl": pack(b"\xef\xbb\xbf" + plain)}, workers=workers)
+        assert [f[1:] for f in findings(marked)] == [f[1:] for f in findings(clean)]
+        assert (marked.events, marked.payments) == (clean.events, clean.payments)
+    # Only at the start of the file: a BOM on a later line is garbage on that line.
+    later = run({"late.jsonl": HISTORY[0] + ending + b"\xef\xbb\xbf" + HISTORY[1] + ending})
+    assert [(f.line, f.code) for f in later.violations if f.code is Code.LOG_MALFORMED] == [(2, Code.LOG_MALFORMED)]

@@ -202,6 +202,17 @@ def test_a_cut_gzip_is_reported_at_the_line_it_breaks_on_even_after_lines_with_n
     assert line > (150 if not pretty else 150 * 11)
 
 
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_utf8_bom_at_the_start_of_an_export_is_ignored(pretty: bool) -> None:
+    # PowerShell's `ConvertTo-Json | Out-File -Encoding utf8` starts the export with EF BB BF; the whole
+    # array (or the first line's PaymentEvent) used to be LOG_MALFORMED and its facts lost.
+    events = [pe("AUTHORIZED"), pe("CAPTURED", 4000, key="ship-1", ts="2026-01-06T10:00:00Z")]
+    body = orjson.dumps(events, option=orjson.OPT_INDENT_2) if pretty else orjson.dumps(events)
+    with_bom = list(records(io.BytesIO(b"\xef\xbb\xbf" + body + b"\n")))
+    assert with_bom == list(records(io.BytesIO(body + b"\n")))
+    assert [rec["type"] for _, rec in with_bom if isinstance(rec, dict)] == ["authorized", "captured"]
+
+
 def test_records_skip_a_huge_line_without_losing_the_next() -> None:
     data = orjson.dumps(pe("AUTHORIZED")) + b"\n" + b"x" * 5000 + b"\n" + orjson.dumps(pe("CAPTURED")) + b"\n"
     got = list(records(io.BytesIO(data), max_line=1000))

@@ -45,6 +45,7 @@ _WITH_AMOUNT = frozenset({"authorized", "captured", "refunded"})
 # datetime (microseconds) cannot hold. Truncating to 6 loses 100 ns, never an ordering that matters here.
 _LONG_FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2}\.\d{6})\d+(.*)$")
 _MAX_DOCUMENT = 256 << 20
+_BOM = b"\xef\xbb\xbf"  # what PowerShell and Notepad put at the start of a UTF-8 export
 
 
 @frozen
@@ -205,6 +206,8 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
     try:
         for raw in lines:
             number += 1
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]  # a UTF-8 BOM opens the file, not its first record (RFC 8259 8.1)
             if len(raw) > max_line:
                 if not raw.endswith(b"\n"):
                     for more in lines:
