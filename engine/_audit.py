@@ -52,6 +52,9 @@ DEFAULT_SETTLED_WINDOW = 250_000
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
+# Every provider's amount is an int64 (Vipps `Amount`, Bambora's swagger); past it a log holds garbage, and
+# JSON readers disagree about it (orjson reads up to 2**64 - 1 as int, beyond as a float).
+_MAX_AMOUNT = 2**63 - 1
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
@@ -295,7 +298,7 @@ class Auditor:
             # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
             if (type(ref) is str and ref and type(etype) is str and type(at) is str
                     and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
-                    and (type(amount) is int and amount >= 0 if amount is not None
+                    and (type(amount) is int and 0 <= amount <= _MAX_AMOUNT if amount is not None
                          else etype not in _AMOUNT_REQUIRED)
                     and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
                          else etype != "authorized")
@@ -423,6 +426,11 @@ class Auditor:
             # instant out of what datetime can hold or compare; no real payment lives there.
             self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
                                        f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
+            return
+        if event.amount is not None and event.amount > _MAX_AMOUNT:
+            self.malformed(line, file, f"not a valid event: amount: {_clip(str(event.amount))} is beyond int64 "
+                                       f"({_MAX_AMOUNT}), the largest amount any provider takes", event.payment,
+                           format_instant(at))
             return
         self.events += 1
         if text is None:
