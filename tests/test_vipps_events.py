@@ -139,6 +139,29 @@ def test_split_array_reports_what_breaks(data: bytes) -> None:
     assert any(isinstance(p, BadRecord) for _, p in parts)
 
 
+def test_pretty_responses_appended_to_one_file_are_all_read() -> None:
+    # `for r in $refs; do curl .../payments/$r/events | jq .; done > export.json`: one pretty array per
+    # payment. Everything after the first array used to be one LOG_MALFORMED ("text after the end of the
+    # JSON array") and every later payment's events were lost unaudited.
+    first = [pe("AUTHORIZED"), pe("CAPTURED", 10000, key="s1", ts="2026-01-06T10:00:00Z")]
+    second = [{**pe("AUTHORIZED"), "reference": "acme-no-0002"},
+              {**pe("CAPTURED", 10001, key="s2", ts="2026-01-06T10:00:00Z"), "reference": "acme-no-0002"}]
+    pretty = [orjson.dumps(doc, option=orjson.OPT_INDENT_2) for doc in (first, second)]
+    data = pretty[0] + b"\n" + pretty[1] + b"\n"
+    got = list(records(io.BytesIO(data)))
+    assert [(rec["payment"], rec["type"]) for _, rec in got if isinstance(rec, dict)] == [
+        ("acme-no-0001", "authorized"), ("acme-no-0001", "captured"),
+        ("acme-no-0002", "authorized"), ("acme-no-0002", "captured")]
+    lines = data.split(b"\n")
+    starts = [n for n, text in enumerate(lines, start=1) if text.strip() == b"{"]
+    assert [n for n, _ in got] == starts
+    assert all(isinstance(rec, dict) for _, rec in got)
+    # Text that is not another array is still reported, after the elements before it.
+    tail = list(split_array(b'[{"a": 1}]\n[{"b": 2}]\noops'))
+    assert tail[:2] == [(1, b'{"a": 1}'), (2, b'{"b": 2}')] and isinstance(tail[2][1], BadRecord)
+    assert len(tail) == 3
+
+
 @given(st.lists(st.fixed_dictionaries({
     "reference": st.text(alphabet='ab-"\\,[]{}\n\u00e6', min_size=1, max_size=12),
     "name": st.sampled_from(["AUTHORIZED", "CAPTURED", "REFUNDED"]),
