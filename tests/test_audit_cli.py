@@ -174,6 +174,22 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...],
     assert "Traceback" not in run.err
 
 
+@pytest.mark.parametrize("spelling", ["./log.jsonl", "link.jsonl", "sub/../log.jsonl"])
+def test_one_file_under_another_spelling_is_still_one_file(tmp_path: Path, spelling: str) -> None:
+    # Both checks compared the strings: `--report ./log.jsonl` on log.jsonl wrote the HTML over the log
+    # being audited (exit 1, the evidence gone), and `./log.jsonl log.jsonl` judged every event twice.
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(CLEAN)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(log)
+    report = audit(tmp_path, "log.jsonl", "--report", spelling)
+    assert report.code == 2 and "refusing to overwrite" in report.err, report
+    assert log.read_bytes() == CLEAN
+    twice = audit(tmp_path, "log.jsonl", spelling)
+    assert twice.code == 2 and "given more than once" in twice.err, twice
+    assert audit(tmp_path, "-", "-", stdin=CLEAN).code == 2
+
+
 @pytest.mark.parametrize("where", ["missing-dir/r.html", "."])
 def test_an_unwritable_report_is_refused_before_the_audit_reads_anything(tmp_path: Path, where: str) -> None:
     # stdin stays open: an audit that started reading would wait for it, so only a check made up front

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import render
-from .audit_run import FORMATS, run_audit
+from .audit_run import FORMATS, run_audit, same_file_key
 from .options import UsageError, parse_at, parse_sets
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
@@ -64,7 +64,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":
         provider = "vipps"
-    if args.report is not None and args.report in args.files:
+    if args.report is not None and same_file_key(args.report) in {same_file_key(f) for f in args.files}:
         raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
     overrides = _overrides(args.sets, provider) if args.sets else None
     if args.report is not None:

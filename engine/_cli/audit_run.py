@@ -108,6 +108,17 @@ class Job:
 # ----------------------------------------------------------------------------------------- reading
 
 
+def same_file_key(path: str) -> object:
+    """What identifies the file a path names: its device and inode when it exists, else its real path."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def _check_readable(path: str) -> None:
     try:
         with open(path, "rb"):
@@ -503,7 +514,15 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         raise UsageError(f"--workers {workers}: expected a whole number >= 1")
     if not paths:
         raise UsageError("no input: give one or more files, or - for stdin")
-    twice = sorted({p for p in paths if list(paths).count(p) > 1})
+    seen: dict[object, str] = {}
+    twice = []
+    for p in paths:
+        # One file under two spellings (./a.jsonl and a.jsonl, a symlink, a hard link) is one file.
+        key = same_file_key(p)
+        if key not in seen:
+            seen[key] = p
+        elif seen[key] not in twice:
+            twice.append(seen[key])
     if twice:
         # Every event would be judged twice: a duplicate capture on every line.
         raise UsageError(f"{', '.join(twice)} given more than once")
