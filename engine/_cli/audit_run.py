@@ -108,6 +108,16 @@ class Job:
 # ----------------------------------------------------------------------------------------- reading
 
 
+def display_name(path: str) -> str:
+    """A path as findings name it: valid UTF-8, whatever bytes the file name holds. Python hands such bytes
+    over as lone surrogates, which no JSON or HTML writer can encode; they are shown as \\xNN instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
 def same_file_key(path: str) -> object:
     """What identifies the file a path names: its device and inode when it exists, else its real path."""
     if path == "-":
@@ -536,8 +546,9 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         if path != "-":
             _check_readable(path)
     parallel = workers > 1 or dask is not None
+    names = tuple(display_name(p) for p in paths)
     with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
-        job = Job(real, tuple(paths), resolved, dict(overrides) if overrides and resolved is None else None, fmt,
+        job = Job(real, names, resolved, dict(overrides) if overrides and resolved is None else None, fmt,
                   settled_window, fast)
         if dask is not None:
             parts = _run_dask(job, dask, workers, bar)
@@ -545,7 +556,7 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
             parts = _run_processes(job, workers, bar)
         else:
             parts = [audit_partition(job, progress=bar.update if bar.enabled else None)]
-    return merge(parts, as_of=when, files=tuple(paths), provider=resolved.name if resolved is not None else None)
+    return merge(parts, as_of=when, files=names, provider=resolved.name if resolved is not None else None)
 
 
 class _Bar:
