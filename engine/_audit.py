@@ -52,6 +52,9 @@ DEFAULT_SETTLED_WINDOW = 250_000
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
+# Every provider's amount is an int64 (Vipps `Amount`, Bambora's swagger); past it a log holds garbage, and
+# JSON readers disagree about it (orjson reads up to 2**64 - 1 as int, beyond as a float).
+_MAX_AMOUNT = 2**63 - 1
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
@@ -295,7 +298,7 @@ class Auditor:
             # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
             if (type(ref) is str and ref and type(etype) is str and type(at) is str
                     and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
-                    and (type(amount) is int and amount >= 0 if amount is not None
+                    and (type(amount) is int and 0 <= amount <= _MAX_AMOUNT if amount is not None
                          else etype not in _AMOUNT_REQUIRED)
                     and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
                          else etype != "authorized")
@@ -424,10 +427,12 @@ class Auditor:
             self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
                                        f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
             return
+        if event.amount is not None and event.amount > _MAX_AMOUNT:
+            self.malformed(line, file, f"not a valid event: amount: {_clip(str(event.amount))} is beyond int64 "
+                                       f"({_MAX_AMOUNT}), the largest amount any provider takes", event.payment,
+                           format_instant(at))
+            return
         self.events += 1
-        latest = self.latest
-        if latest is None or at > latest:
-            self.latest = at
         if text is None:
             text = canonical(at)
         ref = event.payment
@@ -480,6 +485,11 @@ class Auditor:
                     f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
             payment = track.payment()
+        # Only an event the audit judges sets the default as_of: a line it refused (no spec for its
+        # provider) is LOG_MALFORMED, and must not move the instant every other payment is judged at.
+        latest = self.latest
+        if latest is None or at > latest:
+            self.latest = at
         try:
             after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
@@ -653,6 +663,9 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
     auditor = Auditor(resolved, overrides=overrides if resolved is None else None, fast=fast)
     feed = auditor.feed
     for number, item in enumerate(lines, start=1):
+        if number == 1 and isinstance(item, bytes | str):
+            # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
+            item = item.removeprefix(b"\xef\xbb\xbf" if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
         feed(item, number, source)
     return merge([auditor.partial()], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)

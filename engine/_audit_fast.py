@@ -84,7 +84,9 @@ def deadline(text: str | None, start: datetime, span: timedelta) -> str:
         day = _SHIFTED.get(key)
         if day is None:
             try:
-                day = (start + span).date().isoformat()
+                # The UTC date: `text` is UTC, and a start logged with an offset has another local date
+                # near midnight (the cache is shared, so a local date would shift every later payment's).
+                day = (start.astimezone(UTC) + span).date().isoformat()
             except OverflowError:
                 day = ""
             if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new

@@ -216,6 +216,24 @@ def test_an_automatic_capture_flow_never_dangles() -> None:
         assert [(f.payment, f.code.value) for f in logged.violations] == [(manual, "DANGLING_AUTHORIZATION")]
 
 
+@pytest.mark.parametrize(("refused", "spec"), [
+    (line("ch-0000001", "captured", "2031-01-02T00:00:00Z", "stripe", amount=5000), None),
+    (line("order-0000008", "captured", "2031-01-02T00:00:00Z", None, amount=5000), None),
+    (line("order-0000007", "captured", "2031-01-02T00:00:00Z", "bambora", amount=5000), None),
+    (line("order-0000009", "captured", "2031-01-02T00:00:00Z", "bambora", amount=5000), "vipps"),
+])
+def test_a_line_the_audit_refuses_does_not_move_the_default_as_of(refused: bytes, spec: str | None) -> None:
+    # A partial capture of NOK (180 days): nothing lapsed by the latest audited event. A LOG_MALFORMED line
+    # (unknown provider, none, another provider's) stamped years later used to become the default as_of,
+    # and every open payment in the log was then reported DANGLING_AUTHORIZATION.
+    history = [line("order-0000007", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="NOK"),
+               line("order-0000007", "captured", "2026-01-02T10:00:00Z", amount=5000, key="k")]
+    for fast in (True, False):
+        report = audit([*history, refused], spec=spec, fast=fast)
+        assert [(f.code, f.line) for f in report.violations] == [(Code.LOG_MALFORMED, 3)]
+        assert report.as_of == "2026-01-02T10:00:00Z"
+
+
 def test_provider_comes_from_the_spec_or_each_payments_first_event() -> None:
     no_provider = line("order-0000007", "authorized", "2026-01-01T10:00:00Z", None, amount=10000, currency="NOK")
     blind = audit([no_provider])
@@ -382,3 +400,11 @@ def test_each_code_is_reported_by_the_audit(code: str) -> None:
     assert code in found, (code, [(f.code.value, f.message) for f in report.violations])
     # The history shows its breach and nothing unrelated; the last-line evidence names the payment.
     assert all(f.payment is not None or f.code is Code.LOG_MALFORMED for f in report.violations)
+
+
+def test_the_python_api_ignores_a_utf8_bom_on_the_first_line_as_the_cli_does() -> None:
+    first = line("order-0000031", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="NOK")
+    second = line("order-0000031", "captured", "2026-01-02T10:00:00Z", amount=10000, key="k")
+    for lines in ([b"\xef\xbb\xbf" + first, second], ["\ufeff" + first.decode(), second.decode()]):
+        report = audit(lines)
+        assert report.violations == () and report.events == 2, report.violations

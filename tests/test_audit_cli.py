@@ -174,6 +174,40 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...],
     assert "Traceback" not in run.err
 
 
+@pytest.mark.parametrize("spelling", ["./log.jsonl", "link.jsonl", "sub/../log.jsonl"])
+def test_one_file_under_another_spelling_is_still_one_file(tmp_path: Path, spelling: str) -> None:
+    # Both checks compared the strings: `--report ./log.jsonl` on log.jsonl wrote the HTML over the log
+    # being audited (exit 1, the evidence gone), and `./log.jsonl log.jsonl` judged every event twice.
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(CLEAN)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(log)
+    report = audit(tmp_path, "log.jsonl", "--report", spelling)
+    assert report.code == 2 and "refusing to overwrite" in report.err, report
+    assert log.read_bytes() == CLEAN
+    twice = audit(tmp_path, "log.jsonl", spelling)
+    assert twice.code == 2 and "given more than once" in twice.err, twice
+    assert audit(tmp_path, "-", "-", stdin=CLEAN).code == 2
+
+
+def test_a_file_name_that_is_not_utf8_does_not_lose_the_report(tmp_path: Path) -> None:
+    # Linux file names are bytes; Python hands a non-UTF-8 one over with lone surrogates, which neither
+    # orjson nor the HTML writer can encode: after the whole audit, --json died as an "internal error"
+    # (exit 2, no report) and --report could not be written. The name is now shown with \\xNN escapes.
+    name = os.fsdecode(b"betalinger-\xe5r.jsonl")  # Latin-1 "aar", as a Windows share may name it
+    (tmp_path / name).write_bytes(CLEAN + b'{"payment":"order-0000001","type":"refunded","at":'
+                                          b'"2026-01-06T10:00:00Z","amount":20000,"provider":"vipps"}\n')
+    shown = "betalinger-\\xe5r.jsonl"
+    for extra in ((), ("--workers", "2")):
+        run = audit(tmp_path, name, "--json", *extra)
+        assert run.code == 1, run
+        assert [(v["file"], v["line"], v["code"]) for v in run.json()["violations"]] == \
+               [(shown, 3, "REFUND_EXCEEDS_CAPTURED")]
+    html = audit(tmp_path, name, "--report", "r.html")
+    assert html.code == 1, html
+    assert shown in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("where", ["missing-dir/r.html", "."])
 def test_an_unwritable_report_is_refused_before_the_audit_reads_anything(tmp_path: Path, where: str) -> None:
     # stdin stays open: an audit that started reading would wait for it, so only a check made up front

@@ -33,7 +33,7 @@ OVERRIDES: tuple[dict[str, Any] | None, ...] = (
     {"amount_format": "decimal(5,2)"}, {"vipps.amount_min": 1, "max_captures": "unlimited"},
     {"authorization_validity": "36h", "bambora.max_refunds": 2},
 )
-STYLES = ("z",) * 12 + ("offset", "fraction", "lower", "edge", "late", "invalid", "int")
+STYLES = ("z",) * 12 + ("offset", "west", "fraction", "lower", "edge", "late", "invalid", "int")
 GARBAGE = (b"", b"   ", b"not json", b"[1, 2]", b"42", b'{"payment": "cut", "type": "capt', b"\xff\xfe",
            b'{"payment": "", "type": "captured", "at": "2026-03-01T10:00:00Z", "amount": 1}')
 
@@ -43,6 +43,8 @@ def _at(when: datetime, style: str) -> object:
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
     if style == "offset":
         return when.astimezone(timezone(timedelta(hours=2))).isoformat()
+    if style == "west":  # an offset whose local date is not the UTC date (T0 is 09:00Z)
+        return when.astimezone(timezone(timedelta(hours=-10))).isoformat()
     if style == "fraction":
         return when.strftime("%Y-%m-%dT%H:%M:%S.5Z")
     if style == "lower":
@@ -288,3 +290,20 @@ def test_partitioning_from_the_bytes_agrees_with_parsing(obj: dict[str, Any], sp
     owner, _ = _owner_of(line, parts)
     parsed = _parsed_owner(line, parts)
     assert parsed in {-1, owner}
+
+
+def test_an_authorization_logged_with_an_offset_gets_its_utc_deadline_and_leaves_others_theirs() -> None:
+    # 2026-01-01T00:00:00+01:00 is 2025-12-31T23:00Z. The fast path's deadline took the local date
+    # (2026-01-15) and the UTC time (23:00Z), a day late, and cached it per UTC day: this payment's capture
+    # after its 14 days, and every later DKK payment authorized on 2025-12-31 UTC, passed as clean.
+    def ev(ref: str, type_: str, at: str, **extra: Any) -> bytes:
+        return orjson.dumps({"payment": ref, "type": type_, "at": at, "provider": "vipps", **extra})
+
+    log = [ev("order-dkk-0001", "authorized", "2026-01-01T00:00:00+01:00", amount=10000, currency="DKK"),
+           ev("order-dkk-0001", "captured", "2026-01-14T23:30:00Z", amount=10000, key="k1"),
+           ev("order-dkk-0002", "authorized", "2025-12-31T12:00:00Z", amount=10000, currency="DKK"),
+           ev("order-dkk-0002", "captured", "2026-01-15T10:00:00Z", amount=10000, key="k1")]
+    for fast in (True, False):
+        report = audit(log, fast=fast)
+        assert [(f.payment, f.code.value) for f in report.violations] == [
+            ("order-dkk-0001", "AUTHORIZATION_EXPIRED"), ("order-dkk-0002", "AUTHORIZATION_EXPIRED")], fast

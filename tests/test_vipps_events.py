@@ -139,6 +139,29 @@ def test_split_array_reports_what_breaks(data: bytes) -> None:
     assert any(isinstance(p, BadRecord) for _, p in parts)
 
 
+def test_pretty_responses_appended_to_one_file_are_all_read() -> None:
+    # `for r in $refs; do curl .../payments/$r/events | jq .; done > export.json`: one pretty array per
+    # payment. Everything after the first array used to be one LOG_MALFORMED ("text after the end of the
+    # JSON array") and every later payment's events were lost unaudited.
+    first = [pe("AUTHORIZED"), pe("CAPTURED", 10000, key="s1", ts="2026-01-06T10:00:00Z")]
+    second = [{**pe("AUTHORIZED"), "reference": "acme-no-0002"},
+              {**pe("CAPTURED", 10001, key="s2", ts="2026-01-06T10:00:00Z"), "reference": "acme-no-0002"}]
+    pretty = [orjson.dumps(doc, option=orjson.OPT_INDENT_2) for doc in (first, second)]
+    data = pretty[0] + b"\n" + pretty[1] + b"\n"
+    got = list(records(io.BytesIO(data)))
+    assert [(rec["payment"], rec["type"]) for _, rec in got if isinstance(rec, dict)] == [
+        ("acme-no-0001", "authorized"), ("acme-no-0001", "captured"),
+        ("acme-no-0002", "authorized"), ("acme-no-0002", "captured")]
+    lines = data.split(b"\n")
+    starts = [n for n, text in enumerate(lines, start=1) if text.strip() == b"{"]
+    assert [n for n, _ in got] == starts
+    assert all(isinstance(rec, dict) for _, rec in got)
+    # Text that is not another array is still reported, after the elements before it.
+    tail = list(split_array(b'[{"a": 1}]\n[{"b": 2}]\noops'))
+    assert tail[:2] == [(1, b'{"a": 1}'), (2, b'{"b": 2}')] and isinstance(tail[2][1], BadRecord)
+    assert len(tail) == 3
+
+
 @given(st.lists(st.fixed_dictionaries({
     "reference": st.text(alphabet='ab-"\\,[]{}\n\u00e6', min_size=1, max_size=12),
     "name": st.sampled_from(["AUTHORIZED", "CAPTURED", "REFUNDED"]),
@@ -200,6 +223,17 @@ def test_a_cut_gzip_is_reported_at_the_line_it_breaks_on_even_after_lines_with_n
     line, last = got[-1]
     assert isinstance(last, BadRecord) and last.message.startswith(f"cannot read past line {line - 1}: ")
     assert line > (150 if not pretty else 150 * 11)
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_utf8_bom_at_the_start_of_an_export_is_ignored(pretty: bool) -> None:
+    # PowerShell's `ConvertTo-Json | Out-File -Encoding utf8` starts the export with EF BB BF; the whole
+    # array (or the first line's PaymentEvent) used to be LOG_MALFORMED and its facts lost.
+    events = [pe("AUTHORIZED"), pe("CAPTURED", 4000, key="ship-1", ts="2026-01-06T10:00:00Z")]
+    body = orjson.dumps(events, option=orjson.OPT_INDENT_2) if pretty else orjson.dumps(events)
+    with_bom = list(records(io.BytesIO(b"\xef\xbb\xbf" + body + b"\n")))
+    assert with_bom == list(records(io.BytesIO(body + b"\n")))
+    assert [rec["type"] for _, rec in with_bom if isinstance(rec, dict)] == ["authorized", "captured"]
 
 
 def test_records_skip_a_huge_line_without_losing_the_next() -> None:

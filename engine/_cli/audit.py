@@ -19,7 +19,7 @@ from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import render
-from .audit_run import FORMATS, run_audit
+from .audit_run import FORMATS, display_name, run_audit, same_file_key
 from .options import UsageError, parse_at, parse_sets
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
@@ -64,7 +64,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":
         provider = "vipps"
-    if args.report is not None and args.report in args.files:
+    if args.report is not None and same_file_key(args.report) in {same_file_key(f) for f in args.files}:
         raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
     overrides = _overrides(args.sets, provider) if args.sets else None
     if args.report is not None:
@@ -75,14 +75,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
                        dask=args.dask, progress=progress, overrides=overrides,
                        settled_window=args.settled_window)
+    names = [display_name(f) for f in args.files]
     if args.report is not None:
         from .audit_html import write_report
 
-        write_report(report, args.report, files=args.files)
+        write_report(report, args.report, files=names)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
     else:
-        summary(render.console(), report, args.files)
+        summary(render.console(), report, names)
     return EXIT_VIOLATIONS if report.violations else EXIT_CLEAN
 
 

@@ -72,6 +72,8 @@ def _looks_gzip(head: bytes) -> bool:
     return (head[:2] == _GZIP_MAGIC and (len(head) < 3 or head[2] == _GZIP_DEFLATE)
             and (len(head) < 4 or not head[3] & _GZIP_RESERVED_FLAGS))
 _KEY_LEN = len(b'"payment":"')
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark Windows tools put at the start of a file; ignored there, as RFC 8259 allows."""
 crc32 = zlib.crc32
 _PROGRESS_EVERY = 0x3FFF  # lines between progress updates, minus one (a mask)
 
@@ -104,6 +106,27 @@ class Job:
 
 
 # ----------------------------------------------------------------------------------------- reading
+
+
+def display_name(path: str) -> str:
+    """A path as findings name it: valid UTF-8, whatever bytes the file name holds. Python hands such bytes
+    over as lone surrogates, which no JSON or HTML writer can encode; they are shown as \\xNN instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
+def same_file_key(path: str) -> object:
+    """What identifies the file a path names: its device and inode when it exists, else its real path."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _check_readable(path: str) -> None:
@@ -274,6 +297,8 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
         for block in _blocks(stream):
             if tick is not None:
                 tick(raw.tell())
+            if not number and block is not None and block.startswith(BOM):
+                block = block[len(BOM):]  # a UTF-8 BOM opens the file, not its first line (RFC 8259 8.1)
             if block is None:
                 number += 1
                 # Every partition skips it; one reports it.
@@ -499,7 +524,15 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         raise UsageError(f"--workers {workers}: expected a whole number >= 1")
     if not paths:
         raise UsageError("no input: give one or more files, or - for stdin")
-    twice = sorted({p for p in paths if list(paths).count(p) > 1})
+    seen: dict[object, str] = {}
+    twice = []
+    for p in paths:
+        # One file under two spellings (./a.jsonl and a.jsonl, a symlink, a hard link) is one file.
+        key = same_file_key(p)
+        if key not in seen:
+            seen[key] = p
+        elif seen[key] not in twice:
+            twice.append(seen[key])
     if twice:
         # Every event would be judged twice: a duplicate capture on every line.
         raise UsageError(f"{', '.join(twice)} given more than once")
@@ -513,8 +546,9 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         if path != "-":
             _check_readable(path)
     parallel = workers > 1 or dask is not None
+    names = tuple(display_name(p) for p in paths)
     with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
-        job = Job(real, tuple(paths), resolved, dict(overrides) if overrides and resolved is None else None, fmt,
+        job = Job(real, names, resolved, dict(overrides) if overrides and resolved is None else None, fmt,
                   settled_window, fast)
         if dask is not None:
             parts = _run_dask(job, dask, workers, bar)
@@ -522,7 +556,7 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
             parts = _run_processes(job, workers, bar)
         else:
             parts = [audit_partition(job, progress=bar.update if bar.enabled else None)]
-    return merge(parts, as_of=when, files=tuple(paths), provider=resolved.name if resolved is not None else None)
+    return merge(parts, as_of=when, files=names, provider=resolved.name if resolved is not None else None)
 
 
 class _Bar:

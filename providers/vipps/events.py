@@ -4,7 +4,8 @@
 `{reference, pspReference, name, amount {currency, value}, timestamp, idempotencyKey, success}`
 (vipps-epayment-openapi.yaml `#/components/schemas/PaymentEvent`; research/providers.md section 2.5:
 Vipps calls it "the authoritative data for all details"). An export is that array, pretty-printed or
-not, or one PaymentEvent (or one such array) per line.
+not (several pretty-printed responses may follow one another), or one PaymentEvent (or one such array)
+per line.
 
 Mapping (https://developer.vippsmobilepay.com/docs/APIs/epayment-api/):
 - `AUTHORIZED`, `CAPTURED`, `REFUNDED` are the canonical `authorized`, `captured`, `refunded`, with
@@ -45,6 +46,7 @@ _WITH_AMOUNT = frozenset({"authorized", "captured", "refunded"})
 # datetime (microseconds) cannot hold. Truncating to 6 loses 100 ns, never an ordering that matters here.
 _LONG_FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2}\.\d{6})\d+(.*)$")
 _MAX_DOCUMENT = 256 << 20
+_BOM = b"\xef\xbb\xbf"  # what PowerShell and Notepad put at the start of a UTF-8 export
 
 
 @frozen
@@ -130,7 +132,8 @@ _STRUCTURE = re.compile(rb'["\\\[\]{},\n]')
 
 
 def split_array(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes | BadRecord]]:
-    """The elements of a top-level JSON array, each with the line it starts on.
+    """The elements of a top-level JSON array (or of several, one after another: responses appended to
+    one file), each with the line it starts on.
 
     orjson gives no positions, so the structure is scanned: strings (with their escapes) and nesting
     are tracked, and each top-level element is cut out whole for orjson to parse. A document that
@@ -176,9 +179,17 @@ def split_array(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes |
                 # `[]` is an empty log; `[a, ]` has an empty element.
                 if not (isinstance(element, BadRecord) and seg_start == start + 1):
                     yield where, element
-                if data[pos + 1:].strip():
+                rest = data[pos + 1:]
+                body = rest.lstrip()
+                if not body:
+                    return
+                if body[:1] != b"[":
                     yield line, BadRecord("text after the end of the JSON array")
-                return
+                    return
+                # Another response follows (GET .../events of each payment, pretty-printed and appended,
+                # as `jq . >> export.json` writes them): its elements are as much the log as the first's.
+                start = pos + 1 + len(rest) - len(body)
+                seg_start, seg_line = start + 1, line + data.count(b"\n", pos + 1, start)
         elif ch == b"," and depth == 1:
             yield segment(pos)
             seg_start, seg_line = pos + 1, line
@@ -205,6 +216,8 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
     try:
         for raw in lines:
             number += 1
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]  # a UTF-8 BOM opens the file, not its first record (RFC 8259 8.1)
             if len(raw) > max_line:
                 if not raw.endswith(b"\n"):
                     for more in lines:
