@@ -33,7 +33,8 @@ def parse_instant(text: str) -> datetime:
     if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with an offset, like 2026-01-02T10:00:00Z")
     try:
-        return datetime.fromisoformat(text)
+        # RFC 3339 §5.6 allows a lower-case "t" and "z"; fromisoformat does not.
+        return datetime.fromisoformat(text.upper())
     except ValueError:
         # The shape matched, so a field is out of range (month 13, hour 25, offset +25:00); Python's own
         # message for an offset quotes timedelta reprs, which reads as an internal error.

@@ -463,3 +463,11 @@ def test_duration_digits_are_ascii(text: str) -> None:
 
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_instant_takes_rfc3339_lower_case_t_and_z() -> None:
+    """RFC 3339 §5.6: "T" and "Z" may be lower case. They were refused as 'a field is out of range'."""
+    from capstate._time import parse_instant
+
+    assert parse_instant("2026-01-08t09:00:00z") == datetime(2026, 1, 8, 9, tzinfo=UTC)
+    assert parse_instant("2026-01-08t10:00:00+01:00") == datetime(2026, 1, 8, 9, tzinfo=UTC)
