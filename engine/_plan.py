@@ -275,8 +275,10 @@ class _Parser:
             # Before any card payment, and out of range once converted to UTC (0001-01-01T00:00+01:00).
             raise self.fail(f"{at.isoformat()} is earlier than {format_instant(_EARLIEST)}", step=step, field=field)
         if at >= _LATEST:
-            # Far enough for any plan, and it leaves room to add a validity window without overflow.
-            raise self.fail(f"{format_instant(at)} is later than {format_instant(_LATEST)}", step=step, field=field)
+            # Far enough for any plan, and it leaves room to add a validity window without overflow. Spelled
+            # as given: 9999-12-31T23:59:59-01:00 is past the calendar's end once converted to UTC.
+            raise self.fail(f"{at.isoformat().replace('+00:00', 'Z')} is later than {format_instant(_LATEST)}",
+                            step=step, field=field)
         return at
 
     def _instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,

@@ -157,6 +157,10 @@ BAD: list[tuple[str, Any, str]] = [
      "plan: field 'payment.authorized_at': 1969-12-31T23:00:00+00:00 is earlier than 1970-01-01T00:00:00Z"),
     ("far future", base(authorized_at="9999-12-31T10:00:00Z"),
      "plan: field 'payment.authorized_at': 9999-12-31T10:00:00Z is later than 9000-01-01T00:00:00Z"),
+    ("far future beyond the calendar in UTC", base(authorized_at="9999-12-31T23:59:59-01:00"),
+     "plan: field 'payment.authorized_at': 9999-12-31T23:59:59-01:00 is later than 9000-01-01T00:00:00Z"),
+    ("far future step beyond the calendar in UTC", with_steps({"at": "9999-12-31T23:30:00-05:00", "op": "wait"}),
+     "plan step 1: field 'at': 9999-12-31T23:30:00-05:00 is later than 9000-01-01T00:00:00Z"),
     ("steps not a list", base() | {"step": {"at": "+1d"}}, "plan: field 'step': must be an array of tables"),
     ("not a table", [1, 2], "plan: a plan is a table (a JSON object), got list"),
 ]
