@@ -222,7 +222,8 @@ class SimulationResult:
 
 def intended_capture(plan: Plan) -> int:
     """What the plan means to capture, on a provider that refuses nothing: the capture amounts, a
-    capture without one taking what is left; failed attempts and whatever a cancel released excluded."""
+    capture without one taking what is left; failed attempts and whatever a cancel released (its amount,
+    or all that is left) excluded."""
     taken = released = 0
     for step in plan.steps:
         if step.outcome is Outcome.FAILED:
@@ -231,7 +232,7 @@ def intended_capture(plan: Plan) -> int:
         if step.op is Op.CAPTURE:
             taken += min(step.amount, left) if step.amount is not None else left
         elif step.op is Op.CANCEL:
-            released += left
+            released += min(step.amount, left) if step.amount is not None else left
     return taken
 
 

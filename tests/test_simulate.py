@@ -253,6 +253,15 @@ def test_json_entry_has_the_contract_fields() -> None:
     assert set(step["after"]) == {"state", "authorized", "captured", "cancelled", "refunded"}
 
 
+def test_intended_counts_what_a_cancel_with_an_amount_releases() -> None:
+    # Release 300.00 of 1 000.00, then capture what is left: the plan means to capture 700.00, whether
+    # or not a provider takes a partial cancel (none of the shipped ones does: CANCEL_AMOUNT_INVALID).
+    plan = plan_of({"at": "+1d", "op": "cancel", "amount": 30000}, {"at": "+2d", "op": "capture"})
+    assert {simulate(plan, name).intended for name in SPEC_NAMES} == {70000}
+    capped = plan_of({"at": "+1d", "op": "cancel", "amount": 30000}, {"at": "+2d", "op": "capture", "amount": 90000})
+    assert simulate(capped, "vipps").intended == 70000
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in PLANS.iterdir()))
 def test_money_is_conserved_in_every_example(name: str) -> None:
     plan = example(name)
