@@ -343,7 +343,7 @@ def _duration(value: object) -> timedelta:
 
 
 def _optional_duration(value: object) -> timedelta | None:
-    return None if value in {"unknown", "none"} else _duration(value)
+    return None if value in ("unknown", "none") else _duration(value)
 
 
 def _validity(value: object) -> Mapping[str, timedelta] | None:
