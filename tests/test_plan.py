@@ -69,6 +69,13 @@ def test_offsets_and_instants() -> None:
     assert plan.offset(T0) == "+0m"
 
 
+def test_rfc3339_lowercase_t_and_z_are_instants() -> None:
+    # RFC 3339 section 5.6: "T" and "Z" may alternatively be lower case.
+    plan = Plan.from_dict(with_steps({"at": "2026-01-06t10:00:00z", "op": "wait"},
+                                     authorized_at="2026-01-05t10:00:00z"))
+    assert (plan.authorized_at, plan.steps[0].at) == (T0, T0 + timedelta(days=1))
+
+
 def test_toml_native_datetimes_and_strings_agree() -> None:
     native = Plan.from_toml('[payment]\namount = 1000\ncurrency = "EUR"\nauthorized_at = 2026-01-05T11:00:00+01:00\n'
                             '[[step]]\nat = 2026-01-06T10:00:00Z\nop = "capture"\n')
