@@ -259,6 +259,10 @@ class _Parser:
             if required:
                 raise self.fail("required, an integer >= 0 of minor units", step=step, field=field)
             return None
+        if type(value) is float and value.is_integer() and value > MAX_AMOUNT:
+            # orjson reads a JSON integer past 64 bits as a float: the user wrote an integer, too large.
+            raise self.fail(f"an integer beyond the largest amount any provider takes ({MAX_AMOUNT})",
+                            step=step, field=field)
         # bool is an int subclass; `true` is never an amount, and a float never is money.
         if type(value) is not int or value < 0:
             hint = " (amounts are integer minor units: 1050 for 10.50)" if isinstance(value, float | str) else ""

@@ -198,6 +198,14 @@ def test_toml_with_a_native_local_datetime_is_refused() -> None:
                        '[[step]]\nat = 2026-01-06\nop = "wait"\n')
 
 
+def test_a_json_integer_beyond_int64_is_beyond_the_largest_amount_not_a_decimal() -> None:
+    # orjson reads an integer past 64 bits as a float; the user wrote an integer, as in the TOML case.
+    text = '{"payment": {"amount": 99999999999999999999, "currency": "NOK", "authorized_at": "2026-01-05T10:00:00Z"}}'
+    with pytest.raises(PlanError, match=r"^plan: field 'payment.amount': .*beyond the largest amount") as info:
+        Plan.from_json(text)
+    assert "1050 for 10.50" not in str(info.value)
+
+
 def test_syntax_errors() -> None:
     with pytest.raises(PlanError, match=r"^x.toml: plan: not valid TOML: .*line 2"):
         Plan.from_toml("[payment]\namount = = 1\n", file="x.toml")
