@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
@@ -258,6 +259,10 @@ class _Parser:
             if required:
                 raise self.fail("required, an integer >= 0 of minor units", step=step, field=field)
             return None
+        if type(value) is float and value.is_integer() and value > MAX_AMOUNT:
+            # orjson reads a JSON integer past 64 bits as a float: the user wrote an integer, too large.
+            raise self.fail(f"an integer beyond the largest amount any provider takes ({MAX_AMOUNT})",
+                            step=step, field=field)
         # bool is an int subclass; `true` is never an amount, and a float never is money.
         if type(value) is not int or value < 0:
             hint = " (amounts are integer minor units: 1050 for 10.50)" if isinstance(value, float | str) else ""
@@ -275,8 +280,10 @@ class _Parser:
             # Before any card payment, and out of range once converted to UTC (0001-01-01T00:00+01:00).
             raise self.fail(f"{at.isoformat()} is earlier than {format_instant(_EARLIEST)}", step=step, field=field)
         if at >= _LATEST:
-            # Far enough for any plan, and it leaves room to add a validity window without overflow.
-            raise self.fail(f"{format_instant(at)} is later than {format_instant(_LATEST)}", step=step, field=field)
+            # Far enough for any plan, and it leaves room to add a validity window without overflow. Spelled
+            # as given: 9999-12-31T23:59:59-01:00 is past the calendar's end once converted to UTC.
+            raise self.fail(f"{at.isoformat().replace('+00:00', 'Z')} is later than {format_instant(_LATEST)}",
+                            step=step, field=field)
         return at
 
     def _instant(self, value: object, step: int | None, field: str, *, offset_ok: bool,
@@ -305,6 +312,8 @@ class _Parser:
         try:
             return parse_instant(value)
         except ValueError as exc:
+            with suppress(ValueError):
+                return parse_instant(value.upper())  # RFC 3339 lets "T" and "Z" be lower case; Python does not
             extra = " or an offset like +2d" if offset_ok else ""
             raise self.fail(f"{exc}{extra}", step=step, field=field) from None
 

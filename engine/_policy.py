@@ -322,18 +322,28 @@ def _optional_amount(value: object) -> int | None:
     return None if value == "none" else _amount_int(value)
 
 
+# The longest window a policy may declare. Validity and refund windows are added to instants (expiry,
+# refund deadline); a window beyond the calendar would overflow there, far from the spec that declared it.
+MAX_DURATION = timedelta(days=36500)
+
+
 def _duration(value: object) -> timedelta:
     try:
         delta = parse_duration(value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise PolicyValueError(str(exc)) from None
+    except OverflowError:  # more days than a timedelta holds
+        delta = MAX_DURATION + MAX_DURATION
     if not delta:
         raise PolicyValueError(f"{value!r} is a zero duration; nothing could ever happen inside it")
+    if delta > MAX_DURATION:
+        raise PolicyValueError(f"{value!r} is longer than 100 years ({MAX_DURATION.days}d), the longest window "
+                               f"a policy may declare")
     return delta
 
 
 def _optional_duration(value: object) -> timedelta | None:
-    return None if value in {"unknown", "none"} else _duration(value)
+    return None if value in ("unknown", "none") else _duration(value)
 
 
 def _validity(value: object) -> Mapping[str, timedelta] | None:

@@ -13,8 +13,9 @@ the provider would answer is then recorded with `apply`, exactly as a payment se
 4. The clock: before each step, once its `at` is at or past the authorization's expiry, the spec's
    `expired` event fires at the expiry instant (the provider's lapse or auto-cancel), so later steps
    see it. Unknown validity never expires. Where the spec has no lapse from the payment's state (a
-   terminal `captured` after a partial capture) but its remainder policy is "lapses", the uncaptured
-   remainder lapses all the same: the step says so, and the verdict counts it released, not held.
+   terminal `captured` after a partial capture, Hellgate's `failed` after a failed capture) but its
+   remainder policy is "lapses", the uncaptured remainder lapses all the same: the step says so, and
+   the verdict counts it released, not held.
 
 Pure: no I/O, no clock, no randomness. Keys a plan leaves out are derived from it (`derive_key`).
 """
@@ -222,7 +223,8 @@ class SimulationResult:
 
 def intended_capture(plan: Plan) -> int:
     """What the plan means to capture, on a provider that refuses nothing: the capture amounts, a
-    capture without one taking what is left; failed attempts and whatever a cancel released excluded."""
+    capture without one taking what is left; failed attempts and whatever a cancel released (its amount,
+    or all that is left) excluded."""
     taken = released = 0
     for step in plan.steps:
         if step.outcome is Outcome.FAILED:
@@ -231,7 +233,7 @@ def intended_capture(plan: Plan) -> int:
         if step.op is Op.CAPTURE:
             taken += min(step.amount, left) if step.amount is not None else left
         elif step.op is Op.CANCEL:
-            released += left
+            released += min(step.amount, left) if step.amount is not None else left
     return taken
 
 
@@ -302,8 +304,8 @@ class _Run:
     def lapse_remainder(self, expires: datetime) -> SimulationNote | None:
         p = self.p
         left = p.remainder - self.remainder_lapsed
-        if (self.remainder_lapsed or left <= 0 or p.pending or p.captured == 0
-                or self.spec.policy.remainder != "lapses"):
+        # Nothing captured counts too: Hellgate's `failed` has no lapse, yet its authorization ends at expiry.
+        if self.remainder_lapsed or left <= 0 or p.pending or self.spec.policy.remainder != "lapses":
             return None
         self.remainder_lapsed = left
         self.lapsed += left

@@ -326,6 +326,9 @@ def test_cli_unloadable_spec_and_bad_depth(tmp_path: Path) -> None:
     r = check(tmp_path, "vipps", "--depth", "zero")
     assert r.code == 2 and "--depth" in r.err and "Traceback" not in r.err
     assert_error(check(tmp_path, tmp_path), "is a directory; give a spec file")
+    # A validity no calendar holds cannot be explored (the clock would overflow): the spec is unloadable.
+    forever = spec_file(tmp_path, mutate("bambora", 'value = "7d"', 'value = "99999999d"'), "forever.toml")
+    assert_error(check(tmp_path, forever), str(forever), "policy.authorization_validity")
     empty = spec_file(tmp_path, "", "empty.toml")
     assert_error(check(tmp_path, empty), "provider: required key is missing")
 

@@ -171,6 +171,11 @@ def test_bad_input_other_than_the_plan(sim: Any, tmp_path: Path) -> None:
     assert_error(sim(SPLIT, "--provider", "vipps", "--set", "hellgate.authorization_validity=7d"),
                  "the override is for 'hellgate', but the spec is 'vipps'")
     assert_error(sim(SPLIT, "--set", "max_captures=0"), "--set max_captures")
+    # A window no calendar holds: the expiry would overflow datetime at the first step that reads it.
+    assert_error(sim(PREORDER, "--set", "authorization_validity=99999999d"), "--set authorization_validity",
+                 "99999999d")
+    assert_error(sim(PREORDER, "--set", "refund_window=9999999999999d"), "--set refund_window")
+    assert_error(sim(PREORDER, "--set", "refund_window=[7]"), "--set refund_window", "not a duration")
     bad_bytes = tmp_path / "latin1.toml"
     bad_bytes.write_bytes(b'description = "caf\xe9"\n')
     assert_error(sim(bad_bytes), "not UTF-8")

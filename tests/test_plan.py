@@ -69,6 +69,13 @@ def test_offsets_and_instants() -> None:
     assert plan.offset(T0) == "+0m"
 
 
+def test_rfc3339_lowercase_t_and_z_are_instants() -> None:
+    # RFC 3339 section 5.6: "T" and "Z" may alternatively be lower case.
+    plan = Plan.from_dict(with_steps({"at": "2026-01-06t10:00:00z", "op": "wait"},
+                                     authorized_at="2026-01-05t10:00:00z"))
+    assert (plan.authorized_at, plan.steps[0].at) == (T0, T0 + timedelta(days=1))
+
+
 def test_toml_native_datetimes_and_strings_agree() -> None:
     native = Plan.from_toml('[payment]\namount = 1000\ncurrency = "EUR"\nauthorized_at = 2026-01-05T11:00:00+01:00\n'
                             '[[step]]\nat = 2026-01-06T10:00:00Z\nop = "capture"\n')
@@ -157,6 +164,10 @@ BAD: list[tuple[str, Any, str]] = [
      "plan: field 'payment.authorized_at': 1969-12-31T23:00:00+00:00 is earlier than 1970-01-01T00:00:00Z"),
     ("far future", base(authorized_at="9999-12-31T10:00:00Z"),
      "plan: field 'payment.authorized_at': 9999-12-31T10:00:00Z is later than 9000-01-01T00:00:00Z"),
+    ("far future beyond the calendar in UTC", base(authorized_at="9999-12-31T23:59:59-01:00"),
+     "plan: field 'payment.authorized_at': 9999-12-31T23:59:59-01:00 is later than 9000-01-01T00:00:00Z"),
+    ("far future step beyond the calendar in UTC", with_steps({"at": "9999-12-31T23:30:00-05:00", "op": "wait"}),
+     "plan step 1: field 'at': 9999-12-31T23:30:00-05:00 is later than 9000-01-01T00:00:00Z"),
     ("steps not a list", base() | {"step": {"at": "+1d"}}, "plan: field 'step': must be an array of tables"),
     ("not a table", [1, 2], "plan: a plan is a table (a JSON object), got list"),
 ]
@@ -185,6 +196,14 @@ def test_toml_with_a_native_local_datetime_is_refused() -> None:
     with pytest.raises(PlanError, match=r"plan step 1: field 'at': 2026-01-06 is not a date and time"):
         Plan.from_toml('[payment]\namount = 1\ncurrency = "NOK"\nauthorized_at = 2026-01-05T10:00:00Z\n'
                        '[[step]]\nat = 2026-01-06\nop = "wait"\n')
+
+
+def test_a_json_integer_beyond_int64_is_beyond_the_largest_amount_not_a_decimal() -> None:
+    # orjson reads an integer past 64 bits as a float; the user wrote an integer, as in the TOML case.
+    text = '{"payment": {"amount": 99999999999999999999, "currency": "NOK", "authorized_at": "2026-01-05T10:00:00Z"}}'
+    with pytest.raises(PlanError, match=r"^plan: field 'payment.amount': .*beyond the largest amount") as info:
+        Plan.from_json(text)
+    assert "1050 for 10.50" not in str(info.value)
 
 
 def test_syntax_errors() -> None:

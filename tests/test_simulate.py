@@ -198,6 +198,21 @@ def test_a_failure_the_spec_does_not_model_leaves_the_payment_and_is_a_surprise(
     assert not r.ok
 
 
+def test_a_hold_in_a_terminal_state_without_a_lapse_leaves_the_card_at_expiry() -> None:
+    # Hellgate's failed capture ends in `failed`, which has no `expired` transition; its authorization still
+    # lapses at the issuer. Past the validity nothing is held any more, and the verdict says it was released.
+    spec = capstate.load_spec("hellgate", overrides={"authorization_validity": "7d"})
+    plan = plan_of({"at": "+1d", "op": "capture", "outcome": "failed"}, {"at": "+8d", "op": "wait"}, currency="EUR")
+    r = simulate(plan, spec)
+    assert r.payment.state == "failed"
+    assert (r.captured, r.released, r.lapsed, r.held) == (0, 100000, 100000, 0)
+    assert notes(r, 2) == [NoteCode.AUTHORIZATION_LAPSED] and r.steps[1].lapsed_at == T0 + timedelta(days=7)
+    assert r.to_dict()["held_until"] is None
+    # Before the expiry the hold stands, until the expiry.
+    early = simulate(plan_of({"at": "+1d", "op": "capture", "outcome": "failed"}, currency="EUR"), spec)
+    assert (early.held, early.held_until) == (100000, T0 + timedelta(days=7))
+
+
 def test_a_failed_cancel_or_refund_moves_nothing() -> None:
     plan = plan_of({"at": "+1d", "op": "capture", "amount": 1000}, {"at": "+2d", "op": "cancel", "outcome": "failed"},
                    {"at": "+3d", "op": "refund", "amount": 500, "outcome": "failed"})
@@ -251,6 +266,15 @@ def test_json_entry_has_the_contract_fields() -> None:
     assert step["violations"][0]["code"] == "MULTIPLE_CAPTURES_UNSUPPORTED"
     assert set(step["violations"][0]) == {"code", "message"}
     assert set(step["after"]) == {"state", "authorized", "captured", "cancelled", "refunded"}
+
+
+def test_intended_counts_what_a_cancel_with_an_amount_releases() -> None:
+    # Release 300.00 of 1 000.00, then capture what is left: the plan means to capture 700.00, whether
+    # or not a provider takes a partial cancel (none of the shipped ones does: CANCEL_AMOUNT_INVALID).
+    plan = plan_of({"at": "+1d", "op": "cancel", "amount": 30000}, {"at": "+2d", "op": "capture"})
+    assert {simulate(plan, name).intended for name in SPEC_NAMES} == {70000}
+    capped = plan_of({"at": "+1d", "op": "cancel", "amount": 30000}, {"at": "+2d", "op": "capture", "amount": 90000})
+    assert simulate(capped, "vipps").intended == 70000
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in PLANS.iterdir()))
