@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from contextlib import suppress
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
@@ -312,8 +311,6 @@ class _Parser:
         try:
             return parse_instant(value)
         except ValueError as exc:
-            with suppress(ValueError):
-                return parse_instant(value.upper())  # RFC 3339 lets "T" and "Z" be lower case; Python does not
             extra = " or an offset like +2d" if offset_ok else ""
             raise self.fail(f"{exc}{extra}", step=step, field=field) from None
 
