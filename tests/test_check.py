@@ -191,7 +191,8 @@ def test_removed_currency_check_is_caught(tmp_path: Path) -> None:
 
 
 def test_removed_currency_check_on_refund_is_caught(tmp_path: Path) -> None:
-    old = 'guards = ["key_unique", "amount_valid", "currency_matches", "below_max_refunds", "within_refundable"]'
+    old = ('guards = ["key_unique", "amount_valid", "currency_matches", "within_refund_window", "below_max_refunds", '
+           '"within_refundable"]')
     text = mutate("bambora", old, old.replace('"currency_matches", ', ""))
     steps = broken(check_spec(spec_file(tmp_path, text)))
     assert steps["single_currency"][-1] == "refund 50 SEK"

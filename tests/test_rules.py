@@ -162,6 +162,11 @@ def create(amount: int, currency: str) -> Authorize:
     return authorize(amount, currency, key="create-1")
 
 
+# DESIGN.md section 4: "Users override policy numbers for their own contract ... without editing the file".
+# An override only takes effect where the spec's transition carries the guard that reads it.
+OVERRIDE = "DESIGN.md 4: 'Users override policy numbers for their own contract'"
+
+
 def ids(rows: list[Rule]) -> list[str]:
     return [r.doc for r in rows]
 
@@ -353,6 +358,12 @@ HG_VALIDITY = "providers.md 3.2: 'Authorization expiry: not documented [UNK]; it
 HG = dict(authorized=(10000, "EUR"))
 
 HELLGATE = [
+    Rule(f"{OVERRIDE} [hellgate refund_window=30d: a refund on day 30 is refused]",
+         "hellgate", refund(1000, days=30), **HG, overrides={"refund_window": "30d"},
+         setup=(E("capture_requested", 8000), E("captured", 8000)), codes=codes("REFUND_WINDOW_EXPIRED")),
+    Rule(f"{OVERRIDE} [hellgate refund_window=30d: a refund on day 29 is allowed]",
+         "hellgate", refund(1000, days=29), **HG, overrides={"refund_window": "30d"},
+         setup=(E("capture_requested", 8000), E("captured", 8000)), state="captured", after={"refunded": 1000}),
     Rule(f"{HG_CAPTURE}: 'the response shows status capturing; a 2xx is not a successful capture' [partial]",
          "hellgate", cap(4000, currency="EUR"), **HG, state="capturing",
          after={"pending": 4000, "captured": 0}, event="capture_requested",
@@ -439,6 +450,12 @@ BB = dict(authorized=(10000, "DKK"))
 BB_VALIDITY = "_capture.md: 'Usually you will have about 1 week to capture'"
 
 BAMBORA = [
+    Rule(f"{OVERRIDE} [bambora refund_window=30d: a refund on day 30 is refused]",
+         "bambora", refund(1000, days=30), **BB, overrides={"refund_window": "30d"}, setup=(cap(4000),),
+         codes=codes("REFUND_WINDOW_EXPIRED")),
+    Rule(f"{OVERRIDE} [bambora refund_window=30d: a refund on day 29 is allowed]",
+         "bambora", refund(1000, days=29), **BB, overrides={"refund_window": "30d"}, setup=(cap(4000),),
+         state="captured", after={"refunded": 1000}),
     Rule("_capture.md: 'If it is less than the payment amount, a partial capture is performed'",
          "bambora", cap(4000), **BB, state="captured", after={"captured": 4000, "cancelled": 0},
          event="captured", warnings=codes("REMAINDER_HELD"), messages=("6000",)),
@@ -492,6 +509,12 @@ PW_FMT = "capture_payment.md: 'capture_amount decimal(11,2)' in major units"
 PW_PARTIAL = "capture_payment.md: 'If PG not supporting partial capture, full capture will be done'"
 
 PIPWAVE = [
+    Rule(f"{OVERRIDE} [pipwave refund_window=30d: a refund on day 30 is refused]",
+         "pipwave", refund(1000, days=30), **PW, overrides={"refund_window": "30d"}, setup=(cap(4000),),
+         codes=codes("REFUND_WINDOW_EXPIRED")),
+    Rule(f"{OVERRIDE} [pipwave refund_window=30d: a refund on day 29 is allowed]",
+         "pipwave", refund(1000, days=29), **PW, overrides={"refund_window": "30d"}, setup=(cap(4000),),
+         state="captured", after={"refunded": 1000}),
     Rule("capture_payment.md: 'If not provided, full authorised amount will be captured'",
          "pipwave", cap(), **PW, state="captured", after={"captured": 10000}, command_amount=10000,
          event="captured"),
