@@ -178,6 +178,8 @@ MIN = "deno-sdk types.gen.ts: 'minimum amounts allowed are NOK 100 Ã¸re, DKK 1 Ã
 WINDOW = "payment-rules: 'capture within 180 days in Norway, 14 days in Denmark and Finland'"
 REF_RULE = "epayment.v1.yml#/components/schemas/Reference: 'pattern ^[a-zA-Z0-9-]{8,50}$'"
 KEY_LEN = "branch idempotencykey-length: 'Idempotency-Key minLength 1, maxLength 50'"
+REFUND_WINDOW = ("knowledge-base/refund: 'refund all or part of a captured amount for up to 365 days after the payment "
+                 "request was approved'")
 
 VIPPS = [
     Rule("capture.md: 'This can be done multiple times' [a second partial capture stays authorized]",
@@ -332,11 +334,14 @@ VIPPS = [
          state="authorized", after={"captured": 30000, "refunded": 30000}, event="refunded"),
     Rule("faq.md: 'Attempted refund before reservation' [nothing captured: nothing refundable]",
          "vipps", refund(1000, "refund-1"), codes=codes("REFUND_EXCEEDS_CAPTURED"), messages=("0",)),
-    Rule("payment-rules: 'refund within 365 days' [day 364 refunds]",
+    Rule(f"{REFUND_WINDOW} [day 364 refunds]",
          "vipps", refund(1000, "refund-1", days=364), setup=(cap(100000, "ship-1"),),
          state="captured", after={"refunded": 1000}),
-    Rule("payment-rules: 'Refund period expired' [exactly 365 days refused]",
+    Rule(f"{REFUND_WINDOW} ['Refund period expired': exactly 365 days refused]",
          "vipps", refund(1000, "refund-1", days=365), setup=(cap(100000, "ship-1"),),
+         codes=codes("REFUND_WINDOW_EXPIRED")),
+    Rule(f"{REFUND_WINDOW} [counted from the approval, not the capture: captured on day 100, refused on day 365]",
+         "vipps", refund(1000, "refund-2", days=365), setup=(cap(100000, "ship-1", days=100),),
          codes=codes("REFUND_WINDOW_EXPIRED")),
     Rule("reserve-and-capture.md: 'If you are not going to capture the rest ... you should cancel the remaining "
          "amount' [final=True releases it]",
