@@ -99,3 +99,31 @@ def test_hellgate_refuses_a_void_on_an_automatic_capture_flow() -> None:
     assert "void" in refused.violations[0].message
     manual = replay([Event("11111111-1111-4111-8111-111111111111", EventType.AUTHORIZED, at, 1000, "EUR")], spec)
     assert decide(manual, Cancel(at=at)).allowed
+
+
+# Every fact research/providers.md labels [UNK] (its section 5 table and the per-provider sections), by
+# provider: the spec must state it as a marked default with a note, never as if the provider documented it.
+UNDOCUMENTED = [
+    ("bambora", "max_captures", "1.4: 'Multiple captures: [UNK]'"),
+    ("bambora", "over_capture_percent", "1.4: 'Capturing more than authorized: [UNK]'"),
+    ("bambora", "amount_min", "1.3: 'amount: 0 ... what it means is [UNK]'"),
+    ("bambora", "remainder", "1.4: 'Remainder after a partial capture: [UNK]'"),
+    ("bambora", "max_refunds", "1.2: 'Refunded: [UNK]: further partial refunds undocumented'"),
+    ("bambora", "idempotency", "1.7: 'Idempotency: no key mechanism [UNK/none]'"),
+    ("hellgate", "authorization_validity", "3.2: 'Authorization expiry: not documented [UNK]'"),
+    ("hellgate", "remainder", "3.4: 'Remainder after a partial capture: [UNK]'"),
+    ("hellgate", "amount_min", "5: 'Zero amount: [UNK] -> reject'"),
+    ("pipwave", "max_captures", "4.7: 'Multiple captures: [UNK]'"),
+    ("pipwave", "over_capture_percent", "4.7: 'Over-capture: [UNK]; reject locally'"),
+    ("pipwave", "amount_min", "5: 'Zero amount: [UNK] (0.00 may mean full?) -> reject'"),
+    ("pipwave", "authorization_validity", "4.7: 'Authorization expiry: [UNK]; it depends on the PG'"),
+    ("pipwave", "remainder", "5: 'Remainder after partial capture: [UNK] (PG-dependent)'"),
+    ("pipwave", "idempotency", "4.7: 'Idempotency: none documented [UNK]'"),
+]
+
+
+@pytest.mark.parametrize(("name", "rule", "research"), UNDOCUMENTED, ids=[f"{n}.{r}" for n, r, _ in UNDOCUMENTED])
+def test_undocumented_facts_are_marked_defaults(name: str, rule: str, research: str) -> None:
+    source = load_spec(name).policy.sources[rule]
+    assert source.default, f"{name}.{rule} is [UNK] in research/providers.md {research}; mark it default = true"
+    assert source.note and ("[UNK]" in source.note or "[INF]" in source.note)
