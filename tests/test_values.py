@@ -525,3 +525,31 @@ def test_apply_refuses_an_authorization_it_could_not_judge_later(build: Any) -> 
         capstate.apply(p, build())
     with pytest.raises(EventError):
         capstate.replay([build()], capstate.load_spec("hellgate"))
+
+
+# --------------------------------------------------------------------- command fields that steer a rule
+
+
+def test_authorize_takes_a_flow_spelled_as_text_as_that_flow() -> None:
+    """Authorize.flow had no validator: "automatic" was kept as a str, `p.flow is Flow.AUTOMATIC` never
+    held, and decide allowed a manual capture on Hellgate's automatic-capture flow (found by probing
+    decide with Authorize(flow="automatic"))."""
+    assert Authorize(amount=1000, currency="EUR", at=T0, flow="automatic").flow is Flow.AUTOMATIC  # type: ignore[arg-type]
+    p0 = Payment.new(capstate.load_spec("hellgate"), "order-1")
+    d = capstate.decide(p0, Authorize(amount=1000, currency="EUR", at=T0, flow="automatic"))  # type: ignore[arg-type]
+    assert d.allowed and d.after is not None and d.after.flow is Flow.AUTOMATIC
+    assert capstate.decide(d.after, Capture(at=T0, amount=1000)).codes == (capstate.Code.AUTOMATIC_CAPTURE_FLOW,)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Authorize(amount=1000, currency="EUR", at=T0, flow="bogus"),
+    lambda: Authorize(amount=1000, currency="EUR", at=T0, flow=1),
+    lambda: Capture(at=T0, final="no"),
+    lambda: Capture(at=T0, final=1),
+    lambda: Capture(at=T0, final=None),
+], ids=["flow-bogus", "flow-int", "final-str", "final-int", "final-none"])
+def test_commands_refuse_a_flow_or_final_that_is_not_one(build: Any) -> None:
+    """`final="no"` was truthy, so Vipps' decide released the remainder by a cancel the merchant never
+    meant (REMAINDER_RELEASED)."""
+    with pytest.raises(CommandError):
+        build()
