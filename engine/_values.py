@@ -245,6 +245,8 @@ class Refund:
 
 
 Command = Authorize | Capture | Cancel | Refund
+_OPS: tuple[tuple[type, str], ...] = ((Capture, "capture"), (Cancel, "cancel"), (Refund, "refund"),
+                                      (Authorize, "authorize"))
 
 
 # ------------------------------------------------------------------------------------------- payments
@@ -453,11 +455,13 @@ class Decision(_Deferrable):
         cmd = self.command
         amount = getattr(cmd, "amount", None)
         currency = getattr(cmd, "currency", None) or self.before.currency
+        # By kind, not by class name: a service's own Capture subclass is still a "capture".
+        op = next((name for kind, name in _OPS if isinstance(cmd, kind)), type(cmd).__name__.lower())
         return {
             "allowed": self.allowed,
             "violations": [v.to_dict() for v in self.violations],
             "warnings": [w.to_dict() for w in self.warnings],
-            "command": {"op": type(cmd).__name__.lower(), "amount": amount, "currency": currency},
+            "command": {"op": op, "amount": amount, "currency": currency},
             "after": self.after.summary() if self.after is not None else None,
         }
 
