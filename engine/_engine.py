@@ -15,7 +15,7 @@ socket.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 
 from attrs import evolve
 
@@ -205,18 +205,22 @@ def check_fact(event: Event) -> None:
     t = event.type
     amount = event.amount
     at = event.at
+    flow = event.flow
+    # The usual event in one test (~100 ns on observe's ~3 µs); anything else is judged field by field.
+    if (type(t) is EventType and t is not _AUTHORIZED and (amount is None or (type(amount) is int and amount >= 0))
+            and type(at) is datetime and type(at.tzinfo) is timezone and (flow is None or type(flow) is Flow)):
+        return
     if type(t) is not EventType:
         raise EventError(f"must be an EventType, got {t!r}", field="type")
     if amount is not None and (type(amount) is not int or amount < 0):
         raise EventError(f"must be an integer >= 0 of minor units, got {amount!r}", field="amount")
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise EventError(f"must be a timezone-aware datetime, got {at!r}", field="at")
+    if flow is not None and type(flow) is not Flow:
+        raise EventError(f"must be a Flow, got {flow!r}", field="flow")
     if t is _AUTHORIZED and event.currency is not None and not is_currency(event.currency):
         # The authorization fixes the payment's currency; every later message shows money in it.
         raise EventError(f"{event.currency!r} is not an ISO 4217 currency", field="currency")
-    flow = event.flow
-    if flow is not None and type(flow) is not Flow:
-        raise EventError(f"must be a Flow, got {flow!r}", field="flow")
 
 
 def apply(payment: Payment, event: Event) -> Payment:
