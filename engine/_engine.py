@@ -275,6 +275,8 @@ def replay(events: Iterable[Event], spec: object = None) -> Payment:
             if not isinstance(spec, Spec):
                 raise TypeError(f"spec must be a Spec, got {type(spec).__name__}")
             payment = Payment.new(spec, event.payment)
+        elif event.payment != payment.reference:
+            raise ValueError(f"replay takes one payment's events: {event.payment!r} after {payment.reference!r}")
         payment = apply(payment, event)
     if payment is None:
         raise ValueError("replay needs at least one event")

@@ -553,3 +553,14 @@ def test_commands_refuse_a_flow_or_final_that_is_not_one(build: Any) -> None:
     meant (REMAINDER_RELEASED)."""
     with pytest.raises(CommandError):
         build()
+
+
+def test_replay_of_mixed_payments_raises_the_value_error_it_documents() -> None:
+    """replay's docstring promises ValueError for mixed payments; apply's InvalidTransition (not a
+    ValueError) escaped instead, past a caller's `except ValueError` (found reading replay)."""
+    spec = capstate.load_spec("bambora")
+    events = [Event("order-1", EventType.AUTHORIZED, T0, 1000, "DKK"), Event("order-2", EventType.CAPTURED, T0, 500)]
+    with pytest.raises(ValueError, match="order-2"):
+        capstate.replay(events, spec)
+    with pytest.raises(ValueError, match="at least one event"):
+        capstate.replay([], spec)
