@@ -182,6 +182,22 @@ def _currency(instance: object, attribute: Any, value: Any) -> None:
                            f"got {value!r}")
 
 
+def _flow(value: object) -> Flow | None:
+    # Kept as text, "automatic" never matched `Flow.AUTOMATIC`: manual captures passed on such a flow.
+    if value is None or type(value) is Flow:
+        return value
+    flow = _FLOWS.get(value) if type(value) is str else _enum_or_none(Flow, value)
+    if flow is None:
+        raise CommandError(f"Authorize.flow must be 'manual' or 'automatic', got {value!r}")
+    return flow
+
+
+def _bool(instance: object, attribute: Any, value: Any) -> None:
+    # A truthy "no" would release the remainder after the capture.
+    if type(value) is not bool:
+        raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a bool, got {value!r}")
+
+
 def _opt_str(instance: object, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a string, got {value!r}")
@@ -194,7 +210,7 @@ class Authorize:
     amount: int = field(validator=_amount)
     currency: str = field(validator=_currency)
     at: datetime = field(validator=_aware)
-    flow: Flow | None = None
+    flow: Flow | None = field(default=None, converter=_flow)
     key: str | None = field(default=None, validator=_opt_str)
 
 
@@ -206,7 +222,7 @@ class Capture:
     amount: int | None = field(default=None, validator=_amount)
     currency: str | None = field(default=None, validator=_currency)
     key: str | None = field(default=None, validator=_opt_str)
-    final: bool = False
+    final: bool = field(default=False, validator=_bool)
 
 
 @frozen(kw_only=True)
@@ -229,6 +245,8 @@ class Refund:
 
 
 Command = Authorize | Capture | Cancel | Refund
+_OPS: tuple[tuple[type, str], ...] = ((Capture, "capture"), (Cancel, "cancel"), (Refund, "refund"),
+                                      (Authorize, "authorize"))
 
 
 # ------------------------------------------------------------------------------------------- payments
@@ -437,11 +455,13 @@ class Decision(_Deferrable):
         cmd = self.command
         amount = getattr(cmd, "amount", None)
         currency = getattr(cmd, "currency", None) or self.before.currency
+        # By kind, not by class name: a service's own Capture subclass is still a "capture".
+        op = next((name for kind, name in _OPS if isinstance(cmd, kind)), type(cmd).__name__.lower())
         return {
             "allowed": self.allowed,
             "violations": [v.to_dict() for v in self.violations],
             "warnings": [w.to_dict() for w in self.warnings],
-            "command": {"op": type(cmd).__name__.lower(), "amount": amount, "currency": currency},
+            "command": {"op": op, "amount": amount, "currency": currency},
             "after": self.after.summary() if self.after is not None else None,
         }
 

@@ -471,3 +471,96 @@ def test_instant_takes_rfc3339_lower_case_t_and_z() -> None:
 
     assert parse_instant("2026-01-08t09:00:00z") == datetime(2026, 1, 8, 9, tzinfo=UTC)
     assert parse_instant("2026-01-08t10:00:00+01:00") == datetime(2026, 1, 8, 9, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------- hand-built events into apply
+
+# An Event built directly has no validators (Event.from_dict is the parser). apply and observe must
+# still never count a fact that is not one: found by probing apply with hand-built events, where a
+# str type "captured" fell through effect() to the authorization branch and re-authorized NOK 1000.00
+# as 5.00, a negative `captured` un-captured money, True was counted as 1 minor unit, and a naive `at`
+# became the payment's authorized_at (a TypeError on the next aware comparison).
+
+
+def _vipps_capturing() -> Payment:
+    """NOK 1000.00 on Vipps, 500.00 captured, a further capture of 10.00 in flight."""
+    p = Payment.authorized_for(capstate.load_spec("vipps"), "order-10001", amount=100_000, currency="NOK", at=T0)
+    p = capstate.apply(p, Event(p.reference, EventType.CAPTURED, T0, 50_000, key="c-1"))
+    return capstate.apply(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0, 1_000))
+
+
+MALFORMED_EVENTS = [
+    ("type", lambda ref: Event(ref, "captured", T0, 500)),  # type: ignore[arg-type]
+    ("amount", lambda ref: Event(ref, EventType.CAPTURED, T0, -5)),
+    ("amount", lambda ref: Event(ref, EventType.CAPTURED, T0, True)),
+    ("amount", lambda ref: Event(ref, EventType.CAPTURED, T0, 2.5)),  # type: ignore[arg-type]
+    ("at", lambda ref: Event(ref, EventType.CAPTURED, NAIVE, 500)),
+    ("at", lambda ref: Event(ref, EventType.CAPTURED, "2026-01-05T12:00:00Z", 500)),  # type: ignore[arg-type]
+    ("flow", lambda ref: Event(ref, EventType.CAPTURED, T0, 500, flow="automatic")),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(("field", "build"), MALFORMED_EVENTS,
+                         ids=["type-str", "amount-negative", "amount-bool", "amount-float", "at-naive", "at-str",
+                              "flow-str"])
+@pytest.mark.parametrize("record", [capstate.apply, lambda p, e: capstate.observe(p, e)[0]], ids=["apply", "observe"])
+def test_apply_and_observe_refuse_a_malformed_hand_built_event(field: str, build: Any, record: Any) -> None:
+    p = _vipps_capturing()
+    with pytest.raises(EventError) as info:
+        record(p, build(p.reference))
+    assert info.value.field == field
+    assert (p.authorized, p.captured, p.pending, p.state) == (100_000, 50_000, 1_000, "capturing")
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Event("order-1", EventType.AUTHORIZED, NAIVE, 1000, "EUR"),
+    lambda: Event("order-1", EventType.AUTHORIZED, T0, 1000, "eur"),
+    lambda: Event("order-1", EventType.AUTHORIZED, T0, 1000, "XAU"),
+], ids=["naive", "currency-lower-case", "currency-without-minor-unit"])
+def test_apply_refuses_an_authorization_it_could_not_judge_later(build: Any) -> None:
+    """An authorization fixes the payment's currency and clock: Hellgate's validity is unknown, so a
+    naive `at` used to be taken, and every later aware `at` then raised TypeError."""
+    p = Payment.new(capstate.load_spec("hellgate"), "order-1")
+    with pytest.raises(EventError):
+        capstate.apply(p, build())
+    with pytest.raises(EventError):
+        capstate.replay([build()], capstate.load_spec("hellgate"))
+
+
+# --------------------------------------------------------------------- command fields that steer a rule
+
+
+def test_authorize_takes_a_flow_spelled_as_text_as_that_flow() -> None:
+    """Authorize.flow had no validator: "automatic" was kept as a str, `p.flow is Flow.AUTOMATIC` never
+    held, and decide allowed a manual capture on Hellgate's automatic-capture flow (found by probing
+    decide with Authorize(flow="automatic"))."""
+    assert Authorize(amount=1000, currency="EUR", at=T0, flow="automatic").flow is Flow.AUTOMATIC  # type: ignore[arg-type]
+    p0 = Payment.new(capstate.load_spec("hellgate"), "order-1")
+    d = capstate.decide(p0, Authorize(amount=1000, currency="EUR", at=T0, flow="automatic"))  # type: ignore[arg-type]
+    assert d.allowed and d.after is not None and d.after.flow is Flow.AUTOMATIC
+    assert capstate.decide(d.after, Capture(at=T0, amount=1000)).codes == (capstate.Code.AUTOMATIC_CAPTURE_FLOW,)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Authorize(amount=1000, currency="EUR", at=T0, flow="bogus"),
+    lambda: Authorize(amount=1000, currency="EUR", at=T0, flow=1),
+    lambda: Capture(at=T0, final="no"),
+    lambda: Capture(at=T0, final=1),
+    lambda: Capture(at=T0, final=None),
+], ids=["flow-bogus", "flow-int", "final-str", "final-int", "final-none"])
+def test_commands_refuse_a_flow_or_final_that_is_not_one(build: Any) -> None:
+    """`final="no"` was truthy, so Vipps' decide released the remainder by a cancel the merchant never
+    meant (REMAINDER_RELEASED)."""
+    with pytest.raises(CommandError):
+        build()
+
+
+def test_replay_of_mixed_payments_raises_the_value_error_it_documents() -> None:
+    """replay's docstring promises ValueError for mixed payments; apply's InvalidTransition (not a
+    ValueError) escaped instead, past a caller's `except ValueError` (found reading replay)."""
+    spec = capstate.load_spec("bambora")
+    events = [Event("order-1", EventType.AUTHORIZED, T0, 1000, "DKK"), Event("order-2", EventType.CAPTURED, T0, 500)]
+    with pytest.raises(ValueError, match="order-2"):
+        capstate.replay(events, spec)
+    with pytest.raises(ValueError, match="at least one event"):
+        capstate.replay([], spec)
