@@ -39,7 +39,7 @@ from attrs import field, frozen
 
 from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, canonical_at, fast_spec
 from ._codes import Code
-from ._engine import observe
+from ._engine import check_fact, observe
 from ._errors import AuditError, EventError
 from ._money import is_currency, to_major_string
 from ._policy import POLICY_PARSERS
@@ -284,6 +284,17 @@ class Auditor:
                 self.malformed(line, file, f"not valid JSON ({_json_problem(item, exc)})")  # type: ignore[arg-type]
                 return
         elif kind is Event:
+            # A hand-built Event has no validators (from_dict is the parser): a naive `at` or a list as
+            # the payment would break the audit's own bookkeeping before `observe` could refuse it.
+            ref = item.payment  # type: ignore[union-attr]
+            try:
+                if type(ref) is not str or not ref:
+                    raise EventError(f"must be a non-empty string, got {ref!r}", field="payment")
+                check_fact(item)  # type: ignore[arg-type]
+            except EventError as exc:
+                self.malformed(line, file, _clip(f"not a valid event: {exc}"),
+                               ref if type(ref) is str and ref else None)
+                return
             self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
             return
         else:

@@ -408,3 +408,27 @@ def test_the_python_api_ignores_a_utf8_bom_on_the_first_line_as_the_cli_does() -
     for lines in ([b"\xef\xbb\xbf" + first, second], ["\ufeff" + first.decode(), second.decode()]):
         report = audit(lines)
         assert report.violations == () and report.events == 2, report.violations
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"at": datetime(2026, 1, 2, 9)}, "at"),              # naive: would meet aware instants in the bookkeeping
+    ({"payment": ["order-10001"]}, "payment"),                # unhashable: would break the payment index
+    ({"payment": ""}, "payment"),
+    ({"amount": -5}, "amount"),
+    ({"type": "captured"}, "type"),
+])
+def test_a_hand_built_event_that_is_no_fact_is_malformed_and_the_audit_goes_on(bad: dict[str, Any],
+                                                                                field: str) -> None:
+    """capstate.audit takes Events too; one without validators is LOG_MALFORMED at its line, never a crash."""
+    t0 = datetime(2026, 1, 2, 9, tzinfo=UTC)
+    auth = Event("order-10001", EventType.AUTHORIZED, t0, 100_000, "NOK", provider="vipps")
+    fields: dict[str, Any] = {"payment": "order-10001", "type": EventType.CAPTURED, "at": t0, "amount": 1000,
+                              "currency": "NOK", "provider": "vipps"} | bad
+    broken = Event(fields["payment"], fields["type"], fields["at"], fields["amount"], fields["currency"],
+                   provider=fields["provider"])
+    good = Event("order-10001", EventType.CAPTURED, t0, 2000, "NOK", provider="vipps", key="k-2")
+    report = audit([auth, broken, good])
+    malformed = [f for f in report.violations if f.code is Code.LOG_MALFORMED]
+    assert [(f.line, f.message.startswith(f"not a valid event: {field}:")) for f in malformed] == [(2, True)]
+    assert report.events == 2 and report.payments == 1
+    assert [f.code for f in report.violations] == [Code.LOG_MALFORMED]
