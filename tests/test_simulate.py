@@ -419,3 +419,20 @@ def test_an_automatic_flow_is_held_until_the_providers_own_capture() -> None:
     # A spec that does not tell flows apart keeps its own answer.
     assert simulate(Plan.from_dict(obj | {"step": []}), "bambora").held_until_text != (
         "until the provider's automatic capture")
+
+
+def test_intended_leaves_out_a_failed_attempt() -> None:
+    # The failed capture and its retry are one logical capture: the plan means to capture 599.00 once,
+    # whether or not the provider can take the retry (Hellgate's `failed` is terminal).
+    plan = example("failed-then-retried.toml")
+    for name in SPEC_NAMES:
+        assert simulate(plan, name).intended == plan.amount == 59900, name
+    hellgate = simulate(plan, "hellgate")
+    assert (hellgate.intended, hellgate.captured) == (59900, 0)
+    # With amounts: 300.00 fails, 300.00 is retried; the plan means 300.00, not 600.00.
+    retried = plan_of({"at": "+1d", "op": "capture", "amount": 30000, "outcome": "failed"},
+                      {"at": "+2d", "op": "capture", "amount": 30000})
+    vipps = simulate(retried, "vipps")
+    assert (vipps.intended, vipps.captured, vipps.held) == (30000, 30000, 70000)
+    assert vipps.to_dict()["intended"] == 30000
+
