@@ -243,6 +243,10 @@ def test_derived_keys_are_stable_distinct_and_fit_the_providers_rules() -> None:
 def test_derived_keys_fall_back_to_what_a_strict_rule_accepts(rule: IdentifierRule) -> None:
     plan = Plan.from_dict(with_steps({"at": "+1d", "op": "capture"}))
     assert rule.problem(derive_key(plan, 3, "capture", rule)) is None
+    # The fallback (bare hex, no readable index) still tells the steps apart: one key for two captures
+    # would make the second an idempotent replay of the first.
+    keys = [derive_key(plan, i, "capture", rule) for i in range(6)]
+    assert len(set(keys)) == len(keys), keys
 
 
 def test_plan_steps_keep_the_given_offset_zone() -> None:

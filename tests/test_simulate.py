@@ -436,3 +436,29 @@ def test_intended_leaves_out_a_failed_attempt() -> None:
     assert (vipps.intended, vipps.captured, vipps.held) == (30000, 30000, 70000)
     assert vipps.to_dict()["intended"] == 30000
 
+
+def test_steps_without_keys_get_a_distinct_derived_key_each() -> None:
+    # Two parcels, no keys given: each capture is its own logical operation, so Vipps must see two keys
+    # (one key for both would make the second an idempotent replay and capture nothing).
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 30000}, {"at": "+2d", "op": "capture", "amount": 30000})
+    r = simulate(plan, "vipps")
+    first, second = r.steps
+    assert first.key is not None and second.key is not None and first.key != second.key
+    assert r.authorization.key not in (first.key, second.key)
+    assert [e.type for e in second.events] == [EventType.CAPTURED]
+    assert "IDEMPOTENT_REPLAY" not in notes(r, 2)
+    assert (r.ok, r.captured, r.held) == (True, 60000, 40000)
+
+
+def test_derived_keys_are_the_same_whenever_the_plan_is_read() -> None:
+    # "The same plan always gives the same answer": keys derive from the plan's content, so reading the
+    # file again (another Plan object) must give the keys a first run sent to the provider.
+    text = (PLANS / "partial-then-cancel.toml").read_text(encoding="utf-8")
+    runs = [simulate(Plan.from_toml(text), "vipps").to_dict() for _ in range(2)]
+    keys = [[runs[i]["authorization"]["key"], *(s["key"] for s in runs[i]["steps"])] for i in range(2)]
+    assert all(k is not None for k in keys[0])
+    assert keys[0] == keys[1]
+    assert runs[0] == runs[1]
+    json_plan = Plan.from_json(orjson.dumps(Plan.from_toml(text).to_dict()))
+    assert simulate(json_plan, "vipps").to_dict() == runs[0]
+
