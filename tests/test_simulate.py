@@ -462,3 +462,16 @@ def test_derived_keys_are_the_same_whenever_the_plan_is_read() -> None:
     json_plan = Plan.from_json(orjson.dumps(Plan.from_toml(text).to_dict()))
     assert simulate(json_plan, "vipps").to_dict() == runs[0]
 
+
+def test_a_remainder_reserved_until_cancel_does_not_lapse_in_a_terminal_state() -> None:
+    # Only a remainder policy of "lapses" lets the uncaptured rest leave the card with no transition for it.
+    # Bambora's remainder lapses; under a contract where it stays reserved until a cancel, the simulation
+    # must not count it released when the clock passes the expiry.
+    plan = plan_of({"at": "+1d", "op": "capture", "amount": 40000}, {"at": "+10d", "op": "wait"})
+    lapses = simulate(plan, "bambora")
+    assert (lapses.released, lapses.lapsed, lapses.held) == (60000, 60000, 0)
+    assert notes(lapses, 2) == [NoteCode.AUTHORIZATION_LAPSED]
+    reserved = simulate(plan, capstate.load_spec("bambora", overrides={"remainder": "reserved_until_cancel"}))
+    assert reserved.payment.state == "captured"
+    assert (reserved.released, reserved.lapsed, reserved.held) == (0, 0, 60000)
+    assert notes(reserved, 2) == [] and reserved.steps[1].lapsed_at is None
