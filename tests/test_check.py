@@ -136,6 +136,8 @@ def test_exit_out_of_a_terminal_state_is_a_lint_finding_not_a_load_error(tmp_pat
     assert finding.path.endswith(".dest") and finding.line is not None
     steps = broken(result)
     assert steps["terminal_absorbs"] == ["authorize 100 EUR", "capture 1", "cancel rest"]
+    (absorbs,) = [c for c in result.counterexamples if c.invariant == "terminal_absorbs"]
+    assert "left terminal state 'captured' for 'cancelled'" in absorbs.message
     # The unguarded exit also releases more than is left.
     assert "released_within_authorized" in steps
 
@@ -351,3 +353,29 @@ def test_overrides_reach_the_explored_policy(tmp_path: Path) -> None:
     many = check_spec("vipps", depth=4)
     assert one.ok and one.spec.policy.max_captures == 1
     assert one.states < many.states
+
+
+def test_no_counterexample_is_longer_than_the_depth(tmp_path: Path) -> None:
+    # The over-capture takes two moves (authorize, capture 101): depth 1 must not find it, depth 2 must.
+    path = spec_file(tmp_path, over_capture_bambora())
+    shallow = check_spec(path, depth=1)
+    assert "captured_within_authorized" not in broken(shallow) and not shallow.complete
+    assert all(len(c.moves) <= 1 for c in shallow.counterexamples)
+    deep = check_spec(path, depth=2)
+    assert broken(deep)["captured_within_authorized"] == ["authorize 100 EUR", "capture 101"]
+    assert all(len(c.moves) <= 2 for c in deep.counterexamples)
+
+
+def test_removed_partial_capture_guard_is_caught(tmp_path: Path) -> None:
+    # Under partial_capture = no, a capture transition that lost partial_allowed keeps the sums right (a
+    # partial capture is still within the capturable) and breaks only the spec's own policy.
+    text = mutate("bambora", BAMBORA_CAPTURE_GUARDS, BAMBORA_CAPTURE_GUARDS.replace('"partial_allowed", ', ""))
+    path = spec_file(tmp_path, text)
+    assert check_spec(path).ok  # bambora captures partially: the guard is inert there
+    result = check_spec(path, overrides={"partial_capture": "no"})
+    assert result.findings == ()
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "where partial_capture = no" in found.message
+    assert found.moves[0].label == "authorize 100 EUR"
+    assert check_spec("bambora", overrides={"partial_capture": "no"}).ok  # the seed keeps the guard
+
