@@ -68,7 +68,7 @@ INVARIANTS: dict[str, str] = {
     "terminal_absorbs": "no move leaves a terminal state or changes the money it settled (refunds excepted)",
     "single_currency": "an allowed capture or refund is in the authorized currency",
     "obeys_own_policy": "an allowed command keeps the spec's own policy numbers: capture and refund counts, "
-                        "partial capture, minimum amount, authorization validity",
+                        "partial capture, minimum amount, authorization validity, refund window",
     "decide_agrees_with_apply": "the fact an allowed decision predicts is accepted by apply, with the same result",
     "engine_answers": "decide and apply answer every command and fact without an unexpected exception",
 }
@@ -373,7 +373,8 @@ def _policy_breaks(p: Payment, cmd: Command, after: Payment) -> _Broken:
     """What an ALLOWED command breaks of the spec's own declared policy (a guard missing from a transition
     shows here even when the money still adds up): a currency other than the authorized one; more captures
     or refunds than the policy allows; a partial capture where the provider captures in full only; a
-    capture below the minimum amount, or at or past the authorization's expiry."""
+    capture below the minimum amount, or at or past the authorization's expiry; a refund at or past the end
+    of the refund window."""
     out: _Broken = []
     policy = p.spec.policy
     if isinstance(cmd, Capture | Refund) and p.currency is not None and cmd.currency not in (None, p.currency):
@@ -391,6 +392,11 @@ def _policy_breaks(p: Payment, cmd: Command, after: Payment) -> _Broken:
             problems.append(f"capture at {format_instant(cmd.at)}, at or past expiry {format_instant(p.expires_at)}")
     if isinstance(cmd, Refund) and policy.max_refunds is not None and after.refund_count > policy.max_refunds:
         problems.append(f"refund {after.refund_count} of at most {policy.max_refunds}")
+    if isinstance(cmd, Refund) and policy.refund_window is not None and p.authorized_at is not None:
+        closes = p.authorized_at + policy.refund_window
+        if cmd.at >= closes:
+            problems.append(f"refund at {format_instant(cmd.at)}, at or past the end of the refund window "
+                            f"{format_instant(closes)}")
     if problems:
         out.append(("obeys_own_policy", "; ".join(problems)))
     return out

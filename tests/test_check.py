@@ -379,3 +379,16 @@ def test_removed_partial_capture_guard_is_caught(tmp_path: Path) -> None:
     assert found.moves[0].label == "authorize 100 EUR"
     assert check_spec("bambora", overrides={"partial_capture": "no"}).ok  # the seed keeps the guard
 
+
+def test_removed_refund_window_guard_is_caught(tmp_path: Path) -> None:
+    # A refund after the refund window closed is still within the captured amount: only the spec's own
+    # refund window says it is wrong. The clock must reach that deadline for the search to try it.
+    old = '"currency_matches", "within_refund_window",\n          "below_max_refunds"'
+    text = mutate("vipps", old, '"currency_matches",\n          "below_max_refunds"')
+    result = check_spec(spec_file(tmp_path, text))
+    assert result.findings == ()
+    (found,) = [c for c in result.counterexamples if c.invariant == "obeys_own_policy"]
+    assert "at or past the end of the refund window" in found.message
+    labels = [m.label for m in found.moves]
+    assert labels[0].startswith("authorize ") and labels[-1].startswith("refund ")
+    assert any(label.startswith("time passes to ") for label in labels)
