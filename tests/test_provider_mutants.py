@@ -7,7 +7,9 @@ webhook test vector (research/providers.md §2.8).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from httpserver import Reply, ScriptedServer, scripted_server
@@ -18,6 +20,7 @@ from provider_cases import (
     response,
 )
 
+import capstate
 from capstate import Cancel, Capture, ProviderError
 from capstate.providers import bambora, vipps
 from capstate.providers.client import CaptureClient
@@ -115,3 +118,62 @@ def test_vipps_a_cancel_that_released_less_than_the_remainder_asks_to_reconcile(
     with pytest.raises(ProviderError, match="not by the remainder 100000") as err:
         vipps.parse_cancel(response(200, modification(cancelled=30000)), payment, Cancel(at=T0, key="c-1"))
     assert err.value.reconcile
+
+
+# research/providers.md §2.8: the documented webhook test vector (webhooks-api request-authentication.md)
+W_SECRET = "A0+AeKBRG2KRGvnNwJpQlb6IJFk48CKXCIcrLoHncVJKDILsQSxS6NWCccwWm6r6FhGKhiHTBsG2wo/xU6FY/A=="
+W_PATH = "/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63"
+W_DATE = "Thu, 30 Mar 2023 08:38:32 GMT"
+W_BODY = b'{"some-unique-content":"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}'
+W_HASH = "lNlsp1XA03N34HrQsVzPgJKtC+r7l/RBF4V3JQUWMj4="
+W_SIG = "agAiSyogQbDHpeucoNwYz+yAr5nJ+v+zasdkSbqzv+U="
+W_NOW = capstate.Event.from_dict({"payment": "x", "type": "expired", "at": "2023-03-30T08:38:32Z"}).at
+
+
+def webhook_headers(signature: str = W_SIG, date: str = W_DATE) -> dict[str, str]:
+    return {"x-ms-date": date, "x-ms-content-sha256": W_HASH, "Host": "webhook.site",
+            "Authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}"}
+
+
+def test_vipps_webhook_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutant: `hmac.compare_digest(expected, claimed)` -> `expected != claimed`. Same verdicts, but a
+    # short-circuiting comparison leaks how many leading bytes of a forged signature are right (DESIGN §5:
+    # "Webhook and IPN signatures are ... verified ... with hmac.compare_digest").
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    forged = "B" + W_SIG[1:]
+    with pytest.raises(capstate.SignatureError, match="signature does not match"):
+        vipps.verify_webhook(secret=W_SECRET, method="POST", path_and_query=W_PATH,
+                             headers=webhook_headers(forged), body=W_BODY, now=W_NOW)
+    assert (W_SIG.encode(), forged.encode()) in compared
+
+
+def test_vipps_webhook_default_tolerance_is_five_minutes() -> None:
+    # Mutant: DEFAULT_TOLERANCE widened (5 -> 15 minutes). Every other test passes `tolerance=` itself, so a
+    # caller relying on the default silently accepted replays three times older than documented.
+    def verify(now_offset_s: int) -> None:
+        vipps.verify_webhook(secret=W_SECRET, method="POST", path_and_query=W_PATH, headers=webhook_headers(),
+                             body=W_BODY, now=W_NOW + timedelta(seconds=now_offset_s))
+
+    verify(4 * 60 + 59)
+    verify(-(4 * 60 + 59))
+    for offset in (5 * 60 + 1, -(5 * 60 + 1), 14 * 60):
+        with pytest.raises(capstate.SignatureError, match="tolerance"):
+            verify(offset)
+
+
+def test_vipps_webhook_with_a_zoneless_date_is_a_signature_error_not_a_crash() -> None:
+    # Mutant: the "x-ms-date has no time zone" check removed. RFC 5322's "-0000" parses to a naive datetime,
+    # and comparing it with `now` raised TypeError out of the verifier instead of a SignatureError.
+    date = "Thu, 30 Mar 2023 08:38:32 -0000"
+    sig = vipps.signature(W_SECRET, method="POST", path_and_query=W_PATH, date=date, host="webhook.site",
+                          body_hash=W_HASH)
+    with pytest.raises(capstate.SignatureError, match="no time zone"):
+        vipps.verify_webhook(secret=W_SECRET, method="POST", path_and_query=W_PATH,
+                             headers=webhook_headers(sig, date), body=W_BODY, now=W_NOW)
