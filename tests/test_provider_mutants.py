@@ -14,7 +14,11 @@ from datetime import timedelta
 import pytest
 from httpserver import Reply, ScriptedServer, scripted_server
 from provider_cases import (
+    PIPWAVE_CREDS,
+    PIPWAVE_KEY,
+    PIPWAVE_SECRET,
     T0,
+    TS,
     authorized,
     capture,
     response,
@@ -22,7 +26,7 @@ from provider_cases import (
 
 import capstate
 from capstate import Cancel, Capture, ProviderError
-from capstate.providers import bambora, vipps
+from capstate.providers import bambora, pipwave, vipps
 from capstate.providers.client import CaptureClient
 from capstate.providers.retry import RetryPolicy
 
@@ -177,3 +181,51 @@ def test_vipps_webhook_with_a_zoneless_date_is_a_signature_error_not_a_crash() -
     with pytest.raises(capstate.SignatureError, match="no time zone"):
         vipps.verify_webhook(secret=W_SECRET, method="POST", path_and_query=W_PATH,
                              headers=webhook_headers(sig, date), body=W_BODY, now=W_NOW)
+
+
+# ----------------------------------------------------------------------------------------------- Pipwave
+
+
+def pipwave_ipn(api_key: str = PIPWAVE_KEY, signature: str | None = None) -> dict[str, object]:
+    """An IPN as instant_payment_notification.md lists it, signed with our secret over its seven fields."""
+    body: dict[str, object] = {"status": 200, "api_key": api_key, "notification_id": "n-1", "type": "payment",
+                               "timestamp": TS, "pw_id": "PW9", "txn_id": "ORDER-1", "amount": "50.00",
+                               "currency_code": "MYR", "transaction_status": 10}
+    body["signature"] = signature or pipwave.signature({k: body.get(k) for k in pipwave.IPN_FIELDS},
+                                                       PIPWAVE_SECRET)
+    return body
+
+
+def test_pipwave_ipn_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutant: `hmac.compare_digest(expected, claimed)` -> `expected != claimed` (DESIGN §5).
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    good = str(pipwave_ipn()["signature"])
+    forged = ("0" if good[0] != "0" else "1") + good[1:]
+    with pytest.raises(capstate.SignatureError, match="signature does not match"):
+        pipwave.verify_ipn(pipwave_ipn(signature=forged), PIPWAVE_CREDS)
+    assert (good.encode(), forged.encode()) in compared
+
+
+def test_pipwave_ipn_correctly_signed_for_another_api_key_is_refused() -> None:
+    # Mutant: the "is it for our API key" check removed. The existing test changes `api_key` AFTER signing,
+    # so the signature check alone refused it; an IPN signed over another key (with the same secret) passed.
+    with pytest.raises(capstate.SignatureError, match="another API key"):
+        pipwave.verify_ipn(pipwave_ipn(api_key="someone-elses-key"), PIPWAVE_CREDS)
+
+
+def test_pipwave_ipn_timestamp_tolerance_is_exact() -> None:
+    # Mutant: the skew compared with twice the tolerance. The existing test is an hour off with a five-minute
+    # tolerance, so any widening under 12x survived it.
+    five = timedelta(minutes=5)
+    pipwave.verify_ipn(pipwave_ipn(), PIPWAVE_CREDS, now=T0 + five, tolerance=five)
+    pipwave.verify_ipn(pipwave_ipn(), PIPWAVE_CREDS, now=T0 - five, tolerance=five)
+    for now in (T0 + five + timedelta(seconds=1), T0 - five - timedelta(seconds=1), T0 + 2 * five):
+        with pytest.raises(capstate.SignatureError, match="timestamp"):
+            pipwave.verify_ipn(pipwave_ipn(), PIPWAVE_CREDS, now=now, tolerance=five)
