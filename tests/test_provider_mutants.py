@@ -19,6 +19,7 @@ from provider_cases import (
     PIPWAVE_SECRET,
     T0,
     TS,
+    VIPPS_CREDS,
     authorized,
     capture,
     response,
@@ -26,9 +27,9 @@ from provider_cases import (
 
 import capstate
 from capstate import Cancel, Capture, ProviderError
-from capstate.providers import bambora, pipwave, vipps
-from capstate.providers.client import CaptureClient
-from capstate.providers.retry import RetryPolicy
+from capstate.providers import RequestError, bambora, pipwave, vipps
+from capstate.providers.client import CaptureClient, derive_key
+from capstate.providers.retry import Recovery, RetryPolicy
 
 
 class Sleeps(list[float]):
@@ -229,3 +230,58 @@ def test_pipwave_ipn_timestamp_tolerance_is_exact() -> None:
     for now in (T0 + five + timedelta(seconds=1), T0 - five - timedelta(seconds=1), T0 + 2 * five):
         with pytest.raises(capstate.SignatureError, match="timestamp"):
             pipwave.verify_ipn(pipwave_ipn(), PIPWAVE_CREDS, now=now, tolerance=five)
+
+
+# ------------------------------------------------- shared parts: _build, _http, client.derive_key, retry
+
+
+def test_vipps_a_recorded_key_for_another_amount_is_no_replay() -> None:
+    # Mutant: is_replay() ignoring the amount. A 200 that shows no new capture, for a key that earlier
+    # captured a DIFFERENT amount, was taken for an idempotent replay of this capture: no event, no error.
+    payment = authorized("vipps", V_REF, 100000, "NOK")
+    first = capture(25000, "NOK", "ship-1")
+    paid = capstate.apply(payment, vipps.parse_capture(response(200, modification(captured=25000)), payment,
+                                                       first)[0])
+    with pytest.raises(ProviderError, match="reconcile") as err:
+        vipps.parse_capture(response(200, modification(captured=25000)), paid, capture(10000, "NOK", "ship-1"))
+    assert err.value.reconcile
+
+
+def test_bambora_a_json_true_is_no_amount() -> None:
+    # Mutant: is_minor_units() accepting any int subclass. JSON `true` decodes to a bool, which is an int
+    # equal to 1: a 201 with `"amount": true` proved a capture of 1 minor unit.
+    payment = authorized("bambora", B_REF, 100000, "NOK")
+    answer = response(201, {**bambora_payment("Captured", None), "captures": [{"amount": True}]})
+    with pytest.raises(ProviderError, match="not an integer of minor units") as err:
+        bambora.parse_capture(answer, payment, capture(1, "NOK"))
+    assert err.value.reconcile
+
+
+@pytest.mark.parametrize("smuggled", [25000.0, True])
+def test_a_builder_refuses_a_non_int_amount_that_got_past_the_command(smuggled: object) -> None:
+    # Mutant: command_money() without its `type(amount) is not int` check. Capture refuses a float at
+    # construction, but _build.py promises the builder checks again ("a builder can be called without a
+    # decision"); without it a smuggled float escaped as an untyped TypeError from Money, not a RequestError.
+    payment = authorized("vipps", V_REF, 100000, "NOK")
+    cmd = capture(25000, "NOK", "k-1")
+    object.__setattr__(cmd, "amount", smuggled)  # what a hand-built or unpickled command could carry
+    with pytest.raises(RequestError) as err:
+        vipps.build_capture(payment, cmd, VIPPS_CREDS)
+    assert err.value.field == "amount"
+
+
+def test_a_derived_key_changes_with_the_amount() -> None:
+    # Mutant: the amount left out of derive_key(). After a capture of 25000 whose outcome was settled as "did
+    # not happen", a capture of 30000 got the SAME Idempotency-Key, and Vipps answers a reused key with the
+    # first request's result (or a conflict), never with the new amount (README "Sending captures").
+    payment = authorized("vipps", V_REF, 100000, "NOK")
+    assert derive_key(payment, "capture", 25000) == derive_key(payment, "capture", 25000)
+    assert derive_key(payment, "capture", 25000) != derive_key(payment, "capture", 30000)
+    assert derive_key(payment, "refund", 25000) != derive_key(payment, "refund", 30000)
+
+
+def test_a_provider_without_a_rule_is_read_back_before_any_resend() -> None:
+    # Mutant: DEFAULT_RULE made RESEND. A provider module capstate has no rule for (passed to CaptureClient
+    # as a module) must be assumed to have no idempotency, or a timed-out capture would be sent twice.
+    rule = RetryPolicy().rule("some-new-provider")
+    assert rule.recovery is Recovery.RECONCILE
