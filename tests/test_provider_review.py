@@ -449,8 +449,11 @@ def test_vipps_and_hellgate_refuse_amounts_beyond_int64() -> None:
 
 def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen[str]:
     env = {"PATH": "/usr/bin:/bin", **env_extra}
+    # Ctrl-C reaches a foreground command with SIGINT at its default; a shell's background job (a CI runner
+    # may be one) starts children with SIGINT ignored, and then Python never raises KeyboardInterrupt.
     return subprocess.Popen([sys.executable, "-m", "capstate", "capture", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
 
 
 def _hellgate_history(tmp_path: Path, server: ScriptedServer) -> list[str]:
