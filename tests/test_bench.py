@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -95,3 +96,22 @@ def test_synthetic_log_is_seeded_and_its_baselines_run() -> None:
         assert one.lines - one.malformed <= naive_transitions_audit(one.path, 10_000) <= one.lines
         assert hand_fsm([("p", "authorized", 100), ("p", "captured", 150), ("p", "refunded", 10)]) == 1
     assert FULL_PAYMENTS * 5 == 1_000_000
+
+
+def test_naive_audit_is_not_quadratic_in_transitions_model_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # add_model scans machine.models; left in that list, the models made the baseline quadratic in
+    # payments, so it measured transitions' list scan, not its triggers, and slowed as the prefix grew.
+    from transitions import Machine
+
+    sizes: list[int] = []
+    add_model = Machine.add_model
+
+    def spy(self: Machine, model: object, initial: Any = None) -> None:
+        sizes.append(len(self.models))
+        add_model(self, model, initial)
+
+    monkeypatch.setattr(Machine, "add_model", spy)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = write_log(tmp, payments=300, seed=3)
+        assert naive_transitions_audit(log.path, 10_000) >= log.lines - log.malformed
+    assert len(sizes) >= 290 and max(sizes) <= 1
