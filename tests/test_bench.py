@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,34 @@ def test_naive_audit_is_not_quadratic_in_transitions_model_list(monkeypatch: pyt
         log = write_log(tmp, payments=300, seed=3)
         assert naive_transitions_audit(log.path, 10_000) >= log.lines - log.malformed
     assert len(sizes) >= 290 and max(sizes) <= 1
+
+
+def test_baselines_run_with_the_collector_paused_as_the_audit_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The audit pauses the cyclic collector in its loop; a baseline left with it on is handicapped.
+    import gc
+
+    from capstate import bench
+
+    seen: list[bool] = []
+
+    class Spy:
+        JSONDecodeError = orjson.JSONDecodeError
+
+        @staticmethod
+        def loads(line: bytes) -> object:
+            seen.append(gc.isenabled())
+            return orjson.loads(line)
+
+    def events() -> Iterator[tuple[str, str, int]]:
+        seen.append(gc.isenabled())
+        yield ("p", "authorized", 100)
+
+    assert gc.isenabled()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = write_log(tmp, payments=20, seed=5)
+        monkeypatch.setattr(bench, "orjson", Spy)
+        floor(log.path)
+        naive_transitions_audit(log.path, 10_000)
+    hand_fsm(events())
+    assert len(seen) == 2 * log.lines + 1 and not any(seen)
+    assert gc.isenabled()
