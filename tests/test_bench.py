@@ -147,3 +147,47 @@ def test_baselines_run_with_the_collector_paused_as_the_audit_does(monkeypatch: 
     hand_fsm(events())
     assert len(seen) == 2 * log.lines + 1 and not any(seen)
     assert gc.isenabled()
+
+
+def test_quick_ratios_point_the_way_their_labels_say(quick: dict[str, object]) -> None:
+    rows = {r["key"]: r for r in quick["rows"]}  # type: ignore[attr-defined]
+    baselines = {r["key"]: r for r in quick["baselines"]}  # type: ignore[attr-defined]
+    a = rows["a"]["value"]
+    assert rows["b"]["ratio"] == pytest.approx(rows["b"]["value"] / a)
+    trigger = baselines["trigger"]["value"]
+    for key in ("c_allowed", "c_rejected"):
+        faster = trigger / rows[key]["value"]
+        assert rows[key]["ratio"] == pytest.approx(faster)
+        assert rows[f"{key}_vs"]["value"] == pytest.approx(faster)
+        assert (rows[key]["verdict"] == "PASS") == (rows[key]["value"] <= 1500)
+        assert (rows[f"{key}_vs"]["verdict"] == "PASS") == (rows[f"{key}_vs"]["value"] >= 4)
+    assert baselines["naive"]["ratio"] == pytest.approx(a / baselines["naive"]["value"])
+    assert baselines["fsm"]["ratio"] == pytest.approx(1e9 / a / baselines["fsm"]["value"])
+    assert rows["d"]["ratio"] > 1  # the audit's peak over an interpreter that only imported it
+
+
+def test_synthetic_log_mixes_providers_operations_and_breaches() -> None:
+    from collections import Counter
+
+    from capstate._cli.audit_run import run_audit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = write_log(tmp, payments=400, seed=4)
+        providers: Counter[str] = Counter()
+        types: Counter[str] = Counter()
+        for line in Path(log.path).read_bytes().splitlines():
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            providers[e.get("provider")] += 1
+            types[e.get("type")] += 1
+        report = run_audit([log.path], spec=None).to_dict()
+    assert {p for p, n in providers.items() if n >= 400} == {"vipps", "hellgate", "bambora", "pipwave"}
+    for kind in ("authorized", "capture_requested", "captured", "capture_failed", "cancelled", "refunded"):
+        assert types[kind] >= 40, kind
+    # About 10% of the events break a rule, of every kind the README names, counted from the audit's report.
+    breaking = {v["line"] for v in report["violations"] if v["code"] != "LOG_MALFORMED"}
+    assert 0.07 <= len(breaking) / (log.lines - log.malformed) <= 0.13
+    assert {"EXCEEDS_CAPTURABLE", "REFUND_EXCEEDS_CAPTURED", "AUTHORIZATION_EXPIRED", "INVALID_STATE",
+            "MULTIPLE_CAPTURES_UNSUPPORTED", "CURRENCY_MISMATCH"} <= set(report["counts"])
