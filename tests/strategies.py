@@ -162,7 +162,7 @@ def amounts() -> st.SearchStrategy[int]:
 _AMOUNTS = amounts()
 _AMOUNT_KIND = st.sampled_from(["near", "near", "below", "any", "none"])
 _AMOUNT_KIND_NOT_NONE = st.sampled_from(["near", "near", "below", "any"])
-_LIMIT = st.sampled_from(["capturable", "pending", "refundable", "remainder"])
+_LIMIT = st.sampled_from(["capturable", "pending", "refundable", "remainder", "over"])
 _OFFSET = st.sampled_from([0, -1, 1])
 _FRACTION = st.integers(0, 1000)
 
@@ -173,7 +173,12 @@ def draw_amount(draw: st.DrawFn, p: Payment, *, none: bool = True) -> int | None
         return None
     if kind == "any":
         return draw(_AMOUNTS)
-    limit = max(getattr(p, draw(_LIMIT)), 0)
+    which = draw(_LIMIT)
+    if which == "over":
+        # The over-capture bound: capturable plus the allowance, in integer arithmetic.
+        limit = max(p.capturable + p.authorized * p.spec.policy.over_capture_percent // 100, 0)
+    else:
+        limit = max(getattr(p, which), 0)
     if kind == "near":
         return max(limit + draw(_OFFSET), 0)
     return limit * draw(_FRACTION) // 1000
@@ -181,8 +186,8 @@ def draw_amount(draw: st.DrawFn, p: Payment, *, none: bool = True) -> int | None
 
 @st.composite
 def amounts_for(draw: st.DrawFn, p: Payment, *, none: bool = True) -> int | None:
-    """Amounts that probe `p`: at or next to what is capturable, pending, refundable or left, a part
-    of it, any amount, or (with `none`) no amount."""
+    """Amounts that probe `p`: at or next to what is capturable (with or without the over-capture
+    allowance), pending, refundable or left, a part of it, any amount, or (with `none`) no amount."""
     return draw_amount(draw, p, none=none)
 
 

@@ -24,7 +24,17 @@ import pytest
 from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import SOURCES, SPEC_NAMES, authorized_payments, commands, events, reachable_payments, specs_from
+from strategies import (
+    OVERRIDES,
+    SOURCES,
+    SPEC_NAMES,
+    authorized_payments,
+    commands,
+    events,
+    load_case,
+    reachable_payments,
+    specs_from,
+)
 
 import capstate
 from capstate import (
@@ -232,6 +242,53 @@ def test_nothing_is_captured_or_released_at_or_after_expiry(source: str, data: s
     assert not d.allowed or d.event is None, f"{spec.name}: {command} allowed after expiry {p.expires_at}"
     if p.state == "authorized" and not d.allowed:
         assert Code.AUTHORIZATION_EXPIRED in d.codes, d.codes
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@given(data=st.data())
+def test_nothing_is_refunded_at_or_after_the_refund_window(source: str, data: st.DataObject) -> None:
+    """REFUND_WINDOW_EXPIRED, to the second: a refund at the window's end (authorization + window) or
+    later moves no money; one second before, the window is no reason to refuse."""
+    spec = data.draw(specs_from(source), label="spec")
+    window = spec.policy.refund_window
+    if window is None:
+        return
+    p = data.draw(reachable_payments(spec, open_sometimes=False), label="payment")
+    if p.authorized_at is None or p.refundable <= 0:
+        return
+    offset = data.draw(st.sampled_from([-1, 0, 1, 86400]), label="seconds from the window's end")
+    at = p.authorized_at + window + timedelta(seconds=offset)
+    amount = data.draw(st.sampled_from([1, max(p.refundable // 2, 1), p.refundable]), label="amount")
+    d = capstate.decide(p, Refund(amount=amount, at=at, key=data.draw(st.sampled_from(["late-refund", None]))))
+    if offset >= 0:
+        assert not d.allowed or d.event is None, f"{spec.name}: refund at {at} allowed; the window closed {offset}s ago"
+        if p.state in {t.source for t in spec.transitions if t.trigger is EventType.REFUNDED}:
+            assert Code.REFUND_WINDOW_EXPIRED in d.codes, d.codes
+    else:
+        assert Code.REFUND_WINDOW_EXPIRED not in d.codes, f"refused a second before the window's end: {d.codes}"
+
+
+OVER_CAPTURE_CASES = [case for case in OVERRIDES if int(case[1].get("over_capture_percent", 0)) > 0]
+
+
+@pytest.mark.parametrize("case", OVER_CAPTURE_CASES, ids=lambda case: f"{case[0]}-{case[1]}")
+@given(data=st.data())
+def test_an_over_capture_stops_exactly_at_the_allowance(case: tuple[str, dict[str, object]],
+                                                        data: st.DataObject) -> None:
+    """With over_capture_percent > 0 a first capture may reach authorized + floor(authorized * % / 100),
+    not one minor unit more, at any authorized amount the spec takes (int64 ones included)."""
+    spec = load_case(case)
+    p = evolve(data.draw(authorized_payments(spec), label="payment"), flow=None)  # a manual capture
+    assert p.authorized_at is not None
+    bound = p.authorized + allowance_of(p)
+    offset = data.draw(st.sampled_from([-1, 0, 1]), label="minor units from the bound")
+    amount = bound + offset
+    d = capstate.decide(p, Capture(at=p.authorized_at, amount=amount, key="over-1"))
+    policy = spec.policy
+    valid = amount >= policy.min_amount(p.currency or "*") and (
+        policy.amount_max is None or amount <= policy.amount_max)
+    assert d.allowed == (offset <= 0 and valid), (
+        f"{spec.name}: capture {amount} on {p.authorized} authorized (bound {bound}): {d.codes}")
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)
