@@ -537,10 +537,15 @@ class CaptureFlow(RuleBasedStateMachine):
     @rule(data=st.data())
     def wait(self, data: st.DataObject) -> None:
         # Mostly minutes or days; now and then to the second around expiry, or months on (refund windows).
-        kind = data.draw(st.sampled_from(["minutes", "minutes", "days", "days", "expiry", "expiry", "months"]),
-                         label="wait")
+        kind = data.draw(st.sampled_from(["minutes", "minutes", "days", "days", "expiry", "expiry", "months",
+                                          "refund window"]), label="wait")
         days = self.m.rules.validity_days
-        if kind == "expiry" and days is not None:
+        window = self.m.rules.refund_window_days
+        if kind == "refund window" and window is not None:
+            closes = self.m.ledger.authorized_at + timedelta(days=window)
+            offset = data.draw(st.sampled_from([-1, 0, 1]), label="seconds from the refund window's end")
+            self.now = max(self.clock, closes + timedelta(seconds=offset))
+        elif kind == "expiry" and days is not None:
             lapse = self.m.ledger.authorized_at + timedelta(days=days.get(self.m.ledger.currency, days.get("*", 0)))
             offset = data.draw(st.sampled_from([-1, 0, 1]), label="seconds from expiry")
             self.now = max(self.clock, lapse + timedelta(seconds=offset))
@@ -557,6 +562,22 @@ class CaptureFlow(RuleBasedStateMachine):
         if self.model.rules.validity_days is not None:
             return self.model.expired(self.clock)
         return self.clock - self.model.ledger.authorized_at >= timedelta(days=7)
+
+    @precondition(lambda self: self.model is not None and not self.model.rules.asynchronous)
+    @rule(data=st.data())
+    def provider_refuses_capture(self, data: st.DataObject) -> None:
+        """A sync capture the provider answers with an error: the payment is as it was (`capture_failed`
+        from `authorized`), its key unspent, and a retry under the same key is a first attempt."""
+        amount = self.draw_amount(data, self.m.ledger.capturable, none=True)
+        key = self.draw_key(data, "capture")
+        decision = capstate.decide(self.p, Capture(at=self.clock, amount=amount, key=key))
+        if not decision.allowed or decision.event is None:
+            return
+        before = self.p
+        self.payment = capstate.apply(before, Event(before.reference, EventType.CAPTURE_FAILED, self.clock,
+                                                    key=decision.event.key, reason="declined"))
+        assert self.payment == before, f"a refused capture changed the payment: {self.payment}"
+        self.story(f"the provider refuses the capture of {decision.event.amount} key={key!r}")
 
     @precondition(lambda self: self.expiry_due())
     @rule()
