@@ -214,7 +214,8 @@ def apply_overrides(policy: Policy, overrides: Mapping[str, Any], *, file: str =
             raise SpecError(f"unknown policy rule {name!r} (known: {', '.join(POLICY_PARSERS)})",
                             file=file, path=path)
         if sub:
-            current = _unparse(policy, name)
+            # From the rule as overridden so far: {"x.NOK": .., "x.DKK": ..} must keep both.
+            current = _unparse(evolve(policy, **changes) if name in changes else policy, name)
             if not isinstance(current, dict):
                 current = {"*": current} if current != "unknown" else {}
             value = {**current, sub: value}

@@ -330,12 +330,9 @@ def test_a_key_reused_where_the_provider_has_no_idempotency_is_not_a_second_succ
     assert_decision_is_consistent(p, second.command, second)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug found in review: apply_overrides builds each dotted override "
-                   "from the spec's original table, so a second 'authorization_validity.X' (or 'amount_min.X') "
-                   "override discards the first")
 def test_two_per_currency_overrides_of_one_rule_both_apply() -> None:
-    """A merchant shortening both NOK and DKK validity on Vipps must get both; the engine keeps NOK at 180 d,
-    so a NOK capture on day 2 is allowed although the merchant's contract says one day."""
+    """A merchant shortening both NOK and DKK validity on Vipps must get both. The second override was built
+    from the spec's original table, so NOK went back to 180 d and a NOK capture on day 1 was allowed."""
     spec = capstate.load_spec("vipps", overrides={"authorization_validity.NOK": "1d",
                                                   "authorization_validity.DKK": "2d"})
     assert spec.policy.validity_for("NOK") == timedelta(days=1)
@@ -376,3 +373,9 @@ def test_observe_records_a_capture_request_after_an_over_capture() -> None:
     assert Code.EXCEEDS_CAPTURABLE in [v.code for v in violations]
     after, violations = capstate.observe(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0))
     assert violations and after.pending >= 0
+
+
+def test_per_currency_overrides_keep_each_other_and_the_rest_of_the_table() -> None:
+    spec = capstate.load_spec("vipps", overrides={"amount_min.NOK": 500, "amount_min.DKK": 7})
+    assert spec.policy.min_amount("NOK") == 500 and spec.policy.min_amount("DKK") == 7
+    assert spec.policy.min_amount("EUR") == capstate.load_spec("vipps").policy.min_amount("EUR")
