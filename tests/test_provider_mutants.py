@@ -140,10 +140,8 @@ def webhook_headers(signature: str = W_SIG, date: str = W_DATE) -> dict[str, str
             "Authorization": f"HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}"}
 
 
-def test_vipps_webhook_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Mutant: `hmac.compare_digest(expected, claimed)` -> `expected != claimed`. Same verdicts, but a
-    # short-circuiting comparison leaks how many leading bytes of a forged signature are right (DESIGN §5:
-    # "Webhook and IPN signatures are ... verified ... with hmac.compare_digest").
+def compare_digest_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """Every (expected, claimed) pair the real hmac.compare_digest is called with from here on."""
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -152,6 +150,14 @@ def test_vipps_webhook_signature_is_compared_in_constant_time(monkeypatch: pytes
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
+    return compared
+
+
+def test_vipps_webhook_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutant: `hmac.compare_digest(expected, claimed)` -> `expected != claimed`. Same verdicts, but a
+    # short-circuiting comparison leaks how many leading bytes of a forged signature are right (DESIGN §5:
+    # "Webhook and IPN signatures are ... verified ... with hmac.compare_digest").
+    compared = compare_digest_calls(monkeypatch)
     forged = "B" + W_SIG[1:]
     with pytest.raises(capstate.SignatureError, match="signature does not match"):
         vipps.verify_webhook(secret=W_SECRET, method="POST", path_and_query=W_PATH,
@@ -199,14 +205,7 @@ def pipwave_ipn(api_key: str = PIPWAVE_KEY, signature: str | None = None) -> dic
 
 def test_pipwave_ipn_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Mutant: `hmac.compare_digest(expected, claimed)` -> `expected != claimed` (DESIGN §5).
-    compared: list[tuple[bytes, bytes]] = []
-    real = hmac.compare_digest
-
-    def spy(a: bytes, b: bytes) -> bool:
-        compared.append((a, b))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", spy)
+    compared = compare_digest_calls(monkeypatch)
     good = str(pipwave_ipn()["signature"])
     forged = ("0" if good[0] != "0" else "1") + good[1:]
     with pytest.raises(capstate.SignatureError, match="signature does not match"):
