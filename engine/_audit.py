@@ -41,7 +41,7 @@ from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, 
 from ._codes import Code
 from ._engine import check_fact, observe
 from ._errors import AuditError, EventError
-from ._money import is_currency, to_major_string
+from ._money import INT64_MAX, is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, parse_instant
@@ -54,7 +54,7 @@ _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 # Every provider's amount is an int64 (Vipps `Amount`, Bambora's swagger); past it a log holds garbage, and
 # JSON readers disagree about it (orjson reads up to 2**64 - 1 as int, beyond as a float).
-_MAX_AMOUNT = 2**63 - 1
+_MAX_AMOUNT = INT64_MAX
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED

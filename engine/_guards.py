@@ -22,7 +22,7 @@ from typing import Protocol
 from attrs import frozen
 
 from ._codes import Code
-from ._money import fits_decimal, to_major_string
+from ._money import INT64_MAX, fits_decimal, to_major_string
 from ._policy import Policy, printable_shape
 from ._time import format_instant
 from ._values import EventType, Flow, Payment, Violation, deferred_violation, set_code, set_pending
@@ -149,6 +149,9 @@ def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} < minimum {low} {currency} minor units")
     if pol.amount_max is not None and amount > pol.amount_max:
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} > maximum {pol.amount_max} minor units")
+    if amount > INT64_MAX:
+        return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} {amount} > {INT64_MAX} minor units: beyond int64, "
+                                       f"the largest amount any provider takes")
     # Checked for a full capture too: Pipwave's builder always sends `capture_amount` (research 4.3).
     if pol.amount_format is not None and currency != "*":
         precision, scale = pol.amount_format
@@ -419,7 +422,8 @@ def capture_screen(pol: Policy) -> CaptureScreen:
     partial_no = pol.partial_capture == "no"
     # An amount at or above every minimum (and above 0) passes the minimum whatever the currency.
     clears_minimum = max(1, pol.amount_min.get("*", 1), *pol.amount_min.values())
-    amount_max = pol.amount_max
+    # No maximum still means int64's: every provider's amount field is one (see amount_valid).
+    amount_max = pol.amount_max if pol.amount_max is not None else INT64_MAX
     fmt = pol.amount_format
     max_captures = pol.max_captures
     min_amount = pol.min_amount
@@ -451,9 +455,9 @@ def capture_screen(pol: Policy) -> CaptureScreen:
             suspects.append("within_capturable")
         if partial_no and amount < left:
             suspects.append("partial_allowed")
-        if amount < clears_minimum or (amount_max is not None and amount > amount_max) or fmt is not None:
+        if amount < clears_minimum or amount > amount_max or fmt is not None:
             in_currency = authorized_in or currency or "*"
-            if (amount <= 0 or amount < min_amount(in_currency) or (amount_max is not None and amount > amount_max)
+            if (amount <= 0 or amount < min_amount(in_currency) or amount > amount_max
                     or (fmt is not None and in_currency != "*"
                         and fits_decimal(amount, in_currency, *fmt))):
                 suspects.append("amount_valid")

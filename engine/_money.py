@@ -89,6 +89,10 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
     return f"{sign}{whole}.{frac}" if places else f"{sign}{whole}"
 
 
+# Every provider's amount field is an int64 (Vipps `Amount`, Bambora's swagger, ...): the largest amount
+# capstate allows, sends or takes from a log.
+INT64_MAX = 2**63 - 1
+
 # ASCII digits only: \d would accept Arabic-Indic and other Unicode digits, which int() then converts.
 # fullmatch, not match with "$": "$" also matches before a trailing newline, so "10.50\n" passed.
 _DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")

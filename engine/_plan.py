@@ -27,7 +27,7 @@ import orjson
 from attrs import frozen
 
 from ._errors import PlanError
-from ._money import CurrencyError, exponent
+from ._money import INT64_MAX, CurrencyError, exponent
 from ._policy import IdentifierRule
 from ._time import format_duration, format_instant, parse_duration, parse_instant
 from ._values import Flow
@@ -59,7 +59,7 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_AMOUNT = 2**63 - 1  # int64
+MAX_AMOUNT = INT64_MAX
 
 
 @frozen

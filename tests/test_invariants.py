@@ -25,6 +25,7 @@ from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import (
+    INT64_MAX,
     OVERRIDES,
     SOURCES,
     SPEC_NAMES,
@@ -276,7 +277,8 @@ OVER_CAPTURE_CASES = [case for case in OVERRIDES if int(case[1].get("over_captur
 def test_an_over_capture_stops_exactly_at_the_allowance(case: tuple[str, dict[str, object]],
                                                         data: st.DataObject) -> None:
     """With over_capture_percent > 0 a first capture may reach authorized + floor(authorized * % / 100),
-    not one minor unit more, at any authorized amount the spec takes (int64 ones included)."""
+    not one minor unit more, at any authorized amount the spec takes (int64 ones included), and never
+    past int64, the largest amount any provider takes."""
     spec = load_case(case)
     p = evolve(data.draw(authorized_payments(spec), label="payment"), flow=None)  # a manual capture
     assert p.authorized_at is not None
@@ -285,7 +287,7 @@ def test_an_over_capture_stops_exactly_at_the_allowance(case: tuple[str, dict[st
     amount = bound + offset
     d = capstate.decide(p, Capture(at=p.authorized_at, amount=amount, key="over-1"))
     policy = spec.policy
-    valid = amount >= policy.min_amount(p.currency or "*") and (
+    valid = amount >= policy.min_amount(p.currency or "*") and amount <= INT64_MAX and (
         policy.amount_max is None or amount <= policy.amount_max)
     assert d.allowed == (offset <= 0 and valid), (
         f"{spec.name}: capture {amount} on {p.authorized} authorized (bound {bound}): {d.codes}")
@@ -379,3 +381,22 @@ def test_per_currency_overrides_keep_each_other_and_the_rest_of_the_table() -> N
     spec = capstate.load_spec("vipps", overrides={"amount_min.NOK": 500, "amount_min.DKK": 7})
     assert spec.policy.min_amount("NOK") == 500 and spec.policy.min_amount("DKK") == 7
     assert spec.policy.min_amount("EUR") == capstate.load_spec("vipps").policy.min_amount("EUR")
+
+
+@pytest.mark.parametrize("name", ["bambora", "hellgate"])
+def test_no_amount_beyond_int64_is_allowed_where_the_spec_sets_no_maximum(name: str) -> None:
+    """Bambora and Hellgate document no maximum, but their amount fields are int64 (the builders and the
+    audit refuse more). decide allowed Authorize(amount=2**63) and captures past it; now AMOUNT_INVALID,
+    on the capture fast path as on the general one."""
+    spec = capstate.load_spec(name)
+    fresh = Payment.new(spec, "order-10001")
+    for amount in (INT64_MAX + 1, 2**64):
+        d = capstate.decide(fresh, Authorize(amount=amount, currency="EUR", at=T0))
+        assert d.codes == (Code.AMOUNT_INVALID,) and "int64" in d.violations[0].message
+    assert capstate.decide(fresh, Authorize(amount=INT64_MAX, currency="EUR", at=T0)).allowed
+    # A history that holds more (recorded leniently, as an audit would) still never lets it out.
+    big = capstate.observe(fresh, Event("order-10001", EventType.AUTHORIZED, T0, 2**64, "EUR"))[0]
+    assert big.authorized == 2**64
+    refused = capstate.decide(big, Capture(at=T0, amount=INT64_MAX + 1))
+    assert refused.codes == (Code.AMOUNT_INVALID,)
+    assert capstate.decide(big, Capture(at=T0, amount=INT64_MAX)).allowed
