@@ -24,6 +24,12 @@ from provider_cases import (
     capture,
     response,
 )
+from test_vipps import BODY as W_BODY
+from test_vipps import DATE as W_DATE
+from test_vipps import HASH as W_HASH
+from test_vipps import PATH as W_PATH
+from test_vipps import SECRET as W_SECRET
+from test_vipps import SIG as W_SIG
 
 import capstate
 from capstate import Cancel, Capture, ProviderError
@@ -125,13 +131,7 @@ def test_vipps_a_cancel_that_released_less_than_the_remainder_asks_to_reconcile(
     assert err.value.reconcile
 
 
-# research/providers.md §2.8: the documented webhook test vector (webhooks-api request-authentication.md)
-W_SECRET = "A0+AeKBRG2KRGvnNwJpQlb6IJFk48CKXCIcrLoHncVJKDILsQSxS6NWCccwWm6r6FhGKhiHTBsG2wo/xU6FY/A=="
-W_PATH = "/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63"
-W_DATE = "Thu, 30 Mar 2023 08:38:32 GMT"
-W_BODY = b'{"some-unique-content":"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}'
-W_HASH = "lNlsp1XA03N34HrQsVzPgJKtC+r7l/RBF4V3JQUWMj4="
-W_SIG = "agAiSyogQbDHpeucoNwYz+yAr5nJ+v+zasdkSbqzv+U="
+# research/providers.md §2.8: the documented webhook test vector, as test_vipps spells it
 W_NOW = capstate.Event.from_dict({"payment": "x", "type": "expired", "at": "2023-03-30T08:38:32Z"}).at
 
 
