@@ -52,9 +52,6 @@ DEFAULT_SETTLED_WINDOW = 250_000
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
-# Every provider's amount is an int64 (Vipps `Amount`, Bambora's swagger); past it a log holds garbage, and
-# JSON readers disagree about it (orjson reads up to 2**64 - 1 as int, beyond as a float).
-_MAX_AMOUNT = INT64_MAX
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
@@ -309,7 +306,7 @@ class Auditor:
             # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
             if (type(ref) is str and ref and type(etype) is str and type(at) is str
                     and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
-                    and (type(amount) is int and 0 <= amount <= _MAX_AMOUNT if amount is not None
+                    and (type(amount) is int and 0 <= amount <= INT64_MAX if amount is not None
                          else etype not in _AMOUNT_REQUIRED)
                     and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
                          else etype != "authorized")
@@ -438,9 +435,11 @@ class Auditor:
             self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
                                        f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
             return
-        if event.amount is not None and event.amount > _MAX_AMOUNT:
+        # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1
+        # as an int, beyond as a float): malformed, not a fact for amount_valid to judge.
+        if event.amount is not None and event.amount > INT64_MAX:
             self.malformed(line, file, f"not a valid event: amount: {_clip(str(event.amount))} is beyond int64 "
-                                       f"({_MAX_AMOUNT}), the largest amount any provider takes", event.payment,
+                                       f"({INT64_MAX}), the largest amount any provider takes", event.payment,
                            format_instant(at))
             return
         self.events += 1

@@ -89,8 +89,9 @@ def to_major_string(minor: int, currency: str, places: int | None = None) -> str
     return f"{sign}{whole}.{frac}" if places else f"{sign}{whole}"
 
 
-# Every provider's amount field is an int64 (Vipps `Amount`, Bambora's swagger, ...): the largest amount
-# capstate allows, sends or takes from a log.
+# Every provider types amounts as int64 (Bambora swagger `format: int64`, Vipps `Amount.value` int64): the
+# largest amount capstate allows, sends or takes from a log. JSON can carry more (orjson reads up to
+# 2**64 - 1), which no provider can have meant.
 INT64_MAX = 2**63 - 1
 
 # ASCII digits only: \d would accept Arabic-Indic and other Unicode digits, which int() then converts.

@@ -59,7 +59,6 @@ _STEP_KEYS: dict[Op, tuple[str, ...]] = {
 _ALL_STEP_KEYS = frozenset(k for keys in _STEP_KEYS.values() for k in keys)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_AMOUNT = INT64_MAX
 
 
 @frozen
@@ -258,17 +257,17 @@ class _Parser:
             if required:
                 raise self.fail("required, an integer >= 0 of minor units", step=step, field=field)
             return None
-        if type(value) is float and value.is_integer() and value > MAX_AMOUNT:
+        if type(value) is float and value.is_integer() and value > INT64_MAX:
             # orjson reads a JSON integer past 64 bits as a float: the user wrote an integer, too large.
-            raise self.fail(f"an integer beyond the largest amount any provider takes ({MAX_AMOUNT})",
+            raise self.fail(f"an integer beyond the largest amount any provider takes ({INT64_MAX})",
                             step=step, field=field)
         # bool is an int subclass; `true` is never an amount, and a float never is money.
         if type(value) is not int or value < 0:
             hint = " (amounts are integer minor units: 1050 for 10.50)" if isinstance(value, float | str) else ""
             raise self.fail(f"must be an integer >= 0 of minor units, got {value!r}{hint}", step=step, field=field)
-        if value > MAX_AMOUNT:
+        if value > INT64_MAX:
             # Every provider's amount is an int64 (Bambora, Vipps swagger/openapi), and JSON tools stop there.
-            raise self.fail(f"{value} is beyond the largest amount any provider takes ({MAX_AMOUNT})",
+            raise self.fail(f"{value} is beyond the largest amount any provider takes ({INT64_MAX})",
                             step=step, field=field)
         return value
 

@@ -8,9 +8,8 @@ the last code before the network, and a builder can be called without a decision
 from __future__ import annotations
 
 from .._errors import RequestError
-from .._money import Money
+from .._money import INT64_MAX, Money
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
-from ._http import INT64_MAX
 
 
 def command_money(payment: Payment, command: Capture | Refund, *, maximum: int | None = None) -> Money:

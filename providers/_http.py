@@ -29,6 +29,7 @@ import orjson
 from attrs import field, frozen
 
 from .._errors import ProviderError, RequestError
+from .._money import INT64_MAX
 from .._policy import IdentifierRule
 
 MASK = "[REDACTED]"
@@ -396,9 +397,6 @@ def malformed(provider: str, response: HttpResponse, what: str) -> ProviderError
                          reconcile=True)
 
 
-# Every provider types amounts as int64 (Bambora swagger `format: int64`, Vipps `Amount.value` int64); JSON
-# can carry more (orjson reads up to 2**64 - 1), which no provider can have meant.
-INT64_MAX = 2**63 - 1
 
 
 def is_minor_units(value: object) -> TypeGuard[int]:

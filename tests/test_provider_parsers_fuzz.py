@@ -20,8 +20,8 @@ from provider_cases import HELLGATE_ID, T0, authorized, captured
 
 import capstate
 from capstate import Cancel, CapstateError, Capture, EventType, Refund
+from capstate._money import INT64_MAX
 from capstate.providers import HttpResponse, RemoteStatus, bambora, hellgate, pipwave, vipps
-from capstate.providers._http import INT64_MAX
 
 # Values a money field must refuse, drawn often: negative, fractional, beyond int64, numbers as strings.
 AMOUNTISH = st.sampled_from([-1, -100, 1.5, 100.0, 2**63, 2**64 - 1, "-1.00", "1e3", "1000000000.00", "10.001",
