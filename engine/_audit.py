@@ -29,6 +29,7 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+from codecs import BOM_UTF8
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -675,7 +676,7 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
     for number, item in enumerate(lines, start=1):
         if number == 1 and isinstance(item, bytes | str):
             # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
-            item = item.removeprefix(b"\xef\xbb\xbf" if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
+            item = item.removeprefix(BOM_UTF8 if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
         feed(item, number, source)
     return merge([auditor.partial()], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)

@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import zlib
+from codecs import BOM_UTF8
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -72,8 +73,6 @@ def _looks_gzip(head: bytes) -> bool:
     return (head[:2] == _GZIP_MAGIC and (len(head) < 3 or head[2] == _GZIP_DEFLATE)
             and (len(head) < 4 or not head[3] & _GZIP_RESERVED_FLAGS))
 _KEY_LEN = len(b'"payment":"')
-BOM = b"\xef\xbb\xbf"
-"""The UTF-8 byte order mark Windows tools put at the start of a file; ignored there, as RFC 8259 allows."""
 crc32 = zlib.crc32
 _PROGRESS_EVERY = 0x3FFF  # lines between progress updates, minus one (a mask)
 
@@ -297,8 +296,8 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
         for block in _blocks(stream):
             if tick is not None:
                 tick(raw.tell())
-            if not number and block is not None and block.startswith(BOM):
-                block = block[len(BOM):]  # a UTF-8 BOM opens the file, not its first line (RFC 8259 8.1)
+            if not number and block is not None:
+                block = block.removeprefix(BOM_UTF8)  # it opens the file, not its first line (RFC 8259 8.1)
             if block is None:
                 number += 1
                 # Every partition skips it; one reports it.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from codecs import BOM_UTF8
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,7 +47,6 @@ _WITH_AMOUNT = frozenset({"authorized", "captured", "refunded"})
 # datetime (microseconds) cannot hold. Truncating to 6 loses 100 ns, never an ordering that matters here.
 _LONG_FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2}\.\d{6})\d+(.*)$")
 _MAX_DOCUMENT = 256 << 20
-_BOM = b"\xef\xbb\xbf"  # what PowerShell and Notepad put at the start of a UTF-8 export
 
 
 @frozen
@@ -216,8 +216,9 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
     try:
         for raw in lines:
             number += 1
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]  # a UTF-8 BOM opens the file, not its first record (RFC 8259 8.1)
+            if number == 1:
+                # PowerShell and Notepad open a UTF-8 export with a BOM: the file's, not its first record's.
+                raw = raw.removeprefix(BOM_UTF8)
             if len(raw) > max_line:
                 if not raw.endswith(b"\n"):
                     for more in lines:
