@@ -285,13 +285,14 @@ class Auditor:
             # A hand-built Event has no validators (from_dict is the parser): a naive `at` or a list as
             # the payment would break the audit's own bookkeeping before `observe` could refuse it.
             ref = item.payment  # type: ignore[union-attr]
+            if type(ref) is not str or not ref:
+                self.malformed(line, file, _clip(f"not a valid event: payment: must be a non-empty string, "
+                                                 f"got {ref!r}"))
+                return
             try:
-                if type(ref) is not str or not ref:
-                    raise EventError(f"must be a non-empty string, got {ref!r}", field="payment")
                 check_fact(item)  # type: ignore[arg-type]
             except EventError as exc:
-                self.malformed(line, file, _clip(f"not a valid event: {exc}"),
-                               ref if type(ref) is str and ref else None)
+                self.malformed(line, file, _clip(f"not a valid event: {exc}"), ref)
                 return
             self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
             return
