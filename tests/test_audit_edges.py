@@ -3,15 +3,9 @@ capture maximum on the fast path, and a payment that holds nothing is never dang
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
+from test_audit import line
 
 from capstate import Code, audit
-
-
-def line(payment: str, type_: str, at: str, provider: str = "vipps", **extra: Any) -> bytes:
-    return orjson.dumps({"payment": payment, "type": type_, "at": at, "provider": provider, **extra})
 
 
 def test_a_refund_exactly_at_the_end_of_the_refund_window_is_refused_on_both_paths() -> None:
