@@ -15,6 +15,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_audit import line
 
 from capstate import audit
 from capstate._audit import Auditor, merge, resolve_spec
@@ -296,13 +297,10 @@ def test_an_authorization_logged_with_an_offset_gets_its_utc_deadline_and_leaves
     # 2026-01-01T00:00:00+01:00 is 2025-12-31T23:00Z. The fast path's deadline took the local date
     # (2026-01-15) and the UTC time (23:00Z), a day late, and cached it per UTC day: this payment's capture
     # after its 14 days, and every later DKK payment authorized on 2025-12-31 UTC, passed as clean.
-    def ev(ref: str, type_: str, at: str, **extra: Any) -> bytes:
-        return orjson.dumps({"payment": ref, "type": type_, "at": at, "provider": "vipps", **extra})
-
-    log = [ev("order-dkk-0001", "authorized", "2026-01-01T00:00:00+01:00", amount=10000, currency="DKK"),
-           ev("order-dkk-0001", "captured", "2026-01-14T23:30:00Z", amount=10000, key="k1"),
-           ev("order-dkk-0002", "authorized", "2025-12-31T12:00:00Z", amount=10000, currency="DKK"),
-           ev("order-dkk-0002", "captured", "2026-01-15T10:00:00Z", amount=10000, key="k1")]
+    log = [line("order-dkk-0001", "authorized", "2026-01-01T00:00:00+01:00", amount=10000, currency="DKK"),
+           line("order-dkk-0001", "captured", "2026-01-14T23:30:00Z", amount=10000, key="k1"),
+           line("order-dkk-0002", "authorized", "2025-12-31T12:00:00Z", amount=10000, currency="DKK"),
+           line("order-dkk-0002", "captured", "2026-01-15T10:00:00Z", amount=10000, key="k1")]
     for fast in (True, False):
         report = audit(log, fast=fast)
         assert [(f.payment, f.code.value) for f in report.violations] == [
