@@ -332,8 +332,8 @@ def _duration(value: object) -> timedelta:
         delta = parse_duration(value)  # type: ignore[arg-type]
     except ValueError as exc:
         raise PolicyValueError(str(exc)) from None
-    except OverflowError:  # more days than a timedelta holds
-        delta = MAX_DURATION + MAX_DURATION
+    except OverflowError:  # more days than a timedelta holds: refused below as too long
+        delta = timedelta.max
     if not delta:
         raise PolicyValueError(f"{value!r} is a zero duration; nothing could ever happen inside it")
     if delta > MAX_DURATION:
