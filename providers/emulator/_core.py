@@ -260,20 +260,17 @@ class Emulator:
         if entry.settle_due is not None and now >= entry.settle_due and entry.payment.pending:
             events.append(Event(entry.reference, EventType.CAPTURED, entry.settle_due, entry.payment.pending,
                                 entry.payment.currency, provider=entry.provider))
+        if events:
+            self._commit(entry, events, now, None)
         expires = entry.payment.expires_at
         if expires is not None and now >= expires:
-            # As simulate's lapse: an `expired` event at the expiry instant, where the spec lets the state lapse.
+            # As simulate's lapse: an `expired` event at the expiry instant, where the spec has the transition
+            # from the payment's state; elsewhere (captured, cancelled, already expired) nothing lapses.
             lapse = Event(entry.reference, EventType.EXPIRED, expires, provider=entry.provider)
             try:
-                after = apply(entry.payment, lapse)
+                self._commit(entry, [lapse], now, None)
             except InvalidTransition:
                 pass
-            else:
-                del after
-                events.append(lapse)
-        if events:
-            events.sort(key=lambda e: e.at)
-            self._commit(entry, events, now, None)
 
     # -- payments
 
