@@ -97,7 +97,7 @@ def test_spec_overrides_change_what_the_emulator_allows() -> None:
         emu.seed("bambora", "o", 1000, "EUR", at=T0)
         emu.set_clock(later, 0.0)
     assert capture(default, "o", 300, later)[0] == 201
-    status, body = capture(short, "o", 300, later)
+    status, _ = capture(short, "o", 300, later)
     assert status == 422 and short.entries[("bambora", "o")].payment.state == "expired"
 
 

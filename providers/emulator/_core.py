@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -267,10 +268,8 @@ class Emulator:
             # As simulate's lapse: an `expired` event at the expiry instant, where the spec has the transition
             # from the payment's state; elsewhere (captured, cancelled, already expired) nothing lapses.
             lapse = Event(entry.reference, EventType.EXPIRED, expires, provider=entry.provider)
-            try:
+            with contextlib.suppress(InvalidTransition):
                 self._commit(entry, [lapse], now, None)
-            except InvalidTransition:
-                pass
 
     # -- payments
 
