@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -115,11 +115,14 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
                      f" [fault {dispatch.fault.kind.value}]" if dispatch.fault is not None else "")
         return await _send(reply)
 
-    async def _send(reply: Reply) -> Response:
-        for job in reply.deferred:
+    def schedule(jobs: Iterable[Callable[[], Any]]) -> None:
+        for job in jobs:
             task = asyncio.get_running_loop().create_task(_run_deferred(job))
             _background.add(task)
             task.add_done_callback(_background.discard)
+
+    async def _send(reply: Reply) -> Response:
+        schedule(reply.deferred)
         if reply.hold:
             await asyncio.sleep(reply.hold)
         if reply.drop:
@@ -139,7 +142,7 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
     uvicorn_log = logging.getLogger("uvicorn.error")
     if _QUIET not in uvicorn_log.filters:
         uvicorn_log.addFilter(_QUIET)
-    routes = [Mount("/_emulator", routes=control_routes(emulator, wall)),
+    routes = [Mount("/_emulator", routes=control_routes(emulator, wall, lambda: schedule(emulator.drain()))),
               Route("/{rest:path}", provider_endpoint, methods=METHODS)]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.emulator = emulator

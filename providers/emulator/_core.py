@@ -201,6 +201,9 @@ class Emulator:
         self.entries: dict[tuple[str, str], Entry] = {}
         self.faults: list[Fault] = []
         self.provider_data: dict[str, dict[str, Any]] = {}
+        # Deferred jobs (webhooks) from commits no request's Context carries: expiry and settlements fired by
+        # the clock or the control API. The HTTP layer drains it after every request.
+        self.outbox: list[Callable[[], Any]] = []
         self.seq = 0
         if store is not None:
             self._load(store)
@@ -331,7 +334,14 @@ class Emulator:
         plugin = self.plugins[entry.provider]
         ctx = context if context is not None else Context(self, entry.provider, now)
         plugin.observe(ctx, entry, events)
+        if context is None:
+            self.outbox.extend(ctx.deferred)
         return payment
+
+    def drain(self) -> list[Callable[[], Any]]:
+        """The deferred jobs waiting to run (and no longer waiting: the caller runs them)."""
+        jobs, self.outbox = self.outbox, []
+        return jobs
 
     def settle(self, provider: str, reference: str | None, outcome: str, now: datetime,
                reason: str = "settled by the emulator's control API") -> list[Entry]:
@@ -443,7 +453,7 @@ class Emulator:
         elif kind is FaultKind.DROP:
             drop = True
         self._record(dispatch, call, now, status=answer.status, committed=committed, kind=kind)
-        return Reply(answer, hold, drop, tuple(ctx.deferred))
+        return Reply(answer, hold, drop, (*ctx.deferred, *self.drain()))
 
     def _events_of(self, provider: str, reference: str | None) -> int:
         entry = self.entries.get((provider, reference)) if reference is not None else None
