@@ -347,3 +347,10 @@ def test_an_ipn_signed_with_another_secret_fails() -> None:
     other = pipwave.Credentials(api_key=PIPWAVE_KEY, api_secret=PIPWAVE_SECRET + "x")
     with pytest.raises(SignatureError):
         pipwave.verify_ipn(ipn(), other, now=T0)
+
+
+@pytest.mark.parametrize("status", [200, 201, 204])
+def test_parse_error_returns_for_a_2xx_body_that_is_not_json(status: int) -> None:
+    # Before: it raised ProviderError from decode_json, where its siblings return the error.
+    err = pipwave.parse_error(response(status, b"<html>OK</html>", "text/html"))
+    assert isinstance(err, ProviderError) and err.status == status and err.reconcile
