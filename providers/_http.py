@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 from urllib.parse import quote, unquote
 
@@ -324,9 +324,13 @@ class HttpResponse:
     status: int
     headers: Headers = field(converter=_to_headers, factory=Headers)
     body: bytes = b""
+    # The executor's credential masker (capstate.providers._redact), so that a response echoing the request's
+    # credentials never shows them when printed or logged. Not part of the value.
+    mask: Callable[[str], str] | None = field(default=None, eq=False, kw_only=True)
 
     def __repr__(self) -> str:
-        return f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+        text = f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+        return self.mask(text) if self.mask is not None else text
 
     __str__ = __repr__
 

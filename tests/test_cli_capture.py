@@ -3,11 +3,14 @@ masked; real runs send to a scripted HTTP server on 127.0.0.1 (its URL given as 
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +284,63 @@ def test_execute_unknown_outcome_exits_3_and_never_resends(server: ScriptedServe
                   "--attempts", "1", "--verbose", "--credentials", credentials_file(tmp_path, "bambora", server.url))
     assert verbose.returncode == 3 and "POST http://127.0.0.1" in verbose.stderr and "-> timeout" in verbose.stderr
     assert len(server.received("POST")) == 2 and len(server.received("GET")) == 3  # one POST per run
+
+
+def _echo(headers: dict[str, str]) -> str:
+    """A proxy's error text echoing the request headers it got, in the forms servers write them."""
+    parts = []
+    for name, value in headers.items():
+        parts += [f"{name}: {value}", urllib.parse.quote(value, safe=""), json.dumps(value).replace("/", "\\/"),
+                  html.escape(value)]
+    return " | ".join(parts)
+
+
+@pytest.mark.parametrize("provider", ["vipps", "bambora", "hellgate"])
+def test_credentials_a_provider_echoes_are_never_printed(server: ScriptedServer, tmp_path: Path,
+                                                         provider: str) -> None:
+    # Before: a 400 whose detail echoed the request headers put the Vipps token and subscription key (and
+    # Bambora's Basic credential) on stderr and in --json.
+    basic = base64.b64encode(f"{SECRETS['CAPSTATE_BAMBORA_ACCESS_TOKEN']}@T0001:"
+                             f"{SECRETS['CAPSTATE_BAMBORA_SECRET_TOKEN']}".encode()).decode()
+    if provider == "vipps":
+        history, args = str(VIPPS_HISTORY), ["--key", "k-echo"]
+        path = "/epayment/v1/payments/order-10001/capture"
+        sent = {"Authorization": "Bearer " + SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"],
+                "Ocp-Apim-Subscription-Key": SECRETS["CAPSTATE_VIPPS_SUBSCRIPTION_KEY"]}
+    elif provider == "bambora":
+        history, args = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK")), []
+        path, sent = "/payments/order-20001/capture/", {"Authorization": "Basic " + basic}
+    else:
+        history, args = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")), []
+        path, sent = f"/payments/{HG_ID}/capture", {"X-API-Key": SECRETS["CAPSTATE_HELLGATE_API_KEY"]}
+    echoed = _echo(sent)
+    server.on("POST", path, Reply(400, {"type": "x", "title": "Bad Request", "detail": echoed, "message": echoed,
+                                        "code": echoed}))
+    for extra in ([], ["--json"], ["--verbose"]):
+        out = run("--provider", provider, "--history", history, "--amount", "100", "--at", AT, *args, *extra,
+                  "--credentials", credentials_file(tmp_path, provider, server.url))
+        assert out.returncode == 1, out.stderr
+        shown = out.stdout + out.stderr
+        assert "[REDACTED]" in shown
+        for value in [*SECRETS.values(), basic]:
+            assert value not in shown and urllib.parse.quote(value, safe="") not in shown, (value, shown)
+    assert server.received("POST", path)[0].headers[next(iter(sent)).lower()] == next(iter(sent.values()))
+
+
+def test_a_failure_reason_echoing_a_credential_is_masked_in_the_printed_events(server: ScriptedServer,
+                                                                              tmp_path: Path) -> None:
+    key = SECRETS["CAPSTATE_HELLGATE_API_KEY"]
+    history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {
+        "id": HG_ID, "status": "failed", "currency_code": "EUR", "amount": {"authorized": 5000},
+        "failure_reasons": [{"classifier": "gateway", "message": f"upstream said: X-API-Key {key} is suspended"}]}))
+    out = run("--provider", "hellgate", "--history", history, "--at", AT,
+              "--credentials", credentials_file(tmp_path, "hellgate", server.url))
+    assert out.returncode == 0, out.stderr
+    failed = [json.loads(line) for line in out.stdout.splitlines()][-1]
+    assert failed["type"] == "capture_failed" and failed["reason"] == ("gateway: upstream said: X-API-Key "
+                                                                       "[REDACTED] is suspended")
+    assert key not in out.stdout + out.stderr
 
 
 def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:
