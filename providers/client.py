@@ -107,6 +107,19 @@ class Outcome:
         """False while a capture is still in flight at the provider (Hellgate `capturing`)."""
         return self.payment.pending == 0
 
+    @property
+    def excess(self) -> int:
+        """How much MORE the provider captured (or refunded) than the command asked; 0 when it moved what was
+        asked, or less. The events record what the provider did; this says that it differs from the ask: a
+        Pipwave gateway without partial capture captures in full ("If PG not supporting partial capture, full
+        capture will be done", api_list/capture_payment.md), and a read-back after a timeout can show more."""
+        cmd = self.decision.command if self.decision is not None else None
+        if not isinstance(cmd, Capture | Refund) or cmd.amount is None:
+            return 0
+        etype = EventType.CAPTURED if isinstance(cmd, Capture) else EventType.REFUNDED
+        moved = sum(e.amount or 0 for e in self.events if e.type is etype)
+        return max(0, moved - cmd.amount)
+
 
 class Unsettled(ProviderError):
     """An asynchronous provider ACCEPTED a refund or a void but had not finished it after `RetryPolicy.polls`

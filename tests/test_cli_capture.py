@@ -343,6 +343,33 @@ def test_a_failure_reason_echoing_a_credential_is_masked_in_the_printed_events(s
     assert key not in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_gateway_that_captured_more_than_asked_is_said_plainly(server: ScriptedServer, tmp_path: Path,
+                                                                 as_json: bool) -> None:
+    # "If PG not supporting partial capture, full capture will be done" (api_list/capture_payment.md). Before: exit
+    # 0 with "warning: REMAINDER_HELD: the capture leaves 29900 ... held" beside "captured 49900 of 49900".
+    from test_client import script_by_action
+
+    history = write(tmp_path / "p.jsonl", authorized("pipwave", "ORDER-1", 49900, "MYR"))
+    script_by_action(server, "/payment", {
+        "capture-payment": [Reply(200, {"status": 200, "message": "ok"})],
+        "requery": [Reply(200, {"status": 200, "transaction_status": 10, "amount": "499.00", "final_amount": "499.00",
+                                "currency_code": "MYR"})]})
+    out = run("--provider", "pipwave", "--history", history, "--amount", "20000", "--at", AT,
+              *(["--json"] if as_json else []), "--credentials", credentials_file(tmp_path, "pipwave",
+                                                                                   server.url + "/payment", "url"))
+    assert out.returncode == 3, out.stderr
+    assert "REMAINDER_HELD" not in out.stdout + out.stderr
+    assert "captured 49900 MYR (499.00), MORE than the 20000 MYR (200.00) asked" in out.stderr
+    assert "29900 MYR (299.00) more than the 20000 MYR (200.00) asked" in out.stderr.splitlines()[-1]
+    if as_json:
+        doc = json.loads(out.stdout)
+        assert (doc["asked"], doc["over_captured"], doc["payment"]["captured"]) == (20000, 29900, 49900)
+        assert doc["decision"]["warnings"] == []
+    else:
+        assert [json.loads(line)["amount"] for line in out.stdout.splitlines()] == [49900]
+
+
 def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:
     history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
 

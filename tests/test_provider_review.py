@@ -491,6 +491,23 @@ def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: Scripte
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_cli_terminated_mid_capture_says_the_outcome_is_unknown(server: ScriptedServer, tmp_path: Path,
+                                                                signum: int) -> None:
+    # Before: SIGTERM (a service manager stopping the run) while the capture was on the wire killed it without a
+    # word (exit -15): the operator could not tell a capture that never left from one that may have happened.
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {}, delay=30.0))
+    proc = _cli(_hellgate_history(tmp_path, server),
+                {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
+    deadline = time.monotonic() + 30
+    while not server.received("POST") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3 and stdout == "", (proc.returncode, stderr)
+    assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
+
+
 @pytest.mark.parametrize("status", ["voiding", "processing"])
 def test_hellgate_capture_timeout_is_not_recorded_as_requested_from_another_in_flight_status(
         server: ScriptedServer, sleeps: Sleeps, status: str) -> None:
