@@ -370,6 +370,27 @@ def test_a_gateway_that_captured_more_than_asked_is_said_plainly(server: Scripte
         assert [json.loads(line)["amount"] for line in out.stdout.splitlines()] == [49900]
 
 
+def test_capture_events_may_be_appended_to_the_history_they_were_decided_from(server: ScriptedServer,
+                                                                             tmp_path: Path) -> None:
+    # The documented way to record a capture, `capture --history H >> H`, is the one write onto an input that
+    # is allowed: H is read whole first and only events are appended. A dry run's curl, or '>', is refused.
+    history = tmp_path / "h.jsonl"
+    history.write_text(VIPPS_HISTORY.read_text())
+    before = history.read_text()
+    server.on("POST", "/epayment/v1/payments/order-10001/capture", Reply(200, vipps_body(75000)))
+    base = [sys.executable, "-m", "capstate", "capture", "--provider", "vipps", "--history", str(history),
+            "--amount", "50000", "--key", "ship-2", "--at", AT]
+    env = {**os.environ, **SECRETS, **PUBLIC, "CAPSTATE_VIPPS_BASE_URL": server.url}
+    with open(history, "a") as out:
+        dry = subprocess.run([*base, "--dry-run"], stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert dry.returncode == 2 and "refusing to write over an input" in dry.stderr and history.read_text() == before
+    with open(history, "a") as out:
+        done = subprocess.run(base, stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    added = history.read_text().removeprefix(before).splitlines()
+    assert [json.loads(line)["amount"] for line in added] == [50000]
+
+
 def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:
     history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
 
