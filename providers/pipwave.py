@@ -276,6 +276,7 @@ def _request(creds: Credentials, fields: dict[str, Any]) -> HttpRequest:
     if API_KEY.problem(api_key):
         raise RequestError(f"breaks the format {API_KEY.describe()}", field="api_key")
     body = {**fields, "api_key": api_key}
+    json_body(body)  # what JSON cannot carry (a lone surrogate) is a RequestError before it is hashed
     body["signature"] = signature(body, creds.api_secret)
     headers = (("x-api-key", api_key), ("Content-Type", "application/json"))
     return HttpRequest("POST", creds.url, headers, json_body(body), secret_fields=("api_key",))
