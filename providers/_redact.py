@@ -34,15 +34,14 @@ _HEX = re.compile(r"%[0-9A-F]{2}")
 
 def encodings(secret: str) -> set[str]:
     """`secret` in every form a server might echo it in text."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), html.escape(secret), html.escape(secret, False),
-             repr(secret)[1:-1], json.dumps(secret)[1:-1]}
+    forms = {secret, html.escape(secret), html.escape(secret, False), repr(secret)[1:-1], json.dumps(secret)[1:-1]}
     try:
         raw = secret.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: no bytes on the wire, so only the text forms above
         raw = None
     if raw is not None:
         escaped = orjson.dumps(secret).decode()[1:-1]
-        forms |= {escaped, escaped.replace("/", "\\/")}
+        forms |= {escaped, escaped.replace("/", "\\/"), quote(secret, safe=""), quote_plus(secret)}
         for b64 in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
             forms |= {b64.decode(), b64.decode().rstrip("=")}
     forms |= {_HEX.sub(lambda m: m.group().lower(), f) for f in list(forms)}

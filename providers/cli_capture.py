@@ -53,7 +53,7 @@ from .._codes import Code
 from .._engine import apply
 from .._errors import CommandError, ProviderError, RequestError
 from .._money import to_major_string
-from .._values import Cancel, Capture, Decision, Payment, PolicyWarning
+from .._values import Cancel, Capture, Decision, EventType, Payment, PolicyWarning
 from ._http import MASK, HttpRequest, Secret
 from .client import CaptureClient, Outcome, Refused, prepare, provider_module
 from .retry import RetryPolicy
@@ -259,6 +259,9 @@ def _dry_run(args: argparse.Namespace, client: CaptureClient, payment: Payment, 
 def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, out: Outcome) -> int:
     p = out.payment
     asked = getattr(out.decision.command, "amount", None) if out.decision is not None else None
+    # A capture the provider declined after accepting it (Hellgate `failed`): its events are printed (they belong
+    # in the history), but nothing was captured, and exit 0 would say it was done.
+    failed = [e for e in out.events if e.type is EventType.CAPTURE_FAILED] if p.captured == before.captured else []
     if args.json:
         _print_json({"sent": out.sends > 0, "decision": _decision_json(out.decision, out) if out.decision else None,
                      "events": [e.to_dict() for e in out.events], "payment": p.summary(), "pending": p.pending,
@@ -278,6 +281,8 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
                 f"{_money(asked, p.currency)} asked")
     elif p.captured > before.captured:
         what = f"captured {_money(p.captured - before.captured, p.currency)}"
+    elif failed:
+        what = f"capture FAILED at {client.provider}: {failed[-1].reason or 'no reason given'}"
     elif out.events:
         what = ", ".join(e.type.value for e in out.events)
     else:
@@ -291,7 +296,7 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
              f"was meant")
         code = EXIT_ATTENTION
     else:
-        code = EXIT_OK
+        code = EXIT_REFUSED if failed else EXIT_OK
     if out.release_error is not None:
         _say(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: {out.release_error}")
         return EXIT_ATTENTION

@@ -336,7 +336,8 @@ def test_a_failure_reason_echoing_a_credential_is_masked_in_the_printed_events(s
         "failure_reasons": [{"classifier": "gateway", "message": f"upstream said: X-API-Key {key} is suspended"}]}))
     out = run("--provider", "hellgate", "--history", history, "--at", AT,
               "--credentials", credentials_file(tmp_path, "hellgate", server.url))
-    assert out.returncode == 0, out.stderr
+    # Declined by the provider: exit 1 (before, 0 "done"), with the events still printed for the history.
+    assert out.returncode == 1 and "capture FAILED at hellgate: gateway: upstream said" in out.stderr, out.stderr
     failed = [json.loads(line) for line in out.stdout.splitlines()][-1]
     assert failed["type"] == "capture_failed" and failed["reason"] == ("gateway: upstream said: X-API-Key "
                                                                        "[REDACTED] is suspended")
