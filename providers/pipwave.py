@@ -126,8 +126,12 @@ def signature(fields: Mapping[str, object], api_secret: str | Secret) -> str:
     """sha1 over `key:value` pairs sorted by key (byte order), `api_secret` included (sample-codes.md)."""
     params = {k: _php_string(v) for k, v in fields.items() if k != "signature"}
     params["api_secret"] = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-    text = "".join(f"{k}:{params[k]}" for k in sorted(params, key=lambda k: k.encode()))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    try:
+        text = "".join(f"{k}:{params[k]}" for k in sorted(params, key=lambda k: k.encode()))
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 bytes to hash (verify_ipn refuses one first, as a SignatureError).
+        raise RequestError("a signed field is not valid Unicode text (it holds a lone surrogate)") from None
 
 
 # Pipwave retries an unacknowledged IPN "every 5 minutes until OK" (instant_payment_notification.md); whether a
