@@ -93,7 +93,7 @@ def refuse_stdout_overwrite(args: argparse.Namespace) -> None:
             and not getattr(args, "dry_run", False)):
         return  # the documented `capture --history H >> H`: H is read whole first, and only events are added
     shown = "stdin" if path == "-" else path
-    emptied = "" if appending else " (a '>' redirection has already emptied it)"
+    emptied = "" if appending else " (opened with '>', it has most likely been emptied already)"
     raise UsageError(f"stdout is {shown}, which this command reads ({option}); refusing to write over an "
                      f"input{emptied}")
 
