@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 from urllib.parse import quote, unquote
 
@@ -119,6 +119,7 @@ def path_segment(value: object, *, what: str, rule: IdentifierRule | None = None
             raise RequestError(problem, field=what)
     if not value:
         raise RequestError("must not be empty", field=what)
+    _utf8(value, what)
     if value in {".", ".."}:
         raise RequestError(f"{value!r} is a dot segment; it would change the request path", field=what)
     # NFKC folds look-alikes (FULLWIDTH SOLIDUS U+FF0F, FULLWIDTH FULL STOP U+FF0E) into "/" and ".";
@@ -324,9 +325,13 @@ class HttpResponse:
     status: int
     headers: Headers = field(converter=_to_headers, factory=Headers)
     body: bytes = b""
+    # The executor's credential masker (capstate.providers._redact), so that a response echoing the request's
+    # credentials never shows them when printed or logged. Not part of the value.
+    mask: Callable[[str], str] | None = field(default=None, eq=False, kw_only=True)
 
     def __repr__(self) -> str:
-        return f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+        text = f"HttpResponse(status={self.status!r}, headers={self.headers!r}, body={_redact_body(self.body)!r})"
+        return self.mask(text) if self.mask is not None else text
 
     __str__ = __repr__
 
@@ -362,8 +367,22 @@ class RemoteStatus:
 # --------------------------------------------------------------------------------------- JSON bodies
 
 
+def _utf8(value: str, what: str) -> None:
+    """A lone surrogate (from a JSON "\\ud800" escape or a surrogateescape decode) has no UTF-8 bytes, so it
+    cannot go on the wire: RequestError, not UnicodeEncodeError from deep inside quote() or a hash."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("is not valid Unicode text (it holds a lone surrogate)", field=what) from None
+
+
 def json_body(obj: Any) -> bytes:
-    return orjson.dumps(obj)
+    """`obj` as JSON bytes. Raises RequestError for what JSON cannot carry (a lone surrogate in a reference,
+    comment or description; orjson raises TypeError for it)."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:
+        raise RequestError(f"cannot be written as JSON: {exc}", field="body") from None
 
 
 def request_object(body: bytes) -> dict[str, Any]:

@@ -16,8 +16,9 @@ never load httpx or a provider module.
 Exit status: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by capstate or
 declined by the provider, nothing happened; 2 bad input (options, history, credentials, a request that
 cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again: also
-after Ctrl-C while sending), a final capture succeeded but its remainder was not released, or `--wait`
-could not read the result of a requested capture (its `capture_requested` event is still printed).
+after Ctrl-C or SIGTERM while sending), a final capture succeeded but its remainder was not released, the
+provider captured MORE than asked (a Pipwave gateway without partial capture; the events say what it did), or
+`--wait` could not read the result of a requested capture (its `capture_requested` event is still printed).
 
 Everything printed to stderr is one line per message, with control characters from provider answers or
 the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
@@ -30,10 +31,13 @@ import json
 import logging
 import os
 import shlex
+import signal
 import stat
 import sys
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -45,10 +49,11 @@ import orjson
 from .._cli import payloads
 from .._cli.history import replay_history
 from .._cli.options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
+from .._codes import Code
 from .._engine import apply
 from .._errors import CommandError, ProviderError, RequestError
 from .._money import to_major_string
-from .._values import Cancel, Capture, Decision, Payment
+from .._values import Cancel, Capture, Decision, EventType, Payment, PolicyWarning
 from ._http import MASK, HttpRequest, Secret
 from .client import CaptureClient, Outcome, Refused, prepare, provider_module
 from .retry import RetryPolicy
@@ -189,9 +194,30 @@ class _OneLineFormatter(logging.Formatter):
         return _one_line(super().format(record))
 
 
-def _warn(decision: Decision) -> None:
-    for w in decision.warnings:
+def _warn(decision: Decision, out: Outcome | None = None) -> None:
+    for w in _still_true(decision, out):
         _say(f"{PROG}: warning: {w.code.value}: {w.message}")
+
+
+def _still_true(decision: Decision, out: Outcome | None) -> tuple[PolicyWarning, ...]:
+    """The decision's warnings that the provider's answer has not made false. They were predicted before the
+    send: a gateway that captured in full left no remainder to hold (REMAINDER_HELD), and a release that
+    failed released nothing (REMAINDER_RELEASED; its error is reported on its own line)."""
+    if out is None:
+        return decision.warnings
+    stale = set()
+    if out.payment.remainder == 0:
+        stale.add(Code.REMAINDER_HELD)
+    if out.release_error is not None:
+        stale.add(Code.REMAINDER_RELEASED)
+    return tuple(w for w in decision.warnings if w.code not in stale)
+
+
+def _decision_json(decision: Decision, out: Outcome | None = None) -> dict[str, Any]:
+    doc = payloads.decision(decision)
+    kept = {w.code.value for w in _still_true(decision, out)}
+    doc["warnings"] = [w for w in doc.get("warnings", []) if w.get("code") in kept]
+    return doc
 
 
 def _print_json(obj: Any) -> None:
@@ -200,7 +226,7 @@ def _print_json(obj: Any) -> None:
 
 def _refused(args: argparse.Namespace, exc: Refused) -> int:
     if args.json:
-        _print_json({"sent": False, "decision": payloads.decision(exc.decision)})
+        _print_json({"sent": False, "decision": _decision_json(exc.decision)})
     _say(f"{PROG}: {exc}; nothing was sent")
     return EXIT_REFUSED
 
@@ -220,7 +246,7 @@ def _dry_run(args: argparse.Namespace, client: CaptureClient, payment: Payment, 
         requests = []
     _warn(decision)
     if args.json:
-        _print_json({"sent": False, "decision": payloads.decision(decision),
+        _print_json({"sent": False, "decision": _decision_json(decision),
                      "requests": [_request_json(r) for r in requests]})
     else:
         for i, r in enumerate(requests):
@@ -232,11 +258,16 @@ def _dry_run(args: argparse.Namespace, client: CaptureClient, payment: Payment, 
 
 def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, out: Outcome) -> int:
     p = out.payment
+    asked = getattr(out.decision.command, "amount", None) if out.decision is not None else None
+    # A capture the provider declined after accepting it (Hellgate `failed`): its events are printed (they belong
+    # in the history), but nothing was captured, and exit 0 would say it was done.
+    failed = [e for e in out.events if e.type is EventType.CAPTURE_FAILED] if p.captured == before.captured else []
     if args.json:
-        _print_json({"sent": out.sends > 0, "decision": payloads.decision(out.decision) if out.decision else None,
+        _print_json({"sent": out.sends > 0, "decision": _decision_json(out.decision, out) if out.decision else None,
                      "events": [e.to_dict() for e in out.events], "payment": p.summary(), "pending": p.pending,
                      "http_status": out.response.status if out.response is not None else None,
-                     "requests": out.sends, "reconciled": out.reconciled,
+                     "requests": out.sends, "reconciled": out.reconciled, "asked": asked,
+                     "over_captured": out.excess,
                      "release_error": str(out.release_error) if out.release_error else None})
     else:
         for event in out.events:
@@ -245,18 +276,60 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
     how = " (observed by reading the payment back)" if out.reconciled else ""
     if p.pending:
         what = f"capture of {_money(p.pending, p.currency)} requested, still in flight at {client.provider}"
+    elif out.excess:
+        what = (f"captured {_money(p.captured - before.captured, p.currency)}, MORE than the "
+                f"{_money(asked, p.currency)} asked")
     elif p.captured > before.captured:
         what = f"captured {_money(p.captured - before.captured, p.currency)}"
+    elif failed:
+        what = f"capture FAILED at {client.provider}: {failed[-1].reason or 'no reason given'}"
     elif out.events:
         what = ", ".join(e.type.value for e in out.events)
     else:
         what = "no change"
     _say(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
          f"request(s); now {p.state}: captured {p.captured} of {p.authorized}")
+    if out.excess:
+        # The customer was charged more than the merchant meant: an operator must look (refund the difference?).
+        _say(f"{PROG}: warning: {client.provider} captured {_money(out.excess, p.currency)} more than the "
+             f"{_money(asked, p.currency)} asked; the customer was charged the difference: refund it unless it "
+             f"was meant")
+        code = EXIT_ATTENTION
+    else:
+        code = EXIT_REFUSED if failed else EXIT_OK
     if out.release_error is not None:
         _say(f"{PROG}: error: the capture succeeded, but releasing the remainder failed: {out.release_error}")
         return EXIT_ATTENTION
-    return EXIT_OK
+    return code
+
+
+# SIGTERM (a service manager or `kill` stopping the run) and SIGHUP (its terminal closed) end a capture as
+# surely as Ctrl-C does, and a request may be on the wire just the same: the outcome is unknown either way.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While sending, SIGTERM and SIGHUP raise KeyboardInterrupt, so they print the same "outcome UNKNOWN" line
+    and exit 3 that Ctrl-C does, instead of dying silently mid-request. A signal someone chose to ignore
+    (nohup) stays ignored; handlers can only be set from the main thread, so elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    for s, handler in previous.items():
+        if handler is signal.SIG_DFL:
+            signal.signal(s, _stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            if handler is signal.SIG_DFL:
+                signal.signal(s, handler)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -306,7 +379,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         try:
             if args.dry_run:
                 return _dry_run(args, client, history.payment, command)
-            out = client.capture(history.payment, command)
+            with _signals_interrupt():
+                out = client.capture(history.payment, command)
         except Refused as exc:
             return _refused(args, exc)
         except RequestError as exc:
@@ -314,15 +388,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         except ProviderError as exc:
             return _provider_failed(args, exc)
         except KeyboardInterrupt:
-            # Interrupted while a capture may be on the wire: not "nothing happened".
+            # Interrupted (Ctrl-C, SIGTERM, SIGHUP) while a capture may be on the wire: not "nothing happened".
             _say(f"{PROG}: error: interrupted while sending the capture; the outcome is UNKNOWN: read the payment "
                  f"back before sending again")
             return EXIT_ATTENTION
         if out.decision is not None:
-            _warn(out.decision)
+            _warn(out.decision, out)
         if args.wait and not out.settled:
             try:
-                refreshed = client.refresh(out.payment)
+                with _signals_interrupt():
+                    refreshed = client.refresh(out.payment)
             except (ProviderError, KeyboardInterrupt) as exc:
                 # The capture WAS requested: print its events (they belong in the history, or the next run
                 # would decide from `authorized` again), then say the wait did not finish.

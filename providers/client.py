@@ -47,6 +47,7 @@ from .._engine import apply, decide
 from .._errors import CapstateError, CommandError, InvalidTransition, ProviderError
 from .._values import Cancel, Capture, Decision, Event, EventType, Payment, Refund
 from ._http import HttpRequest, HttpResponse, RemoteStatus
+from ._redact import Redactor
 from .retry import Recovery, RetryPolicy, parse_retry_after
 
 log = logging.getLogger("capstate.providers")
@@ -105,6 +106,19 @@ class Outcome:
     def settled(self) -> bool:
         """False while a capture is still in flight at the provider (Hellgate `capturing`)."""
         return self.payment.pending == 0
+
+    @property
+    def excess(self) -> int:
+        """How much MORE the provider captured (or refunded) than the command asked; 0 when it moved what was
+        asked, or less. The events record what the provider did; this says that it differs from the ask: a
+        Pipwave gateway without partial capture captures in full ("If PG not supporting partial capture, full
+        capture will be done", api_list/capture_payment.md), and a read-back after a timeout can show more."""
+        cmd = self.decision.command if self.decision is not None else None
+        if not isinstance(cmd, Capture | Refund) or cmd.amount is None:
+            return 0
+        etype = EventType.CAPTURED if isinstance(cmd, Capture) else EventType.REFUNDED
+        moved = sum(e.amount or 0 for e in self.events if e.type is etype)
+        return max(0, moved - cmd.amount)
 
 
 class Unsettled(ProviderError):
@@ -173,6 +187,19 @@ class _Provider:
         self.credentials = credentials
         if not isinstance(credentials, module.Credentials):
             raise CommandError(f"{self.name} needs {module.__name__}.Credentials, got {type(credentials).__name__}")
+        # Every provider text (errors, failure reasons, states) leaves the adapter through this: a server or
+        # proxy that echoes the request's headers must not put the credentials on a screen or in a log.
+        self.redactor = Redactor.of(credentials)
+
+    def _learn(self, request: HttpRequest) -> HttpRequest:
+        self.redactor = self.redactor.learn(request)
+        return request
+
+    def _events(self, parse: Callable[[], Iterable[Event]]) -> tuple[Event, ...]:
+        try:
+            return tuple(self.redactor.event(e) for e in parse())
+        except ProviderError as exc:
+            raise self.redactor.error(exc) from None
 
     def _call(self, fn: Callable[..., T], *args: Any, now: datetime) -> T:
         params = inspect.signature(fn).parameters
@@ -182,25 +209,33 @@ class _Provider:
 
     def build(self, op: str, payment: Payment, command: Operation, now: datetime) -> HttpRequest:
         built: HttpRequest = self._call(getattr(self.module, f"build_{op}"), payment, command, now=now)
-        return built
+        return self._learn(built)
 
     def build_read(self, payment: Payment, now: datetime) -> HttpRequest:
         fn = getattr(self.module, "build_get", None) or self.module.build_requery
         built: HttpRequest = self._call(fn, payment, now=now)
-        return built
+        return self._learn(built)
+
+    def received(self, answer: HttpResponse | TransportFailure) -> HttpResponse | TransportFailure:
+        """An answer as the flow sees it: a response that masks credentials when shown, a failure without them."""
+        if isinstance(answer, HttpResponse):
+            return evolve(answer, mask=self.redactor.text)
+        return evolve(answer, message=self.redactor.text(answer.message))
 
     def parse(self, op: str, response: HttpResponse, payment: Payment, command: Operation) -> tuple[Event, ...]:
-        events: tuple[Event, ...] = getattr(self.module, f"parse_{op}")(response, payment, command)
-        return tuple(events)
+        return self._events(lambda: getattr(self.module, f"parse_{op}")(response, payment, command))
 
     def parse_read(self, response: HttpResponse, payment: Payment) -> RemoteStatus:
         fn = getattr(self.module, "parse_get", None) or self.module.parse_requery
-        status: RemoteStatus = fn(response, payment)
-        return status
+        try:
+            status: RemoteStatus = fn(response, payment)
+        except ProviderError as exc:
+            raise self.redactor.error(exc) from None
+        return self.redactor.remote(status)
 
     def parse_error(self, response: HttpResponse) -> ProviderError:
         err: ProviderError = self.module.parse_error(response)
-        return err
+        return self.redactor.error(err)
 
     def parse_refresh(self, response: HttpResponse, payment: Payment, now: datetime,
                       remote: RemoteStatus) -> tuple[Event, ...]:
@@ -208,7 +243,7 @@ class _Provider:
         `parse_refresh` when it has one (Hellgate), else judged from the RemoteStatus."""
         fn = getattr(self.module, "parse_refresh", None)
         if fn is not None:
-            return tuple(fn(response, payment, at=now))
+            return self._events(lambda: fn(response, payment, at=now))
         if remote.captured is not None and remote.captured > payment.captured:
             return (Event(payment.reference, EventType.CAPTURED, now, remote.captured - payment.captured,
                           payment.currency, provider=self.name),)
@@ -756,8 +791,8 @@ class CaptureClient:
                 response.close()
         except (httpx.HTTPError, ResponseTooLarge) as exc:
             # Every httpx failure, not only TransportError: DecodingError comes from the body, after the request.
-            return _answer(self.provider, step, exc)
-        return _answer(self.provider, step, answer)
+            return self._core.provider.received(_answer(self.provider, step, exc))
+        return self._core.provider.received(_answer(self.provider, step, answer))
 
     def close(self) -> None:
         if self._owned:
@@ -832,8 +867,8 @@ class AsyncCaptureClient:
             finally:
                 await response.aclose()
         except (httpx.HTTPError, ResponseTooLarge) as exc:
-            return _answer(self.provider, step, exc)
-        return _answer(self.provider, step, _response(response, bytes(body)))
+            return self._core.provider.received(_answer(self.provider, step, exc))
+        return self._core.provider.received(_answer(self.provider, step, _response(response, bytes(body))))
 
     async def aclose(self) -> None:
         if self._owned:

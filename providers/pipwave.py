@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attrs import field, frozen
 
 from .._errors import CommandError, ProviderError, RequestError, SignatureError
-from .._money import CurrencyError, fits_decimal, from_major_string, to_major_string
+from .._money import CurrencyError, fits_decimal, from_major_string, is_currency, to_major_string
 from .._policy import IdentifierRule
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
 from ._build import command_money, fact
@@ -126,41 +127,117 @@ def signature(fields: Mapping[str, object], api_secret: str | Secret) -> str:
     """sha1 over `key:value` pairs sorted by key (byte order), `api_secret` included (sample-codes.md)."""
     params = {k: _php_string(v) for k, v in fields.items() if k != "signature"}
     params["api_secret"] = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-    text = "".join(f"{k}:{params[k]}" for k in sorted(params, key=lambda k: k.encode()))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    try:
+        text = "".join(f"{k}:{params[k]}" for k in sorted(params, key=lambda k: k.encode()))
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 bytes to hash (verify_ipn refuses one first, as a SignatureError).
+        raise RequestError("a signed field is not valid Unicode text (it holds a lone surrogate)") from None
 
 
-def verify_ipn(payload: Mapping[str, Any], creds: Credentials, *, now: datetime | None = None,
-               tolerance: timedelta | None = None) -> None:
-    """Accept an Instant Payment Notification only if its signature (over timestamp, api_key, pw_id, txn_id,
-    amount, currency_code, transaction_status and the secret; instant_payment_notification.md#signature)
-    matches and it is for our API key. With `now` and `tolerance`, its timestamp must also be that close
-    (the accepted skew is undocumented [UNK], and a retried IPN may carry an old timestamp, so the check is
-    opt-in). Missing fields hash as "" as the official plugin does. Raises SignatureError."""
+# Pipwave retries an unacknowledged IPN "every 5 minutes until OK" (instant_payment_notification.md); whether a
+# retry is re-stamped is undocumented [UNK]. An hour keeps a dozen retries of an IPN that kept its first timestamp
+# acceptable while cutting the window in which a captured IPN can be replayed from forever to an hour. An IPN
+# refused as stale is never acknowledged, so Pipwave keeps sending it: requery the payment instead.
+DEFAULT_IPN_TOLERANCE = timedelta(hours=1)
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+@frozen
+class Ipn:
+    """What a verified Instant Payment Notification proves: the fields its signature covers and nothing else
+    (instant_payment_notification.md#signature: timestamp, api_key, pw_id, txn_id, amount, currency_code,
+    transaction_status). `final_amount`, `require_capture`, `status`, `type` and the rest of the body are NOT
+    signed, so anyone who can reach the IPN URL could have written them: they are not here. Read them from a
+    `requery` (build_requery / parse_requery) when they matter. `api_key` is signed too, but is verified to be
+    ours and is a credential, so it is not kept either.
+
+    `amount` is integer minor units of `currency` (the IPN's decimal string, exactly); `transaction_status`
+    is Pipwave's code as text ("10"); `status_name` its meaning (appendix/payment_status_code.md)."""
+
+    timestamp: int
+    pw_id: str | None
+    txn_id: str | None
+    amount: int
+    currency: str
+    transaction_status: str
+
+    @property
+    def sent_at(self) -> datetime:
+        """`timestamp` as an aware UTC datetime (UNIX seconds, GMT+0: security/timestamping.md)."""
+        return datetime.fromtimestamp(self.timestamp, UTC)
+
+    @property
+    def status_name(self) -> str | None:
+        return TRANSACTION_STATUS.get(self.transaction_status)
+
+
+def _signed_text(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The signed fields as the PHP strings Pipwave hashed ("" when absent, as the official plugin does).
+    A text with a lone surrogate has no UTF-8 bytes, so no sender can have signed it: SignatureError."""
+    fields = {k: _php_string(payload.get(k)) for k in IPN_FIELDS}
+    for name, text in fields.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SignatureError(f"the IPN's {name} is not valid Unicode text (a lone surrogate)",
+                                 provider=NAME) from None
+    return fields
+
+
+def verify_ipn(payload: Mapping[str, Any], creds: Credentials, *, now: datetime,
+               tolerance: timedelta | None = DEFAULT_IPN_TOLERANCE) -> Ipn:
+    """An Instant Payment Notification, accepted only if its signature (over timestamp, api_key, pw_id,
+    txn_id, amount, currency_code, transaction_status and the secret; instant_payment_notification.md#signature)
+    matches, it is for our API key, and its timestamp is within `tolerance` of `now` either way (default
+    DEFAULT_IPN_TOLERANCE; None skips that check, e.g. to re-verify a stored IPN). Returns the signed fields
+    as an `Ipn`: never read the payload's other fields as if they were verified.
+
+    Raises SignatureError (forged, for another key, stale, unverifiable) or ProviderError (correctly signed
+    but not an IPN as documented: no transaction_status, an amount that is not a decimal of its currency);
+    CommandError for a naive `now` or a negative `tolerance`."""
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        raise CommandError(f"now must be a timezone-aware datetime, got {now!r}")
+    if tolerance is not None and (not isinstance(tolerance, timedelta) or tolerance < timedelta(0)):
+        raise CommandError(f"tolerance must be a timedelta >= 0 or None, got {tolerance!r}")
     if not isinstance(payload, Mapping):
         raise SignatureError("an IPN is a JSON object", provider=NAME)
     claimed = payload.get("signature")
     if not isinstance(claimed, str) or not claimed:
         raise SignatureError("the IPN has no signature", provider=NAME)
-    if payload.get("timestamp") in (None, ""):
+    fields = _signed_text(payload)
+    if not fields["timestamp"]:
         raise SignatureError("the IPN has no timestamp", provider=NAME)
-    fields = {k: payload.get(k) for k in IPN_FIELDS}
     expected = signature(fields, creds.api_secret)
     if not hmac.compare_digest(expected.encode(), claimed.lower().encode("utf-8", "replace")):
         raise SignatureError("the IPN signature does not match", provider=NAME)
-    if not hmac.compare_digest(_php_string(payload.get("api_key")).encode("utf-8", "replace"),
-                               creds.api_key.reveal().encode()):
+    if not hmac.compare_digest(fields["api_key"].encode(), creds.api_key.reveal().encode("utf-8", "replace")):
         raise SignatureError("the IPN is for another API key", provider=NAME)
+    if not _UNIX_SECONDS.fullmatch(fields["timestamp"]):
+        raise SignatureError("the IPN timestamp is not UNIX seconds", provider=NAME)
+    sent = int(fields["timestamp"])
     if tolerance is not None:
-        if now is None or now.utcoffset() is None:
-            raise CommandError("a timestamp check needs a timezone-aware `now`")
-        try:
-            sent = int(_php_string(payload["timestamp"]))
-        except ValueError:
-            raise SignatureError("the IPN timestamp is not UNIX seconds", provider=NAME) from None
         skew = abs(now.timestamp() - sent)
         if skew > tolerance.total_seconds():
             raise SignatureError(f"the IPN timestamp is {int(skew)} s from now, beyond {tolerance}", provider=NAME)
+    return _ipn(fields, sent)
+
+
+def _ipn(fields: Mapping[str, str], sent: int) -> Ipn:
+    currency, status, text = fields["currency_code"], fields["transaction_status"], fields["amount"]
+    if not status:
+        raise ProviderError("a signed IPN without transaction_status", provider=NAME, reconcile=True)
+    if not is_currency(currency):
+        raise ProviderError(f"a signed IPN with currency_code {currency[:12]!r}, not an ISO 4217 code",
+                            provider=NAME, reconcile=True)
+    try:
+        amount = from_major_string(text, currency)
+        problem = "it is negative" if amount < 0 else fits_decimal(amount, currency, *DECIMAL)
+    except (ValueError, CurrencyError) as exc:
+        problem = str(exc)
+    if problem:
+        raise ProviderError(f"a signed IPN with amount {text[:24]!r}: {problem}", provider=NAME, reconcile=True)
+    return Ipn(sent, fields["pw_id"] or None, fields["txn_id"] or None, amount, currency, status)
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -204,6 +281,7 @@ def _request(creds: Credentials, fields: dict[str, Any]) -> HttpRequest:
     if API_KEY.problem(api_key):
         raise RequestError(f"breaks the format {API_KEY.describe()}", field="api_key")
     body = {**fields, "api_key": api_key}
+    json_body(body)  # what JSON cannot carry (a lone surrogate) is a RequestError before it is hashed
     body["signature"] = signature(body, creds.api_secret)
     headers = (("x-api-key", api_key), ("Content-Type", "application/json"))
     return HttpRequest("POST", creds.url, headers, json_body(body), secret_fields=("api_key",))
@@ -283,7 +361,10 @@ def parse_error(response: HttpResponse) -> ProviderError:
         server = response.status >= 500
         return ProviderError(f"HTTP {response.status} from the API endpoint", provider=NAME, status=response.status,
                              retryable=server or response.status == 429, reconcile=server)
-    body = decode_json(response, provider=NAME)
+    try:
+        body = decode_json(response, provider=NAME)
+    except ProviderError as exc:
+        return exc  # a 2xx that is not JSON: returned, never raised, like every parse_error (reconcile)
     if not isinstance(body, dict):
         return malformed(NAME, response, "the body is not a JSON object")
     code = _status(body)

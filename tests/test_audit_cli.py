@@ -163,7 +163,7 @@ def test_html_report_is_self_contained_and_escapes_the_log(tmp_path: Path) -> No
     (("SHOP", "--set", "max_captures=lots"), "max_captures"),
     (("SHOP", "--set", "stripe.max_captures=2"), "stripe"),
     (("SHOP", "--format", "csv"), "--format"),
-    (("SHOP", "--report", "SHOP"), "refusing to overwrite"),
+    (("SHOP", "--report", "SHOP"), "refusing to write over an input"),
     (("SHOP", "SHOP"), "given more than once"),
     (("SHOP", "--settled-window", "-1"), "--settled-window"),
 ])
@@ -185,7 +185,7 @@ def test_one_file_under_another_spelling_is_still_one_file(tmp_path: Path, spell
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.jsonl").symlink_to(log)
     report = audit(tmp_path, "log.jsonl", "--report", spelling)
-    assert report.code == 2 and "refusing to overwrite" in report.err, report
+    assert report.code == 2 and "refusing to write over an input" in report.err, report
     assert log.read_bytes() == CLEAN
     twice = audit(tmp_path, "log.jsonl", spelling)
     assert twice.code == 2 and "given more than once" in twice.err, twice

@@ -3,11 +3,14 @@ masked; real runs send to a scripted HTTP server on 127.0.0.1 (its URL given as 
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +284,112 @@ def test_execute_unknown_outcome_exits_3_and_never_resends(server: ScriptedServe
                   "--attempts", "1", "--verbose", "--credentials", credentials_file(tmp_path, "bambora", server.url))
     assert verbose.returncode == 3 and "POST http://127.0.0.1" in verbose.stderr and "-> timeout" in verbose.stderr
     assert len(server.received("POST")) == 2 and len(server.received("GET")) == 3  # one POST per run
+
+
+def _echo(headers: dict[str, str]) -> str:
+    """A proxy's error text echoing the request headers it got, in the forms servers write them."""
+    parts = []
+    for name, value in headers.items():
+        parts += [f"{name}: {value}", urllib.parse.quote(value, safe=""), json.dumps(value).replace("/", "\\/"),
+                  html.escape(value)]
+    return " | ".join(parts)
+
+
+@pytest.mark.parametrize("provider", ["vipps", "bambora", "hellgate"])
+def test_credentials_a_provider_echoes_are_never_printed(server: ScriptedServer, tmp_path: Path,
+                                                         provider: str) -> None:
+    # Before: a 400 whose detail echoed the request headers put the Vipps token and subscription key (and
+    # Bambora's Basic credential) on stderr and in --json.
+    basic = base64.b64encode(f"{SECRETS['CAPSTATE_BAMBORA_ACCESS_TOKEN']}@T0001:"
+                             f"{SECRETS['CAPSTATE_BAMBORA_SECRET_TOKEN']}".encode()).decode()
+    if provider == "vipps":
+        history, args = str(VIPPS_HISTORY), ["--key", "k-echo"]
+        path = "/epayment/v1/payments/order-10001/capture"
+        sent = {"Authorization": "Bearer " + SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"],
+                "Ocp-Apim-Subscription-Key": SECRETS["CAPSTATE_VIPPS_SUBSCRIPTION_KEY"]}
+    elif provider == "bambora":
+        history, args = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK")), []
+        path, sent = "/payments/order-20001/capture/", {"Authorization": "Basic " + basic}
+    else:
+        history, args = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")), []
+        path, sent = f"/payments/{HG_ID}/capture", {"X-API-Key": SECRETS["CAPSTATE_HELLGATE_API_KEY"]}
+    echoed = _echo(sent)
+    server.on("POST", path, Reply(400, {"type": "x", "title": "Bad Request", "detail": echoed, "message": echoed,
+                                        "code": echoed}))
+    for extra in ([], ["--json"], ["--verbose"]):
+        out = run("--provider", provider, "--history", history, "--amount", "100", "--at", AT, *args, *extra,
+                  "--credentials", credentials_file(tmp_path, provider, server.url))
+        assert out.returncode == 1, out.stderr
+        shown = out.stdout + out.stderr
+        assert "[REDACTED]" in shown
+        for value in [*SECRETS.values(), basic]:
+            assert value not in shown and urllib.parse.quote(value, safe="") not in shown, (value, shown)
+    assert server.received("POST", path)[0].headers[next(iter(sent)).lower()] == next(iter(sent.values()))
+
+
+def test_a_failure_reason_echoing_a_credential_is_masked_in_the_printed_events(server: ScriptedServer,
+                                                                              tmp_path: Path) -> None:
+    key = SECRETS["CAPSTATE_HELLGATE_API_KEY"]
+    history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
+    server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {
+        "id": HG_ID, "status": "failed", "currency_code": "EUR", "amount": {"authorized": 5000},
+        "failure_reasons": [{"classifier": "gateway", "message": f"upstream said: X-API-Key {key} is suspended"}]}))
+    out = run("--provider", "hellgate", "--history", history, "--at", AT,
+              "--credentials", credentials_file(tmp_path, "hellgate", server.url))
+    # Declined by the provider: exit 1 (before, 0 "done"), with the events still printed for the history.
+    assert out.returncode == 1 and "capture FAILED at hellgate: gateway: upstream said" in out.stderr, out.stderr
+    failed = [json.loads(line) for line in out.stdout.splitlines()][-1]
+    assert failed["type"] == "capture_failed" and failed["reason"] == ("gateway: upstream said: X-API-Key "
+                                                                       "[REDACTED] is suspended")
+    assert key not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_gateway_that_captured_more_than_asked_is_said_plainly(server: ScriptedServer, tmp_path: Path,
+                                                                 as_json: bool) -> None:
+    # "If PG not supporting partial capture, full capture will be done" (api_list/capture_payment.md). Before: exit
+    # 0 with "warning: REMAINDER_HELD: the capture leaves 29900 ... held" beside "captured 49900 of 49900".
+    from test_client import script_by_action
+
+    history = write(tmp_path / "p.jsonl", authorized("pipwave", "ORDER-1", 49900, "MYR"))
+    script_by_action(server, "/payment", {
+        "capture-payment": [Reply(200, {"status": 200, "message": "ok"})],
+        "requery": [Reply(200, {"status": 200, "transaction_status": 10, "amount": "499.00", "final_amount": "499.00",
+                                "currency_code": "MYR"})]})
+    out = run("--provider", "pipwave", "--history", history, "--amount", "20000", "--at", AT,
+              *(["--json"] if as_json else []), "--credentials", credentials_file(tmp_path, "pipwave",
+                                                                                   server.url + "/payment", "url"))
+    assert out.returncode == 3, out.stderr
+    assert "REMAINDER_HELD" not in out.stdout + out.stderr
+    assert "captured 49900 MYR (499.00), MORE than the 20000 MYR (200.00) asked" in out.stderr
+    assert "29900 MYR (299.00) more than the 20000 MYR (200.00) asked" in out.stderr.splitlines()[-1]
+    if as_json:
+        doc = json.loads(out.stdout)
+        assert (doc["asked"], doc["over_captured"], doc["payment"]["captured"]) == (20000, 29900, 49900)
+        assert doc["decision"]["warnings"] == []
+    else:
+        assert [json.loads(line)["amount"] for line in out.stdout.splitlines()] == [49900]
+
+
+def test_capture_events_may_be_appended_to_the_history_they_were_decided_from(server: ScriptedServer,
+                                                                             tmp_path: Path) -> None:
+    # The documented way to record a capture, `capture --history H >> H`, is the one write onto an input that
+    # is allowed: H is read whole first and only events are appended. A dry run's curl, or '>', is refused.
+    history = tmp_path / "h.jsonl"
+    history.write_text(VIPPS_HISTORY.read_text())
+    before = history.read_text()
+    server.on("POST", "/epayment/v1/payments/order-10001/capture", Reply(200, vipps_body(75000)))
+    base = [sys.executable, "-m", "capstate", "capture", "--provider", "vipps", "--history", str(history),
+            "--amount", "50000", "--key", "ship-2", "--at", AT]
+    env = {**os.environ, **SECRETS, **PUBLIC, "CAPSTATE_VIPPS_BASE_URL": server.url}
+    with open(history, "a") as out:
+        dry = subprocess.run([*base, "--dry-run"], stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert dry.returncode == 2 and "refusing to write over an input" in dry.stderr and history.read_text() == before
+    with open(history, "a") as out:
+        done = subprocess.run(base, stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    added = history.read_text().removeprefix(before).splitlines()
+    assert [json.loads(line)["amount"] for line in added] == [50000]
 
 
 def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:

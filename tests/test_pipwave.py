@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+import attrs
 import orjson
 import pytest
 from provider_cases import PIPWAVE_CREDS, PIPWAVE_KEY, PIPWAVE_SECRET, T0, TS, authorized, capture, captured, response
@@ -262,8 +263,62 @@ def test_a_signed_ipn_verifies() -> None:
     text = (f"amount:50.00api_key:{PIPWAVE_KEY}api_secret:{PIPWAVE_SECRET}currency_code:MYRpw_id:PW9"
             f"timestamp:{TS}transaction_status:10txn_id:ORDER-1")
     assert ipn()["signature"] == hashlib.sha1(text.encode()).hexdigest()
-    pipwave.verify_ipn(ipn(), PIPWAVE_CREDS)
-    pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + timedelta(minutes=3), tolerance=timedelta(minutes=5))
+    got = pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0)
+    assert got == pipwave.Ipn(TS, "PW9", "ORDER-1", 5000, "MYR", "10")
+    assert got.sent_at == T0 and got.status_name == "Paid"
+    assert pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + timedelta(minutes=3),
+                              tolerance=timedelta(minutes=5)) == got
+
+
+def test_a_verified_ipn_carries_only_what_the_signature_covers() -> None:
+    # Before: verify_ipn returned None and the caller read the payload dict, whose final_amount and
+    # require_capture no signature covers: anyone reaching the IPN URL could change them on a genuine IPN.
+    forged = ipn(final_amount="0.01", require_capture=True, status=3001, type="refund")
+    got = pipwave.verify_ipn(forged, PIPWAVE_CREDS, now=T0)
+    shown = {a.name for a in attrs.fields(pipwave.Ipn)}
+    assert shown == {"timestamp", "pw_id", "txn_id", "amount", "currency", "transaction_status"}
+    assert got.amount == 5000 and not hasattr(got, "final_amount") and not hasattr(got, "require_capture")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        got.amount = 1  # type: ignore[misc]
+
+
+def test_an_old_ipn_is_refused_by_default() -> None:
+    # Before: without an explicit tolerance, a year-old IPN (a replay of a captured one) verified.
+    with pytest.raises(SignatureError, match="timestamp"):
+        pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + timedelta(days=365))
+    limit = pipwave.DEFAULT_IPN_TOLERANCE
+    pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + limit)
+    with pytest.raises(SignatureError, match="timestamp"):
+        pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + limit + timedelta(seconds=1))
+    # Re-verifying a stored IPN is an explicit choice.
+    assert pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + timedelta(days=365), tolerance=None).timestamp == TS
+
+
+@pytest.mark.parametrize("field", [*pipwave.IPN_FIELDS, "signature"])
+def test_a_lone_surrogate_in_an_ipn_is_a_signature_error(field: str) -> None:
+    # Before: UnicodeEncodeError from hashing an unauthenticated IPN (a JSON "\ud800" escape decodes to one).
+    with pytest.raises(SignatureError):
+        pipwave.verify_ipn(ipn(**{field: "\ud800"}), PIPWAVE_CREDS, now=T0)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"amount": "50.001"}, "amount"), ({"amount": "-1.00"}, "negative"), ({"amount": "abc"}, "amount"),
+    ({"currency_code": "ZZZ"}, "currency_code"), ({"transaction_status": ""}, "transaction_status"),
+])
+def test_a_signed_ipn_that_is_not_as_documented_is_a_provider_error(change: dict[str, Any], message: str) -> None:
+    body = ipn(**change)
+    body["signature"] = pipwave.signature({k: body.get(k) for k in pipwave.IPN_FIELDS}, PIPWAVE_SECRET)
+    with pytest.raises(ProviderError, match=message) as err:
+        pipwave.verify_ipn(body, PIPWAVE_CREDS, now=T0)
+    assert not isinstance(err.value, SignatureError) and err.value.reconcile
+
+
+@pytest.mark.parametrize("timestamp", ["1e9", "-5", "9" * 400, " 1767614400", "17676.5"])
+def test_an_ipn_timestamp_that_is_not_unix_seconds_is_a_signature_error(timestamp: str) -> None:
+    body = ipn(timestamp=timestamp)
+    body["signature"] = pipwave.signature({k: body.get(k) for k in pipwave.IPN_FIELDS}, PIPWAVE_SECRET)
+    with pytest.raises(SignatureError, match="UNIX seconds"):
+        pipwave.verify_ipn(body, PIPWAVE_CREDS, now=T0)
 
 
 @pytest.mark.parametrize("change", [
@@ -272,7 +327,7 @@ def test_a_signed_ipn_verifies() -> None:
 ])
 def test_a_changed_ipn_fails(change: dict[str, Any]) -> None:
     with pytest.raises(SignatureError) as err:
-        pipwave.verify_ipn(ipn(**change), PIPWAVE_CREDS)
+        pipwave.verify_ipn(ipn(**change), PIPWAVE_CREDS, now=T0)
     assert PIPWAVE_SECRET not in str(err.value)
 
 
@@ -281,7 +336,21 @@ def test_an_ipn_outside_the_tolerance_fails() -> None:
         pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0 + timedelta(hours=1), tolerance=timedelta(minutes=5))
 
 
+def test_verify_ipn_needs_an_aware_now_and_a_sane_tolerance() -> None:
+    with pytest.raises(capstate.CommandError):
+        pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0.replace(tzinfo=None))
+    with pytest.raises(capstate.CommandError):
+        pipwave.verify_ipn(ipn(), PIPWAVE_CREDS, now=T0, tolerance=timedelta(seconds=-1))
+
+
 def test_an_ipn_signed_with_another_secret_fails() -> None:
     other = pipwave.Credentials(api_key=PIPWAVE_KEY, api_secret=PIPWAVE_SECRET + "x")
     with pytest.raises(SignatureError):
-        pipwave.verify_ipn(ipn(), other)
+        pipwave.verify_ipn(ipn(), other, now=T0)
+
+
+@pytest.mark.parametrize("status", [200, 201, 204])
+def test_parse_error_returns_for_a_2xx_body_that_is_not_json(status: int) -> None:
+    # Before: it raised ProviderError from decode_json, where its siblings return the error.
+    err = pipwave.parse_error(response(status, b"<html>OK</html>", "text/html"))
+    assert isinstance(err, ProviderError) and err.status == status and err.reconcile

@@ -209,7 +209,7 @@ def test_pipwave_ipn_signature_is_compared_in_constant_time(monkeypatch: pytest.
     good = str(pipwave_ipn()["signature"])
     forged = ("0" if good[0] != "0" else "1") + good[1:]
     with pytest.raises(capstate.SignatureError, match="signature does not match"):
-        pipwave.verify_ipn(pipwave_ipn(signature=forged), PIPWAVE_CREDS)
+        pipwave.verify_ipn(pipwave_ipn(signature=forged), PIPWAVE_CREDS, now=T0)
     assert (good.encode(), forged.encode()) in compared
 
 
@@ -217,7 +217,7 @@ def test_pipwave_ipn_correctly_signed_for_another_api_key_is_refused() -> None:
     # Mutant: the "is it for our API key" check removed. The existing test changes `api_key` AFTER signing,
     # so the signature check alone refused it; an IPN signed over another key (with the same secret) passed.
     with pytest.raises(capstate.SignatureError, match="another API key"):
-        pipwave.verify_ipn(pipwave_ipn(api_key="someone-elses-key"), PIPWAVE_CREDS)
+        pipwave.verify_ipn(pipwave_ipn(api_key="someone-elses-key"), PIPWAVE_CREDS, now=T0)
 
 
 def test_pipwave_ipn_timestamp_tolerance_is_exact() -> None:

@@ -477,17 +477,21 @@ def test_cli_wait_that_fails_still_prints_the_requested_capture(server: Scripted
     assert "Traceback" not in stderr and "waiting for its result failed" in stderr.splitlines()[-1]
 
 
-def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: ScriptedServer, tmp_path: Path) -> None:
-    # Before: Ctrl-C while the capture was on the wire exited 130 without a word.
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: ScriptedServer, tmp_path: Path,
+                                                                 signum: int) -> None:
+    # Before: Ctrl-C while the capture was on the wire exited 130 without a word, and SIGTERM (a service manager
+    # stopping the run) or SIGHUP (its terminal closed) killed it silently (exit -15, -1): the operator could not
+    # tell a capture that never left from one that may have happened.
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {}, delay=30.0))
     proc = _cli(_hellgate_history(tmp_path, server),
                 {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
     deadline = time.monotonic() + 30
     while not server.received("POST") and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 3 and stdout == ""
+    assert proc.returncode == 3 and stdout == "", (proc.returncode, stderr)
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
 
 

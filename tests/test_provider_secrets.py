@@ -8,17 +8,25 @@ authenticate - which shows the scan finds a secret where one is.
 
 from __future__ import annotations
 
+import base64
 import copy
+import html
 import logging
 import pickle
+import urllib.parse
 from datetime import timedelta
 
 import attrs
 import httpx
+import orjson
 import pytest
 from provider_cases import (
     BAMBORA_CREDS,
+    BAMBORA_SECRET,
+    BAMBORA_TOKEN,
     HELLGATE_CREDS,
+    HELLGATE_ID,
+    HELLGATE_KEY,
     PIPWAVE_CREDS,
     PIPWAVE_KEY,
     PIPWAVE_SECRET,
@@ -26,6 +34,7 @@ from provider_cases import (
     T0,
     TS,
     VIPPS_CREDS,
+    VIPPS_SUBKEY,
     VIPPS_TOKEN,
     all_requests,
     as_httpx,
@@ -35,6 +44,7 @@ from provider_cases import (
 
 import capstate
 from capstate.providers import HttpRequest, HttpResponse, RequestError, Secret, bambora, hellgate, pipwave, vipps
+from capstate.providers.client import CaptureClient
 
 CREDENTIALS = [VIPPS_CREDS, BAMBORA_CREDS, HELLGATE_CREDS, PIPWAVE_CREDS]
 
@@ -173,3 +183,51 @@ def test_a_base_url_with_credentials_is_refused_without_echoing_them(url: str) -
             case()
         assert err.value.field in {"base_url", "url"}
         assert password not in f"{err.value} {err.value!r} {err.value.args!r}", err.value
+
+
+def _echoes(secret: str) -> str:
+    forms = (secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+             orjson.dumps(secret).decode().replace("/", "\\/"), html.escape(secret),
+             base64.b64encode(secret.encode()).decode())
+    return " ".join(f"<{form}>" for form in forms)
+
+
+BASIC = BAMBORA_CREDS.authorization().removeprefix("Basic ")
+OWN = {"vipps": (VIPPS_CREDS, "order-10001", "NOK", (VIPPS_TOKEN, VIPPS_SUBKEY)),
+       "bambora": (BAMBORA_CREDS, "ORDER-1", "DKK", (BAMBORA_TOKEN, BAMBORA_SECRET, BASIC)),
+       "hellgate": (HELLGATE_CREDS, HELLGATE_ID, "EUR", (HELLGATE_KEY,)),
+       "pipwave": (PIPWAVE_CREDS, "ORDER-1", "MYR", (PIPWAVE_KEY, PIPWAVE_SECRET))}
+
+
+@pytest.mark.parametrize("name", list(OWN))
+def test_the_executor_masks_credentials_a_server_echoes(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Before: errors, failure reasons and log records carried whatever the provider (or a proxy) echoed.
+    caplog.set_level(logging.DEBUG)
+    creds, reference, currency, secrets = OWN[name]
+    echoed = " ".join(_echoes(s) for s in secrets)
+    payment = authorized(name, reference, 1000, currency)
+
+    def answer(wire: httpx.Request) -> httpx.Response:
+        # Pipwave answers its errors with HTTP 200 and a status code in the body (appendix/api_status_code.md).
+        body = {"type": "x", "title": echoed, "detail": echoed, "message": echoed, "code": echoed, "status": "9001"}
+        return httpx.Response(200 if name == "pipwave" else 400, json=body, request=wire)
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http, \
+            CaptureClient(name, creds, client=http, clock=lambda: T0) as client:
+        with pytest.raises(capstate.ProviderError) as err:
+            client.capture(payment, capstate.Capture(at=T0, amount=100, key="k-1"))
+        response = client._core.provider.received(HttpResponse(400, {}, echoed.encode()))
+    e = err.value
+    shown = [f"{e} {e!r} {e.args!r} {vars(e)!r}", repr(response), *(r.getMessage() for r in caplog.records)]
+    assert "[REDACTED]" in shown[0]
+    for text in shown:
+        for secret in secrets:
+            for form in _echoes(secret).split(" "):
+                assert form not in text, (form, text)
+
+
+def test_a_redactor_ignores_values_too_short_to_tell_from_text() -> None:
+    from capstate.providers._redact import Redactor
+
+    r = Redactor(["ok", "s3cr3t-value"])
+    assert r.text("ok: s3cr3t-value") == "ok: [REDACTED]"

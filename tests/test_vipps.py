@@ -336,6 +336,21 @@ def test_a_one_byte_change_fails(case: str) -> None:
     assert SECRET not in str(err.value)
 
 
+@pytest.mark.parametrize("where", ["method", "path", "host", "x-ms-date"])
+def test_a_lone_surrogate_in_what_is_signed_is_a_signature_error(where: str) -> None:
+    # Before: UnicodeEncodeError from hashing an unauthenticated request (a decoder may hand one over).
+    method, path, headers = "POST", PATH, vector_headers()
+    if where == "method":
+        method = "PO\ud800ST"
+    elif where == "path":
+        path = PATH + "\ud800"
+    else:
+        headers["Host" if where == "host" else where] = "webhook.site\ud800"
+    with pytest.raises(SignatureError, match="surrogate"):
+        vipps.verify_webhook(secret=SECRET, method=method, path_and_query=path, headers=headers, body=BODY,
+                             now=NOW)
+
+
 def test_a_stale_or_future_date_fails_even_with_a_valid_signature() -> None:
     verify(now=NOW + timedelta(minutes=4))
     for now in (NOW + timedelta(minutes=6), NOW - timedelta(minutes=6)):

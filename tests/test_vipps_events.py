@@ -139,6 +139,31 @@ def test_split_array_reports_what_breaks(data: bytes) -> None:
     assert any(isinstance(p, BadRecord) for _, p in parts)
 
 
+@pytest.mark.parametrize("cut", [b"]\n", b"]", b"\n]\n"])
+@pytest.mark.parametrize("pretty", [True, False])
+def test_an_export_missing_only_its_final_bracket_keeps_every_event(cut: bytes, pretty: bool) -> None:
+    # Before: the last complete PaymentEvent was swallowed into "the JSON array breaks off".
+    doc = [pe("AUTHORIZED"), pe("CAPTURED", 10000, key="s1", ts="2026-01-06T10:00:00Z")]
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) if pretty else orjson.dumps(doc)
+    data += b"\n"
+    whole = list(records(io.BytesIO(data)))
+    truncated = data.rstrip()
+    assert truncated.endswith(b"]")
+    truncated = truncated[:-1]
+    got = list(records(io.BytesIO(truncated)))
+    assert got[:-1] == whole and len(whole) == 2
+    line, bad = got[-1]
+    assert isinstance(bad, BadRecord) and "breaks off" in bad.message and "]" in bad.message
+    assert line == truncated.rstrip().count(b"\n") + 1  # the last line of the document
+    # Cut after a comma too: every element before it is whole.
+    comma = list(split_array(orjson.dumps(doc)[:-1] + b","))
+    assert [orjson.loads(e) for _, e in comma if isinstance(e, bytes)] == doc and isinstance(comma[-1][1], BadRecord)
+    # Cut inside the last element: that one is lost (and reported where it starts), the first is kept.
+    inside = list(split_array(orjson.dumps(doc)[:-5]))
+    assert [orjson.loads(e) for _, e in inside if isinstance(e, bytes)] == doc[:1]
+    assert "inside" in inside[-1][1].message  # type: ignore[union-attr]
+
+
 def test_pretty_responses_appended_to_one_file_are_all_read() -> None:
     # `for r in $refs; do curl .../payments/$r/events | jq .; done > export.json`: one pretty array per
     # payment. Everything after the first array used to be one LOG_MALFORMED ("text after the end of the

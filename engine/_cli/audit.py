@@ -19,8 +19,9 @@ from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import render
-from .audit_run import FORMATS, display_name, run_audit, same_file_key
-from .options import UsageError, parse_at, parse_sets
+from .audit_run import FORMATS, display_name, run_audit
+from .options import parse_at, parse_sets
+from .outputs import refuse_overwrite
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
 SHOWN = 20  # violations printed in the human summary; --json and --report carry all of them
@@ -64,8 +65,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":
         provider = "vipps"
-    if args.report is not None and same_file_key(args.report) in {same_file_key(f) for f in args.files}:
-        raise UsageError(f"--report {args.report} is also an input file; refusing to overwrite it")
+    if args.report is not None:
+        refuse_overwrite(args.report, args, option="--report")
     overrides = _overrides(args.sets, provider) if args.sets else None
     if args.report is not None:
         from .audit_html import check_report_path

@@ -19,6 +19,7 @@ from .._errors import CapstateError
 from .._spec import load_spec, shipped
 from .check import refuse_directory
 from .options import UsageError, load_with_sets
+from .outputs import refuse_overwrite
 
 
 def configure(sub: argparse.ArgumentParser) -> None:
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "png" and not args.output and sys.stdout.isatty():
         # Binary on a terminal garbles it and proves nothing; svg is text, so it may go there.
         raise UsageError("png is binary: give -o FILE, or redirect stdout to a file")
+    if args.output:
+        refuse_overwrite(args.output, args, option="-o")
     spec = load_with_sets(args.spec, args.sets)
     data = mermaid(spec).encode() if args.format == "mermaid" else _render(graphviz(spec), args.format)
     if args.output:

@@ -30,6 +30,7 @@ from . import payloads, render
 from . import simulate as simulate_cli
 from .history import replay_history
 from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
+from .outputs import refuse_stdout_overwrite
 
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -215,6 +216,8 @@ def _run(argv: Sequence[str] | None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    # Before anything is read or written: stdout redirected onto an input (`capstate audit LOG >> LOG`).
+    refuse_stdout_overwrite(args)
     code = COMMANDS[args.command](args)
     # Flush here, not at interpreter exit, so a closed pipe is caught below and not reported by Python.
     sys.stdout.flush()

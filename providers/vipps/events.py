@@ -137,7 +137,8 @@ def split_array(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes |
 
     orjson gives no positions, so the structure is scanned: strings (with their escapes) and nesting
     are tracked, and each top-level element is cut out whole for orjson to parse. A document that
-    breaks off yields a BadRecord at the line where the broken element starts.
+    breaks off inside an element yields a BadRecord at the line where that element starts; one that breaks
+    off between elements (a missing final `]`) yields every element, then a BadRecord at its last line.
     """
     start = len(data) - len(data.lstrip())
     line = first_line + data.count(b"\n", 0, start)
@@ -193,8 +194,17 @@ def split_array(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes |
         elif ch == b"," and depth == 1:
             yield segment(pos)
             seg_start, seg_line = pos + 1, line
-    where, _ = segment(len(data))
-    yield where, BadRecord("the JSON array breaks off (truncated export?)")
+    where, last = segment(len(data))
+    if depth == 1 and not in_string:
+        # Cut between elements (only the closing `]` missing, or after a comma): every element is whole, the
+        # last one included. Keep them all, then say where the array breaks off.
+        if isinstance(last, bytes):
+            yield where, last
+        end = first_line + data.count(b"\n", 0, len(data.rstrip()))
+        yield end, BadRecord("the JSON array breaks off after its last complete element: no closing ']' "
+                             "(truncated export?)")
+        return
+    yield where, BadRecord("the JSON array breaks off inside this element (truncated export?)")
 
 
 @runtime_checkable

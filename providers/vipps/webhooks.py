@@ -59,6 +59,17 @@ def _signature_from(authorization: str) -> str:
     return sig
 
 
+def _signable(name: str, value: object) -> None:
+    """A part of the string to sign must be text with UTF-8 bytes. A lone surrogate (a JSON or ASGI decoder can
+    produce one) has none, so no sender signed it: SignatureError, never UnicodeEncodeError."""
+    if not isinstance(value, str):
+        raise CommandError(f"{name} must be a str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SignatureError(f"{name} is not valid Unicode text (a lone surrogate)", provider="vipps") from None
+
+
 def verify_webhook(*, secret: str | Secret, method: str, path_and_query: str,
                    headers: Headers | Mapping[str, str] | Iterable[tuple[str, str]], body: bytes,
                    now: datetime, tolerance: timedelta = DEFAULT_TOLERANCE) -> None:
@@ -80,6 +91,9 @@ def verify_webhook(*, secret: str | Secret, method: str, path_and_query: str,
     if not hmac.compare_digest(content_hash(bytes(body)).encode(), claimed_hash.encode("utf-8", "replace")):
         raise SignatureError("x-ms-content-sha256 does not match the body", provider="vipps")
     claimed_sig = _signature_from(h["authorization"])
+    for name, value in (("method", method), ("path_and_query", path_and_query), ("host", h["host"]),
+                        ("x-ms-date", h["x-ms-date"])):
+        _signable(name, value)
     expected = signature(secret, method=method, path_and_query=path_and_query, date=h["x-ms-date"], host=h["host"],
                          body_hash=claimed_hash)
     if not hmac.compare_digest(expected.encode(), claimed_sig.encode("utf-8", "replace")):
