@@ -168,10 +168,11 @@ def _money(report: AuditReport) -> str:
             f'<th class="num">amount</th><th>what</th></tr></thead><tbody>{by_code}</tbody></table>')
 
 
-def _step_cells(fields: Mapping[str, Any]) -> str:
+def _step_cells(fields: Mapping[str, Any], authorized_in: str | None) -> str:
     what = escape(str(fields.get("type", "?")))
     amount = fields.get("amount")
-    currency = fields.get("currency")
+    # A capture or refund may leave its currency out: it is the authorization's.
+    currency = fields.get("currency", authorized_in)
     if isinstance(amount, int) and not isinstance(amount, bool):
         what += f" {major(amount, currency if isinstance(currency, str) else None)}"
         if isinstance(currency, str):
@@ -184,11 +185,13 @@ def _payment_section(ref: str | None, findings: Sequence[Finding], timeline: Tim
     codes = sorted({f.code.value for f in findings})
     rows: list[tuple[tuple[str, int, int], str]] = []
     if timeline is not None:
+        authorized_in = next((str(step.fields["currency"]) for step in timeline.steps
+                              if step.fields.get("type") == "authorized" and "currency" in step.fields), None)
         for step in timeline.steps:
             rows.append(((step.file, step.line, 0),
                          f'<tr class="event"><td class="where">{escape(step.file)}:{step.line}</td>'
                          f'<td class="at">{escape(str(step.fields.get("at", "")))}</td>'
-                         f"{_step_cells(step.fields)}</tr>"))
+                         f"{_step_cells(step.fields, authorized_in)}</tr>"))
     for f in findings:
         sev = severity(f.code)
         at_stake = f" ({escape(money(f.amount, f.currency))} {money_kind(f.code.value)})" if f.amount else ""
