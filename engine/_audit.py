@@ -648,12 +648,14 @@ def _at_stake(p: Payment, e: Event, code: Code) -> int | None:
     if e.type is not _CAPTURED_TYPE and e.type is not _REFUNDED_TYPE:
         return None
     amount = e.amount if e.amount is not None else 0
+    # After an earlier excess the room is negative; that excess was counted on its own finding, so the
+    # room is taken as 0, not counted twice.
     if code is Code.EXCEEDS_CAPTURABLE:
         policy = p.spec.policy
         limit = room(p, e) + (policy.allowance(p.authorized) if policy.over_capture_percent else 0)
-        return max(0, amount - limit)
+        return max(0, amount - max(0, limit))
     if code is Code.REFUND_EXCEEDS_CAPTURED:
-        return max(0, amount - p.refundable)
+        return max(0, amount - max(0, p.refundable))
     return amount
 
 
