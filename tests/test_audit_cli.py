@@ -125,7 +125,7 @@ def test_human_summary_shows_counts_and_evidence(tmp_path: Path) -> None:
     assert "REFUND_EXCEEDS_CAPTURED" in run.out and "refund 25000 > refundable 20000" in run.out
     # The header wraps at the console's 80 columns wherever the checkout's path is long: read it unwrapped.
     flat = " ".join(run.out.split())
-    assert "in 37 events of 14 payments" in flat
+    assert "37 events, 14 payments" in flat
 
 
 def test_human_summary_shows_control_characters_escaped(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_the_network_check_sees_a_request_when_a_page_makes_one(browser: Any, tm
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        def do_GET(self) -> None:
             hits.append(self.path)
             self.send_response(204)
             self.end_headers()

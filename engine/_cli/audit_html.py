@@ -35,6 +35,7 @@ from .audit_model import (
     money,
     money_kind,
     money_rows,
+    rule_value,
     severity,
     showing,
 )
@@ -127,8 +128,8 @@ def _provenance(report: AuditReport, run: RunInfo) -> str:
                      f'<span class="hash">sha256 {i.sha256}</span></li>' for i in run.inputs)
     specs = []
     for s in run.specs:
-        changed = "".join(f"<li>override <code>{escape(rule)}</code>: {escape(_value(before))} &rarr; "
-                          f"<b>{escape(_value(after))}</b></li>" for rule, (before, after) in s.overrides.items())
+        changed = "".join(f"<li>override <code>{escape(rule)}</code>: {escape(rule_value(before))} &rarr; "
+                          f"<b>{escape(rule_value(after))}</b></li>" for rule, (before, after) in s.overrides.items())
         specs.append(f"<li><b>{escape(s.name)}</b> ({escape(s.title)}): <code>{escape(s.file)}</code>"
                      f"{'' if s.shipped else ' (not shipped)'}<br><span class=\"hash\">sha256 {s.sha256}</span>"
                      f"{f'<ul>{changed}</ul>' if changed else ''}</li>")
@@ -142,12 +143,6 @@ def _provenance(report: AuditReport, run: RunInfo) -> str:
             f"<dt>specs</dt><dd><ul>{''.join(specs) or '<li>none judged a payment</li>'}</ul></dd>"
             f"<dt>overrides</dt><dd>{sets}</dd>"
             f"<dt>settled window</dt><dd>{group(run.settled_window)} lines</dd></dl>")
-
-
-def _value(value: object) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items())
-    return "unset" if value is None else str(value)
 
 
 def _money(report: AuditReport) -> str:

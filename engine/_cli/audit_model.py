@@ -125,6 +125,11 @@ def headline(rows: Sequence[MoneyRow]) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items(), key=lambda kv: (kv[0] == "?", kv[0])))
 
 
+def plural(n: int, word: str) -> str:
+    """'1 payment', '42,016 findings'."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def group(n: int) -> str:
     """An integer with thousands separators: 42016 -> '42,016'."""
     return f"{n:,}"
@@ -153,7 +158,19 @@ def money(amount: int, currency: str | None) -> str:
     return f"{currency} {major(amount, currency)}"
 
 
-def showing(shown: int, total: int, what: str = "findings") -> str:
+def showing(shown: int, total: int, what: str = "finding") -> str:
+    """'showing 20 of 42,016 findings', 'showing all 3 warnings', 'showing the 1 violation', 'no findings'."""
+    if not total:
+        return f"no {what}s"
     if shown >= total:
-        return f"showing all {group(total)} {what}"
-    return f"showing {group(shown)} of {group(total)} {what}"
+        return f"showing the {plural(total, what)}" if total == 1 else f"showing all {plural(total, what)}"
+    return f"showing {group(shown)} of {plural(total, what)}"
+
+
+def rule_value(value: object) -> str:
+    """A policy value as `Policy.summary` spells it, for a person: '7d', 'NOK 180d, DKK 14d', 'unset'."""
+    if isinstance(value, dict):
+        if list(value) == ["*"]:
+            return str(value["*"])
+        return ", ".join(f"{'other' if k == '*' else k} {v}" for k, v in value.items())
+    return "unset" if value is None else str(value)

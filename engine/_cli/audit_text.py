@@ -31,6 +31,8 @@ from .audit_model import (
     headline,
     major,
     money_rows,
+    plural,
+    rule_value,
     severity,
     showing,
 )
@@ -71,9 +73,9 @@ def render(report: AuditReport, run: RunInfo, notes: Sequence[str], *, limit: in
     by_severity = {VIOLATION: 0, WARNING: 0}
     for f in findings:
         by_severity[severity(f.code)] += 1
-    say(f"capstate audit: {group(total)} findings ({group(by_severity[VIOLATION])} violations, "
-        f"{group(by_severity[WARNING])} warnings) in {group(report.events)} events of "
-        f"{group(report.payments)} payments")
+    verdict = "clean" if not total else (f"{plural(by_severity[VIOLATION], 'violation')}, "
+                                         f"{plural(by_severity[WARNING], 'warning')}")
+    say(f"capstate audit: {verdict}; {plural(report.events, 'event')}, {plural(report.payments, 'payment')}")
     say(f"{showing(len(shown), total)}" + ("" if len(shown) >= total else
                                            "; --limit N, --json or --report FILE.html for more"))
     say("")
@@ -93,7 +95,7 @@ def render(report: AuditReport, run: RunInfo, notes: Sequence[str], *, limit: in
         if not by_severity[sev]:
             continue
         say("")
-        say(f"{title}: {showing(len(listed), by_severity[sev], title.lower())}")
+        say(f"{title}: {showing(len(listed), by_severity[sev], sev)}")
         for f in listed:
             say(finding_line(f))
     if report.counts:
@@ -124,7 +126,7 @@ def _provenance(say: _Say, report: AuditReport, run: RunInfo) -> None:
         say(f"  {s.name}: {safe(s.file)}" + ("" if s.shipped else " (not shipped)"))
         say(f"  sha256 {s.sha256}")
         for rule, (before, after) in s.overrides.items():
-            say(f"  override {rule}: {_value(before)} -> {_value(after)}")
+            say(f"  override {rule}: {rule_value(before)} -> {rule_value(after)}")
     say("Overrides: " + (" ".join(f"--set {safe(item)}" for item in run.sets) if run.sets else "none"))
 
 
@@ -138,12 +140,6 @@ def _money(say: _Say, typed: Sequence[MoneyRow]) -> None:
     say(f"  {'code':<{_CODE_WIDTH}} {'cur':<3} {'amount':>{wide}}  what")
     for r, amount in zip(typed, amounts, strict=True):
         say(f"  {r.code:<{_CODE_WIDTH}} {r.currency or '?':<3} {amount:>{wide}}  {r.kind}")
-
-
-def _value(value: object) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items())
-    return "unset" if value is None else str(value)
 
 
 def _severity(name: str) -> str:
