@@ -27,7 +27,7 @@ import orjson
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import audit_text
 from .audit_meta import InputInfo, RunInfo, capstate_version, describe_specs, now, sha256_file, stamp
-from .audit_model import headline, money_rows, severity, showing
+from .audit_model import headline, money_rows, severity, severity_counts, showing
 from .audit_run import EMPTY, FORMATS, display_name, resolve_formats, run_audit, same_file_key
 from .options import UsageError, parse_at, parse_sets
 
@@ -87,7 +87,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         check_report_path(args.report)
     names = [display_name(f) for f in args.files]
     with _stdin_spooled(args.files) as (paths, stdin_digest):
-        inputs = _inputs(paths, names, stdin_digest)
+        digests = [stdin_digest if name == "-" and stdin_digest is not None else sha256_file(path)
+                   for path, name in zip(paths, names, strict=True)]
         fmt, found = resolve_formats(paths, names, args.fmt)
         if all(kind == EMPTY for kind in found):
             raise UsageError(f"{', '.join(names)} {'is' if len(names) == 1 else 'are all'} empty: nothing to audit")
@@ -101,8 +102,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if not report.events:
             raise UsageError(_no_events(names, report))
         run = RunInfo(capstate_version(), stamp(started), round(time.perf_counter() - clock, 3),
-                      tuple(InputInfo(i.name, EMPTY if kind == EMPTY else fmt, i.size, i.sha256)
-                            for i, kind in zip(inputs, found, strict=True)),
+                      tuple(InputInfo(name, EMPTY if kind == EMPTY else fmt, size, digest)
+                            for name, kind, (size, digest) in zip(names, found, digests, strict=True)),
                       report.as_of, as_of is not None, tuple(args.sets or ()),
                       describe_specs(report.providers, args.provider, overrides), args.settled_window)
         tty = sys.stdout.isatty()
@@ -145,14 +146,6 @@ def _stdin_spooled(files: Sequence[str]) -> Iterator[tuple[list[str], tuple[int,
         yield [tmp.name if f == "-" else f for f in files], (size, digest.hexdigest())
 
 
-def _inputs(paths: Sequence[str], names: Sequence[str], stdin: tuple[int, str] | None) -> list[InputInfo]:
-    out = []
-    for path, name in zip(paths, names, strict=True):
-        size, digest = stdin if name == "-" and stdin is not None else sha256_file(path)
-        out.append(InputInfo(name, "", size, digest))
-    return out
-
-
 def _no_events(names: Sequence[str], report: AuditReport) -> str:
     where = ", ".join(names)
     if not report.violations:
@@ -186,9 +179,6 @@ def notes(report: AuditReport, run: RunInfo, limit: int | None) -> list[str]:
 def to_json(report: AuditReport, run: RunInfo, report_notes: Sequence[str]) -> dict[str, Any]:
     """The `--json` object (docs/audit-reports.md): provenance, totals, money, notes, then every finding."""
     rows = money_rows(report.violations)
-    severities = {"violation": 0, "warning": 0}
-    for f in report.violations:
-        severities[severity(f.code)] += 1
     findings = []
     for f in report.violations:
         item = f.to_dict()
@@ -196,7 +186,7 @@ def to_json(report: AuditReport, run: RunInfo, report_notes: Sequence[str]) -> d
         findings.append(item)
     return {**run.to_dict(), "provider": report.provider, "providers": list(report.providers),
             "events": report.events, "payments": report.payments,
-            "shown": len(findings), "total": len(findings), "severities": severities,
+            "shown": len(findings), "total": len(findings), "severities": severity_counts(report.violations),
             "money": {"by_code": [r.to_dict() for r in rows], "totals": headline(rows)},
             "notes": list(report_notes), "violations": findings, "counts": dict(report.counts)}
 

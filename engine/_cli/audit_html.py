@@ -37,6 +37,7 @@ from .audit_model import (
     money_rows,
     rule_value,
     severity,
+    severity_counts,
     showing,
 )
 from .audit_timeline import Timeline
@@ -214,9 +215,7 @@ def render_report(report: AuditReport, run: RunInfo, notes: Sequence[str], *, li
     cls = "notice all" if len(shown) >= total else "notice"
     more = "" if len(shown) >= total else "; the rest are in <code>capstate audit --json</code>"
     notice = f'<p class="{cls}" id="shown">{showing(len(shown), total)}{more}</p>'
-    severities = {VIOLATION: 0, WARNING: 0}
-    for f in findings:
-        severities[severity(f.code)] += 1
+    severities = severity_counts(findings)
     totals = (("events", report.events), ("payments", report.payments), ("violations", severities[VIOLATION]),
               ("warnings", severities[WARNING]), ("codes", len(report.counts)))
     cards = "".join(f'<div id="total-{label}">{label}<b>{group(value)}</b></div>' for label, value in totals)

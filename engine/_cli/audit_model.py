@@ -30,6 +30,14 @@ def severity(code: Code) -> str:
     return WARNING if code in _LOG_CODES else VIOLATION
 
 
+def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
+    """{"violation": n, "warning": n}."""
+    out = {VIOLATION: 0, WARNING: 0}
+    for f in findings:
+        out[severity(f.code)] += 1
+    return out
+
+
 # One sentence per code, for a reader of a report who has never seen capstate (DESIGN.md section 3).
 EXPLAIN: dict[Code, str] = {
     Code.NOT_AUTHORIZED: "Money was captured, refunded or cancelled on a payment with no successful "

@@ -34,6 +34,7 @@ from .audit_model import (
     plural,
     rule_value,
     severity,
+    severity_counts,
     showing,
 )
 
@@ -70,9 +71,7 @@ def render(report: AuditReport, run: RunInfo, notes: Sequence[str], *, limit: in
     findings = report.violations
     total = len(findings)
     shown = findings if limit is None else findings[:limit]
-    by_severity = {VIOLATION: 0, WARNING: 0}
-    for f in findings:
-        by_severity[severity(f.code)] += 1
+    by_severity = severity_counts(findings)
     verdict = "clean" if not total else (f"{plural(by_severity[VIOLATION], 'violation')}, "
                                          f"{plural(by_severity[WARNING], 'warning')}")
     say(f"capstate audit: {verdict}; {plural(report.events, 'event')}, {plural(report.payments, 'payment')}")
