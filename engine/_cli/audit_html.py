@@ -177,7 +177,14 @@ def _step_cells(fields: Mapping[str, Any], authorized_in: str | None) -> str:
     return f"<td>{what}</td><td>{extra}</td>"
 
 
-def _payment_section(ref: str | None, findings: Sequence[Finding], timeline: Timeline | None) -> str:
+def _payment_section(ref: str | None, findings: Sequence[Finding], timeline: Timeline | None,
+                     one_input: bool) -> str:
+    """A payment's findings among its events. With one input, a row names its line only (the file is in
+    the provenance above), which leaves the width to the evidence."""
+
+    def where(file: str, line: int) -> str:
+        return f"line {line}" if one_input else f"{escape(file)}:{line}"
+
     codes = sorted({f.code.value for f in findings})
     rows: list[tuple[tuple[str, int, int], str]] = []
     if timeline is not None:
@@ -185,7 +192,7 @@ def _payment_section(ref: str | None, findings: Sequence[Finding], timeline: Tim
                               if step.fields.get("type") == "authorized" and "currency" in step.fields), None)
         for step in timeline.steps:
             rows.append(((step.file, step.line, 0),
-                         f'<tr class="event"><td class="where">{escape(step.file)}:{step.line}</td>'
+                         f'<tr class="event"><td class="where">{where(step.file, step.line)}</td>'
                          f'<td class="at">{escape(str(step.fields.get("at", "")))}</td>'
                          f"{_step_cells(step.fields, authorized_in)}</tr>"))
     for f in findings:
@@ -193,7 +200,7 @@ def _payment_section(ref: str | None, findings: Sequence[Finding], timeline: Tim
         at_stake = f" ({escape(money(f.amount, f.currency))} {money_kind(f.code.value)})" if f.amount else ""
         rows.append(((f.file, f.line, 1),
                      f'<tr class="finding {sev}" data-code="{escape(f.code.value)}" data-severity="{sev}">'
-                     f'<td class="where">{escape(f.file)}:{f.line}</td><td class="at">{escape(f.at or "")}</td>'
+                     f'<td class="where">{where(f.file, f.line)}</td><td class="at">{escape(f.at or "")}</td>'
                      f'<td>{_sev(sev)} <span class="mono" title="{escape(EXPLAIN[f.code])}">'
                      f"{escape(f.code.value)}</span></td><td>{escape(f.message)}{at_stake}</td></tr>"))
     order = {name: i for i, name in enumerate(dict.fromkeys(k[0] for k, _ in rows))}
@@ -236,8 +243,9 @@ def render_report(report: AuditReport, run: RunInfo, notes: Sequence[str], *, li
                    '<option value="violation">violations</option><option value="warning">warnings</option>'
                    '</select></label><label>payment<input id="f-payment" type="search" '
                    'placeholder="payment reference contains"></label><span id="f-count"></span></div>')
-        sections = "".join(_payment_section(ref, fs, (timelines or {}).get(ref) if ref is not None else None)
-                           for ref, fs in groups.items())
+        one_input = len(run.inputs) == 1
+        sections = "".join(_payment_section(ref, fs, (timelines or {}).get(ref) if ref is not None else None,
+                                            one_input) for ref, fs in groups.items())
         body.append(f"<h2>Payments: {group(len(groups))} with findings shown</h2>{filters}"
                     f'<div id="payments">{sections}</div>')
         codes = "".join(f'<dt id="code-{escape(code)}"><code>{escape(code)}</code> {_sev(severity(Code(code)))}</dt>'
