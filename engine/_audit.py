@@ -42,6 +42,7 @@ from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, 
 from ._codes import Code
 from ._engine import check_fact, observe
 from ._errors import AuditError, EventError
+from ._guards import room
 from ._money import INT64_MAX, is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
@@ -54,6 +55,7 @@ _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
 _FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
+_CAPTURED_TYPE, _REFUNDED_TYPE = EventType.CAPTURED, EventType.REFUNDED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
@@ -88,6 +90,12 @@ class Finding:
 
     `payment` is None for a line too broken to name one; `at` is the RFC 3339 instant (UTC) of the
     event, or of the lapse for DANGLING_AUTHORIZATION, and None when the line has no readable time.
+
+    `amount` is the money at stake, in minor units of `currency` (None when no money moved): the excess
+    over what could be captured (EXCEEDS_CAPTURABLE) or refunded (REFUND_EXCEEDS_CAPTURED), the remainder
+    left held (DANGLING_AUTHORIZATION), and for any other breach by a `captured` or `refunded` event, that
+    event's amount. A `capture_requested` moves no money, so it carries none (its `captured` will).
+    `currency` is None where the log never said it (a capture with no authorization before it).
     """
 
     payment: str | None
@@ -96,20 +104,23 @@ class Finding:
     code: Code
     message: str
     at: str | None
+    amount: int | None = None
+    currency: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"payment": self.payment, "line": self.line, "file": self.file, "code": _CODE_VALUES[self.code],
-                "message": self.message, "at": self.at}
+                "message": self.message, "at": self.at, "amount": self.amount, "currency": self.currency}
 
     def __reduce__(self) -> tuple[Callable[..., Finding], tuple[Any, ...]]:
         # Parallel audits send every finding back from a worker: a plain call per finding, with the code
         # as its text, pickles several times faster than attrs' slots state and an Enum lookup.
-        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], self.message, self.at)
+        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], self.message, self.at,
+                          self.amount, self.currency)
 
 
 def _finding(payment: str | None, line: int, file: str, code: str, message: str,  # noqa: PLR0917 - pickle calls it
-             at: str | None) -> Finding:
-    return Finding(payment, line, file, _CODES[code], message, at)
+             at: str | None, amount: int | None = None, currency: str | None = None) -> Finding:
+    return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
 
 
 @frozen
@@ -118,6 +129,7 @@ class AuditReport:
 
     `provider` is the spec's name when one spec judged every event, else None. `events` counts valid
     events, `payments` the payments they named. `as_of` is the instant DANGLING_AUTHORIZATION was judged at.
+    `providers` names every spec that judged a payment, sorted.
     """
 
     provider: str | None
@@ -126,6 +138,7 @@ class AuditReport:
     violations: tuple[Finding, ...]
     counts: Mapping[str, int]
     as_of: str | None = None
+    providers: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -522,8 +535,10 @@ class Auditor:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
             what = kind if event.amount is None else f"{kind} {event.amount}"
+            currency = payment.currency or event.currency
             for v in violations:
-                self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp))
+                self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp,
+                                             _at_stake(payment, event, v.code), currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         track.load(after, at, text)
@@ -586,7 +601,7 @@ class Auditor:
         return Finding(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
                        f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
                        f"released and {how}; {p.spec.name} releases it with a cancel",
-                       format_instant(at))
+                       format_instant(at), p.capturable, p.currency)
 
     # ------------------------------------------------------------------------------------ output
 
@@ -625,7 +640,23 @@ def _judge_dangling(d: Dangling, as_of: datetime) -> Finding:
                    f"the remainder {_money(d.remainder, d.currency)} of {d.authorized} authorized at "
                    f"{format_instant(d.authorized_at)} was never captured nor released; the authorization "
                    f"lapsed at {format_instant(d.expires_at)} (judged at {format_instant(as_of)}); "
-                   f"{d.provider} releases it with a cancel", format_instant(d.expires_at))
+                   f"{d.provider} releases it with a cancel", format_instant(d.expires_at), d.remainder, d.currency)
+
+
+def _at_stake(p: Payment, e: Event, code: Code) -> int | None:
+    """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
+    if e.type is not _CAPTURED_TYPE and e.type is not _REFUNDED_TYPE:
+        return None
+    amount = e.amount if e.amount is not None else 0
+    # After an earlier excess the room is negative; that excess was counted on its own finding, so the
+    # room is taken as 0, not counted twice.
+    if code is Code.EXCEEDS_CAPTURABLE:
+        policy = p.spec.policy
+        limit = room(p, e) + (policy.allowance(p.authorized) if policy.over_capture_percent else 0)
+        return max(0, amount - max(0, limit))
+    if code is Code.REFUND_EXCEEDS_CAPTURED:
+        return max(0, amount - max(0, p.refundable))
+    return amount
 
 
 def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
@@ -655,7 +686,8 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
     if provider is None and len(providers) == 1:
         provider = next(iter(providers))
     return AuditReport(provider, sum(p.events for p in parts), sum(p.payments for p in parts), tuple(findings),
-                       dict(sorted(counts.items())), format_instant(when) if when is not None else None)
+                       dict(sorted(counts.items())), format_instant(when) if when is not None else None,
+                       tuple(sorted(providers)))
 
 
 def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec | str | None = None, *,

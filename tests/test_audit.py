@@ -87,7 +87,11 @@ def test_report_shape_is_the_json_contract() -> None:
     d = report.to_dict()
     assert list(d) == ["provider", "events", "payments", "violations", "counts"]
     assert d["provider"] == "vipps" and d["events"] == 2 and d["payments"] == 1
-    assert [list(v) for v in d["violations"]] == [["payment", "line", "file", "code", "message", "at"]] * 2
+    assert [list(v) for v in d["violations"]] == [["payment", "line", "file", "code", "message", "at", "amount",
+                                                   "currency"]] * 2
+    # The money at stake: the excess over the capturable 1000, in the authorization's currency; none for a
+    # line that is not an event.
+    assert [(v["amount"], v["currency"]) for v in d["violations"]] == [(None, None), (1000, "NOK")]
     assert [(v["line"], v["code"]) for v in d["violations"]] == [(2, "LOG_MALFORMED"), (3, "EXCEEDS_CAPTURABLE")]
     assert d["violations"][1]["at"] == "2026-01-05T11:00:00Z" and d["violations"][1]["file"] == "x.jsonl"
     assert "capture 2000 > capturable 1000" in d["violations"][1]["message"]

@@ -1,30 +1,42 @@
 """`capstate audit FILE...`: replay histories and report every breach of the provider's policy.
 
-Exit codes: 0 clean, 1 violations found, 2 bad usage or an unreadable file (one line on stderr).
-The report goes to stdout: a rich summary, or with --json one object
-`{"provider", "events", "payments", "violations": [...], "counts": {...}}`; --report also writes a
-self-contained HTML report. A progress bar goes to stderr when stderr is a terminal.
+Exit codes: 0 clean, 1 findings (violations or warnings), 2 bad usage, an unreadable or empty input,
+or an input with no events (one line on stderr).
+
+Every report (the human text on stdout, --json, --report FILE.html) says what produced it: the
+capstate version, when it ran, every input (name, format, size, sha256), the instant dangling
+authorizations were judged at, and the specs and overrides in force (`audit_meta`); the money at
+stake per code and currency (`audit_model`); and how many findings it shows of how many. The formats
+are documented in docs/audit-reports.md. A progress bar goes to stderr when stderr is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import orjson
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
-from . import render
-from .audit_run import FORMATS, display_name, run_audit
-from .options import parse_at, parse_sets
+from . import audit_text
+from .audit_meta import InputInfo, RunInfo, capstate_version, describe_specs, now, sha256_file, stamp
+from .audit_model import headline, money_rows, severity, severity_counts, showing
+from .audit_run import EMPTY, FORMATS, display_name, resolve_formats, run_audit
+from .options import UsageError, parse_at, parse_sets
 from .outputs import refuse_overwrite
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
-SHOWN = 20  # violations printed in the human summary; --json and --report carry all of them
+TERMINAL_LIMIT = 20
+"""Findings listed on a terminal by default; to a pipe or file every one is (one per line, for grep)."""
+HTML_LIMIT = 10_000
+"""Findings written to the HTML report by default (a browser slows past that; --json carries all)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +45,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                                  "plain or .gz; '-' reads stdin")
     parser.add_argument("--provider", metavar="NAME|PATH", help="judge every event by this spec (default: each "
                                                                 "payment's first event names its provider)")
-    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="canonical",
-                        help="canonical JSONL (default) or the Vipps ePayment event log (--provider vipps implied)")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="auto",
+                        help="auto (default: what each input is), canonical JSONL, or the Vipps ePayment "
+                             "event log (--provider vipps implied)")
     parser.add_argument("--as-of", metavar="T", help="RFC 3339 instant at which dangling authorizations are "
                                                      "judged (default: the latest event's `at`)")
     parser.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
+    parser.add_argument("--limit", type=_count, metavar="N",
+                        help=f"findings listed in the text and HTML reports (default: {TERMINAL_LIMIT} on a "
+                             f"terminal, all to a pipe or file, {HTML_LIMIT:,} in HTML); --json lists all")
     parser.add_argument("--settled-window", type=_count, default=DEFAULT_SETTLED_WINDOW, metavar="LINES",
                         help=f"how many input lines a payment in a terminal state is remembered after its latest "
                              f"event, for late refunds, captures and duplicates (default {DEFAULT_SETTLED_WINDOW:,})")
@@ -61,31 +77,119 @@ def _workers(text: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    started, clock = now(), time.perf_counter()
     as_of = parse_at(args.as_of, "--as-of") if args.as_of is not None else None
     provider = args.provider
-    if provider is None and args.fmt == "vipps-events":
-        provider = "vipps"
     if args.report is not None:
         refuse_overwrite(args.report, args, option="--report")
-    overrides = _overrides(args.sets, provider) if args.sets else None
     if args.report is not None:
         from .audit_html import check_report_path
 
         check_report_path(args.report)
-    progress = sys.stderr.isatty()
-    report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
-                       dask=args.dask, progress=progress, overrides=overrides,
-                       settled_window=args.settled_window)
     names = [display_name(f) for f in args.files]
-    if args.report is not None:
-        from .audit_html import write_report
+    with _stdin_spooled(args.files) as (paths, stdin_digest):
+        digests = [stdin_digest if name == "-" and stdin_digest is not None else sha256_file(path)
+                   for path, name in zip(paths, names, strict=True)]
+        fmt, found = resolve_formats(paths, names, args.fmt)
+        if all(kind == EMPTY for kind in found):
+            raise UsageError(f"{', '.join(names)} {'is' if len(names) == 1 else 'are all'} empty: nothing to audit")
+        if provider is None and fmt == "vipps-events":
+            provider = "vipps"
+        overrides = _overrides(args.sets, provider) if args.sets else None
+        progress = sys.stderr.isatty()
+        report = run_audit(paths, spec=provider, fmt=fmt, as_of=as_of, workers=args.workers, dask=args.dask,
+                           progress=progress, overrides=overrides, settled_window=args.settled_window,
+                           names=names)
+        if not report.events:
+            raise UsageError(_no_events(names, report))
+        run = RunInfo(capstate_version(), stamp(started), round(time.perf_counter() - clock, 3),
+                      tuple(InputInfo(name, EMPTY if kind == EMPTY else fmt, size, digest)
+                            for name, kind, (size, digest) in zip(names, found, digests, strict=True)),
+                      report.as_of, as_of is not None, tuple(args.sets or ()),
+                      describe_specs(report.providers, args.provider, overrides), args.settled_window)
+        tty = sys.stdout.isatty()
+        limit = args.limit if args.limit is not None else (TERMINAL_LIMIT if tty else None)
+        if args.report is not None:
+            from .audit_html import write_report
+            from .audit_timeline import timelines
 
-        write_report(report, args.report, files=names)
+            html_limit = args.limit if args.limit is not None else HTML_LIMIT
+            shown = report.violations[:html_limit]
+            lines = timelines(paths, names, fmt, {f.payment for f in shown if f.payment is not None})
+            write_report(report, run, notes(report, run, html_limit), args.report, limit=html_limit,
+                         timelines=lines)
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(orjson.dumps(to_json(report, run, notes(report, run, None)),
+                                             option=orjson.OPT_APPEND_NEWLINE))
     else:
-        summary(render.console(), report, names)
+        width = shutil.get_terminal_size((80, 24)).columns if tty else None
+        text = audit_text.render(report, run, notes(report, run, limit), limit=limit, width=width)
+        sys.stdout.write("\n".join(text) + "\n")
+        sys.stdout.flush()
     return EXIT_VIOLATIONS if report.violations else EXIT_CLEAN
+
+
+@contextmanager
+def _stdin_spooled(files: Sequence[str]) -> Iterator[tuple[list[str], tuple[int, str] | None]]:
+    """The inputs as paths, stdin ("-") copied to a temporary file on the way (hashed as it is copied),
+    so that it can be sniffed for its format, hashed, audited and read again for the HTML timelines."""
+    if "-" not in files:
+        yield list(files), None
+        return
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.NamedTemporaryFile(prefix="capstate-stdin-", delete=True) as tmp:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+            tmp.write(chunk)
+        tmp.flush()
+        yield [tmp.name if f == "-" else f for f in files], (size, digest.hexdigest())
+
+
+def _no_events(names: Sequence[str], report: AuditReport) -> str:
+    where = ", ".join(names)
+    if not report.violations:
+        return f"no events in {where}: nothing to audit"
+    first = report.violations[0]
+    return (f"no events in {where}: {len(report.violations):,} line(s), none a valid event "
+            f"(first, {first.file}:{first.line}: {audit_text.safe(first.message)})")
+
+
+def notes(report: AuditReport, run: RunInfo, limit: int | None) -> list[str]:
+    """What a reader must know to read the report right (see audit_model)."""
+    out = []
+    total = len(report.violations)
+    if limit is not None and limit < total:
+        out.append(f"{showing(limit, total)}; --json lists all of them")
+    if report.as_of is not None:
+        how = "given with --as-of" if run.as_of_given else "the latest event's at; --as-of T judges at another instant"
+        out.append(f"dangling authorizations were judged as of {report.as_of} ({how})")
+    for spec in run.specs:
+        if not spec.judges_expiry:
+            out.append(f"{spec.name}: the authorization validity is unknown, so its payments were not judged for "
+                       f"expiry or DANGLING_AUTHORIZATION (--set {spec.name}.authorization_validity=7d to judge)")
+    for i in run.inputs:
+        if i.format == EMPTY:
+            out.append(f"{audit_text.safe(i.name)} is empty")
+    out.append(f"a payment in a terminal state is remembered for {run.settled_window:,} input lines after its "
+               f"latest event (--settled-window)")
+    return out
+
+
+def to_json(report: AuditReport, run: RunInfo, report_notes: Sequence[str]) -> dict[str, Any]:
+    """The `--json` object (docs/audit-reports.md): provenance, totals, money, notes, then every finding."""
+    rows = money_rows(report.violations)
+    findings = []
+    for f in report.violations:
+        item = f.to_dict()
+        item["severity"] = severity(f.code)
+        findings.append(item)
+    return {**run.to_dict(), "provider": report.provider, "providers": list(report.providers),
+            "events": report.events, "payments": report.payments,
+            "shown": len(findings), "total": len(findings), "severities": severity_counts(report.violations),
+            "money": {"by_code": [r.to_dict() for r in rows], "totals": headline(rows)},
+            "notes": list(report_notes), "violations": findings, "counts": dict(report.counts)}
 
 
 def _overrides(sets: list[str], provider: str | None) -> dict[str, object]:
@@ -102,49 +206,3 @@ def _overrides(sets: list[str], provider: str | None) -> dict[str, object]:
         for key, value in parse_sets([item], name).items():
             out[f"{name}.{key}" if name else key] = value
     return out
-
-
-# C0 and C1 control characters, shown escaped: a log is untrusted, and a payment id carrying ESC
-# sequences must not recolour, retitle or clear the auditor's terminal.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-def _safe(text: str) -> str:
-    return text.translate(_CONTROLS)
-
-
-def summary(out: Console, report: AuditReport, files: list[str]) -> None:
-    """Totals, violations by code, and the first violations with their evidence."""
-    head = Text()
-    head.append("audit ", style="bold")
-    head.append(_safe(", ".join(files)))
-    head.append(f"  provider {report.provider or 'per event'}  events {report.events}  "
-                f"payments {report.payments}  violations {len(report.violations)}")
-    if report.as_of:
-        head.append(f"  as of {report.as_of}")
-    out.print(head)
-    if not report.violations:
-        out.print(Text("clean: no violations", style="green"))
-        return
-    counts = Table(box=box.SIMPLE, show_edge=False)
-    counts.add_column("code", no_wrap=True)
-    counts.add_column("count", justify="right")
-    for code, n in report.counts.items():
-        counts.add_row(Text(code), str(n))
-    out.print(counts)
-    shown = report.violations[:SHOWN]
-    out.print(Text(f"first {len(shown)} of {len(report.violations)}:" if len(report.violations) > SHOWN
-                   else "violations:", style="bold"))
-    # Evidence under its heading rather than in a table column: paths and messages are long, and a
-    # narrow terminal would fold them into unreadable slivers.
-    for f in shown:
-        where = Text()
-        where.append(_safe(f"{f.file}:{f.line}"), style="bold")
-        where.append(f"  {_safe(f.payment or '-')}  ")
-        where.append(f.code.value, style="red")
-        if f.at:
-            where.append(f"  at {f.at}")
-        out.print(where)
-        out.print(Text(f"    {_safe(f.message)}"))
-    if len(report.violations) > SHOWN:
-        out.print(Text(f"{len(report.violations) - SHOWN} more: use --json or --report FILE.html"))

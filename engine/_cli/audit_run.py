@@ -33,7 +33,7 @@ import sys
 import tempfile
 import zlib
 from codecs import BOM_UTF8
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from itertools import compress
@@ -56,7 +56,11 @@ from .._policy import POLICY_PARSERS
 from .._spec import Spec, load_spec, shipped
 from .options import UsageError
 
-FORMATS = ("canonical", "vipps-events")
+FORMATS = ("auto", "canonical", "vipps-events")
+EMPTY = "empty"
+"""What `detect_format` says of an input with nothing but whitespace in it."""
+_SNIFF = 1 << 16
+"""Bytes read (after gzip) to tell a Vipps event log from canonical JSONL."""
 MAX_LINE = 1 << 20
 """Longest line audited (1 MiB); a longer one is LOG_MALFORMED and skipped without being held."""
 
@@ -148,6 +152,67 @@ def _open(path: str) -> Iterator[tuple[_Reader, IO[bytes]]]:
     finally:
         if path != "-":
             raw.close()
+
+
+def detect_format(path: str) -> str:
+    """"canonical", "vipps-events" or EMPTY, from the first bytes of a file (after gzip and a BOM).
+
+    A Vipps export is a JSON array of PaymentEvents or one PaymentEvent per line, pretty-printed or not:
+    an opening `[`, or a first object with Vipps's own keys (`reference`, `name`, `timestamp`) and no
+    canonical `payment`/`type`. Anything else is canonical, whose audit reports what it cannot read.
+    Raises UsageError when the file cannot be read.
+    """
+    try:
+        with _open(path) as (stream, _):
+            head = b""
+            while len(head) < _SNIFF:
+                more = stream.read1(_SNIFF - len(head))
+                if not more:
+                    break
+                head += more
+    except (OSError, EOFError, zlib.error):
+        return "canonical"  # the audit reports the broken stream at its line
+    body = head.removeprefix(BOM_UTF8).lstrip()
+    if not body:
+        return EMPTY
+    if body[:1] == b"[":
+        return "vipps-events"
+    first = body.split(b"\n", 1)[0]
+    try:
+        obj = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict):
+        return "vipps-events" if _vipps_keys(obj.keys()) else "canonical"
+    # A pretty-printed object: its keys are on the lines after the `{`.
+    keys = {k.decode("utf-8", "replace") for k in re.findall(rb'^\s*"([A-Za-z]+)"\s*:', body[:4096], re.M)}
+    return "vipps-events" if body[:1] == b"{" and _vipps_keys(keys) else "canonical"
+
+
+def _vipps_keys(keys: Iterable[object]) -> bool:
+    have = set(keys)
+    return {"reference", "name", "timestamp"} <= have and not {"payment", "type"} & have
+
+
+def resolve_formats(paths: Sequence[str], names: Sequence[str], fmt: str) -> tuple[str, tuple[str, ...]]:
+    """The one format all inputs are read in, and each input's sniffed format (EMPTY for an empty one).
+
+    `fmt` "auto" takes what the inputs are; a given format that an input plainly is not is refused (a
+    Vipps export read as canonical would be every line LOG_MALFORMED). Raises UsageError.
+    """
+    found = tuple(detect_format(p) for p in paths)
+    kinds = {f for f in found if f != EMPTY}
+    if fmt == "auto":
+        if len(kinds) > 1:
+            mixed = ", ".join(f"{n} ({f})" for n, f in zip(names, found, strict=True) if f != EMPTY)
+            raise UsageError(f"inputs in different formats: {mixed}; audit them separately")
+        return (kinds.pop() if kinds else "canonical"), found
+    if fmt == "canonical":
+        for name, kind in zip(names, found, strict=True):
+            if kind == "vipps-events":
+                raise UsageError(f"{name} is a Vipps ePayment event log, not canonical JSONL: "
+                                 f"use --format vipps-events (or leave --format at auto)")
+    return fmt, found
 
 
 def _skip_rest(readline: Callable[[int], bytes]) -> None:
@@ -510,10 +575,14 @@ def _spooled(paths: Sequence[str], needed: bool) -> Iterator[tuple[str, ...]]:
 def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "canonical",
               as_of: datetime | str | None = None, workers: int = 1, dask: str | None = None,
               progress: bool = False, overrides: Mapping[str, Any] | None = None,
-              settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True) -> AuditReport:
+              settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True,
+              names: Sequence[str] | None = None) -> AuditReport:
     """Audit files (paths or "-") in one process, in `workers` processes, or on Dask (`dask`:
     "local" or a scheduler address). The report is the same whichever way it runs, and with `fast=False`
     (every line through `observe`, the reference of the audit's fast path).
+
+    `fmt` "auto" reads the inputs as what they are (`resolve_formats`; stdin as canonical unless
+    given). `names` are what findings call the inputs (default: the paths as given).
 
     Raises UsageError (unreadable file, bad option, no dask), SpecError (bad spec or override).
     """
@@ -536,6 +605,12 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         # Every event would be judged twice: a duplicate capture on every line.
         raise UsageError(f"{', '.join(twice)} given more than once")
     when = parse_as_of(as_of)
+    if names is None:
+        names = tuple(display_name(p) for p in paths)
+    elif len(names) != len(paths):
+        raise UsageError(f"{len(names)} names for {len(paths)} inputs")
+    if fmt == "auto":
+        fmt = "canonical" if "-" in paths else resolve_formats(paths, names, fmt)[0]
     if fmt == "vipps-events" and spec is None:
         spec = "vipps"
     resolved = resolve_spec(spec, overrides)
@@ -545,7 +620,7 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
         if path != "-":
             _check_readable(path)
     parallel = workers > 1 or dask is not None
-    names = tuple(display_name(p) for p in paths)
+    names = tuple(names)
     with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
         job = Job(real, names, resolved, dict(overrides) if overrides and resolved is None else None, fmt,
                   settled_window, fast)
