@@ -30,6 +30,7 @@ from typing import Any
 
 from attrs import evolve, field, frozen
 
+from ._bom import strip_bom
 from ._errors import SpecError
 from ._guards import GUARDS, ROUTE_GROUPS, ROUTES
 from ._policy import POLICY_PARSERS, REQUIRED_RULES, Policy, PolicyValueError, RuleSource
@@ -115,7 +116,7 @@ class Spec:
 def _parse(text: str, file: str, overrides: Mapping[str, Any] | None,
            lenient: bool) -> tuple[Spec, tuple[SpecFinding, ...]]:
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(strip_bom(text))
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None

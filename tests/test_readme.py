@@ -27,8 +27,16 @@ def test_python_example_runs() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     _main_job, tests = _blocks("sh")
-    assert "pytest" in tests
-    assert tests.strip() in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = tests.strip()
+    # One line, found by the hooks that run it: it installs what the tests need (Python and Node), then runs them.
+    assert "\n" not in command and "pip install" in command and "pytest" in command and "npm ci" in command
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert command in ci.splitlines()
+    # Verbatim, with nothing installed before it from a registry: a fresh clone runs exactly what CI runs.
+    before = ci[: ci.index(command)]
+    code = [line for line in before.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "pip " in line or "npm " in line or "uv " in line], code
+    assert "export CAPSTATE_TEST_POSTGRES=" in before and "service postgresql start" in before
 
 
 def test_main_job_command_works_on_the_bundled_example() -> None:

@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import zlib
-from codecs import BOM_UTF8
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -52,6 +51,7 @@ from .._audit import (
     parse_as_of,
     resolve_spec,
 )
+from .._bom import strip_bom
 from .._policy import POLICY_PARSERS
 from .._spec import Spec, load_spec, shipped
 from .options import UsageError
@@ -297,7 +297,7 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
             if tick is not None:
                 tick(raw.tell())
             if not number and block is not None:
-                block = block.removeprefix(BOM_UTF8)  # it opens the file, not its first line (RFC 8259 8.1)
+                block = strip_bom(block)  # it opens the file, not its first line (RFC 8259 8.1)
             if block is None:
                 number += 1
                 # Every partition skips it; one reports it.

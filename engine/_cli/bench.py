@@ -8,7 +8,7 @@ import sys
 from .options import UsageError
 
 
-def add_arguments(sub: argparse.ArgumentParser) -> None:
+def configure(sub: argparse.ArgumentParser) -> None:
     from ..bench import MIN_ROUNDS
 
     sub.add_argument("--quick", action="store_true",

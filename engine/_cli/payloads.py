@@ -6,6 +6,7 @@ from typing import Any
 
 from .._policy import POLICY_PARSERS
 from .._spec import Spec
+from .._time import format_instant
 from .._values import Capture, Decision
 
 
@@ -53,10 +54,12 @@ def spec(s: Spec) -> dict[str, Any]:
     }
 
 
-def decision(d: Decision) -> dict[str, Any]:
-    """`capstate validate --json`: exactly allowed, violations, warnings, capture and after."""
+def decision(d: Decision, *, key_derived: bool = False) -> dict[str, Any]:
+    """`capstate validate --json`: allowed, violations, warnings, capture (with the instant and key it was
+    decided for; `key_derived` when capstate derived the key) and after."""
     cmd = d.command
-    capture = ({"amount": cmd.amount, "currency": cmd.currency or d.before.currency}
+    capture = ({"amount": cmd.amount, "currency": cmd.currency or d.before.currency,
+                "at": format_instant(cmd.at), "key": cmd.key, "key_derived": key_derived, "final": cmd.final}
                if isinstance(cmd, Capture) else None)
     return {
         "allowed": d.allowed,
