@@ -131,21 +131,41 @@ def _at(plan: Plan, s: StepResult) -> Text:
     return Text(f"{plan.offset(s.at)}\n{format_instant(s.at)}")
 
 
-def _cell(s: StepResult, *, aggregate: bool = False) -> Text:
-    """✓ or the refusing codes; what the clock or a failure did; with `aggregate`, the payment after."""
+def _cell(s: StepResult, *, aggregate: bool = False, short: dict[str, str] | None = None) -> Text:
+    """✓ or the refusing codes (with `short`, their abbreviations); what the clock or a failure did; with
+    `aggregate`, the payment after."""
     if not s.allowed:
-        text = Text("\n".join(s.codes), style="bold red")
+        codes = [short.get(c, c) for c in s.codes] if short is not None else list(s.codes)
+        text = Text(f"{render.REFUSAL_MARK} " + (",".join(codes) if short is not None else "\n".join(codes)),
+                    style="bold red")
     elif s.outcome is not None and s.outcome.value == "failed" and s.op != "wait":
         text = Text(f"{_MARK} failed", style="yellow")
     else:
         text = Text(_MARK, style="green")
     if s.lapsed_at is not None:
-        text.append(f"\nlapsed {format_instant(s.lapsed_at)[:10]}", style="yellow")
+        text.append(f"\nlapsed{chr(10) if short is not None else ' '}{format_instant(s.lapsed_at)[:10]}",
+                    style="yellow")
     if s.surprise:
         text.append("\nno retry", style="bold red")
     if aggregate:
-        text.append(f"\n{s.after.state} {s.after.captured}/{s.after.cancelled}", style="dim")
+        text.append(f"\n{s.after.state}\n{s.after.captured}/{s.after.cancelled}" if short is not None
+                    else f"\n{s.after.state} {s.after.captured}/{s.after.cancelled}", style="dim")
     return text
+
+
+def abbreviations(codes: Sequence[str]) -> dict[str, str]:
+    """A short, unique label per code: the initials of its words (MULTIPLE_CAPTURES_UNSUPPORTED -> MCU),
+    with a digit after a clash. Used only where the full codes do not fit the terminal, with a legend."""
+    out: dict[str, str] = {}
+    for code in codes:
+        if code in out:
+            continue
+        base = "".join(word[0] for word in code.split("_"))
+        label, n = base, 2
+        while label in out.values():
+            label, n = f"{base}{n}", n + 1
+        out[code] = label
+    return out
 
 
 def verdict(r: SimulationResult) -> Text:
@@ -185,10 +205,16 @@ def verdict(r: SimulationResult) -> Text:
 def _messages(s: StepResult) -> Text:
     text = Text()
     for item in (*s.violations, *s.warnings):
-        style = "red" if item in s.violations else "yellow" if isinstance(item, SimulationNote) else ""
+        # A marker tells refusals, warnings and notes apart where there is no colour (a pipe, NO_COLOR).
+        if item in s.violations:
+            mark, style = render.REFUSAL_MARK, "red"
+        elif isinstance(item, SimulationNote):
+            mark, style = render.NOTE_MARK, "yellow"
+        else:
+            mark, style = render.WARNING_MARK, "bold"
         if text:
             text.append("\n")
-        text.append(f"{item.code.value}: ", style=style or "bold")
+        text.append(f"{mark} {item.code.value}: ", style=style)
         text.append(item.message)
     return text
 
@@ -211,7 +237,7 @@ def _widen(out: Console, table: Table, margin: int = 0) -> None:
 
 def _why(rows: Sequence[tuple[str | None, StepResult]]) -> Table:
     """Every step's violations and warnings, in full, below the compact table."""
-    why = Table(title="Why", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, expand=True)
+    why = Table(title=f"Why ({render.REFUSAL_MARK} refusal, {render.WARNING_MARK} warning, {render.NOTE_MARK} note)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, expand=True)
     named = any(name is not None for name, _ in rows)
     if named:
         why.add_column("provider", no_wrap=True)
@@ -223,20 +249,37 @@ def _why(rows: Sequence[tuple[str | None, StepResult]]) -> Table:
     return why
 
 
-def single(out: Console, r: SimulationResult) -> None:
+def _steps(r: SimulationResult, short: dict[str, str] | None) -> Table:
     plan = r.plan
-    steps = Table(box=box.SIMPLE_HEAD, show_lines=True)
+    steps = Table(box=box.SIMPLE_HEAD, show_lines=True, pad_edge=short is None)
     steps.add_column("#", justify="right", no_wrap=True)
     steps.add_column("at", no_wrap=True)
-    steps.add_column("step", no_wrap=True)
+    steps.add_column("step", overflow="fold", min_width=16, max_width=20 if short is not None else None)
     steps.add_column("result", no_wrap=True)
-    steps.add_column("after: state\ncaptured / cancelled / refunded", no_wrap=True)
+    steps.add_column("after: state\ncaptured / cancelled / refunded" if short is None
+                     else "after: state\ncapt./canc./ref.", no_wrap=True)
     for s in (r.authorization, *r.steps):
         agg = s.after
-        steps.add_row(Text(str(s.index)), _at(plan, s), _step_label(plan, s, resolved=True), _cell(s),
-                      Text(f"{agg.state}\n{agg.captured} / {agg.cancelled} / {agg.refunded}"))
+        at = _at(plan, s) if short is None else Text(f"{plan.offset(s.at)}\n{format_instant(s.at).replace('T', chr(10))}")
+        sep = " / " if short is None else "/"
+        steps.add_row(Text(str(s.index)), at, _step_label(plan, s, resolved=True), _cell(s, short=short),
+                      Text(f"{agg.state}\n{agg.captured}{sep}{agg.cancelled}{sep}{agg.refunded}"))
+    return steps
+
+
+def single(out: Console, r: SimulationResult) -> None:
+    plan = r.plan
+    steps = _steps(r, None)
+    short: dict[str, str] | None = None
+    if out.is_terminal and not _fits(out, steps, margin=4):
+        # A narrow terminal: the instant on two lines and the codes abbreviated, with a legend below.
+        short = abbreviations([c for s in (r.authorization, *r.steps) for c in s.codes])
+        steps = _steps(r, short)
     _widen(out, steps, margin=4)  # the panel's borders and padding
     parts: list[RenderableType] = [_header(plan, r.provider), steps]
+    if short:
+        width = max(len(label) for label in short.values())
+        parts.append(Text("\n".join(f"  {label:<{width}}  {code}" for code, label in short.items())))
     why = _why([(None, s) for s in (r.authorization, *r.steps)])
     if why.row_count:
         parts.append(why)
@@ -245,31 +288,68 @@ def single(out: Console, r: SimulationResult) -> None:
                     border_style="green" if r.ok else "red"))
 
 
-def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
-    plan = results[0].plan
+_LEGEND = (f"{_MARK} allowed, {render.REFUSAL_MARK} refused by the code(s) shown; under it the state and "
+           f"captured/cancelled after the step")
+
+
+def _grid(plan: Plan, results: Sequence[SimulationResult], short: dict[str, str] | None) -> Table:
+    """Steps as rows, providers as columns. With `short` (a narrow terminal), codes are abbreviated and the
+    instant folds into the step number's column, so four providers fit 80 columns without cutting a code."""
     grid = Table(title="Steps by provider", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True,
-                 caption="each cell: ✓ or the refusing code, then the state and captured/released after the step",
-                 caption_justify="left")
-    grid.add_column("#", justify="right", no_wrap=True)
-    grid.add_column("at", no_wrap=True)
-    grid.add_column("step", overflow="fold", min_width=16)
+                 pad_edge=short is None)
+    grid.add_column("#", justify="right" if short is None else "left", no_wrap=True)
+    if short is None:
+        grid.add_column("at", no_wrap=True)
+    grid.add_column("step", overflow="fold", min_width=16, max_width=18 if short is not None else None)
     for r in results:
-        grid.add_column(r.provider, overflow="fold")
+        grid.add_column(r.provider, no_wrap=short is not None, overflow="fold")
     rows: list[Sequence[StepResult]] = [[r.authorization for r in results]]
     rows += [[r.steps[i] for r in results] for i in range(len(plan.steps))]
     for row in rows:
         first = row[0]
-        grid.add_row(Text(str(first.index)), _at(plan, first), _step_label(plan, first, resolved=False),
-                     *(_cell(s, aggregate=True) for s in row))
-    _widen(out, grid)
+        head = [Text(str(first.index)), _at(plan, first)] if short is None else \
+            [Text(f"{first.index}\n{plan.offset(first.at)}")]
+        grid.add_row(*head, _step_label(plan, first, resolved=False), *(_cell(s, aggregate=True, short=short)
+                                                                         for s in row))
+    return grid
+
+
+def _fits(out: Console, table: Table, margin: int = 0) -> bool:
+    # Its natural width: narrower, rich would fold codes inside cells or drop whole columns.
+    return Measurement.get(out, out.options.update_width(10_000), table).maximum + margin <= out.width
+
+
+def matrix(out: Console, results: Sequence[SimulationResult]) -> None:
+    plan = results[0].plan
     out.print(_header(plan, ", ".join(r.provider for r in results)))
-    out.print(grid)
+    grid = _grid(plan, results, None)
+    if out.is_terminal and not _fits(out, grid):
+        # Too wide for this terminal: codes abbreviated with a legend, and, when even that is too wide
+        # (many providers), one block of providers after another. Never a dropped column or a cut code.
+        codes = [c for r in results for s in (r.authorization, *r.steps) for c in s.codes]
+        short = abbreviations(codes)
+        blocks: list[Sequence[SimulationResult]] = [results]
+        size = len(results)
+        while size > 1 and not _fits(out, _grid(plan, blocks[0], short)):
+            size -= 1
+            blocks = [results[i:i + size] for i in range(0, len(results), size)]
+        for block in blocks:
+            out.print(_grid(plan, block, short))
+        out.print(Text(_LEGEND))
+        width = max((len(label) for label in short.values()), default=0)
+        for code, label in short.items():
+            out.print(Text(f"  {label:<{width}}  {code}"))
+    else:
+        _widen(out, grid)
+        out.print(grid)
+        out.print(Text(_LEGEND))
     why = _why([(r.provider, s) for r in results for s in (r.authorization, *r.steps)])
     if why.row_count:
+        _widen(out, why)
         out.print(why)
     out.print(Text("Verdict", style="bold"))
     for r in results:
-        out.print(verdict(r), soft_wrap=True)  # one greppable line per provider
+        out.print(verdict(r), soft_wrap=not out.is_terminal)  # one greppable line per provider in a pipe
 
 
 def to_json(results: Sequence[SimulationResult]) -> dict[str, Any]:
