@@ -8,13 +8,18 @@ credentials all drop it through this one function, and nowhere but at the start.
 from __future__ import annotations
 
 from codecs import BOM_UTF8
-from typing import TypeVar
+from typing import overload
 
 _TEXT_BOM = "\ufeff"
-T = TypeVar("T", str, bytes)
 
 
-def strip_bom(data: T) -> T:
+@overload
+def strip_bom(data: bytes) -> bytes: ...
+@overload
+def strip_bom(data: str) -> str: ...
+@overload
+def strip_bom(data: str | bytes) -> str | bytes: ...
+def strip_bom(data: str | bytes) -> str | bytes:
     """`data` without a leading UTF-8 byte-order mark (bytes or the decoded U+FEFF)."""
     if isinstance(data, bytes):
         return data.removeprefix(BOM_UTF8)

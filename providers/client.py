@@ -45,7 +45,7 @@ from attrs import evolve, frozen
 from .._engine import apply, decide
 from .._errors import CapstateError, CommandError, InvalidTransition, ProviderError
 from .._keys import Operation, op_of, with_derived_key
-from .._keys import derive_key  # noqa: F401 - re-exported: the public name since the first release
+from .._keys import derive_key as derive_key  # noqa: PLC0414 - re-exported, its public home since 0.1
 from .._values import Cancel, Capture, Decision, Event, EventType, Payment, Refund
 from ._http import HttpRequest, HttpResponse, RemoteStatus
 from .retry import Recovery, RetryPolicy, parse_retry_after

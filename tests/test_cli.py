@@ -495,7 +495,7 @@ def test_closed_stdout_is_quiet(tmp_path: Path) -> None:
 
 def test_main_in_process_returns_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main.main(["validate", "--provider", "vipps", "--history", str(VIPPS), "--amount", "1",
-                          "--key", "k", "--at", "2026-01-08T00:00:00Z", "--json"]) == 1  # 1 minor unit: below Vipps's NOK minimum
+                          "--key", "k", "--at", "2026-01-08T00:00:00Z", "--json"]) == 1  # below NOK's minimum
     doc = orjson.loads(capsys.readouterr().out)
     assert [v["code"] for v in doc["violations"]] == ["AMOUNT_INVALID"]
 

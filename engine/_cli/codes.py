@@ -14,6 +14,7 @@ from importlib import resources
 
 from attrs import frozen
 
+from . import wrap
 from .options import UsageError
 
 EXIT_OK = 0
@@ -78,14 +79,13 @@ def cmd_codes(args: argparse.Namespace) -> int:
                                                         for e in found]}, option=orjson.OPT_APPEND_NEWLINE))
         return EXIT_OK
     # One code per line, its summary after it: greppable, and at 80 columns the summary wraps under itself.
-    width = max(len(e.code) for e in found)
+    lines = []
     for kind in KINDS.values():
-        mine = [e for e in found if e.kind == kind]
-        sys.stdout.write(f"{MARKS[kind]} {kind}s\n" if kind != "note" else "i notes (capstate simulate)\n")
-        for e in mine:
-            sys.stdout.write(f"  {e.code:<{width}}  {e.summary}\n")
-        sys.stdout.write("\n")
-    sys.stdout.write("capstate explain CODE for the whole explanation.\n")
+        lines.append(f"{MARKS[kind]} {kind}s" if kind != "note" else f"{MARKS[kind]} notes (capstate simulate)")
+        lines += [f"  {e.code}: {e.summary}" for e in found if e.kind == kind]
+        lines.append("")
+    lines.append("'capstate explain CODE' for the whole explanation.")
+    wrap.write("\n".join(lines) + "\n")
     return EXIT_OK
 
 
@@ -97,5 +97,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(wanted, list(found), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else " ('capstate codes' lists them)"
         raise UsageError(f"explain: no code {args.code!r}{hint}")
+    # The explanation's own line breaks are kept: it is the text of docs/codes.md.
     sys.stdout.write(f"{MARKS[entry.kind]} {entry.code} ({entry.kind})\n\n{entry.text}\n")
     return EXIT_OK

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
-
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 # A closed pipe (`capstate providers | head -1`) exits as if killed by SIGPIPE, as C tools do; 1 is
@@ -54,7 +53,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                                                  "eval \"$(capstate completion bash)\""),
 }
 # Commands without --json: they print a script or a document, not a result.
-_NO_JSON = {"diagram", "completion", "explain"}
+_NO_JSON = {"completion", "explain"}
 _NO_SETS = {"providers", "codes", "explain", "completion", "bench"}
 
 

@@ -237,7 +237,8 @@ def _widen(out: Console, table: Table, margin: int = 0) -> None:
 
 def _why(rows: Sequence[tuple[str | None, StepResult]]) -> Table:
     """Every step's violations and warnings, in full, below the compact table."""
-    why = Table(title=f"Why ({render.REFUSAL_MARK} refusal, {render.WARNING_MARK} warning, {render.NOTE_MARK} note)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, expand=True)
+    marks = f"{render.REFUSAL_MARK} refusal, {render.WARNING_MARK} warning, {render.NOTE_MARK} note"
+    why = Table(title=f"Why ({marks})", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, expand=True)
     named = any(name is not None for name, _ in rows)
     if named:
         why.add_column("provider", no_wrap=True)
@@ -260,7 +261,8 @@ def _steps(r: SimulationResult, short: dict[str, str] | None) -> Table:
                      else "after: state\ncapt./canc./ref.", no_wrap=True)
     for s in (r.authorization, *r.steps):
         agg = s.after
-        at = _at(plan, s) if short is None else Text(f"{plan.offset(s.at)}\n{format_instant(s.at).replace('T', chr(10))}")
+        instant = format_instant(s.at).replace("T", "\n")  # date, then time: 10 columns, not 20
+        at = _at(plan, s) if short is None else Text(f"{plan.offset(s.at)}\n{instant}")
         sep = " / " if short is None else "/"
         steps.add_row(Text(str(s.index)), at, _step_label(plan, s, resolved=True), _cell(s, short=short),
                       Text(f"{agg.state}\n{agg.captured}{sep}{agg.cancelled}{sep}{agg.refunded}"))
