@@ -26,6 +26,7 @@ the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -39,7 +40,6 @@ from types import ModuleType
 from typing import Any
 
 import attrs
-import orjson
 
 from .._bom import strip_bom
 from .._cli import payloads
@@ -196,7 +196,7 @@ def _warn(decision: Decision) -> None:
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.buffer.write(payloads.dumps(obj))
 
 
 def _refused(args: argparse.Namespace, exc: Refused) -> int:
@@ -276,11 +276,14 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
         # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
         raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
+    sendable = ("bambora", "hellgate", "pipwave", "vipps")
     try:
-        module = provider_module(args.provider)
+        module = provider_module(args.provider.lower())  # names in any case, as every command takes them
     except CommandError:
+        close = difflib.get_close_matches(args.provider.lower(), sendable, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"--provider {args.provider!r}: capture needs a provider capstate can send to "
-                         f"(bambora, hellgate, pipwave, vipps)") from None
+                         f"({', '.join(sendable)}){hint}") from None
     # The decision `validate` shows for the same arguments (capstate._cli.decision): the instant (now when
     # --at is not given), the derived key and the reference rules. Decided before credentials are read: a
     # refusal needs no secret, and sends nothing.

@@ -421,6 +421,16 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
+def _worker_signals() -> None:
+    # Ctrl-C reaches the whole process group: only the parent answers it (one line, exit 130) and
+    # terminates the pool, so a worker never prints a KeyboardInterrupt traceback of its own. SIGTERM
+    # (sent by Pool.terminate) ends a worker quietly, without the parent's handler it inherited.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
 
@@ -436,7 +446,7 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     # that no collection in a worker walks, and copies, the parent's heap.
     gc.freeze()
     try:
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
                 pending.wait(0.2)
@@ -450,31 +460,72 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
 
 def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        import distributed  # noqa: F401 - only to say how to install it when it is missing
     except ImportError:
         raise DaskMissingError('--dask needs dask.distributed: pip install "capstate[dask]"') from None
     with ExitStack() as stack:
-        if address == "local":
-            n = workers if workers > 1 else (os.cpu_count() or 1)
-            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None))
-            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
-        else:
-            try:
-                client = stack.enter_context(Client(address, timeout=30))  # type: ignore[no-untyped-call]
-            except (OSError, ValueError, TimeoutError) as exc:
-                raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
-        available = len(client.scheduler_info().get("workers", {}))
-        # One task per partition; events of one payment meet in one task because they hash to it.
-        parts = max(workers, available, 1)
-        futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
-        if bar.enabled:
-            # A remote task cannot report bytes read; a finished partition is the unit here.
-            bar.restart(total=parts, unit="partitions")
-            for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
-                bar.update(done)
-        result: list[Partial] = client.gather(futures)
-        return result
+        stack.callback(_reap_children)  # runs last: whatever a teardown cut short does not outlive us
+        try:
+            return _dask_parts(stack, job, address, workers, bar)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: the cluster's teardown, cut short, logs tracebacks from its event loop
+            # thread; the user gets main's one line, and nothing after it.
+            import logging
+
+            logging.disable(logging.CRITICAL)
+            raise
+
+
+def _reap_children() -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+
+
+def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    from distributed import Client, LocalCluster, as_completed
+
+    if address == "local":
+        import logging
+        import signal
+
+        n = workers if workers > 1 else (os.cpu_count() or 1)
+        # The workers are started with SIGINT ignored (a disposition a child inherits), so Ctrl-C,
+        # which reaches the whole process group, is answered by this process alone, which stops them.
+        # A SIGTERM while the cluster starts is held until it has started: interrupted half-way,
+        # distributed's own teardown fails on workers still starting, and prints its tracebacks.
+        held: list[int] = []
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous_term = signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+        try:
+            # Its workers' own logs (warnings while a cancelled run stops) would garble the report's
+            # stderr; a failing task reaches us through gather() as an exception anyway.
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.CRITICAL))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
+        if held:
+            os.kill(os.getpid(), signal.SIGTERM)  # now, to the handler main installed: a clean stop
+        client = stack.enter_context(Client(cluster))
+    else:
+        try:
+            client = stack.enter_context(Client(address, timeout=30))
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
+    available = len(client.scheduler_info().get("workers", {}))
+    # One task per partition; events of one payment meet in one task because they hash to it.
+    parts = max(workers, available, 1)
+    futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
+    if bar.enabled:
+        # A remote task cannot report bytes read; a finished partition is the unit here.
+        bar.restart(total=parts, unit="partitions")
+        for done, _ in enumerate(as_completed(futures), start=1):
+            bar.update(done)
+    result: list[Partial] = client.gather(futures)
+    return result
 
 
 # -------------------------------------------------------------------------------------------- entry

@@ -7,8 +7,6 @@ import argparse
 import sys
 from typing import Any
 
-import orjson
-
 from . import payloads, render
 from .decision import decide_capture
 from .options import UsageError, load_with_sets
@@ -18,7 +16,7 @@ SHELLS = ("bash", "zsh", "tcsh")
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.buffer.write(payloads.dumps(obj))
 
 
 # ------------------------------------------------------------------------------------------- arguments
