@@ -29,6 +29,7 @@ import gzip
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import zlib
@@ -459,6 +460,18 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
 
 
 def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    # SIGINT is blocked in this thread until the cluster has started: every thread distributed starts
+    # from here inherits the mask, and so does every worker process those threads spawn (a mask
+    # survives fork and exec). Ctrl-C, which reaches the whole process group, is then answered by this
+    # process alone, which stops the workers; one pressed while the cluster starts is held, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return _run_dask_blocked(job, address, workers, bar)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _run_dask_blocked(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
     try:
         import distributed  # noqa: F401 - only to say how to install it when it is missing
     except ImportError:
@@ -473,6 +486,9 @@ def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
             import logging
 
             logging.disable(logging.CRITICAL)
+            # A graceful close waits for running tasks, which may be blocked reading a file for as long
+            # as it likes: the user asked to stop now, so the worker processes go first.
+            _reap_children()
             raise
 
 
@@ -488,15 +504,12 @@ def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Ba
 
     if address == "local":
         import logging
-        import signal
 
         n = workers if workers > 1 else (os.cpu_count() or 1)
-        # The workers are started with SIGINT ignored (a disposition a child inherits), so Ctrl-C,
-        # which reaches the whole process group, is answered by this process alone, which stops them.
-        # A SIGTERM while the cluster starts is held until it has started: interrupted half-way,
+        # A SIGTERM while the cluster starts is held until it has started (not blocked: the workers
+        # would inherit that, and the nanny stops them with SIGTERM): interrupted half-way,
         # distributed's own teardown fails on workers still starting, and prints its tracebacks.
         held: list[int] = []
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         previous_term = signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
         try:
             # Its workers' own logs (warnings while a cancelled run stops) would garble the report's
@@ -505,12 +518,13 @@ def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Ba
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.CRITICAL))
         finally:
-            signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile lands now
         if held:
             os.kill(os.getpid(), signal.SIGTERM)  # now, to the handler main installed: a clean stop
         client = stack.enter_context(Client(cluster))
     else:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # no worker of ours to protect
         try:
             client = stack.enter_context(Client(address, timeout=30))
         except (OSError, ValueError, TimeoutError) as exc:

@@ -34,32 +34,46 @@ _ALL = "all"
 _MARK = "✓"
 
 
+PLAN_FORMATS = ("toml", "json")
+
+
 def configure(sub: argparse.ArgumentParser) -> None:
     """The command's own arguments (main adds --json and --set)."""
-    sub.add_argument("plan", metavar="PLAN", help="a plan file, .toml or .json (see examples/plans/)")
+    sub.add_argument("plan", metavar="PLAN|-", help="a plan file, .toml or .json (see examples/plans/); '-' reads "
+                                                     "stdin, with --format")
     sub.add_argument("--provider", default=_ALL, metavar="NAME|PATH|all",
-                     help="a shipped provider, a spec file, several joined by commas, or 'all' (the default)")
+                     help="a shipped provider (any case), a spec file, several joined by commas, or 'all' "
+                          "(the default)")
+    sub.add_argument("--format", dest="plan_format", choices=PLAN_FORMATS,
+                     help="how to read the plan: toml or json (default: the file's extension; needed for '-')")
 
 
 # --------------------------------------------------------------------------------------------- input
 
 
-def read_plan(path: str) -> Plan:
-    """Read and parse the plan file, by its extension. Raises PlanError or UsageError (exit 2)."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".toml", ".json"):
-        raise UsageError(f"plan {path}: the file must end in .toml or .json, which says how to read it")
+def read_plan(path: str, fmt: str | None = None) -> Plan:
+    """Read and parse the plan, as `fmt` or by its extension; "-" is stdin. Raises PlanError or
+    UsageError (exit 2)."""
+    name = "stdin" if path == "-" else path
+    if fmt is None:
+        if path == "-":
+            raise UsageError("plan -: stdin has no extension to tell TOML from JSON; give --format toml or json")
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".toml", ".json"):
+            raise UsageError(f"plan {path}: the file must end in .toml or .json, which says how to read it "
+                             f"(or give --format)")
+        fmt = suffix[1:]
     try:
-        data = Path(path).read_bytes()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read plan {path}: {exc.strerror or exc}") from None
-    if suffix == ".json":
-        return Plan.from_json(data, file=path)
+        raise UsageError(f"cannot read plan {name}: {exc.strerror or exc}") from None
+    if fmt == "json":
+        return Plan.from_json(data, file=name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"plan {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return Plan.from_toml(text, file=path)
+        raise UsageError(f"plan {name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return Plan.from_toml(text, file=name)
 
 
 def _prefix(item: str) -> str | None:
@@ -88,7 +102,7 @@ def select_specs(provider: str, sets: Sequence[str]) -> list[Spec]:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = read_plan(args.plan)
+    plan = read_plan(args.plan, args.plan_format)
     specs = select_specs(args.provider, args.sets)
     results = [simulate(plan, spec) for spec in specs]
     if args.json:
