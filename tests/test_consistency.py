@@ -142,12 +142,14 @@ def test_an_interrupted_audit_prints_one_line_and_exits_130(fifo: Path, mode: li
 # ------------------------------------------------------------------------------------------ amounts
 
 
-def test_an_amount_beyond_int64_is_amount_invalid_with_and_without_json() -> None:
+def test_an_amount_beyond_int64_is_amount_invalid_with_and_without_json(tmp_path: Path) -> None:
     huge = "99999999999999999999"
-    for provider, history in (("vipps", VIPPS), ("bambora", ROOT / "examples" / "histories" /
-                                                             "bambora-expired.jsonl")):
+    bambora = tmp_path / "bambora.jsonl"  # no amount_max: only int64 bounds the amount
+    bambora.write_text('{"payment":"T1","type":"authorized","at":"2026-01-12T09:00:00Z","amount":49900,'
+                       '"currency":"DKK","provider":"bambora"}\n')
+    for provider, history in (("vipps", VIPPS), ("bambora", bambora)):
         args = ("validate", "--provider", provider, "--history", history, "--amount", huge, "--key", "k",
-                "--at", "2026-02-01T00:00:00Z")
+                "--at", "2026-01-13T00:00:00Z")
         human, doc = cli(*args), cli(*args, "--json")
         assert human.returncode == doc.returncode == 1, human.stderr + doc.stderr
         assert "AMOUNT_INVALID" in human.stdout
