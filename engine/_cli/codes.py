@@ -97,6 +97,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(wanted, list(found), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else " ('capstate codes' lists them)"
         raise UsageError(f"explain: no code {args.code!r}{hint}")
-    # The explanation's own line breaks are kept: it is the text of docs/codes.md.
-    sys.stdout.write(f"{MARKS[entry.kind]} {entry.code} ({entry.kind})\n\n{entry.text}\n")
+    # Each paragraph of docs/codes.md as one line, then wrapped to the terminal (never in a pipe).
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", entry.text) if p.strip()]
+    wrap.write(f"{MARKS[entry.kind]} {entry.code} ({entry.kind})\n\n" + "\n\n".join(paragraphs) + "\n", hang=0)
     return EXIT_OK

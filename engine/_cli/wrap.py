@@ -39,6 +39,6 @@ def fit(text: str, width: int | None, *, hang: int = 4) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
-def write(text: str, stream: IO[str] | None = None) -> None:
+def write(text: str, stream: IO[str] | None = None, *, hang: int = 4) -> None:
     out = stream if stream is not None else sys.stdout
-    out.write(fit(text, width_of(out)))
+    out.write(fit(text, width_of(out), hang=hang))
