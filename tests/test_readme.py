@@ -63,3 +63,22 @@ def test_package_docstring_example_runs() -> None:
     result = doctest.testmod(capstate, raise_on_error=False)
     assert result.attempted >= 4
     assert result.failed == 0
+
+
+def test_first_screen_shows_real_output() -> None:
+    # The README opens with what `capstate simulate` prints in an 80-column terminal: the pinned snapshot.
+    shown = _blocks("text")[0].splitlines()
+    snapshot = (ROOT / "tests" / "snapshots" / "simulate-matrix.txt").read_text(encoding="utf-8").splitlines()
+    assert len(shown) > 15
+    at = 0
+    for line in shown:
+        if not line:
+            continue
+        at = snapshot.index(line, at) + 1  # in the snapshot, in this order
+    assert max(len(line) for line in shown) <= 80
+
+
+def test_readme_points_only_inside_the_repository() -> None:
+    assert "../shared/DESIGN" not in README and "DESIGN §" not in README
+    for target in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (ROOT / target).is_file(), target
