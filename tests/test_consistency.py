@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _requires import program
 
 ROOT = Path(__file__).resolve().parents[1]
 VIPPS = ROOT / "examples" / "histories" / "vipps-partial.jsonl"
@@ -96,7 +97,8 @@ MODES = [pytest.param([], id="one-process"), pytest.param(["--workers", "2"], id
 
 
 def _group(pid: int) -> list[str]:
-    out = subprocess.run(["ps", "-o", "pid=", "-g", str(pid)], capture_output=True, text=True, check=False)
+    out = subprocess.run([program("ps", "apt-get install procps"), "-o", "pid=", "-g", str(pid)],
+                         capture_output=True, text=True, check=False)
     return out.stdout.split()
 
 
@@ -105,6 +107,7 @@ def _group(pid: int) -> list[str]:
 def test_an_interrupted_audit_prints_one_line_and_exits_130(fifo: Path, mode: list[str], how: str) -> None:
     if "--dask" in mode:
         pytest.importorskip("distributed", reason="--dask needs the dask extra")
+    program("ps", "apt-get install procps")  # to see the workers come and go
     writer = os.open(fifo, os.O_RDWR)
     try:
         env = {k: v for k, v in os.environ.items() if k != "CI"}
@@ -134,7 +137,8 @@ def test_an_interrupted_audit_prints_one_line_and_exits_130(fifo: Path, mode: li
     deadline = time.monotonic() + 10
     while len(_group(proc.pid)) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    alive = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(proc.pid)], capture_output=True, text=True,
+    ps = program("ps", "apt-get install procps")
+    alive = subprocess.run([ps, "-o", "pid=,stat=", "-g", str(proc.pid)], capture_output=True, text=True,
                            check=False).stdout.split("\n")
     assert not [row for row in alive if row.strip() and "Z" not in row.split()[-1]], alive
 
@@ -225,5 +229,6 @@ def test_shell_completion_is_generated_from_the_parser(shell: str) -> None:
         assert word in r.stdout, word
     if shell == "bash":
         # The script must at least parse in the shell it is for.
-        check = subprocess.run(["bash", "-n"], input=r.stdout, text=True, capture_output=True, check=False)
+        bash = program("bash", "the GNU shell")
+        check = subprocess.run([bash, "-n"], input=r.stdout, text=True, capture_output=True, check=False)
         assert check.returncode == 0, check.stderr
