@@ -33,10 +33,12 @@ def _needing() -> list[str]:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("fresh") / "capstate"
-    shutil.copytree(TESTS, repo / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
-    for name in ("pyproject.toml", "README.md"):
+    # What a clone holds (tracked files), without what the README's command or CI adds (.venv,
+    # node_modules) and without ../shared beside it.
+    for name in ("tests", "examples", "specs", "docs", "engine", "providers"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    for name in ("pyproject.toml", "README.md", "package.json", "package-lock.json"):
         shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "examples", repo / "examples")
     assert not (repo.parent / "shared").exists()
     return repo
 

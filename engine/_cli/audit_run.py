@@ -514,7 +514,7 @@ def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Ba
         try:
             # Its workers' own logs (warnings while a cancelled run stops) would garble the report's
             # stderr; a failing task reaches us through gather() as an exception anyway.
-            cluster = stack.enter_context(LocalCluster(
+            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.CRITICAL))
         finally:
@@ -522,11 +522,11 @@ def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Ba
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile lands now
         if held:
             os.kill(os.getpid(), signal.SIGTERM)  # now, to the handler main installed: a clean stop
-        client = stack.enter_context(Client(cluster))
+        client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
     else:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # no worker of ours to protect
         try:
-            client = stack.enter_context(Client(address, timeout=30))
+            client = stack.enter_context(Client(address, timeout=30))  # type: ignore[no-untyped-call]
         except (OSError, ValueError, TimeoutError) as exc:
             raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
     available = len(client.scheduler_info().get("workers", {}))
@@ -536,7 +536,7 @@ def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Ba
     if bar.enabled:
         # A remote task cannot report bytes read; a finished partition is the unit here.
         bar.restart(total=parts, unit="partitions")
-        for done, _ in enumerate(as_completed(futures), start=1):
+        for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
             bar.update(done)
     result: list[Partial] = client.gather(futures)
     return result
