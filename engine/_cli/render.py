@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -37,6 +37,18 @@ _CODE_WIDTH = 29  # len("MULTIPLE_CAPTURES_UNSUPPORTED"): a code is never folded
 
 
 class _Console(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        # To a pipe or a file nothing is wrapped: the console is as wide as what it prints, so each
+        # finding stays on one line and greps. A terminal keeps its own width.
+        if not self.is_terminal and objects:
+            from rich.measure import Measurement
+
+            wide = self.options.update_width(10_000)
+            need = max(Measurement.get(self, wide, o).maximum for o in objects if not isinstance(o, str))\
+                if any(not isinstance(o, str) for o in objects) else 0
+            self.width = max(self.width, need)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
         # rich exits with status 1 here, which `validate` uses for "refused"; let `main` choose.
         self.quiet = True
