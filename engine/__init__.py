@@ -13,43 +13,121 @@ sent, `apply` for every fact that comes back, `replay` for a history. No I/O, no
     (True, 25000)
 """
 
-from ._audit import AuditReport, Finding, audit
-from ._check import CheckResult, Counterexample, check_spec
-from ._codes import Code
-from ._engine import apply, decide, observe, replay
-from ._errors import (
-    AuditError,
-    CapstateError,
-    CommandError,
-    EventError,
-    InvalidTransition,
-    PlanError,
-    ProviderError,
-    SignatureError,
-    SpecError,
-)
-from ._money import CurrencyError, Money, exponent, from_major_string, to_major_string
-from ._plan import Op, Outcome, Plan, PlanStep
-from ._policy import IdentifierRule, Policy, RuleSource
-from ._simulate import NoteCode, SimulationNote, SimulationResult, StepResult, simulate
-from ._spec import Spec, Transition, load_spec, shipped
-from ._values import (
-    Authorize,
-    Cancel,
-    Capture,
-    Command,
-    Decision,
-    Event,
-    EventType,
-    Flow,
-    KeyUse,
-    Payment,
-    PolicyWarning,
-    Refund,
-    Violation,
-)
+# Every public name is imported when first used (PEP 562), not when `capstate` is imported: the CLI's
+# `capstate --help` must start in well under 150 ms, and a service that only calls `decide` never loads
+# the audit or the model checker. A new public name goes in both the block below (for type checkers)
+# and _LAZY (tests/test_packaging.py holds the two equal).
+import importlib
+from typing import TYPE_CHECKING, Any
 
-shipped_specs = shipped
+if TYPE_CHECKING:
+    from ._audit import AuditReport, Finding, audit
+    from ._check import CheckResult, Counterexample, check_spec
+    from ._codes import Code
+    from ._engine import apply, decide, observe, replay
+    from ._errors import (
+        AuditError,
+        CapstateError,
+        CommandError,
+        EventError,
+        InvalidTransition,
+        PlanError,
+        ProviderError,
+        SignatureError,
+        SpecError,
+    )
+    from ._money import CurrencyError, Money, exponent, from_major_string, to_major_string
+    from ._plan import Op, Outcome, Plan, PlanStep
+    from ._policy import IdentifierRule, Policy, RuleSource
+    from ._simulate import NoteCode, SimulationNote, SimulationResult, StepResult, simulate
+    from ._spec import Spec, Transition, load_spec, shipped
+    from ._values import (
+        Authorize,
+        Cancel,
+        Capture,
+        Command,
+        Decision,
+        Event,
+        EventType,
+        Flow,
+        KeyUse,
+        Payment,
+        PolicyWarning,
+        Refund,
+        Violation,
+    )
+
+    shipped_specs = shipped
+
+_LAZY: dict[str, str] = {
+    "AuditReport": "_audit",
+    "Finding": "_audit",
+    "audit": "_audit",
+    "CheckResult": "_check",
+    "Counterexample": "_check",
+    "check_spec": "_check",
+    "Code": "_codes",
+    "apply": "_engine",
+    "decide": "_engine",
+    "observe": "_engine",
+    "replay": "_engine",
+    "AuditError": "_errors",
+    "CapstateError": "_errors",
+    "CommandError": "_errors",
+    "EventError": "_errors",
+    "InvalidTransition": "_errors",
+    "PlanError": "_errors",
+    "ProviderError": "_errors",
+    "SignatureError": "_errors",
+    "SpecError": "_errors",
+    "CurrencyError": "_money",
+    "Money": "_money",
+    "exponent": "_money",
+    "from_major_string": "_money",
+    "to_major_string": "_money",
+    "Op": "_plan",
+    "Outcome": "_plan",
+    "Plan": "_plan",
+    "PlanStep": "_plan",
+    "IdentifierRule": "_policy",
+    "Policy": "_policy",
+    "RuleSource": "_policy",
+    "NoteCode": "_simulate",
+    "SimulationNote": "_simulate",
+    "SimulationResult": "_simulate",
+    "StepResult": "_simulate",
+    "simulate": "_simulate",
+    "Spec": "_spec",
+    "Transition": "_spec",
+    "load_spec": "_spec",
+    "shipped": "_spec",
+    "Authorize": "_values",
+    "Cancel": "_values",
+    "Capture": "_values",
+    "Command": "_values",
+    "Decision": "_values",
+    "Event": "_values",
+    "EventType": "_values",
+    "Flow": "_values",
+    "KeyUse": "_values",
+    "Payment": "_values",
+    "PolicyWarning": "_values",
+    "Refund": "_values",
+    "Violation": "_values",
+    "shipped_specs": "_spec",
+}
+
+_RENAMED = {"shipped_specs": "shipped"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), _RENAMED.get(name, name))
+    globals()[name] = value  # later reads skip __getattr__
+    return value
+
 
 __all__ = [
     "AuditError",

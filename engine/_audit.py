@@ -29,7 +29,6 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
-from codecs import BOM_UTF8
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -39,6 +38,7 @@ import orjson
 from attrs import field, frozen
 
 from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, canonical_at, fast_spec
+from ._bom import strip_bom
 from ._codes import Code
 from ._engine import check_fact, observe
 from ._errors import AuditError, EventError
@@ -709,7 +709,7 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
     for number, item in enumerate(lines, start=1):
         if number == 1 and isinstance(item, bytes | str):
             # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
-            item = item.removeprefix(BOM_UTF8 if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
+            item = strip_bom(item)
         feed(item, number, source)
     return merge([auditor.partial()], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)

@@ -85,13 +85,14 @@ def policy_numbers(policy: Policy, guards: tuple[str, ...]) -> list[str]:
     return out
 
 
-def edge_label(spec: Spec, t: Transition, sep: str = " ") -> str:
-    """'captured when takes_remainder [key_valid, within_capturable] valid 180d NOK/14d DKK'; `sep`
-    joins the trigger, the guards and the numbers (graphviz gets line breaks, mermaid cannot)."""
+def edge_label(spec: Spec, t: Transition, sep: str = " ", *, guards: bool = False) -> str:
+    """'captured when takes_remainder'; with `guards`, '... [key_valid, within_capturable] valid 180d
+    NOK/14d DKK'. `sep` joins the trigger, the guards and the numbers (graphviz gets line breaks,
+    mermaid cannot). Without guards a diagram shows the machine's shape, readable at a glance."""
     parts = [t.trigger.value + (f" when {t.when}" if t.when else "")]
-    if t.guards:
+    if guards and t.guards:
         parts.append(f"[{', '.join(t.guards)}]")
-    numbers = policy_numbers(spec.policy, t.guards)
+    numbers = policy_numbers(spec.policy, t.guards) if guards else []
     if numbers:
         parts.append(", ".join(numbers))
     # Characters mermaid reads as syntax inside a transition label (statement separators, comments,
@@ -99,14 +100,15 @@ def edge_label(spec: Spec, t: Transition, sep: str = " ") -> str:
     return sep.join(re.sub(r"[;#:%{}<>\"\\]", " ", part) for part in parts)
 
 
-def _labels(spec: Spec, sep: str = " ") -> list[str]:
-    return [edge_label(spec, t, sep) for t in spec.transitions]
+def _labels(spec: Spec, sep: str = " ", *, guards: bool = False) -> list[str]:
+    return [edge_label(spec, t, sep, guards=guards) for t in spec.transitions]
 
 
-def mermaid(spec: Spec) -> str:
-    """The spec as a mermaid stateDiagram-v2, ending with a newline."""
+def mermaid(spec: Spec, *, guards: bool = False) -> str:
+    """The spec as a mermaid stateDiagram-v2, ending with a newline; `guards` adds guards and numbers."""
     # The title goes into mermaid's YAML front matter; a JSON string is valid YAML whatever the title holds.
-    source: str = draw(spec, _labels(spec), engine="mermaid", title=f"title: {orjson.dumps(spec.title).decode()}")
+    title = f"title: {orjson.dumps(spec.title).decode()}"
+    source: str = draw(spec, _labels(spec, guards=guards), engine="mermaid", title=title)
     lines = []
     for line in source.splitlines():
         stripped = line.strip()
@@ -121,14 +123,14 @@ def mermaid(spec: Spec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def graphviz(spec: Spec) -> Any:
+def graphviz(spec: Spec, *, guards: bool = False) -> Any:
     """The spec as a graphviz.Digraph (render it with `.pipe(format="svg")`). Raises DiagramError when
     the graphviz Python package is missing."""
     # transitions imports the package itself, and quietly falls back to mermaid when it is missing.
     if importlib.util.find_spec("graphviz") is None:
         raise DiagramError("svg and png need the graphviz Python package: pip install 'capstate[graph]' "
                            "(and the graphviz program `dot`)")
-    graph = draw(spec, _labels(spec, "\n"), engine="graphviz", title=spec.title)
+    graph = draw(spec, _labels(spec, "\n", guards=guards), engine="graphviz", title=spec.title)
     for state in spec.states:
         if state in spec.terminal:
             graph.node(state, peripheries="2")

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from attrs import frozen
 
+from ._bom import strip_bom
 from ._errors import PlanError
 from ._money import INT64_MAX, CurrencyError, exponent
 from ._policy import IdentifierRule
@@ -109,7 +110,7 @@ class Plan:
     def from_toml(cls, text: str, *, file: str | None = None) -> Plan:
         """Parse a TOML plan. `file` only names the source in errors; nothing is read."""
         try:
-            obj = tomllib.loads(text)
+            obj = tomllib.loads(strip_bom(text))
         except tomllib.TOMLDecodeError as exc:
             raise PlanError(f"not valid TOML: {exc}", file=file) from None
         return cls.from_dict(obj, file=file)
@@ -118,7 +119,7 @@ class Plan:
     def from_json(cls, text: str | bytes, *, file: str | None = None) -> Plan:
         """Parse a JSON plan (the same fields as TOML; steps under "step")."""
         try:
-            obj = orjson.loads(text)
+            obj = orjson.loads(strip_bom(text))
         except orjson.JSONDecodeError as exc:
             raise PlanError(f"not valid JSON: {exc}", file=file) from None
         return cls.from_dict(obj, file=file)

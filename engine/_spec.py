@@ -19,6 +19,7 @@ from what remains, so the model checker can show what the problem costs. Anythin
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from typing import Any
 
 from attrs import evolve, field, frozen
 
+from ._bom import strip_bom
 from ._errors import SpecError
 from ._guards import GUARDS, ROUTE_GROUPS, ROUTES
 from ._policy import POLICY_PARSERS, REQUIRED_RULES, Policy, PolicyValueError, RuleSource
@@ -115,7 +117,7 @@ class Spec:
 def _parse(text: str, file: str, overrides: Mapping[str, Any] | None,
            lenient: bool) -> tuple[Spec, tuple[SpecFinding, ...]]:
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(strip_bom(text))
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         raise SpecError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
@@ -156,22 +158,33 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
         raise SpecError("is a directory; give a spec file (.toml) or a shipped name", file=text_name)
     if not path.is_file():
         known = ", ".join(shipped())
-        raise SpecError(f"no shipped spec of that name ({known}) and no such file", file=text_name)
+        close = difflib.get_close_matches(text_name.lower(), shipped(), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"no shipped spec of that name ({known}) and no such file{hint}", file=text_name)
     try:
         return path.read_text(encoding="utf-8"), text_name
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read: {exc}", file=text_name) from None
 
 
-def _is_shipped(name_or_path: str | Path) -> bool:
-    return isinstance(name_or_path, str) and bool(_NAME.fullmatch(name_or_path)) and name_or_path in shipped()
+def _shipped_name(name_or_path: str | Path) -> str | None:
+    """The shipped spec `name_or_path` names, in any case ("Vipps", "VIPPS"), or None for a path. A file
+    of that exact name in the working directory wins: a path is never read as a name."""
+    if not isinstance(name_or_path, str):
+        return None
+    name = name_or_path.lower()
+    if not _NAME.fullmatch(name) or name not in shipped():
+        return None
+    if name != name_or_path and Path(name_or_path).is_file():
+        return None
+    return name
 
 
 def lint_spec(name_or_path: str | Path) -> tuple[Spec, tuple[SpecFinding, ...]]:
     """Load a shipped spec or a spec file leniently, for `capstate check`: the spec built from what is
     sound, and the structural problems found. Raises SpecError for a spec that cannot be built at all."""
-    if _is_shipped(name_or_path):
-        name = str(name_or_path)
+    name = _shipped_name(name_or_path)
+    if name is not None:
         text = resources.files("capstate.specs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
         return Spec.lint_toml(text, file=f"specs/{name}.toml")
     text, file = _read(name_or_path)
@@ -185,8 +198,9 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
     "authorization_validity.NOK") to values spelled as in a spec file: {"max_captures": 1}.
     Raises SpecError for a missing file, a broken spec or a bad override.
     """
-    if _is_shipped(name_or_path):
-        spec = _shipped_spec(str(name_or_path))
+    name = _shipped_name(name_or_path)
+    if name is not None:
+        spec = _shipped_spec(name)
         return _with_overrides(spec, overrides) if overrides else spec
     text, file = _read(name_or_path)
     return Spec.from_toml(text, file=file, overrides=overrides)

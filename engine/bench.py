@@ -589,6 +589,16 @@ class Row:
                 "verdict": self.verdict}
 
 
+def startup_ms(argv: Sequence[str], rounds: int) -> float:
+    """Median wall time, in ms, of a fresh interpreter running `argv` (output discarded)."""
+    times = []
+    for _ in range(max(rounds, 5)):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
 def _verdict(ok: bool | None) -> str:
     return "MISSING" if ok is None else "PASS" if ok else "MISS"
 
@@ -650,6 +660,9 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
     trigger_ns = per_call_ns(transitions_trigger(), rounds=rounds)
     ns = {name: per_call_ns(fn, rounds=rounds) for name, fn in cases.items()}
     idle = idle_rss_mb()
+    say("(e) start-up: capstate --help, and a bare interpreter")
+    help_ms = startup_ms(["-m", "capstate", "--help"], rounds)
+    bare_ms = startup_ms(["-c", "pass"], rounds)
 
     audit_ns = 1e9 / audit_eps if audit_eps else None
     rows = [
@@ -671,6 +684,8 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             _verdict(trigger_ns / ns["decide_rejected"] >= 4)),
         Row("d", "(d) peak RSS of (a)", "MB", rss, "<= 150 MB",
             rss / idle if rss and idle else None, "x idle interpreter", _verdict(rss <= 150 if rss else None)),
+        Row("e", "(e) start-up: capstate --help", "ms", help_ms, "<= 150 ms", help_ms / bare_ms,
+            "x bare interpreter", _verdict(help_ms <= 150)),
     ]
     baselines = [
         Row("floor", "floor: orjson.loads + id into dict", "events/s", floor_eps, "",
@@ -687,6 +702,8 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             ns["observe"] / fsm_ns, "x FSM event"),
         Row("from_json", "Event.from_json of one line", "ns/call", ns["event_from_json"], "",
             ns["event_from_json"] / (1e9 / floor_eps), "x floor per event"),
+        Row("bare", "bare interpreter start (python -c pass)", "ms", bare_ms, "", help_ms / bare_ms,
+            "(e) / bare"),
     ]
     return {
         "machine": info,
@@ -707,6 +724,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f}x"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "ms":
+        return f"{value:.0f} ms"
     return f"{value:,.0f} {unit}"
 
 

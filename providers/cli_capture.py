@@ -27,6 +27,7 @@ the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -38,24 +39,24 @@ import threading
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import attrs
-import orjson
 
+from .._bom import strip_bom
 from .._cli import payloads
-from .._cli.history import replay_history
-from .._cli.options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
+from .._cli.decision import capture_command, decide_capture
+from .._cli.options import UsageError
 from .._codes import Code
 from .._engine import apply
 from .._errors import CommandError, ProviderError, RequestError
 from .._money import to_major_string
+from .._time import format_instant
 from .._values import Cancel, Capture, Decision, EventType, Payment, PolicyWarning
 from ._http import MASK, HttpRequest, Secret
-from .client import CaptureClient, Outcome, Refused, prepare, provider_module
+from .client import CaptureClient, Outcome, Refused, provider_module
 from .retry import RetryPolicy
 
 PROG = "capstate"
@@ -85,7 +86,7 @@ def credential_fields(module: ModuleType) -> list[tuple[str, bool, bool]]:
 
 def _read_file(path: str, provider: str) -> dict[str, Any]:
     try:
-        raw = Path(path).read_bytes()
+        raw = strip_bom(Path(path).read_bytes())
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise UsageError(f"--credentials {path}: {exc.strerror or exc}") from None
@@ -221,7 +222,7 @@ def _decision_json(decision: Decision, out: Outcome | None = None) -> dict[str, 
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.buffer.write(payloads.dumps(obj))
 
 
 def _refused(args: argparse.Namespace, exc: Refused) -> int:
@@ -341,34 +342,30 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
         logging.getLogger("capstate.providers").addHandler(handler)
         logging.getLogger("capstate.providers").setLevel(logging.INFO)
-    amount = parse_amount(args.amount) if args.amount is not None else None
-    at = parse_at(args.at) if args.at is not None else None
-    currency = check_currency(args.currency) if args.currency is not None else None
+    capture_command(args)  # the cheap option checks first: a typo never waits for credentials or a history
     if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
         # inf or 1e12 would reach the socket and fail there (OverflowError), after credentials were read.
         raise UsageError(f"--timeout {args.timeout:g}: must be > 0 and at most {MAX_TIMEOUT} seconds")
     if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
         # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
         raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
+    sendable = ("bambora", "hellgate", "pipwave", "vipps")
     try:
-        module = provider_module(args.provider)
+        module = provider_module(args.provider.lower())  # names in any case, as every command takes them
     except CommandError:
+        close = difflib.get_close_matches(args.provider.lower(), sendable, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"--provider {args.provider!r}: capture needs a provider capstate can send to "
-                         f"(bambora, hellgate, pipwave, vipps)") from None
-    spec = load_with_sets(args.provider, args.sets)
-    history = replay_history(spec, args.history)
-    now = datetime.now(UTC)
-    if at is None:
-        at = now
-    if at < history.latest_at:
-        raise UsageError(f"--at {args.at or 'now'} is before the history's latest event (line {history.latest_line}); "
-                         f"a capture is decided after the facts it rests on")
-    command = Capture(at=at, amount=amount, currency=currency, key=args.key, final=args.final)
-    try:
-        # Decided before credentials are read: a refusal needs no secret, and sends nothing.
-        prepare(history.payment, command)
-    except Refused as exc:
-        return _refused(args, exc)
+                         f"({', '.join(sendable)}){hint}") from None
+    # The decision `validate` shows for the same arguments (capstate._cli.decision): the instant (now when
+    # --at is not given), the derived key and the reference rules. Decided before credentials are read: a
+    # refusal needs no secret, and sends nothing.
+    decided = decide_capture(args)
+    history, command, at = decided.history, decided.command, decided.command.at
+    if not decided.decision.allowed:
+        return _refused(args, Refused(decided.decision))
+    if not decided.at_given:
+        _say(f"{PROG}: capturing at {format_instant(at)} (now)")
     creds = load_credentials(module, args.credentials, env, placeholders=args.dry_run)
     retry = RetryPolicy(attempts=args.attempts) if args.attempts is not None else RetryPolicy()
     timeout = args.timeout if args.timeout is not None else None

@@ -31,7 +31,6 @@ driven by `CaptureClient` (httpx.Client) or `AsyncCaptureClient` (httpx.AsyncCli
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import inspect
 import logging
@@ -45,6 +44,8 @@ from attrs import evolve, frozen
 
 from .._engine import apply, decide
 from .._errors import CapstateError, CommandError, InvalidTransition, ProviderError
+from .._keys import Operation, op_of, with_derived_key
+from .._keys import derive_key as derive_key  # noqa: PLC0414 - re-exported, its public home since 0.1
 from .._values import Cancel, Capture, Decision, Event, EventType, Payment, Refund
 from ._http import HttpRequest, HttpResponse, RemoteStatus
 from ._redact import Redactor
@@ -55,7 +56,6 @@ log = logging.getLogger("capstate.providers")
 # print warnings on stderr of every program that embeds capstate.
 log.addHandler(logging.NullHandler())
 
-Operation: TypeAlias = Capture | Cancel | Refund
 T = TypeVar("T")
 
 # Connect 5 s; a capture answer may take a while at the acquirer, so reads get 30 s.
@@ -259,21 +259,6 @@ def _timestamp_for(param: inspect.Parameter, now: datetime) -> Any:
     return now if "datetime" in annotation else int(now.timestamp())
 
 
-def derive_key(payment: Payment, op: str, amount: int) -> str:
-    """A deterministic idempotency key for the next `op` of `amount` on `payment`.
-
-    It depends only on the payment's history (how many operations of this kind succeeded before) and
-    on the amount, so a retry after a crash derives the same key and the provider deduplicates it,
-    while the next distinct capture gets a fresh one (Vipps: "a new key per distinct capture"). The
-    reference is hashed in because Vipps may scope keys wider than one payment ("Idempotency-Key ...
-    already exists"). 35 printable ASCII characters: within Vipps's 50 and Hellgate's 255.
-    """
-    count = {"capture": payment.capture_count, "refund": payment.refund_count,
-             "cancel": sum(1 for u in payment.keys if u.op == "cancel")}[op]
-    digest = hashlib.sha256(f"{payment.reference}\x1f{op}\x1f{count + 1}\x1f{amount}".encode()).hexdigest()
-    return f"cs-{digest[:32]}"
-
-
 def _operation(decision: Decision) -> Operation:
     # decide() normalizes a command into one of its own kind.
     cmd = decision.command
@@ -285,22 +270,12 @@ def prepare(payment: Payment, command: Operation, *, derive_keys: bool = True) -
     """decide(), with a derived key when the provider takes keys and none was given. Raises Refused.
 
     Needs no credentials: a refusal is known before anyone has to hold a secret."""
-    if command.key is None and derive_keys and payment.spec.policy.idempotency != "none":
-        command = evolve(command, key=derive_key(payment, _op_of(command), _planned_amount(payment, command)))
+    if derive_keys:
+        command = with_derived_key(payment, command)
     decision = decide(payment, command)
     if not decision.allowed:
         raise Refused(decision)
     return decision
-
-
-def _op_of(command: Operation) -> str:
-    return {Capture: "capture", Cancel: "cancel", Refund: "refund"}[type(command)]
-
-
-def _planned_amount(payment: Payment, command: Operation) -> int:
-    if command.amount is not None:
-        return command.amount
-    return payment.capturable if isinstance(command, Capture) else payment.remainder
 
 
 # ------------------------------------------------------------------------------------------ the flow
@@ -336,7 +311,7 @@ class _Core:
 
     def operation_flow(self, payment: Payment, command: Operation) -> _Flow[Outcome]:
         decision = self.prepare(payment, command)
-        op = _op_of(command)
+        op = op_of(command)
         if decision.event is None:
             # An identical retry of an operation the history already records: the provider would replay
             # its answer and move no money, so there is nothing to send.
@@ -765,7 +740,7 @@ class CaptureClient:
         """The decision and the exact first request, without sending anything (the CLI's --dry-run)."""
         decision = self._core.prepare(payment, command)
         cmd = _operation(decision)
-        return decision, self._core.provider.build(_op_of(cmd), payment, cmd, self._core.clock())
+        return decision, self._core.provider.build(op_of(cmd), payment, cmd, self._core.clock())
 
     def _drive(self, flow: _Flow[T]) -> T:
         try:

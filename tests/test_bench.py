@@ -19,8 +19,8 @@ import pytest
 
 from capstate.bench import FULL_PAYMENTS, floor, hand_fsm, naive_transitions_audit, write_log
 
-TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d"}
-BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json"}
+TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d", "e"}
+BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json", "bare"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,6 +54,8 @@ def test_quick_json_measures_every_row_with_numeric_ratios(quick: dict[str, obje
     assert (rows["c_allowed"]["verdict"] == "PASS") == (rows["c_allowed"]["value"] <= 1500)
     assert (rows["c_rejected_vs"]["verdict"] == "PASS") == (rows["c_rejected_vs"]["value"] >= 4)
     assert (rows["d"]["verdict"] == "PASS") == (rows["d"]["value"] <= 150)
+    assert (rows["e"]["verdict"] == "PASS") == (rows["e"]["value"] <= 150)
+    assert rows["e"]["ratio"] == pytest.approx(rows["e"]["value"] / baselines["bare"]["value"])
     assert rows["a"]["ratio"] == pytest.approx(rows["a"]["value"] / baselines["floor"]["value"])
 
 

@@ -43,7 +43,8 @@ def broken(result: CheckResult) -> dict[str, list[str]]:
 BAMBORA_CAPTURE_GUARDS = (
     'guards = ["key_unique", "amount_valid", "currency_matches", "not_expired", "nothing_cancelled",\n'
     '          "nothing_in_flight", "below_max_captures", "partial_allowed", "within_capturable"]\n'
-    'doc = "source/includes/api/_capture.md: \'If it is less')
+    'doc = "https://github.com/bambora/dev.bambora.com/blob/94ce7867822f9313a8f7440422f3ea7fe64b9be2/'
+    'source/includes/api/_capture.md: \'If it is less')
 VIPPS_TAKES_REMAINDER = '''when = "takes_remainder"
 guards = ["key_valid", "key_unique", "amount_valid", "currency_matches", "not_expired", "nothing_cancelled",
           "nothing_in_flight", "below_max_captures", "partial_allowed", "within_capturable"]'''

@@ -78,9 +78,31 @@ def assert_error(r: Run, *fragments: str) -> str:
     return r.err
 
 
+def latest_at(history: str | Path, stdin: bytes | None = None) -> str | None:
+    """The latest `at` in a readable history file (or stdin's bytes), or None (unreadable, no valid line)."""
+    try:
+        raw = stdin if history == "-" and stdin is not None else Path(history).read_bytes()
+        lines = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).splitlines()
+    except (OSError, EOFError):
+        return None
+    ats = []
+    for line in lines:
+        try:
+            at = orjson.loads(line.removeprefix(b"\xef\xbb\xbf")).get("at")
+        except (ValueError, AttributeError, EOFError):
+            continue
+        if isinstance(at, str):
+            ats.append(at)
+    return max(ats, default=None)
+
+
 def validate(cli: Any, *args: str | Path, history: str | Path = VIPPS, provider: str = "vipps",
              stdin: bytes | None = None) -> Run:
-    result: Run = cli("validate", "--provider", provider, "--history", history, *args, stdin=stdin)
+    """`capstate validate`, decided at the history's latest event unless the test gives --at: the default
+    instant is now, and these histories are from 2026-01, when their authorizations were still valid."""
+    at = latest_at(history, stdin) if "--at" not in args else None
+    result: Run = cli("validate", "--provider", provider, "--history", history, *args,
+                      *(("--at", at) if at else ()), stdin=stdin)
     return result
 
 
@@ -137,7 +159,7 @@ def test_spec_json_structure(cli: Any) -> None:
                    and t["source"] == "authorized")
     assert partial["dest"] == "authorized"
     assert "within_capturable" in partial["guards"]
-    assert partial["doc"].startswith("operations/capture.md")
+    assert partial["doc"].startswith("https://developer.vippsmobilepay.com/docs/APIs/epayment-api/operations/capture")
     rule = doc["policy"]["authorization_validity"]
     assert rule["value"] == {"NOK": "180d", "DKK": "14d", "EUR": "14d"}
     assert (rule["default"], rule["overridden"], rule["stated"]) == (False, False, True)
@@ -210,7 +232,7 @@ def test_validate_exceeds_capturable(cli: Any) -> None:
     assert doc["violations"][0]["message"] == ("capture 80000 > capturable 75000 = authorized 100000 "
                                                "- captured 25000 (NOK 800.00 > 750.00)")
     assert doc["warnings"] == []
-    assert doc["capture"] == {"amount": 80000, "currency": "NOK"}
+    assert {k: doc["capture"][k] for k in ("amount", "currency")} == {"amount": 80000, "currency": "NOK"}
     assert doc["after"] is None
 
 
@@ -227,7 +249,7 @@ def test_validate_allowed_partial_capture(cli: Any) -> None:
     assert r.code == 0
     doc = r.json()
     assert (doc["allowed"], doc["violations"], doc["warnings"]) == (True, [], [])
-    assert doc["capture"] == {"amount": 30000, "currency": "NOK"}
+    assert {k: doc["capture"][k] for k in ("amount", "currency")} == {"amount": 30000, "currency": "NOK"}
     assert doc["after"] == {"state": "authorized", "authorized": 100000, "captured": 55000, "cancelled": 0,
                             "refunded": 0}
 
@@ -243,7 +265,7 @@ def test_validate_full_capture_without_amount(cli: Any) -> None:
     r = validate(cli, "--key", "ship-2", "--json")
     assert r.code == 0
     doc = r.json()
-    assert doc["capture"] == {"amount": 75000, "currency": "NOK"}
+    assert {k: doc["capture"][k] for k in ("amount", "currency")} == {"amount": 75000, "currency": "NOK"}
     assert doc["after"]["state"] == "captured"
     assert doc["after"]["captured"] == 100000
 
@@ -256,8 +278,18 @@ def test_validate_final_capture_releases_the_rest(cli: Any) -> None:
                             "refunded": 0}
 
 
-def test_validate_vipps_needs_a_key(cli: Any) -> None:
+def test_validate_derives_the_key_capture_would_send(cli: Any) -> None:
+    # Vipps needs a key; none given, validate derives the one `capture` would send, and shows it.
     r = validate(cli, "--amount", "1000", "--json")
+    assert r.code == 0, r.out
+    capture = r.json()["capture"]
+    assert capture["key_derived"] is True and capture["key"].startswith("cs-") and len(capture["key"]) == 35
+    human = validate(cli, "--amount", "1000")
+    assert f"key '{capture['key']}' (derived, as capture sends it)" in human.out
+
+
+def test_validate_vipps_refuses_a_key_it_cannot_take(cli: Any) -> None:
+    r = validate(cli, "--amount", "1000", "--key", "k" * 51, "--json")
     assert r.code == 1
     assert [v["code"] for v in r.json()["violations"]] == ["IDEMPOTENCY_KEY_REQUIRED"]
 
@@ -276,7 +308,7 @@ def test_validate_currency_mismatch(cli: Any) -> None:
     assert r.code == 1
     doc = r.json()
     assert [v["code"] for v in doc["violations"]] == ["CURRENCY_MISMATCH"]
-    assert doc["capture"] == {"amount": 1000, "currency": "DKK"}
+    assert {k: doc["capture"][k] for k in ("amount", "currency")} == {"amount": 1000, "currency": "DKK"}
 
 
 def test_validate_hellgate_capture_in_flight(cli: Any) -> None:
@@ -327,7 +359,7 @@ def test_set_override_rewrites_a_pipwave_partial_capture(cli: Any, tmp_path: Pat
     assert r.code == 0
     doc = r.json()
     assert [w["code"] for w in doc["warnings"]] == ["PARTIAL_BECOMES_FULL"]
-    assert doc["capture"] == {"amount": 15000, "currency": "MYR"}
+    assert {k: doc["capture"][k] for k in ("amount", "currency")} == {"amount": 15000, "currency": "MYR"}
 
 
 def test_set_override_errors(cli: Any) -> None:
@@ -409,7 +441,8 @@ def test_validate_bad_amount(cli: Any, amount: str, fragment: str) -> None:
 
 
 def test_validate_bad_currency(cli: Any) -> None:
-    assert_error(validate(cli, "--currency", "nok"), "--currency", "ISO 4217")
+    # Any case is read ("nok" is NOK, see test_consistency.py); what is no ISO 4217 code is refused.
+    assert_error(validate(cli, "--currency", "kroner"), "--currency", "ISO 4217")
 
 
 def test_validate_unknown_provider(cli: Any) -> None:
@@ -436,8 +469,11 @@ def test_usage_errors_print_one_line_naming_help(cli: Any) -> None:
     r = cli("refund")
     assert r.code == 2
     assert len(r.err.splitlines()) == 1
-    assert r.err.startswith("capstate: error: argument COMMAND: invalid choice: 'refund'")
+    assert r.err.startswith("capstate: error: unknown command 'refund' (commands: providers, spec, validate")
     assert r.err.endswith("(see 'capstate --help')\n")
+    r = cli("simlate", "plan.toml")
+    assert r.code == 2 and r.out == ""
+    assert r.err == "capstate: error: unknown command 'simlate'; did you mean 'simulate'? (see 'capstate --help')\n"
 
 
 def test_help_and_version(cli: Any) -> None:
@@ -460,7 +496,7 @@ def test_closed_stdout_is_quiet(tmp_path: Path) -> None:
 
 def test_main_in_process_returns_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main.main(["validate", "--provider", "vipps", "--history", str(VIPPS), "--amount", "1",
-                          "--key", "k", "--json"]) == 1  # 1 minor unit: below Vipps's NOK minimum
+                          "--key", "k", "--at", "2026-01-08T00:00:00Z", "--json"]) == 1  # below NOK's minimum
     doc = orjson.loads(capsys.readouterr().out)
     assert [v["code"] for v in doc["violations"]] == ["AMOUNT_INVALID"]
 
@@ -470,7 +506,9 @@ def test_an_unexpected_exception_is_still_one_line(monkeypatch: pytest.MonkeyPat
     def boom(args: object) -> int:
         raise RuntimeError("engine bug\nwith a second line")
 
-    monkeypatch.setitem(cli_main.COMMANDS, "providers", boom)
+    from capstate._cli import commands
+
+    monkeypatch.setattr(commands, "cmd_providers", boom)
     assert cli_main.main(["providers"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

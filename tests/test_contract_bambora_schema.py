@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 import orjson
 import pytest
+from _requires import provider_spec
 from jsonschema import Draft4Validator
 from provider_cases import BAMBORA_CREDS, T0, authorized, capture, captured
 
@@ -25,7 +25,6 @@ import capstate
 from capstate import Cancel, Refund
 from capstate.providers import HttpRequest, HttpResponse, bambora
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "provider-specs"
 SWAGGER = "bambora-payments-api-beta-swagger.json"
 REF = "order 2026/01?#1"  # not encodable for us: '/', '?' and '#' are refused (see test_injection.py)
 GOOD_REF = "Order 2026-01 Æ 1"  # spaces and Unicode: percent-encoded into one path segment
@@ -36,8 +35,7 @@ OPERATIONS = {"capture": ("post", "/{payment}/capture/"), "cancel": ("post", "/{
 
 @pytest.fixture(scope="module")
 def swagger() -> dict[str, Any]:
-    path = SPECS / SWAGGER
-    assert path.is_file(), f"the provider documents are expected at {SPECS} (shared/ beside the repo)"
+    path = provider_spec(SWAGGER)
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
 

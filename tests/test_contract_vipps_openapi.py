@@ -21,6 +21,7 @@ import attrs
 import httpx
 import orjson
 import pytest
+from _requires import provider_spec
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from provider_cases import T0, VIPPS_CREDS, as_httpx, authorized, capture, captured
@@ -30,7 +31,6 @@ import capstate
 from capstate import Cancel, ProviderError, Refund
 from capstate.providers import HttpRequest, HttpResponse, vipps
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "provider-specs"
 SPEC = "vipps-epayment-openapi.yaml"
 ORDER_MANAGEMENT = "vipps-order-management-2.3.24-swagger.yaml"
 REMOTE_REF = "https://raw.githubusercontent.com/vippsas/vipps-order-management-api/2.3.24/docs/swagger.yaml"
@@ -48,11 +48,10 @@ OPERATIONS = {  # operation -> (method, path template)
 def spec_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary copy whose one external $ref points at the order-management document beside it
     (provider-specs/README.md: offline, a validator fails without this)."""
-    assert (SPECS / SPEC).is_file(), f"the provider documents are expected at {SPECS} (shared/ beside the repo)"
-    text = (SPECS / SPEC).read_text(encoding="utf-8")
+    text = provider_spec(SPEC).read_text(encoding="utf-8")
     assert text.count(REMOTE_REF) == 1, "the document's one external $ref has changed; review this test"
     folder = tmp_path_factory.mktemp("vipps-spec")
-    (folder / ORDER_MANAGEMENT).write_bytes((SPECS / ORDER_MANAGEMENT).read_bytes())
+    (folder / ORDER_MANAGEMENT).write_bytes(provider_spec(ORDER_MANAGEMENT).read_bytes())
     (folder / SPEC).write_text(text.replace(REMOTE_REF, f"./{ORDER_MANAGEMENT}"), encoding="utf-8")
     return folder / SPEC
 

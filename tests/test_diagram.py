@@ -7,12 +7,12 @@ CI (CI=true), where .ci/run installs graphviz and a missing `dot` is a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from _requires import dot
 from test_cli import Run, assert_error, run_cli, write
 
 from capstate import Spec, load_spec, shipped_specs
@@ -28,19 +28,17 @@ def diagram(tmp_path: Path, *args: str | Path, **env: str) -> Run:
 
 
 def need_dot() -> None:
-    if shutil.which("dot") is None:
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
-            pytest.fail("CI must test svg/png for real: .ci/run installs graphviz, but `dot` is not on PATH")
-        pytest.skip("the graphviz program `dot` is not installed here (apt-get install graphviz)")
+    dot()
 
 
 # -------------------------------------------------------------------------------------------- mermaid
 
 
+@pytest.mark.parametrize("guards", [False, True], ids=["shape", "guards"])
 @pytest.mark.parametrize("name", shipped_specs())
-def test_mermaid_has_every_state_and_transition(name: str) -> None:
+def test_mermaid_has_every_state_and_transition(name: str, guards: bool) -> None:
     spec = load_spec(name)
-    text = mermaid(spec)
+    text = mermaid(spec, guards=guards)
     lines = text.splitlines()
     assert lines[:4] == ["---", f'title: "{spec.title}"', "---", "stateDiagram-v2"]
     for state in spec.states:
@@ -52,10 +50,10 @@ def test_mermaid_has_every_state_and_transition(name: str) -> None:
     edges = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1] for line in lines if " --> " in line
              and ": " in line}
     for t in spec.transitions:
-        label = edge_label(spec, t)
+        label = edge_label(spec, t, guards=guards)
         assert label in edges[f"{t.source} --> {t.dest}"].split(" | "), (t, label)
         for guard in t.guards:
-            assert guard in label
+            assert (guard in label) == guards
     assert all(line == line.rstrip() for line in lines)
     assert text.endswith("\n") and "\n\n\n" not in text
 
@@ -71,16 +69,16 @@ def test_mermaid_is_deterministic(name: str) -> None:
 def test_policy_numbers_on_the_edges() -> None:
     vipps, hellgate = load_spec("vipps"), load_spec("hellgate")
     partial = next(t for t in vipps.transitions if t.when == "leaves_remainder" and t.source == "authorized")
-    label = edge_label(vipps, partial)
+    label = edge_label(vipps, partial, guards=True)
     assert label.startswith("captured when leaves_remainder [key_valid, key_unique, amount_valid,")
     assert "valid 180d NOK/14d DKK/14d EUR" in label
     assert "min 1.00 NOK/0.01 DKK/0.01 EUR" in label and "key required" in label
     request = next(t for t in hellgate.transitions if t.trigger.value == "capture_requested")
-    assert edge_label(hellgate, request).endswith("≤ 1 capture")
+    assert edge_label(hellgate, request, guards=True).endswith("≤ 1 capture")
     # Hellgate's validity is unknown: no number, though not_expired is on the edge.
     assert not any(n.startswith("valid") for n in policy_numbers(hellgate.policy, request.guards))
-    assert "valid 7d" in mermaid(load_spec("bambora"))
-    assert "decimal(11,2)" in mermaid(load_spec("pipwave"))
+    assert "valid 7d" in mermaid(load_spec("bambora"), guards=True)
+    assert "decimal(11,2)" in mermaid(load_spec("pipwave"), guards=True)
 
 
 def test_overrides_change_the_numbers_drawn() -> None:
@@ -89,12 +87,12 @@ def test_overrides_change_the_numbers_drawn() -> None:
     request = next(t for t in spec.transitions if t.trigger.value == "capture_requested")
     numbers = policy_numbers(spec.policy, request.guards)
     assert numbers == ["valid 7d", "≤ 2 captures", "full only", "+10 percent over-capture"]
-    assert "≤ 2 captures" in mermaid(spec)
+    assert "≤ 2 captures" in mermaid(spec, guards=True)
 
 
 def test_graphviz_source_marks_terminal_states() -> None:
     spec = load_spec("hellgate")
-    source = graphviz(spec).source
+    source = graphviz(spec, guards=True).source
     for state in ("captured", "failed", "cancelled", "expired"):
         assert f"{state} [peripheries=2]" in source
     assert 'label="capture_requested\n[key_valid' in source  # graphviz labels break lines
@@ -107,6 +105,11 @@ def test_cli_mermaid_is_the_library_output(tmp_path: Path) -> None:
     r = diagram(tmp_path, "vipps")
     assert (r.code, r.err) == (0, "")
     assert r.out == mermaid(load_spec("vipps"))
+    # By default states and triggers only; --guards adds the guards and the policy numbers.
+    assert "within_capturable" not in r.out and "180d" not in r.out and "captured when takes_remainder" in r.out
+    r = diagram(tmp_path, "vipps", "--guards")
+    assert (r.code, r.err) == (0, "")
+    assert r.out == mermaid(load_spec("vipps"), guards=True) and "within_capturable" in r.out and "180d" in r.out
 
 
 def test_cli_draws_a_users_spec_file_to_a_file(tmp_path: Path) -> None:
@@ -119,7 +122,7 @@ def test_cli_draws_a_users_spec_file_to_a_file(tmp_path: Path) -> None:
 
 def test_cli_svg_and_png_through_dot(tmp_path: Path) -> None:
     need_dot()
-    r = diagram(tmp_path, "hellgate", "--format", "svg")
+    r = diagram(tmp_path, "hellgate", "--format", "svg", "--guards")
     assert (r.code, r.err) == (0, "")
     assert r.out.lstrip().startswith("<?xml") and "<svg" in r.out
     for text in ("capturing", "capture_failed", "≤ 1 capture", "Hellgate Commerce payments"):
@@ -159,7 +162,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_set_draws_the_overridden_numbers(tmp_path: Path) -> None:
-    r = diagram(tmp_path, "hellgate", "--set", "max_captures=2", "--set", "authorization_validity=7d")
+    r = diagram(tmp_path, "hellgate", "--guards", "--set", "max_captures=2", "--set", "authorization_validity=7d")
     assert (r.code, r.err) == (0, "")
     assert "≤ 2 captures" in r.out and "valid 7d" in r.out and "≤ 1 capture" not in r.out
     assert_error(diagram(tmp_path, "hellgate", "--set", "max_captures=-1"), "--set max_captures")

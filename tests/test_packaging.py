@@ -69,3 +69,30 @@ def test_wheel_holds_only_the_capstate_package(tmp_path: Path) -> None:
         names = set(zf.namelist())
     assert tops == {"capstate", next(t for t in tops if t.endswith(".dist-info"))}
     assert {"capstate/specs/vipps.toml", "capstate/providers/__init__.py", "capstate/py.typed"} <= names
+    # The documentation `capstate codes` and `capstate explain` read ships with the code.
+    assert {"capstate/docs/codes.md", "capstate/docs/events.md", "capstate/docs/plans.md"} <= names
+
+
+def test_every_public_name_is_imported_lazily_and_declared_for_type_checkers() -> None:
+    import ast
+
+    source = (ROOT / "engine" / "__init__.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    guarded = next(node for node in tree.body if isinstance(node, ast.If))  # if TYPE_CHECKING:
+    declared = {alias.asname or alias.name for node in guarded.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    declared |= {target.id for node in guarded.body if isinstance(node, ast.Assign) for target in node.targets
+                 if isinstance(target, ast.Name)}
+    assert declared == set(capstate._LAZY)
+    assert set(capstate.__all__) <= declared
+
+
+def test_help_starts_without_the_engine() -> None:
+    # `capstate --help` imports no engine module, rich or transitions: its start-up is the interpreter's.
+    # (Its time is measured by `capstate bench`, not asserted here.)
+    code = ("import sys, io, contextlib\nfrom capstate._cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'rich', 'transitions', 'httpx', 'iso4217'}"
+            " or m in {'capstate._engine', 'capstate._spec', 'capstate._audit'})\nprint(','.join(heavy))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    assert out.stdout.strip() == ""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _requires import node_tool, provider_spec
 
 import capstate
 from capstate import Cancel, Capture, Payment, Refund
@@ -40,10 +40,8 @@ from capstate.providers.retry import RetryPolicy
 from capstate.providers.vipps import epayment as vipps
 
 ROOT = Path(__file__).resolve().parents[1]
-PRISM = ROOT / "node_modules" / ".bin" / "prism"
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "provider-specs"
-EPAYMENT = SPECS / "vipps-epayment-openapi.yaml"
-ORDER_MANAGEMENT = SPECS / "vipps-order-management-2.3.24-swagger.yaml"
+EPAYMENT = "vipps-epayment-openapi.yaml"
+ORDER_MANAGEMENT = "vipps-order-management-2.3.24-swagger.yaml"
 REMOTE_REF = "https://raw.githubusercontent.com/vippsas/vipps-order-management-api/2.3.24/docs/swagger.yaml"
 CANCEL_BODY = """      operationId: cancelPayment
       requestBody:
@@ -79,9 +77,9 @@ def _free_port() -> int:
 
 
 def _spec_copy(folder: Path, *, cancel_body: bool) -> Path:
-    text = EPAYMENT.read_text(encoding="utf-8")
+    text = provider_spec(EPAYMENT).read_text(encoding="utf-8")
     assert text.count(REMOTE_REF) == 1, "the Vipps document's one remote $ref moved"
-    text = text.replace(REMOTE_REF, str(ORDER_MANAGEMENT))
+    text = text.replace(REMOTE_REF, str(provider_spec(ORDER_MANAGEMENT)))
     if cancel_body:
         anchor = "      operationId: cancelPayment\n"
         assert text.count(anchor) == 1
@@ -91,13 +89,13 @@ def _spec_copy(folder: Path, *, cancel_body: bool) -> Path:
     return out
 
 
-def _start(spec: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(prism: Path, spec: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {**os.environ, "SCARF_ANALYTICS": "false", "NO_COLOR": "1"}
     with log.open("wb") as sink:
         # A new session makes Prism (a node process that may fork workers) its own process group, so the
         # finalizer can stop all of it by that one id.
-        proc = subprocess.Popen([str(PRISM), "mock", "-h", "127.0.0.1", "-p", str(port), "--errors", str(spec)],
+        proc = subprocess.Popen([str(prism), "mock", "-h", "127.0.0.1", "-p", str(port), "--errors", str(spec)],
                                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
@@ -135,18 +133,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def prisms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Prism]]:
-    if not PRISM.exists():
-        # Never a silent skip: CI installs it (.ci/run), and a contract test that does not run proves nothing.
-        pytest.fail(f"{PRISM.relative_to(ROOT)} is missing: run `npm ci` in {ROOT} (package-lock.json pins "
-                    f"@stoplight/prism-cli 5.14.2; node 20 and npm are needed)")
-    if shutil.which("node") is None:
-        pytest.fail("node is not on PATH: Prism needs Node.js 20")
+    prism = node_tool("prism")  # a skip with its reason where npm ci or node is missing; a failure in CI
+    provider_spec(EPAYMENT)
     folder = tmp_path_factory.mktemp("prism")
     started: dict[str, tuple[subprocess.Popen[bytes], str, Path]] = {}
     try:
         for name, cancel_body in (("current", True), ("as_published", False)):
             log = folder / f"prism-{name}.log"
-            proc, url = _start(_spec_copy(folder, cancel_body=cancel_body), log)
+            proc, url = _start(prism, _spec_copy(folder, cancel_body=cancel_body), log)
             started[name] = (proc, url, log)
         for proc, url, log in started.values():
             _wait_ready(proc, url, log)

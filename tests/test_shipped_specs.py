@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,15 @@ def test_undocumented_facts_are_marked_defaults(name: str, rule: str, research: 
     source = load_spec(name).policy.sources[rule]
     assert source.default, f"{name}.{rule} is [UNK] in research/providers.md {research}; mark it default = true"
     assert source.note and ("[UNK]" in source.note or "[INF]" in source.note)
+
+
+@pytest.mark.parametrize("name", shipped_specs())
+def test_every_citation_is_a_url_a_user_can_open(name: str) -> None:
+    # Never a path into a file outside the repository (../shared, research notes): a user has only the wheel.
+    spec = load_spec(name)
+    docs = [spec.doc, *(t.doc for t in spec.transitions),
+            *(source.doc for source in spec.policy.sources.values() if source.doc)]
+    for doc in docs:
+        assert doc and doc.startswith("https://"), (name, doc)
+    text = (Path(__file__).resolve().parents[1] / "specs" / f"{name}.toml").read_text(encoding="utf-8")
+    assert "../shared" not in text and "research/providers.md" not in text

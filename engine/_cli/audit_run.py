@@ -29,6 +29,7 @@ import gzip
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import zlib
@@ -52,6 +53,7 @@ from .._audit import (
     parse_as_of,
     resolve_spec,
 )
+from .._bom import strip_bom
 from .._policy import POLICY_PARSERS
 from .._spec import Spec, load_spec, shipped
 from .options import UsageError
@@ -362,7 +364,7 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
             if tick is not None:
                 tick(raw.tell())
             if not number and block is not None:
-                block = block.removeprefix(BOM_UTF8)  # it opens the file, not its first line (RFC 8259 8.1)
+                block = strip_bom(block)  # it opens the file, not its first line (RFC 8259 8.1)
             if block is None:
                 number += 1
                 # Every partition skips it; one reports it.
@@ -486,6 +488,16 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
+def _worker_signals() -> None:
+    # Ctrl-C reaches the whole process group: only the parent answers it (one line, exit 130) and
+    # terminates the pool, so a worker never prints a KeyboardInterrupt traceback of its own. SIGTERM
+    # (sent by Pool.terminate) ends a worker quietly, without the parent's handler it inherited.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
 
@@ -501,7 +513,7 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     # that no collection in a worker walks, and copies, the parent's heap.
     gc.freeze()
     try:
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
                 pending.wait(0.2)
@@ -514,32 +526,86 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
 
 
 def _run_dask(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    # SIGINT is blocked in this thread until the cluster has started: every thread distributed starts
+    # from here inherits the mask, and so does every worker process those threads spawn (a mask
+    # survives fork and exec). Ctrl-C, which reaches the whole process group, is then answered by this
+    # process alone, which stops the workers; one pressed while the cluster starts is held, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        from distributed import Client, LocalCluster, as_completed
+        return _run_dask_blocked(job, address, workers, bar)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _run_dask_blocked(job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    try:
+        import distributed  # noqa: F401 - only to say how to install it when it is missing
     except ImportError:
         raise DaskMissingError('--dask needs dask.distributed: pip install "capstate[dask]"') from None
     with ExitStack() as stack:
-        if address == "local":
-            n = workers if workers > 1 else (os.cpu_count() or 1)
+        stack.callback(_reap_children)  # runs last: whatever a teardown cut short does not outlive us
+        try:
+            return _dask_parts(stack, job, address, workers, bar)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: the cluster's teardown, cut short, logs tracebacks from its event loop
+            # thread; the user gets main's one line, and nothing after it.
+            import logging
+
+            logging.disable(logging.CRITICAL)
+            # A graceful close waits for running tasks, which may be blocked reading a file for as long
+            # as it likes: the user asked to stop now, so the worker processes go first.
+            _reap_children()
+            raise
+
+
+def _reap_children() -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+
+
+def _dask_parts(stack: ExitStack, job: Job, address: str, workers: int, bar: _Bar) -> list[Partial]:
+    from distributed import Client, LocalCluster, as_completed
+
+    if address == "local":
+        import logging
+
+        n = workers if workers > 1 else (os.cpu_count() or 1)
+        # A SIGTERM while the cluster starts is held until it has started (not blocked: the workers
+        # would inherit that, and the nanny stops them with SIGTERM): interrupted half-way,
+        # distributed's own teardown fails on workers still starting, and prints its tracebacks.
+        held: list[int] = []
+        previous_term = signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+        try:
+            # Its workers' own logs (warnings while a cancelled run stops) would garble the report's
+            # stderr; a failing task reaches us through gather() as an exception anyway.
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None))
-            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
-        else:
-            try:
-                client = stack.enter_context(Client(address, timeout=30))  # type: ignore[no-untyped-call]
-            except (OSError, ValueError, TimeoutError) as exc:
-                raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
-        available = len(client.scheduler_info().get("workers", {}))
-        # One task per partition; events of one payment meet in one task because they hash to it.
-        parts = max(workers, available, 1)
-        futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
-        if bar.enabled:
-            # A remote task cannot report bytes read; a finished partition is the unit here.
-            bar.restart(total=parts, unit="partitions")
-            for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
-                bar.update(done)
-        result: list[Partial] = client.gather(futures)
-        return result
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.CRITICAL))
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held meanwhile lands now
+        if held:
+            os.kill(os.getpid(), signal.SIGTERM)  # now, to the handler main installed: a clean stop
+        client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+    else:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # no worker of ours to protect
+        try:
+            client = stack.enter_context(Client(address, timeout=30))  # type: ignore[no-untyped-call]
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
+    available = len(client.scheduler_info().get("workers", {}))
+    # One task per partition; events of one payment meet in one task because they hash to it.
+    parts = max(workers, available, 1)
+    futures = client.map(audit_partition, [job] * parts, range(parts), [parts] * parts, pure=False)
+    if bar.enabled:
+        # A remote task cannot report bytes read; a finished partition is the unit here.
+        bar.restart(total=parts, unit="partitions")
+        for done, _ in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
+            bar.update(done)
+    result: list[Partial] = client.gather(futures)
+    return result
 
 
 # -------------------------------------------------------------------------------------------- entry

@@ -10,7 +10,7 @@ from typing import Any
 from .options import UsageError
 
 
-def add_arguments(sub: argparse.ArgumentParser) -> None:
+def configure(sub: argparse.ArgumentParser) -> None:
     from ..bench import MIN_ROUNDS
 
     sub.add_argument("--quick", action="store_true",

@@ -16,6 +16,7 @@ import orjson
 from .._check import DEFAULT_DEPTH, INVARIANTS, CheckResult, check_spec
 from .._errors import SpecError
 from .._spec import lint_spec, shipped
+from . import wrap
 from .options import UsageError, parse_sets
 
 EXIT_HOLDS, EXIT_BROKEN = 0, 1
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
     else:
-        sys.stdout.write(render(result))
+        wrap.write(render(result))  # wrapped at spaces in a terminal; one line per finding in a pipe
     return EXIT_HOLDS if result.ok else EXIT_BROKEN
 
 

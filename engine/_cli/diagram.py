@@ -26,6 +26,8 @@ def configure(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("spec", metavar="NAME|SPEC", help="a shipped provider name or a spec file")
     sub.add_argument("--format", choices=FORMATS, default="mermaid", help="mermaid text (default), or svg/png")
     sub.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    sub.add_argument("--guards", action="store_true",
+                     help="also label each edge with its guards and the policy numbers they read")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         refuse_overwrite(args.output, args, option="-o")
     spec = load_with_sets(args.spec, args.sets)
-    data = mermaid(spec).encode() if args.format == "mermaid" else _render(graphviz(spec), args.format)
+    data = (mermaid(spec, guards=args.guards).encode() if args.format == "mermaid"
+            else _render(graphviz(spec, guards=args.guards), args.format))
     if args.output:
         try:
             Path(args.output).write_bytes(data)

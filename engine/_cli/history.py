@@ -16,6 +16,7 @@ from datetime import datetime
 
 from attrs import frozen
 
+from .._bom import strip_bom
 from .._engine import apply
 from .._errors import EventError, InvalidTransition
 from .._spec import Spec
@@ -66,6 +67,8 @@ def read_events(source: str) -> Iterator[tuple[int, Event]]:
         number = 0
         try:
             for number, line in enumerate(stream, start=1):
+                if number == 1:
+                    line = strip_bom(line)
                 if not line.strip():
                     continue
                 try:
@@ -78,31 +81,37 @@ def read_events(source: str) -> Iterator[tuple[int, Event]]:
             raise HistoryError(f"cannot read history {name}{where}: {exc}") from None
 
 
-def replay_history(spec: Spec, source: str) -> Replayed:
+def replay_history(spec: Spec, source: str, *, payment: str | None = None) -> Replayed:
     """Replay `source` strictly with `apply`, from `Payment.new(spec, <first event's payment>)`.
 
-    Every event must be for one payment and, when it names a provider, for `spec`'s. Raises
-    HistoryError naming the line for a bad line, a foreign event or an impossible transition.
+    Every event must be for one payment, or with `payment` (`--payment REF`) only that payment's events
+    are read out of a log of many; each, when it names a provider, for `spec`'s. Raises HistoryError
+    naming the line for a bad line, a foreign event or an impossible transition.
     """
-    payment: Payment | None = None
+    current: Payment | None = None
     count = 0
     latest: tuple[datetime, int] | None = None
     for number, event in read_events(source):
-        if payment is None:
-            payment = Payment.new(spec, event.payment)
-        elif event.payment != payment.reference:
+        if payment is not None and event.payment != payment:
+            continue
+        if current is None:
+            current = Payment.new(spec, event.payment)
+        elif event.payment != current.reference:
             raise HistoryError(f"history line {number}: event for payment {event.payment!r} in the history of "
-                               f"{payment.reference!r}; give one payment's history")
+                               f"{current.reference!r}; give one payment's history, or pick one with --payment REF")
         if event.provider is not None and event.provider != spec.name:
             raise HistoryError(f"history line {number}: event from provider {event.provider!r}, but the spec "
                                f"is {spec.name!r}")
         try:
-            payment = apply(payment, event)
+            current = apply(current, event)
         except InvalidTransition as exc:
             raise HistoryError(f"history line {number}: {exc}") from None
         count += 1
         if latest is None or event.at >= latest[0]:
             latest = (event.at, number)
-    if payment is None or latest is None:
-        raise HistoryError(f"history {'stdin' if source == '-' else source} has no events")
-    return Replayed(payment, count, latest[0], latest[1])
+    name = "stdin" if source == "-" else source
+    if current is None or latest is None:
+        if payment is not None:
+            raise HistoryError(f"history {name} has no events for payment {payment!r} (--payment)")
+        raise HistoryError(f"history {name} has no events")
+    return Replayed(current, count, latest[0], latest[1])

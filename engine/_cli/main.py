@@ -9,35 +9,59 @@ Every error is one line on stderr, `capstate: error: ...`; a user never sees a t
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable, Sequence
+from types import FrameType, ModuleType
 from typing import Any, NoReturn
-
-import orjson
-
-from .._engine import decide
-from .._errors import CapstateError
-from .._spec import load_spec, shipped
-from .._values import Capture
-from . import audit as audit_cli
-from . import bench as bench_cli
-from . import check as check_cli
-from . import diagram as diagram_cli
-from . import emulate as emulate_cli
-from . import payloads, render
-from . import simulate as simulate_cli
-from .history import replay_history
-from .options import UsageError, check_currency, load_with_sets, parse_amount, parse_at
-from .outputs import refuse_stdout_overwrite
 
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 # A closed pipe (`capstate providers | head -1`) exits as if killed by SIGPIPE, as C tools do; 1 is
 # taken by validate's "refused".
 EXIT_PIPE = 128 + 13
+# Ctrl-C and SIGTERM both exit 130 (128 + SIGINT), after one line on stderr, in every command and mode.
 EXIT_INTERRUPTED = 128 + 2
+
+# name -> (module in capstate._cli holding `configure(sub)` and the runner, runner's name, help). The
+# module is imported only for the command that runs (or for `--help` of that command), so `capstate
+# --help` imports no engine module, rich or transitions: it starts in a few tens of milliseconds.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "providers": ("commands", "cmd_providers", "list the shipped provider specs and their policy at a glance"),
+    "spec": ("commands", "cmd_spec", "show a spec's states, transitions and policy"),
+    "validate": ("commands", "cmd_validate", "replay a payment's history, then decide one capture as `capture` "
+                                             "would (exit 0 allowed, 1 refused, 2 bad input)"),
+    "capture": ("commands", "cmd_capture", "replay a payment's history, decide one capture, then send it to the "
+                                           "provider (exit 0 done, 1 refused or declined, 2 bad input, 3 outcome "
+                                           "unknown)"),
+    "simulate": ("simulate", "run", "run a capture plan (TOML or JSON) against providers on a virtual clock "
+                                    "(exit 0 clean, 1 a step refused, 2 bad input)"),
+    "check": ("check", "run", "lint a spec, then model-check it: every short history of commands and provider "
+                              "outcomes keeps the money invariants (exit 0 holds, 1 finding or counterexample, "
+                              "2 unloadable spec)"),
+    "diagram": ("diagram", "run", "draw a spec's state diagram: mermaid text, or svg/png through graphviz"),
+    "audit": ("audit", "cmd_audit", "replay histories and report every breach of the provider's policy "
+                                    "(exit 0 clean, 1 violations, 2 bad input)"),
+    "bench": ("bench", "cmd_bench", "measure audit throughput, decide() latency, memory and start-up against "
+                                    "baselines (a report: exit 0 even when a target is missed)"),
+    "emulate": ("emulate", "run", "serve an offline, stateful emulator of the providers' capture APIs, with a "
+                                  "virtual clock and fault injection (docs/emulator.md)"),
+    "codes": ("codes", "cmd_codes", "list every refusal, warning and note code with its meaning"),
+    "explain": ("codes", "cmd_explain", "explain one code: what it means, when it is raised, what to do"),
+    "completion": ("commands", "cmd_completion", "print a shell completion script: "
+                                                 "eval \"$(capstate completion bash)\""),
+}
+# Commands without --json: they print a script or a document, not a result.
+_NO_JSON = {"completion", "explain", "emulate"}
+# emulate takes --set per provider itself (emulate.split_sets).
+_NO_SETS = {"providers", "codes", "explain", "completion", "bench", "emulate"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both unwind the same way."""
 
 
 def _one_line(text: str) -> str:
@@ -57,187 +81,119 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
-def _version() -> str:
-    try:
-        return version("capstate")
-    except PackageNotFoundError:  # pragma: no cover - only in an uninstalled source tree
-        return "unknown"
+class _Version(argparse.Action):
+    """--version, looked up only when asked for (importlib.metadata costs start-up time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print capstate's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("capstate")
+        except PackageNotFoundError:  # pragma: no cover - only in an uninstalled source tree
+            found = "unknown"
+        sys.stdout.write(f"{PROG} {found}\n")
+        parser.exit(EXIT_OK)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module(command: str) -> ModuleType:
+    return importlib.import_module(f"capstate._cli.{_COMMANDS[command][0]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI's parser. With `only`, just that command's arguments are configured (the others are
+    listed by name and help), so parsing one command imports one command's module."""
     parser = _Parser(prog=PROG, description="Capture state machines for payment providers: which captures "
-                                            "are legal, and when.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+                                            "are legal, and when. 'capstate COMMAND --help' for a command; "
+                                            "'capstate codes' for what a code means.")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+    for name, (_, _, help_text) in _COMMANDS.items():
         sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-        return sub
-
-    def add_sets(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a policy rule: max_captures=2, authorization_validity=7d, "
-                              "authorization_validity.NOK=30d, hellgate.authorization_validity=7d "
-                              "(values are TOML, else a bare string)")
-
-    add("providers", "list the shipped provider specs and their policy at a glance")
-
-    spec = add("spec", "show a spec's states, transitions and policy")
-    spec.add_argument("spec", metavar="NAME|PATH", help="a shipped provider name or a spec file")
-    add_sets(spec)
-
-    def add_capture(sub: argparse.ArgumentParser, provider: tuple[str, str], at_default: str) -> None:
-        sub.add_argument("--provider", required=True, metavar=provider[0], help=provider[1])
-        sub.add_argument("--history", required=True, metavar="FILE|-",
-                         help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
-        sub.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
-                                                       "the full capturable amount")
-        sub.add_argument("--currency", metavar="C", help="ISO 4217 code; default: the authorized currency")
-        sub.add_argument("--key", metavar="K", help="idempotency key")
-        sub.add_argument("--at", metavar="T", help=f"RFC 3339 instant of the capture; default: {at_default}")
-        sub.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
-        add_sets(sub)
-
-    validate = add("validate", "replay a payment's history, then decide one capture "
-                               "(exit 0 allowed, 1 refused, 2 bad input)")
-    add_capture(validate, ("NAME|PATH", "a shipped provider name or a spec file"),
-                "the latest event's `at` (the clock is never read)")
-
-    # `capture` sends; its code lives in capstate.providers and is imported only when it runs
-    # (cmd_capture), so the engine and the other commands never load httpx.
-    capture = add("capture", "replay a payment's history, decide one capture, then send it to the provider "
-                             "(exit 0 done, 1 refused or declined, 2 bad input, 3 outcome unknown)")
-    add_capture(capture, ("NAME", "bambora, hellgate, pipwave or vipps"), "now (the capture is sent now)")
-    capture.add_argument("--dry-run", action="store_true",
-                         help="print the exact request as a curl command (credentials masked); send nothing")
-    capture.add_argument("--credentials", metavar="FILE",
-                         help="TOML or JSON credentials file; the environment (CAPSTATE_<PROVIDER>_<FIELD>, e.g. "
-                              "CAPSTATE_VIPPS_ACCESS_TOKEN) overrides it; never pass secrets as arguments")
-    capture.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default 30, "
-                                                                          "connect 5)")
-    capture.add_argument("--attempts", type=int, metavar="N", help="sends of the capture, retries included "
-                                                                   "(default 4)")
-    capture.add_argument("--wait", action="store_true",
-                         help="Hellgate: poll until the asynchronous capture is captured or failed")
-    capture.add_argument("--verbose", action="store_true", help="log each request, retry and read-back to stderr")
-
-    # `capstate simulate`: its arguments and logic live in simulate.py.
-    simulate = add("simulate", "run a capture plan (TOML or JSON) against providers on a virtual clock "
-                               "(exit 0 clean, 1 a step refused, 2 bad input)")
-    simulate_cli.configure(simulate)
-    add_sets(simulate)
-
-    # `capstate check` and `capstate diagram`: their arguments and logic live in check.py and diagram.py.
-    check = add("check", "lint a spec, then model-check it: every short history of commands and provider "
-                         "outcomes keeps the money invariants (exit 0 holds, 1 finding or counterexample, "
-                         "2 unloadable spec)")
-    check_cli.configure(check)
-    add_sets(check)
-    diagram = add("diagram", "draw a spec's state diagram: mermaid text, or svg/png through graphviz")
-    diagram_cli.configure(diagram)
-    add_sets(diagram)
-
-    audit = add("audit", "replay histories and report every breach of the provider's policy "
-                         "(exit 0 clean, 1 violations, 2 bad input)")
-    audit_cli.configure(audit)
-    add_sets(audit)
-
-    bench = add("bench", "measure audit throughput, decide() latency and memory against baselines "
-                         "(a report: exit 0 even when a target is missed)")
-    bench_cli.add_arguments(bench)
-
-    # `capstate emulate`: its options live in emulate.py; the emulator (Starlette, uvicorn) loads only when
-    # it runs.
-    emulate = commands.add_parser("emulate", help="serve an offline emulator of the providers' capture APIs",
-                                  description="serve an offline, stateful emulator of the providers' capture "
-                                              "APIs, with a virtual clock and fault injection (docs/emulator.md)")
-    emulate_cli.configure(emulate)
+        if only is not None and only != name:
+            continue
+        if name not in _NO_JSON:
+            sub.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+        _module(name).configure(sub)
+        if name not in _NO_SETS:
+            sub.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a policy rule: max_captures=2, authorization_validity=7d, "
+                                  "authorization_validity.NOK=30d, hellgate.authorization_validity=7d "
+                                  "(values are TOML, else a bare string)")
     return parser
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` (its first word that is not an option), or None."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
-def cmd_providers(args: argparse.Namespace) -> int:
-    specs = [load_spec(name) for name in shipped()]
-    if args.json:
-        _print_json({"providers": [payloads.provider(s) for s in specs]})
-    else:
-        render.providers(render.console(), specs)
-    return EXIT_OK
-
-
-def cmd_spec(args: argparse.Namespace) -> int:
-    s = load_with_sets(args.spec, args.sets)
-    if args.json:
-        _print_json(payloads.spec(s))
-    else:
-        render.spec(render.console(), s)
-    return EXIT_OK
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    # Cheap checks of the options first, so a typo never waits for a long history.
-    amount = parse_amount(args.amount) if args.amount is not None else None
-    at = parse_at(args.at) if args.at is not None else None
-    currency = check_currency(args.currency) if args.currency is not None else None
-    s = load_with_sets(args.provider, args.sets)
-    history = replay_history(s, args.history)
-    if at is None:
-        at = history.latest_at
-    elif at < history.latest_at:
-        # A decision rests on every fact in the history, so it cannot come before the last of them.
-        raise UsageError(f"--at {args.at} is before the history's latest event (line {history.latest_line}); "
-                         f"a capture is decided after the facts it rests on")
-    command = Capture(at=at, amount=amount, currency=currency, key=args.key, final=args.final)
-    d = decide(history.payment, command)
-    if args.json:
-        _print_json(payloads.decision(d))
-    else:
-        render.decision(render.console(), history, d, amount_given=amount is not None, at_given=args.at is not None)
-    return EXIT_OK if d.allowed else EXIT_REFUSED
-
-
-def cmd_capture(args: argparse.Namespace) -> int:
-    from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
-
-    return cli_capture.run(args)
-
-
-COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture,
-            "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run,
-            "audit": audit_cli.cmd_audit, "bench": bench_cli.cmd_bench, "emulate": emulate_cli.run}
+def _unknown_command(word: str) -> int:
+    close = difflib.get_close_matches(word, list(_COMMANDS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f" (commands: {', '.join(_COMMANDS)})"
+    _fail(f"unknown command {word!r}{hint} (see '{PROG} --help')")
+    return EXIT_USAGE
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words:
+        # No arguments: the overview, not an error about a missing command.
+        build_parser("").print_help(sys.stdout)
+        return EXIT_OK
+    command = _command_in(words)
+    if command is not None and command not in _COMMANDS:
+        return _unknown_command(command)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command or "").parse_args(words)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     # Before anything is read or written: stdout redirected onto an input (`capstate audit LOG >> LOG`).
+    from .outputs import refuse_stdout_overwrite
+
     refuse_stdout_overwrite(args)
-    code = COMMANDS[args.command](args)
+    _, runner, _ = _COMMANDS[args.command]
+    run: Callable[[argparse.Namespace], int] = getattr(_module(args.command), runner)
+    code = run(args)
     # Flush here, not at interpreter exit, so a closed pipe is caught below and not reported by Python.
     sys.stdout.flush()
     return code
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted("terminated (SIGTERM)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code."""
+    # SIGTERM ends a run as Ctrl-C does: the same unwinding (temporary files removed, workers stopped,
+    # `capture` telling an unknown outcome apart), the same one line, the same exit status.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return _run(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        why = str(exc) if isinstance(exc, Interrupted) else "interrupted (Ctrl-C)"
+        sys.stderr.write(f"{PROG}: {why}\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PIPE
-    except (CapstateError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # CapstateError, UsageError, HistoryError are ValueErrors
         _fail(str(exc))
         return EXIT_USAGE
-    except Exception as exc:  # last resort: an engine bug must still be one line, not a traceback
+    except Exception as exc:
+        from .._errors import CapstateError
+
+        if isinstance(exc, CapstateError):
+            _fail(str(exc))
+            return EXIT_USAGE
+        # last resort: an engine bug must still be one line, not a traceback
         _fail(f"internal error ({type(exc).__name__}): {exc}")
         return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -47,6 +47,8 @@ def parse_at(text: str, option: str = "--at") -> datetime:
 
 
 def check_currency(code: str) -> str:
+    """An ISO 4217 code given to --currency, in any case ("nok" is NOK)."""
+    code = code.strip().upper()
     try:
         exponent(code)
     except CurrencyError as exc:

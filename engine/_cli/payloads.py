@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import orjson
 
 from .._policy import POLICY_PARSERS
 from .._spec import Spec
+from .._time import format_instant
 from .._values import Capture, Decision
+
+
+def dumps(obj: Any) -> bytes:
+    """One JSON document and a newline. orjson, except for an integer beyond int64 (a capture of
+    99999999999999999999 is AMOUNT_INVALID, and --json must say so, not fail): the standard library
+    writes it exactly, in the same compact form."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def provider(spec: Spec) -> dict[str, Any]:
@@ -53,10 +67,12 @@ def spec(s: Spec) -> dict[str, Any]:
     }
 
 
-def decision(d: Decision) -> dict[str, Any]:
-    """`capstate validate --json`: exactly allowed, violations, warnings, capture and after."""
+def decision(d: Decision, *, key_derived: bool = False) -> dict[str, Any]:
+    """`capstate validate --json`: allowed, violations, warnings, capture (with the instant and key it was
+    decided for; `key_derived` when capstate derived the key) and after."""
     cmd = d.command
-    capture = ({"amount": cmd.amount, "currency": cmd.currency or d.before.currency}
+    capture = ({"amount": cmd.amount, "currency": cmd.currency or d.before.currency,
+                "at": format_instant(cmd.at), "key": cmd.key, "key_derived": key_derived, "final": cmd.final}
                if isinstance(cmd, Capture) else None)
     return {
         "allowed": d.allowed,

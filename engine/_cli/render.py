@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -22,8 +22,8 @@ from .._money import to_major_string
 from .._policy import POLICY_PARSERS, IdentifierRule, Policy
 from .._spec import Spec
 from .._time import format_duration, format_instant
-from .._values import Capture, Decision, Payment, PolicyWarning, Violation
-from .history import Replayed
+from .._values import Payment, PolicyWarning, Violation
+from .decision import Decided
 
 # The rules a merchant reads first when choosing or checking a provider (`capstate providers`).
 GLANCE = ("capture", "partial_capture", "max_captures", "authorization_validity", "remainder", "idempotency",
@@ -31,10 +31,24 @@ GLANCE = ("capture", "partial_capture", "max_captures", "authorization_validity"
 _LABELS = {"capture": "capture", "partial_capture": "partial capture", "max_captures": "max captures",
            "authorization_validity": "validity", "remainder": "remainder", "idempotency": "idempotency",
            "reference": "reference"}
+# Refusals, warnings and notes are told apart without colour: each heading and line starts with its marker.
+REFUSAL_MARK, WARNING_MARK, NOTE_MARK = "✗", "!", "i"
 _CODE_WIDTH = 29  # len("MULTIPLE_CAPTURES_UNSUPPORTED"): a code is never folded or cut
 
 
 class _Console(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        # To a pipe or a file nothing is wrapped: the console is as wide as what it prints, so each
+        # finding stays on one line and greps. A terminal keeps its own width.
+        if not self.is_terminal and objects:
+            from rich.measure import Measurement
+
+            wide = self.options.update_width(10_000)
+            need = max(Measurement.get(self, wide, o).maximum for o in objects if not isinstance(o, str))\
+                if any(not isinstance(o, str) for o in objects) else 0
+            self.width = max(self.width, need)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
         # rich exits with status 1 here, which `validate` uses for "refused"; let `main` choose.
         self.quiet = True
@@ -211,26 +225,28 @@ def _aggregate(p: Payment) -> dict[str, str]:
     }
 
 
-def decision(out: Console, history: Replayed, d: Decision, *, amount_given: bool, at_given: bool) -> None:
+def decision(out: Console, decided: Decided) -> None:
+    d, history = decided.decision, decided.history
     p = d.before
-    cmd = d.command
-    assert isinstance(cmd, Capture)
+    cmd = decided.command
     amount = "?" if cmd.amount is None else money(cmd.amount, cmd.currency or p.currency)
-    what = amount if amount_given else f"in full, resolved to {amount},"
+    what = amount if decided.amount_given else f"in full, resolved to {amount},"
     verdict = Text("ALLOWED", style="bold green") if d.allowed else Text("REFUSED", style="bold red")
     line = Text.assemble(verdict, f"  capture {what} of payment {p.reference!r} on {p.spec.name}")
-    details = [f"at {format_instant(cmd.at)}"
-               + ("" if at_given else f" (latest event, history line {history.latest_line})"),
-               f"key {cmd.key!r}" if cmd.key is not None else "no idempotency key"]
+    details = [f"at {format_instant(cmd.at)}" + ("" if decided.at_given else " (now: --at not given)"),
+               (f"key {cmd.key!r}" + (" (derived, as capture sends it)" if decided.key_derived else ""))
+               if cmd.key is not None else "no idempotency key"]
     if cmd.final:
         details.append("final: release the rest")
-    line.append("\n" + ", ".join(details) + f"; history of {history.events} event(s)")
+    details.append(f"history of {history.events} event(s), latest at line {history.latest_line}")
+    # One fact per line: at 80 columns a joined sentence breaks inside a key or an instant.
+    line.append("".join(f"\n{d}" for d in details))
 
     parts: list[RenderableType] = [line]
     if d.violations:
-        parts.append(_code_table("Violations", d.violations, "bold red"))
+        parts.append(_code_table(f"{REFUSAL_MARK} Refusals", d.violations, "bold red"))
     if d.warnings:
-        parts.append(_code_table("Warnings", d.warnings, "yellow"))
+        parts.append(_code_table(f"{WARNING_MARK} Warnings", d.warnings, "yellow"))
 
     agg = Table(title="Payment", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     agg.add_column("", style="bold", no_wrap=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from codecs import BOM_UTF8
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,6 +36,7 @@ import orjson
 from attrs import frozen
 
 from capstate import EventError
+from capstate._bom import strip_bom
 
 PROVIDER = "vipps"
 _TYPES = {"AUTHORIZED": "authorized", "CAPTURED": "captured", "REFUNDED": "refunded",
@@ -228,7 +228,7 @@ def records(stream: Reader | Iterable[bytes], *, max_line: int = 1 << 20
             number += 1
             if number == 1:
                 # PowerShell and Notepad open a UTF-8 export with a BOM: the file's, not its first record's.
-                raw = raw.removeprefix(BOM_UTF8)
+                raw = strip_bom(raw)
             if len(raw) > max_line:
                 if not raw.endswith(b"\n"):
                     for more in lines:

@@ -1,0 +1,1 @@
+"""capstate.docs: the documentation in docs/, shipped in the wheel for `capstate codes` and `capstate explain`."""
