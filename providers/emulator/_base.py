@@ -116,12 +116,14 @@ class Call:
     """A parsed, authenticated operation on one payment (or on none: `reference` None, e.g. a token).
 
     `key` and `amount` go into the ledger's request record; `data` is whatever the route's `execute`
-    needs from the body (the parsed fields)."""
+    needs from the body (the parsed fields). `op` overrides the route's op, for a provider whose one URL
+    carries every action (Pipwave's `action` field): faults and the ledger then see the real operation."""
 
     reference: str | None
     key: str | None = None
     amount: int | None = None
     data: Mapping[str, Any] = field(factory=dict)
+    op: str | None = None
 
 
 Parse = Callable[["Context", WireRequest], "Call | Answer"]

@@ -414,7 +414,8 @@ class Emulator:
             parsed = route.parse(ctx, request)
             if isinstance(parsed, Answer):
                 return Dispatch(provider, route.op, parsed, route)
-            return Dispatch(provider, route.op, None, route, parsed, self.take_fault(provider, route.op))
+            op = parsed.op or route.op
+            return Dispatch(provider, op, None, route, parsed, self.take_fault(provider, op))
         if allowed:
             return Dispatch(provider, "?", plugin.problem(Problem.METHOD, f"{method} is not allowed here; "
                                                                           f"use {', '.join(sorted(set(allowed)))}"))
