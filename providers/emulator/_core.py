@@ -201,6 +201,9 @@ class Emulator:
         self.faults: list[Fault] = []
         self.provider_data: dict[str, dict[str, Any]] = {}
         self.seq = 0
+        # Deferred jobs (webhooks) of commits made outside a request's Context (the clock's expiry, a
+        # settlement, a lapse found on read): sent with the next answer, or after the control request.
+        self.outbox: list[Callable[[], Any]] = []
         if store is not None:
             self._load(store)
 
@@ -274,6 +277,9 @@ class Emulator:
         if events:
             events.sort(key=lambda e: e.at)
             self._commit(entry, events, now, None)
+        ctx = Context(self, entry.provider, now)
+        self.plugins[entry.provider].due(ctx, entry, now)
+        self.outbox.extend(ctx.deferred)
 
     # -- payments
 
@@ -335,6 +341,8 @@ class Emulator:
         plugin = self.plugins[entry.provider]
         ctx = context if context is not None else Context(self, entry.provider, now)
         plugin.observe(ctx, entry, events)
+        if context is None:
+            self.outbox.extend(ctx.deferred)
         return payment
 
     def settle(self, provider: str, reference: str | None, outcome: str, now: datetime,
@@ -424,7 +432,7 @@ class Emulator:
     def run(self, dispatch: Dispatch, now: datetime) -> Reply:
         """Execute a dispatched request at `now`, apply its fault, and record it in the payment's ledger."""
         if dispatch.answer is not None:
-            return Reply(dispatch.answer)
+            return Reply(dispatch.answer, deferred=self.drain())
         assert dispatch.route is not None and dispatch.call is not None
         plugin = self.plugins[dispatch.provider]
         ctx = Context(self, dispatch.provider, now)
@@ -447,7 +455,13 @@ class Emulator:
         elif kind is FaultKind.DROP:
             drop = True
         self._record(dispatch, call, now, status=answer.status, committed=committed, kind=kind)
-        return Reply(answer, hold, drop, tuple(ctx.deferred))
+        return Reply(answer, hold, drop, tuple(ctx.deferred) + self.drain())
+
+    def drain(self) -> tuple[Callable[[], Any], ...]:
+        """The deferred jobs of commits made outside a request, once."""
+        jobs = tuple(self.outbox)
+        self.outbox.clear()
+        return jobs
 
     def _events_of(self, provider: str, reference: str | None) -> int:
         entry = self.entries.get((provider, reference)) if reference is not None else None
