@@ -362,8 +362,11 @@ class VippsEmulator(ProviderEmulator):
             return problem_answer(inbound.not_found(call.reference))
         if not entry.extra:
             _adopt(ctx, entry)
-        self._lapse_created(ctx, entry)
         return entry
+
+    def due(self, ctx: Context, entry: Entry, now: datetime) -> None:
+        if entry.extra:
+            self._lapse_created(ctx, entry)
 
     def _lapse_created(self, ctx: Context, entry: Entry) -> None:
         """A payment never approved expires (State EXPIRED: "The user did not act on the payment within the
