@@ -123,12 +123,18 @@ def build(providers: Iterable[str] | None = None, *, overrides: Mapping[str, Map
     for name in plugins:
         given = (overrides or {}).get(name)
         specs[name] = load_spec(name, overrides=given) if given else load_spec(name)
+    parsed: dict[str, dict[str, Any]] = {}
     for name, values in (settings or {}).items():
         if name not in plugins:
             raise ControlError(f"settings for {name!r}, which is not emulated here")
-        for key in values:
-            if key not in plugins[name].settings:
+        for key, value in values.items():
+            parser = plugins[name].settings.get(key)
+            if parser is None:
                 raise ControlError(f"{name} has no emulator setting {key!r}")
+            try:
+                parsed.setdefault(name, {})[key] = parser(value)
+            except ValueError as exc:
+                raise ControlError(f"{name}.{key}: {exc}") from None
     if clock is not None and clock.utcoffset() is None:
         raise ControlError("the clock must be timezone-aware")
     start = clock if clock is not None else datetime.fromtimestamp(wall(), UTC).replace(microsecond=0)
@@ -139,7 +145,7 @@ def build(providers: Iterable[str] | None = None, *, overrides: Mapping[str, Map
         store = SqliteStore(state)
     try:
         return Emulator(plugins, specs, clock=Clock(start, wall(), frozen), credentials=credentials,
-                        settings=settings, store=store, max_body=max_body)
+                        settings=parsed, store=store, max_body=max_body)
     except (CapstateError, KeyError, TypeError, ValueError) as exc:
         if store is not None:
             store.close()

@@ -13,6 +13,7 @@ amount, a bool count or an unknown field is a 400 naming the field, never a 500.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -29,6 +30,7 @@ from ._base import ControlError
 from ._core import FAULT_OPS, MAX_FAULT_COUNT, MAX_FAULT_SECONDS, Emulator, Fault, FaultKind
 
 MAX_CONTROL_BODY = 16 * 1024
+log = logging.getLogger("capstate.emulator")
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -96,6 +98,10 @@ def control_routes(emulator: Emulator, wall: Callable[[], float]) -> list[Route]
                 result: Response = await fn(request)
             except ControlError as exc:
                 return _error(str(exc), exc.status)
+            except Exception as exc:  # an emulator bug: one line here and in the log, never a traceback
+                log.error("control %s %s: internal error %s: %s", request.method, request.url.path,
+                          type(exc).__name__, exc)
+                return _error(f"emulator internal error ({type(exc).__name__})", 500)
             return result
         return endpoint
 
@@ -156,6 +162,8 @@ def control_routes(emulator: Emulator, wall: Callable[[], float]) -> list[Route]
                 target = target + parse_duration(text)
             except ValueError as exc:
                 raise ControlError(f"'advance': {exc}") from None
+            except OverflowError:
+                raise ControlError(f"'advance': {text!r} would take the clock past the calendar") from None
         elif frozen is None:
             raise ControlError("give 'set' (RFC 3339), 'advance' (a duration like '7d') or 'frozen'")
         try:
