@@ -97,6 +97,21 @@ def problem_answer(p: VippsProblem, *, retry_after: int | None = None) -> Answer
                        headers=headers)
 
 
+_ParseMethod = Callable[["VippsEmulator", Context, WireRequest], "Call | Answer"]
+
+
+def _answers_problems(parse: _ParseMethod) -> _ParseMethod:
+    """A route's parse, with any Vipps problem its reading raises answered as that problem."""
+
+    def wrapped(self: VippsEmulator, ctx: Context, request: WireRequest) -> Call | Answer:
+        try:
+            return parse(self, ctx, request)
+        except VippsProblem as p:
+            return problem_answer(p)
+
+    return wrapped
+
+
 def fingerprint(op: str, body: Mapping[str, Any]) -> str:
     """What makes two requests under one key "identical": the operation and the JSON body, whatever its
     spacing and key order."""
@@ -174,54 +189,42 @@ class VippsEmulator(ProviderEmulator):
     def _parse_token(self, ctx: Context, request: WireRequest) -> Call | Answer:
         return Call(None)
 
+    @_answers_problems
     def _parse_create(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        try:
-            key = inbound.idempotency_key(request.headers)
-            made = inbound.create_payment(request.body, now=ctx.now)
-            body = inbound.json_object(request.body)
-        except VippsProblem as p:
-            return problem_answer(p)
+        key = inbound.idempotency_key(request.headers)
+        made = inbound.create_payment(request.body, now=ctx.now)
+        body = inbound.json_object(request.body)
         return Call(made.reference, key, made.amount.value, {"create": made, "fingerprint": fingerprint("create",
                                                                                                           body)})
 
     def _reference(self, request: WireRequest) -> str:
         return inbound.reference(request.params["reference"])
 
+    @_answers_problems
     def _parse_read(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        try:
-            return Call(self._reference(request))
-        except VippsProblem as p:
-            return problem_answer(p)
+        return Call(self._reference(request))
 
+    @_answers_problems
     def _parse_modification(self, ctx: Context, request: WireRequest) -> Call | Answer:
         op = "capture" if request.path.endswith("/capture") else "refund"
-        try:
-            reference = self._reference(request)
-            key = inbound.idempotency_key(request.headers)
-            money = inbound.modification(request.body)
-        except VippsProblem as p:
-            return problem_answer(p)
+        reference = self._reference(request)
+        key = inbound.idempotency_key(request.headers)
+        money = inbound.modification(request.body)
         return Call(reference, key, money.value, {"money": money, "fingerprint": fingerprint(
             op, {"modificationAmount": {"currency": money.currency, "value": money.value}})})
 
+    @_answers_problems
     def _parse_cancel(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        try:
-            reference = self._reference(request)
-            key = inbound.idempotency_key(request.headers)
-            only = inbound.cancel(request.body)
-        except VippsProblem as p:
-            return problem_answer(p)
+        reference = self._reference(request)
+        key = inbound.idempotency_key(request.headers)
+        only = inbound.cancel(request.body)
         # No body and {"cancelTransactionOnly": false} are one request (rule 4 of inbound).
         return Call(reference, key, None, {"only": only, "fingerprint": fingerprint(
             "cancel", {"cancelTransactionOnly": only})})
 
+    @_answers_problems
     def _parse_approve(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        try:
-            reference = self._reference(request)
-            approve = inbound.force_approve(request.body)
-        except VippsProblem as p:
-            return problem_answer(p)
-        return Call(reference, None, None, {"approve": approve})
+        return Call(self._reference(request), None, None, {"approve": inbound.force_approve(request.body)})
 
     # -- the token
 
