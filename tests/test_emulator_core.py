@@ -40,7 +40,7 @@ def test_expiry_fires_at_the_validity_exactly_as_simulate() -> None:
     simulated = capstate.simulate(plan, "bambora")
     emu.set_clock(T0 + timedelta(days=7), 0.0)
     entry = emu.entries[("bambora", "late")]
-    lapse = [e for e in simulated.steps[0].events if e.type.value == "expired"][0]
+    lapse = next(e for e in simulated.steps[0].events if e.type.value == "expired")
     assert entry.events[-1].type.value == "expired" and entry.events[-1].at == lapse.at
     assert entry.payment.state == simulated.payment.state == "expired"
     status, body = capture(emu, "late", 100, T0 + timedelta(days=7))
