@@ -1,5 +1,5 @@
 """A load run: 8 concurrent CaptureClients against `capstate emulate` in its own process, payments mixed over
-Bambora, Hellgate and Pipwave. 0 unexpected errors, every payment's ledger equal to its client's belief,
+Bambora, Hellgate, Pipwave and Vipps. 0 unexpected errors, every payment's ledger equal to its client's belief,
 and the ledger totals equal to the clients' totals.
 
 CI runs a small size (it is a correctness test under concurrency, not a benchmark: `capstate bench`
