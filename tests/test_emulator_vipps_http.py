@@ -4,6 +4,8 @@ signed webhooks to a real receiver, persistence, and bad input that always gets 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -245,3 +247,12 @@ def test_the_state_file_keeps_payments_keys_and_tokens_across_a_restart(tmp_path
         assert (again.status_code, again.content) == (200, first.content)
         assert emu.ledger("keep-0001")["captured"] == 300
         emu.close()
+
+
+@pytest.mark.parametrize("setting", ["vipps.webhook_url=ftp://shop.example/hook", "vipps.webhook_secret=",
+                                     "vipps.token_lifetime=forever"])
+def test_a_bad_vipps_setting_is_one_line_and_exit_2(setting: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "capstate", "emulate", "--provider", "vipps", "--port", "0",
+                          "--set", setting], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and setting.partition("=")[0] in run.stderr and "Traceback" not in run.stderr
