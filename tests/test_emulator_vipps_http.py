@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import jsonschema
 import orjson
 import pytest
+import yaml
 from httpserver import Reply, ScriptedServer, scripted_server
+from openapi_schema_validator import OAS30Validator
+from test_contract_vipps_openapi import SPEC, SPECS
 from vipps_emulator import MSN, SUBSCRIPTION_KEY, Emulator, serving
 
 from capstate.providers.vipps.webhooks import verify_webhook
@@ -163,6 +167,13 @@ def test_signed_webhooks_reach_a_real_receiver(emulator: Emulator, receiver: Scr
     assert all(e["msn"] == MSN and e["success"] is True for e in got)
     assert [e["amount"]["value"] for e in got] == [1000, 1000, 300, 700, 100]
     assert [e["idempotencyKey"] for e in got][2:] == ["h-1", "h-2", "h-3"]
+    # Each body is a WebhookEvent of the ePayment document (nullable idempotencyKey: OpenAPI 3.0 semantics).
+    document = yaml.safe_load((SPECS / SPEC).read_text(encoding="utf-8"))
+    validator = OAS30Validator({"$ref": "#/components/schemas/WebhookEvent", "components": document["components"]})
+    for event in got:
+        validator.validate(event)
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**got[0], "amount": {"currency": "SEK", "value": 1}})
 
 
 def test_the_clock_lapses_authorizations_and_unapproved_payments(emulator: Emulator, receiver: ScriptedServer) -> None:
