@@ -70,6 +70,17 @@ class _Dropped(Response):
         await send({"type": "http.response.body", "body": b'{"dropped', "more_body": True})
 
 
+class _QuietDrops(logging.Filter):
+    """uvicorn logs "ASGI callable returned without completing response" when a `drop_after_commit` fault
+    ends an answer on purpose; that is the fault working, not an error worth a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+_QUIET = _QuietDrops()
+
+
 def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verbose: bool = False) -> Starlette:
     """The Starlette app serving `emulator`. `wall` is the wall clock the virtual clock runs from."""
 
@@ -128,6 +139,9 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
         if emulator.store is not None:
             emulator.store.close()
 
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _QUIET not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_QUIET)
     control = Router(routes=control_routes(emulator, wall))
 
     async def control_app(scope: Scope, receive: Receive, send: Send) -> None:

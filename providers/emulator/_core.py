@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -263,20 +264,15 @@ class Emulator:
         if entry.settle_due is not None and now >= entry.settle_due and entry.payment.pending:
             events.append(Event(entry.reference, EventType.CAPTURED, entry.settle_due, entry.payment.pending,
                                 entry.payment.currency, provider=entry.provider))
+        if events:
+            self._commit(entry, events, now, None)
         expires = entry.payment.expires_at
         if expires is not None and now >= expires:
-            # As simulate's lapse: an `expired` event at the expiry instant, where the spec lets the state lapse.
+            # As simulate's lapse: an `expired` event at the expiry instant, where the spec has the transition
+            # from the payment's state; elsewhere (captured, cancelled, already expired) nothing lapses.
             lapse = Event(entry.reference, EventType.EXPIRED, expires, provider=entry.provider)
-            try:
-                after = apply(entry.payment, lapse)
-            except InvalidTransition:
-                pass
-            else:
-                del after
-                events.append(lapse)
-        if events:
-            events.sort(key=lambda e: e.at)
-            self._commit(entry, events, now, None)
+            with contextlib.suppress(InvalidTransition):
+                self._commit(entry, [lapse], now, None)
         ctx = Context(self, entry.provider, now)
         self.plugins[entry.provider].due(ctx, entry, now)
         self.outbox.extend(ctx.deferred)
