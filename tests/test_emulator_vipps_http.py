@@ -200,6 +200,18 @@ def test_the_clock_lapses_authorizations_and_unapproved_payments(emulator: Emula
     assert refused["title"] == "Payment cannot be approved"
 
 
+def test_a_cancel_before_approval_terminates_the_payment(emulator: Emulator) -> None:
+    assert emulator.create("term-0001").status_code == 201
+    cancelled = emulator.call("POST", path("term-0001", "cancel"), key="t-1")
+    assert (cancelled.status_code, cancelled.json()["state"]) == (200, "TERMINATED")
+    assert emulator.ledger("term-0001")["state"] == "cancelled"
+    refused = is_problem(emulator.call("POST", path("term-0001", "capture"), key="t-2", json=amount(100)), 400)
+    assert refused["title"] == "Cannot capture a cancelled payment"
+    assert is_problem(emulator.approve("term-0001"), 400)["title"] == "Payment cannot be approved"
+    names = [e["name"] for e in emulator.call("GET", path("term-0001", "events")).json()]
+    assert names == ["CREATED", "TERMINATED", "CAPTURED"]
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 BAD = [

@@ -436,6 +436,8 @@ def refusal(decision: Decision, entry: Entry | None) -> VippsProblem:
     if Code.IDEMPOTENCY_KEY_REQUIRED in codes:
         return inbound.bad_request("Idempotency-Key", why)
     if op == "capture":
+        if state == "TERMINATED":
+            return bad("Cannot capture a cancelled payment")
         if state in ("CREATED", "EXPIRED", "ABORTED") or (Code.NOT_AUTHORIZED in codes and p.authorized == 0):
             return bad("Cannot capture before reservation")
         if Code.AUTHORIZATION_EXPIRED in codes or lapsed:
@@ -529,11 +531,16 @@ def _logged(entry: Entry, event: Event) -> tuple[str, int]:
     return event.type.value.upper(), event.amount or 0
 
 
+def _psp_of(reference: str) -> str:
+    """A stable pspReference for a seeded payment (Vipps's own id: digits)."""
+    return str(int(hashlib.sha256(reference.encode()).hexdigest()[:10], 16))
+
+
 def _adopt(ctx: Context, entry: Entry) -> None:
     """Vipps's side of a payment seeded through the control API (authorized, never created over the wire)."""
     p = entry.payment
     entry.extra.update({
-        "state": "AUTHORIZED" if p.authorized else "CREATED", "psp": str(10_000_000_000 + len(entry.reference)),
+        "state": "AUTHORIZED" if p.authorized else "CREATED", "psp": _psp_of(entry.reference),
         "amount": p.authorized, "currency": p.currency or "NOK", "method": "WALLET", "flow": "WEB_REDIRECT",
         "token": secrets.token_urlsafe(16), "redirect": None, "metadata": None, "scope": None,
         "created_expires": None, "log": [], "keys": {}})
