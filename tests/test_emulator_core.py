@@ -124,3 +124,33 @@ def test_cli_sets_split_into_policy_overrides_and_emulator_settings() -> None:
     assert emulator == {"hellgate": {"settle_after": timedelta(seconds=30)}}
     assert overrides == {"bambora": {"max_captures": 2},
                          "hellgate": {"max_captures": 2, "authorization_validity": "7d"}}
+
+
+def test_observe_sees_every_commit_and_deferred_jobs_reach_the_transport() -> None:
+    """The plug-in hook the Vipps webhooks hang on: request commits come back on the Reply, clock-fired ones
+    wait in the outbox for the HTTP layer."""
+    from capstate.providers.emulator import Clock, Context, Entry
+    from capstate.providers.emulator.bambora import BamboraEmulator
+
+    seen: list[str] = []
+
+    class Recording(BamboraEmulator):
+        def observe(self, ctx: Context, entry: Entry, events: object) -> None:
+            for event in events:  # type: ignore[attr-defined]
+                seen.append(event.type.value)
+
+                async def job(kind: str = event.type.value) -> None:
+                    seen.append(f"sent {kind}")
+
+                ctx.defer(job)
+
+    emu = Emulator({"bambora": Recording()}, {"bambora": capstate.load_spec("bambora")}, clock=Clock(T0, 0.0, True))
+    emu.seed("bambora", "w1", 1000, "EUR", at=T0)
+    emu.seed("bambora", "w2", 1000, "EUR", at=T0)
+    emu.drain()  # the seeds' own `authorized` jobs
+    d = emu.route("bambora", "POST", "/payments/w1/capture/", headers=AUTH, body=b'{"amount": 100}', now=T0)
+    reply = emu.run(d, T0)
+    assert seen[-1] == "captured" and len(reply.deferred) == 1
+    emu.set_clock(T0 + timedelta(days=8), 0.0)
+    assert seen[-1] == "expired" and len(emu.outbox) == 1
+    assert len(emu.drain()) == 1 and emu.outbox == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from .._http import Headers
@@ -115,14 +115,14 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
                      f" [fault {dispatch.fault.kind.value}]" if dispatch.fault is not None else "")
         return await _send(reply)
 
-    def _spawn(jobs: tuple[Callable[[], Any], ...]) -> None:
+    def schedule(jobs: Iterable[Callable[[], Any]]) -> None:
         for job in jobs:
             task = asyncio.get_running_loop().create_task(_run_deferred(job))
             _background.add(task)
             task.add_done_callback(_background.discard)
 
     async def _send(reply: Reply) -> Response:
-        _spawn(reply.deferred)
+        schedule(reply.deferred)
         if reply.hold:
             await asyncio.sleep(reply.hold)
         if reply.drop:
@@ -142,13 +142,7 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
     uvicorn_log = logging.getLogger("uvicorn.error")
     if _QUIET not in uvicorn_log.filters:
         uvicorn_log.addFilter(_QUIET)
-    control = Router(routes=control_routes(emulator, wall))
-
-    async def control_app(scope: Scope, receive: Receive, send: Send) -> None:
-        await control(scope, receive, send)
-        _spawn(emulator.drain())  # webhooks of what a clock move or a settlement committed
-
-    routes = [Mount("/_emulator", app=control_app),
+    routes = [Mount("/_emulator", routes=control_routes(emulator, wall, lambda: schedule(emulator.drain()))),
               Route("/{rest:path}", provider_endpoint, methods=METHODS)]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.emulator = emulator

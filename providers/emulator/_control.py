@@ -88,7 +88,10 @@ def _instant(text: str, name: str) -> Any:
         raise ControlError(f"{name!r}: {exc}") from None
 
 
-def control_routes(emulator: Emulator, wall: Callable[[], float]) -> list[Route]:
+def control_routes(emulator: Emulator, wall: Callable[[], float], after: Callable[[], None] = lambda: None
+                   ) -> list[Route]:
+    """The control routes. `after` runs after every control request: it schedules the deferred jobs (Vipps
+    webhooks) that expiry and settlements fired by the request queued in `emulator.outbox`."""
     def now() -> Any:
         return emulator.now(wall())
 
@@ -102,6 +105,8 @@ def control_routes(emulator: Emulator, wall: Callable[[], float]) -> list[Route]
                 log.error("control %s %s: internal error %s: %s", request.method, request.url.path,
                           type(exc).__name__, exc)
                 return _error(f"emulator internal error ({type(exc).__name__})", 500)
+            finally:
+                after()
             return result
         return endpoint
 

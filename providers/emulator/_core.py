@@ -201,10 +201,10 @@ class Emulator:
         self.entries: dict[tuple[str, str], Entry] = {}
         self.faults: list[Fault] = []
         self.provider_data: dict[str, dict[str, Any]] = {}
-        self.seq = 0
-        # Deferred jobs (webhooks) of commits made outside a request's Context (the clock's expiry, a
-        # settlement, a lapse found on read): sent with the next answer, or after the control request.
+        # Deferred jobs (webhooks) from commits no request's Context carries: expiry and settlements fired by
+        # the clock or the control API. The HTTP layer drains it after every request.
         self.outbox: list[Callable[[], Any]] = []
+        self.seq = 0
         if store is not None:
             self._load(store)
 
@@ -341,6 +341,11 @@ class Emulator:
             self.outbox.extend(ctx.deferred)
         return payment
 
+    def drain(self) -> list[Callable[[], Any]]:
+        """The deferred jobs waiting to run (and no longer waiting: the caller runs them)."""
+        jobs, self.outbox = self.outbox, []
+        return jobs
+
     def settle(self, provider: str, reference: str | None, outcome: str, now: datetime,
                reason: str = "settled by the emulator's control API") -> list[Entry]:
         """Settle the pending (asynchronous) captures of `provider`: one payment, or all of them."""
@@ -428,7 +433,7 @@ class Emulator:
     def run(self, dispatch: Dispatch, now: datetime) -> Reply:
         """Execute a dispatched request at `now`, apply its fault, and record it in the payment's ledger."""
         if dispatch.answer is not None:
-            return Reply(dispatch.answer, deferred=self.drain())
+            return Reply(dispatch.answer, deferred=tuple(self.drain()))
         assert dispatch.route is not None and dispatch.call is not None
         plugin = self.plugins[dispatch.provider]
         ctx = Context(self, dispatch.provider, now)
@@ -451,13 +456,7 @@ class Emulator:
         elif kind is FaultKind.DROP:
             drop = True
         self._record(dispatch, call, now, status=answer.status, committed=committed, kind=kind)
-        return Reply(answer, hold, drop, tuple(ctx.deferred) + self.drain())
-
-    def drain(self) -> tuple[Callable[[], Any], ...]:
-        """The deferred jobs of commits made outside a request, once."""
-        jobs = tuple(self.outbox)
-        self.outbox.clear()
-        return jobs
+        return Reply(answer, hold, drop, (*ctx.deferred, *self.drain()))
 
     def _events_of(self, provider: str, reference: str | None) -> int:
         entry = self.entries.get((provider, reference)) if reference is not None else None
