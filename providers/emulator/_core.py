@@ -273,6 +273,9 @@ class Emulator:
             lapse = Event(entry.reference, EventType.EXPIRED, expires, provider=entry.provider)
             with contextlib.suppress(InvalidTransition):
                 self._commit(entry, [lapse], now, None)
+        ctx = Context(self, entry.provider, now)
+        self.plugins[entry.provider].due(ctx, entry, now)
+        self.outbox.extend(ctx.deferred)
 
     # -- payments
 
@@ -430,7 +433,7 @@ class Emulator:
     def run(self, dispatch: Dispatch, now: datetime) -> Reply:
         """Execute a dispatched request at `now`, apply its fault, and record it in the payment's ledger."""
         if dispatch.answer is not None:
-            return Reply(dispatch.answer)
+            return Reply(dispatch.answer, deferred=tuple(self.drain()))
         assert dispatch.route is not None and dispatch.call is not None
         plugin = self.plugins[dispatch.provider]
         ctx = Context(self, dispatch.provider, now)

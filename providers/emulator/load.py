@@ -30,9 +30,10 @@ from attrs import define, field
 
 from ..._spec import load_spec
 from ..._values import Cancel, Capture, Payment, Refund
-from .. import bambora, hellgate, pipwave
+from .. import bambora, hellgate, pipwave, vipps
 from ..client import CaptureClient
 from ..retry import RetryPolicy
+from . import vipps as emulated_vipps
 
 AMOUNT = 10_000
 CURRENCY = "EUR"
@@ -73,6 +74,15 @@ def credentials(base_url: str, provider: str) -> Any:
         return hellgate.Credentials(api_key="emulator-hellgate-key", base_url=f"{base_url}/hellgate")
     if provider == "pipwave":
         return pipwave.Credentials(api_key="emulator-key", api_secret="emulator-secret", url=f"{base_url}/pipwave")
+    if provider == "vipps":
+        # Vipps authenticates with a bearer token from its own POST /accesstoken/get (emulator/vipps.py).
+        creds = emulated_vipps.EMULATOR.credentials
+        answer = httpx.post(f"{base_url}/vipps/accesstoken/get", timeout=30, headers={
+            "client_id": creds["client_id"], "client_secret": creds["client_secret"],
+            "Ocp-Apim-Subscription-Key": creds["subscription_key"]})
+        answer.raise_for_status()
+        return vipps.Credentials(access_token=answer.json()["access_token"], subscription_key=creds["subscription_key"],
+                                 merchant_serial_number=creds["merchant_serial_number"], base_url=f"{base_url}/vipps")
     raise ValueError(f"no load script for {provider!r}")
 
 
@@ -137,7 +147,7 @@ class _Worker:
 
 
 def run(base_url: str, *, clients: int = 8, payments: int = 1000, providers: Sequence[str] = ("bambora", "hellgate",
-        "pipwave"), reads: int = 2, tag: str | None = None) -> LoadReport:
+        "pipwave", "vipps"), reads: int = 2, tag: str | None = None) -> LoadReport:
     """Drive `payments` payments over `clients` threads against the emulator at `base_url`."""
     report = LoadReport(payments=payments)
     lock = threading.Lock()
@@ -181,7 +191,7 @@ def summary(report: LoadReport) -> Mapping[str, Any]:
 
 
 @contextmanager
-def spawned(providers: Sequence[str] = ("bambora", "hellgate", "pipwave"), *args: str) -> Iterator[str]:
+def spawned(providers: Sequence[str] = ("bambora", "hellgate", "pipwave", "vipps"), *args: str) -> Iterator[str]:
     """`capstate emulate --port 0` in its own process (its own core: the clients do not share its GIL);
     yields the base URL, and stops it with SIGTERM."""
     proc = subprocess.Popen([sys.executable, "-m", "capstate", "emulate", "--port", "0", "--provider",
