@@ -24,7 +24,7 @@ from ._errors import CommandError, EventError, InvalidTransition
 from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
 from ._money import is_currency, to_major_string
 from ._table import Step
-from ._time import format_instant
+from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem
 from ._values import (
     Authorize,
     Cancel,
@@ -208,7 +208,8 @@ def check_fact(event: Event) -> None:
     flow = event.flow
     # The usual event in one test (~100 ns on observe's ~3 µs); anything else is judged field by field.
     if (type(t) is EventType and t is not _AUTHORIZED and (amount is None or (type(amount) is int and amount >= 0))
-            and type(at) is datetime and type(at.tzinfo) is timezone and (flow is None or type(flow) is Flow)):
+            and type(at) is datetime and type(at.tzinfo) is timezone and FIRST_YEAR <= at.year <= LAST_YEAR
+            and (flow is None or type(flow) is Flow)):
         return
     if type(t) is not EventType:
         raise EventError(f"must be an EventType, got {t!r}", field="type")
@@ -216,6 +217,9 @@ def check_fact(event: Event) -> None:
         raise EventError(f"must be an integer >= 0 of minor units, got {amount!r}", field="amount")
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise EventError(f"must be a timezone-aware datetime, got {at!r}", field="at")
+    far = instant_problem(at)
+    if far is not None:  # the rule Event.from_dict applies to text (_time.parse_instant)
+        raise EventError(far, field="at")
     if flow is not None and type(flow) is not Flow:
         raise EventError(f"must be a Flow, got {flow!r}", field="flow")
     if t is _AUTHORIZED and event.currency is not None and not is_currency(event.currency):

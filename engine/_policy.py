@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from attrs import frozen
 
 from ._money import CurrencyError, exponent
-from ._time import format_duration, parse_duration
+from ._time import MAX_WINDOW, format_duration, parse_duration
 
 # Control characters can end a header line or split a request target; no provider's identifiers use
 # them, so every identifier rule refuses them whatever its own charset [INF].
@@ -324,7 +324,8 @@ def _optional_amount(value: object) -> int | None:
 
 # The longest window a policy may declare. Validity and refund windows are added to instants (expiry,
 # refund deadline); a window beyond the calendar would overflow there, far from the spec that declared it.
-MAX_DURATION = timedelta(days=36500)
+# The instants capstate accepts (_time.FIRST_YEAR..LAST_YEAR) leave room for it.
+MAX_DURATION = MAX_WINDOW
 
 
 def _duration(value: object) -> timedelta:

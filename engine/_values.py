@@ -17,7 +17,7 @@ from attrs import field, frozen
 from ._codes import Code
 from ._errors import CommandError, EventError
 from ._money import CurrencyError, exponent, is_currency
-from ._time import format_instant, parse_instant
+from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem, parse_instant
 
 if TYPE_CHECKING:
     from ._spec import Spec
@@ -167,6 +167,18 @@ def _aware(instance: object, attribute: Any, value: Any) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a timezone-aware datetime, "
                            f"got {value!r}")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:  # _time.instant_problem, inline: so decide never overflows
+        raise CommandError(f"{type(instance).__name__}.{attribute.name}: {instant_problem(value)}")
+
+
+def _instant_or_none(instance: object, attribute: Any, value: Any) -> None:
+    # Payment(...) built by hand: `apply` sets authorized_at only from an event check_fact accepted.
+    if value is not None:
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise TypeError(f"Payment.{attribute.name} must be a timezone-aware datetime, got {value!r}")
+        far = instant_problem(value)
+        if far is not None:
+            raise ValueError(f"Payment.{attribute.name}: {far}")
 
 
 def _amount(instance: object, attribute: Any, value: Any) -> None:
@@ -285,7 +297,7 @@ class Payment:
     pending: int = 0
     capture_count: int = 0
     refund_count: int = 0
-    authorized_at: datetime | None = None
+    authorized_at: datetime | None = field(default=None, validator=_instant_or_none)
     validity: timedelta | None = None
     flow: Flow | None = None
     keys: tuple[KeyUse, ...] = ()
