@@ -196,18 +196,27 @@ def key_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> V
 
 
 def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
+    # A key is bound to its first request's parameters, whether that request succeeded or not: Vipps
+    # answers a different request under a used key with "Capture idempotency conflict" ("The capture
+    # request in an idempotent retry must be identical to the previous request(s)", ePayment FAQ,
+    # research/providers.md 2.7). Only an identical retry may reuse it.
     if e.key is None:
         return None
     op = op_of(e.type)
     for use in p.keys:
         if use.key != e.key:
             continue
+        did = "already did" if use.succeeded else "was used by an attempted"
         if e.currency is not None and e.currency != p.currency:
-            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount} "
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount} "
                                                      f"{p.currency}; reused for {op} in {e.currency}")
         if use.op != op or use.amount != amount:
-            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount}; "
-                                                     f"reused for {op} {amount}")
+            tail = "" if use.succeeded else " that has not succeeded"
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount}{tail}; reused for "
+                                                     f"{op} {amount}" + (tail and ": only an identical retry may "
+                                                                                  "reuse its key"))
+        if not use.succeeded:
+            continue  # an identical retry of an attempt that has not succeeded (or its outcome)
         if not command:
             # A second success under one key: the provider promised a replay, not a new capture.
             code = Code.DUPLICATE_CAPTURE if op == "capture" else Code.IDEMPOTENCY_KEY_CONFLICT

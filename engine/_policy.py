@@ -211,6 +211,15 @@ class Policy:
         found = self.amount_min.get(currency)  # the fallback is looked up only when needed (hot path)
         return found if found is not None else self.amount_min.get("*", 1)
 
+    def partial_assumed(self) -> str | None:
+        """The note of a partial_capture = "yes" that is a marked default, not a documented fact: the
+        provider may capture in full instead, and decide warns (PARTIAL_MAY_BECOME_FULL). None otherwise
+        (documented, overridden by the merchant, or not "yes")."""
+        source = self.sources.get("partial_capture")
+        if self.partial_capture != "yes" or source is None or not source.default:
+            return None
+        return source.note or "undocumented"
+
     def allowance(self, authorized: int) -> int:
         """How far captures may exceed the authorization, in minor units (rounded down)."""
         return authorized * self.over_capture_percent // 100

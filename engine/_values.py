@@ -266,11 +266,16 @@ _OPS: tuple[tuple[type, str], ...] = ((Capture, "capture"), (Cancel, "cancel"), 
 
 @frozen
 class KeyUse:
-    """An idempotency key that succeeded: for which operation and amount."""
+    """An idempotency key the payment's history used: for which operation and amount, and whether that
+    succeeded. `succeeded` False is an attempt the provider saw but did not (yet) carry out: a capture
+    requested and in flight, or one that failed. Its key may be reused only for an identical retry
+    (Vipps ePayment FAQ: "The capture request in an idempotent retry must be identical to the previous
+    request(s)")."""
 
     key: str
     op: str
     amount: int
+    succeeded: bool = True
 
 
 def _spec_repr(spec: Spec) -> str:

@@ -132,3 +132,152 @@ def test_decide_never_raises_whatever_the_instants(authorized: datetime, at: dat
         assert v.message
     if d.after is not None:
         d.after.summary()
+
+
+# ----------------------------------------------------- 1. Vipps: a failed attempt's key reused otherwise
+
+REF = "order-10001"
+
+
+def vipps_after_failed_attempt(amount: int | None = 25000) -> Payment:
+    """Authorized 100000 NOK; a capture of 25000 under key K refused by the provider (capture_failed)."""
+    p = Payment.authorized_for(load_spec("vipps"), REF, amount=100000, currency="NOK", at=T0)
+    return apply(p, Event(REF, EventType.CAPTURE_FAILED, T0 + timedelta(hours=1), amount, "NOK", key="K",
+                          reason="declined"))
+
+
+def test_decide_refuses_a_failed_attempts_key_for_another_amount() -> None:
+    d = decide(vipps_after_failed_attempt(), Capture(at=T0 + timedelta(hours=2), amount=20000, key="K"))
+    assert not d.allowed and [v.code.value for v in d.violations] == ["IDEMPOTENCY_KEY_CONFLICT"]
+    assert "attempted capture 25000" in d.violations[0].message
+
+
+def test_only_an_identical_retry_may_reuse_a_failed_attempts_key() -> None:
+    p = vipps_after_failed_attempt()
+    d = decide(p, Capture(at=T0 + timedelta(hours=2), amount=25000, key="K"))
+    assert d.allowed and not d.warnings  # a first success, not a replay: money moves
+    assert d.after is not None and d.after.captured == 25000
+    # Another currency is another request too.
+    other = decide(p, Capture(at=T0 + timedelta(hours=2), amount=25000, currency="EUR", key="K"))
+    assert "IDEMPOTENCY_KEY_CONFLICT" in [v.code.value for v in other.violations]
+
+
+def test_a_failure_that_does_not_show_its_amount_binds_no_amount() -> None:
+    d = decide(vipps_after_failed_attempt(None), Capture(at=T0 + timedelta(hours=2), amount=20000, key="K"))
+    assert d.allowed
+
+
+def test_simulate_refuses_the_reuse_after_a_rehearsed_failure() -> None:
+    from capstate import Plan, simulate
+
+    plan = Plan.from_dict({"payment": {"amount": 100000, "currency": "NOK", "authorized_at": "2026-03-02T09:00:00Z"},
+                           "step": [{"at": "+1h", "op": "capture", "amount": 25000, "key": "K", "outcome": "failed"},
+                                    {"at": "+2h", "op": "capture", "amount": 20000, "key": "K"}]})
+    result = simulate(plan, "vipps")
+    assert [s.allowed for s in result.steps] == [True, False]
+    assert result.steps[1].codes == ("IDEMPOTENCY_KEY_CONFLICT",)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_audit_reports_the_reuse(fast: bool) -> None:
+    lines = [Event(REF, EventType.AUTHORIZED, T0, 100000, "NOK").to_json(),
+             Event(REF, EventType.CAPTURE_FAILED, T0 + timedelta(hours=1), 25000, "NOK", key="K").to_json(),
+             Event(REF, EventType.CAPTURED, T0 + timedelta(hours=2), 20000, "NOK", key="K").to_json()]
+    report = audit(lines, "vipps", fast=fast)
+    assert [(f.line, f.code.value) for f in report.violations] == [(3, "IDEMPOTENCY_KEY_CONFLICT")]
+    # An identical retry that succeeded is clean, whichever path judged it.
+    lines[2] = Event(REF, EventType.CAPTURED, T0 + timedelta(hours=2), 25000, "NOK", key="K").to_json()
+    assert audit(lines, "vipps", fast=fast).clean
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_async_attempts_outcome_under_its_key_is_clean_and_a_second_success_is_not(fast: bool) -> None:
+    ref = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"
+    lines = [Event(ref, EventType.AUTHORIZED, T0, 5000, "EUR").to_json(),
+             Event(ref, EventType.CAPTURE_REQUESTED, T0 + timedelta(hours=1), 5000, "EUR", key="K").to_json(),
+             Event(ref, EventType.CAPTURED, T0 + timedelta(hours=2), 5000, "EUR", key="K").to_json()]
+    assert audit(lines, "hellgate", fast=fast).clean
+    again = [*lines, Event(ref, EventType.REFUNDED, T0 + timedelta(hours=3), 100, "EUR", key="K").to_json()]
+    assert [f.code.value for f in audit(again, "hellgate", fast=fast).violations] == ["IDEMPOTENCY_KEY_CONFLICT"]
+
+
+def test_the_provider_layer_does_not_take_a_retry_after_a_failure_for_a_replay() -> None:
+    from capstate.providers._build import is_replay
+
+    command = Capture(at=T0 + timedelta(hours=2), amount=25000, key="K")
+    assert not is_replay(vipps_after_failed_attempt(), command, "capture", 25000)
+
+
+# ------------------------------------------------------- 2. Hellgate: a failed capture straight from authorized
+
+HG = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"
+
+
+@pytest.mark.parametrize("flow", ["automatic", "manual"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_hellgate_capture_failed_from_authorized_is_a_clean_provider_fact(flow: str, fast: bool) -> None:
+    # Automatic flow: "remaining in the state processing while it is already authorized and waiting that the
+    # capture completes", and it ends "captured or failed"; manual: a webhook-only history shows the outcome only.
+    from capstate import Flow
+
+    lines = [Event(HG, EventType.AUTHORIZED, T0, 5000, "EUR", flow=Flow(flow)).to_json(),
+             Event(HG, EventType.CAPTURE_FAILED, T0 + timedelta(hours=1), reason="declined").to_json()]
+    report = audit(lines, "hellgate", fast=fast)
+    assert report.clean, report.violations
+    p = apply(apply(Payment.new(load_spec("hellgate"), HG), Event.from_json(lines[0])), Event.from_json(lines[1]))
+    assert p.state == "failed" and p.captured == 0 and p.pending == 0
+    # Like a failure out of `capturing`: terminal, nothing more to capture.
+    d = decide(p, Capture(at=T0 + timedelta(hours=2), amount=100))
+    assert not d.allowed
+
+
+# ---------------------------------------------------------------- 3. Pipwave: partial may become full
+
+
+def test_pipwave_partial_capture_is_a_marked_default_quoting_the_doc() -> None:
+    source = load_spec("pipwave").policy.sources["partial_capture"]
+    assert source.default and source.note is not None
+    assert "If PG not supporting partial capture, full capture will be done" in source.note
+
+
+def test_every_allowed_partial_pipwave_capture_warns_that_it_may_become_full() -> None:
+    from capstate import Code, Plan, simulate
+
+    p = Payment.authorized_for(load_spec("pipwave"), REF, amount=10000, currency="MYR", at=T0)
+    d = decide(p, Capture(at=T0, amount=4000))
+    assert d.allowed and Code.PARTIAL_MAY_BECOME_FULL in [w.code for w in d.warnings]
+    (warning,) = [w for w in d.warnings if w.code is Code.PARTIAL_MAY_BECOME_FULL]
+    assert "may capture the full 10000" in warning.message and "If PG not supporting" in warning.message
+    # A full capture, or one the merchant's override settles, draws none.
+    assert Code.PARTIAL_MAY_BECOME_FULL not in [w.code for w in decide(p, Capture(at=T0)).warnings]
+    assert Code.PARTIAL_MAY_BECOME_FULL not in [w.code for w in decide(p, Capture(at=T0, amount=10000)).warnings]
+    mine = Payment.authorized_for(load_spec("pipwave", {"partial_capture": "yes"}), REF, amount=10000,
+                                  currency="MYR", at=T0)
+    assert Code.PARTIAL_MAY_BECOME_FULL not in [w.code for w in decide(mine, Capture(at=T0, amount=4000)).warnings]
+    # Documented partial capture (Bambora) draws none.
+    bambora = Payment.authorized_for(load_spec("bambora"), REF, amount=10000, currency="NOK", at=T0)
+    assert Code.PARTIAL_MAY_BECOME_FULL not in [w.code for w in decide(bambora, Capture(at=T0, amount=4000)).warnings]
+    # simulate carries it on the step.
+    plan = Plan.from_dict({"payment": {"amount": 10000, "currency": "MYR", "authorized_at": "2026-03-02T09:00:00Z"},
+                           "step": [{"at": "+1d", "op": "capture", "amount": 4000}]})
+    step = simulate(plan, "pipwave").steps[0]
+    assert "PARTIAL_MAY_BECOME_FULL" in [w.code.value for w in step.warnings]
+
+
+def test_the_new_warning_is_a_warning_code() -> None:
+    from capstate._codes import VIOLATION_CODES, WARNING_CODES, Code
+
+    assert Code.PARTIAL_MAY_BECOME_FULL in WARNING_CODES and Code.PARTIAL_MAY_BECOME_FULL not in VIOLATION_CODES
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Violation codes"):]
+    assert "`PARTIAL_MAY_BECOME_FULL`" in section[:section.index("\n## ", 3)]
+
+
+# ------------------------------------------------------------------------------ 4. Bambora validity
+
+
+def test_bambora_validity_is_a_marked_default_quoting_the_doc() -> None:
+    source = load_spec("bambora").policy.sources["authorization_validity"]
+    assert source.default and source.note is not None
+    for words in ("usually", "about 1 week", "depends on the card issuer and the acquiring bank"):
+        assert words in source.note
