@@ -46,7 +46,7 @@ from ._money import INT64_MAX, is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, instant_problem, parse_instant
-from ._values import Event, EventType, Flow, Payment, new_event
+from ._values import Event, EventType, Flow, Payment, new_event, surrogate_in, text_problem
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -56,7 +56,9 @@ _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
-_from_dict = Event.from_dict
+# Event.from_dict without its look for lone surrogates: a line orjson decoded holds none, and `feed` looks
+# in a dict given as such before anything else.
+_from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
 # Where the fast path found a payment's record, and what a move returns when the payment settled.
 _LIVE, _SETTLED, _NEW = "live", "settled", "new"
@@ -291,6 +293,11 @@ class Auditor:
                 self.malformed(line, file, _clip(f"not a valid event: payment: must be a non-empty string, "
                                                  f"got {ref!r}"))
                 return
+            text = text_problem(item)
+            if text is not None:
+                self.malformed(line, file, _clip(f"not a valid event: {text[0]}: {text[1]}"),
+                               None if text[0] == "payment" else ref)
+                return
             try:
                 check_fact(item)  # type: ignore[arg-type]
             except EventError as exc:
@@ -300,6 +307,14 @@ class Auditor:
             return
         else:
             obj = item
+            if isinstance(obj, dict) and text_problem(obj) is not None:
+                # A dict built in Python may hold a lone surrogate, which no line read from a file can (orjson
+                # refuses them): Event.from_dict refuses it, so the fast path must not take it.
+                try:
+                    Event.from_dict(obj)
+                except EventError as exc:
+                    self._invalid(obj, exc, line, file)
+                return
         if pos < 0:
             pos = line
         if self._fast and type(obj) is dict:
@@ -398,7 +413,9 @@ class Auditor:
         payment = at = None
         if isinstance(obj, dict):
             raw_payment, raw_at = obj.get("payment"), obj.get("at")
-            payment = raw_payment if isinstance(raw_payment, str) and raw_payment else None
+            # A payment name no UTF-8 report could carry is left out (the message quotes it, escaped).
+            payment = (raw_payment if isinstance(raw_payment, str) and raw_payment and not surrogate_in(raw_payment)
+                       else None)
             if isinstance(raw_at, str):
                 try:
                     at = format_instant(parse_instant(raw_at))

@@ -95,6 +95,7 @@ class Route:
 
 # Module constants: an enum member looked up on its class costs a slow attribute access each time.
 _CAPTURED = EventType.CAPTURED
+_AUTHORIZED = EventType.AUTHORIZED
 _AUTOMATIC = Flow.AUTOMATIC
 _new = object.__new__
 # The same for the codes of the refusals guards defer (an enum attribute costs ~100 ns each time).
@@ -140,6 +141,10 @@ def _v(code: Code, message: str) -> Violation:
 def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = p.currency or e.currency or "*"
     if amount <= 0:
+        if amount == 0 and not command and e.type is _AUTHORIZED:
+            # A zero-amount authorization is a card check (Bambora's swagger: amount minimum 0): a legal
+            # fact, which reserves nothing. What is refused is capturing from it (nothing is capturable).
+            return None
         if e.amount is None:
             return _v(Code.AMOUNT_INVALID, f"nothing left to {op_of(e.type)}: amount resolves to {amount}")
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} amount must be a positive integer of minor units, "

@@ -17,6 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from capstate import (
+    Authorize,
     Capture,
     CommandError,
     Event,
@@ -281,3 +282,141 @@ def test_bambora_validity_is_a_marked_default_quoting_the_doc() -> None:
     assert source.default and source.note is not None
     for words in ("usually", "about 1 week", "depends on the card issuer and the acquiring bank"):
         assert words in source.note
+
+
+# ------------------------------------------------------------------ 7. zero-amount authorizations
+
+ZERO_REFS = {"bambora": "order-10001", "hellgate": HG, "pipwave": "order-10001", "vipps": "order-10001"}
+ZERO_CURRENCY = {"bambora": "NOK", "hellgate": "EUR", "pipwave": "MYR", "vipps": "NOK"}
+
+
+@pytest.mark.parametrize("provider", sorted(ZERO_REFS))
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_zero_amount_authorization_is_a_legal_fact_and_only_capturing_from_it_is_refused(provider: str,
+                                                                                          fast: bool) -> None:
+    ref, currency = ZERO_REFS[provider], ZERO_CURRENCY[provider]
+    card_check = Event(ref, EventType.AUTHORIZED, T0, 0, currency)
+    assert audit([card_check.to_json()], provider, fast=fast).clean
+    p = apply(Payment.new(load_spec(provider), ref), card_check)
+    assert p.state == "authorized" and p.authorized == 0
+    for amount in (None, 100):
+        d = decide(p, Capture(at=T0 + timedelta(hours=1), amount=amount, key="k-1"))
+        assert not d.allowed
+        assert {v.code.value for v in d.violations} <= {"AMOUNT_INVALID", "EXCEEDS_CAPTURABLE"}
+    captured = Event(ref, EventType.CAPTURED, T0 + timedelta(hours=1), 100, currency)
+    report = audit([card_check.to_json(), captured.to_json()], provider, fast=fast)
+    assert report.violations and all(f.line == 2 for f in report.violations)
+
+
+# ------------------------------------------------------ 5 and 6. references: one rule, where it belongs
+
+SECRETS = {"CAPSTATE_BAMBORA_ACCESS_TOKEN": "tok", "CAPSTATE_BAMBORA_SECRET_TOKEN": "sec",
+           "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001", "CAPSTATE_HELLGATE_API_KEY": "key"}
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("CAPSTATE_")} | SECRETS
+
+
+@pytest.mark.parametrize(("provider", "reference", "currency"), [
+    ("bambora", "order/10001", "NOK"), ("bambora", "order?10001", "NOK"), ("bambora", "order#1", "NOK"),
+    ("bambora", "..", "NOK"), ("bambora", "order%2F1", "NOK"), ("bambora", "order\uff0f1", "NOK"),
+    ("hellgate", "x" * 80, "EUR"), ("hellgate", "order-10001", "EUR"),
+])
+def test_validate_refuses_the_reference_capture_refuses_for_the_same_reason(tmp_path: Path, provider: str,
+                                                                           reference: str, currency: str) -> None:
+    history = jsonl(tmp_path / "h.jsonl", {"payment": reference, "type": "authorized", "at": "2026-03-02T09:00:00Z",
+                                           "amount": 1000, "currency": currency})
+    validate = cli(tmp_path, "validate", "--provider", provider, "--history", history, env=_env())
+    capture = cli(tmp_path, "capture", "--provider", provider, "--history", history, "--dry-run", env=_env())
+    assert validate.returncode == capture.returncode == 2, (validate, capture)
+    assert "REFERENCE_INVALID" in validate.stderr and "REFERENCE_INVALID" in capture.stderr
+    # One rule: decide refuses the authorization, and the audit reports it.
+    d = decide(Payment.new(load_spec(provider), reference),
+               Authorize(amount=1000, currency=currency, at=T0))
+    assert [v.code.value for v in d.violations] == ["REFERENCE_INVALID"]
+
+
+@pytest.mark.parametrize("provider", ["bambora", "hellgate", "vipps"])
+@given(reference=st.one_of(st.text(max_size=60), st.uuids().map(str),
+                           st.text(st.sampled_from("ab-./?#%\\\uff0f\uff0e\x00"), max_size=5)))
+def test_the_spec_rule_and_the_url_path_accept_exactly_the_same_references(provider: str, reference: str) -> None:
+    from capstate._errors import RequestError
+    from capstate.providers._http import path_segment
+
+    rule = load_spec(provider).policy.reference
+    assert rule.in_path
+    try:
+        path_segment(reference, what="reference", rule=rule)
+        sent = True
+    except RequestError as exc:
+        sent = False
+        assert exc.reason == rule.problem(reference), (exc.reason, rule.problem(reference))
+    assert sent is (rule.problem(reference) is None)
+    assert rule.acceptor()(reference) is sent
+
+
+def test_hellgate_payment_id_is_a_uuid_and_the_80_characters_are_the_capture_bodys() -> None:
+    from capstate._errors import RequestError
+    from capstate.providers import hellgate
+
+    rule = load_spec("hellgate").policy.reference
+    assert rule.problem(HG) is None and rule.problem(HG.upper()) is None
+    assert rule.problem("x" * 80) is not None  # the old rule took any 80 characters as a payment id
+    p = Payment.authorized_for(load_spec("hellgate"), HG, amount=5000, currency="EUR", at=T0)
+    creds = hellgate.Credentials("key", base_url="https://api.example")
+    body = orjson.loads(hellgate.build_capture(p, Capture(at=T0, amount=5000), creds, description="d" * 80).body)
+    assert body["reference"] == "d" * 80
+    with pytest.raises(RequestError) as err:
+        hellgate.build_capture(p, Capture(at=T0, amount=5000), creds, description="d" * 81)
+    assert err.value.field == "description"
+
+
+# ----------------------------------------------------------- 10 (engine side). lone surrogates
+
+AUTH = {"payment": "order-10001", "type": "authorized", "at": "2026-03-02T09:00:00Z", "amount": 1000,
+        "currency": "NOK"}
+
+
+@pytest.mark.parametrize("field", ["payment", "key", "provider", "reason"])
+def test_an_event_with_a_lone_surrogate_is_an_event_error_naming_the_field(field: str) -> None:
+    obj = AUTH | {field: "x\ud800"}
+    with pytest.raises(EventError) as err:
+        Event.from_dict(obj)
+    assert err.value.field == field
+    for fast in (True, False):
+        report = audit([obj], "vipps", fast=fast)
+        assert [f.code.value for f in report.violations] == ["LOG_MALFORMED"]
+        orjson.dumps(report.to_dict())  # the report is still JSON (no raw surrogate in it)
+    built = Event(**({"payment": "order-10001", "type": EventType.AUTHORIZED, "at": T0, "amount": 1000,
+                      "currency": "NOK"} | {field: "x\ud800"}))
+    report = audit([built], "vipps")
+    assert [f.code.value for f in report.violations] == ["LOG_MALFORMED"]
+    orjson.dumps(report.to_dict())
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    (lambda p: p | {"description": "\ud800"}, "field 'description'"),
+    (lambda p: p | {"payment": p["payment"] | {"reference": "r\udcff"}}, "field 'payment.reference'"),
+    (lambda p: p | {"step": [{"at": "+1d", "op": "capture", "key": "k\ud800"}]}, "plan step 1: field 'key'"),
+    (lambda p: p | {"step": [{"at": "+1d", "op": "wait", "note": "\udfff"}]}, "plan step 1: field 'note'"),
+])
+def test_a_plan_with_a_lone_surrogate_is_a_plan_error_naming_the_field(change: Any, where: str) -> None:
+    from capstate import Plan, PlanError
+
+    plan = {"payment": {"amount": 1000, "currency": "NOK", "authorized_at": "2026-03-02T09:00:00Z"}}
+    with pytest.raises(PlanError, match="lone surrogate") as err:
+        Plan.from_dict(change(plan))
+    assert where in str(err.value)
+
+
+def test_a_command_key_with_a_lone_surrogate_is_a_command_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="lone surrogate"):
+        Capture(at=T0, key="k\udcff")
+    # What argv bytes that are not UTF-8 become: one line, exit 2, not an internal error.
+    history = jsonl(tmp_path / "h.jsonl", AUTH)
+    done = subprocess.run([sys.executable, "-m", "capstate", "validate", "--provider", "vipps", "--history", history,
+                           "--json", b"--key", b"\xff"], cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 2 and b"lone surrogate" in done.stderr and b"internal error" not in done.stderr

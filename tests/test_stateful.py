@@ -35,6 +35,7 @@ from capstate import Cancel, Capture, Decision, Event, EventType, Flow, InvalidT
 
 # ------------------------------------------------------------------------------------------- the model
 
+REF = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"  # a reference every shipped spec accepts (Hellgate: a UUID)
 EXPONENT = {"NOK": 2, "DKK": 2, "EUR": 2, "JPY": 0, "KWD": 3}  # ISO 4217 minor-unit digits
 
 
@@ -519,7 +520,7 @@ class CaptureFlow(RuleBasedStateMachine):
         if r.decimal is not None and EXPONENT[currency] > r.decimal[1]:
             amount += -amount % 10 ** (EXPONENT[currency] - r.decimal[1])
         flow = data.draw(st.sampled_from([None, Flow.MANUAL, Flow.MANUAL, Flow.AUTOMATIC]), label="flow")
-        self.payment = Payment.authorized_for(self.SPEC, "order-10001", amount=amount, currency=currency, at=at,
+        self.payment = Payment.authorized_for(self.SPEC, REF, amount=amount, currency=currency, at=at,
                                               flow=flow)
         self.model = Model(self.RULES, Ledger("authorized", currency, amount, at, automatic=flow is Flow.AUTOMATIC))
         self.now = at
