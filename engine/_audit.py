@@ -46,20 +46,21 @@ from ._guards import room
 from ._money import INT64_MAX, is_currency, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
-from ._time import format_instant, parse_instant
-from ._values import Event, EventType, Flow, Payment, new_event
+from ._time import format_instant, instant_problem, parse_instant
+from ._values import Event, EventType, Flow, Payment, new_event, surrogate_in, text_problem
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
 _MAX_MESSAGE = 300
 _EXPIRED = EventType.EXPIRED
-_FIRST_YEAR, _LAST_YEAR = 2, 9997
 _CANCELLED = EventType.CANCELLED
 _CAPTURED_TYPE, _REFUNDED_TYPE = EventType.CAPTURED, EventType.REFUNDED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
-_from_dict = Event.from_dict
+# Event.from_dict without its look for lone surrogates: a line orjson decoded holds none, and `feed` looks
+# in a dict given as such before anything else.
+_from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
 # Where the fast path found a payment's record, and what a move returns when the payment settled.
 _LIVE, _SETTLED, _NEW = "live", "settled", "new"
@@ -213,6 +214,9 @@ def parse_as_of(as_of: datetime | str | None) -> datetime | None:
             raise AuditError(f"as_of: {exc}") from None
     if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
         raise AuditError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+    far = instant_problem(as_of)
+    if far is not None:  # the rule parse_instant applies to the text form
+        raise AuditError(f"as_of: {far}")
     return as_of
 
 
@@ -302,6 +306,11 @@ class Auditor:
                 self.malformed(line, file, _clip(f"not a valid event: payment: must be a non-empty string, "
                                                  f"got {ref!r}"))
                 return
+            text = text_problem(item)
+            if text is not None:
+                self.malformed(line, file, _clip(f"not a valid event: {text[0]}: {text[1]}"),
+                               None if text[0] == "payment" else ref)
+                return
             try:
                 check_fact(item)  # type: ignore[arg-type]
             except EventError as exc:
@@ -311,6 +320,14 @@ class Auditor:
             return
         else:
             obj = item
+            if isinstance(obj, dict) and text_problem(obj) is not None:
+                # A dict built in Python may hold a lone surrogate, which no line read from a file can (orjson
+                # refuses them): Event.from_dict refuses it, so the fast path must not take it.
+                try:
+                    Event.from_dict(obj)
+                except EventError as exc:
+                    self._invalid(obj, exc, line, file)
+                return
         if pos < 0:
             pos = line
         if self._fast and type(obj) is dict:
@@ -318,7 +335,7 @@ class Auditor:
             ref, etype, at = get("payment"), get("type"), get("at")
             amount, cur, flow = get("amount"), get("currency"), get("flow")
             provider, key, reason = get("provider"), get("key"), get("reason")
-            # Event.from_dict would accept all of this, and the audit judges the year (see _audit_fast).
+            # Event.from_dict would accept all of this (canonical_at applies its rule for instants).
             if (type(ref) is str and ref and type(etype) is str and type(at) is str
                     and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
                     and (type(amount) is int and 0 <= amount <= INT64_MAX if amount is not None
@@ -409,7 +426,9 @@ class Auditor:
         payment = at = None
         if isinstance(obj, dict):
             raw_payment, raw_at = obj.get("payment"), obj.get("at")
-            payment = raw_payment if isinstance(raw_payment, str) and raw_payment else None
+            # A payment name no UTF-8 report could carry is left out (the message quotes it, escaped).
+            payment = (raw_payment if isinstance(raw_payment, str) and raw_payment and not surrogate_in(raw_payment)
+                       else None)
             if isinstance(raw_at, str):
                 try:
                     at = format_instant(parse_instant(raw_at))
@@ -443,13 +462,9 @@ class Auditor:
     def _judge(self, event: Event, line: int, file: str, pos: int, text: str | None = None) -> None:
         """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
         canonical text of the event's `at` when the caller knows it."""
+        # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
+        # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
         at = event.at
-        if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
-            # RFC 3339 allows years 1-9999, but an offset or a validity window would carry such an
-            # instant out of what datetime can hold or compare; no real payment lives there.
-            self.malformed(line, file, f"not a valid event: at: {at.isoformat()} is outside the years "
-                                       f"{_FIRST_YEAR}-{_LAST_YEAR}", event.payment)
-            return
         # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1
         # as an int, beyond as a float): malformed, not a fact for amount_valid to judge.
         if event.amount is not None and event.amount > INT64_MAX:

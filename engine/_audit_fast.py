@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._guards import CAPTURE_TYPES
+from ._guards import CAPTURE_TYPES, op_of
 from ._money import fits_decimal
 from ._policy import Policy
 from ._spec import Spec
@@ -35,8 +35,6 @@ from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-# The audit refuses instants outside these years (a validity window would carry them out of range).
-_FIRST_YEAR, _LAST_YEAR = 2, 9997
 
 # Validated halves of canonical instants: "YYYY-MM-DDT" and "HH:MM:SSZ". Only valid halves are added, so
 # both stay bounded by the calendar (~3.7 million days, 86,400 times of day) whatever garbage a log holds.
@@ -52,10 +50,8 @@ def canonical_at(text: object) -> str | None:
     if type(text) is not str or len(text) != 20 or not _CANONICAL.fullmatch(text):
         return None
     try:
-        at = parse_instant(text)
+        parse_instant(text)  # also the one rule for far instants (_time.instant_problem)
     except ValueError:
-        return None
-    if not _FIRST_YEAR <= at.year <= _LAST_YEAR:
         return None
     DAYS.add(text[:11])
     CLOCKS.add(text[11:])
@@ -104,9 +100,9 @@ def deadline(text: str | None, start: datetime, span: timedelta) -> str:
 class Record:
     """One payment as the auditor holds it: a Payment's fields, mutable, plus where its latest event was.
 
-    `uses` holds the idempotency keys that succeeded flattened as (key, op, amount, key, op, amount, ...):
-    one tuple, so `key in uses` is a C-level scan (an op name or amount matching a key only sends the
-    event the exact way). `exp` and `rwin` are the expiry and refund-window deadlines as canonical text
+    `uses` holds the idempotency keys used flattened as (key, op, amount, succeeded, key, ...): one tuple,
+    so `key in uses` is a C-level scan (an op name or amount matching a key only sends the event the
+    exact way). `exp` and `rwin` are the expiry and refund-window deadlines as canonical text
     (None: none; "": one without canonical text). `after` is the latest event's canonical `at` ("" before
     any): an event stamped earlier goes the exact way (OUT_OF_ORDER), and EXACT_ONLY sends every event
     there (a non-canonical latest `at`, or deadlines without canonical text). `at_dt` is the latest `at`
@@ -158,8 +154,9 @@ class Record:
         """The Payment `observe` would hold now."""
         u = self.uses
         keys = self.keys
-        if len(keys) * 3 != len(u):  # the fast path added keys since: build their KeyUses only
-            keys = self.keys = keys + tuple(KeyUse(u[i], u[i + 1], u[i + 2]) for i in range(len(keys) * 3, len(u), 3))
+        if len(keys) * 4 != len(u):  # the fast path added keys since: build their KeyUses only
+            keys = self.keys = keys + tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3])
+                                            for i in range(len(keys) * 4, len(u), 4))
         return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
                            self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
                            self.authorized_at, self.validity, self.flow, keys)
@@ -175,7 +172,7 @@ class Record:
         self.flow = p.flow
         if p.keys is not self.keys:
             self.keys = p.keys
-            self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount))
+            self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount, k.succeeded))
         self.at_dt = at
         start = p.authorized_at
         if start is not self.authorized_at or p.validity != self.validity:
@@ -207,7 +204,8 @@ _GUARD_PASSES: dict[str, Callable[[Policy, EventType], str]] = {
     "currency_supported": lambda pol, t: "True" if pol.currencies is None else "(cur or r.currency) in CURRENCIES",
     "reference_valid": lambda pol, t: "REFERENCE_OK(r.reference)",
     "key_valid": lambda pol, t: "True",  # judges commands only
-    "key_unique": lambda pol, t: "(key is None or key not in r.uses)",
+    "key_unique": lambda pol, t: f"(key is None or key not in r.uses or KEY_OK(r.uses, key, {op_of(t)!r}, amount, cur, "
+                                 f"r.currency))",
     "not_expired": lambda pol, t: "(r.exp is None or at < r.exp)",
     "manual_flow": lambda pol, t: "r.flow is not AUTOMATIC",
     "within_capturable": lambda pol, t: (f"amount <= {_room(t)}"
@@ -289,8 +287,23 @@ def _effect(t: EventType) -> list[str]:
                                "r.flow = flow", "r.authorized_at = start", "r.exp = exp", "r.rwin = rwin"],
     }[t]
     if t in keyed:
-        lines.append(f"if key is not None: r.uses += (key, {keyed[t]!r}, amount)")
+        lines.append(f"if key is not None: r.uses += (key, {keyed[t]!r}, amount, True)")
+    elif t is EventType.CAPTURE_REQUESTED:  # an attempt binds its key (_engine.effect)
+        lines.append("if key is not None: r.uses += (key, 'capture', amount, False)")
+    elif t is EventType.CAPTURE_FAILED:
+        lines.append("if key is not None and amount > 0: r.uses += (key, 'capture', amount, False)")
     return lines
+
+
+def key_ok(uses: tuple[Any, ...], key: str, op: str, amount: int, cur: str | None,  # noqa: PLR0917 - generated calls
+           currency: str | None) -> bool:
+    """key_unique's verdict on a logged fact whose key `uses` holds: True when it passes. Only identical
+    attempts that have not succeeded may share its key (an attempt's outcome, or a retry)."""
+    for i in range(0, len(uses), 4):
+        if uses[i] == key and ((cur is not None and cur != currency) or uses[i + 1] != op
+                               or uses[i + 2] != amount or uses[i + 3]):
+            return False
+    return True
 
 
 class FastSpec:
@@ -310,7 +323,7 @@ literals, and the policy's parsed integers.
             "CURRENCIES": pol.currencies, "REFERENCE_OK": pol.reference.acceptor(), "AUTOMATIC": Flow.AUTOMATIC,
             "OVER": pol.over_capture_percent, "MIN_AMOUNT": pol.min_amount, "FITS": fits_decimal,
             "VALIDITY_FOR": pol.validity_for, "INSTANT": datetime.fromisoformat, "DEADLINE": deadline,
-            "REFUND_WINDOW": pol.refund_window, "BY_STATE": self.by_state,
+            "REFUND_WINDOW": pol.refund_window, "BY_STATE": self.by_state, "KEY_OK": key_ok,
         }
         cancellable = {state for (state, trigger) in spec.table.steps if trigger is EventType.CANCELLED}
         for (state, trigger), steps in spec.table.steps.items():

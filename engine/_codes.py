@@ -54,6 +54,9 @@ class Code(StrEnum):
     """A key was given to a provider that has no idempotency mechanism; it protects nothing there."""
     IDEMPOTENT_REPLAY = "IDEMPOTENT_REPLAY"
     """The key already succeeded with identical parameters; the provider replays and moves no money."""
+    PARTIAL_MAY_BECOME_FULL = "PARTIAL_MAY_BECOME_FULL"
+    """A partial capture where the provider's partial capture is an undocumented default: it may capture
+    the full amount instead (Pipwave: "If PG not supporting partial capture, full capture will be done")."""
 
 
 VIOLATION_CODES: frozenset[Code] = frozenset(Code) - {
@@ -62,5 +65,6 @@ VIOLATION_CODES: frozenset[Code] = frozenset(Code) - {
     Code.REMAINDER_RELEASED,
     Code.IDEMPOTENCY_KEY_UNUSED,
     Code.IDEMPOTENT_REPLAY,
+    Code.PARTIAL_MAY_BECOME_FULL,
 }
 WARNING_CODES: frozenset[Code] = frozenset(Code) - VIOLATION_CODES

@@ -24,7 +24,7 @@ from ._errors import CommandError, EventError, InvalidTransition
 from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
 from ._money import is_currency, to_major_string
 from ._table import Step
-from ._time import format_instant
+from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem
 from ._values import (
     Authorize,
     Cancel,
@@ -175,9 +175,15 @@ def effect(p: Payment, e: Fact, amount: int, dest: str) -> Payment:
         keys = (*p.keys, KeyUse(e.key, "capture", amount)) if e.key is not None else None
         return p.moved(dest, captured=p.captured + amount, pending=0, capture_count=p.capture_count + 1, keys=keys)
     if t is _CAPTURE_REQUESTED:
-        return p.moved(dest, pending=amount)
+        # The attempt is recorded with its key: reusing the key for another amount is a conflict even
+        # if this capture fails (key_unique).
+        keys = (*p.keys, KeyUse(e.key, "capture", amount, False)) if e.key is not None else None
+        return p.moved(dest, pending=amount, keys=keys)
     if t is _CAPTURE_FAILED:
-        return p.moved(dest, pending=0)
+        # A failed attempt whose amount the fact shows (its own, or the capture in flight) binds its key
+        # to that amount; an amount unknown binds nothing, as no conflict could be proved against it.
+        keys = (*p.keys, KeyUse(e.key, "capture", amount, False)) if e.key is not None and amount > 0 else None
+        return p.moved(dest, pending=0, keys=keys)
     if t is _REFUNDED:
         keys = (*p.keys, KeyUse(e.key, "refund", amount)) if e.key is not None else None
         return p.moved(dest, refunded=p.refunded + amount, refund_count=p.refund_count + 1, keys=keys)
@@ -208,7 +214,8 @@ def check_fact(event: Event) -> None:
     flow = event.flow
     # The usual event in one test (~100 ns on observe's ~3 µs); anything else is judged field by field.
     if (type(t) is EventType and t is not _AUTHORIZED and (amount is None or (type(amount) is int and amount >= 0))
-            and type(at) is datetime and type(at.tzinfo) is timezone and (flow is None or type(flow) is Flow)):
+            and type(at) is datetime and type(at.tzinfo) is timezone and FIRST_YEAR <= at.year <= LAST_YEAR
+            and (flow is None or type(flow) is Flow)):
         return
     if type(t) is not EventType:
         raise EventError(f"must be an EventType, got {t!r}", field="type")
@@ -216,6 +223,9 @@ def check_fact(event: Event) -> None:
         raise EventError(f"must be an integer >= 0 of minor units, got {amount!r}", field="amount")
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise EventError(f"must be a timezone-aware datetime, got {at!r}", field="at")
+    far = instant_problem(at)
+    if far is not None:  # the rule Event.from_dict applies to text (_time.parse_instant)
+        raise EventError(far, field="at")
     if flow is not None and type(flow) is not Flow:
         raise EventError(f"must be a Flow, got {flow!r}", field="flow")
     if t is _AUTHORIZED and event.currency is not None and not is_currency(event.currency):
@@ -350,7 +360,7 @@ def decide(payment: Payment, command: Command) -> Decision:
     amount = given if given is not None else left if left > 0 else 0  # `resolve_amount`
     step = picks[amount < left][p.captured > 0]
     if (step is None or step.suspects is None
-            or (plan.rewrites_partial and given is not None and 0 < given < p.capturable)):
+            or (plan.partial_general and given is not None and 0 < given < p.capturable)):
         return _decide(p, command)
     suspects = step.suspects(p, command.at, given, command.currency, key, amount, left, True)
     e: _Proposed | None = None
@@ -393,6 +403,7 @@ def _decide(p: Payment, command: Command) -> Decision:
     """`decide` for every command, by the general machinery."""
     policy = p.spec.policy
     warnings: list[PolicyWarning] = []
+    may_be_full: PolicyWarning | None = None
     if (isinstance(command, Capture) and policy.partial_capture == "becomes_full" and command.amount is not None
             and 0 < command.amount < p.capturable):
         # Pipwave: "If PG not supporting partial capture, full capture will be done" (research 4.3).
@@ -400,6 +411,15 @@ def _decide(p: Payment, command: Command) -> Decision:
                                       f"partial capture {command.amount} becomes a full capture of "
                                       f"{p.capturable}: the gateway cannot capture part"))
         command = evolve(command, amount=p.capturable)
+    elif (isinstance(command, Capture) and command.amount is not None and 0 < command.amount < p.capturable
+          and (assumed := policy.partial_assumed()) is not None):
+        # The spec says the provider captures part, but only as a marked default: a gateway without partial
+        # capture takes it all (Pipwave: "If PG not supporting partial capture, full capture will be done").
+        # A warning on every partial capture it allows, so no one overcharges a customer unawares.
+        may_be_full = PolicyWarning(Code.PARTIAL_MAY_BECOME_FULL,
+                                    f"partial capture {command.amount} of {p.capturable}: {p.spec.name} may capture "
+                                    f"the full {p.capturable} instead, as partial capture there is a default, not a "
+                                    f"documented fact: {assumed}")
     e = _proposed(p, command)
     amount = resolve_amount(p, e)
     key = e.key
@@ -410,7 +430,7 @@ def _decide(p: Payment, command: Command) -> Decision:
         # An omitted amount ("capture the rest", "cancel the rest") under a key that already took the rest
         # is that same request again; while money is left, it would be a new request under an old key.
         for used in p.keys:
-            if used.key == key and used.op == op_of(e.type) and (
+            if used.key == key and used.succeeded and used.op == op_of(e.type) and (
                     used.amount == amount or (e.amount is None and amount <= 0)):
                 warnings.append(PolicyWarning(Code.IDEMPOTENT_REPLAY,
                                               f"key {key!r} already succeeded for {used.op} {used.amount}; the "
@@ -420,6 +440,8 @@ def _decide(p: Payment, command: Command) -> Decision:
     step, violations = evaluate(p, e, amount, command=True)
     if violations or step is None:
         return deferred_decision(False, p, violations, tuple(warnings), (_settle_refused, p, command, amount))
+    if may_be_full is not None:
+        warnings.append(may_be_full)
     return _allowed(p, command, e, amount, step.dest, warnings=warnings)
 
 

@@ -95,6 +95,7 @@ class Route:
 
 # Module constants: an enum member looked up on its class costs a slow attribute access each time.
 _CAPTURED = EventType.CAPTURED
+_AUTHORIZED = EventType.AUTHORIZED
 _AUTOMATIC = Flow.AUTOMATIC
 _new = object.__new__
 # The same for the codes of the refusals guards defer (an enum attribute costs ~100 ns each time).
@@ -140,6 +141,10 @@ def _v(code: Code, message: str) -> Violation:
 def amount_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     currency = p.currency or e.currency or "*"
     if amount <= 0:
+        if amount == 0 and not command and e.type is _AUTHORIZED:
+            # A zero-amount authorization is a card check (Bambora's swagger: amount minimum 0): a legal
+            # fact, which reserves nothing. What is refused is capturing from it (nothing is capturable).
+            return None
         if e.amount is None:
             return _v(Code.AMOUNT_INVALID, f"nothing left to {op_of(e.type)}: amount resolves to {amount}")
         return _v(Code.AMOUNT_INVALID, f"{op_of(e.type)} amount must be a positive integer of minor units, "
@@ -196,18 +201,27 @@ def key_valid(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> V
 
 
 def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
+    # A key is bound to its first request's parameters, whether that request succeeded or not: Vipps
+    # answers a different request under a used key with "Capture idempotency conflict" ("The capture
+    # request in an idempotent retry must be identical to the previous request(s)", ePayment FAQ,
+    # research/providers.md 2.7). Only an identical retry may reuse it.
     if e.key is None:
         return None
     op = op_of(e.type)
     for use in p.keys:
         if use.key != e.key:
             continue
+        did = "already did" if use.succeeded else "was used by an attempted"
         if e.currency is not None and e.currency != p.currency:
-            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount} "
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount} "
                                                      f"{p.currency}; reused for {op} in {e.currency}")
         if use.op != op or use.amount != amount:
-            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} already did {use.op} {use.amount}; "
-                                                     f"reused for {op} {amount}")
+            tail = "" if use.succeeded else " that has not succeeded"
+            return _v(Code.IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount}{tail}; reused for "
+                                                     f"{op} {amount}" + (tail and ": only an identical retry may "
+                                                                                  "reuse its key"))
+        if not use.succeeded:
+            continue  # an identical retry of an attempt that has not succeeded (or its outcome)
         if not command:
             # A second success under one key: the provider promised a replay, not a new capture.
             code = Code.DUPLICATE_CAPTURE if op == "capture" else Code.IDEMPOTENCY_KEY_CONFLICT

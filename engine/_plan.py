@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
@@ -31,7 +32,7 @@ from ._errors import PlanError
 from ._money import INT64_MAX, CurrencyError, exponent
 from ._policy import IdentifierRule
 from ._time import format_duration, format_instant, parse_duration, parse_instant
-from ._values import Flow
+from ._values import Flow, surrogate_in
 
 
 class Op(StrEnum):
@@ -165,6 +166,7 @@ class _Parser:
         description = obj.get("description")
         if description is not None and not isinstance(description, str):
             raise self.fail(f"must be a string, got {type(description).__name__}", field="description")
+        self.utf8(description, None, "description")
         payment = obj.get("payment")
         if not isinstance(payment, dict):
             what = "missing" if payment is None else f"must be a table, got {type(payment).__name__}"
@@ -193,6 +195,7 @@ class _Parser:
         reference = payment.get("reference")
         if reference is not None and (not isinstance(reference, str) or not reference):
             raise self.fail(f"must be a non-empty string, got {reference!r}", field="payment.reference")
+        self.utf8(reference, None, "payment.reference")
 
         raw_steps = obj.get("step", [])
         if not isinstance(raw_steps, list):
@@ -210,6 +213,13 @@ class _Parser:
         if derived:
             plan = Plan(amount, currency, authorized_at, derive_reference(plan), plan.steps, flow, description, True)
         return plan
+
+    def utf8(self, value: str | None, step: int | None, field: str) -> None:
+        """Refuse a lone surrogate (a dict built in Python, or json.loads, may hold one; TOML and orjson
+        cannot): the plan's reference and keys are hashed as UTF-8, and its report is JSON."""
+        if value is not None and surrogate_in(value):
+            raise self.fail(f"{value!r} holds a lone surrogate, which no UTF-8 text can carry", step=step,
+                            field=field)
 
     def unknown(self, table: Mapping[str, Any], known: tuple[str, ...], step: int | None, prefix: str | None,
                 why: str = "") -> None:
@@ -240,6 +250,7 @@ class _Parser:
         key = raw.get("key")
         if key is not None and not isinstance(key, str):
             raise self.fail(f"must be a string, got {type(key).__name__} {key!r}", step=i, field="key")
+        self.utf8(key, i, "key")
         final = raw.get("final", False)
         if type(final) is not bool:
             raise self.fail(f"must be true or false, got {final!r}", step=i, field="final")
@@ -251,6 +262,7 @@ class _Parser:
         note = raw.get("note")
         if note is not None and not isinstance(note, str):
             raise self.fail(f"must be a string, got {type(note).__name__}", step=i, field="note")
+        self.utf8(note, i, "note")
         return PlanStep(i, at, op, amount, key, final, outcome, note)
 
     def amount(self, value: object, step: int | None, field: str, *, required: bool) -> int | None:
@@ -322,12 +334,18 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def derive_reference(plan: Plan) -> str:
+def derive_reference(plan: Plan, rule: IdentifierRule | None = None) -> str:
     """'plan-' and 12 hex digits of the plan's content (not its spelling: TOML and JSON of one plan
-    agree). Letters, digits and '-' within 8..50 characters pass every shipped reference rule."""
+    agree). Letters, digits and '-' within 8..50 characters pass every shipped reference rule but
+    Hellgate's, whose references are payment ids: given a `rule` that refuses it, the same digest as
+    a UUID (version 4 form, which the simulation never sends anywhere)."""
     content = plan.to_dict()
     content["payment"].pop("reference", None)
-    return "plan-" + _digest(orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode())[:12]
+    digest = _digest(orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode())
+    readable = "plan-" + digest[:12]
+    if rule is None or rule.problem(readable) is None:
+        return readable
+    return str(uuid.UUID(digest[:32], version=4))
 
 
 def derive_key(plan: Plan, index: int, op: str, rule: IdentifierRule) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cache
@@ -20,11 +21,41 @@ from typing import Any, NamedTuple
 from attrs import frozen
 
 from ._money import CurrencyError, exponent
-from ._time import format_duration, parse_duration
+from ._time import MAX_WINDOW, format_duration, parse_duration
 
 # Control characters can end a header line or split a request target; no provider's identifiers use
 # them, so every identifier rule refuses them whatever its own charset [INF].
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# Characters refused in a value that travels as one URL path segment, whatever its own charset: each can
+# change the request target at the client, or at a server that decodes before routing (`%2F` is `/` to
+# many frameworks), so percent-encoding them is not enough [INF].
+_PATH_UNSAFE = re.compile(r"[/\\?#%\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def _quoted(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def path_problem(value: str) -> str | None:
+    """None when `value` is safe as ONE URL path segment, otherwise why not: no `/`, `\\`, `?`, `#`, `%`
+    or control character, not a dot segment (`.`, `..`), and neither once NFKC-folded (FULLWIDTH SOLIDUS
+    U+FF0F folds to `/`, and a server that normalizes routes on the folded form).
+
+    The one path rule: an identifier rule with `in_path` applies it (so `decide` and `validate` refuse what
+    the provider layer could not send), and `capstate.providers._http.path_segment` applies it to every
+    value it puts in a path."""
+    folded = value if value.isascii() else unicodedata.normalize("NFKC", value)  # ASCII is NFKC-stable
+    if value in _DOT_SEGMENTS:
+        return f"{value!r} is a dot segment; it would change the request path"
+    if folded in _DOT_SEGMENTS:
+        return f"{value!r} folds to a dot segment; it could change the request path"
+    bad = _PATH_UNSAFE.search(value) or _PATH_UNSAFE.search(folded)
+    if bad:
+        return f"{_quoted(value)} contains {bad.group()!r}, which could change the request target"
+    return None
 
 
 class PolicyValueError(ValueError):
@@ -39,13 +70,16 @@ _compiled = cache(re.compile)
 
 
 @cache
-def _acceptor(pattern: str | None) -> re.Pattern[str] | None:
-    """One regex that matches exactly the values free of control characters that fully match
-    `pattern`: the passing case of `problem` in a single C call. None if the pattern cannot be
-    wrapped (a global flag such as (?i) must stay first); `problem` then takes the long way."""
+def _acceptor(pattern: str | None, in_path: bool = False) -> re.Pattern[str] | None:
+    """One regex that matches exactly the values free of control characters (and, `in_path`, of the
+    characters unsafe in a URL path) that fully match `pattern`: the passing case of `problem` in a
+    single C call, but for the dot segments and NFKC look-alikes `path_problem` also refuses, which an
+    ASCII value other than "." and ".." cannot hold. None if the pattern cannot be wrapped (a global
+    flag such as (?i) must stay first); `problem` then takes the long way."""
     body = ".*" if pattern is None else f"(?:{pattern})"
+    refused = (_PATH_UNSAFE if in_path else _CONTROL).pattern[1:-1]
     try:
-        return re.compile(rf"(?=[^{_CONTROL.pattern[1:-1]}]*\Z){body}", re.DOTALL)
+        return re.compile(rf"(?=[^{refused}]*\Z){body}", re.DOTALL)
     except re.error:
         return None
 
@@ -115,11 +149,15 @@ def _shown(value: str) -> str:
 
 @frozen
 class IdentifierRule:
-    """Length and charset rules for a reference, a provider id or an idempotency key."""
+    """Length and charset rules for a reference, a provider id or an idempotency key.
+
+    `in_path`: the value travels as one segment of the provider's URL path, so `path_problem` applies
+    too, whatever the charset says: what `decide` accepts is what the provider layer can send."""
 
     min_length: int = 1
     max_length: int | None = None
     pattern: str | None = None
+    in_path: bool = False
 
     def problem(self, value: object) -> str | None:
         """None when `value` obeys the rule, otherwise why not (never echoing a huge value)."""
@@ -127,8 +165,9 @@ class IdentifierRule:
         # match; only a value that fails is examined rule by rule for the message.
         if type(value) is str and self.min_length <= len(value) and (
                 self.max_length is None or len(value) <= self.max_length):
-            accept = _acceptor(self.pattern)
-            if accept is not None and accept.fullmatch(value):
+            accept = _acceptor(self.pattern, self.in_path)
+            if accept is not None and accept.fullmatch(value) and (
+                    not self.in_path or (value.isascii() and value not in _DOT_SEGMENTS)):
                 return None
         if not isinstance(value, str):
             return f"must be a string, got {type(value).__name__}"
@@ -138,6 +177,10 @@ class IdentifierRule:
             return f"is {len(value)} characters, more than {self.max_length}"
         if _CONTROL.search(value):
             return f"{_shown(value)!r} contains a control character"
+        if self.in_path:
+            unsafe = path_problem(value)
+            if unsafe is not None:
+                return unsafe
         if self.pattern is not None and not _compiled(self.pattern).fullmatch(value):
             return f"{_shown(value)!r} does not match {self.pattern}"
         return None
@@ -145,12 +188,12 @@ class IdentifierRule:
     def acceptor(self) -> Callable[[str], bool]:
         """A test of a str that is True exactly when `problem` finds none: built once (at table compile),
         then as cheap as the pattern allows."""
-        shape = printable_shape(self)
+        shape = printable_shape(self) if not self.in_path else None
         if shape is not None:
             return shape.accepts
         lo, hi = self.min_length, self.max_length if self.max_length is not None else math.inf
-        accept = _acceptor(self.pattern)
-        if accept is None:
+        accept = _acceptor(self.pattern, self.in_path)
+        if accept is None or self.in_path:
             return lambda v: self.problem(v) is None
         match = accept.fullmatch
         return lambda v: lo <= len(v) <= hi and match(v) is not None
@@ -159,6 +202,8 @@ class IdentifierRule:
         parts = [f"{self.min_length}..{self.max_length if self.max_length is not None else ''} chars"]
         if self.pattern:
             parts.append(self.pattern)
+        if self.in_path:
+            parts.append("one URL path segment")
         return ", ".join(parts)
 
 
@@ -211,6 +256,15 @@ class Policy:
         found = self.amount_min.get(currency)  # the fallback is looked up only when needed (hot path)
         return found if found is not None else self.amount_min.get("*", 1)
 
+    def partial_assumed(self) -> str | None:
+        """The note of a partial_capture = "yes" that is a marked default, not a documented fact: the
+        provider may capture in full instead, and decide warns (PARTIAL_MAY_BECOME_FULL). None otherwise
+        (documented, overridden by the merchant, or not "yes")."""
+        source = self.sources.get("partial_capture")
+        if self.partial_capture != "yes" or source is None or not source.default:
+            return None
+        return source.note or "undocumented"
+
     def allowance(self, authorized: int) -> int:
         """How far captures may exceed the authorization, in minor units (rounded down)."""
         return authorized * self.over_capture_percent // 100
@@ -234,7 +288,8 @@ def _render(value: object) -> Any:
     if isinstance(value, timedelta):
         return format_duration(value)
     if isinstance(value, IdentifierRule):
-        return {"min_length": value.min_length, "max_length": value.max_length, "pattern": value.pattern}
+        out = {"min_length": value.min_length, "max_length": value.max_length, "pattern": value.pattern}
+        return out | {"in_path": True} if value.in_path else out
     if isinstance(value, frozenset):
         return sorted(value)
     if isinstance(value, Mapping):
@@ -324,7 +379,8 @@ def _optional_amount(value: object) -> int | None:
 
 # The longest window a policy may declare. Validity and refund windows are added to instants (expiry,
 # refund deadline); a window beyond the calendar would overflow there, far from the spec that declared it.
-MAX_DURATION = timedelta(days=36500)
+# The instants capstate accepts (_time.FIRST_YEAR..LAST_YEAR) leave room for it.
+MAX_DURATION = MAX_WINDOW
 
 
 def _duration(value: object) -> timedelta:
@@ -360,7 +416,7 @@ def _currencies(value: object) -> frozenset[str] | None:
     return frozenset(_currency_key(str(c), f"[{i}]") for i, c in enumerate(value))
 
 
-_RULE_KEYS = {"min_length", "max_length", "pattern"}
+_RULE_KEYS = {"min_length", "max_length", "pattern", "in_path"}
 
 
 def _identifier(value: object) -> IdentifierRule:
@@ -372,6 +428,9 @@ def _identifier(value: object) -> IdentifierRule:
     min_length = value.get("min_length", 1)
     max_length = value.get("max_length")
     pattern = value.get("pattern")
+    in_path = value.get("in_path", False)
+    if type(in_path) is not bool:
+        raise PolicyValueError(f"must be true or false, got {in_path!r}", "in_path")
     if type(min_length) is not int or min_length < 1:
         raise PolicyValueError(f"must be an integer >= 1, got {min_length!r}", "min_length")
     if max_length is not None and (type(max_length) is not int or max_length < min_length):
@@ -381,7 +440,7 @@ def _identifier(value: object) -> IdentifierRule:
             re.compile(pattern)
         except (re.error, TypeError) as exc:
             raise PolicyValueError(f"not a regular expression: {exc}", "pattern") from None
-    return IdentifierRule(min_length, max_length, pattern)
+    return IdentifierRule(min_length, max_length, pattern, in_path)
 
 
 def _identifiers(value: object) -> Mapping[str, IdentifierRule]:

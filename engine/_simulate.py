@@ -31,7 +31,7 @@ from attrs import frozen
 from ._engine import apply, decide
 from ._errors import InvalidTransition
 from ._money import to_major_string
-from ._plan import Op, Outcome, Plan, PlanStep, derive_key
+from ._plan import Op, Outcome, Plan, PlanStep, derive_key, derive_reference
 from ._spec import Spec, load_spec
 from ._time import format_instant
 from ._values import (
@@ -216,7 +216,7 @@ class SimulationResult:
             "held_until": self.held_until_text if self.held else None,
             "expires_at": format_instant(self.expires_at) if self.expires_at is not None else None,
             "currency": self.plan.currency,
-            "reference": self.plan.reference,
+            "reference": self.payment.reference,
             "authorization": self.authorization.to_dict(),
         }
 
@@ -254,7 +254,10 @@ class _Run:
     def __init__(self, plan: Plan, spec: Spec) -> None:
         self.plan = plan
         self.spec = spec
-        self.p = Payment.new(spec, plan.reference)
+        # A derived reference fits the spec's reference rule (a Hellgate payment id is a UUID); one the plan
+        # gives is the merchant's, and a spec that refuses it says so at the authorization.
+        reference = derive_reference(plan, spec.policy.reference) if plan.reference_derived else plan.reference
+        self.p = Payment.new(spec, reference)
         self.lapsed = 0
         self.remainder_lapsed = 0
         self.failed_keys: set[str] = set()

@@ -324,6 +324,13 @@ class _Loader:
         return Spec(name, title, doc, self.file, initial, tuple(states), frozenset(terminal), transitions,
                     policy, table)
 
+    def text(self, value: object, path: str, what: str) -> str:
+        """A value the spec must spell as a string (a trigger, state, route or guard name). Checked before
+        any lookup: a table or an array there is unhashable, and `in` would raise TypeError."""
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a string ({what}), got {type(value).__name__} {value!r}")
+        return value
+
     def names(self, value: object, path: str) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in value):
             raise self.fail(path, f"must be a list of lowercase names, got {value!r}")
@@ -335,7 +342,7 @@ class _Loader:
         for i, row in enumerate(rows):
             path = f"transitions[{i}]"
             row = self.table(row, path, _TRANSITION_KEYS, ("trigger", "source", "dest"))
-            raw_trigger = row["trigger"]
+            raw_trigger = self.text(row["trigger"], f"{path}.trigger", "an event type")
             try:
                 trigger = EventType(raw_trigger)
             except ValueError:
@@ -344,21 +351,26 @@ class _Loader:
                              f"unknown trigger {raw_trigger!r} (triggers are event types: "
                              f"{', '.join(t.value for t in EventType)})")
                 continue
-            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            listed = isinstance(row["source"], list)
+            sources = row["source"] if listed else [row["source"]]
             if not sources:
                 raise self.fail(f"{path}.source", "an empty list of source states declares no transition")
             for j, source in enumerate(sources):
+                self.text(source, f"{path}.source[{j}]" if listed else f"{path}.source", "a state name")
+            for j, source in enumerate(sources):
                 if source not in known:
-                    where = f"{path}.source[{j}]" if isinstance(row["source"], list) else f"{path}.source"
+                    where = f"{path}.source[{j}]" if listed else f"{path}.source"
                     self.problem("unknown_state", where,
                                  f"unknown state {source!r} (states: {', '.join(sorted(known))})")
             sources = [s for s in sources if s in known]
-            dest = row["dest"]
+            dest = self.text(row["dest"], f"{path}.dest", "a state name, or \"=\" for the source state")
             if dest != _SAME and dest not in known:
                 self.problem("unknown_state", f"{path}.dest",
                              f"unknown state {dest!r} (states: {', '.join(sorted(known))})")
                 continue
             when = row.get("when")
+            if when is not None:
+                self.text(when, f"{path}.when", "a route name")
             if when is not None and when not in ROUTES:
                 self.problem("unknown_route", f"{path}.when", f"unknown route {when!r} (routes: {', '.join(ROUTES)})")
                 continue
@@ -366,7 +378,7 @@ class _Loader:
             if not isinstance(guards, list):
                 raise self.fail(f"{path}.guards", "must be a list of guard names")
             for j, g in enumerate(guards):
-                if g not in GUARDS:
+                if self.text(g, f"{path}.guards[{j}]", "a guard name") not in GUARDS:
                     # Linting goes on without the unknown guard, so exploring shows what it would have stopped.
                     self.problem("unknown_guard", f"{path}.guards[{j}]",
                                  f"unknown guard {g!r} (guards: {', '.join(GUARDS)})")

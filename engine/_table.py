@@ -72,7 +72,9 @@ class CapturePlan:
 
     etype: EventType  # what a capture command records: `captured`, or `capture_requested` when async
     picks: dict[str, Picks]
-    rewrites_partial: bool  # partial_capture = becomes_full
+    # A partial capture takes the general path: partial_capture = becomes_full rewrites it, and a "yes"
+    # that is only a marked default warns (PARTIAL_MAY_BECOME_FULL).
+    partial_general: bool
     remainder_lapses: bool  # remainder = lapses
     keys_unused: bool  # idempotency = none: a key only draws a warning
 
@@ -84,8 +86,8 @@ class CapturePlan:
             if trigger is etype and all(s.suspects is not None and (s.route is None or s.route.case is not None)
                                         for s in candidates):
                 picks[state] = _picks(candidates)
-        return cls(etype, picks, policy.partial_capture == "becomes_full", policy.remainder == "lapses",
-                   policy.idempotency == "none")
+        return cls(etype, picks, policy.partial_capture == "becomes_full" or policy.partial_assumed() is not None,
+                   policy.remainder == "lapses", policy.idempotency == "none")
 
 
 def _picks(candidates: tuple[Step, ...]) -> Picks:

@@ -7,6 +7,8 @@ that the caller supplies, because the core never reads a clock.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +19,7 @@ from attrs import field, frozen
 from ._codes import Code
 from ._errors import CommandError, EventError
 from ._money import CurrencyError, exponent, is_currency
-from ._time import format_instant, parse_instant
+from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem, parse_instant
 
 if TYPE_CHECKING:
     from ._spec import Spec
@@ -47,6 +49,7 @@ _AUTHORIZED = EventType.AUTHORIZED
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 _FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
 _E = TypeVar("_E", bound=StrEnum)
+_TEXT_FIELDS = ("payment", "provider", "key", "reason")  # the fields not checked against a fixed set
 
 
 def _enum_or_none(enum: type[_E], value: object) -> _E | None:
@@ -55,6 +58,26 @@ def _enum_or_none(enum: type[_E], value: object) -> _E | None:
         return enum(value)  # type: ignore[arg-type]  # any value: the Enum refuses what is not a member
     except (ValueError, TypeError):
         return None
+
+
+# A lone surrogate (U+D800..U+DFFF) is a str Python holds but no UTF-8 text can: JSON, a report or a
+# request built from it fails far from where it came in. orjson never decodes one; a dict built in
+# Python, json.loads('"\\ud800"') or argv decoded with surrogateescape can hold one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_in(value: str) -> bool:
+    """Whether `value` holds a lone surrogate, so it cannot be written as UTF-8."""
+    return not value.isascii() and _SURROGATE.search(value) is not None
+
+
+def text_problem(obj: Mapping[str, Any] | Event) -> tuple[str, str] | None:
+    """(field, why) for the first free-text field of an event (or its object) that holds a lone surrogate."""
+    for name in _TEXT_FIELDS:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name)
+        if type(value) is str and surrogate_in(value):
+            return name, f"{value!r} holds a lone surrogate, which no UTF-8 text can carry"
+    return None
 
 
 def _check_amount(value: object, what: str) -> None:
@@ -93,11 +116,21 @@ class Event:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise EventError(f"not valid JSON ({exc})") from None
-        return cls.from_dict(obj)
+        return cls._from_object(obj)  # orjson decodes no lone surrogate: none to look for
 
     @classmethod
     def from_dict(cls, obj: object) -> Event:
         """Validate a decoded JSON object. Unknown extra fields are ignored (DESIGN.md section 3)."""
+        event = cls._from_object(obj)
+        assert isinstance(obj, dict)
+        text = text_problem(obj)
+        if text is not None:
+            raise EventError(text[1], field=text[0])
+        return event
+
+    @classmethod
+    def _from_object(cls, obj: object) -> Event:
+        """from_dict, but for the lone surrogates a dict built in Python may hold."""
         # The audit calls this once per log line: lookups go through plain dicts, not the enum classes.
         if not isinstance(obj, dict):
             raise EventError(f"an event is a JSON object, got {type(obj).__name__}")
@@ -167,6 +200,18 @@ def _aware(instance: object, attribute: Any, value: Any) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a timezone-aware datetime, "
                            f"got {value!r}")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:  # _time.instant_problem, inline: so decide never overflows
+        raise CommandError(f"{type(instance).__name__}.{attribute.name}: {instant_problem(value)}")
+
+
+def _instant_or_none(instance: object, attribute: Any, value: Any) -> None:
+    # Payment(...) built by hand: `apply` sets authorized_at only from an event check_fact accepted.
+    if value is not None:
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise TypeError(f"Payment.{attribute.name} must be a timezone-aware datetime, got {value!r}")
+        far = instant_problem(value)
+        if far is not None:
+            raise ValueError(f"Payment.{attribute.name}: {far}")
 
 
 def _amount(instance: object, attribute: Any, value: Any) -> None:
@@ -201,6 +246,9 @@ def _bool(instance: object, attribute: Any, value: Any) -> None:
 def _opt_str(instance: object, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise CommandError(f"{type(instance).__name__}.{attribute.name} must be a string, got {value!r}")
+    if value is not None and surrogate_in(value):  # e.g. argv bytes that are not UTF-8 (surrogateescape)
+        raise CommandError(f"{type(instance).__name__}.{attribute.name}: {value!r} holds a lone surrogate, "
+                           f"which no UTF-8 text can carry")
 
 
 @frozen(kw_only=True)
@@ -254,11 +302,16 @@ _OPS: tuple[tuple[type, str], ...] = ((Capture, "capture"), (Cancel, "cancel"), 
 
 @frozen
 class KeyUse:
-    """An idempotency key that succeeded: for which operation and amount."""
+    """An idempotency key the payment's history used: for which operation and amount, and whether that
+    succeeded. `succeeded` False is an attempt the provider saw but did not (yet) carry out: a capture
+    requested and in flight, or one that failed. Its key may be reused only for an identical retry
+    (Vipps ePayment FAQ: "The capture request in an idempotent retry must be identical to the previous
+    request(s)")."""
 
     key: str
     op: str
     amount: int
+    succeeded: bool = True
 
 
 def _spec_repr(spec: Spec) -> str:
@@ -285,7 +338,7 @@ class Payment:
     pending: int = 0
     capture_count: int = 0
     refund_count: int = 0
-    authorized_at: datetime | None = None
+    authorized_at: datetime | None = field(default=None, validator=_instant_or_none)
     validity: timedelta | None = None
     flow: Flow | None = None
     keys: tuple[KeyUse, ...] = ()

@@ -86,7 +86,8 @@ class _Writer:
         provider = ("vipps", "hellgate", "bambora", "pipwave")[i % 4]
         start = T0 + timedelta(seconds=7 * i + rng.randrange(7))
         make = {"vipps": self.vipps, "hellgate": self.hellgate, "bambora": self.bambora, "pipwave": self.pipwave}
-        ref = f"{provider[:2]}-{i:09d}"
+        # A Hellgate payment's reference is its payment id, a UUID (specs/hellgate.toml policy.reference).
+        ref = f"00000000-0000-4000-8000-{i:012d}" if provider == "hellgate" else f"{provider[:2]}-{i:09d}"
         events = make[provider](ref, start)
         if breach:
             self.breach(events)

@@ -50,4 +50,5 @@ def fact(payment: Payment, command: Capture | Cancel | Refund, etype: EventType,
 def is_replay(payment: Payment, command: Capture | Cancel | Refund, op: str, amount: int | None) -> bool:
     """Whether `command` repeats a key that already succeeded for the same operation and amount."""
     return command.key is not None and any(
-        u.key == command.key and u.op == op and (amount is None or u.amount == amount) for u in payment.keys)
+        u.key == command.key and u.succeeded and u.op == op and (amount is None or u.amount == amount)
+        for u in payment.keys)

@@ -19,7 +19,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 from urllib.parse import quote, unquote
@@ -30,7 +29,7 @@ from attrs import field, frozen
 
 from .._errors import ProviderError, RequestError
 from .._money import INT64_MAX
-from .._policy import IdentifierRule
+from .._policy import IdentifierRule, path_problem
 
 MASK = "[REDACTED]"
 
@@ -92,9 +91,6 @@ def to_secret(value: str | Secret) -> Secret:
 
 # --------------------------------------------------------------------------------- paths and headers
 
-# Characters refused in any path segment, whatever the provider's own charset: each can change the
-# target at the client or at a server that decodes before routing (rule 2 above).
-_PATH_UNSAFE = re.compile(r"[/\\?#%\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HEADER_SAFE = re.compile(r"[\x20-\x7e\t]*")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
@@ -120,17 +116,11 @@ def path_segment(value: object, *, what: str, rule: IdentifierRule | None = None
     if not value:
         raise RequestError("must not be empty", field=what)
     _utf8(value, what)
-    if value in {".", ".."}:
-        raise RequestError(f"{value!r} is a dot segment; it would change the request path", field=what)
-    # NFKC folds look-alikes (FULLWIDTH SOLIDUS U+FF0F, FULLWIDTH FULL STOP U+FF0E) into "/" and ".";
-    # a server that normalizes would route on the folded form, so it must be as safe as the raw one.
-    folded = unicodedata.normalize("NFKC", value)
-    if folded in {".", ".."}:
-        raise RequestError(f"{value!r} folds to a dot segment; it could change the request path", field=what)
-    bad = _PATH_UNSAFE.search(value) or _PATH_UNSAFE.search(folded)
-    if bad:
-        raise RequestError(f"{_shown(value)} contains {bad.group()!r}, which could change the request target",
-                           field=what)
+    # The engine's one path rule (an identifier rule with in_path applies it in decide too): look-alikes
+    # that NFKC folds into "/" or "." included.
+    unsafe = path_problem(value)
+    if unsafe is not None:
+        raise RequestError(unsafe, field=what)
     if pattern is not None and not re.fullmatch(pattern, value):
         raise RequestError(f"{_shown(value)} does not match {pattern}", field=what)
     return quote(value, safe="")

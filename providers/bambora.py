@@ -66,7 +66,6 @@ NAME = "bambora"
 PRODUCTION = "https://api-beta.bambora.com"
 API_VERSION = "1"
 
-REFERENCE = IdentifierRule(1, 2000)  # swagger: path parameter `payment`, maxLength 2000
 COMMENT_MAX = 256  # swagger: Capture.comment / Refund.comment maxLength 256
 # The Basic user part is "token@merchant": a ':' would end the user part early, an '@' would make the
 # split between token and merchant ambiguous. Neither appears in real tokens or merchant numbers [INF].
@@ -117,7 +116,8 @@ class Credentials:
 
 
 def _url(creds: Credentials, payment: Payment, op: str | None) -> str:
-    ref = path_segment(payment.reference, what="reference", rule=REFERENCE)
+    # The spec's reference rule, the one decide applies: maxLength 2000, and (in_path) the path rule.
+    ref = path_segment(payment.reference, what="reference", rule=payment.spec.policy.reference)
     return f"{creds.base_url}/payments/{ref}/" + (f"{op}/" if op else "")
 
 

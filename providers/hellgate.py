@@ -93,7 +93,9 @@ class Credentials:
 
 
 def _url(creds: Credentials, payment: Payment, op: str | None) -> str:
-    pid = path_segment(payment.reference, what="reference", pattern=PAYMENT_ID)
+    # The spec's reference rule (the payment id, a UUID in the path), the one decide applies; the canonical
+    # UUID form whatever a user's override of it says.
+    pid = path_segment(payment.reference, what="reference", rule=payment.spec.policy.reference, pattern=PAYMENT_ID)
     return f"{creds.base_url}/payments/{pid}" + (f"/{op}" if op else "")
 
 

@@ -224,8 +224,9 @@ def authorizable_amounts(spec: Spec, currency: str) -> st.SearchStrategy[int]:
 
 
 def references() -> st.SearchStrategy[str]:
-    """Payment references every shipped spec accepts (Vipps: [a-zA-Z0-9-]{8,50})."""
-    return st.integers(10000, 99999).map(lambda n: f"order-{n}")
+    """Payment references every shipped spec accepts (Vipps: [a-zA-Z0-9-]{8,50}; Hellgate: a payment id,
+    a UUID)."""
+    return st.uuids().map(str)
 
 
 # ------------------------------------------------------------------------------------ idempotency keys

@@ -163,7 +163,8 @@ def test_dangling_is_judged_at_as_of_and_only_where_a_cancel_could_release() -> 
     lines = [line("order-0000005", "authorized", "2026-01-01T10:00:00Z", amount=10000, currency="DKK"),
              line("order-0000005", "captured", "2026-01-02T10:00:00Z", amount=4000, key="a"),
              # hellgate's validity is unknown: never judged
-             line("hg-1", "authorized", "2026-01-01T10:00:00Z", "hellgate", amount=10000, currency="EUR"),
+             line("b2c1f9a0-0000-4000-8000-000000000001", "authorized", "2026-01-01T10:00:00Z", "hellgate",
+                  amount=10000, currency="EUR"),
              # bambora captured once: the remainder lapses and no cancel exists after a capture
              line("T1", "authorized", "2026-01-01T10:00:00Z", "bambora", amount=10000, currency="DKK"),
              line("T1", "captured", "2026-01-02T10:00:00Z", "bambora", amount=4000),
@@ -325,13 +326,14 @@ def _h(*events: tuple[str, str, str, dict[str, Any]], provider: str = "vipps") -
 
 
 _AUTH = {"amount": 10000, "currency": "NOK"}
+HG03, HG11 = "b2c1f9a0-0000-4000-8000-000000000303", "b2c1f9a0-0000-4000-8000-000000000311"  # Hellgate: payment ids
 _EVERY_CODE: dict[str, tuple[list[bytes], dict[str, Any]]] = {
     "NOT_AUTHORIZED": (_h(("order-01", "captured", "2026-01-01T10:00:00Z", {"amount": 100})), {}),
     "INVALID_STATE": (_h(("order-02", "authorized", "2026-01-01T10:00:00Z", _AUTH),
                          ("order-02", "authorized", "2026-01-01T11:00:00Z", _AUTH)), {}),
-    "CAPTURE_IN_FLIGHT": (_h(("hg-03", "authorized", "2026-01-01T10:00:00Z", {"amount": 100, "currency": "EUR"}),
-                             ("hg-03", "capture_requested", "2026-01-01T10:01:00Z", {"amount": 50}),
-                             ("hg-03", "capture_requested", "2026-01-01T10:02:00Z", {"amount": 50}),
+    "CAPTURE_IN_FLIGHT": (_h((HG03, "authorized", "2026-01-01T10:00:00Z", {"amount": 100, "currency": "EUR"}),
+                             (HG03, "capture_requested", "2026-01-01T10:01:00Z", {"amount": 50}),
+                             (HG03, "capture_requested", "2026-01-01T10:02:00Z", {"amount": 50}),
                              provider="hellgate"), {}),
     "AMOUNT_INVALID": (_h(("order-04", "authorized", "2026-01-01T10:00:00Z", {"amount": 50, "currency": "NOK"})), {}),
     "CURRENCY_MISMATCH": (_h(("order-05", "authorized", "2026-01-01T10:00:00Z", _AUTH),
@@ -352,9 +354,9 @@ _EVERY_CODE: dict[str, tuple[list[bytes], dict[str, Any]]] = {
     "AUTHORIZATION_EXPIRED": (_h(("T10", "authorized", "2026-01-01T10:00:00Z", _AUTH),
                                  ("T10", "captured", "2026-01-09T10:00:00Z", {"amount": 10000}),
                                  provider="bambora"), {}),
-    "AUTOMATIC_CAPTURE_FLOW": (_h(("hg-11", "authorized", "2026-01-01T10:00:00Z",
+    "AUTOMATIC_CAPTURE_FLOW": (_h((HG11, "authorized", "2026-01-01T10:00:00Z",
                                    {"amount": 100, "currency": "EUR", "flow": "automatic"}),
-                                  ("hg-11", "capture_requested", "2026-01-01T10:01:00Z", {"amount": 100}),
+                                  (HG11, "capture_requested", "2026-01-01T10:01:00Z", {"amount": 100}),
                                   provider="hellgate"), {}),
     "IDEMPOTENCY_KEY_CONFLICT": (_h(("order-12", "authorized", "2026-01-01T10:00:00Z", _AUTH),
                                     ("order-12", "captured", "2026-01-01T11:00:00Z", {"amount": 100, "key": "k"}),

@@ -150,7 +150,7 @@ BAD_PLANS = [
      'authorized_at = 2026-01-05T10:00:00Z\n', "plan: field 'payment.amount': 99999999999999999999 is beyond"),
     ("empty.toml", "", "plan: field 'payment': missing"),
     ("far-past.json", '{"payment": {"amount": 1, "currency": "NOK", "authorized_at": "0001-01-01T00:00:00+01:00"}}',
-     "plan: field 'payment.authorized_at': 0001-01-01T00:00:00+01:00 is earlier than 1970"),
+     "plan: field 'payment.authorized_at': 0001-01-01T00:00:00+01:00 is outside the instants capstate accepts"),
     ("syntax.toml", "[payment\n", "plan: not valid TOML"),
     ("syntax.json", "{", "plan: not valid JSON"),
 ]

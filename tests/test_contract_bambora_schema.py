@@ -150,5 +150,10 @@ def test_success_bodies_in_the_documented_shape_validate_and_parse(swagger: dict
 
 
 def test_the_unencodable_reference_is_refused_rather_than_rewritten() -> None:
-    with pytest.raises(capstate.providers.RequestError):
+    # The spec's reference rule (in_path) refuses it at the authorization already, as decide does
+    # (issue 12 item 6); a payment built by hand past that rule still never reaches the wire.
+    with pytest.raises(capstate.InvalidTransition, match="REFERENCE_INVALID"):
         built("capture", REF)
+    p = capstate.Payment(capstate.load_spec("bambora"), REF, "authorized", "EUR", 5000, authorized_at=T0)
+    with pytest.raises(capstate.providers.RequestError):
+        bambora.build_capture(p, capture(1000, "EUR"), BAMBORA_CREDS)

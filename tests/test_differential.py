@@ -29,6 +29,7 @@ from capstate import Event, EventType, InvalidTransition, Payment
 from capstate._engine import evaluate, resolve_amount
 from capstate._machine import reference_dest
 
+REF = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"  # a reference every shipped spec accepts (Hellgate: a UUID)
 T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 CASES: list[tuple[str, Mapping[str, Any]]] = [(name, {}) for name in SPEC_NAMES] + list(OVERRIDES)
 
@@ -103,8 +104,8 @@ def test_table_and_machine_agree_on_every_state_and_trigger(case: tuple[str, Map
     spec = load_case(case)
     names = spec.policy.currencies
     currency = "EUR" if names is None or "EUR" in names else sorted(names)[0]  # JPY where EUR is overridden away
-    authorized = Payment.authorized_for(spec, "order-10001", amount=10_000, currency=currency, at=T0)
-    payments = [Payment.new(spec, "order-10001"), authorized, evolve(authorized, captured=4_000),
+    authorized = Payment.authorized_for(spec, REF, amount=10_000, currency=currency, at=T0)
+    payments = [Payment.new(spec, REF), authorized, evolve(authorized, captured=4_000),
                 evolve(authorized, pending=4_000)]
     for state, trigger, base, amount in product(spec.states, EventType, payments, (0, 1, 4_000, 10_001)):
         p = evolve(base, state=state)

@@ -52,6 +52,7 @@ from capstate import (
     Refund,
 )
 
+REF = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"  # a reference every shipped spec accepts (Hellgate: a UUID)
 T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 
@@ -91,7 +92,7 @@ def assert_money_adds_up(p: Payment) -> None:
 def test_money_adds_up_along_any_history(source: str, data: st.DataObject) -> None:
     spec = data.draw(specs_from(source), label="spec")
     start = data.draw(st.sampled_from(["new", "authorized", "authorized"]), label="start")
-    p = Payment.new(spec, "order-10001") if start == "new" else data.draw(authorized_payments(spec), label="payment")
+    p = Payment.new(spec, REF) if start == "new" else data.draw(authorized_payments(spec), label="payment")
     clock = p.authorized_at
     for i in range(data.draw(st.integers(1, 15), label="events")):
         e = data.draw(events(p, not_before=clock, fresh_key=f"key-{i}"), label=f"event {i}")
@@ -115,7 +116,7 @@ def test_an_expiry_never_releases_more_than_the_remainder() -> None:
     more than the authorization had been released (captured + cancelled > authorized)."""
     for name in SPEC_NAMES:
         spec = capstate.load_spec(name)
-        p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+        p = Payment.authorized_for(spec, REF, amount=1000, currency="EUR", at=T0)
         try:
             after = capstate.apply(p, Event(p.reference, EventType.EXPIRED, T0 + timedelta(hours=1), 5000))
         except InvalidTransition:
@@ -127,7 +128,7 @@ def test_a_cancel_before_authorization_releases_nothing() -> None:
     """Regression: a cancel of an open (never authorized) payment has no money to release."""
     for name in SPEC_NAMES:
         spec = capstate.load_spec(name)
-        p = Payment.new(spec, "order-10001")
+        p = Payment.new(spec, REF)
         try:
             after = capstate.apply(p, Event(p.reference, EventType.CANCELLED, T0, 500))
         except InvalidTransition:
@@ -302,7 +303,7 @@ def test_an_unknown_currency_is_never_authorized(name: str) -> None:
         command = Authorize(amount=1000, currency="XYZ", at=T0, key="auth-1")
     except CommandError:
         return
-    d = capstate.decide(Payment.new(spec, "order-10001"), command)
+    d = capstate.decide(Payment.new(spec, REF), command)
     assert not d.allowed, f"{name} allows an authorization in 'XYZ'"
 
 
@@ -311,7 +312,7 @@ def test_a_capture_command_waits_for_the_capture_in_flight() -> None:
     capture command is not the provider's answer and must be refused with CAPTURE_IN_FLIGHT."""
     for name in SPEC_NAMES:
         spec = capstate.load_spec(name)
-        p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+        p = Payment.authorized_for(spec, REF, amount=1000, currency="EUR", at=T0)
         p = capstate.apply(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0, 400, key="k1"))
         d = capstate.decide(p, Capture(at=T0 + timedelta(hours=1), amount=500, key="k2"))
         assert not d.allowed and Code.CAPTURE_IN_FLIGHT in d.codes, (name, d.codes)
@@ -321,7 +322,7 @@ def test_a_key_reused_where_the_provider_has_no_idempotency_is_not_a_second_succ
     """Regression: Pipwave has no idempotency mechanism, so a second refund under a used key would
     be a second refund; decide must not allow a fact that apply then refuses (key_unique)."""
     spec = capstate.load_spec("pipwave")
-    p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+    p = Payment.authorized_for(spec, REF, amount=1000, currency="EUR", at=T0)
     capture = capstate.decide(p, Capture(at=T0))
     assert capture.event is not None
     p = capstate.apply(p, capture.event)
@@ -339,7 +340,7 @@ def test_two_per_currency_overrides_of_one_rule_both_apply() -> None:
                                                   "authorization_validity.DKK": "2d"})
     assert spec.policy.validity_for("NOK") == timedelta(days=1)
     assert spec.policy.validity_for("DKK") == timedelta(days=2)
-    p = Payment.authorized_for(spec, "order-10001", amount=10_000, currency="NOK", at=T0)
+    p = Payment.authorized_for(spec, REF, amount=10_000, currency="NOK", at=T0)
     d = capstate.decide(p, Capture(at=T0 + timedelta(days=1), key="late-1"))
     assert not d.allowed and Code.AUTHORIZATION_EXPIRED in d.codes
 
@@ -370,7 +371,7 @@ def test_observe_records_a_capture_request_after_an_over_capture() -> None:
     """Regression: an audit replays a history that over-captured, then logged a capture request
     without an amount; observe must record it (nothing is left to request) and report the breach."""
     spec = capstate.load_spec("bambora")
-    p = Payment.authorized_for(spec, "order-10001", amount=1000, currency="EUR", at=T0)
+    p = Payment.authorized_for(spec, REF, amount=1000, currency="EUR", at=T0)
     p, violations = capstate.observe(p, Event(p.reference, EventType.CAPTURED, T0, 1001))
     assert Code.EXCEEDS_CAPTURABLE in [v.code for v in violations]
     after, violations = capstate.observe(p, Event(p.reference, EventType.CAPTURE_REQUESTED, T0))
@@ -389,13 +390,13 @@ def test_no_amount_beyond_int64_is_allowed_where_the_spec_sets_no_maximum(name: 
     audit refuse more). decide allowed Authorize(amount=2**63) and captures past it; now AMOUNT_INVALID,
     on the capture fast path as on the general one."""
     spec = capstate.load_spec(name)
-    fresh = Payment.new(spec, "order-10001")
+    fresh = Payment.new(spec, REF)
     for amount in (INT64_MAX + 1, 2**64):
         d = capstate.decide(fresh, Authorize(amount=amount, currency="EUR", at=T0))
         assert d.codes == (Code.AMOUNT_INVALID,) and "int64" in d.violations[0].message
     assert capstate.decide(fresh, Authorize(amount=INT64_MAX, currency="EUR", at=T0)).allowed
     # A history that holds more (recorded leniently, as an audit would) still never lets it out.
-    big = capstate.observe(fresh, Event("order-10001", EventType.AUTHORIZED, T0, 2**64, "EUR"))[0]
+    big = capstate.observe(fresh, Event(REF, EventType.AUTHORIZED, T0, 2**64, "EUR"))[0]
     assert big.authorized == 2**64
     refused = capstate.decide(big, Capture(at=T0, amount=INT64_MAX + 1))
     assert refused.codes == (Code.AMOUNT_INVALID,)

@@ -35,6 +35,7 @@ from capstate import Cancel, Capture, Decision, Event, EventType, Flow, InvalidT
 
 # ------------------------------------------------------------------------------------------- the model
 
+REF = "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34"  # a reference every shipped spec accepts (Hellgate: a UUID)
 EXPONENT = {"NOK": 2, "DKK": 2, "EUR": 2, "JPY": 0, "KWD": 3}  # ISO 4217 minor-unit digits
 
 
@@ -54,7 +55,7 @@ class Rules:
     max_captures: int | None = 1
     max_refunds: int | None = None
     asynchronous: bool = False  # capture answers `capturing`; the outcome comes later
-    partial: str = "yes"  # yes | becomes_full
+    partial: str = "yes"  # yes | assumed (a marked default: every partial capture warns) | becomes_full
     final_releases: bool = False  # the remainder stays reserved until a cancel (a final capture sends one)
     refund_states: frozenset[str] = frozenset({"captured"})
     automatic_flow_refuses: bool = False
@@ -72,8 +73,9 @@ HELLGATE = Rules("hellgate", keys="optional", key_max=255, asynchronous=True, au
 HELLGATE_1D = dataclasses.replace(HELLGATE, validity_days={"*": 1})
 # Bambora: one capture within about a week, one refund, no idempotency mechanism.
 BAMBORA = Rules("bambora", validity_days={"*": 7}, max_refunds=1)
-# Pipwave: one capture, amounts must fit decimal(11,2) in major units.
-PIPWAVE = Rules("pipwave", decimal=(9, 2))
+# Pipwave: one capture, amounts must fit decimal(11,2) in major units; partial capture only assumed ("If PG
+# not supporting partial capture, full capture will be done"), so every partial capture warns.
+PIPWAVE = Rules("pipwave", decimal=(9, 2), partial="assumed")
 # Pipwave behind a gateway that cannot capture part: a partial capture becomes a full one.
 PIPWAVE_FULL = dataclasses.replace(PIPWAVE, partial="becomes_full")
 
@@ -94,6 +96,8 @@ class Ledger:
     captures: int = 0
     refunds: int = 0
     keys: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Keys of attempts that have not succeeded (a capture in flight, or failed): bound to (op, amount).
+    attempts: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def capturable(self) -> int:
@@ -104,7 +108,7 @@ class Ledger:
         return self.captured - self.refunded
 
     def copy(self) -> Ledger:
-        return dataclasses.replace(self, keys=dict(self.keys))
+        return dataclasses.replace(self, keys=dict(self.keys), attempts=dict(self.attempts))
 
 
 @dataclass
@@ -184,6 +188,10 @@ class Model:
     def check_key(self, v: Verdict, key: str | None, op: str, amount: int, currency: str | None = None) -> None:
         if not self.key_ok(key):
             v.refuse("IDEMPOTENCY_KEY_REQUIRED")
+        attempt = self.ledger.attempts.get(key) if key is not None else None
+        if attempt is not None and (attempt != (op, amount) or currency not in (None, self.ledger.currency)):
+            # Vipps ePayment FAQ: "The capture request in an idempotent retry must be identical".
+            v.refuse("IDEMPOTENCY_KEY_CONFLICT")
         if key is not None and key in self.ledger.keys:
             if self.ledger.keys[key] != (op, amount) or currency not in (None, self.ledger.currency):
                 v.refuse("IDEMPOTENCY_KEY_CONFLICT")
@@ -248,7 +256,9 @@ class Model:
             return v
         after = m.copy()
         if r.asynchronous:
-            after.state, after.pending = "capturing", amt  # the key is recorded when the capture settles
+            after.state, after.pending = "capturing", amt  # the key succeeds when the capture settles
+            if key is not None:
+                after.attempts.setdefault(key, ("capture", amt))
         else:
             after.captured += amt
             after.captures += 1
@@ -261,6 +271,8 @@ class Model:
                 v.warnings.add("REMAINDER_RELEASED")
         if amt < full and not r.final_releases:
             v.warnings.add("REMAINDER_HELD")  # one capture only: nothing can release the rest
+        if r.partial == "assumed" and amt < full:
+            v.warnings.add("PARTIAL_MAY_BECOME_FULL")
         self.unused_key(v, key)
         v.after = after
         return v
@@ -375,13 +387,14 @@ class InFlight:
 def aggregate(p: Payment) -> dict[str, Any]:
     return {"state": p.state, "authorized": p.authorized, "captured": p.captured, "cancelled": p.cancelled,
             "refunded": p.refunded, "pending": p.pending, "captures": p.capture_count, "refunds": p.refund_count,
-            "keys": {u.key: (u.op, u.amount) for u in p.keys}}
+            "keys": {u.key: (u.op, u.amount) for u in p.keys if u.succeeded},
+            "attempts": {u.key: (u.op, u.amount) for u in p.keys if not u.succeeded}}
 
 
 def model_aggregate(m: Ledger) -> dict[str, Any]:
     return {"state": m.state, "authorized": m.authorized, "captured": m.captured, "cancelled": m.cancelled,
             "refunded": m.refunded, "pending": m.pending, "captures": m.captures, "refunds": m.refunds,
-            "keys": dict(m.keys)}
+            "keys": dict(m.keys), "attempts": dict(m.attempts)}
 
 
 class CaptureFlow(RuleBasedStateMachine):
@@ -416,7 +429,7 @@ class CaptureFlow(RuleBasedStateMachine):
 
     def draw_key(self, data: st.DataObject, op: str) -> str | None:
         # Mostly a fresh, valid key; sometimes none, a used one, or one that breaks a key format.
-        used = sorted(self.m.ledger.keys)
+        used = sorted(set(self.m.ledger.keys) | set(self.m.ledger.attempts))
         kind = data.draw(st.sampled_from(["fresh"] * 5 + ["none", "used", "odd"]), label="key kind")
         if kind == "none":
             return None
@@ -435,8 +448,9 @@ class CaptureFlow(RuleBasedStateMachine):
             st.sampled_from(near), part, part, st.integers(0, max(around, 1)), st.integers(1, max(around // 3, 1)),
             st.sampled_from([0, 1, 99, 100, 101, 65_000_000, 65_000_001, 10**11]),
         ]
-        if self.m.ledger.keys:
-            options.append(st.sampled_from(sorted(amount for _, amount in self.m.ledger.keys.values())))
+        used = [*self.m.ledger.keys.values(), *self.m.ledger.attempts.values()]
+        if used:
+            options.append(st.sampled_from(sorted(amount for _, amount in used)))
         if none:
             options.append(st.none())
         return data.draw(st.one_of(options), label="amount")
@@ -506,7 +520,7 @@ class CaptureFlow(RuleBasedStateMachine):
         if r.decimal is not None and EXPONENT[currency] > r.decimal[1]:
             amount += -amount % 10 ** (EXPONENT[currency] - r.decimal[1])
         flow = data.draw(st.sampled_from([None, Flow.MANUAL, Flow.MANUAL, Flow.AUTOMATIC]), label="flow")
-        self.payment = Payment.authorized_for(self.SPEC, "order-10001", amount=amount, currency=currency, at=at,
+        self.payment = Payment.authorized_for(self.SPEC, REF, amount=amount, currency=currency, at=at,
                                               flow=flow)
         self.model = Model(self.RULES, Ledger("authorized", currency, amount, at, automatic=flow is Flow.AUTOMATIC))
         self.now = at
@@ -566,17 +580,22 @@ class CaptureFlow(RuleBasedStateMachine):
     @precondition(lambda self: self.model is not None and not self.model.rules.asynchronous)
     @rule(data=st.data())
     def provider_refuses_capture(self, data: st.DataObject) -> None:
-        """A sync capture the provider answers with an error: the payment is as it was (`capture_failed`
-        from `authorized`), its key unspent, and a retry under the same key is a first attempt."""
+        """A sync capture the provider answers with an error: the money is as it was (`capture_failed`
+        from `authorized`). When the failure shows its amount, its key stays bound to that request: only
+        an identical retry may reuse it."""
         amount = self.draw_amount(data, self.m.ledger.capturable, none=True)
         key = self.draw_key(data, "capture")
         decision = capstate.decide(self.p, Capture(at=self.clock, amount=amount, key=key))
         if not decision.allowed or decision.event is None:
             return
+        shown = decision.event.amount if data.draw(st.booleans(), label="the failure shows its amount") else None
         before = self.p
-        self.payment = capstate.apply(before, Event(before.reference, EventType.CAPTURE_FAILED, self.clock,
+        self.payment = capstate.apply(before, Event(before.reference, EventType.CAPTURE_FAILED, self.clock, shown,
                                                     key=decision.event.key, reason="declined"))
-        assert self.payment == before, f"a refused capture changed the payment: {self.payment}"
+        assert aggregate(self.payment) | {"attempts": {}} == aggregate(before) | {"attempts": {}}, \
+            f"a refused capture moved money: {self.payment}"
+        if key is not None and shown:
+            self.m.ledger.attempts.setdefault(key, ("capture", shown))
         self.story(f"the provider refuses the capture of {decision.event.amount} key={key!r}")
 
     @precondition(lambda self: self.expiry_due())
@@ -652,6 +671,16 @@ class AsyncCaptureFlow(CaptureFlow):
                                                     reason="declined"))
         self.m.ledger = self.m.fail()
         self.story(f"the provider fails the capture of {capture.amount}")
+
+    @precondition(lambda self: self.payment is not None and self.p.state == "authorized" and not self.p.captured)
+    @rule()
+    def provider_fails_unseen(self) -> None:
+        """A failed capture seen only as its outcome (an automatic-capture flow, or a webhook-only history):
+        Hellgate's capture ends "captured or failed" (research/providers.md 3.2), so the payment is `failed`."""
+        self.payment = capstate.apply(self.p, Event(self.p.reference, EventType.CAPTURE_FAILED, self.clock,
+                                                    reason="declined"))
+        self.m.ledger = self.m.fail()
+        self.story("the provider reports a failed capture it was never seen asked for")
 
 
 class VippsFlow(CaptureFlow):

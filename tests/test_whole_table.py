@@ -71,7 +71,7 @@ for _name in SPEC_NAMES:
 
 
 def placed(spec: Spec, state: str, *, captured: int = 0, pending: int = 0) -> Payment:
-    base = Payment.authorized_for(spec, "order-10001", amount=10_000, currency="EUR", at=T0)
+    base = Payment.authorized_for(spec, "3b2f0c1e-6a4d-4f7b-9c2e-8d1a5e7f0b34", amount=10_000, currency="EUR", at=T0)
     return evolve(base, state=state, captured=captured, pending=pending)
 
 

@@ -101,7 +101,10 @@ class Credentials:
 
 
 def _reference(payment: Payment) -> str:
-    return path_segment(payment.reference, what="reference", rule=REFERENCE)
+    # The spec's reference rule, the one decide applies (in_path: the path rule too), and the API's own
+    # format whatever a user's override of that rule says.
+    return path_segment(payment.reference, what="reference", rule=payment.spec.policy.reference,
+                        pattern=REFERENCE.pattern)
 
 
 def _headers(creds: Credentials, key: str | None, *, body: bool) -> tuple[tuple[str, str], ...]:
