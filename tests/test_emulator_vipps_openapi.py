@@ -26,8 +26,9 @@ import httpx
 import jsonschema
 import pytest
 import yaml
+from _requires import provider_spec
 from openapi_core import Config, OpenAPI
-from test_contract_vipps_openapi import ORDER_MANAGEMENT, REMOTE_REF, SPEC, SPECS, WireRequest, WireResponse
+from test_contract_vipps_openapi import ORDER_MANAGEMENT, REMOTE_REF, SPEC, WireRequest, WireResponse
 from vipps_emulator import CLIENT_ID, SUBSCRIPTION_KEY, Emulator, serving
 
 from capstate import Cancel, Capture, Refund
@@ -47,12 +48,12 @@ TOKEN_SCHEMA = {"type": "object", "additionalProperties": False,
 
 @pytest.fixture(scope="module")
 def spec_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    text = (SPECS / SPEC).read_text(encoding="utf-8")
+    text = provider_spec(SPEC).read_text(encoding="utf-8")
     assert text.count(REMOTE_REF) == 1 and text.count(QUIRK) == 1, "the document changed; review this test"
     start = text.index("    PaymentEvent:\n")
     assert start < text.index(QUIRK) < text.index("    Problem:\n"), "paymentAction is no longer PaymentEvent's"
     folder = tmp_path_factory.mktemp("vipps-spec")
-    (folder / ORDER_MANAGEMENT).write_bytes((SPECS / ORDER_MANAGEMENT).read_bytes())
+    (folder / ORDER_MANAGEMENT).write_bytes(provider_spec(ORDER_MANAGEMENT).read_bytes())
     patched = text.replace(REMOTE_REF, f"./{ORDER_MANAGEMENT}").replace(QUIRK, "        - name\n")
     (folder / SPEC).write_text(patched, encoding="utf-8")
     return folder / SPEC

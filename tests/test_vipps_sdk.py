@@ -10,11 +10,10 @@ Needs node and `npm ci` (node_modules): without them this skips with one line, a
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from _requires import absent, program
 from vipps_emulator import CLIENT_ID, CLIENT_SECRET, MSN, SUBSCRIPTION_KEY, Emulator, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,14 +24,9 @@ REFERENCE = "sdk-order-0001"
 
 
 def _require_node() -> str:
-    node = shutil.which("node")
-    missing = ("node is not on PATH" if node is None else
-               None if SDK.is_file() and UNDICI.is_file() else "node_modules lacks the SDK: run `npm ci`")
-    if missing:
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
-            pytest.fail(f"{missing} (CI installs both: .ci/run)")
-        pytest.skip(missing)
-    assert node is not None
+    node = program("node", "Node.js 20 and npm")
+    if not (SDK.is_file() and UNDICI.is_file()):
+        absent("needs the official Vipps SDK in node_modules: run `npm ci` (package-lock.json pins it)")
     return node
 
 
