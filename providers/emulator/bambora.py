@@ -102,7 +102,7 @@ class BamboraEmulator(ProviderEmulator):
 
     def _reference(self, ctx: Context, request: WireRequest) -> str | Answer:
         reference = request.params["payment"]
-        problem = wire.REFERENCE.problem(reference)
+        problem = ctx.spec.policy.reference.problem(reference)  # the spec's rule, as decide applies it
         if problem:
             return self.problem(Problem.MALFORMED, f"payment: {problem}")
         return reference
