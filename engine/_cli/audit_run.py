@@ -306,8 +306,7 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
                 continue
             lines = block.split(b"\n")
             if parts == 1:
-                for k, line in enumerate(lines, number + 1):
-                    feed(line, k, name, start + k)
+                auditor.feed_lines(lines, number, name, start)
                 number += len(lines)
                 continue
             owners, parsed = _partition(block, lines, parts)
