@@ -29,12 +29,14 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+import pickle
 from codecs import BOM_UTF8
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import chain, islice
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from attrs import field, frozen
@@ -61,6 +63,9 @@ _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
 _new_object = object.__new__
+_dumps = pickle.dumps
+_pickle_loads = pickle.loads
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _from_dict = Event.from_dict
 _JSONDecodeError = orjson.JSONDecodeError
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}
@@ -243,6 +248,20 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
 
+class OpenStore(Protocol):
+    """Where an Auditor bounded by `max_open` keeps the open payments it spilled (the engine reads no file:
+    the CLI gives it one on disk, `capstate._cli.spill`). Values are opaque bytes, keyed by payment."""
+
+    def put(self, items: list[tuple[str, bytes]]) -> None:
+        """Keep these (payment, record) pairs; no payment is given twice without a `take` between."""
+
+    def take(self, ref: str) -> bytes | None:
+        """Remove and return the payment's record, or None when it holds none."""
+
+    def drain(self) -> Iterable[tuple[str, bytes]]:
+        """Every pair still held, each once, in any order (the end of the audit)."""
+
+
 class Auditor:
     """The streaming audit of one stream of lines (or one partition of it).
 
@@ -253,9 +272,12 @@ class Auditor:
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True, hot: ModuleType | None = None):
+                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True, hot: ModuleType | None = None,
+                 store: OpenStore | None = None, max_open: int = 0):
         if settled_window < 0:
             raise AuditError(f"settled_window must be >= 0, got {settled_window}")
+        if max_open < 0 or (max_open and store is None):
+            raise AuditError(f"max_open must be >= 0, and needs a store, got {max_open} and {store!r}")
         self._spec = spec
         self._overrides = overrides
         self._window = settled_window
@@ -277,6 +299,52 @@ class Auditor:
         self._providers: set[str] = self._k.providers
         self.findings: list[Finding] = []
         self.latest: datetime | None = None
+        self._store = store
+        if max_open:
+            self._k.max_open = max_open
+            self._k.spill = self._spill
+            self._k.unspill = self._unspill
+
+    # ------------------------------------------------------------------------------ memory bound
+
+    def _spill(self) -> None:
+        """Move the older half of the live payments to the store: they come back when their next event
+        arrives (`_unspill`), or at the end (`partial`). Their Records go whole, so nothing is judged
+        differently; only where they wait changes."""
+        live = self._live
+        batch = [(ref, self._pack(live[ref])) for ref in islice(live, max(1, len(live) // 2))]
+        for ref, _ in batch:
+            del live[ref]
+        assert self._store is not None
+        self._store.put(batch)
+        self._k.spilled += len(batch)
+
+    def _unspill(self, ref: str) -> Any:
+        assert self._store is not None
+        blob = self._store.take(ref)
+        if blob is None:
+            return None
+        self._k.spilled -= 1
+        rec = self._live[ref] = self._unpack(ref, blob)
+        return rec
+
+    def _pack(self, r: Any) -> bytes:
+        return _dumps((r.name, r.state, r.currency, r.authorized, r.captured, r.cancelled, r.refunded, r.pending,
+                       r.capture_count, r.refund_count, r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin,
+                       r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok), _PICKLE_PROTOCOL)
+
+    def _unpack(self, ref: str, blob: bytes) -> Any:
+        fields = _pickle_loads(blob)
+        (name, state, currency, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
+         authorized_at, validity, flow, uses, exp, rwin, after, at_dt, line, file, pos, reference_ok) = fields
+        k = self._k
+        r = self._hot.Record(k.only if k.only is not None else self._moves[name], ref)
+        r.state, r.moves = state, r.fast.by_state[state]
+        r.currency, r.authorized, r.captured, r.cancelled = currency, authorized, captured, cancelled
+        r.refunded, r.pending, r.capture_count, r.refund_count = refunded, pending, capture_count, refund_count
+        r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin = authorized_at, validity, flow, uses, exp, rwin
+        r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok = after, at_dt, line, file, pos, reference_ok
+        return r
 
     @property
     def events(self) -> int:
@@ -445,7 +513,7 @@ class Auditor:
             text = canonical(at)
         ref = event.payment
         live = self._live
-        track = live.get(ref)
+        track = k.find(ref)
         settled = False
         if track is None:
             track = self._settled.get(ref)
@@ -538,6 +606,8 @@ class Auditor:
         elif settled:
             del self._settled[ref]
             live[ref] = track
+        if k.max_open and len(live) > k.max_open:
+            self._spill()
 
     def _can_cancel(self, spec: Spec, state: str, flow: Flow | None = None) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel.
@@ -570,13 +640,26 @@ class Auditor:
 
     # ------------------------------------------------------------------------------------ output
 
-    def partial(self) -> Partial:
-        """The findings so far and the payments that may dangle; call once, after the last line."""
+    def partial(self, as_of: datetime | None = None, *, alone: bool = False) -> Partial:
+        """The findings so far and the payments that may dangle; call once, after the last line.
+
+        `alone`: this auditor saw the whole input, so the instant DANGLING_AUTHORIZATION is judged at is
+        known now (`as_of`, else the latest event), and only payments that lapsed by then are kept (with
+        millions of open payments, a list of them all would outgrow any memory bound).
+        """
+        latest = self.latest
+        if self._k.latest_s:
+            fast_latest = parse_instant(self._k.latest_s)
+            if latest is None or fast_latest > latest:
+                latest = fast_latest
+        until = (as_of or latest) if alone else None
         dangling = []
         # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
         # so the shipped specs can release nothing there; and judging settled payments would depend on
         # which of them a partition still holds, breaking byte-identical parallel output.
-        for ref, p in self._live.items():
+        spilled = self._store.drain() if self._store is not None and self._k.spilled else ()
+        records = chain(self._live.items(), ((ref, self._unpack(ref, blob)) for ref, blob in spilled))
+        for ref, p in records:
             if (p.authorized_at is None or p.validity is None or p.capturable <= 0
                     or not self._can_cancel(p.spec, p.state, p.flow)):
                 continue
@@ -584,13 +667,10 @@ class Auditor:
                 expires = p.authorized_at + p.validity
             except OverflowError:  # a validity override of millennia: it never lapses
                 continue
+            if until is not None and expires > until:
+                continue
             dangling.append(Dangling(ref, p.file, p.line, p.spec.name, p.currency, p.authorized,
                                      p.capturable, p.authorized_at, expires))
-        latest = self.latest
-        if self._k.latest_s:
-            fast_latest = parse_instant(self._k.latest_s)
-            if latest is None or fast_latest > latest:
-                latest = fast_latest
         return Partial(self.findings, self.events, self.payments, frozenset(self._providers), latest, dangling)
 
 
@@ -670,7 +750,7 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
             # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
             item = item.removeprefix(BOM_UTF8 if isinstance(item, bytes) else "\ufeff")  # type: ignore[arg-type]
         feed(item, number, source)
-    return merge([auditor.partial()], as_of=when, files=(source,),
+    return merge([auditor.partial(when, alone=True)], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)
 
 

@@ -482,6 +482,19 @@ class Kernel:
         self.events = 0
         self.payments = 0
         self.latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
+        # The memory bound (Auditor, `max_open`): past `max_open` live payments (0: no bound) the oldest
+        # go to the auditor's store through `spill()`; `unspill(ref)` brings one back (a Record or None).
+        self.max_open = 0
+        self.spilled = 0
+        self.spill: Any = None
+        self.unspill: Any = None
+
+    def find(self, ref: str) -> Record | None:
+        """A live payment, or one spilled to the store, brought back live."""
+        rec = self.live.get(ref)
+        if rec is None and self.spilled:
+            rec = self.unspill(ref)
+        return rec
 
     def take(self, ev: Any, line: int, file: str, pos: int) -> int:
         """Judge one decoded line on the fast path: TAKEN; or, having changed nothing, NOT_PLAIN (not
@@ -498,6 +511,8 @@ class Kernel:
         provider: str | None = ev.provider
         live = self.live
         rec = live.get(ref)
+        if rec is None and self.spilled:
+            rec = self.unspill(ref)
         where = 0  # live
         if rec is None:
             rec = self.settled.get(ref)
@@ -547,6 +562,8 @@ class Kernel:
             else:
                 del self.settled[ref]
                 live[ref] = rec
+                if self.max_open and len(live) > self.max_open:
+                    self.spill()
         else:
             self.providers.add(rec.name)
             self.payments += 1
@@ -555,6 +572,8 @@ class Kernel:
                 self.sweep(pos)
             else:
                 live[ref] = rec
+                if self.max_open and len(live) > self.max_open:
+                    self.spill()
         return TAKEN
 
     def feed_lines(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any) -> None:

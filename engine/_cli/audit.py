@@ -9,6 +9,7 @@ self-contained HTML report. A progress bar goes to stderr when stderr is a termi
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import orjson
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import render
-from .audit_run import FORMATS, display_name, run_audit, same_file_key
+from .audit_run import DEFAULT_MAX_MEMORY, FORMATS, display_name, run_audit, same_file_key
 from .options import UsageError, parse_at, parse_sets
 
 EXIT_CLEAN, EXIT_VIOLATIONS = 0, 1
@@ -40,6 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settled-window", type=_count, default=DEFAULT_SETTLED_WINDOW, metavar="LINES",
                         help=f"how many input lines a payment in a terminal state is remembered after its latest "
                              f"event, for late refunds, captures and duplicates (default {DEFAULT_SETTLED_WINDOW:,})")
+    parser.add_argument("--max-memory", type=parse_size, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                        help="memory for open payments, e.g. 512MB or 4GiB (default 1GiB); past it the oldest "
+                             "wait in a temporary SQLite file until their next event (the same report); "
+                             "'none' for no bound")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N",
                         help="partition payments over N processes (same output as one)")
     parser.add_argument("--dask", metavar="local|ADDRESS",
@@ -51,6 +56,21 @@ def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return int(text)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
+          "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """A size in bytes: a whole number with an optional unit (KB, MB, GB; KiB, MiB, GiB), or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    match = re.fullmatch(r"\s*([0-9]{1,15})\s*([A-Za-z]{0,3})\s*", text, re.ASCII)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size > 0 such as 512MB, 4GiB or 'none'")
+    return int(match.group(1)) * _UNITS[unit]
 
 
 def _workers(text: str) -> int:
@@ -74,7 +94,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     report = run_audit(args.files, spec=provider, fmt=args.fmt, as_of=as_of, workers=args.workers,
                        dask=args.dask, progress=progress, overrides=overrides,
-                       settled_window=args.settled_window)
+                       settled_window=args.settled_window, max_memory=args.max_memory)
     names = [display_name(f) for f in args.files]
     if args.report is not None:
         from .audit_html import write_report
