@@ -308,11 +308,12 @@ class Auditor:
     # ------------------------------------------------------------------------------ memory bound
 
     def _spill(self) -> None:
-        """Move the older half of the live payments to the store: they come back when their next event
+        """Move the oldest eighth of the live payments to the store: they come back when their next event
         arrives (`_unspill`), or at the end (`partial`). Their Records go whole, so nothing is judged
-        differently; only where they wait changes."""
+        differently; only where they wait changes. An eighth, not more: the packed batch is held in memory
+        while it is written, on top of the budget."""
         live = self._live
-        batch = [(ref, self._pack(live[ref])) for ref in islice(live, max(1, len(live) // 2))]
+        batch = [(ref, self._pack(live[ref])) for ref in islice(live, max(1, len(live) // 8))]
         for ref, _ in batch:
             del live[ref]
         assert self._store is not None

@@ -9,6 +9,7 @@ from .options import UsageError
 
 
 def add_arguments(sub: argparse.ArgumentParser) -> None:
+    from .. import bench
     from ..bench import MIN_ROUNDS
 
     sub.add_argument("--quick", action="store_true",
@@ -16,6 +17,9 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--rounds", type=int, default=MIN_ROUNDS, metavar="N",
                      help=f"rounds per measure; the figure is their median (at least {MIN_ROUNDS})")
     sub.add_argument("--seed", type=int, default=4, metavar="N", help="seed of the synthetic log")
+    sub.add_argument("--open-log", type=_size, default=None, metavar="SIZE",
+                     help="size of the generated log of open authorizations for (e), e.g. 1GB (default "
+                          f"{bench.OPEN_LOG_FULL // 10**9} GB, {bench.OPEN_LOG_QUICK // 10**6} MB with --quick)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -29,4 +33,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench: {text}\n")
         sys.stderr.flush()
 
-    return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say)
+    return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say,
+                     open_log=args.open_log)
+
+
+def _size(text: str) -> int:
+    from .audit import parse_size
+
+    size = parse_size(text)
+    if size is None:
+        raise argparse.ArgumentTypeError("--open-log needs a size, such as 8MB or 1GB")
+    return size
