@@ -412,6 +412,15 @@ class Auditor:
         for k, raw in enumerate(lines, number + 1):
             self._parse(raw, k, file, start + k)
 
+    def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int) -> None:
+        """Audit raw lines numbered `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input (a
+        partition's share of one range of a file, in order)."""
+        if self._fast:
+            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow)
+            return
+        for raw, number in zip(lines, numbers, strict=True):
+            self._parse(raw, base + number, file, pos_base + number)
+
     def _slow(self, raw: bytes | str, line: int, file: str, pos: int, decoded: Line | None) -> None:
         """A line the fast path left: judged the exact way as decoded, or parsed again when `decoded` is None."""
         if decoded is None:

@@ -584,12 +584,29 @@ class Kernel:
             number += 1
             try:
                 ev = decode(raw)
-            except Exception:
+            except Exception:  # msgspec's DecodeError or ValidationError: the exact way reports it
                 slow(raw, number, file, start + number, None)
                 continue
             taken = self.take(ev, number, file, start + number)
             if taken != TAKEN:
                 slow(raw, number, file, start + number, ev if taken == EXACT else None)
+
+    def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int,
+                      decode: Any, slow: Any) -> None:
+        """`feed_lines` for lines that are not consecutive (a partition's share of a range of the input):
+        line `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input."""
+        for i in range(len(lines)):
+            raw = lines[i]
+            number = base + numbers[i]
+            pos = pos_base + numbers[i]
+            try:
+                ev = decode(raw)
+            except Exception:  # msgspec's DecodeError or ValidationError: the exact way reports it
+                slow(raw, number, file, pos, None)
+                continue
+            taken = self.take(ev, number, file, pos)
+            if taken != TAKEN:
+                slow(raw, number, file, pos, ev if taken == EXACT else None)
 
     def sweep(self, pos: int) -> None:
         """Reclaim settled payments past the window, at most every `sweep_every` lines: a lookup judges

@@ -445,8 +445,29 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
+def _forked_share(j: int, parts: int, directory: str, counts: list[list[int]]) -> Partial:
+    from .audit_ranges import audit_share
+
+    return audit_share(_FORKED["job"], j, parts, directory, counts)
+
+
+def _run_ranges(job: Job, workers: int, bar: _Bar, pool: Any) -> list[Partial]:
+    """Split the input by bytes, shuffle lines to their payment's worker, audit (see audit_ranges)."""
+    from .audit_ranges import cuts, scan_range
+
+    bounds = [cuts(path, workers) for path in job.paths]
+    with tempfile.TemporaryDirectory(prefix="capstate-shuffle-") as tmp:
+        counts: list[list[int]] = pool.starmap(scan_range, [(job.paths, bounds, k, workers, tmp)
+                                                            for k in range(workers)])
+        if bar.enabled:
+            bar.update(sum(_sizes(job.paths)) // 2)
+        return cast(list[Partial], pool.starmap(_forked_share, [(j, workers, tmp, counts) for j in range(workers)]))
+
+
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
+
+    from .audit_ranges import splittable
 
     # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
     try:
@@ -461,6 +482,8 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     gc.freeze()
     try:
         with ctx.Pool(workers) as pool:
+            if splittable(job.paths, job.fmt):
+                return _run_ranges(job, workers, bar, pool)
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
                 pending.wait(0.2)
