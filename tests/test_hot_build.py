@@ -5,6 +5,7 @@ differential tests in test_audit_fastpath.py compare them line by line on random
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,8 +60,14 @@ def test_pip_install_works_without_a_c_compiler(tmp_path: Path) -> None:
     """`pip install .` where no C compiler runs: the wheel builds, holds no extension, and its plain-Python
     hot loop gives the installed build's report."""
     env = {**{k: v for k, v in os.environ.items() if k != "CAPSTATE_NO_MYPYC"}, "CC": "false", "CXX": "false"}
+    # A copy of the source alone: the working tree's build/ and in-place extensions (from an earlier
+    # install) would otherwise be packed into the wheel as they are.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", "node_modules", "*.egg-info", "*.so", "*.pyd", "__pycache__", ".git", ".*_cache",
+        ".hypothesis"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
-                           str(ROOT)], capture_output=True, text=True, env=env, check=False, timeout=900)
+                           str(source)], capture_output=True, text=True, env=env, check=False, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("capstate-*.whl")
     with zipfile.ZipFile(wheel) as zf:
