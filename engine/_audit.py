@@ -29,25 +29,31 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from itertools import chain, islice
+from types import ModuleType
+from typing import Any, Protocol
 
 import orjson
 from attrs import field, frozen
 
-from ._audit_fast import CLOCKS, DAYS, EXACT_ONLY, FastSpec, Record, canonical, canonical_at, fast_spec
+from ._audit_fast import EXACT_ONLY, canonical, fast_spec
 from ._bom import strip_bom
 from ._codes import Code
 from ._engine import check_fact, observe
 from ._errors import AuditError, EventError
 from ._guards import room
-from ._money import INT64_MAX, is_currency, to_major_string
+from ._hotpath import hot as _default_hot
+from ._lines import Line, LineError, decode_line, to_line
+from ._money import INT64_MAX, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, instant_problem, parse_instant
-from ._values import Event, EventType, Flow, Payment, new_event, surrogate_in, text_problem
+from ._values import (Event, EventType, Flow, Payment, Violation, _Deferrable, new_event, set_pending, surrogate_in,
+                      text_problem)
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -58,39 +64,33 @@ _CAPTURED_TYPE, _REFUNDED_TYPE = EventType.CAPTURED, EventType.REFUNDED
 _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
+_new_object = object.__new__
+_dumps = pickle.dumps
+_pickle_loads = pickle.loads
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Event.from_dict without its look for lone surrogates: a line orjson decoded holds none, and `feed` looks
 # in a dict given as such before anything else.
 _from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
-# Where the fast path found a payment's record, and what a move returns when the payment settled.
-_LIVE, _SETTLED, _NEW = "live", "settled", "new"
-_SETTLES = 2
-# What the fast path accepts without asking Event.from_dict: the exact-str spellings it would take.
-_AMOUNT_REQUIRED = frozenset({"authorized", "captured", "refunded"})
-_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
 _TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 # Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
 _TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
 _CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
 _CODES: dict[str, Code] = {c.value: c for c in Code}
+_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
 _instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
-# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
-_CURRENCIES: set[str] = set()
-
-
-def _is_currency(code: str) -> bool:
-    if not is_currency(code):
-        return False
-    _CURRENCIES.add(code)
-    return True
+_TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
 
 
 @frozen
-class Finding:
+class Finding(_Deferrable):
     """One breach: which payment, where in which file, the code, the evidence and when it happened.
 
     `payment` is None for a line too broken to name one; `at` is the RFC 3339 instant (UTC) of the
     event, or of the lapse for DANGLING_AUTHORIZATION, and None when the line has no readable time.
+    A finding from `observe` holds its Violation and formats `message` on first read (when the report
+    is written): the evidence is all there, and a log with millions of breaches does not pay for text
+    nobody reads twice.
 
     `amount` is the money at stake, in minor units of `currency` (None when no money moved): the excess
     over what could be captured (EXCEEDS_CAPTURABLE) or refunded (REFUND_EXCEEDS_CAPTURED), the remainder
@@ -98,6 +98,8 @@ class Finding:
     event's amount. A `capture_requested` moves no money, so it carries none (its `captured` will).
     `currency` is None where the log never said it (a capture with no authorization before it).
     """
+
+    _deferred = ("message",)
 
     payment: str | None
     line: int
@@ -122,6 +124,34 @@ class Finding:
 def _finding(payment: str | None, line: int, file: str, code: str, message: str,  # noqa: PLR0917 - pickle calls it
              at: str | None, amount: int | None = None, currency: str | None = None) -> Finding:
     return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
+
+
+def _violation_message(what: str, violation: Violation) -> tuple[str]:
+    return (f"{what}: {violation.message}",)
+
+
+_set_payment = Finding.__dict__["payment"].__set__
+_set_line = Finding.__dict__["line"].__set__
+_set_file = Finding.__dict__["file"].__set__
+_set_code = Finding.__dict__["code"].__set__
+_set_at = Finding.__dict__["at"].__set__
+_set_amount = Finding.__dict__["amount"].__set__
+_set_currency = Finding.__dict__["currency"].__set__
+
+
+def _breach(payment: str, line: int, file: str, what: str, violation: Violation,  # noqa: PLR0917 - one per breach
+            at: str | None, amount: int | None, currency: str | None) -> Finding:
+    """The Finding of a violation `observe` found, its message left to be formatted on first read."""
+    f: Finding = _new_object(Finding)
+    _set_payment(f, payment)
+    _set_line(f, line)
+    _set_file(f, file)
+    _set_code(f, violation.code)
+    _set_at(f, at)
+    _set_amount(f, amount)
+    _set_currency(f, currency)
+    set_pending(f, (_violation_message, what, violation))
+    return f
 
 
 @frozen
@@ -232,12 +262,26 @@ def _json_problem(item: bytes | str, exc: Exception) -> str:
     return str(exc)
 
 
-def _place(track: Record, file: str) -> str:
+def _place(track: Any, file: str) -> str:
     return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
 
 
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+class OpenStore(Protocol):
+    """Where an Auditor bounded by `max_open` keeps the open payments it spilled (the engine reads no file:
+    the CLI gives it one on disk, `capstate._cli.spill`). Values are opaque bytes, keyed by payment."""
+
+    def put(self, items: list[tuple[str, bytes]]) -> None:
+        """Keep these (payment, record) pairs; no payment is given twice without a `take` between."""
+
+    def take(self, ref: str) -> bytes | None:
+        """Remove and return the payment's record, or None when it holds none."""
+
+    def drain(self) -> Iterable[tuple[str, bytes]]:
+        """Every pair still held, each once, in any order (the end of the audit)."""
 
 
 class Auditor:
@@ -250,32 +294,90 @@ class Auditor:
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True):
+                 settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True, hot: ModuleType | None = None,
+                 store: OpenStore | None = None, max_open: int = 0):
         if settled_window < 0:
             raise AuditError(f"settled_window must be >= 0, got {settled_window}")
+        if max_open < 0 or (max_open and store is None):
+            raise AuditError(f"max_open must be >= 0, and needs a store, got {max_open} and {store!r}")
         self._spec = spec
         self._overrides = overrides
         self._window = settled_window
-        self._sweep_every = max(1, settled_window // 16)
-        self._sweep_at = 0
         # fast=False judges every line the exact way: the reference the fast path is tested against.
         self._fast = fast
+        # The build of the hot loop (`_hotpath`): the compiled one, unless the tests name its plain twin.
+        self._hot = hot = hot if hot is not None else _default_hot
         self._specs: dict[str | None, Spec | str] = {}
-        # The compiled fast moves of each provider's spec (or of the audit's spec, under the key None).
-        self._moves: dict[str | None, FastSpec] = {}
-        if spec is not None:
-            self._moves[None] = fast_spec(spec)
+        # The compiled fast moves of each provider's spec (filled as payments name them).
+        self._moves: dict[str, Any] = {}
         self._cancellable: dict[tuple[int, str], bool] = {}
-        self._live: dict[str, Record] = {}
         # Ordered by the position of each payment's latest event, oldest first, so that forgetting is
         # popping from the front (O(1); a plain dict's front deletions rescan its dead slots).
-        self._settled: OrderedDict[str, Record] = OrderedDict()
-        self._providers: set[str] = set()
+        settled: OrderedDict[str, Any] = OrderedDict()
+        self._k = hot.Kernel(settled_window, fast_spec(spec, hot) if spec is not None else None, self._moves,
+                             settled)
+        self._live: dict[str, Any] = self._k.live
+        self._settled = settled
+        self._providers: set[str] = self._k.providers
         self.findings: list[Finding] = []
-        self.events = 0
-        self.payments = 0
         self.latest: datetime | None = None
-        self._latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
+        self._store = store
+        if max_open:
+            self._k.max_open = max_open
+            self._k.spill = self._spill
+            self._k.unspill = self._unspill
+
+    # ------------------------------------------------------------------------------ memory bound
+
+    def _spill(self) -> None:
+        """Move the oldest eighth of the live payments to the store: they come back when their next event
+        arrives (`_unspill`), or at the end (`partial`). Their Records go whole, so nothing is judged
+        differently; only where they wait changes. An eighth, not more: the packed batch is held in memory
+        while it is written, on top of the budget."""
+        live = self._live
+        batch = [(ref, self._pack(live[ref])) for ref in islice(live, max(1, len(live) // 8))]
+        for ref, _ in batch:
+            del live[ref]
+        assert self._store is not None
+        self._store.put(batch)
+        self._k.spilled += len(batch)
+
+    def _unspill(self, ref: str) -> Any:
+        assert self._store is not None
+        blob = self._store.take(ref)
+        if blob is None:
+            return None
+        self._k.spilled -= 1
+        rec = self._live[ref] = self._unpack(ref, blob)
+        return rec
+
+    def _pack(self, r: Any) -> bytes:
+        return _dumps((r.name, r.state, r.currency, r.authorized, r.captured, r.cancelled, r.refunded, r.pending,
+                       r.capture_count, r.refund_count, r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin,
+                       r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok), _PICKLE_PROTOCOL)
+
+    def _unpack(self, ref: str, blob: bytes) -> Any:
+        fields = _pickle_loads(blob)
+        (name, state, currency, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
+         authorized_at, validity, flow, uses, exp, rwin, after, at_dt, line, file, pos, reference_ok) = fields
+        k = self._k
+        r = self._hot.Record(k.only if k.only is not None else self._moves[name], ref)
+        r.state, r.moves = state, r.fast.by_state[state]
+        r.currency, r.authorized, r.captured, r.cancelled = currency, authorized, captured, cancelled
+        r.refunded, r.pending, r.capture_count, r.refund_count = refunded, pending, capture_count, refund_count
+        r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin = authorized_at, validity, flow, uses, exp, rwin
+        r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok = after, at_dt, line, file, pos, reference_ok
+        return r
+
+    @property
+    def events(self) -> int:
+        """Valid events judged so far."""
+        return int(self._k.events)
+
+    @property
+    def payments(self) -> int:
+        """Payments named by them."""
+        return int(self._k.payments)
 
     # ------------------------------------------------------------------------------------ input
 
@@ -283,22 +385,30 @@ class Auditor:
         """Audit one line: raw JSON (bytes or str), a decoded object, or an Event. Never raises for
         bad input; a blank line is skipped. `pos` is the line's position in the whole input.
 
-        A plain, clean move is judged here, on the payment's record in place (the fast path, inlined
-        because it runs for nearly every line). Whatever it cannot vouch for, it changes nothing and
-        hands on: a line Event.from_dict might refuse to it, a valid event that might break a rule, or
-        need what only the exact path does (a provider's first payment, a payment past the settled
-        window, an `at` out of order or not canonical), as an Event to `_judge`.
+        A plain, clean move is judged on the fast path (`_hot`), on the payment's record in place:
+        the line decoded by msgspec into a typed `Line`. Whatever it cannot vouch for, it changes
+        nothing and hands on: a line the strict decoder refuses goes through orjson and
+        `Event.from_dict` as before; a valid event that might break a rule, or needs what only the exact
+        path does (a provider's first payment, a payment past the settled window, an `at` out of order
+        or not canonical), goes as an Event to `_judge`.
         """
+        if pos < 0:
+            pos = line
         kind = type(item)
         if kind is bytes or kind is str or isinstance(item, bytes | str):
-            try:
-                obj = _loads(item)  # type: ignore[arg-type]
-            except _JSONDecodeError as exc:
-                if not item.strip():  # type: ignore[union-attr]
+            if self._fast:
+                try:
+                    decoded = decode_line(item)  # type: ignore[arg-type]
+                except LineError:
+                    pass
+                else:
+                    taken = self._k.take(decoded, line, file, pos)
+                    if taken != _TAKEN:
+                        self._slow(item, line, file, pos, decoded if taken == _EXACT else None)  # type: ignore[arg-type]
                     return
-                self.malformed(line, file, f"not valid JSON ({_json_problem(item, exc)})")  # type: ignore[arg-type]
-                return
-        elif kind is Event:
+            self._parse(item, line, file, pos)  # type: ignore[arg-type]
+            return
+        if kind is Event:
             # A hand-built Event has no validators (from_dict is the parser): a naive `at` or a list as
             # the payment would break the audit's own bookkeeping before `observe` could refuse it.
             ref = item.payment  # type: ignore[union-attr]
@@ -316,110 +426,82 @@ class Auditor:
             except EventError as exc:
                 self.malformed(line, file, _clip(f"not a valid event: {exc}"), ref)
                 return
-            self._judge(item, line, file, line if pos < 0 else pos)  # type: ignore[arg-type]
+            self._judge(item, line, file, pos)  # type: ignore[arg-type]
             return
-        else:
-            obj = item
-            if isinstance(obj, dict) and text_problem(obj) is not None:
-                # A dict built in Python may hold a lone surrogate, which no line read from a file can (orjson
-                # refuses them): Event.from_dict refuses it, so the fast path must not take it.
-                try:
-                    Event.from_dict(obj)
-                except EventError as exc:
-                    self._invalid(obj, exc, line, file)
+        self.feed_object(item, line, file, pos)
+
+    def feed_lines(self, lines: list[bytes], number: int, file: str, start: int) -> None:
+        """Audit consecutive raw lines, the first numbered `number + 1` and at `start + number + 1` in the
+        whole input: `feed` for each, with the loop in the hot module."""
+        if self._fast:
+            self._k.feed_lines(lines, number, file, start, decode_line, self._slow)
+            return
+        for k, raw in enumerate(lines, number + 1):
+            self._parse(raw, k, file, start + k)
+
+    def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int) -> None:
+        """Audit raw lines numbered `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input (a
+        partition's share of one range of a file, in order)."""
+        if self._fast:
+            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow)
+            return
+        for raw, number in zip(lines, numbers, strict=True):
+            self._parse(raw, base + number, file, pos_base + number)
+
+    def _slow(self, raw: bytes | str, line: int, file: str, pos: int, decoded: Line | None) -> None:
+        """A line the fast path left: judged the exact way as decoded, or parsed again when `decoded` is None."""
+        if decoded is None:
+            self._parse(raw, line, file, pos)
+            return
+        self._judge(new_event(decoded.payment, _TYPES[decoded.type], _instant(decoded.at), decoded.amount,
+                              decoded.currency, decoded.provider, decoded.key,
+                              _FLOWS[decoded.flow] if decoded.flow is not None else None, decoded.reason),
+                    line, file, pos, decoded.at)
+
+    def _parse(self, item: bytes | str, line: int, file: str, pos: int) -> None:
+        try:
+            obj = _loads(item)
+        except _JSONDecodeError as exc:
+            if not item.strip():
                 return
+            self.malformed(line, file, f"not valid JSON ({_json_problem(item, exc)})")
+            return
+        self._decoded(obj, line, file, pos)
+
+    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
+        """Audit one decoded JSON value (what `feed` does after parsing)."""
         if pos < 0:
             pos = line
-        if self._fast and type(obj) is dict:
-            get = obj.get
-            ref, etype, at = get("payment"), get("type"), get("at")
-            amount, cur, flow = get("amount"), get("currency"), get("flow")
-            provider, key, reason = get("provider"), get("key"), get("reason")
-            # Event.from_dict would accept all of this (canonical_at applies its rule for instants).
-            if (type(ref) is str and ref and type(etype) is str and type(at) is str
-                    and ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None)
-                    and (type(amount) is int and 0 <= amount <= INT64_MAX if amount is not None
-                         else etype not in _AMOUNT_REQUIRED)
-                    and ((type(cur) is str and (cur in _CURRENCIES or _is_currency(cur))) if cur is not None
-                         else etype != "authorized")
-                    and (flow is None or (flow := _FLOWS.get(flow) if type(flow) is str else None) is not None)
-                    and (provider is None or type(provider) is str) and (key is None or type(key) is str)
-                    and (reason is None or type(reason) is str)
-                    and (etype_member := _TYPES.get(etype)) is not None):
-                live = self._live
-                rec = live.get(ref)
-                where = _LIVE
-                if rec is None:
-                    rec = self._settled.get(ref)
-                    if rec is not None:
-                        if pos - rec.pos > self._window:
-                            rec = None  # forgotten: the exact path drops it
-                        where = _SETTLED
-                    else:
-                        spec = self._spec
-                        fast = self._moves.get(None if spec is not None else provider)
-                        if fast is not None and (spec is None or provider is None or provider == spec.name):
-                            rec = Record(fast, ref)
-                        where = _NEW
-                done = 0
-                if rec is not None and at >= rec.after and (provider is None or provider == rec.name):
-                    move = rec.moves.get(etype)
-                    if move is not None:
-                        done = move(rec, at, amount, cur, key, flow)
-                if not done:
-                    # A valid event the fast path cannot vouch for: the exact path, without parsing it again.
-                    self._judge(new_event(ref, etype_member, _instant(at), amount, cur, provider, key, flow, reason),
-                                line, file, pos, at)
-                    return
-                assert rec is not None
+        if isinstance(obj, dict) and text_problem(obj) is not None:
+            # A dict built in Python may hold a lone surrogate, which no line read from a file can (orjson
+            # refuses them): Event.from_dict refuses it, so the fast path must not take it.
+            try:
+                Event.from_dict(obj)
+            except EventError as exc:
+                self._invalid(obj, exc, line, file)
+            return
+        self._decoded(obj, line, file, pos)
 
-                # Applied: the audit's own bookkeeping, as _judge does it.
-                self.events += 1
-                if at > self._latest_s:  # noqa: PLR1730 - a compare costs less than calling max() on every line
-                    self._latest_s = at
-                rec.after = at
-                rec.line = line
-                rec.file = file
-                rec.pos = pos
-                if where is _LIVE:
-                    if done == _SETTLES:
-                        del live[ref]
-                        self._settled[ref] = rec
-                        self._sweep(pos)
-                elif where is _SETTLED:
-                    if done == _SETTLES:
-                        self._settled.move_to_end(ref)
-                        self._sweep(pos)
-                    else:
-                        del self._settled[ref]
-                        live[ref] = rec
-                else:
-                    self._providers.add(rec.name)
-                    self.payments += 1
-                    if done == _SETTLES:
-                        self._settled[ref] = rec
-                        self._sweep(pos)
-                    else:
-                        live[ref] = rec
-                return
+    def _decoded(self, obj: object, line: int, file: str, pos: int) -> None:
+        """`feed_object` for a value orjson decoded (so one holding no lone surrogate)."""
+        if self._fast and type(obj) is dict:
+            try:
+                decoded = to_line(obj)
+            except LineError:
+                pass
+            else:
+                taken = self._k.take(decoded, line, file, pos)
+                if taken == _TAKEN:
+                    return
+                if taken == _EXACT:
+                    self._slow(b"", line, file, pos, decoded)
+                    return
         try:
             event = _from_dict(obj)
         except EventError as exc:
             self._invalid(obj, exc, line, file)
             return
         self._judge(event, line, file, pos)
-
-    def feed_object(self, obj: object, line: int, file: str, pos: int = -1) -> None:
-        """Audit one decoded JSON value (what `feed` does after parsing)."""
-        if type(obj) is dict:
-            self.feed(obj, line, file, pos)
-            return
-        try:
-            event = _from_dict(obj)
-        except EventError as exc:
-            self._invalid(obj, exc, line, file)
-            return
-        self._judge(event, line, file, line if pos < 0 else pos)
 
     def _invalid(self, obj: object, exc: EventError, line: int, file: str) -> None:
         """LOG_MALFORMED for a JSON value that is not an event, with what the line does say."""
@@ -455,7 +537,7 @@ class Auditor:
         else:
             # A bad override is the caller's error, not the line's: SpecError propagates.
             found = load_spec(provider, overrides_for(provider, self._overrides) or None)
-            self._moves[provider] = fast_spec(found)
+            self._moves[provider] = fast_spec(found, self._hot)
         self._specs[provider] = found
         return found
 
@@ -472,12 +554,13 @@ class Auditor:
                                        f"({INT64_MAX}), the largest amount any provider takes", event.payment,
                            format_instant(at))
             return
-        self.events += 1
+        k = self._k
+        k.events += 1
         if text is None:
             text = canonical(at)
         ref = event.payment
         live = self._live
-        track = live.get(ref)
+        track = k.find(ref)
         settled = False
         if track is None:
             track = self._settled.get(ref)
@@ -502,8 +585,8 @@ class Auditor:
                                            f"spec is {spec.name!r}", ref, format_instant(at))
                 return
             self._providers.add(spec.name)
-            self.payments += 1
-            track = Record(self._moves[None if self._spec is not None else provider], ref)
+            k.payments += 1
+            track = self._hot.Record(k.only if k.only is not None else self._moves[str(provider)], ref)
             track.at_dt, track.after = at, EXACT_ONLY
             track.line, track.file, track.pos = line, file, pos
             live[ref] = track
@@ -517,7 +600,7 @@ class Auditor:
             previous = track.after
             # Both canonical: the text orders as time does, and no datetime needs parsing.
             canonical_pair = text is not None and previous and previous != EXACT_ONLY
-            if (text < previous) if canonical_pair else (at < track.when()):  # type: ignore[operator]
+            if (text < previous) if canonical_pair else (at < track.when()):
                 before = track.when()
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
@@ -552,8 +635,8 @@ class Auditor:
             what = kind if event.amount is None else f"{kind} {event.amount}"
             currency = payment.currency or event.currency
             for v in violations:
-                self.findings.append(Finding(ref, line, file, v.code, f"{what}: {v.message}", stamp,
-                                             _at_stake(payment, event, v.code), currency))
+                self.findings.append(_breach(ref, line, file, what, v, stamp, _at_stake(payment, event, v.code),
+                                             currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         track.load(after, at, text)
@@ -568,26 +651,12 @@ class Auditor:
             else:
                 del live[ref]
                 settled_map[ref] = track
-            self._sweep(pos)
+            k.sweep(pos)
         elif settled:
             del self._settled[ref]
             live[ref] = track
-
-    def _sweep(self, pos: int) -> None:
-        """Reclaim settled payments past the window, at most every `_sweep_every` lines: a lookup judges
-        the window itself, so reclaiming late changes nothing but memory (bounded by window + 1/16)."""
-        if pos >= self._sweep_at:
-            self._sweep_at = pos + self._sweep_every
-            self._forget_before(pos - self._window)
-
-    def _forget_before(self, limit: int) -> None:
-        """Reclaim the settled payments whose latest event is more than the window behind."""
-        settled_map = self._settled
-        while settled_map:
-            oldest = next(iter(settled_map.values()))
-            if oldest.pos >= limit:
-                return
-            settled_map.popitem(last=False)
+        if k.max_open and len(live) > k.max_open:
+            self._spill()
 
     def _can_cancel(self, spec: Spec, state: str, flow: Flow | None = None) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel.
@@ -620,13 +689,26 @@ class Auditor:
 
     # ------------------------------------------------------------------------------------ output
 
-    def partial(self) -> Partial:
-        """The findings so far and the payments that may dangle; call once, after the last line."""
+    def partial(self, as_of: datetime | None = None, *, alone: bool = False) -> Partial:
+        """The findings so far and the payments that may dangle; call once, after the last line.
+
+        `alone`: this auditor saw the whole input, so the instant DANGLING_AUTHORIZATION is judged at is
+        known now (`as_of`, else the latest event), and only payments that lapsed by then are kept (with
+        millions of open payments, a list of them all would outgrow any memory bound).
+        """
+        latest = self.latest
+        if self._k.latest_s:
+            fast_latest = parse_instant(self._k.latest_s)
+            if latest is None or fast_latest > latest:
+                latest = fast_latest
+        until = (as_of or latest) if alone else None
         dangling = []
         # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),
         # so the shipped specs can release nothing there; and judging settled payments would depend on
         # which of them a partition still holds, breaking byte-identical parallel output.
-        for ref, p in self._live.items():
+        spilled = self._store.drain() if self._store is not None and self._k.spilled else ()
+        records = chain(self._live.items(), ((ref, self._unpack(ref, blob)) for ref, blob in spilled))
+        for ref, p in records:
             if (p.authorized_at is None or p.validity is None or p.capturable <= 0
                     or not self._can_cancel(p.spec, p.state, p.flow)):
                 continue
@@ -634,13 +716,10 @@ class Auditor:
                 expires = p.authorized_at + p.validity
             except OverflowError:  # a validity override of millennia: it never lapses
                 continue
+            if until is not None and expires > until:
+                continue
             dangling.append(Dangling(ref, p.file, p.line, p.spec.name, p.currency, p.authorized,
                                      p.capturable, p.authorized_at, expires))
-        latest = self.latest
-        if self._latest_s:
-            fast_latest = parse_instant(self._latest_s)
-            if latest is None or fast_latest > latest:
-                latest = fast_latest
         return Partial(self.findings, self.events, self.payments, frozenset(self._providers), latest, dangling)
 
 
@@ -691,8 +770,19 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
         findings.extend(_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when)
     rank = {name: i for i, name in reversed(list(enumerate(files)))}
     values = _CODE_VALUES
-    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, values[f.code], f.message,
-                                 f.payment or ""))
+    # Sorted by (file, line, code, message, payment); the message is read only to order findings that
+    # tie on the rest (several of one code on one line), so the others stay unformatted until written.
+    findings.sort(key=lambda f: (rank.get(f.file, len(rank)), f.file, f.line, values[f.code]))
+    start = 0
+    while start < len(findings):
+        first = findings[start]
+        end = start + 1
+        while (end < len(findings) and findings[end].line == first.line and findings[end].code is first.code
+               and findings[end].file == first.file):
+            end += 1
+        if end - start > 1:
+            findings[start:end] = sorted(findings[start:end], key=lambda f: (f.message, f.payment or ""))
+        start = end
     counts: dict[str, int] = {}
     for f in findings:
         code = values[f.code]
@@ -726,7 +816,7 @@ def audit(lines: Iterable[bytes | str | Mapping[str, Any] | Event], spec: Spec |
             # A UTF-8 byte order mark opens the file, not its first line: ignored, as RFC 8259 8.1 allows.
             item = strip_bom(item)
         feed(item, number, source)
-    return merge([auditor.partial()], as_of=when, files=(source,),
+    return merge([auditor.partial(when, alone=True)], as_of=when, files=(source,),
                  provider=resolved.name if resolved is not None else None)
 
 

@@ -6,7 +6,12 @@ in one process, as the median of `--rounds` rounds (at least 5):
 - (a) audit throughput, one process, in events/s, against the parse floor;
 - (b) the same audit with 2 worker processes, against (a);
 - (c) `decide()` latency, allowed and rejected paths, in ns per call, against one transitions trigger;
-- (d) the peak RSS of (a), measured in a child process so that this one's memory does not count.
+- (d) the peak RSS of (a), measured in a child process so that this one's memory does not count;
+- (e) the peak RSS of an audit of a generated log of open authorizations (`--open-log SIZE`, 1 GB by
+  default) under the default --max-memory, in a child process, and whether its report is the one an
+  unbounded run gives (compared with an unbounded run when the log is small enough to hold, else with
+  what the generator put in the log);
+- (f) the start-up of `capstate --help` in a fresh process, in ms, against a bare interpreter.
 
 Baselines are measured in the same run, on the same machine and log, with the cyclic garbage collector
 paused as the audit's own loop runs:
@@ -220,6 +225,71 @@ def write_log(directory: str, *, payments: int, seed: int, breach_rate: float = 
             out.write(b"\n".join(chunk) + b"\n")
             lines += len(chunk)
     return LogInfo(path, lines, payments, injected, malformed, os.path.getsize(path))
+
+
+OPEN_LOG_FULL = 1_000_000_000
+OPEN_LOG_QUICK = 8_000_000
+# Below this size (e) also audits the open log unbounded and compares the reports byte for byte; above it
+# an unbounded run is what (e) exists to avoid, so the report is checked against what the generator wrote.
+OPEN_LOG_COMPARE = 64_000_000
+_LATE = 100_000  # at most this many lines between an authorization and the over-capture that comes back for it
+
+
+@frozen
+class OpenLogInfo:
+    path: str
+    lines: int
+    payments: int
+    over_captures: int  # EXCEEDS_CAPTURABLE findings the log holds, each for a payment authorized long before
+    lapsed: int  # DANGLING_AUTHORIZATION findings: Bambora authorizations older than its 7 days at the end
+    size: int
+
+
+def write_open_log(directory: str, *, size: int, seed: int) -> OpenLogInfo:
+    """About `size` bytes of authorizations that stay open: a month-end export. One payment a second;
+    every 1000th is Bambora, stamped 8 days early so that it lapses (7-day validity) and is reported at
+    the end, and every 1000th Vipps payment gets a capture above its authorization up to `_LATE` lines
+    later, so a bounded audit must bring back payments it spilled long before. Deterministic for a seed."""
+    late = max(100, min(_LATE, size // 1000))  # ~1/8 of the log's lines
+    rng = random.Random(seed)
+    path = os.path.join(directory, f"open-{size}-{seed}.jsonl")
+    dumps = orjson.dumps
+    written = lines = payments = over = lapsed = 0
+    owed: dict[int, tuple[str, int]] = {}  # line at which an over-capture is due -> (payment, amount)
+    with open(path, "wb") as out:
+        chunk: list[bytes] = []
+        i = 0
+        while written < size:
+            at = T0 + timedelta(seconds=i)
+            due = owed.pop(i, None)
+            if due is not None:
+                ref, amount = due
+                chunk.append(dumps({"payment": ref, "type": "captured", "at": _at(at), "amount": amount + 1,
+                                    "key": f"{ref}-c1"}))
+                over += 1
+            else:
+                amount = rng.randrange(1_000, 500_000)
+                if payments % 1000 == 7:
+                    ref = f"bam-{payments:010d}"
+                    chunk.append(dumps({"payment": ref, "type": "authorized", "at": _at(at - timedelta(days=8)),
+                                        "amount": amount, "currency": "SEK", "provider": "bambora"}))
+                    lapsed += 1
+                else:
+                    ref = f"vip-{payments:010d}"
+                    chunk.append(dumps({"payment": ref, "type": "authorized", "at": _at(at), "amount": amount,
+                                        "currency": "NOK", "provider": "vipps"}))
+                    if payments % 1000 == 0:
+                        owed[i + late] = (ref, amount)
+                payments += 1
+            written += len(chunk[-1]) + 1
+            i += 1
+            if len(chunk) >= 4096:
+                out.write(b"\n".join(chunk) + b"\n")
+                chunk = []
+        if chunk:
+            out.write(b"\n".join(chunk) + b"\n")
+        lines = i
+    return OpenLogInfo(path, lines, payments, over, lapsed, os.path.getsize(path))
 
 
 # --------------------------------------------------------------------------------------- baselines
@@ -455,6 +525,12 @@ def hand_fsm(events: Iterable[tuple[str, str, int]]) -> int:
 # ------------------------------------------------------------------------------------------ capstate
 
 
+def _compiled() -> bool:
+    from ._hotpath import COMPILED
+
+    return COMPILED
+
+
 def _run_audit() -> Callable[..., Any] | None:
     try:
         from ._cli.audit_run import run_audit
@@ -545,6 +621,14 @@ from capstate._cli.audit_run import run_audit
 report = run_audit([sys.argv[1]], spec=None, workers=1)
 print(report.events, peak_kib())
 """
+_OPEN_CHILD = _PEAK + """
+import hashlib, sys, orjson
+from capstate._cli.audit_run import run_audit
+from capstate._cli.audit import parse_size
+report = run_audit([sys.argv[1]], spec=None, workers=1, max_memory=parse_size(sys.argv[2]))
+counts = orjson.dumps(report.counts).decode()
+print(hashlib.sha256(orjson.dumps(report.to_dict())).hexdigest(), report.events, report.payments, counts, peak_kib())
+"""
 _IDLE_CHILD = _PEAK + """
 import capstate._cli.audit_run
 print(0, peak_kib())
@@ -561,6 +645,25 @@ def _child_peak_mb(code: str, *args: str) -> float | None:
 def peak_rss_mb(path: str) -> float | None:
     """Peak RSS of a single-process audit of `path`, run in a fresh child process."""
     return _child_peak_mb(_RSS_CHILD, path)
+
+
+@frozen
+class OpenRun:
+    digest: str
+    events: int
+    payments: int
+    counts: dict[str, int]
+    peak_mb: float
+
+
+def open_log_run(path: str, max_memory: str) -> OpenRun | None:
+    """Audit `path` in a fresh child under `--max-memory max_memory` ("none": unbounded)."""
+    done = subprocess.run([sys.executable, "-c", _OPEN_CHILD, path, max_memory], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    digest, events, payments, counts, peak = done.stdout.split()
+    return OpenRun(digest, int(events), int(payments), orjson.loads(counts), int(peak) / 1024)
 
 
 def idle_rss_mb() -> float | None:
@@ -619,7 +722,8 @@ def machine_info() -> dict[str, Any]:
             "load_at_start": [round(x, 2) for x in load] if load else None}
 
 
-def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None],
+            open_log: int = OPEN_LOG_QUICK) -> dict[str, Any]:
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="capstate-bench-") as tmp:
         start = time.perf_counter()
@@ -655,37 +759,60 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
         say(f"hand-written FSM ({len(parsed):,} pre-parsed events)")
         fsm_s, _ = timed(lambda: hand_fsm(parsed), rounds)
         fsm_ns = fsm_s / len(parsed) * 1e9
+        os.remove(log.path)  # room for the open log
+
+        start = time.perf_counter()
+        opened = write_open_log(tmp, size=open_log, seed=seed)
+        say(f"wrote {opened.lines:,} lines of open authorizations ({opened.size / 1e6:,.0f} MB) in "
+            f"{time.perf_counter() - start:.1f}s")
+        open_run = unbounded = None
+        identical: bool | None = None
+        if run_audit is not None:
+            say("(e) audit of the open log under the default --max-memory, in a child process")
+            open_run = open_log_run(opened.path, "1GiB")
+            if open_run is not None and opened.size <= OPEN_LOG_COMPARE:
+                say("(e) the same log unbounded, to compare the reports")
+                unbounded = open_log_run(opened.path, "none")
+                identical = unbounded is not None and unbounded.digest == open_run.digest
+            elif open_run is not None:
+                expected = {"EXCEEDS_CAPTURABLE": opened.over_captures, "DANGLING_AUTHORIZATION": opened.lapsed}
+                identical = (open_run.events == opened.lines and open_run.payments == opened.payments
+                             and open_run.counts == {k: v for k, v in sorted(expected.items()) if v})
 
     say("(c) decide() latency and one transitions trigger")
     cases = decide_cases()
     trigger_ns = per_call_ns(transitions_trigger(), rounds=rounds)
     ns = {name: per_call_ns(fn, rounds=rounds) for name, fn in cases.items()}
     idle = idle_rss_mb()
-    say("(e) start-up: capstate --help, and a bare interpreter")
+    say("(f) start-up: capstate --help, and a bare interpreter")
     help_ms = startup_ms(["-m", "capstate", "--help"], rounds)
     bare_ms = startup_ms(["-c", "pass"], rounds)
 
     audit_ns = 1e9 / audit_eps if audit_eps else None
     rows = [
-        Row("a", "(a) audit throughput, 1 process", "events/s", audit_eps, ">= 0.7x floor",
+        Row("a", "(a) audit throughput, 1 process", "events/s", audit_eps, ">= 0.5x floor",
             audit_eps / floor_eps if audit_eps else None, "x floor",
-            _verdict(audit_eps / floor_eps >= 0.7 if audit_eps else None)),
-        Row("b", "(b) audit, 2 workers", "events/s", audit2_eps, ">= 1.5x (a)",
+            _verdict(audit_eps / floor_eps >= 0.5 if audit_eps else None)),
+        Row("b", "(b) audit, 2 workers", "events/s", audit2_eps, ">= 1.6x (a)",
             audit2_eps / audit_eps if audit2_eps and audit_eps else None, "x (a)",
-            _verdict(audit2_eps / audit_eps >= 1.5 if audit2_eps and audit_eps else None)),
+            _verdict(audit2_eps / audit_eps >= 1.6 if audit2_eps and audit_eps else None)),
         Row("c_allowed", "(c) decide(), allowed capture", "ns/call", ns["decide_allowed"], "<= 1500 ns",
             trigger_ns / ns["decide_allowed"], "x faster than trigger", _verdict(ns["decide_allowed"] <= 1500)),
         Row("c_allowed_vs", "(c) decide() allowed vs one trigger", "x", trigger_ns / ns["decide_allowed"],
-            ">= 4x faster", trigger_ns / ns["decide_allowed"], "x faster than trigger",
-            _verdict(trigger_ns / ns["decide_allowed"] >= 4)),
+            ">= 10x faster", trigger_ns / ns["decide_allowed"], "x faster than trigger",
+            _verdict(trigger_ns / ns["decide_allowed"] >= 10)),
         Row("c_rejected", "(c) decide(), rejected capture", "ns/call", ns["decide_rejected"], "<= 1500 ns",
             trigger_ns / ns["decide_rejected"], "x faster than trigger", _verdict(ns["decide_rejected"] <= 1500)),
         Row("c_rejected_vs", "(c) decide() rejected vs one trigger", "x", trigger_ns / ns["decide_rejected"],
-            ">= 4x faster", trigger_ns / ns["decide_rejected"], "x faster than trigger",
-            _verdict(trigger_ns / ns["decide_rejected"] >= 4)),
-        Row("d", "(d) peak RSS of (a)", "MB", rss, "<= 150 MB",
-            rss / idle if rss and idle else None, "x idle interpreter", _verdict(rss <= 150 if rss else None)),
-        Row("e", "(e) start-up: capstate --help", "ms", help_ms, "<= 150 ms", help_ms / bare_ms,
+            ">= 10x faster", trigger_ns / ns["decide_rejected"], "x faster than trigger",
+            _verdict(trigger_ns / ns["decide_rejected"] >= 10)),
+        Row("d", "(d) peak RSS of (a)", "MB", rss, "<= 100 MB",
+            rss / idle if rss and idle else None, "x idle interpreter", _verdict(rss <= 100 if rss else None)),
+        Row("e", f"(e) peak RSS, {opened.size / 1e6:,.0f} MB log of open authorizations", "MB",
+            open_run.peak_mb if open_run else None, "<= 1024 MB, same report",
+            open_run.peak_mb / (opened.size / 2**20) if open_run else None, "x log size",
+            _verdict(open_run.peak_mb <= 1024 and identical if open_run and identical is not None else None)),
+        Row("f", "(f) start-up: capstate --help", "ms", help_ms, "<= 150 ms", help_ms / bare_ms,
             "x bare interpreter", _verdict(help_ms <= 150)),
     ]
     baselines = [
@@ -704,7 +831,7 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
         Row("from_json", "Event.from_json of one line", "ns/call", ns["event_from_json"], "",
             ns["event_from_json"] / (1e9 / floor_eps), "x floor per event"),
         Row("bare", "bare interpreter start (python -c pass)", "ms", bare_ms, "", help_ms / bare_ms,
-            "(e) / bare"),
+            "(f) / bare"),
     ]
     return {
         "machine": info,
@@ -712,6 +839,12 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
         "seed": seed,
         "log": {"lines": log.lines, "events": events, "payments": log.payments, "malformed": log.malformed,
                 "payments_with_breach": log.injected, "violations_reported": violations, "bytes": log.size},
+        "open_log": {"lines": opened.lines, "payments": opened.payments, "bytes": opened.size,
+                     "over_captures": opened.over_captures, "lapsed": opened.lapsed,
+                     "report_identical": identical,
+                     "compared_with": "unbounded run" if opened.size <= OPEN_LOG_COMPARE else "generator",
+                     "unbounded_peak_mb": unbounded.peak_mb if unbounded else None},
+        "hot_loop": "compiled (mypyc)" if _compiled() else "plain Python",
         "audit_missing": run_audit is None,
         "rows": [r.to_dict() for r in rows],
         "baselines": [r.to_dict() for r in baselines],
@@ -745,6 +878,10 @@ def render(result: dict[str, Any]) -> None:
               f"{log['payments_with_breach']:,} with a breach, "
               f"{log['violations_reported'] if log['violations_reported'] is not None else '-'} violations "
               f"reported, {log['bytes'] / 1e6:.0f} MB")
+    opened = result["open_log"]
+    out.print(f"open log (e): {opened['lines']:,} lines, {opened['payments']:,} payments, "
+              f"{opened['bytes'] / 1e6:,.0f} MB; report identical to the {opened['compared_with']}'s: "
+              f"{opened['report_identical']}; hot loop: {result['hot_loop']}")
     if result["audit_missing"]:
         out.print("[red]capstate._cli.audit_run.run_audit is missing: (a), (b) and (d) were not measured[/]")
     tables = [("Targets", result["rows"]), ("Baselines (same run)", result["baselines"])]
@@ -766,11 +903,14 @@ Extra = Callable[[bool, Callable[[str], None]], list[dict[str, Any]]]
 
 
 def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None,
-        extra: Extra | None = None) -> int:
+        open_log: int | None = None, extra: Extra | None = None) -> int:
     """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test). `extra` adds the
     rows of measures that live outside the core (the CLI passes the emulator's), under "emulator"."""
     payments = QUICK_PAYMENTS if quick else FULL_PAYMENTS
-    result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None))
+    if open_log is None:
+        open_log = OPEN_LOG_QUICK if quick else OPEN_LOG_FULL
+    result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None),
+                     open_log=open_log)
     if extra is not None:
         result["emulator"] = extra(quick, say or (lambda text: None))
     if as_json:

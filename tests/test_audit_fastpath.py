@@ -21,6 +21,7 @@ from capstate import audit
 from capstate._audit import Auditor, merge, resolve_spec
 from capstate._audit_fast import canonical, canonical_at, fast_spec
 from capstate._cli.audit_run import _owner_of, run_audit
+from capstate._hotpath import hot, plain
 from capstate._spec import load_spec, shipped
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -172,30 +173,41 @@ def plausible_logs(draw: st.DrawFn) -> list[bytes | dict[str, Any]]:
     return [line for _, line in out]
 
 
-def _both(lines: list[bytes | dict[str, Any]], **kwargs: Any) -> tuple[bytes, bytes]:
-    fast = audit(lines, fast=True, **kwargs).to_dict()
-    slow = audit(lines, fast=False, **kwargs).to_dict()
-    return orjson.dumps(fast), orjson.dumps(slow)
+# The hot loop as installed (compiled by mypyc where a C compiler was available) and as plain Python.
+BUILDS = {"installed": hot, "plain": plain()}
+
+
+def _report(lines: list[bytes | dict[str, Any]], *, fast: bool, build: str = "installed", spec: str | None = None,
+            overrides: dict[str, Any] | None = None) -> bytes:
+    """`audit(lines, ...)`'s --json bytes, on the named build of the hot loop."""
+    resolved = resolve_spec(spec, overrides)
+    auditor = Auditor(resolved, overrides=overrides if resolved is None else None, fast=fast, hot=BUILDS[build])
+    for number, item in enumerate(lines, start=1):
+        auditor.feed(item, number, "-")
+    report = merge([auditor.partial()], files=("-",), provider=resolved.name if resolved is not None else None)
+    return orjson.dumps(report.to_dict())
 
 
 @given(st.one_of(logs(), plausible_logs(), plausible_logs()), st.sampled_from((None, *shipped())),
        st.sampled_from(OVERRIDES))
 def test_fast_and_reference_audits_agree(lines: list[bytes | dict[str, Any]], spec: str | None,
                                          overrides: dict[str, Any] | None) -> None:
-    fast, slow = _both(lines, spec=spec, overrides=overrides)
-    assert fast == slow
+    slow = _report(lines, fast=False, spec=spec, overrides=overrides)
+    assert _report(lines, fast=True, spec=spec, overrides=overrides) == slow
+    assert _report(lines, fast=True, build="plain", spec=spec, overrides=overrides) == slow
+    assert orjson.dumps(audit(lines, spec=spec, overrides=overrides).to_dict()) == slow
 
 
 @given(st.one_of(logs(), plausible_logs()), st.integers(0, 6), st.sampled_from(OVERRIDES))
 def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
         lines: list[bytes | dict[str, Any]], window: int, overrides: dict[str, Any] | None) -> None:
-    def run(fast: bool) -> bytes:
-        auditor = Auditor(None, overrides=overrides, settled_window=window, fast=fast)
+    def run(fast: bool, build: str = "installed") -> bytes:
+        auditor = Auditor(None, overrides=overrides, settled_window=window, fast=fast, hot=BUILDS[build])
         for number, item in enumerate(lines, start=1):
             auditor.feed(item, number, "x.jsonl")
         return orjson.dumps(merge([auditor.partial()], files=("x.jsonl",)).to_dict())
 
-    assert run(True) == run(False)
+    assert run(True) == run(False) == run(True, "plain")
 
 
 @given(st.one_of(logs(), plausible_logs()), st.sampled_from(OVERRIDES))

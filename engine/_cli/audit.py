@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import audit_text
 from .audit_meta import InputInfo, RunInfo, capstate_version, describe_specs, now, sha256_file, stamp
 from .audit_model import headline, money_rows, severity, severity_counts, showing
-from .audit_run import EMPTY, FORMATS, display_name, resolve_formats, run_audit
+from .audit_run import DEFAULT_MAX_MEMORY, EMPTY, FORMATS, display_name, resolve_formats, run_audit
 from .options import UsageError, parse_at, parse_sets
 from .outputs import refuse_overwrite
 
@@ -57,6 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settled-window", type=_count, default=DEFAULT_SETTLED_WINDOW, metavar="LINES",
                         help=f"how many input lines a payment in a terminal state is remembered after its latest "
                              f"event, for late refunds, captures and duplicates (default {DEFAULT_SETTLED_WINDOW:,})")
+    parser.add_argument("--max-memory", type=parse_size, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                        help="memory for open payments, e.g. 512MB or 4GiB (default 1GiB); past it the oldest "
+                             "wait in a temporary SQLite file until their next event (the same report); "
+                             "'none' for no bound")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N",
                         help="partition payments over N processes (same output as one)")
     parser.add_argument("--dask", metavar="local|ADDRESS",
@@ -68,6 +73,21 @@ def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return int(text)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
+          "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """A size in bytes: a whole number with an optional unit (KB, MB, GB; KiB, MiB, GiB), or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    match = re.fullmatch(r"\s*([0-9]{1,15})\s*([A-Za-z]{0,3})\s*", text, re.ASCII)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size > 0 such as 512MB, 4GiB or 'none'")
+    return int(match.group(1)) * _UNITS[unit]
 
 
 def _workers(text: str) -> int:
@@ -99,7 +119,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         progress = sys.stderr.isatty()
         report = run_audit(paths, spec=provider, fmt=fmt, as_of=as_of, workers=args.workers, dask=args.dask,
                            progress=progress, overrides=overrides, settled_window=args.settled_window,
-                           names=names)
+                           names=names, max_memory=args.max_memory)
         if not report.events:
             raise UsageError(_no_events(names, report))
         run = RunInfo(capstate_version(), stamp(started), round(time.perf_counter() - clock, 3),

@@ -35,7 +35,7 @@ import tempfile
 import zlib
 from codecs import BOM_UTF8
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from itertools import compress
 from typing import IO, Any, Protocol, cast
@@ -108,6 +108,28 @@ class Job:
     fmt: str
     settled_window: int = DEFAULT_SETTLED_WINDOW
     fast: bool = True  # False: every line through observe (the reference the fast path is tested against)
+    max_open: int = 0  # open payments a partition holds in memory before spilling to disk (0: no bound)
+    as_of: datetime | None = None
+
+
+DEFAULT_MAX_MEMORY = 1 << 30
+"""--max-memory's default: 1 GiB."""
+# What one open payment costs in memory (its Record, id, deadlines and dict slot: ~0.9 KiB measured on
+# Vipps authorizations, rounded up for longer ids and keys), and what an audit holds besides them (the
+# interpreter and its modules, the settled window, the findings, SQLite's page cache, a spill batch in
+# flight): the budget left over is for open payments.
+BYTES_PER_OPEN = 1280
+BASE_BYTES = 192 << 20
+
+
+def max_open_for(max_memory: int | None, parts: int = 1) -> int:
+    """How many open payments each of `parts` partitions keeps in memory under `max_memory` bytes (0: no
+    bound). At least one each, so a budget below the base still audits, spilling nearly everything."""
+    if max_memory is None:
+        return 0
+    if max_memory <= 0:
+        raise UsageError(f"--max-memory {max_memory}: expected a size > 0")
+    return max(1, (max_memory - BASE_BYTES) // BYTES_PER_OPEN // parts)
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -373,8 +395,7 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
                 continue
             lines = block.split(b"\n")
             if parts == 1:
-                for k, line in enumerate(lines, number + 1):
-                    feed(line, k, name, start + k)
+                auditor.feed_lines(lines, number, name, start)
                 number += len(lines)
                 continue
             owners, parsed = _partition(block, lines, parts)
@@ -432,12 +453,15 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
 
     `progress` is told the bytes read so far over all files (as stored, so gzip counts compressed).
     """
+    from .spill import SqliteStore
+
+    store = SqliteStore() if job.max_open else None
     auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
-                      settled_window=job.settled_window, fast=job.fast)
+                      settled_window=job.settled_window, fast=job.fast, store=store, max_open=job.max_open)
     run = _audit_vipps if job.fmt == "vipps-events" else _audit_canonical
     base = lines_before = 0
     sizes = _sizes(job.paths) if progress is not None else [0] * len(job.paths)
-    with _gc_paused():
+    with _gc_paused(), store if store is not None else nullcontext():
         for path, name, size in zip(job.paths, job.names, sizes, strict=True):
             with _open(path) as (stream, raw):
                 tick = None
@@ -450,7 +474,7 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
             base += size
             if progress is not None:
                 progress(base)
-        result = auditor.partial()
+        result = auditor.partial(job.as_of, alone=parts == 1)
         # Released while the collector is still off: its records die by reference counting, and the
         # first collection afterwards has only the findings to walk.
         del auditor
@@ -488,6 +512,25 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
+def _forked_share(j: int, parts: int, directory: str, counts: list[list[int]]) -> Partial:
+    from .audit_ranges import audit_share
+
+    return audit_share(_FORKED["job"], j, parts, directory, counts)
+
+
+def _run_ranges(job: Job, workers: int, bar: _Bar, pool: Any) -> list[Partial]:
+    """Split the input by bytes, shuffle lines to their payment's worker, audit (see audit_ranges)."""
+    from .audit_ranges import cuts, scan_range
+
+    bounds = [cuts(path, workers) for path in job.paths]
+    with tempfile.TemporaryDirectory(prefix="capstate-shuffle-") as tmp:
+        counts: list[list[int]] = pool.starmap(scan_range, [(job.paths, bounds, k, workers, tmp)
+                                                            for k in range(workers)])
+        if bar.enabled:
+            bar.update(sum(_sizes(job.paths)) // 2)
+        return cast(list[Partial], pool.starmap(_forked_share, [(j, workers, tmp, counts) for j in range(workers)]))
+
+
 def _worker_signals() -> None:
     # Ctrl-C reaches the whole process group: only the parent answers it (one line, exit 130) and
     # terminates the pool, so a worker never prints a KeyboardInterrupt traceback of its own. SIGTERM
@@ -500,6 +543,8 @@ def _worker_signals() -> None:
 
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
+
+    from .audit_ranges import splittable
 
     # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
     try:
@@ -514,6 +559,8 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     gc.freeze()
     try:
         with ctx.Pool(workers, initializer=_worker_signals) as pool:
+            if splittable(job.paths, job.fmt):
+                return _run_ranges(job, workers, bar, pool)
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
                 pending.wait(0.2)
@@ -642,13 +689,16 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
               as_of: datetime | str | None = None, workers: int = 1, dask: str | None = None,
               progress: bool = False, overrides: Mapping[str, Any] | None = None,
               settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True,
-              names: Sequence[str] | None = None) -> AuditReport:
+              names: Sequence[str] | None = None, max_memory: int | None = DEFAULT_MAX_MEMORY) -> AuditReport:
     """Audit files (paths or "-") in one process, in `workers` processes, or on Dask (`dask`:
     "local" or a scheduler address). The report is the same whichever way it runs, and with `fast=False`
     (every line through `observe`, the reference of the audit's fast path).
 
     `fmt` "auto" reads the inputs as what they are (`resolve_formats`; stdin as canonical unless
     given). `names` are what findings call the inputs (default: the paths as given).
+
+    `max_memory` (bytes; None: no bound) bounds the open payments held in memory: past it the oldest
+    spill to a temporary SQLite file and come back when their next event arrives (the same report).
 
     Raises UsageError (unreadable file, bad option, no dask), SpecError (bad spec or override).
     """
@@ -688,8 +738,9 @@ def run_audit(paths: Sequence[str], *, spec: Spec | str | None, fmt: str = "cano
     parallel = workers > 1 or dask is not None
     names = tuple(names)
     with _spooled(paths, parallel) as real, _Bar(progress, sum(_sizes(real)) if progress else 0) as bar:
+        parts_held = max(workers, 1)
         job = Job(real, names, resolved, dict(overrides) if overrides and resolved is None else None, fmt,
-                  settled_window, fast)
+                  settled_window, fast, max_open_for(max_memory, parts_held), when)
         if dask is not None:
             parts = _run_dask(job, dask, workers, bar)
         elif workers > 1:

@@ -11,6 +11,7 @@ from .options import UsageError
 
 
 def configure(sub: argparse.ArgumentParser) -> None:
+    from .. import bench
     from ..bench import MIN_ROUNDS
 
     sub.add_argument("--quick", action="store_true",
@@ -18,6 +19,9 @@ def configure(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--rounds", type=int, default=MIN_ROUNDS, metavar="N",
                      help=f"rounds per measure; the figure is their median (at least {MIN_ROUNDS})")
     sub.add_argument("--seed", type=int, default=4, metavar="N", help="seed of the synthetic log")
+    sub.add_argument("--open-log", type=_size, default=None, metavar="SIZE",
+                     help="size of the generated log of open authorizations for (e), e.g. 1GB (default "
+                          f"{bench.OPEN_LOG_FULL // 10**9} GB, {bench.OPEN_LOG_QUICK // 10**6} MB with --quick)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say,
-                     extra=_emulator_rows)
+                     open_log=args.open_log, extra=_emulator_rows)
 
 
 def _emulator_rows(quick: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -47,3 +51,12 @@ def _emulator_rows(quick: bool, say: Callable[[str], None]) -> list[dict[str, An
     except RuntimeError as exc:
         say(f"emulator row skipped: {exc}")
         return []
+
+
+def _size(text: str) -> int:
+    from .audit import parse_size
+
+    size = parse_size(text)
+    if size is None:
+        raise argparse.ArgumentTypeError("--open-log needs a size, such as 8MB or 1GB")
+    return size

@@ -1,0 +1,47 @@
+"""Build hook: compile the audit's hot loop (engine/_hot.py, imported as capstate._hot) with mypyc.
+
+Everything else about the package is in pyproject.toml. The compiled module is an optimisation only:
+`capstate._hotpath` runs the same source as plain Python where no extension was built, so this never
+fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be imported, when mypyc
+refuses the module, or (the extension is `optional`) when no C compiler is available.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from setuptools import setup
+
+
+def _mypyc_extensions() -> list[Any]:
+    if os.environ.get("CAPSTATE_NO_MYPYC") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        sys.stderr.write("capstate: mypyc not available; the audit's hot loop runs as plain Python\n")
+        return []
+    here = os.path.dirname(os.path.abspath(__file__))
+    # mypyc names a module from its folders' __init__.py files: engine/ is installed as `capstate`, so
+    # it compiles the file through a `capstate` link to engine/ and the extension is `capstate._hot`.
+    root = os.path.join("build", "mypyc-src")
+    link = os.path.join(root, "capstate")
+    try:
+        os.makedirs(root, exist_ok=True)
+        if not os.path.islink(link):
+            os.symlink(os.path.join(here, "engine"), link, target_is_directory=True)
+        extensions = mypycify([
+            "--ignore-missing-imports", "--follow-imports=silent",
+            os.path.join(link, "_hot.py"),
+        ], opt_level="3", debug_level="0")
+    except (OSError, SystemExit, Exception) as exc:
+        sys.stderr.write(f"capstate: not compiling the audit's hot loop ({exc}); it runs as plain Python\n")
+        return []
+    for ext in extensions:
+        ext.optional = True  # no C compiler: build_ext warns and goes on
+    return extensions
+
+
+setup(ext_modules=_mypyc_extensions())
