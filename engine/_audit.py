@@ -52,8 +52,18 @@ from ._money import INT64_MAX, to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, instant_problem, parse_instant
-from ._values import (Event, EventType, Flow, Payment, Violation, _Deferrable, new_event, set_pending, surrogate_in,
-                      text_problem)
+from ._values import (
+    Event,
+    EventType,
+    Flow,
+    Payment,
+    Violation,
+    _Deferrable,
+    new_event,
+    set_pending,
+    surrogate_in,
+    text_problem,
+)
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
