@@ -23,11 +23,11 @@ import gc
 import os
 import struct
 from array import array
-from codecs import BOM_UTF8
 from collections.abc import Iterator
 from typing import Any
 
 from .._audit import Auditor, Partial
+from .._bom import strip_bom
 
 _FRAME = struct.Struct("<qq")  # lines in the frame, bytes of their text
 _BLOCK = 1 << 18
@@ -98,7 +98,7 @@ def scan_range(paths: tuple[str, ...], bounds: list[list[int]], k: int, parts: i
                     _write(outs[0], [b""], [-number])
                     continue
                 if not number and start == 0:
-                    block = block.removeprefix(BOM_UTF8)  # it opens the file, not its first line
+                    block = strip_bom(block)  # it opens the file, not its first line
                 lines = block.split(b"\n")
                 owners, _ = _partition(block, lines, parts)
                 mine: list[list[bytes]] = [[] for _ in range(parts)]
