@@ -7,6 +7,8 @@ the last code before the network, and a builder can be called without a decision
 
 from __future__ import annotations
 
+import hashlib
+
 from .._errors import RequestError
 from .._money import INT64_MAX, Money
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
@@ -51,3 +53,11 @@ def is_replay(payment: Payment, command: Capture | Cancel | Refund, op: str, amo
     """Whether `command` repeats a key that already succeeded for the same operation and amount."""
     return command.key is not None and any(
         u.key == command.key and u.op == op and (amount is None or u.amount == amount) for u in payment.keys)
+
+
+def key_for(reference: str, op: str, seq: int) -> str:
+    """The derived idempotency key of operation number `seq` of kind `op` on `reference`: its identity,
+    never its amount. The reference is hashed in because Vipps may scope keys wider than one payment; 35
+    printable ASCII characters, within Vipps's 50 and Hellgate's 255."""
+    digest = hashlib.sha256(f"{reference}\x1f{op}\x1f{seq}".encode()).hexdigest()
+    return f"cs-{digest[:32]}"

@@ -31,7 +31,6 @@ driven by `CaptureClient` (httpx.Client) or `AsyncCaptureClient` (httpx.AsyncCli
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import inspect
 import logging
@@ -46,6 +45,7 @@ from attrs import evolve, frozen
 from .._engine import apply, decide
 from .._errors import CapstateError, CommandError, InvalidTransition, ProviderError
 from .._values import Cancel, Capture, Decision, Event, EventType, Payment, Refund
+from ._build import key_for
 from ._http import HttpRequest, HttpResponse, RemoteStatus
 from .retry import Recovery, RetryPolicy, parse_retry_after
 
@@ -120,6 +120,17 @@ class Unsettled(ProviderError):
         self.op = op
         self.amount = amount
         self.state = state
+
+
+class Unattributed(ProviderError):
+    """A read-back after an unanswered request shows money moved, but not exactly as this operation would
+    have moved it (someone else's capture, or several at once): nothing proves it was this operation's, so
+    it is not credited to it, and the outcome stays unknown. `observed` holds the unattributed facts
+    (without this operation's key) for a journal to record as out-of-band events."""
+
+    def __init__(self, message: str, *, provider: str, observed: tuple[Event, ...]):
+        super().__init__(message, provider=provider, reconcile=True)
+        self.observed = observed
 
 
 @frozen
@@ -224,19 +235,22 @@ def _timestamp_for(param: inspect.Parameter, now: datetime) -> Any:
     return now if "datetime" in annotation else int(now.timestamp())
 
 
-def derive_key(payment: Payment, op: str, amount: int) -> str:
-    """A deterministic idempotency key for the next `op` of `amount` on `payment`.
+def derive_key(payment: Payment, op: str) -> str:
+    """A deterministic idempotency key for the next `op` on `payment`.
 
-    It depends only on the payment's history (how many operations of this kind succeeded before) and
-    on the amount, so a retry after a crash derives the same key and the provider deduplicates it,
-    while the next distinct capture gets a fresh one (Vipps: "a new key per distinct capture"). The
-    reference is hashed in because Vipps may scope keys wider than one payment ("Idempotency-Key ...
-    already exists"). 35 printable ASCII characters: within Vipps's 50 and Hellgate's 255.
+    It comes from the operation's identity, (reference, op, sequence), never from its amount: two parcels
+    of one price decided from one stale history get ONE key, so the provider deduplicates the second
+    (Vipps) and it can never become a second capture; two parcels of different prices get one key too,
+    and the second is refused (Vipps answers 409 to another request under a used key) instead of
+    capturing more than the history allowed. Without a journal the sequence is how many operations of the
+    kind the history records, so a crash and a replay derive the same key again; a service that runs
+    several workers should execute through `capstate.providers.Journal`, whose intents number every
+    operation, attempted or not. The reference is hashed in because Vipps may scope keys wider than one
+    payment.
     """
     count = {"capture": payment.capture_count, "refund": payment.refund_count,
              "cancel": sum(1 for u in payment.keys if u.op == "cancel")}[op]
-    digest = hashlib.sha256(f"{payment.reference}\x1f{op}\x1f{count + 1}\x1f{amount}".encode()).hexdigest()
-    return f"cs-{digest[:32]}"
+    return key_for(payment.reference, op, count + 1)
 
 
 def _operation(decision: Decision) -> Operation:
@@ -251,7 +265,7 @@ def prepare(payment: Payment, command: Operation, *, derive_keys: bool = True) -
 
     Needs no credentials: a refusal is known before anyone has to hold a secret."""
     if command.key is None and derive_keys and payment.spec.policy.idempotency != "none":
-        command = evolve(command, key=derive_key(payment, _op_of(command), _planned_amount(payment, command)))
+        command = evolve(command, key=derive_key(payment, _op_of(command)))
     decision = decide(payment, command)
     if not decision.allowed:
         raise Refused(decision)
@@ -260,12 +274,6 @@ def prepare(payment: Payment, command: Operation, *, derive_keys: bool = True) -
 
 def _op_of(command: Operation) -> str:
     return {Capture: "capture", Cancel: "cancel", Refund: "refund"}[type(command)]
-
-
-def _planned_amount(payment: Payment, command: Operation) -> int:
-    if command.amount is not None:
-        return command.amount
-    return payment.capturable if isinstance(command, Capture) else payment.remainder
 
 
 # ------------------------------------------------------------------------------------------ the flow
@@ -560,7 +568,16 @@ class _Core:
         if remote.currency is not None and payment.currency is not None and remote.currency != payment.currency:
             return None
         if field_ is not None and field_ > before:
-            return (Event(payment.reference, etype, cmd.at, field_ - before, payment.currency,
+            grown = field_ - before
+            if op != "cancel" and grown != cmd.amount:
+                # Credited only on evidence: a total that grew by another amount is not this operation's
+                # (an out-of-band capture, or ours plus someone else's); booking it as ours was the bug.
+                raise Unattributed(f"{op} outcome unknown after '{cause}': the provider's {op}d total grew by "
+                                   f"{grown}, not by this {op}'s {cmd.amount}; not credited to it",
+                                   provider=self.provider.name,
+                                   observed=(Event(payment.reference, etype, cmd.at, grown, payment.currency,
+                                                   provider=self.provider.name, reason=reason),))
+            return (Event(payment.reference, etype, cmd.at, grown, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
         if op == "refund" and self.rule.asynchronous:
             # An accepted Hellgate refund is `processing` and shows in amount.refunded only once completed
