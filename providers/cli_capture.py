@@ -277,6 +277,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
         # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
         raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
+    if args.provider is None or args.history is None:
+        raise UsageError("capture needs --provider NAME --history FILE (with --dry-run), or --journal URL "
+                         "--payment REF")
     try:
         module = provider_module(args.provider)
     except CommandError:

@@ -28,7 +28,7 @@ SHOWN = 20  # violations printed in the human summary; --json and --report carry
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The audit command's arguments (main.py adds --json and --set)."""
-    parser.add_argument("files", nargs="+", metavar="FILE", help="canonical JSONL (or --format vipps-events), "
+    parser.add_argument("files", nargs="*", metavar="FILE", help="canonical JSONL (or --format vipps-events), "
                                                                  "plain or .gz; '-' reads stdin")
     parser.add_argument("--provider", metavar="NAME|PATH", help="judge every event by this spec (default: each "
                                                                 "payment's first event names its provider)")
@@ -60,6 +60,8 @@ def _workers(text: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if not args.files:
+        raise UsageError("give at least one FILE ('-' reads stdin), or --journal URL")
     as_of = parse_at(args.as_of, "--as-of") if args.as_of is not None else None
     provider = args.provider
     if provider is None and args.fmt == "vipps-events":

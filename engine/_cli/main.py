@@ -25,6 +25,7 @@ from . import audit as audit_cli
 from . import bench as bench_cli
 from . import check as check_cli
 from . import diagram as diagram_cli
+from . import journal as journal_cli
 from . import payloads, render
 from . import simulate as simulate_cli
 from .history import replay_history
@@ -85,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("spec", metavar="NAME|PATH", help="a shipped provider name or a spec file")
     add_sets(spec)
 
-    def add_capture(sub: argparse.ArgumentParser, provider: tuple[str, str], at_default: str) -> None:
-        sub.add_argument("--provider", required=True, metavar=provider[0], help=provider[1])
-        sub.add_argument("--history", required=True, metavar="FILE|-",
+    def add_capture(sub: argparse.ArgumentParser, provider: tuple[str, str], at_default: str,
+                    required: bool = True) -> None:
+        sub.add_argument("--provider", required=required, metavar=provider[0], help=provider[1])
+        sub.add_argument("--history", required=required, metavar="FILE|-",
                          help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
         sub.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
                                                        "the full capturable amount")
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     # (cmd_capture), so the engine and the other commands never load httpx.
     capture = add("capture", "replay a payment's history, decide one capture, then send it to the provider "
                              "(exit 0 done, 1 refused or declined, 2 bad input, 3 outcome unknown)")
-    add_capture(capture, ("NAME", "bambora, hellgate, pipwave or vipps"), "now (the capture is sent now)")
+    # Not required: with --journal URL --payment REF the journal holds both (capstate._cli.journal).
+    add_capture(capture, ("NAME", "bambora, hellgate, pipwave or vipps"), "now (the capture is sent now)",
+                required=False)
     capture.add_argument("--dry-run", action="store_true",
                          help="print the exact request as a curl command (credentials masked); send nothing")
     capture.add_argument("--credentials", metavar="FILE",
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--wait", action="store_true",
                          help="Hellgate: poll until the asynchronous capture is captured or failed")
     capture.add_argument("--verbose", action="store_true", help="log each request, retry and read-back to stderr")
+    journal_cli.add_capture_options(capture)
 
     # `capstate simulate`: its arguments and logic live in simulate.py.
     simulate = add("simulate", "run a capture plan (TOML or JSON) against providers on a virtual clock "
@@ -140,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(exit 0 clean, 1 violations, 2 bad input)")
     audit_cli.configure(audit)
     add_sets(audit)
+    journal_cli.add_audit_options(audit)
+    # journal, reconcile, cancel, refund: their arguments and runners live in journal.py.
+    journal_cli.register(add)
 
     bench = add("bench", "measure audit throughput, decide() latency and memory against baselines "
                          "(a report: exit 0 even when a target is missed)")
@@ -192,6 +200,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    if args.journal is not None or args.payment is not None:
+        return journal_cli.cmd_capture_journal(args)
     from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
 
     return cli_capture.run(args)
@@ -199,7 +209,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture,
             "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run,
-            "audit": audit_cli.cmd_audit, "bench": bench_cli.cmd_bench}
+            "audit": lambda a: (journal_cli.cmd_audit_journal(a) if a.journal else audit_cli.cmd_audit(a)),
+            "bench": bench_cli.cmd_bench, **journal_cli.COMMANDS}
 
 
 def _run(argv: Sequence[str] | None) -> int:

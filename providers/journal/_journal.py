@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from attrs import evolve, frozen
 
 from ..._codes import Code
 from ..._errors import CommandError, EventError, ProviderError, RequestError
 from ..._spec import Spec, load_spec
-from ..._values import Cancel, Capture, Event, EventType, Payment, Refund
+from ..._values import Cancel, Capture, Event, Payment, Refund
 from ..client import CaptureClient, Refused, Unattributed, Unsettled
 from ._lifecycle import (
     Failed,
@@ -191,7 +192,7 @@ class Journal:
     def show(self, reference: str) -> dict[str, Any]:
         """Everything the journal holds about one payment, JSON-ready."""
         with self._store.reading() as tx:
-            state, records = self._load(tx, reference)
+            state, _ = self._load(tx, reference)
             rows = tx.events(reference)
         return {"payment": reference, "provider": state.base.spec.name, "summary": state.base.summary(),
                 "pending": state.base.pending, "reserved": reserved_view(state).summary(),
@@ -266,6 +267,25 @@ class Journal:
                 else:
                     duplicates += 1
         return IngestReport(recorded, duplicates, tuple(findings), tuple(rejected))
+
+    def ingest_vipps_webhook(self, body: bytes, *, headers: Mapping[str, str], secret: str, path_and_query: str,
+                             method: str = "POST", now: datetime | None = None) -> IngestReport:
+        """Record one Vipps ePayment webhook, after checking its signature, content hash and date
+        (`vipps.webhooks.verify_webhook`; raises SignatureError). Its body is a PaymentEvent: a failed
+        operation or a pre-reservation state records no fact (an empty report)."""
+        from ..vipps.events import to_canonical
+        from ..vipps.webhooks import verify_webhook
+
+        verify_webhook(secret=secret, method=method, path_and_query=path_and_query, headers=headers, body=body,
+                       now=now if now is not None else self.now())
+        try:
+            obj = orjson.loads(body)
+            canonical = to_canonical(obj)
+        except (orjson.JSONDecodeError, EventError) as exc:
+            return IngestReport(rejected=(("webhook", f"not a PaymentEvent: {exc}"),))
+        if canonical is None:
+            return IngestReport()
+        return self.ingest([canonical], source=Source.WEBHOOK)
 
     def _judge_incoming(self, tx: Tx, event: Event) -> tuple[Code | None, str | None]:
         state, records = self._load(tx, event.payment)

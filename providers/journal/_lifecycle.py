@@ -33,8 +33,8 @@ from attrs import evolve, field, frozen
 
 from ..._codes import Code
 from ..._engine import decide, observe
-from .._build import key_for
 from ..._values import Cancel, Capture, Decision, Event, EventType, Payment, Refund, Violation
+from .._build import key_for
 
 Operation = Capture | Cancel | Refund
 OPS = ("capture", "cancel", "refund")
@@ -70,8 +70,12 @@ def op_of(command: Operation) -> str:
 
 
 def _aware(instance: object, attribute: object, value: datetime | None) -> None:
-    if value is not None and value.utcoffset() is None:
+    if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
         raise ValueError(f"{getattr(attribute, 'name', 'time')} must be timezone-aware, got {value!r}")
+
+
+def _aware_required(instance: object, attribute: object, value: datetime) -> None:
+    _aware(instance, attribute, value)
 
 
 @frozen
@@ -95,8 +99,8 @@ class Intent:
     final: bool
     status: Status
     attempts: int
-    created_at: datetime = field(validator=_aware)
-    lease_until: datetime = field(validator=_aware)
+    created_at: datetime = field(validator=_aware_required)
+    lease_until: datetime = field(validator=_aware_required)
     owner: str = ""
     next_attempt_at: datetime | None = field(default=None, validator=_aware)
     error: str | None = None
@@ -245,7 +249,7 @@ def begin(state: State, command: Operation, *, now: datetime, lease: timedelta, 
     for other in state.open_intents():
         if other.op == "capture" and op in ("capture", "cancel"):
             continue  # the reserved view makes the engine say it: CAPTURE_IN_FLIGHT
-        if other.op == "cancel" or other.op == op or op == "cancel":
+        if other.op in ("cancel", op) or op == "cancel":
             return _refusal(command, view, Code.OPERATION_IN_FLIGHT,
                             f"a {other.op} (intent #{other.seq}, {other.status.value}) of this payment is in "
                             f"flight; wait for it or run reconcile")
@@ -304,7 +308,8 @@ def backoff(attempts: int) -> timedelta:
     """The pause before recovery attempt `attempts + 1`: 30 s doubling, capped at an hour."""
     if attempts < 1:
         return RECOVERY_BASE
-    return min(RECOVERY_CAP, RECOVERY_BASE * 2 ** min(attempts - 1, 20))
+    wait: timedelta = RECOVERY_BASE * 2 ** min(attempts - 1, 20)
+    return min(RECOVERY_CAP, wait)
 
 
 def credited(intent: Intent, event: Event) -> bool:
