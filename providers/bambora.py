@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from attrs import field, frozen
 
 from .._errors import ProviderError, RequestError
+from .._money import INT64_MAX
 from .._policy import IdentifierRule
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
 from ._build import command_money, fact
@@ -293,3 +295,84 @@ def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     currency = body.get("currency") if isinstance(body.get("currency"), str) else payment.currency
     return RemoteStatus(NAME, payment.reference, state, currency, authorized, captured, cancelled, refunded,
                         in_flight=in_flight)
+
+
+# ------------------------------------------------------------------ the provider's side (the emulator)
+# The other direction of the same wire format: reading the requests the builders above send, and writing
+# the answers the parsers above read. Used by capstate.providers.emulator.bambora; pure like the rest.
+
+PROBLEM_BASE = "http://api.bambora.com/definitions/payments/"  # the swagger examples' form of `type`
+# Canonical state -> PaymentResponse.state (swagger enum). A refunded payment reads "Refunded" (_refund.md
+# example); Bambora captures synchronously, so `capturing` never rests.
+STATE_NAMES: Mapping[str, str] = {"open": "None", "authorized": "Authorized", "captured": "Captured",
+                                  "cancelled": "Canceled", "expired": "Authorization Expired",
+                                  "capturing": "Authorized"}
+
+
+def read_authorization(value: str | None) -> tuple[str, str, str]:
+    """(token, merchant number, secret) from `Basic base64(token@merchant:secret)`. Raises RequestError
+    (field `authorization`) when the header is missing or not of that form; never echoes the secret."""
+    if value is None:
+        raise RequestError("The Authorization header was not set.", field="authorization")
+    scheme, _, encoded = value.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise RequestError("the Authorization header is not Basic credentials", field="authorization")
+    try:
+        raw = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError("the Basic credentials are not base64 of UTF-8 text", field="authorization") from None
+    user, colon, secret = raw.partition(":")
+    token, at, merchant = user.rpartition("@")
+    if not colon or not at or not token or not merchant:
+        raise RequestError("the Basic credentials are not token@merchant:secret", field="authorization")
+    return token, merchant, secret
+
+
+def read_amount_body(body: bytes, *, minimum: int) -> tuple[int, str | None]:
+    """`{"amount", "comment"?}` (swagger Capture: amount required, minimum 0; Refund: minimum 1; comment
+    at most 256 characters). Raises RequestError with the swagger 400's own wording."""
+    try:
+        obj = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise RequestError("the body is not valid JSON", field="body") from None
+    if not isinstance(obj, dict):
+        raise RequestError("the body must be a JSON object", field="body")
+    if "amount" not in obj:
+        raise RequestError("'amount' is a required property", field="amount")
+    amount = obj["amount"]
+    if type(amount) is not int:
+        raise RequestError(f"{_json_text(amount)} is not of type 'integer'", field="amount")
+    if amount < minimum or amount > INT64_MAX:
+        raise RequestError(f"{amount} is out of range: minimum {minimum}, int64", field="amount")
+    comment = obj.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > COMMENT_MAX):
+        raise RequestError(f"'comment' must be a string of at most {COMMENT_MAX} characters", field="comment")
+    return amount, comment
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()[:40]
+
+
+def problem(status: int, slug: str | None, title: str, detail: str = "") -> dict[str, Any]:
+    """An `Error` body (swagger: type, title, detail, status, all required); `slug` None is about:blank."""
+    return {"type": PROBLEM_BASE + slug if slug else "about:blank", "title": title, "detail": detail,
+            "status": status}
+
+
+def payment_response(reference: str, state: str, currency: str | None, amount: int, *, merchant: str,
+                     captures: Sequence[int] = (), refunds: Sequence[int] = (), operations: Sequence[str] = (),
+                     in_progress: bool = False) -> dict[str, Any]:
+    """A `PaymentResponse` for the canonical `state`, with `captures: [Capture]` in the swagger's shape,
+    and the `refunds`, `operations` and `operationInProgress` fields _get_payment.md and _refund.md show."""
+    body: dict[str, Any] = {"region": "emea_0", "merchant": merchant, "payment": reference,
+                            "state": STATE_NAMES.get(state, "None"), "amount": amount,
+                            "captures": [{"amount": a} for a in captures], "operations": list(operations),
+                            "operationInProgress": in_progress}
+    if refunds:
+        body["refunds"] = [{"amount": a} for a in refunds]
+        if state == "captured":
+            body["state"] = "Refunded"
+    if currency is not None:
+        body["currency"] = currency
+    return body

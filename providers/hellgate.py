@@ -28,10 +28,12 @@ Any exception other than ProviderError or RequestError from these functions is a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from attrs import field, frozen
 
 from .._errors import ProviderError, RequestError
@@ -293,3 +295,103 @@ def parse_get(response: HttpResponse, payment: Payment) -> RemoteStatus:
     cancelled = amounts["authorized"] if status == "voided" else None
     return RemoteStatus(NAME, payment.reference, status, currency, amounts["authorized"], captured, cancelled,
                         amounts["refunded"], in_flight=status in IN_FLIGHT)
+
+
+# ------------------------------------------------------------------ the provider's side (the emulator)
+# The other direction of the same wire format: reading the requests the builders above send, and writing
+# the answers the parsers above read. Used by capstate.providers.emulator.hellgate; pure like the rest.
+
+# Canonical state -> Hellgate status (generation (a) and the v2 void page). Hellgate documents no
+# expiry status [UNK]: a lapsed authorization is reported `failed`, with a failure reason saying so.
+STATUS_NAMES: Mapping[str, str] = {"open": "open", "authorized": "authorized", "capturing": "capturing",
+                                   "captured": "captured", "failed": "failed", "cancelled": "voided",
+                                   "expired": "failed"}
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError("the body is not valid JSON", field="body") from None
+    if not isinstance(obj, dict):
+        raise RequestError("the body must be a JSON object", field="body")
+    return obj
+
+
+def _read_reference(obj: Mapping[str, Any], *, required: bool) -> str | None:
+    text = obj.get("reference")
+    if text is None:
+        if required:
+            raise RequestError("reference is required", field="reference")
+        return None
+    if not isinstance(text, str):
+        raise RequestError("reference must be a string", field="reference")
+    problem = DESCRIPTION.problem(text)  # "rejects empty strings": an empty one is a problem too
+    if problem:
+        raise RequestError(problem, field="reference")
+    return text
+
+
+def _read_money(obj: Mapping[str, Any], *, required: bool) -> tuple[int | None, str | None]:
+    amount, code = obj.get("amount"), obj.get("currency_code")
+    if amount is None and code is None and not required:
+        return None, None
+    if amount is None or code is None:
+        # "In case a partial capture is requested, the corresponding amount and currency_code has to be given."
+        raise RequestError("amount and currency_code must be given together", field="amount")
+    if not is_minor_units(amount):
+        raise RequestError(f"amount must be an integer of minor units, got {orjson.dumps(amount).decode()[:40]}",
+                           field="amount")
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Z]{3}", code):
+        raise RequestError("currency_code must be an ISO 4217 alpha-3 code", field="currency_code")
+    return amount, code
+
+
+def read_capture(body: bytes) -> tuple[int | None, str | None, str | None]:
+    """(amount, currency_code, reference) of a capture body: `{"reference"}` for a full capture (amount
+    None), `{"amount", "currency_code", "reference"}` for a partial one. Raises RequestError."""
+    obj = _object(body)
+    amount, code = _read_money(obj, required=False)
+    return amount, code, _read_reference(obj, required=amount is None)
+
+
+def read_refund(body: bytes) -> tuple[int, str, str | None]:
+    """(amount, currency_code, reference) of a refund body (refund page). Raises RequestError."""
+    obj = _object(body)
+    amount, code = _read_money(obj, required=True)
+    assert amount is not None and code is not None
+    return amount, code, _read_reference(obj, required=False)
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    """An error body. Hellgate's format is undocumented [UNK]; `{code, message}` is what parse_error reads
+    first."""
+    return {"code": code, "message": message}
+
+
+def payment_body(payment_id: str, state: str, currency: str | None, *, requested: int, authorized: int,
+                 captured: int, refunded: int, created_at: datetime, automatic: bool = False,
+                 failure: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+    """The payment object (capture page example: id, amount{requested, authorized, captured, refunded},
+    created_at, currency_code, status). An automatic-capture flow still capturing reads `processing`."""
+    status = STATUS_NAMES.get(state, state)
+    if automatic and state == "authorized":
+        status = "processing"
+    body: dict[str, Any] = {"id": payment_id, "status": status, "currency_code": currency,
+                            "amount": {"requested": requested, "authorized": authorized, "captured": captured,
+                                       "refunded": refunded},
+                            "created_at": _iso(created_at)}
+    if failure:
+        body["failure_reasons"] = [dict(f) for f in failure]
+    return body
+
+
+def refund_body(refund_id: str, payment_id: str, amount: int, currency: str, *, reference: str | None, status: str,
+                created_at: datetime) -> dict[str, Any]:
+    """A refund object (v2 get-refunds: id, amount, currency_code, payment_id, reference, status, created_at)."""
+    return {"id": refund_id, "payment_id": payment_id, "amount": amount, "currency_code": currency,
+            "reference": reference, "status": status, "created_at": _iso(created_at)}
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from attrs import field, frozen
 
 from .._errors import CommandError, ProviderError, RequestError, SignatureError
@@ -393,3 +394,79 @@ def parse_requery(response: HttpResponse, payment: Payment) -> RemoteStatus:
 
 
 parse_get = parse_requery
+
+
+# ------------------------------------------------------------------ the provider's side (the emulator)
+# The other direction of the same wire format: reading the signed requests the builders above send, and
+# writing the answers the parsers above read. Used by capstate.providers.emulator.pipwave; pure.
+
+ACTIONS = ("capture-payment", "requery", "refund", "cancel-payment")
+ACTION_MAX = 32  # "action: string (32)"
+
+
+def read_request(body: bytes) -> dict[str, Any]:
+    """The fields of a request body: a JSON object (sample-codes.md's `json_encode($data)`) whose values are
+    strings or numbers. Raises RequestError (field `body` or the offending field)."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError("the body is not valid JSON", field="body") from None
+    if not isinstance(obj, dict):
+        raise RequestError("the body must be a JSON object", field="body")
+    for key, value in obj.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise RequestError("must be a string or a number", field=key)
+    return obj
+
+
+def signature_ok(fields: Mapping[str, Any], api_secret: str | Secret) -> bool:
+    """Whether `fields["signature"]` is the signature of the other fields (every field sent is signed, as
+    the builders and sample-codes.md do), compared in constant time."""
+    claimed = fields.get("signature")
+    if not isinstance(claimed, str):
+        return False
+    expected = signature(fields, api_secret)
+    return hmac.compare_digest(expected.encode(), claimed.lower().encode("utf-8", "replace"))
+
+
+def read_text(fields: Mapping[str, Any], name: str, rule: IdentifierRule) -> str | None:
+    """An optional string field under its length rule. Raises RequestError."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    text = _php_string(value)
+    problem = rule.problem(text)
+    if problem:
+        raise RequestError(problem, field=name)
+    return text
+
+
+def read_major(fields: Mapping[str, Any], name: str, currency: str) -> int | None:
+    """An optional decimal(11,2) amount in major units ("10.50") as minor units of `currency`, exactly.
+    Raises RequestError."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        minor = from_major_string(_php_string(value), currency)
+        problem = "it must be positive" if minor <= 0 else fits_decimal(minor, currency, *DECIMAL)
+    except (ValueError, CurrencyError) as exc:
+        raise RequestError(str(exc), field=name) from None
+    if problem:
+        raise RequestError(f"{value!r}: {problem}", field=name)
+    return minor
+
+
+def reply(code: str, message: str = "") -> dict[str, Any]:
+    """`{"status", "message"}`: every answer's envelope (capture_payment.md); `code` from STATUS_CODES."""
+    return {"status": code, "message": message or STATUS_CODES.get(code, "")}
+
+
+def requery_body(*, pw_id: str, txn_id: str, currency: str, amount: int, final_amount: int,
+                 transaction_status: str, require_capture: bool) -> dict[str, Any]:
+    """A requery answer (requery.md): the amounts in major units, decimal(11,2), as the API writes them."""
+    return {**reply("200"), "pw_id": pw_id, "txn_id": txn_id, "currency_code": currency,
+            "amount": to_major_string(amount, currency, places=DECIMAL[1]),
+            "total_amount": to_major_string(amount, currency, places=DECIMAL[1]),
+            "final_amount": to_major_string(final_amount, currency, places=DECIMAL[1]),
+            "transaction_status": transaction_status, "require_capture": require_capture}

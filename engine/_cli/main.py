@@ -1,4 +1,4 @@
-"""The `capstate` command: providers, spec, validate, capture, simulate, check, diagram, audit and bench.
+"""The `capstate` command: providers, spec, validate, capture, simulate, check, diagram, audit, bench and emulate.
 
 Exit codes: 0 success (validate: the capture is allowed), 1 validate refused the capture, 2 bad input
 of any kind (an unknown provider, a broken spec, an unreadable or impossible history, a bad option);
@@ -25,6 +25,7 @@ from . import audit as audit_cli
 from . import bench as bench_cli
 from . import check as check_cli
 from . import diagram as diagram_cli
+from . import emulate as emulate_cli
 from . import journal as journal_cli
 from . import payloads, render
 from . import simulate as simulate_cli
@@ -152,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", "measure audit throughput, decide() latency and memory against baselines "
                          "(a report: exit 0 even when a target is missed)")
     bench_cli.add_arguments(bench)
+
+    # `capstate emulate`: its options live in emulate.py; the emulator (Starlette, uvicorn) loads only when
+    # it runs.
+    emulate = commands.add_parser("emulate", help="serve an offline emulator of the providers' capture APIs",
+                                  description="serve an offline, stateful emulator of the providers' capture "
+                                              "APIs, with a virtual clock and fault injection (docs/emulator.md)")
+    emulate_cli.configure(emulate)
     return parser
 
 
@@ -210,7 +218,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 COMMANDS = {"providers": cmd_providers, "spec": cmd_spec, "validate": cmd_validate, "capture": cmd_capture,
             "simulate": simulate_cli.run, "check": check_cli.run, "diagram": diagram_cli.run,
             "audit": lambda a: (journal_cli.cmd_audit_journal(a) if a.journal else audit_cli.cmd_audit(a)),
-            "bench": bench_cli.cmd_bench, **journal_cli.COMMANDS}
+            "bench": bench_cli.cmd_bench, "emulate": emulate_cli.run, **journal_cli.COMMANDS}
 
 
 def _run(argv: Sequence[str] | None) -> int:
