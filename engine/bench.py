@@ -608,7 +608,13 @@ def machine_info() -> dict[str, Any]:
             "load_at_start": [round(x, 2) for x in load] if load else None}
 
 
-def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+# The journal's row is measured by the I/O side (capstate.providers.bench_journal, against a real
+# `capstate emulate`): the CLI passes it in, so this module never imports the providers.
+JournalBench = Callable[..., dict[str, Any] | None]
+
+
+def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None],
+            journal: JournalBench | None = None) -> dict[str, Any]:
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="capstate-bench-") as tmp:
         start = time.perf_counter()
@@ -651,6 +657,7 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
     ns = {name: per_call_ns(fn, rounds=rounds) for name, fn in cases.items()}
     idle = idle_rss_mb()
 
+    j = journal(quick=payments == QUICK_PAYMENTS, rounds=rounds, say=say) if journal is not None else None
     audit_ns = 1e9 / audit_eps if audit_eps else None
     rows = [
         Row("a", "(a) audit throughput, 1 process", "events/s", audit_eps, ">= 0.7x floor",
@@ -671,6 +678,9 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             _verdict(trigger_ns / ns["decide_rejected"] >= 4)),
         Row("d", "(d) peak RSS of (a)", "MB", rss, "<= 150 MB",
             rss / idle if rss and idle else None, "x idle interpreter", _verdict(rss <= 150 if rss else None)),
+        Row("journal", "journal + client captures (vs bare client)", "captures/s", j["journal_cps"] if j else None,
+            "<= 1.25x bare time", j["overhead"] if j else None, "x bare client time",
+            _verdict(j["overhead"] <= 1.25 if j else None)),
     ]
     baselines = [
         Row("floor", "floor: orjson.loads + id into dict", "events/s", floor_eps, "",
@@ -687,6 +697,8 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             ns["observe"] / fsm_ns, "x FSM event"),
         Row("from_json", "Event.from_json of one line", "ns/call", ns["event_from_json"], "",
             ns["event_from_json"] / (1e9 / floor_eps), "x floor per event"),
+        Row("bare_client", "bare CaptureClient captures against capstate emulate", "captures/s",
+            j["bare_cps"] if j else None, "", j["overhead"] if j else None, "journal time / bare time"),
     ]
     return {
         "machine": info,
@@ -739,10 +751,11 @@ def render(result: dict[str, Any]) -> None:
         out.print(table)
 
 
-def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None) -> int:
+def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None,
+        journal: JournalBench | None = None) -> int:
     """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test)."""
     payments = QUICK_PAYMENTS if quick else FULL_PAYMENTS
-    result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None))
+    result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None), journal=journal)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
     else:

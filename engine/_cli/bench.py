@@ -29,4 +29,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench: {text}\n")
         sys.stderr.flush()
 
-    return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say)
+    def journal(**kw: object) -> dict[str, object] | None:
+        from ..providers import bench_journal  # lazy: httpx, sqlite3 and a `capstate emulate` process
+
+        return bench_journal.measure(**kw)  # type: ignore[arg-type]
+
+    return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say,
+                     journal=journal)

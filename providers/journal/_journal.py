@@ -388,7 +388,8 @@ class Journal:
     def _settle(self, intent: Intent, result: Result) -> tuple[Intent, Payment, tuple[Event, ...]]:
         now = self.now()
         with self._store.locked(intent.payment) as tx:
-            current = next((i for i in tx.intents(intent.payment) if i.seq == intent.seq), None)
+            state, _ = self._load(tx, intent.payment)
+            current = next((i for i in state.intents if i.seq == intent.seq), None)
             settled, records = settle(intent, result, now=now)
             if current is None or (current.open and current.attempts == intent.attempts):
                 tx.put_intent(settled)
@@ -396,17 +397,18 @@ class Journal:
                 # Recovery claimed it (our lease ran out) or settled it meanwhile: its word stands. Our facts
                 # are still recorded below, deduplicated by the intent's key.
                 settled = current
+            payment = state.base
             for rec in records:
                 code, note = rec.finding, rec.note
                 if code is None:
-                    code, note = self._judge_incoming(tx, rec.event)
-                    # Our own proven facts are judged for the record, but only a contradiction is a finding.
-                    if code is Code.OUT_OF_ORDER:
-                        code, note = None, None
-                tx.add_event(evolve(rec, finding=code, note=note), dedup_key(rec.event), now)
-            state, _ = self._load(tx, intent.payment)
+                    # Our own proven facts are judged for the record (a contradiction is a finding); that
+                    # they come after a later webhook is no finding: they are stamped with the intent's time.
+                    code, note = finding_for(payment, rec.event, None)
+                if tx.add_event(evolve(rec, finding=code, note=note), dedup_key(rec.event), now):
+                    payment, _ = replay_events(payment, (rec.event,))
         credited = tuple(r.event for r in records if r.intent == intent.seq)
-        return settled, reserved_view(state), credited
+        intents = tuple(settled if i.seq == settled.seq else i for i in state.intents)
+        return settled, reserved_view(State(payment, intents, state.next_seq)), credited
 
     # -------------------------------------------------------------------------------------- recovery
 
