@@ -42,7 +42,7 @@ def base(provider: str = "vipps", captured: int = 0) -> Payment:
     return p
 
 
-def intent(seq: int = 1, op: str = "capture", amount: int = 25000, status: Status = Status.PENDING,
+def intent(seq: int = 1, op: str = "capture", amount: int = 25000, *, status: Status = Status.PENDING,
            key: str | None = None, requested: int | None = 25000) -> Intent:
     return Intent("order-10001", seq, op, requested, amount, "NOK", key or derive_key("order-10001", op, seq),
                   key is not None, False, status, 1, NOW, NOW + LEASE, "w1")
