@@ -739,7 +739,10 @@ def render(result: dict[str, Any]) -> None:
               f"reported, {log['bytes'] / 1e6:.0f} MB")
     if result["audit_missing"]:
         out.print("[red]capstate._cli.audit_run.run_audit is missing: (a), (b) and (d) were not measured[/]")
-    for title, rows in (("Targets", result["rows"]), ("Baselines (same run)", result["baselines"])):
+    tables = [("Targets", result["rows"]), ("Baselines (same run)", result["baselines"])]
+    if result.get("emulator"):
+        tables.append(("Emulator on loopback (reported, not asserted)", result["emulator"]))
+    for title, rows in tables:
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
         for col in ("measure", "measured", "target", "ratio", "verdict"):
             table.add_column(col, justify="right" if col in {"measured", "ratio"} else "left")
@@ -751,11 +754,18 @@ def render(result: dict[str, Any]) -> None:
         out.print(table)
 
 
+Extra = Callable[[bool, Callable[[str], None]], list[dict[str, Any]]]
+
+
 def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None,
-        journal: JournalBench | None = None) -> int:
-    """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test)."""
+        extra: Extra | None = None, journal: JournalBench | None = None) -> int:
+    """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test). `extra` adds the
+    rows of measures that live outside the core (the CLI passes the emulator's), under "emulator";
+    `journal` measures the journal's row (capstate.providers.bench_journal)."""
     payments = QUICK_PAYMENTS if quick else FULL_PAYMENTS
     result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None), journal=journal)
+    if extra is not None:
+        result["emulator"] = extra(quick, say or (lambda text: None))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
     else:

@@ -366,6 +366,17 @@ def json_body(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+def request_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (the emulator's side of every wire). Raises RequestError."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestError("the body is not valid JSON", field="body") from None
+    if not isinstance(obj, dict):
+        raise RequestError("the body must be a JSON object", field="body")
+    return obj
+
+
 def decode_json(response: HttpResponse, *, provider: str) -> Any:
     """The response body as JSON, or a ProviderError that says the provider sent something else.
 

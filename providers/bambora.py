@@ -58,6 +58,7 @@ from ._http import (
     json_body,
     malformed,
     path_segment,
+    request_object,
     to_secret,
 )
 
@@ -331,12 +332,7 @@ def read_authorization(value: str | None) -> tuple[str, str, str]:
 def read_amount_body(body: bytes, *, minimum: int) -> tuple[int, str | None]:
     """`{"amount", "comment"?}` (swagger Capture: amount required, minimum 0; Refund: minimum 1; comment
     at most 256 characters). Raises RequestError with the swagger 400's own wording."""
-    try:
-        obj = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        raise RequestError("the body is not valid JSON", field="body") from None
-    if not isinstance(obj, dict):
-        raise RequestError("the body must be a JSON object", field="body")
+    obj = request_object(body)
     if "amount" not in obj:
         raise RequestError("'amount' is a required property", field="amount")
     amount = obj["amount"]

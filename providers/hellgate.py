@@ -53,6 +53,7 @@ from ._http import (
     json_body,
     malformed,
     path_segment,
+    request_object,
     to_secret,
 )
 
@@ -308,16 +309,6 @@ STATUS_NAMES: Mapping[str, str] = {"open": "open", "authorized": "authorized", "
                                    "expired": "failed"}
 
 
-def _object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestError("the body is not valid JSON", field="body") from None
-    if not isinstance(obj, dict):
-        raise RequestError("the body must be a JSON object", field="body")
-    return obj
-
-
 def _read_reference(obj: Mapping[str, Any], *, required: bool) -> str | None:
     text = obj.get("reference")
     if text is None:
@@ -350,14 +341,14 @@ def _read_money(obj: Mapping[str, Any], *, required: bool) -> tuple[int | None, 
 def read_capture(body: bytes) -> tuple[int | None, str | None, str | None]:
     """(amount, currency_code, reference) of a capture body: `{"reference"}` for a full capture (amount
     None), `{"amount", "currency_code", "reference"}` for a partial one. Raises RequestError."""
-    obj = _object(body)
+    obj = request_object(body)
     amount, code = _read_money(obj, required=False)
     return amount, code, _read_reference(obj, required=amount is None)
 
 
 def read_refund(body: bytes) -> tuple[int, str, str | None]:
     """(amount, currency_code, reference) of a refund body (refund page). Raises RequestError."""
-    obj = _object(body)
+    obj = request_object(body)
     amount, code = _read_money(obj, required=True)
     assert amount is not None and code is not None
     return amount, code, _read_reference(obj, required=False)

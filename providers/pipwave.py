@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from attrs import field, frozen
 
 from .._errors import CommandError, ProviderError, RequestError, SignatureError
@@ -48,6 +47,7 @@ from ._http import (
     header_value,
     json_body,
     malformed,
+    request_object,
     to_secret,
 )
 
@@ -407,12 +407,7 @@ ACTION_MAX = 32  # "action: string (32)"
 def read_request(body: bytes) -> dict[str, Any]:
     """The fields of a request body: a JSON object (sample-codes.md's `json_encode($data)`) whose values are
     strings or numbers. Raises RequestError (field `body` or the offending field)."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise RequestError("the body is not valid JSON", field="body") from None
-    if not isinstance(obj, dict):
-        raise RequestError("the body must be a JSON object", field="body")
+    obj = request_object(body)
     for key, value in obj.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
             raise RequestError("must be a string or a number", field=key)

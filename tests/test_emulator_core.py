@@ -40,7 +40,7 @@ def test_expiry_fires_at_the_validity_exactly_as_simulate() -> None:
     simulated = capstate.simulate(plan, "bambora")
     emu.set_clock(T0 + timedelta(days=7), 0.0)
     entry = emu.entries[("bambora", "late")]
-    lapse = [e for e in simulated.steps[0].events if e.type.value == "expired"][0]
+    lapse = next(e for e in simulated.steps[0].events if e.type.value == "expired")
     assert entry.events[-1].type.value == "expired" and entry.events[-1].at == lapse.at
     assert entry.payment.state == simulated.payment.state == "expired"
     status, body = capture(emu, "late", 100, T0 + timedelta(days=7))
@@ -87,3 +87,40 @@ def test_a_state_file_reloads_the_same_ledgers(tmp_path: Path) -> None:
     again = build(["bambora", "hellgate"], state=db)
     assert {k: e.ledger() for k, e in again.entries.items()} == before
     assert again.now(0.0) == T0 and again.clock.frozen
+
+
+def test_spec_overrides_change_what_the_emulator_allows() -> None:
+    default = build(["bambora"], clock=T0, frozen=True)  # validity 7d (_capture.md: "about 1 week")
+    short = build(["bambora"], clock=T0, frozen=True, overrides={"bambora": {"authorization_validity": "1d"}})
+    later = T0 + timedelta(days=3)
+    for emu in (default, short):
+        emu.seed("bambora", "o", 1000, "EUR", at=T0)
+        emu.set_clock(later, 0.0)
+    assert capture(default, "o", 300, later)[0] == 201
+    status, _ = capture(short, "o", 300, later)
+    assert status == 422 and short.entries[("bambora", "o")].payment.state == "expired"
+
+
+def test_hellgate_automatic_flow_refuses_a_manual_capture() -> None:
+    emu = build(["hellgate"], clock=T0, frozen=True)
+    pid = "3f1c1f0e-8b1e-4c6a-9d2b-1a2b3c4d5e6f"
+    emu.seed("hellgate", pid, 1000, "EUR", at=T0, flow=capstate.Flow.AUTOMATIC)
+    key = Headers({"X-API-Key": "emulator-hellgate-key"})
+    reply = emu.run(emu.route("hellgate", "GET", f"/payments/{pid}", headers=key, now=T0), T0)
+    assert b'"status":"processing"' in reply.answer.body
+    reply = emu.run(emu.route("hellgate", "POST", f"/payments/{pid}/capture", headers=key,
+                              body=b'{"reference": "all"}', now=T0), T0)
+    assert reply.answer.status == 422 and b"automatic_capture_flow" in reply.answer.body
+
+
+def test_cli_sets_split_into_policy_overrides_and_emulator_settings() -> None:
+    from capstate._cli.emulate import split_sets
+    from capstate.providers.emulator import plugin
+
+    names = ["bambora", "hellgate"]
+    settings = {n: dict(plugin(n).settings) for n in names}
+    overrides, emulator = split_sets(["hellgate.settle_after=30s", "max_captures=2",
+                                      "hellgate.authorization_validity=7d"], names, settings)
+    assert emulator == {"hellgate": {"settle_after": timedelta(seconds=30)}}
+    assert overrides == {"bambora": {"max_captures": 2},
+                         "hellgate": {"max_captures": 2, "authorization_validity": "7d"}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from .options import UsageError
 
@@ -35,4 +37,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return bench_journal.measure(**kw)  # type: ignore[arg-type]
 
     return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say,
-                     journal=journal)
+                     extra=_emulator_rows, journal=journal)
+
+
+def _emulator_rows(quick: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The emulator's row (capstate.providers: loaded only here), or none without the 'emulator' extra."""
+    try:
+        from ..providers.emulator import load
+    except ModuleNotFoundError as exc:
+        say(f"emulator row skipped: {exc.name} is not installed (pip install 'capstate[emulator]')")
+        return []
+    try:
+        return load.bench_rows(quick, say)
+    except RuntimeError as exc:
+        say(f"emulator row skipped: {exc}")
+        return []

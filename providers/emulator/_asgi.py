@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from .._http import Headers
@@ -70,6 +70,17 @@ class _Dropped(Response):
         await send({"type": "http.response.body", "body": b'{"dropped', "more_body": True})
 
 
+class _QuietDrops(logging.Filter):
+    """uvicorn logs "ASGI callable returned without completing response" when a `drop_after_commit` fault
+    ends an answer on purpose; that is the fault working, not an error worth a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+_QUIET = _QuietDrops()
+
+
 def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verbose: bool = False) -> Starlette:
     """The Starlette app serving `emulator`. `wall` is the wall clock the virtual clock runs from."""
 
@@ -104,11 +115,14 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
                      f" [fault {dispatch.fault.kind.value}]" if dispatch.fault is not None else "")
         return await _send(reply)
 
-    async def _send(reply: Reply) -> Response:
-        for job in reply.deferred:
+    def _spawn(jobs: tuple[Callable[[], Any], ...]) -> None:
+        for job in jobs:
             task = asyncio.get_running_loop().create_task(_run_deferred(job))
             _background.add(task)
             task.add_done_callback(_background.discard)
+
+    async def _send(reply: Reply) -> Response:
+        _spawn(reply.deferred)
         if reply.hold:
             await asyncio.sleep(reply.hold)
         if reply.drop:
@@ -125,7 +139,16 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
         if emulator.store is not None:
             emulator.store.close()
 
-    routes = [Mount("/_emulator", routes=control_routes(emulator, wall)),
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _QUIET not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_QUIET)
+    control = Router(routes=control_routes(emulator, wall))
+
+    async def control_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await control(scope, receive, send)
+        _spawn(emulator.drain())  # webhooks of what a clock move or a settlement committed
+
+    routes = [Mount("/_emulator", app=control_app),
               Route("/{rest:path}", provider_endpoint, methods=METHODS)]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.emulator = emulator

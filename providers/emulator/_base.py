@@ -228,6 +228,10 @@ class ProviderEmulator:
     def observe(self, ctx: Context, entry: Entry, events: Sequence[Event]) -> None:
         """Called after every commit on one of this provider's payments. Default: nothing."""
 
+    def due(self, ctx: Context, entry: Entry, now: datetime) -> None:
+        """Called whenever the core fires what is due on a payment (every read, every clock move): a plug-in's
+        own lapses that the spec does not model (a Vipps payment never approved). Default: nothing."""
+
     def view(self, entry: Entry) -> Mapping[str, Any]:
         """Extra provider-side fields for the control API's ledger (e.g. the provider's own state name)."""
         return {}

@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -201,6 +202,9 @@ class Emulator:
         self.faults: list[Fault] = []
         self.provider_data: dict[str, dict[str, Any]] = {}
         self.seq = 0
+        # Deferred jobs (webhooks) of commits made outside a request's Context (the clock's expiry, a
+        # settlement, a lapse found on read): sent with the next answer, or after the control request.
+        self.outbox: list[Callable[[], Any]] = []
         if store is not None:
             self._load(store)
 
@@ -260,20 +264,18 @@ class Emulator:
         if entry.settle_due is not None and now >= entry.settle_due and entry.payment.pending:
             events.append(Event(entry.reference, EventType.CAPTURED, entry.settle_due, entry.payment.pending,
                                 entry.payment.currency, provider=entry.provider))
+        if events:
+            self._commit(entry, events, now, None)
         expires = entry.payment.expires_at
         if expires is not None and now >= expires:
-            # As simulate's lapse: an `expired` event at the expiry instant, where the spec lets the state lapse.
+            # As simulate's lapse: an `expired` event at the expiry instant, where the spec has the transition
+            # from the payment's state; elsewhere (captured, cancelled, already expired) nothing lapses.
             lapse = Event(entry.reference, EventType.EXPIRED, expires, provider=entry.provider)
-            try:
-                after = apply(entry.payment, lapse)
-            except InvalidTransition:
-                pass
-            else:
-                del after
-                events.append(lapse)
-        if events:
-            events.sort(key=lambda e: e.at)
-            self._commit(entry, events, now, None)
+            with contextlib.suppress(InvalidTransition):
+                self._commit(entry, [lapse], now, None)
+        ctx = Context(self, entry.provider, now)
+        self.plugins[entry.provider].due(ctx, entry, now)
+        self.outbox.extend(ctx.deferred)
 
     # -- payments
 
@@ -335,6 +337,8 @@ class Emulator:
         plugin = self.plugins[entry.provider]
         ctx = context if context is not None else Context(self, entry.provider, now)
         plugin.observe(ctx, entry, events)
+        if context is None:
+            self.outbox.extend(ctx.deferred)
         return payment
 
     def settle(self, provider: str, reference: str | None, outcome: str, now: datetime,
@@ -424,7 +428,7 @@ class Emulator:
     def run(self, dispatch: Dispatch, now: datetime) -> Reply:
         """Execute a dispatched request at `now`, apply its fault, and record it in the payment's ledger."""
         if dispatch.answer is not None:
-            return Reply(dispatch.answer)
+            return Reply(dispatch.answer, deferred=self.drain())
         assert dispatch.route is not None and dispatch.call is not None
         plugin = self.plugins[dispatch.provider]
         ctx = Context(self, dispatch.provider, now)
@@ -447,7 +451,13 @@ class Emulator:
         elif kind is FaultKind.DROP:
             drop = True
         self._record(dispatch, call, now, status=answer.status, committed=committed, kind=kind)
-        return Reply(answer, hold, drop, tuple(ctx.deferred))
+        return Reply(answer, hold, drop, tuple(ctx.deferred) + self.drain())
+
+    def drain(self) -> tuple[Callable[[], Any], ...]:
+        """The deferred jobs of commits made outside a request, once."""
+        jobs = tuple(self.outbox)
+        self.outbox.clear()
+        return jobs
 
     def _events_of(self, provider: str, reference: str | None) -> int:
         entry = self.entries.get((provider, reference)) if reference is not None else None

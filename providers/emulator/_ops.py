@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hmac
 
+from ..._errors import RequestError
 from ..._values import Command, Decision
-from ._base import Context
+from .._http import request_object
+from ._base import Context, WireRequest
 from ._core import Entry
 
 
@@ -17,6 +19,18 @@ def execute(ctx: Context, entry: Entry, command: Command) -> Decision:
     if decision.allowed and decision.event is not None:
         ctx.commit(entry, decision.event)
     return decision
+
+
+def body_problem(request: WireRequest) -> str | None:
+    """Why an operation documented without a body (Bambora cancel, Hellgate void) cannot take this one: an
+    empty body is fine, anything sent must at least be a JSON object."""
+    if not request.body.strip():
+        return None
+    try:
+        request_object(request.body)
+    except RequestError as exc:
+        return exc.reason
+    return None
 
 
 def same(given: str, expected: str) -> bool:

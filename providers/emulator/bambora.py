@@ -23,7 +23,7 @@ from ..._values import Cancel, Capture, Decision, EventType, Refund
 from .. import bambora as wire
 from ._base import Answer, Call, Context, Problem, ProviderEmulator, Route, WireRequest
 from ._core import Entry
-from ._ops import execute, same
+from ._ops import body_problem, execute, same
 
 # Codes that mean "not from this state": 422 invalid_payment_state_transition; any other refusal is the
 # operation's 402 (the amount or the currency is what is wrong).
@@ -127,14 +127,9 @@ class BamboraEmulator(ProviderEmulator):
         reference = self._reference(ctx, request)
         if isinstance(reference, Answer):
             return reference
-        if request.body.strip():
-            # api-beta cancel takes no body (_cancel.md); anything sent must at least be a JSON object.
-            try:
-                obj = request.json()
-            except ValueError:
-                return self.problem(Problem.MALFORMED, "the body is not valid JSON")
-            if not isinstance(obj, dict):
-                return self.problem(Problem.MALFORMED, "the body must be a JSON object")
+        problem = body_problem(request)  # api-beta cancel takes no body (_cancel.md)
+        if problem:
+            return self.problem(Problem.MALFORMED, problem)
         return Call(reference)
 
     def _parse_get(self, ctx: Context, request: WireRequest) -> Call | Answer:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -30,7 +30,7 @@ from ..._values import Cancel, Capture, Decision, EventType, Flow, Refund
 from .. import hellgate as wire
 from ._base import Answer, Call, Context, Problem, ProviderEmulator, Route, WireRequest
 from ._core import Entry
-from ._ops import execute, same
+from ._ops import body_problem, execute, same
 
 _CODES = {Problem.MALFORMED: (400, "bad_request"), Problem.UNAUTHORIZED: (401, "unauthorized"),
           Problem.FORBIDDEN: (403, "forbidden"), Problem.NOT_FOUND: (404, "payment_not_found"),
@@ -95,28 +95,23 @@ class HellgateEmulator(ProviderEmulator):
             return self.problem(Problem.MALFORMED, f"X-Idempotency-Key: {wire.IDEMPOTENCY_KEY.problem(key)}")
         return Call(pid, key, amount, data or {})
 
-    def _parse_capture(self, ctx: Context, request: WireRequest) -> Call | Answer:
+    def _parse_money(self, request: WireRequest, read: Callable[[bytes], tuple[Any, Any, Any]]) -> Call | Answer:
         try:
-            amount, code, text = wire.read_capture(request.body)
+            amount, code, text = read(request.body)
         except RequestError as exc:
             return self.problem(Problem.MALFORMED, f"{exc.field}: {exc.reason}")
         return self._call(request, amount, {"currency": code, "reference": text})
+
+    def _parse_capture(self, ctx: Context, request: WireRequest) -> Call | Answer:
+        return self._parse_money(request, wire.read_capture)
 
     def _parse_refund(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        try:
-            amount, code, text = wire.read_refund(request.body)
-        except RequestError as exc:
-            return self.problem(Problem.MALFORMED, f"{exc.field}: {exc.reason}")
-        return self._call(request, amount, {"currency": code, "reference": text})
+        return self._parse_money(request, wire.read_refund)
 
     def _parse_void(self, ctx: Context, request: WireRequest) -> Call | Answer:
-        if request.body.strip():
-            try:
-                obj = request.json()
-            except ValueError:
-                return self.problem(Problem.MALFORMED, "the body is not valid JSON")
-            if not isinstance(obj, dict):
-                return self.problem(Problem.MALFORMED, "the body must be a JSON object")
+        problem = body_problem(request)  # void takes no body (v2 void page)
+        if problem:
+            return self.problem(Problem.MALFORMED, problem)
         return self._call(request)
 
     def _parse_get(self, ctx: Context, request: WireRequest) -> Call | Answer:

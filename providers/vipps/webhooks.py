@@ -18,8 +18,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 
 from ..._errors import CommandError, SignatureError
 from .._http import Headers, Secret
@@ -94,3 +94,17 @@ def verify_webhook(*, secret: str | Secret, method: str, path_and_query: str,
     if skew > tolerance:
         raise SignatureError(f"x-ms-date is {skew} away from now, beyond the tolerance {tolerance}",
                              provider="vipps")
+
+
+def signed_headers(secret: str | Secret, *, method: str, path_and_query: str, host: str, body: bytes,
+                   now: datetime) -> tuple[tuple[str, str], ...]:
+    """The headers Vipps sends with a webhook whose raw body is `body`: the sending side of `verify_webhook`
+    (request-authentication.md). `host` is the Host header as the receiver will see it (`host:port` when the
+    URL has a port); `now` a timezone-aware datetime, written as the HTTP date `x-ms-date`."""
+    if now.utcoffset() is None:
+        raise CommandError(f"now must be a timezone-aware datetime, got {now!r}")
+    date = format_datetime(now.astimezone(UTC), usegmt=True)
+    body_hash = content_hash(body)
+    sig = signature(secret, method=method, path_and_query=path_and_query, date=date, host=host, body_hash=body_hash)
+    return (("x-ms-date", date), ("x-ms-content-sha256", body_hash), ("host", host),
+            ("Authorization", f"{SCHEME} SignedHeaders={SIGNED_HEADERS}&Signature={sig}"))
