@@ -20,14 +20,15 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROVIDERS = ("bambora", "hellgate", "pipwave")
+PROVIDERS = ("bambora", "hellgate", "pipwave", "vipps")
 # The emulator's default credentials (providers/emulator/<provider>.py), as CAPSTATE_<PROVIDER>_<FIELD>.
 _CREDENTIALS = {
     "bambora": {"ACCESS_TOKEN": "emulator-token", "MERCHANT_NUMBER": "T000000001", "SECRET_TOKEN": "emulator-secret"},
     "hellgate": {"API_KEY": "emulator-hellgate-key"},
     "pipwave": {"API_KEY": "emulator-key", "API_SECRET": "emulator-secret"},
+    "vipps": {"SUBSCRIPTION_KEY": "emulator-subscription-key", "MERCHANT_SERIAL_NUMBER": "123456"},
 }
-_BASE_FIELD = {"bambora": "BASE_URL", "hellgate": "BASE_URL", "pipwave": "URL"}
+_BASE_FIELD = {"bambora": "BASE_URL", "hellgate": "BASE_URL", "pipwave": "URL", "vipps": "BASE_URL"}
 
 
 class Emulator:
@@ -35,6 +36,18 @@ class Emulator:
         self.url = url
         self.process = process
         self.http = httpx.Client(base_url=url, timeout=30)
+        self._vipps_token: str | None = None
+
+    def vipps_token(self) -> str:
+        """An access token from the emulator's `POST /accesstoken/get`, as a Vipps merchant gets one."""
+        if self._vipps_token is None:
+            r = self.http.post("/vipps/accesstoken/get", headers={
+                "client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
+                "Ocp-Apim-Subscription-Key": _CREDENTIALS["vipps"]["SUBSCRIPTION_KEY"]})
+            assert r.status_code == 200, r.text
+            self._vipps_token = r.json()["access_token"]
+        assert self._vipps_token is not None
+        return self._vipps_token
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         r = self.http.request(method, "/_emulator" + path, json=body)
@@ -60,8 +73,8 @@ class Emulator:
         for provider, fields in _CREDENTIALS.items():
             for name, value in fields.items():
                 base[f"CAPSTATE_{provider.upper()}_{name}"] = value
-            base[f"CAPSTATE_{provider.upper()}_{_BASE_FIELD[provider]}"] = (
-                f"{self.url}/{provider}" if provider != "pipwave" else f"{self.url}/pipwave")
+            base[f"CAPSTATE_{provider.upper()}_{_BASE_FIELD[provider]}"] = f"{self.url}/{provider}"
+        base["CAPSTATE_VIPPS_ACCESS_TOKEN"] = self.vipps_token()
         return base
 
 

@@ -10,8 +10,9 @@
 - Faults: every emulator fault on the capture (500 / timeout / dropped connection after commit, 409 in
   flight, 429) through `capstate capture --journal`, then `capstate reconcile`: the same result.
 
-Scaled for CI (2 shared cores, the whole run under 15 minutes): 8 processes x 6 payments x 3 parcels per
-provider and backend; CAPSTATE_DRILL_PAYMENTS=50 runs the issue's full 8 x 50.
+Scaled for CI (2 shared cores, the whole run under 15 minutes): 8 processes x 4 payments x 3 parcels per
+provider and backend (CAPSTATE_DRILL_PAYMENTS=50 runs the issue's full 8 x 50); every provider on SQLite,
+and Bambora on PostgreSQL for the crash and fault drills (its row locks are what differs there).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 from drills import ROOT, Emulator, emulator
-from journals import BACKENDS, journal_url
+from journals import journal_url
 
 from capstate import Event
 from capstate.providers.journal import Journal, Status
@@ -36,10 +37,10 @@ from capstate.providers.journal import Journal, Status
 pytest.importorskip("uvicorn", reason="the drills run `capstate emulate` (the 'emulator' extra)")
 
 WORKERS = 8
-PAYMENTS = int(os.environ.get("CAPSTATE_DRILL_PAYMENTS", "6"))
+PAYMENTS = int(os.environ.get("CAPSTATE_DRILL_PAYMENTS", "4"))
 AUTHORIZED = 100000
 PARCELS = (30000, 30000, 40000)
-CURRENCY = {"bambora": "NOK", "hellgate": "EUR", "pipwave": "MYR"}
+CURRENCY = {"bambora": "NOK", "hellgate": "EUR", "pipwave": "MYR", "vipps": "NOK"}
 ONE_CAPTURE = {"bambora", "pipwave"}  # no idempotency, one capture per payment
 
 
@@ -49,10 +50,19 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with journal_url(request.param, tmp_path) as u:
         yield u
+
+
+def combos(sqlite: tuple[str, ...], postgresql: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(backend, provider) pairs: every provider on SQLite; on PostgreSQL, where the locking differs, the
+    ones named (the drills' CI cost stays modest)."""
+    return [("sqlite", p) for p in sqlite] + [("postgresql", p) for p in postgresql]
+
+
+ALL = ("bambora", "pipwave", "hellgate", "vipps")
 
 
 def reference(provider: str) -> str:
@@ -106,7 +116,11 @@ def judge(emu: Emulator, url: str, provider: str, refs: list[str]) -> dict[str, 
             assert ledger["captured"] <= ledger["authorized"], ledger
             sends = [r for r in ledger["requests"] if r["op"] == "capture"]
             committed = [r for r in sends if r["committed"]]
-            assert len(committed) <= 1, (ref, committed)
+            if provider == "vipps":
+                # Multi-capture, deduplicated by key: a key committed at most once, whatever was resent.
+                assert len({r["key"] for r in committed}) == len(committed), (ref, committed)
+            else:
+                assert len(committed) <= 1, (ref, committed)
             if provider in ONE_CAPTURE and committed:
                 # Never a capture sent to a provider without idempotency after one committed: a resend only
                 # ever follows a send the provider refused without committing (409, 429), seen by a read-back.
@@ -119,10 +133,11 @@ def judge(emu: Emulator, url: str, provider: str, refs: list[str]) -> dict[str, 
             assert len(done) == len(committed), (ref, state.intents)
             totals["captured"] += ledger["captured"]
             totals["capture_requests"] += len(sends)
+            totals["committed"] = totals.get("committed", 0) + len(committed)
     return totals
 
 
-@pytest.mark.parametrize("provider", ["bambora", "pipwave", "hellgate"])
+@pytest.mark.parametrize(("url", "provider"), combos(ALL, ALL), indirect=["url"])
 def test_concurrency_drill(emu: Emulator, url: str, provider: str, tmp_path: Path) -> None:
     with Journal(url) as journal:
         refs = seed(emu, journal, provider, PAYMENTS)
@@ -141,14 +156,21 @@ def test_concurrency_drill(emu: Emulator, url: str, provider: str, tmp_path: Pat
     totals = judge(emu, url, provider, refs)
     attempts = sum(outcomes.values())
     assert attempts == WORKERS * PAYMENTS * len(PARCELS) + outcomes.get("in_flight_wait", 0)
-    # One parcel per payment is captured, by exactly one worker: these providers capture once.
-    assert outcomes.get("done", 0) == PAYMENTS and totals["capture_requests"] == PAYMENTS, outcomes
+    if provider == "vipps":
+        # Every parcel captured exactly once, by one worker: 30000 + 30000 + 40000 = the whole authorization.
+        assert outcomes.get("done", 0) == PAYMENTS * len(PARCELS), outcomes
+        assert totals["committed"] == totals["capture_requests"] == PAYMENTS * len(PARCELS)
+        assert totals["captured"] == PAYMENTS * AUTHORIZED
+    else:
+        # One parcel per payment is captured, by exactly one worker: these providers capture once.
+        assert outcomes.get("done", 0) == PAYMENTS and totals["capture_requests"] == PAYMENTS, outcomes
     backend = url.split(":", maxsplit=1)[0]
     print(f"\n{provider} {backend}: {WORKERS} workers x {PAYMENTS} payments x {len(PARCELS)} parcels in "
           f"{elapsed:.1f}s; outcomes {outcomes}; captured {totals['captured']}")
 
 
-@pytest.mark.parametrize("provider", ["bambora", "pipwave"])
+@pytest.mark.parametrize(("url", "provider"), combos(("bambora", "pipwave", "vipps"), ("bambora",)),
+                         indirect=["url"])
 @pytest.mark.parametrize("point", ["before-send", "in-flight", "after-commit"])
 def test_crash_drill(emu: Emulator, url: str, provider: str, point: str) -> None:
     with Journal(url) as journal:
@@ -173,18 +195,24 @@ def test_crash_drill(emu: Emulator, url: str, provider: str, point: str) -> None
     time.sleep(1.2)  # the lease runs out
     doc = reconcile(emu, url, provider)
     (recovered,) = doc["recovered"]
-    expected = "failed" if point == "before-send" else "done"
-    assert recovered["status"] == expected, doc
+    # Vipps deduplicates by key: recovery sends the identical request, which performs the capture once (before
+    # the send) or replays it. The others are read back: a capture that never left is released, never resent.
+    happened = point != "before-send" or provider == "vipps"
+    assert recovered["status"] == ("done" if happened else "failed"), doc
     judge(emu, url, provider, [ref])
     ledger = emu.ledger(provider, ref)
-    assert len([r for r in ledger["requests"] if r["op"] == "capture"]) == (0 if point == "before-send" else 1)
-    assert ledger["captured"] in ((0,) if point == "before-send" else PARCELS) or provider == "pipwave"
+    sends = [r for r in ledger["requests"] if r["op"] == "capture"]
+    if provider == "vipps":
+        assert len({r["key"] for r in sends}) == 1 and sum(r["committed"] for r in sends) == 1, sends
+    else:
+        assert len(sends) == (1 if happened else 0), sends
+    assert ledger["captured"] in (PARCELS if happened else (0,)) or provider == "pipwave"
 
 
 FAULTS = ["500_after_commit", "timeout_after_commit", "drop_after_commit", "409_in_flight", "429"]
 
 
-@pytest.mark.parametrize("provider", ["bambora", "pipwave", "hellgate"])
+@pytest.mark.parametrize(("url", "provider"), combos(ALL, ("bambora",)), indirect=["url"])
 @pytest.mark.parametrize("kind", FAULTS)
 def test_fault_drill(emu: Emulator, url: str, provider: str, kind: str) -> None:
     with Journal(url) as journal:
@@ -204,7 +232,8 @@ def test_fault_drill(emu: Emulator, url: str, provider: str, kind: str) -> None:
         assert json.loads(out.stdout)["intent"]["status"] == "failed"
         again = capstate(emu, *args)
         assert again.returncode == 0, (again.stdout, again.stderr)
-    reconcile(emu, url, provider)
+    if out.returncode == 3 or provider == "hellgate":  # an open intent, or a capture still in flight
+        reconcile(emu, url, provider)
     totals = judge(emu, url, provider, [ref])
     assert totals["captured"] == emu.ledger(provider, ref)["captured"] > 0
 
