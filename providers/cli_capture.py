@@ -259,15 +259,20 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
     return EXIT_OK
 
 
+def log_to_stderr() -> None:
+    """--verbose: each request by method and URL, each retry and read-back, one line each on stderr; never
+    headers or bodies."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
+    logging.getLogger("capstate.providers").addHandler(handler)
+    logging.getLogger("capstate.providers").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Run `capstate capture` on parsed arguments; returns the exit status (see the module docstring)."""
     env = os.environ if environ is None else environ
     if args.verbose:
-        # Each request by method and URL, each retry and read-back: never headers or bodies.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
-        logging.getLogger("capstate.providers").addHandler(handler)
-        logging.getLogger("capstate.providers").setLevel(logging.INFO)
+        log_to_stderr()
     amount = parse_amount(args.amount) if args.amount is not None else None
     at = parse_at(args.at) if args.at is not None else None
     currency = check_currency(args.currency) if args.currency is not None else None

@@ -10,7 +10,6 @@ stderr; --json prints one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
@@ -34,9 +33,9 @@ from .cli_capture import (
     MAX_ATTEMPTS,
     MAX_TIMEOUT,
     PROG,
-    _OneLineFormatter,
     _say,
     load_credentials,
+    log_to_stderr,
 )
 from .client import CaptureClient, Refused, provider_module
 from .journal import DEFAULT_LEASE, IngestReport, Journal, JournalOutcome, OperationFailed, OutcomeUnknown, Source
@@ -64,10 +63,7 @@ def _journal(args: argparse.Namespace, *, lease: timedelta = DEFAULT_LEASE) -> J
 
 def _verbose(args: argparse.Namespace) -> None:
     if getattr(args, "verbose", False):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
-        logging.getLogger("capstate.providers").addHandler(handler)
-        logging.getLogger("capstate.providers").setLevel(logging.INFO)
+        log_to_stderr()
 
 
 def _client(provider: str, args: argparse.Namespace, environ: Mapping[str, str]) -> CaptureClient:
