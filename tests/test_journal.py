@@ -213,3 +213,15 @@ def test_bad_urls_and_unknown_payments_are_one_line_errors(tmp_path: Path) -> No
             Journal(bad)
     with Journal(f"sqlite:///{tmp_path}/j.db") as j, pytest.raises(JournalError, match="not in the journal"):
         j.state("order-missing")
+
+
+def test_a_postgres_password_never_reaches_an_error_or_the_url() -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    from journals import postgres_base
+
+    parts = urlsplit(postgres_base())
+    netloc = f"{parts.username}:WRONG-s3cr3t@{parts.hostname}:{parts.port or 5432}"
+    with pytest.raises(JournalError) as err:
+        Journal(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+    assert "WRONG-s3cr3t" not in str(err.value) and "***" in str(err.value)
