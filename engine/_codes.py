@@ -42,6 +42,12 @@ class Code(StrEnum):
     """A cancel of part of the remainder where the provider always releases all of it."""
     OUT_OF_ORDER = "OUT_OF_ORDER"
     """audit: an event's `at` is earlier than the previous event of the same payment in the log."""
+    OPERATION_IN_FLIGHT = "OPERATION_IN_FLIGHT"
+    """journal: another operation of this payment (a cancel, or a refund beside a refund) is still open."""
+    OUT_OF_BAND = "OUT_OF_BAND"
+    """journal: the provider shows money moved that no intent of the journal can be credited with."""
+    INTENT_UNSETTLED = "INTENT_UNSETTLED"
+    """journal audit: an intent still pending or unknown past its lease; run `capstate reconcile`."""
 
     # Warnings: the command is allowed, possibly rewritten.
     PARTIAL_BECOMES_FULL = "PARTIAL_BECOMES_FULL"

@@ -412,14 +412,14 @@ def _decide(p: Payment, command: Command) -> Decision:
                                       f"{p.capturable}: the gateway cannot capture part"))
         command = evolve(command, amount=p.capturable)
     elif (isinstance(command, Capture) and command.amount is not None and 0 < command.amount < p.capturable
-          and (assumed := policy.partial_assumed()) is not None):
+          and policy.partial_assumed() is not None):
         # The spec says the provider captures part, but only as a marked default: a gateway without partial
         # capture takes it all (Pipwave: "If PG not supporting partial capture, full capture will be done").
         # A warning on every partial capture it allows, so no one overcharges a customer unawares.
         may_be_full = PolicyWarning(Code.PARTIAL_MAY_BECOME_FULL,
                                     f"partial capture {command.amount} of {p.capturable}: {p.spec.name} may capture "
-                                    f"the full {p.capturable} instead, as partial capture there is a default, not a "
-                                    f"documented fact: {assumed}")
+                                    f"the full {p.capturable} if the gateway cannot capture part; set "
+                                    f"partial_capture for your gateway to settle it")
     e = _proposed(p, command)
     amount = resolve_amount(p, e)
     key = e.key

@@ -2,7 +2,8 @@
 
 `capstate validate`, `capstate capture` and `capstate.providers.client.CaptureClient` all derive through
 `with_derived_key`, so what `validate` shows is exactly the key `capture` would send. Pure: a hash of
-the payment's own history, no clock, no randomness.
+the operation's identity in the payment's own history (reference, op, sequence), never its amount; no
+clock, no randomness.
 """
 
 from __future__ import annotations
@@ -17,33 +18,37 @@ from ._values import Cancel, Capture, Payment, Refund
 Operation: TypeAlias = Capture | Cancel | Refund
 
 
-def derive_key(payment: Payment, op: str, amount: int) -> str:
-    """A deterministic idempotency key for the next `op` of `amount` on `payment`.
+def key_for(reference: str, op: str, seq: int) -> str:
+    """The derived idempotency key of operation number `seq` of kind `op` on `reference`: its identity,
+    never its amount. The reference is hashed in because Vipps may scope keys wider than one payment; 35
+    printable ASCII characters, within Vipps's 50 and Hellgate's 255."""
+    digest = hashlib.sha256(f"{reference}\x1f{op}\x1f{seq}".encode()).hexdigest()
+    return f"cs-{digest[:32]}"
 
-    It depends only on the payment's history (how many operations of this kind succeeded before) and
-    on the amount, so a retry after a crash derives the same key and the provider deduplicates it,
-    while the next distinct capture gets a fresh one (Vipps: "a new key per distinct capture"). The
-    reference is hashed in because Vipps may scope keys wider than one payment ("Idempotency-Key ...
-    already exists"). 35 printable ASCII characters: within Vipps's 50 and Hellgate's 255.
+
+def derive_key(payment: Payment, op: str) -> str:
+    """A deterministic idempotency key for the next `op` on `payment`.
+
+    It comes from the operation's identity, (reference, op, sequence), never from its amount: two parcels
+    of one price decided from one stale history get ONE key, so the provider deduplicates the second
+    (Vipps) and it can never become a second capture; two parcels of different prices get one key too,
+    and the second is refused (Vipps answers 409 to another request under a used key) instead of
+    capturing more than the history allowed. Without a journal the sequence is how many operations of the
+    kind the history records, so a crash and a replay derive the same key again; a service that runs
+    several workers should execute through `capstate.providers.Journal`, whose intents number every
+    operation, attempted or not.
     """
     count = {"capture": payment.capture_count, "refund": payment.refund_count,
              "cancel": sum(1 for u in payment.keys if u.op == "cancel")}[op]
-    digest = hashlib.sha256(f"{payment.reference}\x1f{op}\x1f{count + 1}\x1f{amount}".encode()).hexdigest()
-    return f"cs-{digest[:32]}"
+    return key_for(payment.reference, op, count + 1)
 
 
 def op_of(command: Operation) -> str:
     return {Capture: "capture", Cancel: "cancel", Refund: "refund"}[type(command)]
 
 
-def _planned_amount(payment: Payment, command: Operation) -> int:
-    if command.amount is not None:
-        return command.amount
-    return payment.capturable if isinstance(command, Capture) else payment.remainder
-
-
 def with_derived_key(payment: Payment, command: Operation) -> Operation:
     """`command` with a derived key when it has none and the provider takes keys; else unchanged."""
     if command.key is not None or payment.spec.policy.idempotency == "none":
         return command
-    return evolve(command, key=derive_key(payment, op_of(command), _planned_amount(payment, command)))
+    return evolve(command, key=derive_key(payment, op_of(command)))

@@ -722,8 +722,13 @@ def machine_info() -> dict[str, Any]:
             "load_at_start": [round(x, 2) for x in load] if load else None}
 
 
+# The journal's row is measured by the I/O side (capstate.providers.bench_journal, against a real
+# `capstate emulate`): the CLI passes it in, so this module never imports the providers.
+JournalBench = Callable[..., dict[str, Any] | None]
+
+
 def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None],
-            open_log: int = OPEN_LOG_QUICK) -> dict[str, Any]:
+            open_log: int = OPEN_LOG_QUICK, journal: JournalBench | None = None) -> dict[str, Any]:
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="capstate-bench-") as tmp:
         start = time.perf_counter()
@@ -788,6 +793,7 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
     help_ms = startup_ms(["-m", "capstate", "--help"], rounds)
     bare_ms = startup_ms(["-c", "pass"], rounds)
 
+    j = journal(quick=payments == QUICK_PAYMENTS, rounds=rounds, say=say) if journal is not None else None
     audit_ns = 1e9 / audit_eps if audit_eps else None
     rows = [
         Row("a", "(a) audit throughput, 1 process", "events/s", audit_eps, ">= 0.5x floor",
@@ -814,6 +820,9 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             _verdict(open_run.peak_mb <= 1024 and identical if open_run and identical is not None else None)),
         Row("f", "(f) start-up: capstate --help", "ms", help_ms, "<= 150 ms", help_ms / bare_ms,
             "x bare interpreter", _verdict(help_ms <= 150)),
+        Row("journal", "journal + client captures (vs bare client)", "captures/s", j["journal_cps"] if j else None,
+            "<= 1.25x bare time", j["overhead"] if j else None, "x bare client time",
+            _verdict(j["overhead"] <= 1.25 if j else None)),
     ]
     baselines = [
         Row("floor", "floor: orjson.loads + id into dict", "events/s", floor_eps, "",
@@ -832,6 +841,8 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             ns["event_from_json"] / (1e9 / floor_eps), "x floor per event"),
         Row("bare", "bare interpreter start (python -c pass)", "ms", bare_ms, "", help_ms / bare_ms,
             "(f) / bare"),
+        Row("bare_client", "bare CaptureClient captures against capstate emulate", "captures/s",
+            j["bare_cps"] if j else None, "", j["overhead"] if j else None, "journal time / bare time"),
     ]
     return {
         "machine": info,
@@ -903,14 +914,15 @@ Extra = Callable[[bool, Callable[[str], None]], list[dict[str, Any]]]
 
 
 def run(*, quick: bool, rounds: int, seed: int, as_json: bool, say: Callable[[str], None] | None = None,
-        open_log: int | None = None, extra: Extra | None = None) -> int:
+        open_log: int | None = None, extra: Extra | None = None, journal: JournalBench | None = None) -> int:
     """Measure and print; the exit code is 0 whatever the verdicts (a report, not a test). `extra` adds the
-    rows of measures that live outside the core (the CLI passes the emulator's), under "emulator"."""
+    rows of measures that live outside the core (the CLI passes the emulator's), under "emulator";
+    `journal` measures the journal's row (capstate.providers.bench_journal)."""
     payments = QUICK_PAYMENTS if quick else FULL_PAYMENTS
     if open_log is None:
         open_log = OPEN_LOG_QUICK if quick else OPEN_LOG_FULL
     result = measure(payments=payments, rounds=rounds, seed=seed, say=say or (lambda text: None),
-                     open_log=open_log)
+                     open_log=open_log, journal=journal)
     if extra is not None:
         result["emulator"] = extra(quick, say or (lambda text: None))
     if as_json:

@@ -10,14 +10,30 @@ events, `parse_get` returning a `RemoteStatus`, and `parse_error` returning a `P
 Builders raise `RequestError` (nothing was sent); parsers raise `ProviderError` (`retryable`, `reconcile`).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .._errors import ProviderError, RequestError, SignatureError
 from ._http import MASK, Headers, HttpRequest, HttpResponse, RemoteStatus, Secret
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+
+def __getattr__(name: str) -> Any:
+    # The journal loads sqlite3 and the executor (httpx): only for whoever asks for it.
+    if name == "Journal":
+        from .journal import Journal
+
+        return Journal
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MASK",
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "Journal",
     "ProviderError",
     "RemoteStatus",
     "RequestError",

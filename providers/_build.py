@@ -8,6 +8,7 @@ the last code before the network, and a builder can be called without a decision
 from __future__ import annotations
 
 from .._errors import RequestError
+from .._keys import key_for as key_for  # noqa: PLC0414 - the journal derives keys through the same rule
 from .._money import INT64_MAX, Money
 from .._values import Cancel, Capture, Event, EventType, Payment, Refund
 
@@ -52,3 +53,4 @@ def is_replay(payment: Payment, command: Capture | Cancel | Refund, op: str, amo
     return command.key is not None and any(
         u.key == command.key and u.succeeded and u.op == op and (amount is None or u.amount == amount)
         for u in payment.keys)
+

@@ -333,15 +333,20 @@ def _signals_interrupt() -> Iterator[None]:
                 signal.signal(s, handler)
 
 
+def log_to_stderr() -> None:
+    """--verbose: each request by method and URL, each retry and read-back, one line each on stderr; never
+    headers or bodies."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
+    logging.getLogger("capstate.providers").addHandler(handler)
+    logging.getLogger("capstate.providers").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Run `capstate capture` on parsed arguments; returns the exit status (see the module docstring)."""
     env = os.environ if environ is None else environ
     if args.verbose:
-        # Each request by method and URL, each retry and read-back: never headers or bodies.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_OneLineFormatter(f"{PROG}: %(message)s"))
-        logging.getLogger("capstate.providers").addHandler(handler)
-        logging.getLogger("capstate.providers").setLevel(logging.INFO)
+        log_to_stderr()
     capture_command(args)  # the cheap option checks first: a typo never waits for credentials or a history
     if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
         # inf or 1e12 would reach the socket and fail there (OverflowError), after credentials were read.

@@ -136,6 +136,17 @@ class Unsettled(ProviderError):
         self.state = state
 
 
+class Unattributed(ProviderError):
+    """A read-back after an unanswered request shows money moved, but not exactly as this operation would
+    have moved it (someone else's capture, or several at once): nothing proves it was this operation's, so
+    it is not credited to it, and the outcome stays unknown. `observed` holds the unattributed facts
+    (without this operation's key) for a journal to record as out-of-band events."""
+
+    def __init__(self, message: str, *, provider: str, observed: tuple[Event, ...]):
+        super().__init__(message, provider=provider, reconcile=True)
+        self.observed = observed
+
+
 @frozen
 class TransportFailure:
     """No HTTP answer. `sent` is False only when the request surely never left (connect failures)."""
@@ -570,7 +581,16 @@ class _Core:
         if remote.currency is not None and payment.currency is not None and remote.currency != payment.currency:
             return None
         if field_ is not None and field_ > before:
-            return (Event(payment.reference, etype, cmd.at, field_ - before, payment.currency,
+            grown = field_ - before
+            if op != "cancel" and grown != cmd.amount:
+                # Credited only on evidence: a total that grew by another amount is not this operation's
+                # (an out-of-band capture, or ours plus someone else's); booking it as ours was the bug.
+                raise Unattributed(f"{op} outcome unknown after '{cause}': the provider's {op}d total grew by "
+                                   f"{grown}, not by this {op}'s {cmd.amount}; not credited to it",
+                                   provider=self.provider.name,
+                                   observed=(Event(payment.reference, etype, cmd.at, grown, payment.currency,
+                                                   provider=self.provider.name, reason=reason),))
+            return (Event(payment.reference, etype, cmd.at, grown, payment.currency,
                           provider=self.provider.name, key=cmd.key, reason=reason),)
         if op == "refund" and self.rule.asynchronous:
             # An accepted Hellgate refund is `processing` and shows in amount.refunded only once completed

@@ -394,7 +394,9 @@ def test_every_violation_code_a_history_can_show_is_covered() -> None:
     from capstate._codes import VIOLATION_CODES
 
     # Only a request carries the duty to send a key; a logged fact without one breaks nothing.
-    command_only = {Code.IDEMPOTENCY_KEY_REQUIRED}
+    # The journal's codes judge intents and provider read-backs, never a line of a history.
+    command_only = {Code.IDEMPOTENCY_KEY_REQUIRED, Code.OPERATION_IN_FLIGHT, Code.OUT_OF_BAND,
+                    Code.INTENT_UNSETTLED}
     assert set(_EVERY_CODE) == {c.value for c in VIOLATION_CODES - command_only}
 
 

@@ -19,8 +19,8 @@ import pytest
 
 from capstate.bench import FULL_PAYMENTS, floor, hand_fsm, naive_transitions_audit, write_log
 
-TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d", "e", "f"}
-BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json", "bare"}
+TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d", "e", "f", "journal"}
+BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json", "bare", "bare_client"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -466,10 +466,10 @@ def test_usage_errors_print_one_line_naming_help(cli: Any) -> None:
     assert r.code == 2 and r.out == ""
     assert r.err == ("capstate: error: the following arguments are required: --history"
                      " (see 'capstate validate --help')\n")
-    r = cli("refund")
+    r = cli("teleport")
     assert r.code == 2
     assert len(r.err.splitlines()) == 1
-    assert r.err.startswith("capstate: error: unknown command 'refund' (commands: providers, spec, validate")
+    assert r.err.startswith("capstate: error: unknown command 'teleport' (commands: providers, spec, validate")
     assert r.err.endswith("(see 'capstate --help')\n")
     r = cli("simlate", "plan.toml")
     assert r.code == 2 and r.out == ""

@@ -32,7 +32,7 @@ from test_vipps import SECRET as W_SECRET
 from test_vipps import SIG as W_SIG
 
 import capstate
-from capstate import Cancel, Capture, ProviderError
+from capstate import Cancel, Capture, Event, EventType, ProviderError, apply
 from capstate.providers import RequestError, bambora, pipwave, vipps
 from capstate.providers.client import CaptureClient, derive_key
 from capstate.providers.retry import Recovery, RetryPolicy
@@ -269,14 +269,16 @@ def test_a_builder_refuses_a_non_int_amount_that_got_past_the_command(smuggled: 
     assert err.value.field == "amount"
 
 
-def test_a_derived_key_changes_with_the_amount() -> None:
-    # Mutant: the amount left out of derive_key(). After a capture of 25000 whose outcome was settled as "did
-    # not happen", a capture of 30000 got the SAME Idempotency-Key, and Vipps answers a reused key with the
-    # first request's result (or a conflict), never with the new amount (README "Sending captures").
+def test_a_derived_key_never_depends_on_the_amount() -> None:
+    # Mutant: the amount put back into derive_key() (issue 10). Two parcels of different prices decided from
+    # one stale history then got two keys, and both captured; now they share the key of the operation's
+    # identity (reference, op, sequence), so Vipps replays or refuses the second instead of capturing it.
     payment = authorized("vipps", V_REF, 100000, "NOK")
-    assert derive_key(payment, "capture", 25000) == derive_key(payment, "capture", 25000)
-    assert derive_key(payment, "capture", 25000) != derive_key(payment, "capture", 30000)
-    assert derive_key(payment, "refund", 25000) != derive_key(payment, "refund", 30000)
+    assert derive_key(payment, "capture") == derive_key(payment, "capture")
+    assert derive_key(payment, "capture") != derive_key(payment, "refund") != derive_key(payment, "cancel")
+    assert payment.authorized_at is not None
+    after = apply(payment, Event(V_REF, EventType.CAPTURED, payment.authorized_at, 25000, "NOK", key="k-1"))
+    assert derive_key(after, "capture") != derive_key(payment, "capture")
 
 
 def test_a_provider_without_a_rule_is_read_back_before_any_resend() -> None:

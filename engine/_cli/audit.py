@@ -42,8 +42,11 @@ HTML_LIMIT = 10_000
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The audit command's arguments (main.py adds --json and --set)."""
-    parser.add_argument("files", nargs="+", metavar="FILE", help="canonical JSONL (or --format vipps-events), "
+    parser.add_argument("files", nargs="*", metavar="FILE", help="canonical JSONL (or --format vipps-events), "
                                                                  "plain or .gz; '-' reads stdin")
+    from .journal import add_audit_options
+
+    add_audit_options(parser)
     parser.add_argument("--provider", metavar="NAME|PATH", help="judge every event by this spec (default: each "
                                                                 "payment's first event names its provider)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="auto",
@@ -97,6 +100,12 @@ def _workers(text: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if getattr(args, "journal", None) is not None:
+        from .journal import cmd_audit_journal  # audit --journal URL: the journal's events and intents
+
+        return cmd_audit_journal(args)
+    if not args.files:
+        raise UsageError("give at least one FILE ('-' reads stdin), or --journal URL")
     started, clock = now(), time.perf_counter()
     as_of = parse_at(args.as_of, "--as-of") if args.as_of is not None else None
     provider = args.provider

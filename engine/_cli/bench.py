@@ -35,8 +35,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench: {text}\n")
         sys.stderr.flush()
 
+    def journal(**kw: object) -> dict[str, object] | None:
+        from ..providers import bench_journal  # lazy: httpx, sqlite3 and a `capstate emulate` process
+
+        return bench_journal.measure(**kw)  # type: ignore[arg-type]
+
     return bench.run(quick=args.quick, rounds=args.rounds, seed=args.seed, as_json=args.json, say=say,
-                     open_log=args.open_log, extra=_emulator_rows)
+                     open_log=args.open_log, extra=_emulator_rows, journal=journal)
 
 
 def _emulator_rows(quick: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:

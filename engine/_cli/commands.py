@@ -4,6 +4,7 @@ capstate.providers.cli_capture) and `completion`. main.py imports this module on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -36,11 +37,12 @@ def configure(sub: argparse.ArgumentParser) -> None:
 def _configure_decision(sub: argparse.ArgumentParser, name: str) -> None:
     # validate and capture take the same decision arguments, and decide the same way (decision.py).
     if name == "capture":
-        sub.add_argument("--provider", required=True, metavar="NAME", help="bambora, hellgate, pipwave or vipps")
+        # Not required: with --journal URL --payment REF the journal holds both (capstate._cli.journal).
+        sub.add_argument("--provider", metavar="NAME", help="bambora, hellgate, pipwave or vipps")
     else:
         sub.add_argument("--provider", required=True, metavar="NAME|PATH",
                          help="a shipped provider name (any case) or a spec file")
-    sub.add_argument("--history", required=True, metavar="FILE|-",
+    sub.add_argument("--history", required=name != "capture", metavar="FILE|-",
                      help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
     sub.add_argument("--payment", metavar="REF", help="read only this payment's events out of a log of many")
     sub.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
@@ -52,6 +54,9 @@ def _configure_decision(sub: argparse.ArgumentParser, name: str) -> None:
     sub.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
     if name != "capture":
         return
+    from .journal import add_capture_options
+
+    add_capture_options(sub)
     sub.add_argument("--dry-run", action="store_true",
                      help="print the exact request as a curl command (credentials masked); send nothing")
     sub.add_argument("--credentials", metavar="FILE",
@@ -99,6 +104,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    if args.journal is not None or (args.history is None and os.environ.get("CAPSTATE_JOURNAL")):
+        from .journal import cmd_capture_journal  # through the journal: intent, send, settle
+
+        return cmd_capture_journal(args)
+    if args.provider is None or args.history is None:
+        raise UsageError("capture needs --provider NAME and --history FILE, or --journal URL --payment REF")
     from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
 
     return cli_capture.run(args)

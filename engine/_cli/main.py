@@ -49,6 +49,14 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                                     "baselines (a report: exit 0 even when a target is missed)"),
     "emulate": ("emulate", "run", "serve an offline, stateful emulator of the providers' capture APIs, with a "
                                   "virtual clock and fault injection (docs/emulator.md)"),
+    "journal": ("journal", "cmd_journal", "the durable journal: payments, their events and operation intents"),
+    "reconcile": ("journal", "cmd_reconcile", "settle every intent left pending or unknown past its lease by "
+                                              "reading the provider back (exit 0 all settled, 1 some still "
+                                              "unknown, 2 bad input)"),
+    "cancel": ("journal", "cmd_cancel", "release a payment's uncaptured remainder through the journal "
+                                        "(exit 0 done, 1 refused or declined, 2 bad input, 3 outcome unknown)"),
+    "refund": ("journal", "cmd_refund", "refund part of what was captured, through the journal (exit as "
+                                        "cancel)"),
     "codes": ("codes", "cmd_codes", "list every refusal, warning and note code with its meaning"),
     "explain": ("codes", "cmd_explain", "explain one code: what it means, when it is raised, what to do"),
     "completion": ("commands", "cmd_completion", "print a shell completion script: "
@@ -57,7 +65,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 # Commands without --json: they print a script or a document, not a result.
 _NO_JSON = {"completion", "explain", "emulate"}
 # emulate takes --set per provider itself (emulate.split_sets).
-_NO_SETS = {"providers", "codes", "explain", "completion", "bench", "emulate"}
+_NO_SETS = {"providers", "codes", "explain", "completion", "bench", "emulate", "journal", "reconcile", "cancel",
+            "refund"}
 
 
 class Interrupted(KeyboardInterrupt):
