@@ -34,6 +34,8 @@ def generated_log(payments: int, seed: int) -> bytes:
     for i in range(payments):
         provider, currency = rnd.choice(kinds)
         ref = f"order-{i:06d}" if rnd.random() > 0.1 else f"order-\u00e6-{i:06d}"
+        if provider == "hellgate":  # Hellgate's payment id is a UUID (specs/hellgate.toml, policy.reference)
+            ref = f"{i:08x}-0000-4000-8000-{i:012x}"
         at = t0 + timedelta(minutes=rnd.randrange(0, 40 * 24 * 60))
         amount = rnd.randrange(1000, 100000)
 
