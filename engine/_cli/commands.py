@@ -109,7 +109,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
         return cmd_capture_journal(args)
     if args.provider is None or args.history is None:
-        raise UsageError("capture needs --provider NAME and --history FILE, or --journal URL --payment REF")
+        raise UsageError("capture needs --provider NAME and --history FILE (to send, or to print with --dry-run), "
+                         "or --journal URL --payment REF")
     from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
 
     return cli_capture.run(args)
