@@ -1,24 +1,23 @@
-"""`capstate capture`: decide one capture from a payment's history, then send it (or print it).
+"""`capstate capture`: the dry run, and what the journal's capture shares with it (credentials, the report).
 
 The engine's CLI imports this module only when the command runs, so `capstate validate` and the core
 never load httpx or a provider module.
 
-- `--dry-run` prints the exact request(s) as curl commands, shell-quoted, with credentials masked.
-  A final Vipps capture prints two: the capture, then the cancel that releases the remainder.
-- Otherwise the capture is sent with the executor (`CaptureClient`), and the canonical events it
-  proved are printed as JSONL on stdout, ready to append to the history; a one-line summary goes to
-  stderr.
+- `--dry-run --provider NAME --history FILE` decides one capture from a payment's history and prints the
+  exact request(s) as curl commands, shell-quoted, with credentials masked. A final Vipps capture prints
+  two: the capture, then the cancel that releases the remainder. Nothing is sent.
+- Sending goes through the journal (`--journal URL --payment REF`, capstate.providers.cli_journal), which
+  writes an intent before the request leaves; it prints with `report` below: the canonical events the
+  provider proved as JSONL on stdout, a one-line summary on stderr.
 - Credentials come from the environment, `CAPSTATE_<PROVIDER>_<FIELD>` (CAPSTATE_VIPPS_ACCESS_TOKEN,
   ...), or from `--credentials FILE` (TOML or JSON; a `[vipps]` table or top-level keys); the
   environment wins. Never from arguments, where `ps` and shell history would show them.
-- `--at` defaults to the current time: a capture is sent now, and its expiry checks need "now".
 
-Exit status: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by capstate or
-declined by the provider, nothing happened; 2 bad input (options, history, credentials, a request that
-cannot be built safely); 3 needs attention: the outcome is unknown (reconcile before sending again: also
-after Ctrl-C or SIGTERM while sending), a final capture succeeded but its remainder was not released, the
-provider captured MORE than asked (a Pipwave gateway without partial capture; the events say what it did), or
-`--wait` could not read the result of a requested capture (its `capture_requested` event is still printed).
+Exit status of a sent capture: 0 done (for Hellgate: capture requested, or settled with --wait); 1 refused by
+capstate or declined by the provider, nothing happened; 2 bad input; 3 needs attention: the outcome is unknown
+(run `capstate reconcile`; also after Ctrl-C or SIGTERM while sending), a final capture succeeded but its
+remainder was not released, the provider captured MORE than asked (a Pipwave gateway without partial capture;
+the events say what it did), or `--wait` could not read the result of a requested capture.
 
 Everything printed to stderr is one line per message, with control characters from provider answers or
 the history escaped (`\x1b`), so an answer cannot drive the operator's terminal.
@@ -51,13 +50,12 @@ from .._cli.decision import capture_command, decide_capture
 from .._cli.options import UsageError
 from .._codes import Code
 from .._engine import apply
-from .._errors import CommandError, ProviderError, RequestError
+from .._errors import CommandError, RequestError
 from .._money import to_major_string
 from .._time import format_instant
 from .._values import Cancel, Capture, Decision, EventType, Payment, PolicyWarning
 from ._http import MASK, HttpRequest, Secret
 from .client import CaptureClient, Outcome, Refused, provider_module
-from .retry import RetryPolicy
 
 PROG = "capstate"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -257,7 +255,10 @@ def _dry_run(args: argparse.Namespace, client: CaptureClient, payment: Payment, 
     return EXIT_OK
 
 
-def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, out: Outcome) -> int:
+def report(args: argparse.Namespace, client: CaptureClient, before: Payment, out: Outcome, *,
+           extra: Mapping[str, Any] | None = None, tag: str = "") -> int:
+    """Print what a sent capture did (events as JSONL on stdout, or one --json object with `extra` merged in;
+    one summary line on stderr, `tag` after the reference) and return the exit status."""
     p = out.payment
     asked = getattr(out.decision.command, "amount", None) if out.decision is not None else None
     # A capture the provider declined after accepting it (Hellgate `failed`): its events are printed (they belong
@@ -269,7 +270,7 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
                      "http_status": out.response.status if out.response is not None else None,
                      "requests": out.sends, "reconciled": out.reconciled, "asked": asked,
                      "over_captured": out.excess,
-                     "release_error": str(out.release_error) if out.release_error else None})
+                     "release_error": str(out.release_error) if out.release_error else None, **(extra or {})})
     else:
         for event in out.events:
             sys.stdout.buffer.write(event.to_json() + b"\n")
@@ -288,7 +289,7 @@ def _report(args: argparse.Namespace, client: CaptureClient, before: Payment, ou
         what = ", ".join(e.type.value for e in out.events)
     else:
         what = "no change"
-    _say(f"{PROG}: {client.provider} {before.reference}: {what}{how}; {status}, {out.sends} "
+    _say(f"{PROG}: {client.provider} {before.reference}{tag}: {what}{how}; {status}, {out.sends} "
          f"request(s); now {p.state}: captured {p.captured} of {p.authorized}")
     if out.excess:
         # The customer was charged more than the merchant meant: an operator must look (refund the difference?).
@@ -342,18 +343,26 @@ def log_to_stderr() -> None:
     logging.getLogger("capstate.providers").setLevel(logging.INFO)
 
 
-def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
-    """Run `capstate capture` on parsed arguments; returns the exit status (see the module docstring)."""
-    env = os.environ if environ is None else environ
-    if args.verbose:
-        log_to_stderr()
-    capture_command(args)  # the cheap option checks first: a typo never waits for credentials or a history
+def check_limits(args: argparse.Namespace) -> None:
+    """--timeout and --attempts within bounds, before credentials are read or anything is sent."""
     if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
         # inf or 1e12 would reach the socket and fail there (OverflowError), after credentials were read.
         raise UsageError(f"--timeout {args.timeout:g}: must be > 0 and at most {MAX_TIMEOUT} seconds")
     if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
         # Vipps allows 5 modifications a minute per reference (operations/README.md): more sends only wait.
         raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Run `capstate capture --dry-run` on parsed arguments: decide from --history, print the request(s).
+    Sending goes through the journal (capstate.providers.cli_journal), never from a history file."""
+    env = os.environ if environ is None else environ
+    if not args.dry_run:
+        raise UsageError("--history is for --dry-run only; to send, use --journal URL --payment REF")
+    if args.verbose:
+        log_to_stderr()
+    capture_command(args)  # the cheap option checks first: a typo never waits for credentials or a history
+    check_limits(args)
     sendable = ("bambora", "hellgate", "pipwave", "vipps")
     try:
         module = provider_module(args.provider.lower())  # names in any case, as every command takes them
@@ -363,63 +372,19 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         raise UsageError(f"--provider {args.provider!r}: capture needs a provider capstate can send to "
                          f"({', '.join(sendable)}){hint}") from None
     # The decision `validate` shows for the same arguments (capstate._cli.decision): the instant (now when
-    # --at is not given), the derived key and the reference rules. Decided before credentials are read: a
-    # refusal needs no secret, and sends nothing.
+    # --at is not given), the derived key and the reference rules. Decided before credentials are read.
     decided = decide_capture(args)
     history, command, at = decided.history, decided.command, decided.command.at
     if not decided.decision.allowed:
         return _refused(args, Refused(decided.decision))
     if not decided.at_given:
         _say(f"{PROG}: capturing at {format_instant(at)} (now)")
-    creds = load_credentials(module, args.credentials, env, placeholders=args.dry_run)
-    retry = RetryPolicy(attempts=args.attempts) if args.attempts is not None else RetryPolicy()
-    timeout = args.timeout if args.timeout is not None else None
-    kwargs: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    creds = load_credentials(module, args.credentials, env, placeholders=True)
     # A dry run signs (Pipwave) as of the capture's own time, so its output is reproducible.
-    clock = (lambda: at) if args.dry_run else None
-    with CaptureClient(module, creds, retry=retry, clock=clock, **kwargs) as client:
+    with CaptureClient(module, creds, clock=lambda: at) as client:
         try:
-            if args.dry_run:
-                return _dry_run(args, client, history.payment, command)
-            with _signals_interrupt():
-                out = client.capture(history.payment, command)
+            return _dry_run(args, client, history.payment, command)
         except Refused as exc:
             return _refused(args, exc)
         except RequestError as exc:
             raise UsageError(f"cannot build the request: {exc}") from None
-        except ProviderError as exc:
-            return _provider_failed(args, exc)
-        except KeyboardInterrupt:
-            # Interrupted (Ctrl-C, SIGTERM, SIGHUP) while a capture may be on the wire: not "nothing happened".
-            _say(f"{PROG}: error: interrupted while sending the capture; the outcome is UNKNOWN: read the payment "
-                 f"back before sending again")
-            return EXIT_ATTENTION
-        if out.decision is not None:
-            _warn(out.decision, out)
-        if args.wait and not out.settled:
-            try:
-                with _signals_interrupt():
-                    refreshed = client.refresh(out.payment)
-            except (ProviderError, KeyboardInterrupt) as exc:
-                # The capture WAS requested: print its events (they belong in the history, or the next run
-                # would decide from `authorized` again), then say the wait did not finish.
-                _report(args, client, history.payment, out)
-                why = str(exc) if isinstance(exc, ProviderError) else "interrupted"
-                _say(f"{PROG}: error: the capture was requested, but waiting for its result failed: {why}; "
-                     f"read the payment back later")
-                return EXIT_ATTENTION
-            out = attrs.evolve(refreshed, events=out.events + refreshed.events, decision=out.decision,
-                               sends=out.sends + refreshed.sends)
-        return _report(args, client, history.payment, out)
-
-
-def _provider_failed(args: argparse.Namespace, exc: ProviderError) -> int:
-    if args.json:
-        _print_json({"sent": True, "error": {"provider": exc.provider, "status": exc.status,
-                                             "error_id": exc.error_id, "message": str(exc),
-                                             "retryable": exc.retryable, "reconcile": exc.reconcile}})
-    if exc.reconcile:
-        _say(f"{PROG}: error: {exc}; the outcome is UNKNOWN: read the payment back before sending again")
-        return EXIT_ATTENTION
-    _say(f"{PROG}: error: {exc}")
-    return EXIT_REFUSED

@@ -19,23 +19,26 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from attrs import evolve
 
 from .._audit import AuditReport, Finding, audit
 from .._cli.history import HistoryError, _open
 from .._cli.options import UsageError, check_currency, parse_amount
 from .._codes import Code
-from .._errors import EventError, RequestError, SignatureError
+from .._errors import EventError, ProviderError, RequestError, SignatureError
 from .._values import Capture, Event
 from .cli_capture import (
     EXIT_ATTENTION,
     EXIT_OK,
     EXIT_REFUSED,
-    MAX_ATTEMPTS,
-    MAX_TIMEOUT,
     PROG,
     _say,
+    _signals_interrupt,
+    _warn,
+    check_limits,
     load_credentials,
     log_to_stderr,
+    report,
 )
 from .client import CaptureClient, Refused, provider_module
 from .journal import DEFAULT_LEASE, IngestReport, Journal, JournalOutcome, OperationFailed, OutcomeUnknown, Source
@@ -68,10 +71,7 @@ def _verbose(args: argparse.Namespace) -> None:
 
 def _client(provider: str, args: argparse.Namespace, environ: Mapping[str, str]) -> CaptureClient:
     """A CaptureClient for `provider` with the command's credentials, timeout and attempts."""
-    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT:
-        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 and at most {MAX_TIMEOUT} seconds")
-    if args.attempts is not None and not 1 <= args.attempts <= MAX_ATTEMPTS:
-        raise UsageError(f"--attempts {args.attempts}: must be from 1 to {MAX_ATTEMPTS}")
+    check_limits(args)
     module = provider_module(provider)
     creds = load_credentials(module, args.credentials, environ)
     retry = RetryPolicy(attempts=args.attempts) if args.attempts is not None else RetryPolicy()
@@ -108,6 +108,7 @@ def cmd_refund(args: argparse.Namespace) -> int:
 def _operate(args: argparse.Namespace, op: str, environ: Mapping[str, str] | None = None, **kw: Any) -> int:
     env = os.environ if environ is None else environ
     _verbose(args)
+    check_limits(args)  # before the journal is opened or a credential read
     lease = parse_duration(args.lease, "--lease") if args.lease else DEFAULT_LEASE
     with _journal(args, lease=lease) as journal:
         state = journal.state(args.payment)
@@ -123,14 +124,16 @@ def _operate(args: argparse.Namespace, op: str, environ: Mapping[str, str] | Non
             return _refused(args, Refused(pre.decision))
         with _client(provider, args, env) as client:
             try:
-                if op == "capture":
-                    out = journal.capture(args.payment, kw["amount"], client=client, currency=kw["currency"],
-                                          key=kw["key"], final=kw["final"])
-                elif op == "cancel":
-                    out = journal.cancel(args.payment, client=client, key=kw["key"])
-                else:
-                    out = journal.refund(args.payment, kw["amount"], client=client, currency=kw["currency"],
-                                         key=kw["key"])
+                # SIGTERM and SIGHUP end a send as Ctrl-C does: the intent stays open, the outcome is unknown.
+                with _signals_interrupt():
+                    if op == "capture":
+                        out = journal.capture(args.payment, kw["amount"], client=client, currency=kw["currency"],
+                                              key=kw["key"], final=kw["final"])
+                    elif op == "cancel":
+                        out = journal.cancel(args.payment, client=client, key=kw["key"])
+                    else:
+                        out = journal.refund(args.payment, kw["amount"], client=client, currency=kw["currency"],
+                                             key=kw["key"])
             except Refused as exc:
                 return _refused(args, exc)
             except RequestError as exc:
@@ -149,7 +152,40 @@ def _operate(args: argparse.Namespace, op: str, environ: Mapping[str, str] | Non
                 _say(f"{PROG}: error: interrupted while sending; the outcome is UNKNOWN and the intent stays open: "
                      f"run `capstate reconcile` once its lease has run out")
                 return EXIT_ATTENTION
+            if op == "capture" and out.answer is not None and out.before is not None:
+                return _captured(args, journal, client, out)
         return _report(args, op, out)
+
+
+def _captured(args: argparse.Namespace, journal: Journal, client: CaptureClient, out: JournalOutcome) -> int:
+    """A capture that was sent: the report `capture` has always printed (over-capture, a declined Hellgate
+    capture, a failed release), with the intent; `--wait` polls an asynchronous capture and records it."""
+    assert out.answer is not None and out.before is not None
+    answer = out.answer
+    extra = {"intent": out.intent.to_dict() if out.intent is not None else None, "replayed": False}
+    tag = f" (intent #{out.intent.seq})" if out.intent is not None else ""
+    if answer.decision is not None and out.intent is not None and not out.intent.caller_key:
+        # The journal keys every intent (its identity); that a provider without keys ignores one the caller
+        # never gave is no news to the caller.
+        kept = tuple(w for w in answer.decision.warnings if w.code is not Code.IDEMPOTENCY_KEY_UNUSED)
+        answer = evolve(answer, decision=evolve(answer.decision, warnings=kept))
+    if answer.decision is not None:
+        _warn(answer.decision, answer)
+    if getattr(args, "wait", False) and not answer.settled:
+        try:
+            with _signals_interrupt():
+                refreshed = journal.refresh(args.payment, client)
+        except (ProviderError, KeyboardInterrupt) as exc:
+            # The capture WAS requested and is in the journal: print its events, then say the wait did not end.
+            report(args, client, out.before, answer, extra=extra, tag=tag)
+            why = str(exc) if isinstance(exc, ProviderError) else "interrupted"
+            _say(f"{PROG}: error: the capture was requested, but waiting for its result failed: {why}; "
+                 f"`capstate reconcile` reads it again")
+            return EXIT_ATTENTION
+        if refreshed is not None:
+            answer = evolve(refreshed, events=answer.events + refreshed.events, decision=answer.decision,
+                            sends=answer.sends + refreshed.sends)
+    return report(args, client, out.before, answer, extra=extra, tag=tag)
 
 
 def _command(op: str, journal: Journal, kw: dict[str, Any]) -> Any:

@@ -1,5 +1,6 @@
 """`capstate capture` through real subprocesses: dry runs print exact curl commands with credentials
-masked; real runs send to a scripted HTTP server on 127.0.0.1 (its URL given as the credentials' base URL)."""
+masked; real runs go through a journal (a real SQLite file) and send to a scripted HTTP server on 127.0.0.1
+(its URL given as the credentials' base URL). `--history` without `--dry-run` is a usage error."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,35 @@ def write(path: Path, *events: dict[str, Any]) -> str:
 def authorized(provider: str, reference: str, amount: int, currency: str) -> dict[str, Any]:
     return {"payment": reference, "type": "authorized", "at": "2026-01-05T10:00:00Z", "amount": amount,
             "currency": currency, "provider": provider}
+
+
+def journal_of(tmp_path: Path, *histories: Path | str) -> str:
+    """A SQLite journal holding the histories' events (a real file, as `capstate journal import` writes it)."""
+    from capstate.providers.journal import Journal
+
+    url = f"sqlite:///{tmp_path / 'capstate.db'}"
+    with Journal(url) as journal:
+        for history in histories:
+            report = journal.ingest(recent([json.loads(line) for line in Path(history).read_text().splitlines()]))
+            assert report.rejected == (), report
+    return url
+
+
+def recent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events moved in time so the first was two days ago: the journal decides at the real now, and an
+    authorization of January has expired by December."""
+    def at(e: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
+
+    shift = datetime.now(UTC) - timedelta(days=2) - at(events[0])
+    return [{**e, "at": (at(e) + shift).isoformat()} for e in events]
+
+
+def journal_state(url: str, reference: str) -> Any:
+    from capstate.providers.journal import Journal
+
+    with Journal(url) as journal:
+        return journal.state(reference)
 
 
 def credentials_file(tmp_path: Path, provider: str, base_url: str, key: str = "base_url") -> str:
@@ -166,25 +197,45 @@ def test_dry_run_pipwave_masks_the_body_key_and_never_shows_the_secret(tmp_path:
 # ------------------------------------------------------------------------------------------- refusals
 
 
+def test_sending_from_a_history_is_a_usage_error_that_names_the_journal(server: ScriptedServer,
+                                                                        tmp_path: Path) -> None:
+    # A history file holds no intent: two workers, or a run killed mid-request, would capture twice (issue 10).
+    creds = credentials_file(tmp_path, "vipps", server.url)
+    for env in (None, {**SECRETS, **PUBLIC, "CAPSTATE_JOURNAL": journal_of(tmp_path, VIPPS_HISTORY)}):
+        out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--key", "k",
+                  "--credentials", creds, env=env)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == ""
+        assert "--history is for --dry-run only" in out.stderr and "--journal URL --payment REF" in out.stderr
+    nothing = run("--provider", "vipps", "--amount", "100")
+    assert nothing.returncode == 2 and "--journal URL --payment REF" in nothing.stderr
+    assert server.requests == []
+
+
 def test_refused_capture_exits_1_with_the_codes_and_sends_nothing(server: ScriptedServer, tmp_path: Path) -> None:
     creds = credentials_file(tmp_path, "vipps", server.url)
-    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "80000", "--key", "ship-2",
-              "--at", AT, "--credentials", creds)
+    url = journal_of(tmp_path, VIPPS_HISTORY)
+    out = run("--journal", url, "--payment", "order-10001", "--amount", "80000", "--key", "ship-2",
+              "--credentials", creds)
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "EXCEEDS_CAPTURABLE" in out.stderr and "nothing was sent" in out.stderr
-    assert server.requests == []
+    assert server.requests == [] and journal_state(url, "order-10001").intents == ()
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--amount", "10.50"], "never decimals"),
-    (["--at", "2026-01-06T00:00:00Z"], "before the history's latest event"),
+    (["--at", AT], "--at and --set are for --dry-run"),
     (["--timeout", "0"], "--timeout"),
     (["--attempts", "0"], "--attempts"),
 ])
-def test_bad_options_exit_2_on_one_line(args: list[str], message: str) -> None:
-    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), *(["--at", AT] if "--at" not in args else []),
-              *args)
-    assert out.returncode == 2 and message in out.stderr and out.stderr.startswith("capstate: error:")
+def test_bad_options_exit_2_on_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    out = run("--journal", journal_of(tmp_path, VIPPS_HISTORY), "--payment", "order-10001", *args)
+    assert out.returncode == 2 and message in out.stderr and out.stderr.startswith("capstate: error:"), out.stderr
+    assert out.stderr.count("\n") == 1
+
+
+def test_a_dry_run_before_the_history_s_latest_event_exits_2() -> None:
+    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--at", "2026-01-06T00:00:00Z", "--dry-run")
+    assert out.returncode == 2 and "before the history's latest event" in out.stderr
     assert out.stderr.count("\n") == 1
 
 
@@ -193,8 +244,8 @@ def test_unknown_provider_exits_2() -> None:
     assert out.returncode == 2 and "bambora, hellgate, pipwave, vipps" in out.stderr
 
 
-def test_missing_credentials_name_the_environment_variables() -> None:
-    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--at", AT,
+def test_missing_credentials_name_the_environment_variables(tmp_path: Path) -> None:
+    out = run("--journal", journal_of(tmp_path, VIPPS_HISTORY), "--payment", "order-10001", "--amount", "100",
               env={"CAPSTATE_VIPPS_ACCESS_TOKEN": SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"]})
     assert out.returncode == 2
     assert "CAPSTATE_VIPPS_SUBSCRIPTION_KEY" in out.stderr and "CAPSTATE_VIPPS_MERCHANT_SERIAL_NUMBER" in out.stderr
@@ -211,13 +262,15 @@ def test_bad_credentials_files_never_echo_their_contents(tmp_path: Path) -> None
     bad_msn = tmp_path / "msn.toml"
     bad_msn.write_text('merchant_serial_number = "12\\r\\nX-Injected: 1"\n')
     bad_msn.chmod(0o600)
+    url = journal_of(tmp_path, VIPPS_HISTORY)
     for path, message, env in ((unknown, "unknown field(s) access_tokn", {}), (broken, "not valid JSON", {}),
                                (bad_msn, "merchant_serial_number", SECRETS)):
-        out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--at", AT,
-                  "--credentials", str(path), env=env)
+        out = run("--journal", url, "--payment", "order-10001", "--amount", "100", "--credentials", str(path),
+                  env=env)
         assert out.returncode == 2 and message in out.stderr, out.stderr
         assert secret not in out.stderr + out.stdout
         assert out.stderr.count("\n") == 1
+    assert journal_state(url, "order-10001").intents == ()  # credentials are read before any intent is written
 
 
 def test_a_credentials_file_readable_by_others_is_warned_about(tmp_path: Path) -> None:
@@ -244,46 +297,65 @@ def test_execute_sends_retries_with_one_key_and_prints_the_events(server: Script
     path = "/epayment/v1/payments/order-10001/capture"
     server.on("POST", path, Reply(503, b"busy", content_type="text/plain"), Reply(200, vipps_body(75000)))
     creds = credentials_file(tmp_path, "vipps", server.url)
-    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "50000", "--key", "ship-2",
-              "--at", AT, "--credentials", creds)
+    url = journal_of(tmp_path, VIPPS_HISTORY)
+    out = run("--journal", url, "--payment", "order-10001", "--amount", "50000", "--key", "ship-2",
+              "--credentials", creds)
     assert out.returncode == 0, out.stderr
     sent = server.received("POST", path)
     assert [r.headers["idempotency-key"] for r in sent] == ["ship-2", "ship-2"]
     assert sent[0].headers["authorization"] == "Bearer " + SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"]
     (line,) = out.stdout.splitlines()
     event = json.loads(line)
-    assert event == {"payment": "order-10001", "type": "captured", "at": AT, "amount": 50000, "currency": "NOK",
-                     "provider": "vipps", "key": "ship-2"}
+    assert {k: v for k, v in event.items() if k != "at"} == {
+        "payment": "order-10001", "type": "captured", "amount": 50000, "currency": "NOK", "provider": "vipps",
+        "key": "ship-2"}
     assert "captured 50000 NOK (500.00)" in out.stderr and "2 request(s)" in out.stderr
-    # The printed events extend the history: validate agrees the payment is now 75000 captured.
-    history = tmp_path / "h.jsonl"
-    history.write_text(VIPPS_HISTORY.read_text() + out.stdout)
-    check = subprocess.run([sys.executable, "-m", "capstate", "validate", "--provider", "vipps", "--history",
-                            str(history), "--amount", "25001", "--json"], capture_output=True, text=True, check=False)
-    assert check.returncode == 1 and "capturable 25000" in check.stdout
+    assert "(intent #1)" in out.stderr
+    # The journal recorded it, credited to its intent: validate agrees the payment is now 75000 captured.
+    state = journal_state(url, "order-10001")
+    assert state.base.captured == 75000 and [i.status.value for i in state.intents] == ["done"]
+    exported = subprocess.run([sys.executable, "-m", "capstate", "journal", "export", "--journal", url],
+                              capture_output=True, check=True)
+    check = subprocess.run([sys.executable, "-m", "capstate", "validate", "--provider", "vipps", "--history", "-",
+                            "--amount", "25001", "--json"], input=exported.stdout, capture_output=True, check=False)
+    assert check.returncode == 1 and b"capturable 25000" in check.stdout
+    # The same key again: already done, nothing sent.
+    again = run("--journal", url, "--payment", "order-10001", "--amount", "50000", "--key", "ship-2",
+                "--credentials", creds)
+    assert again.returncode == 0 and "nothing sent" in again.stderr and len(server.received("POST", path)) == 2
 
 
 def test_execute_provider_refusal_is_one_line_exit_1(server: ScriptedServer, tmp_path: Path) -> None:
     server.on("POST", "/epayment/v1/payments/order-10001/capture",
               Reply(400, {"type": "about:blank", "title": "Capture period expired", "status": 400, "traceId": "t"}))
-    out = run("--provider", "vipps", "--history", str(VIPPS_HISTORY), "--amount", "100", "--key", "k", "--at", AT,
+    url = journal_of(tmp_path, VIPPS_HISTORY)
+    out = run("--journal", url, "--payment", "order-10001", "--amount", "100", "--key", "k",
               "--credentials", credentials_file(tmp_path, "vipps", server.url))
     assert out.returncode == 1 and out.stdout == ""
-    assert out.stderr == "capstate: error: vipps HTTP 400 Capture period expired: Capture period expired; traceId t\n"
+    assert out.stderr.startswith("capstate: error: ") and out.stderr.count("\n") == 1
+    assert out.stderr.endswith("vipps HTTP 400 Capture period expired: Capture period expired; traceId t\n")
+    (intent,) = journal_state(url, "order-10001").intents
+    assert intent.status.value == "failed" and intent.key == "k"
 
 
 def test_execute_unknown_outcome_exits_3_and_never_resends(server: ScriptedServer, tmp_path: Path) -> None:
     history = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK"))
+    url = journal_of(tmp_path, history)
     server.on("POST", "/payments/order-20001/capture/", Reply(201, {}, delay=3.0))
     server.on("GET", "/payments/order-20001/", Reply(500, b""))
-    out = run("--provider", "bambora", "--history", history, "--amount", "100", "--at", AT, "--timeout", "0.3",
-              "--attempts", "2", "--credentials", credentials_file(tmp_path, "bambora", server.url))
+    creds = credentials_file(tmp_path, "bambora", server.url)
+    out = run("--journal", url, "--payment", "order-20001", "--amount", "100", "--timeout", "0.3",
+              "--attempts", "2", "--verbose", "--credentials", creds)
     assert out.returncode == 3, out.stderr
-    assert "UNKNOWN" in out.stderr and out.stderr.count("\n") == 1
-    verbose = run("--provider", "bambora", "--history", history, "--amount", "100", "--at", AT, "--timeout", "0.3",
-                  "--attempts", "1", "--verbose", "--credentials", credentials_file(tmp_path, "bambora", server.url))
-    assert verbose.returncode == 3 and "POST http://127.0.0.1" in verbose.stderr and "-> timeout" in verbose.stderr
-    assert len(server.received("POST")) == 2 and len(server.received("GET")) == 3  # one POST per run
+    assert "POST http://127.0.0.1" in out.stderr and "-> timeout" in out.stderr
+    assert "outcome unknown" in out.stderr.splitlines()[-1] and "reconcile" in out.stderr.splitlines()[-1]
+    # The intent stays open and reserves its amount: the same command again is refused, and sends nothing.
+    again = run("--journal", url, "--payment", "order-20001", "--amount", "100", "--timeout", "0.3",
+                "--attempts", "1", "--credentials", creds)
+    assert again.returncode == 1 and "CAPTURE_IN_FLIGHT" in again.stderr and again.stderr.count("\n") == 1
+    assert len(server.received("POST")) == 1
+    (intent,) = journal_state(url, "order-20001").intents
+    assert intent.status.value == "unknown" and intent.amount == 100
 
 
 def _echo(headers: dict[str, str]) -> str:
@@ -303,21 +375,22 @@ def test_credentials_a_provider_echoes_are_never_printed(server: ScriptedServer,
     basic = base64.b64encode(f"{SECRETS['CAPSTATE_BAMBORA_ACCESS_TOKEN']}@T0001:"
                              f"{SECRETS['CAPSTATE_BAMBORA_SECRET_TOKEN']}".encode()).decode()
     if provider == "vipps":
-        history, args = str(VIPPS_HISTORY), ["--key", "k-echo"]
+        history, args, reference = str(VIPPS_HISTORY), ["--key", "k-echo"], "order-10001"
         path = "/epayment/v1/payments/order-10001/capture"
         sent = {"Authorization": "Bearer " + SECRETS["CAPSTATE_VIPPS_ACCESS_TOKEN"],
                 "Ocp-Apim-Subscription-Key": SECRETS["CAPSTATE_VIPPS_SUBSCRIPTION_KEY"]}
     elif provider == "bambora":
         history, args = write(tmp_path / "b.jsonl", authorized("bambora", "order-20001", 100000, "NOK")), []
-        path, sent = "/payments/order-20001/capture/", {"Authorization": "Basic " + basic}
+        path, sent, reference = "/payments/order-20001/capture/", {"Authorization": "Basic " + basic}, "order-20001"
     else:
-        history, args = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")), []
+        history, args, reference = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")), [], HG_ID
         path, sent = f"/payments/{HG_ID}/capture", {"X-API-Key": SECRETS["CAPSTATE_HELLGATE_API_KEY"]}
     echoed = _echo(sent)
     server.on("POST", path, Reply(400, {"type": "x", "title": "Bad Request", "detail": echoed, "message": echoed,
                                         "code": echoed}))
+    url = journal_of(tmp_path, history)
     for extra in ([], ["--json"], ["--verbose"]):
-        out = run("--provider", provider, "--history", history, "--amount", "100", "--at", AT, *args, *extra,
+        out = run("--journal", url, "--payment", reference, "--amount", "100", *args, *extra,
                   "--credentials", credentials_file(tmp_path, provider, server.url))
         assert out.returncode == 1, out.stderr
         shown = out.stdout + out.stderr
@@ -325,23 +398,30 @@ def test_credentials_a_provider_echoes_are_never_printed(server: ScriptedServer,
         for value in [*SECRETS.values(), basic]:
             assert value not in shown and urllib.parse.quote(value, safe="") not in shown, (value, shown)
     assert server.received("POST", path)[0].headers[next(iter(sent)).lower()] == next(iter(sent.values()))
+    # What the journal stored (the failed intents' errors) is masked too: `journal show` prints it.
+    shown = subprocess.run([sys.executable, "-m", "capstate", "journal", "show", reference, "--journal", url,
+                            "--json"], capture_output=True, text=True, check=True).stdout
+    OUTPUTS.append(shown)
+    assert "[REDACTED]" in shown and not [v for v in [*SECRETS.values(), basic] if v in shown]
 
 
 def test_a_failure_reason_echoing_a_credential_is_masked_in_the_printed_events(server: ScriptedServer,
                                                                               tmp_path: Path) -> None:
     key = SECRETS["CAPSTATE_HELLGATE_API_KEY"]
-    history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
+    url = journal_of(tmp_path, write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")))
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {
         "id": HG_ID, "status": "failed", "currency_code": "EUR", "amount": {"authorized": 5000},
         "failure_reasons": [{"classifier": "gateway", "message": f"upstream said: X-API-Key {key} is suspended"}]}))
-    out = run("--provider", "hellgate", "--history", history, "--at", AT,
-              "--credentials", credentials_file(tmp_path, "hellgate", server.url))
-    # Declined by the provider: exit 1 (before, 0 "done"), with the events still printed for the history.
+    out = run("--journal", url, "--payment", HG_ID, "--credentials", credentials_file(tmp_path, "hellgate", server.url))
+    # Declined by the provider: exit 1 (before, 0 "done"), with the events still printed and recorded.
     assert out.returncode == 1 and "capture FAILED at hellgate: gateway: upstream said" in out.stderr, out.stderr
     failed = [json.loads(line) for line in out.stdout.splitlines()][-1]
     assert failed["type"] == "capture_failed" and failed["reason"] == ("gateway: upstream said: X-API-Key "
                                                                        "[REDACTED] is suspended")
     assert key not in out.stdout + out.stderr
+    state = journal_state(url, HG_ID)
+    # The intent failed (the same key may try again), and the journal holds the declined capture.
+    assert [i.status.value for i in state.intents] == ["failed"] and state.base.captured == 0
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -351,12 +431,12 @@ def test_a_gateway_that_captured_more_than_asked_is_said_plainly(server: Scripte
     # 0 with "warning: REMAINDER_HELD: the capture leaves 29900 ... held" beside "captured 49900 of 49900".
     from test_client import script_by_action
 
-    history = write(tmp_path / "p.jsonl", authorized("pipwave", "ORDER-1", 49900, "MYR"))
+    url = journal_of(tmp_path, write(tmp_path / "p.jsonl", authorized("pipwave", "ORDER-1", 49900, "MYR")))
     script_by_action(server, "/payment", {
         "capture-payment": [Reply(200, {"status": 200, "message": "ok"})],
         "requery": [Reply(200, {"status": 200, "transaction_status": 10, "amount": "499.00", "final_amount": "499.00",
                                 "currency_code": "MYR"})]})
-    out = run("--provider", "pipwave", "--history", history, "--amount", "20000", "--at", AT,
+    out = run("--journal", url, "--payment", "ORDER-1", "--amount", "20000",
               *(["--json"] if as_json else []), "--credentials", credentials_file(tmp_path, "pipwave",
                                                                                    server.url + "/payment", "url"))
     assert out.returncode == 3, out.stderr
@@ -366,16 +446,18 @@ def test_a_gateway_that_captured_more_than_asked_is_said_plainly(server: Scripte
     if as_json:
         doc = json.loads(out.stdout)
         assert (doc["asked"], doc["over_captured"], doc["payment"]["captured"]) == (20000, 29900, 49900)
+        assert doc["intent"]["amount"] == 20000 and doc["intent"]["status"] == "done"
         # The one prediction left is the one that came true: the gateway captured in full.
         assert [w["code"] for w in doc["decision"]["warnings"]] == ["PARTIAL_MAY_BECOME_FULL"]
     else:
         assert [json.loads(line)["amount"] for line in out.stdout.splitlines()] == [49900]
+    # The journal holds what the gateway did, not what was asked: nothing is capturable any more.
+    assert journal_state(url, "ORDER-1").base.captured == 49900
 
 
-def test_capture_events_may_be_appended_to_the_history_they_were_decided_from(server: ScriptedServer,
-                                                                             tmp_path: Path) -> None:
-    # The documented way to record a capture, `capture --history H >> H`, is the one write onto an input that
-    # is allowed: H is read whole first and only events are appended. A dry run's curl, or '>', is refused.
+def test_a_dry_run_never_writes_onto_its_history(server: ScriptedServer, tmp_path: Path) -> None:
+    # A dry run's curl appended to the history it was decided from ('>>' onto an input) is refused, and so is
+    # sending from a history at all: the journal records what was sent (`capstate journal export` prints it).
     history = tmp_path / "h.jsonl"
     history.write_text(VIPPS_HISTORY.read_text())
     before = history.read_text()
@@ -387,14 +469,13 @@ def test_capture_events_may_be_appended_to_the_history_they_were_decided_from(se
         dry = subprocess.run([*base, "--dry-run"], stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
     assert dry.returncode == 2 and "refusing to write over an input" in dry.stderr and history.read_text() == before
     with open(history, "a") as out:
-        done = subprocess.run(base, stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr
-    added = history.read_text().removeprefix(before).splitlines()
-    assert [json.loads(line)["amount"] for line in added] == [50000]
+        sent = subprocess.run(base, stdout=out, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    assert sent.returncode == 2 and "--journal" in sent.stderr and history.read_text() == before
+    assert server.requests == []
 
 
 def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedServer, tmp_path: Path) -> None:
-    history = write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR"))
+    url = journal_of(tmp_path, write(tmp_path / "h.jsonl", authorized("hellgate", HG_ID, 5000, "EUR")))
 
     def body(status: str, captured: int | None = None) -> dict[str, Any]:
         amount: dict[str, Any] = {"authorized": 5000, **({"captured": captured} if captured is not None else {})}
@@ -402,13 +483,16 @@ def test_execute_hellgate_waits_for_the_asynchronous_capture(server: ScriptedSer
 
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, body("capturing")))
     server.on("GET", f"/payments/{HG_ID}", Reply(200, body("captured", 5000)))
-    out = run("--provider", "hellgate", "--history", history, "--at", AT, "--wait", "--json",
+    out = run("--journal", url, "--payment", HG_ID, "--wait", "--json",
               "--credentials", credentials_file(tmp_path, "hellgate", server.url))
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert [e["type"] for e in doc["events"]] == ["capture_requested", "captured"]
     assert doc["payment"]["state"] == "captured" and doc["payment"]["captured"] == 5000 and doc["requests"] == 2
     assert server.received("POST")[0].headers["x-api-key"] == SECRETS["CAPSTATE_HELLGATE_API_KEY"]
+    state = journal_state(url, HG_ID)
+    assert state.base.captured == 5000 and state.base.pending == 0
+    assert [i.status.value for i in state.intents] == ["done"]
 
 
 def test_the_engine_cli_does_not_import_the_io_layer() -> None:

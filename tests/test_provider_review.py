@@ -104,9 +104,8 @@ def test_the_async_client_turns_undecodable_answers_into_typed_outcomes(server: 
 
 
 def test_cli_capture_reports_an_undecodable_answer_on_one_line(server: ScriptedServer, tmp_path: Path) -> None:
-    history = tmp_path / "b.jsonl"
-    history.write_text(json.dumps({"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
-                                   "amount": 100000, "currency": "NOK", "provider": "bambora"}) + "\n")
+    url = _journal(tmp_path, {"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                              "amount": 100000, "currency": "NOK", "provider": "bambora"})
     creds = tmp_path / "creds.toml"
     creds.write_text(f'[bambora]\nbase_url = "{server.url}"\n')
     creds.chmod(0o600)
@@ -114,13 +113,31 @@ def test_cli_capture_reports_an_undecodable_answer_on_one_line(server: ScriptedS
     server.on("GET", "/payments/order-20001/", Reply(200, b"garbage", headers=GZIP_LIE))
     env = {"PATH": "/usr/bin:/bin", "CAPSTATE_BAMBORA_ACCESS_TOKEN": "tok", "CAPSTATE_BAMBORA_SECRET_TOKEN": "sec",
            "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001"}
-    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "bambora", "--history",
-                          str(history), "--amount", "100", "--at", "2026-01-08T09:00:00Z", "--attempts", "2",
-                          "--credentials", str(creds)], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=60, check=False)
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--journal", url, "--payment", "order-20001",
+                          "--amount", "100", "--attempts", "2", "--credentials", str(creds)], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert "Traceback" not in out.stderr
-    assert out.returncode == 3 and out.stderr.count("\n") == 1 and "UNKNOWN" in out.stderr
+    assert out.returncode == 3 and out.stderr.count("\n") == 1 and "outcome unknown" in out.stderr
     assert len(server.received("POST")) == 1  # never resent without knowing
+
+
+def _journal(tmp_path: Path, *events: dict[str, object]) -> str:
+    """A real SQLite journal holding `events` (sending goes through the journal: capture --journal)."""
+    from datetime import UTC, timedelta
+    from datetime import datetime as dt
+
+    from capstate.providers.journal import Journal
+
+    def at(e: dict[str, object]) -> dt:
+        return dt.fromisoformat(str(e["at"]).replace("Z", "+00:00"))
+
+    # The journal decides at the real now: the history moves so its first event was two days ago.
+    items = list(events)
+    shift = dt.now(UTC) - timedelta(days=2) - at(items[0])
+    url = f"sqlite:///{tmp_path / 'capstate.db'}"
+    with Journal(url) as journal:
+        assert journal.ingest([{**e, "at": (at(e) + shift).isoformat()} for e in items]).rejected == ()
+    return url
 
 
 # --------------------------------------------------------------- Hellgate: asynchronous refunds and voids
@@ -321,13 +338,12 @@ def test_the_executor_refuses_a_timeout_the_socket_cannot_take(timeout: float) -
                                                 ("--attempts", "1000000")])
 def test_cli_capture_bounds_timeout_and_attempts(tmp_path: Path, option: str, value: str) -> None:
     # Before: --timeout inf ended in "internal error (OverflowError)"; --attempts 1000000 retried for days.
-    history = tmp_path / "b.jsonl"
-    history.write_text(json.dumps({"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
-                                   "amount": 100000, "currency": "NOK", "provider": "bambora"}) + "\n")
+    url = _journal(tmp_path, {"payment": "order-20001", "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                              "amount": 100000, "currency": "NOK", "provider": "bambora"})
     env = {"PATH": "/usr/bin:/bin", "CAPSTATE_BAMBORA_ACCESS_TOKEN": "tok", "CAPSTATE_BAMBORA_SECRET_TOKEN": "sec",
            "CAPSTATE_BAMBORA_MERCHANT_NUMBER": "T0001", "CAPSTATE_BAMBORA_BASE_URL": "http://127.0.0.1:9"}
-    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "bambora", "--history",
-                          str(history), "--amount", "100", "--at", "2026-01-06T09:00:00Z", option, value],
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--journal", url, "--payment", "order-20001",
+                          "--amount", "100", option, value],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert out.returncode == 2 and out.stderr.startswith(f"capstate: error: {option} ")
     assert out.stderr.count("\n") == 1 and "internal error" not in out.stderr
@@ -361,11 +377,12 @@ def test_cli_capture_escapes_control_characters_from_the_provider(server: Script
     creds = tmp_path / "creds.toml"
     creds.write_text(f'[vipps]\nbase_url = "{server.url}"\n')
     creds.chmod(0o600)
+    history = ROOT / "examples" / "histories" / "vipps-partial.jsonl"
+    url = _journal(tmp_path, *(json.loads(line) for line in history.read_text().splitlines()))
     env = {"PATH": "/usr/bin:/bin", "CAPSTATE_VIPPS_ACCESS_TOKEN": "tok", "CAPSTATE_VIPPS_SUBSCRIPTION_KEY": "sub",
            "CAPSTATE_VIPPS_MERCHANT_SERIAL_NUMBER": "123456"}
-    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--provider", "vipps", "--history",
-                          str(ROOT / "examples" / "histories" / "vipps-partial.jsonl"), "--amount", "100", "--key",
-                          "k", "--at", "2026-01-08T09:00:00Z", "--credentials", str(creds), "--verbose"],
+    out = subprocess.run([sys.executable, "-m", "capstate", "capture", "--journal", url, "--payment", "order-10001",
+                          "--amount", "100", "--key", "k", "--credentials", str(creds), "--verbose"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert out.returncode == 1, out.stderr
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
@@ -457,10 +474,16 @@ def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _hellgate_history(tmp_path: Path, server: ScriptedServer) -> list[str]:
-    history = tmp_path / "h.jsonl"
-    history.write_text(json.dumps({"payment": HG_ID, "type": "authorized", "at": "2026-01-05T10:00:00Z",
-                                   "amount": 5000, "currency": "EUR", "provider": "hellgate"}) + "\n")
-    return ["--provider", "hellgate", "--history", str(history), "--at", "2026-01-06T09:00:00Z"]
+    url = _journal(tmp_path, {"payment": HG_ID, "type": "authorized", "at": "2026-01-05T10:00:00Z",
+                              "amount": 5000, "currency": "EUR", "provider": "hellgate"})
+    return ["--journal", url, "--payment", HG_ID]
+
+
+def _intents(args: list[str]) -> list[str]:
+    from capstate.providers.journal import Journal
+
+    with Journal(args[1]) as journal:
+        return [i.status.value for i in journal.state(HG_ID).intents]
 
 
 def test_cli_wait_that_fails_still_prints_the_requested_capture(server: ScriptedServer, tmp_path: Path) -> None:
@@ -469,12 +492,14 @@ def test_cli_wait_that_fails_still_prints_the_requested_capture(server: Scripted
     body = {"id": HG_ID, "status": "capturing", "currency_code": "EUR", "amount": {"authorized": 5000}}
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, body))
     server.on("GET", f"/payments/{HG_ID}", Reply(404, {"message": "gone"}))
-    proc = _cli([*_hellgate_history(tmp_path, server), "--wait", "--attempts", "1"],
+    args = _hellgate_history(tmp_path, server)
+    proc = _cli([*args, "--wait", "--attempts", "1"],
                 {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 3, stderr
     assert [json.loads(line)["type"] for line in stdout.splitlines()] == ["capture_requested"]
     assert "Traceback" not in stderr and "waiting for its result failed" in stderr.splitlines()[-1]
+    assert _intents(args) == ["done"]  # the capture was requested, and the journal says so (reconcile polls it)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
@@ -484,8 +509,8 @@ def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: Scripte
     # stopping the run) or SIGHUP (its terminal closed) killed it silently (exit -15, -1): the operator could not
     # tell a capture that never left from one that may have happened.
     server.on("POST", f"/payments/{HG_ID}/capture", Reply(200, {}, delay=30.0))
-    proc = _cli(_hellgate_history(tmp_path, server),
-                {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
+    args = _hellgate_history(tmp_path, server)
+    proc = _cli(args, {"CAPSTATE_HELLGATE_API_KEY": "k", "CAPSTATE_HELLGATE_BASE_URL": server.url})
     deadline = time.monotonic() + 30
     while not server.received("POST") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -493,6 +518,7 @@ def test_cli_interrupted_mid_capture_says_the_outcome_is_unknown(server: Scripte
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3 and stdout == "", (proc.returncode, stderr)
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "UNKNOWN" in stderr
+    assert _intents(args) == ["pending"]  # the intent stays open: reconcile settles it, nothing resends it
 
 
 @pytest.mark.parametrize("status", ["voiding", "processing"])

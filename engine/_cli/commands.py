@@ -104,13 +104,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    if args.journal is not None or (args.history is None and os.environ.get("CAPSTATE_JOURNAL")):
+    # Sending goes through the journal only (issue 10): a history file cannot hold an intent, so two workers or a
+    # crash mid-request would capture twice. --history stays for --dry-run, which sends nothing.
+    if args.history is not None and not args.dry_run:
+        raise UsageError("--history is for --dry-run only; to send, use --journal URL --payment REF (or set "
+                         "CAPSTATE_JOURNAL)")
+    if args.journal is not None or (not args.dry_run and os.environ.get("CAPSTATE_JOURNAL")):
         from .journal import cmd_capture_journal  # through the journal: intent, send, settle
 
         return cmd_capture_journal(args)
+    if not args.dry_run:
+        raise UsageError("capture sends through the journal: --journal URL --payment REF (or set CAPSTATE_JOURNAL); "
+                         "--dry-run --provider NAME --history FILE prints the request instead")
     if args.provider is None or args.history is None:
-        raise UsageError("capture needs --provider NAME and --history FILE (to send, or to print with --dry-run), "
-                         "or --journal URL --payment REF")
+        raise UsageError("capture --dry-run needs --provider NAME and --history FILE")
     from ..providers import cli_capture  # lazy: httpx and the provider modules load for this command only
 
     return cli_capture.run(args)

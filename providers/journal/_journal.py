@@ -26,8 +26,8 @@ from attrs import evolve, frozen
 from ..._codes import Code
 from ..._errors import CommandError, EventError, ProviderError, RequestError
 from ..._spec import Spec, load_spec
-from ..._values import Cancel, Capture, Event, Payment, Refund
-from ..client import CaptureClient, Refused, Unattributed, Unsettled
+from ..._values import Cancel, Capture, Event, EventType, Payment, Refund
+from ..client import CaptureClient, Outcome, Refused, Unattributed, Unsettled
 from ._lifecycle import (
     Failed,
     Intent,
@@ -67,7 +67,9 @@ class JournalOutcome:
 
     `intent` is the intent as settled (or as found: `replayed`); `payment` the journal's aggregate after
     it; `events` the facts credited to the intent; `sent` whether a request left in this call;
-    `release_error` a final Vipps capture's failed release of its remainder.
+    `release_error` a final Vipps capture's failed release of its remainder; `before` the payment the
+    request was decided on (events only) and `answer` the client's Outcome (HTTP status, requests sent,
+    whether it was read back, how much more than asked the provider moved), None when nothing was sent.
     """
 
     intent: Intent | None
@@ -76,6 +78,8 @@ class JournalOutcome:
     sent: bool = False
     replayed: bool = False
     release_error: str | None = None
+    before: Payment | None = None
+    answer: Outcome | None = None
 
     @property
     def status(self) -> Status:
@@ -345,7 +349,7 @@ class Journal:
             return JournalOutcome(step.intent, reserved_view(state), events, sent=False, replayed=True)
         # (2) send, no transaction open.
         intent = step.intent
-        result, release_error = self._send(client, state.base, intent)
+        result, release_error, answer = self._send(client, state.base, intent)
         # (3) record what the provider proved; settle the intent.
         settled, after, credited = self._settle(intent, result)
         if isinstance(result, Unknown):
@@ -355,9 +359,11 @@ class Journal:
         if isinstance(result, Failed):
             raise OperationFailed(f"{intent.op} of {reference} failed: {result.reason}", provider=client.provider,
                                   intent=settled)
-        return JournalOutcome(settled, after, credited, sent=True, release_error=release_error)
+        return JournalOutcome(settled, after, credited, sent=True, release_error=release_error, before=state.base,
+                              answer=answer)
 
-    def _send(self, client: CaptureClient, base: Payment, intent: Intent) -> tuple[Result, str | None]:
+    def _send(self, client: CaptureClient, base: Payment,
+              intent: Intent) -> tuple[Result, str | None, Outcome | None]:
         """Step (2): one call of the executor, its answer as a lifecycle Result. Never raises for the
         provider's answer: every way it can end is a Result."""
         command = intent.command()
@@ -371,19 +377,19 @@ class Journal:
         except Refused as exc:
             # The events moved since step (1)? No: step (1) decided on the same base. A refusal here is the
             # executor's own stricter check; nothing was sent.
-            return Failed(f"refused before sending: {exc}"), None
+            return Failed(f"refused before sending: {exc}"), None, None
         except RequestError as exc:
-            return Failed(f"the request could not be built, nothing was sent: {exc}"), None
+            return Failed(f"the request could not be built, nothing was sent: {exc}"), None, None
         except Unattributed as exc:
-            return Unknown(str(exc), exc.observed), None
+            return Unknown(str(exc), exc.observed), None, None
         except Unsettled as exc:
-            return Unknown(str(exc)), None
+            return Unknown(str(exc)), None, None
         except ProviderError as exc:
-            return (Unknown(str(exc)) if exc.reconcile else Failed(str(exc))), None
+            return (Unknown(str(exc)) if exc.reconcile else Failed(str(exc))), None, None
         if not out.events:
-            return Unknown("the provider answered, but no fact could be read from it"), None
+            return Unknown("the provider answered, but no fact could be read from it"), None, out
         release = str(out.release_error) if out.release_error is not None else None
-        return Proven(out.events, readback=out.reconciled), release
+        return Proven(out.events, readback=out.reconciled), release, out
 
     def _settle(self, intent: Intent, result: Result) -> tuple[Intent, Payment, tuple[Event, ...]]:
         now = self.now()
@@ -456,7 +462,7 @@ class Journal:
         if rule.recovery.value == "resend":
             # The provider deduplicates by key: the identical request replays the first outcome or performs
             # the operation once (Vipps: "a retry with the same key will not cause a duplicate").
-            result, _ = self._send(client, state.base, claimed)
+            result, _, _ = self._send(client, state.base, claimed)
             if isinstance(result, Failed) and "refused before sending" in result.reason:
                 result = self._read_back(client, state.base, claimed)
             action = "resent under the same key"
@@ -490,27 +496,45 @@ class Journal:
             state = self.state(reference)
             if state.base.pending == 0:
                 continue
-            owner = next((i for i in reversed(state.intents) if i.op == "capture" and i.status is Status.DONE), None)
+            owner = self._owner_of_flight(state)
             try:
-                refreshed = client.refresh(state.base)
+                refreshed = self.refresh(reference, client)
             except ProviderError as exc:
                 if owner is not None:
                     out.append(Recovery(owner, "refresh", f"capture still in flight; reading it failed: {exc}"))
                 continue
-            if not refreshed.events:
-                if owner is not None:
-                    out.append(Recovery(owner, "refresh", "capture still in flight at the provider"))
-                continue
-            now = self.now()
-            with self._store.locked(reference) as tx:
-                for e in refreshed.events:
-                    keyed = evolve(e, key=owner.key) if owner is not None and e.key is None else e
-                    tx.add_event(Recorded(keyed, Source.READBACK, owner.seq if owner is not None else None),
-                                 dedup_key(keyed), now)
             if owner is not None:
-                out.append(Recovery(owner, "refresh", "the capture in flight settled: "
-                                    + ", ".join(e.type.value for e in refreshed.events)))
+                events = refreshed.events if refreshed is not None else ()
+                said = ("the capture in flight settled: " + ", ".join(e.type.value for e in events) if events
+                        else "capture still in flight at the provider")
+                out.append(Recovery(owner, "refresh", said))
         return out
+
+    @staticmethod
+    def _owner_of_flight(state: State) -> Intent | None:
+        # One capture per payment is in flight at an asynchronous provider: the last capture intent done.
+        return next((i for i in reversed(state.intents) if i.op == "capture" and i.status is Status.DONE), None)
+
+    def refresh(self, reference: str, client: CaptureClient) -> Outcome | None:
+        """Poll the capture in flight of one payment (Hellgate `capturing`; `capture --wait`) and record what
+        the provider proved, credited to the capture intent that requested it. Returns the client's Outcome
+        (no events: still in flight), or None when nothing is in flight. Raises ProviderError when reading
+        fails."""
+        state = self.state(reference)
+        if state.base.pending == 0:
+            return None
+        owner = self._owner_of_flight(state)
+        refreshed = client.refresh(state.base)
+        keyed = tuple(evolve(e, key=owner.key) if owner is not None and e.key is None else e for e in refreshed.events)
+        now = self.now()
+        with self._store.locked(reference) as tx:
+            for e in keyed:
+                tx.add_event(Recorded(e, Source.READBACK, owner.seq if owner is not None else None), dedup_key(e), now)
+            if owner is not None and keyed and keyed[-1].type is EventType.CAPTURE_FAILED:
+                # The capture it requested failed after all: the intent did not capture (as settle() says).
+                tx.put_intent(evolve(owner, status=Status.FAILED, error=keyed[-1].reason or "the capture failed",
+                                     settled_at=now))
+        return evolve(refreshed, events=keyed)
 
     def unsettled(self, now: datetime | None = None) -> list[Intent]:
         """Open intents past their lease: what `capstate audit --journal` reports as INTENT_UNSETTLED."""

@@ -330,6 +330,12 @@ def settle(intent: Intent, result: Result, *, now: datetime) -> tuple[Intent, tu
     if isinstance(result, Proven):
         source = Source.READBACK if result.readback else Source.OWN
         records = tuple(Recorded(e, source, intent.seq) for e in result.events)
+        last = result.events[-1] if result.events else None
+        if intent.op == "capture" and last is not None and last.type is EventType.CAPTURE_FAILED:
+            # The provider declined the capture it had accepted (Hellgate `failed`): the facts are recorded,
+            # and the intent is `failed`, so the same key may try again instead of replaying a success.
+            return evolve(intent, status=Status.FAILED, error=last.reason or "the provider reports the capture "
+                          "failed", settled_at=now, next_attempt_at=None), records
         return evolve(intent, status=Status.DONE, error=None, settled_at=now, next_attempt_at=None), records
     if isinstance(result, Failed):
         return evolve(intent, status=Status.FAILED, error=result.reason, settled_at=now,
