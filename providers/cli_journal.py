@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -22,11 +22,13 @@ import orjson
 from attrs import evolve
 
 from .._audit import AuditReport, Finding, audit
+from .._cli.decision import Basis
 from .._cli.history import HistoryError, _open
 from .._cli.options import UsageError, check_currency, parse_amount
 from .._codes import Code
+from .._engine import decide
 from .._errors import EventError, ProviderError, RequestError, SignatureError
-from .._values import Capture, Event
+from .._values import Capture, Decision, Event, Payment
 from .cli_capture import (
     EXIT_ATTENTION,
     EXIT_OK,
@@ -115,13 +117,22 @@ def _operate(args: argparse.Namespace, op: str, environ: Mapping[str, str] | Non
         provider = state.base.spec.name
         if getattr(args, "provider", None) not in (None, provider):
             raise UsageError(f"--provider {args.provider}: payment {args.payment!r} is a {provider} payment")
-        # Decided before credentials are read: a refusal needs no secret, and sends nothing.
-        command = _command(op, journal, kw)
-        from .journal._lifecycle import Refuse
+        # Decided before credentials are read: a refusal needs no secret, and sends nothing. A capture is decided
+        # by the code `validate --journal` runs (decide_capture over the journal's basis); step (1) decides again
+        # under the lock, so a worker that got there first still wins.
+        if op == "capture":
+            from .._cli.decision import decide_capture
 
-        pre = journal.decide(args.payment, command)
-        if isinstance(pre, Refuse):
-            return _refused(args, Refused(pre.decision))
+            with journal_basis(args, journal=journal) as basis:
+                decision = decide_capture(args, now=journal.now(), basis=basis).decision
+            if not decision.allowed:
+                return _refused(args, Refused(decision))
+        else:
+            from .journal._lifecycle import Refuse
+
+            pre = journal.decide(args.payment, _command(op, journal, kw))
+            if isinstance(pre, Refuse):
+                return _refused(args, Refused(pre.decision))
         with _client(provider, args, env) as client:
             try:
                 # SIGTERM and SIGHUP end a send as Ctrl-C does: the intent stays open, the outcome is unknown.
@@ -188,15 +199,49 @@ def _captured(args: argparse.Namespace, journal: Journal, client: CaptureClient,
     return report(args, client, out.before, answer, extra=extra, tag=tag)
 
 
+@contextmanager
+def journal_basis(args: argparse.Namespace, *, journal: Journal | None = None) -> Iterator[Basis]:
+    """The journal's payment `--payment REF` as `decide_capture` decides against it: its events plus the
+    reservations of open intents, judged by `_lifecycle.begin`, the rule `capture --journal` runs under its
+    lock (an open intent is CAPTURE_IN_FLIGHT or OPERATION_IN_FLIGHT; a caller's key is checked against the
+    intents; a key is derived from the intent's sequence). Opened read-only unless `journal` is given:
+    nothing is written, nothing is sent."""
+    from .._cli.history import Replayed
+    from .journal._lifecycle import Refuse, Start, begin, reserved_view
+
+    with ExitStack() as stack:
+        if journal is None:
+            journal = stack.enter_context(Journal(getattr(args, "journal", None), readonly=True))
+        state, records = journal.snapshot(args.payment)
+        spec = state.base.spec
+        if getattr(args, "provider", None) is not None and args.provider.lower() != spec.name:
+            raise UsageError(f"--provider {args.provider}: payment {args.payment!r} is a {spec.name} payment")
+        view = reserved_view(state)
+        latest = max((r.event.at for r in records), default=state.base.authorized_at)
+        lease, owner = journal.lease, journal.owner
+
+        def judge(payment: Payment, given: Capture) -> tuple[Decision, bool]:
+            step = begin(state, given, now=given.at, lease=lease, owner=owner)
+            if isinstance(step, Refuse | Start) or step.decision is not None:
+                assert step.decision is not None
+                return step.decision, given.key is None and getattr(step.decision.command, "key", None) is not None
+            # The caller's key is an intent already done: the engine sees its event under that key (a replay).
+            assert step.intent is not None
+            return decide(payment, evolve(given, key=step.intent.key)), False
+
+        opened = state.open_intents()
+        origin = f"journal {journal.url}: {len(records)} event(s), {len(opened)} open intent(s)" + "".join(
+            f"; #{i.seq} {i.op} {i.amount} {i.status.value}" for i in opened)
+        yield Basis(spec, Replayed(view, len(records), latest or journal.now(), 0), judge, origin)
+
+
 def _command(op: str, journal: Journal, kw: dict[str, Any]) -> Any:
+    """The cancel or refund the options describe (a capture is decided by decide_capture)."""
     from .._values import Cancel, Refund
 
-    now = journal.now()
-    if op == "capture":
-        return Capture(at=now, amount=kw["amount"], currency=kw["currency"], key=kw["key"], final=kw["final"])
     if op == "cancel":
-        return Cancel(at=now, key=kw["key"])
-    return Refund(at=now, amount=kw["amount"], currency=kw["currency"], key=kw["key"])
+        return Cancel(at=journal.now(), key=kw["key"])
+    return Refund(at=journal.now(), amount=kw["amount"], currency=kw["currency"], key=kw["key"])
 
 
 def _refused(args: argparse.Namespace, exc: Refused) -> int:

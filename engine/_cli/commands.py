@@ -36,15 +36,15 @@ def configure(sub: argparse.ArgumentParser) -> None:
 
 def _configure_decision(sub: argparse.ArgumentParser, name: str) -> None:
     # validate and capture take the same decision arguments, and decide the same way (decision.py).
+    # Neither is required: with --journal URL --payment REF the journal holds both (capstate._cli.journal).
     if name == "capture":
-        # Not required: with --journal URL --payment REF the journal holds both (capstate._cli.journal).
         sub.add_argument("--provider", metavar="NAME", help="bambora, hellgate, pipwave or vipps")
     else:
-        sub.add_argument("--provider", required=True, metavar="NAME|PATH",
-                         help="a shipped provider name (any case) or a spec file")
-    sub.add_argument("--history", required=name != "capture", metavar="FILE|-",
+        sub.add_argument("--provider", metavar="NAME|PATH", help="a shipped provider name (any case) or a spec file")
+    sub.add_argument("--history", metavar="FILE|-",
                      help="canonical JSONL events of one payment; '-' reads stdin; .gz is gunzipped")
-    sub.add_argument("--payment", metavar="REF", help="read only this payment's events out of a log of many")
+    sub.add_argument("--payment", metavar="REF", help="read only this payment's events out of a log of many "
+                                                      "(with --journal: the payment in the journal)")
     sub.add_argument("--amount", metavar="N", help="integer minor units (1050 = 10.50 NOK); default: "
                                                    "the full capturable amount")
     sub.add_argument("--currency", metavar="C", help="ISO 4217 code, any case; default: the authorized currency")
@@ -52,10 +52,11 @@ def _configure_decision(sub: argparse.ArgumentParser, name: str) -> None:
                                                 "sends it")
     sub.add_argument("--at", metavar="T", help="RFC 3339 instant of the capture; default: now (printed)")
     sub.add_argument("--final", action="store_true", help="release what this capture leaves uncaptured")
-    if name != "capture":
-        return
-    from .journal import add_capture_options
+    from .journal import add_capture_options, add_validate_options
 
+    if name != "capture":
+        add_validate_options(sub)
+        return
     add_capture_options(sub)
     sub.add_argument("--dry-run", action="store_true",
                      help="print the exact request as a curl command (credentials masked); send nothing")
@@ -92,9 +93,27 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _from_journal(args: argparse.Namespace) -> bool:
+    """--journal, or CAPSTATE_JOURNAL when no --history is given: the payment is the journal's."""
+    return args.journal is not None or (args.history is None and bool(os.environ.get("CAPSTATE_JOURNAL")))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     # The same decision `capture` makes for the same arguments (decision.py): instant, key and reference.
-    decided = decide_capture(args)
+    if _from_journal(args):
+        from .journal import journal_basis  # lazy: sqlite3 (or psycopg) loads only for a journal
+
+        if args.history is not None or args.sets:
+            raise UsageError("--history and --set are not read with --journal: the journal holds the payment's "
+                             "events, judged by the shipped spec as capture judges them")
+        if not args.payment:
+            raise UsageError("--payment REF is required with --journal")
+        with journal_basis(args) as basis:
+            decided = decide_capture(args, basis=basis)
+    elif args.provider is None or args.history is None:
+        raise UsageError("validate needs --provider NAME and --history FILE, or --journal URL --payment REF")
+    else:
+        decided = decide_capture(args)
     d = decided.decision
     if args.json:
         _print_json(payloads.decision(d, key_derived=decided.key_derived))

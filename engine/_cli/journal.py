@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .decision import Basis
 
 
 def _journal_option(sub: argparse.ArgumentParser) -> None:
@@ -33,6 +38,18 @@ def add_capture_options(capture: argparse.ArgumentParser) -> None:
     (one payment out of a --history log); with --journal it names the payment in the journal."""
     _journal_option(capture)
     capture.add_argument("--lease", metavar="DURATION", help="how long this worker owns its intent (default 5m)")
+
+
+def add_validate_options(validate: argparse.ArgumentParser) -> None:
+    """`validate --journal URL --payment REF`: decide against the journal's payment, as capture would, reading
+    only (nothing is written to the journal, nothing is sent)."""
+    _journal_option(validate)
+
+
+def journal_basis(args: argparse.Namespace) -> AbstractContextManager[Basis]:
+    from ..providers import cli_journal  # lazy: sqlite3 (or psycopg) and the journal load here only
+
+    return cli_journal.journal_basis(args)
 
 
 def add_audit_options(audit: argparse.ArgumentParser) -> None:

@@ -226,7 +226,7 @@ def _aggregate(p: Payment) -> dict[str, str]:
 
 
 def decision(out: Console, decided: Decided) -> None:
-    d, history = decided.decision, decided.history
+    d = decided.decision
     p = d.before
     cmd = decided.command
     amount = "?" if cmd.amount is None else money(cmd.amount, cmd.currency or p.currency)
@@ -238,7 +238,7 @@ def decision(out: Console, decided: Decided) -> None:
                if cmd.key is not None else "no idempotency key"]
     if cmd.final:
         details.append("final: release the rest")
-    details.append(f"history of {history.events} event(s), latest at line {history.latest_line}")
+    details.append(decided.origin)
     # One fact per line: at 80 columns a joined sentence breaks inside a key or an instant.
     line.append("".join(f"\n{d}" for d in details))
 

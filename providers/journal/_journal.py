@@ -132,18 +132,19 @@ class Journal:
 
     `lease` is how long a worker owns the intent it wrote; `clock` gives "now" (timezone-aware);
     `specs` maps a provider name to the Spec its payments are judged by (default: the shipped spec).
+    `readonly` opens it for reading only (`validate --journal`): never created, migrated or written.
     Raises JournalError for a URL it cannot open.
     """
 
     def __init__(self, url: str | None = None, *, lease: timedelta = DEFAULT_LEASE,
                  clock: Callable[[], datetime] | None = None, specs: Mapping[str, Spec] | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, readonly: bool = False):
         url = url if url is not None else os.environ.get(ENV)
         if not url:
             raise JournalError(f"no journal: give a URL (sqlite:///path.db or postgresql://...) or set {ENV}")
         if not isinstance(lease, timedelta) or lease <= timedelta(0):
             raise JournalError(f"lease must be a positive timedelta, got {lease!r}")
-        self._store: Store = open_store(url)
+        self._store: Store = open_store(url, readonly=readonly)
         self.lease = lease
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
         self._specs = dict(specs or {})
@@ -188,6 +189,12 @@ class Journal:
         """The payment's aggregate (events only) and its intents."""
         with self._store.reading() as tx:
             return self._load(tx, reference)[0]
+
+    def snapshot(self, reference: str) -> tuple[State, tuple[Recorded, ...]]:
+        """The payment's aggregate and intents, and its recorded events, read in one consistent snapshot."""
+        with self._store.reading() as tx:
+            state, records = self._load(tx, reference)
+        return state, tuple(records)
 
     def payment(self, reference: str) -> Payment:
         """The payment as the engine decides against it: events plus open intents' reservations."""

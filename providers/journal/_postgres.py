@@ -32,7 +32,7 @@ def redact(url: str) -> str:
 class PostgresStore:
     SERIAL = "BIGSERIAL PRIMARY KEY"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, readonly: bool = False):
         self.url = redact(url)
         try:
             import psycopg
@@ -45,6 +45,17 @@ class PostgresStore:
             raise JournalError(f"journal {self.url}: cannot connect: {_first_line(exc)}") from None
         # One connection, one transaction at a time; a Journal shared by threads takes turns on it.
         self._mutex = threading.Lock()
+        if readonly:
+            try:
+                # Every transaction of this session is READ ONLY: the server refuses any write.
+                with self._db.cursor() as cur:
+                    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                self._db.commit()
+            except psycopg.Error as exc:
+                raise JournalError(f"journal {self.url}: {_first_line(exc)}") from None
+            with self._transaction() as tx:
+                _migrate(tx, self.SERIAL, "SELECT to_regclass(?)", readonly=True)
+            return
         with self._transaction() as tx:
             tx._x("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             _migrate(tx, self.SERIAL, "SELECT to_regclass(?)")

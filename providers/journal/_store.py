@@ -163,10 +163,10 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def _migrate(tx: Tx, serial: str, exists_sql: str) -> int:
+def _migrate(tx: Tx, serial: str, exists_sql: str, *, readonly: bool = False) -> int:
     """Bring the schema to VERSION inside the caller's transaction; returns the version found (-1: none).
     `exists_sql` answers one row, non-null when the meta table exists (asked, not tried: a failed
-    statement would abort a PostgreSQL transaction)."""
+    statement would abort a PostgreSQL transaction). `readonly` only checks that the schema is current."""
     tx._x(exists_sql, (META,))
     row = tx._cur.fetchone()
     found = -1
@@ -177,6 +177,12 @@ def _migrate(tx: Tx, serial: str, exists_sql: str) -> int:
     if found > VERSION:
         raise JournalError(f"the journal's schema is version {found}, newer than this capstate's {VERSION}: "
                            f"upgrade capstate")
+    if readonly:
+        if found < VERSION:
+            what = "holds no journal" if found < 0 else f"has schema version {found}"
+            raise JournalError(f"the journal {what} (this capstate's is {VERSION}); a read never creates or "
+                               f"migrates it: run `capstate journal init`")
+        return found
     for version in range(max(found, 0), VERSION):
         for statement in MIGRATIONS[version]:
             tx._x(statement.replace("{serial}", serial))
@@ -193,22 +199,30 @@ class SqliteStore:
 
     SERIAL = "INTEGER PRIMARY KEY AUTOINCREMENT"
 
-    def __init__(self, url: str, path: str):
+    def __init__(self, url: str, path: str, *, readonly: bool = False):
         self.url = url
         self.path = path
         if path != ":memory:" and not Path(path).parent.is_dir():
             raise JournalError(f"journal {url}: directory {Path(path).parent} does not exist")
+        if readonly and not Path(path).is_file():
+            # A read (validate) must not leave an empty journal behind a mistyped path.
+            raise JournalError(f"journal {url}: no such file (create it with `capstate journal init`)")
         try:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=SQLITE_BUSY_MS / 1000,
                                        check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            if readonly:
+                # Every write through this connection fails: the reader cannot change the journal by mistake.
+                self._db.execute("PRAGMA query_only = ON")
+            else:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise JournalError(f"journal {url}: {exc}") from None
-        with self._transaction("BEGIN IMMEDIATE") as tx:
-            _migrate(tx, self.SERIAL, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
+        with self._transaction("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE") as tx:
+            _migrate(tx, self.SERIAL, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                     readonly=readonly)
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[Tx]:
@@ -238,8 +252,9 @@ class SqliteStore:
         self._db.close()
 
 
-def open_store(url: str) -> Store:
-    """The backend for `url`. Raises JournalError for a URL it cannot serve."""
+def open_store(url: str, *, readonly: bool = False) -> Store:
+    """The backend for `url`. Raises JournalError for a URL it cannot serve. `readonly`: a store that
+    neither creates, migrates nor writes the journal (its schema must be current)."""
     if not isinstance(url, str) or not url:
         raise JournalError("a journal URL is sqlite:///path/capstate.db or postgresql://...")
     parts = urlsplit(url)
@@ -250,9 +265,9 @@ def open_store(url: str) -> Store:
         path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
         if not path:
             raise JournalError(f"journal {url}: no database path")
-        return SqliteStore(url, path)
+        return SqliteStore(url, path, readonly=readonly)
     if parts.scheme in ("postgresql", "postgres"):
         from ._postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, readonly=readonly)
     raise JournalError(f"journal URL {url.split(':', 1)[0]!r}: expected sqlite:///path.db or postgresql://...")
