@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -44,6 +44,7 @@ from .cli_capture import (
 )
 from .client import CaptureClient, Refused, provider_module
 from .journal import DEFAULT_LEASE, IngestReport, Journal, JournalOutcome, OperationFailed, OutcomeUnknown, Source
+from .pipwave import Ipn
 from .retry import RetryPolicy
 
 _DURATION = re.compile(r"^(\d{1,9})(s|m|h|d)$")
@@ -282,15 +283,17 @@ def cmd_reconcile(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     older = parse_duration(args.older_than, "--older-than")
     _verbose(args)
     with _journal(args) as journal, ExitStack() as stack:
-        providers = sorted({provider for _, provider in journal.references()})
+        # Clients only for the providers with work: intents due for recovery and payments in flight, both read
+        # through indexes (never a scan of every payment). A provider whose intents are due needs credentials.
+        due = {provider for _, provider in journal.due(older)}
+        polled = {provider for _, provider in journal.in_flight()}
         clients: dict[str, CaptureClient] = {}
         missing: dict[str, str] = {}
-        open_providers = {journal.state(i.payment).base.spec.name for i in journal.pending()}
-        for name in providers:
+        for name in sorted(due | polled):
             try:
                 clients[name] = stack.enter_context(_client(name, args, env))
             except UsageError as exc:
-                if name in open_providers:
+                if name in due:
                     missing[name] = str(exc)
         done = journal.recover(clients, older_than=older)
         left = journal.pending()
@@ -407,6 +410,8 @@ def _ingest(args: argparse.Namespace) -> int:
             except EventError as exc:
                 raise UsageError(f"{args.body}: {exc}") from None
             return _ingested(args, journal.ingest(events, source=Source.WEBHOOK))
+        if args.fmt == "pipwave-ipn":
+            return _ingested(args, journal.ingest([_verified_ipn(args, body, journal.now())], source=Source.WEBHOOK))
         secret = os.environ.get(WEBHOOK_SECRET_ENV)
         if not secret:
             raise UsageError(f"a Vipps webhook is verified with its secret: set {WEBHOOK_SECRET_ENV}")
@@ -425,6 +430,21 @@ def _ingest(args: argparse.Namespace) -> int:
         return _ingested(args, report)
 
 
+def _verified_ipn(args: argparse.Namespace, body: bytes, now: datetime) -> Ipn:
+    """The IPN in `body`, verified with the merchant's Pipwave credentials (signature, API key, timestamp)."""
+    from . import pipwave
+
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UsageError(f"{args.body}: an IPN is a JSON object") from None
+    creds = load_credentials(pipwave, getattr(args, "credentials", None), os.environ)
+    try:
+        return pipwave.verify_ipn(payload, creds, now=now)
+    except (SignatureError, ProviderError) as exc:
+        raise UsageError(f"IPN rejected: {exc}") from None
+
+
 def _show(args: argparse.Namespace) -> int:
     with _journal(args) as journal:
         doc = journal.show(args.payment)
@@ -440,6 +460,10 @@ def _show(args: argparse.Namespace) -> int:
         credit = f" intent #{e['intent']}" if e["intent"] is not None else ""
         sys.stdout.write(f"event  {ev['at']}  {ev['type']:<17} {ev.get('amount', ''):>10}  {e['source']}{credit}"
                          f"{finding}\n")
+    for d in doc["inbox"]:
+        said = f"  [{d['finding']}: {d['note']}]" if d["finding"] else (f"  {d['note']}" if d["note"] else "")
+        sys.stdout.write(f"inbox  {d['sent_at']}  {d['provider']} {d['status']}{'  -> event' if d['event'] else ''}"
+                         f"{said}\n")
     for i in doc["intents"]:
         sys.stdout.write(f"intent #{i['seq']}  {i['op']:<7} {i['amount']:>10}  {i['status']:<7}  key {i['key']}  "
                          f"attempts {i['attempts']}{'  ' + i['error'] if i['error'] else ''}\n")
@@ -511,6 +535,10 @@ def _journal_findings(journal: Journal) -> Iterator[Finding]:
                       f"intent #{intent.seq} ({intent.op} {intent.amount}, key {intent.key}) is {intent.status.value} "
                       f"past its lease ({intent.lease_until.isoformat()}): run `capstate reconcile`",
                       intent.created_at.isoformat())
+    for kept in journal.inbox():
+        if kept["finding"] is not None:
+            yield Finding(kept["payment"], 0, journal.url, Code(kept["finding"]),
+                          f"{kept['provider']} notification {kept['status']}: {kept['note'] or ''}", kept["sent_at"])
     for reference, _ in journal.references():
         for event in journal.show(reference)["events"]:
             if event["finding"] == Code.OUT_OF_BAND.value:

@@ -79,9 +79,13 @@ def _configure_journal(journal: argparse.ArgumentParser) -> None:
     imp.add_argument("--format", dest="fmt", choices=("canonical", "vipps-events"), default="canonical")
     imp.add_argument("--provider", metavar="NAME", help="for events that do not name their provider")
     ing = action("ingest", "record one verified webhook delivery: a Vipps webhook (signature checked with "
-                           "CAPSTATE_VIPPS_WEBHOOK_SECRET) or canonical events (exit as import)")
+                           "CAPSTATE_VIPPS_WEBHOOK_SECRET), a Pipwave IPN (signature checked with the pipwave "
+                           "credentials) or canonical events (exit as import)")
     ing.add_argument("body", metavar="FILE", help="the delivery's raw body ('-': stdin)")
-    ing.add_argument("--format", dest="fmt", choices=("canonical", "vipps-webhook"), default="canonical")
+    ing.add_argument("--format", dest="fmt", choices=("canonical", "vipps-webhook", "pipwave-ipn"),
+                     default="canonical")
+    ing.add_argument("--credentials", metavar="FILE", help="pipwave-ipn: TOML or JSON credentials file (the "
+                                                           "environment, CAPSTATE_PIPWAVE_API_KEY/_API_SECRET, wins)")
     ing.add_argument("--headers", metavar="FILE", help="vipps-webhook: the received headers, a JSON object")
     ing.add_argument("--target", metavar="PATH", help="vipps-webhook: the request target as received (/hook?x=1)")
     show = action("show", "one payment: its aggregate, events (with provenance) and intents")

@@ -28,6 +28,9 @@ from ..._errors import CommandError, EventError, ProviderError, RequestError
 from ..._spec import Spec, load_spec
 from ..._values import Cancel, Capture, Event, EventType, Payment, Refund
 from ..client import CaptureClient, Outcome, Refused, Unattributed, Unsettled
+from ..pipwave import NAME as PIPWAVE
+from ..pipwave import Ipn
+from ._inbox import cancelled_dedup, map_ipn
 from ._lifecycle import (
     Failed,
     Intent,
@@ -210,7 +213,7 @@ class Journal:
                 "events": [{"id": i, "source": r.source.value, "intent": r.intent,
                             "finding": r.finding.value if r.finding is not None else None, "note": r.note,
                             "recorded_at": at.isoformat(), "event": r.event.to_dict()} for i, r, at in rows],
-                "intents": [i.to_dict() for i in state.intents]}
+                "intents": [i.to_dict() for i in state.intents], "inbox": self.inbox(reference)}
 
     def pending(self) -> list[Intent]:
         """Every open intent (pending or unknown), oldest first."""
@@ -238,7 +241,7 @@ class Journal:
 
     # ----------------------------------------------------------------------------------------- inbox
 
-    def ingest(self, events: Iterable[Event | Mapping[str, Any]], *, source: Source = Source.IMPORT,
+    def ingest(self, events: Iterable[Event | Mapping[str, Any] | Ipn], *, source: Source = Source.IMPORT,
                provider: str | None = None) -> IngestReport:
         """Record facts from outside (an import, a webhook, a provider's export), each once, in any order.
 
@@ -246,11 +249,20 @@ class Journal:
         contradictory event is recorded with its finding, never dropped. A payment enters the journal
         with its first event (its provider comes from the event, or `provider`). An item that is no
         valid event is rejected and reported; the others are recorded.
+
+        A verified Pipwave IPN (`pipwave.verify_ipn`'s `Ipn`) goes into the inbox once, and becomes a canonical
+        event only where its signed fields prove one with its amount (a cancellation); otherwise it is kept
+        with what it says and, when the journal does not account for it, a finding (`_inbox` has the rules).
         """
         recorded = duplicates = 0
         findings: list[tuple[str, str, str]] = []
         rejected: list[tuple[str, str]] = []
         for n, item in enumerate(events, start=1):
+            if isinstance(item, Ipn):
+                fresh, found = self._ingest_ipn(item)
+                recorded, duplicates = recorded + fresh, duplicates + (not fresh)
+                findings.extend(found)
+                continue
             try:
                 event = item if isinstance(item, Event) else Event.from_dict(dict(item))
                 name = event.provider or provider
@@ -273,11 +285,41 @@ class Journal:
                 if tx.add_event(Recorded(event, source, self._credit(tx, event), code, note), dedup_key(event),
                                 self.now()):
                     recorded += 1
+                    if event.type is EventType.CAPTURE_REQUESTED:
+                        # Flagged for reconcile's poll; a flag left after the capture settled is cleared there.
+                        tx.set_in_flight(event.payment, True)
                     if code is not None:
                         findings.append((event.payment, code.value, note or ""))
                 else:
                     duplicates += 1
         return IngestReport(recorded, duplicates, tuple(findings), tuple(rejected))
+
+    def _ingest_ipn(self, ipn: Ipn) -> tuple[bool, list[tuple[str, str, str]]]:
+        """Keep one IPN (False: a duplicate delivery) and record the event it proves; its findings."""
+        reference = ipn.txn_id
+        now = self.now()
+        with self._store.locked(reference or "") as tx:
+            known = tx.payment(reference) if reference is not None else None
+            state = (self._load(tx, reference)[0] if reference is not None and known is not None
+                     and known[0] == PIPWAVE else None)
+            delivery = map_ipn(ipn, state, tx.last_sent(PIPWAVE, reference) if reference is not None else None)
+            if known is not None and known[0] != PIPWAVE:
+                delivery = evolve(delivery, event=None, finding=Code.OUT_OF_BAND,
+                                  note=f"IPN for {reference!r}, a {known[0]} payment")
+            event, dedup = delivery.event, cancelled_dedup(reference or "")
+            if not tx.add_inbox(delivery, dedup if event is not None else None, now):
+                return False, []
+            found = [(reference or "", delivery.finding.value, delivery.note or "")] if delivery.finding else []
+            if event is not None:
+                code, note = self._judge_incoming(tx, event)  # a contradiction (captured first) is its finding
+                if tx.add_event(Recorded(event, Source.WEBHOOK, None, code, note), dedup, now) and code is not None:
+                    found.append((event.payment, code.value, note or ""))
+        return True, found
+
+    def inbox(self, reference: str | None = None) -> list[dict[str, Any]]:
+        """The notifications kept (all, or one payment's), as delivered, with what each proved or said."""
+        with self._store.reading() as tx:
+            return tx.inbox(reference)
 
     def ingest_vipps_webhook(self, body: bytes, *, headers: Mapping[str, str], secret: str, path_and_query: str,
                              method: str = "POST", now: datetime | None = None) -> IngestReport:
@@ -419,6 +461,7 @@ class Journal:
                     code, note = finding_for(payment, rec.event, None)
                 if tx.add_event(evolve(rec, finding=code, note=note), dedup_key(rec.event), now):
                     payment, _ = replay_events(payment, (rec.event,))
+            tx.set_in_flight(intent.payment, payment.pending > 0)
         credited = tuple(r.event for r in records if r.intent == intent.seq)
         intents = tuple(settled if i.seq == settled.seq else i for i in state.intents)
         return settled, reserved_view(State(payment, intents, state.next_seq)), credited
@@ -435,20 +478,27 @@ class Journal:
         clients = {client.provider: client} if isinstance(client, CaptureClient) else dict(client)
         now = self.now()
         out: list[Recovery] = []
-        for intent in due(self.pending(), now, older_than):
-            provider = self._provider_of(intent.payment)
+        for intent, provider in self.due(older_than, now=now):
             if provider not in clients:
                 continue
             out.append(self._recover_one(intent, clients[provider]))
         out.extend(self._refresh_in_flight(clients))
         return out
 
-    def _provider_of(self, reference: str) -> str:
+    def due(self, older_than: timedelta = timedelta(0), *,
+            now: datetime | None = None) -> list[tuple[Intent, str]]:
+        """(intent, provider) of every intent recovery would take now: open, its lease run out `older_than` ago,
+        its back-off passed. Read through the indexes of open intents: O(open intents), not O(payments)."""
+        now = now if now is not None else self.now()
         with self._store.reading() as tx:
-            row = tx.payment(reference)
-        if row is None:
-            raise JournalError(f"payment {reference!r} is not in the journal")
-        return row[0]
+            found = due(tx.due_intents(now - older_than), now, older_than)
+            return [(i, tx.provider_of(i.payment) or "") for i in found]
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """(reference, provider) of every payment with an operation in flight at the provider (Hellgate
+        `capturing`), through its partial index."""
+        with self._store.reading() as tx:
+            return tx.in_flight()
 
     def _recover_one(self, intent: Intent, client: CaptureClient) -> Recovery:
         # Claim it under the lock (a new lease, one more attempt) unless someone else settled or claimed it.
@@ -496,12 +546,14 @@ class Journal:
     def _refresh_in_flight(self, clients: Mapping[str, CaptureClient]) -> list[Recovery]:
         """Poll each payment whose capture the provider accepted but has not finished (Hellgate)."""
         out = []
-        for reference, provider in self.references():
+        for reference, provider in self.in_flight():
             client = clients.get(provider)
-            if client is None or not client.retry.rule(provider).asynchronous:
+            if client is None:
                 continue
             state = self.state(reference)
             if state.base.pending == 0:
+                with self._store.locked(reference) as tx:  # flagged by the migration's backfill: clear it
+                    tx.set_in_flight(reference, False)
                 continue
             owner = self._owner_of_flight(state)
             try:
@@ -535,8 +587,10 @@ class Journal:
         keyed = tuple(evolve(e, key=owner.key) if owner is not None and e.key is None else e for e in refreshed.events)
         now = self.now()
         with self._store.locked(reference) as tx:
-            for e in keyed:
-                tx.add_event(Recorded(e, Source.READBACK, owner.seq if owner is not None else None), dedup_key(e), now)
+            added = [e for e in keyed if tx.add_event(Recorded(e, Source.READBACK, owner.seq if owner is not None
+                                                                else None), dedup_key(e), now)]
+            after, _ = replay_events(state.base, added)
+            tx.set_in_flight(reference, after.pending > 0)
             if owner is not None and keyed and keyed[-1].type is EventType.CAPTURE_FAILED:
                 # The capture it requested failed after all: the intent did not capture (as settle() says).
                 tx.put_intent(evolve(owner, status=Status.FAILED, error=keyed[-1].reason or "the capture failed",

@@ -63,6 +63,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX capstate_intents_open ON capstate_intents (status, lease_until)",
     ),
+    # 2: what `reconcile` reads without scanning every payment, and the inbox of provider notifications.
+    (
+        # A payment with an operation in flight at the provider (Hellgate `capturing`: pending > 0), kept by
+        # every write that records its events; a partial index holds only those, so reconcile finds them in
+        # O(in flight), not O(payments). Backfilled conservatively (any capture_requested): a payment wrongly
+        # flagged is read once and cleared.
+        "ALTER TABLE capstate_payments ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0",
+        "UPDATE capstate_payments SET in_flight = 1 WHERE reference IN "
+        "(SELECT payment FROM capstate_events WHERE type = 'capture_requested')",
+        "CREATE INDEX capstate_payments_in_flight ON capstate_payments (reference) WHERE in_flight = 1",
+        # (Open intents past their lease are read through version 1's capstate_intents_open (status, lease_until).)
+        # Verified notifications (Pipwave IPNs) as delivered, once each (`dedup`), with what they were mapped to
+        # (`event`: the canonical event recorded, if any) and the finding they raised. A notification whose
+        # amount proves nothing is kept here with its finding instead of becoming a guessed event.
+        """CREATE TABLE capstate_inbox (
+            id {serial},
+            provider TEXT NOT NULL,
+            dedup TEXT NOT NULL,
+            payment TEXT,
+            status TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            body TEXT NOT NULL,
+            event TEXT,
+            finding TEXT,
+            note TEXT,
+            recorded_at TEXT NOT NULL,
+            UNIQUE (provider, dedup)
+        )""",
+        "CREATE INDEX capstate_inbox_payment ON capstate_inbox (payment, sent_at)",
+    ),
 )
 VERSION = len(MIGRATIONS)
 

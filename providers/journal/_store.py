@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from ..._codes import Code
 from ..._errors import CapstateError
 from ..._values import Event
+from ._inbox import Delivery
 from ._lifecycle import Intent, Recorded, Source, Status
 from ._schema import META, MIGRATIONS, VERSION, parse_ts, ts
 
@@ -102,6 +103,16 @@ class Tx:
                 (after, limit))
         return [(r[0], r[1]) for r in self._cur.fetchall()]
 
+    def set_in_flight(self, reference: str, flag: bool) -> None:
+        """Keep the in-flight index (schema 2): whether the payment has an operation in flight at the provider."""
+        self._x("UPDATE capstate_payments SET in_flight = ? WHERE reference = ? AND in_flight <> ?",
+                (int(flag), reference, int(flag)))
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """(reference, provider) of every payment flagged in flight, through the partial index."""
+        self._x("SELECT reference, provider FROM capstate_payments WHERE in_flight = 1 ORDER BY reference")
+        return [(r[0], r[1]) for r in self._cur.fetchall()]
+
     # -- events
 
     def events(self, reference: str) -> list[tuple[int, Recorded, datetime]]:
@@ -135,6 +146,40 @@ class Tx:
         self._x(f"SELECT {_INTENT_COLUMNS} FROM capstate_intents WHERE status IN (?, ?) ORDER BY created_at, "
                 "payment, seq", (Status.PENDING.value, Status.UNKNOWN.value))
         return [intent_from_row(r) for r in self._cur.fetchall()]
+
+    def due_intents(self, cutoff: datetime) -> list[Intent]:
+        """Open intents whose lease ran out by `cutoff`, through the index on (status, lease_until): O(open
+        intents), whatever the number of payments."""
+        self._x(f"SELECT {_INTENT_COLUMNS} FROM capstate_intents WHERE status IN ('pending', 'unknown') AND "
+                "lease_until <= ? ORDER BY lease_until, payment, seq", (ts(cutoff),))
+        return [intent_from_row(r) for r in self._cur.fetchall()]
+
+    def provider_of(self, reference: str) -> str | None:
+        row = self.payment(reference)
+        return row[0] if row is not None else None
+
+    # -- inbox
+
+    def add_inbox(self, d: Delivery, event_id: str | None, now: datetime) -> bool:
+        """Keep one notification once; False when the same delivery is already there."""
+        self._x("INSERT INTO capstate_inbox (provider, dedup, payment, status, sent_at, body, event, finding, note, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, dedup) DO NOTHING",
+                (d.provider, d.dedup, d.payment, d.status, ts(d.sent_at), d.body, event_id,
+                 d.finding.value if d.finding is not None else None, d.note, ts(now)))
+        return bool(self._cur.rowcount == 1)
+
+    def last_sent(self, provider: str, payment: str) -> datetime | None:
+        self._x("SELECT MAX(sent_at) FROM capstate_inbox WHERE provider = ? AND payment = ?", (provider, payment))
+        row = self._cur.fetchone()
+        return parse_ts(row[0]) if row is not None and row[0] is not None else None
+
+    def inbox(self, payment: str | None = None) -> list[dict[str, Any]]:
+        """Notifications kept (all, or one payment's), in the order they were sent."""
+        where, params = ("WHERE payment = ?", (payment,)) if payment is not None else ("", ())
+        self._x(f"SELECT id, provider, payment, status, sent_at, body, event, finding, note, recorded_at "
+                f"FROM capstate_inbox {where} ORDER BY sent_at, id", params)
+        keys = ("id", "provider", "payment", "status", "sent_at", "body", "event", "finding", "note", "recorded_at")
+        return [dict(zip(keys, row, strict=True)) for row in self._cur.fetchall()]
 
     def put_intent(self, i: Intent) -> None:
         self._x(f"INSERT INTO capstate_intents ({_INTENT_COLUMNS}) VALUES "
