@@ -151,3 +151,25 @@ def test_cancel_and_refund_go_through_the_journal(journal: str, server: Scripted
     assert (summary["refunded"], summary["cancelled"]) == (5000, 75000)
     keys = [r.headers["idempotency-key"] for r in server.requests]
     assert len(set(keys)) == 2  # one derived key per intent
+
+
+def test_a_vipps_event_export_is_imported_once_in_any_order(tmp_path: Path) -> None:
+    # The inbox takes a provider's own export too (issue 10, item 4): every PaymentEvent that is a fact is
+    # recorded once, by the payment it names; importing it again, or its lines reversed, adds nothing.
+    url = f"sqlite:///{tmp_path / 'capstate.db'}"
+    export = ROOT / "examples" / "logs" / "vipps-events-2026-01.jsonl"
+    first = run("journal", "import", str(export), "--format", "vipps-events", "--json", journal=url)
+    doc = json.loads(first.stdout)
+    # The shipped export is the audit's example, dirty on purpose: one line is no PaymentEvent (rejected, exit 1),
+    # one refund exceeds what was captured (recorded with its finding, not dropped), one event is there twice.
+    assert first.returncode == 1 and doc["recorded"] == 12 and doc["duplicates"] == 1, first.stdout
+    assert [r["where"].rsplit(":", 1)[1] for r in doc["rejected"]] == ["18"]
+    assert [f["code"] for f in doc["findings"]] == ["REFUND_EXCEEDS_CAPTURED"]
+    reversed_export = tmp_path / "reversed.jsonl"
+    reversed_export.write_text("\n".join(reversed(export.read_text().splitlines())) + "\n")
+    again = json.loads(run("journal", "import", str(export), str(reversed_export), "--format", "vipps-events",
+                           "--json", journal=url).stdout)
+    assert again["recorded"] == 0 and again["duplicates"] == 2 * (doc["recorded"] + doc["duplicates"])
+    exported = run("journal", "export", journal=url).stdout.splitlines()
+    assert len(exported) == doc["recorded"]
+    assert {json.loads(line)["provider"] for line in exported} == {"vipps"}
