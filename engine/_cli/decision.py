@@ -95,8 +95,10 @@ def decide_capture(args: argparse.Namespace, *, now: datetime | None = None, bas
     if at is None:
         # Whole seconds: the instant is printed, and a user may pass it back as --at.
         at = now if now is not None else datetime.now(UTC).replace(microsecond=0)
-    if at < history.latest_at:
-        # A decision rests on every fact in the history, so it cannot come before the last of them.
+    if at < history.latest_at and (at_given or history.latest_line):
+        # A decision rests on every fact in the history, so it cannot come before the last of them. (A journal's
+        # facts are stamped by the clocks of the hosts that recorded them: "now" a little behind one of them is
+        # skew, not a user's mistake, and the journal decides at its own now under the lock anyway.)
         where = f"line {history.latest_line}" if history.latest_line else history.latest_at.isoformat()
         raise UsageError(f"--at {args.at or 'now'} is before the history's latest event ({where}); "
                          f"a capture is decided after the facts it rests on")
