@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from ._codes import Code
 from ._money import INT64_MAX, fits_decimal
 from ._policy import Policy, printable_shape
 from ._values import (
@@ -31,8 +32,10 @@ from ._values import (
     EventType,
     Flow,
     Payment,
+    Violation,
     set_allowed,
     set_before,
+    set_code,
     set_pending,
     set_violations,
     set_warnings,
@@ -46,6 +49,8 @@ _AUTOMATIC: Final = Flow.AUTOMATIC
 _CAPTURED: Final = EventType.CAPTURED
 _CAPTURE_REQUESTED: Final = EventType.CAPTURE_REQUESTED
 _DECISION: Final = Decision
+_VIOLATION: Final = Violation
+_EXCEEDS_CAPTURABLE: Final = Code.EXCEEDS_CAPTURABLE
 _CAPTURE: Final = Capture
 _new: Final = object.__new__
 _set_allowed: Final = set_allowed
@@ -53,6 +58,7 @@ _set_before: Final = set_before
 _set_violations: Final = set_violations
 _set_warnings: Final = set_warnings
 _set_pending: Final = set_pending
+_set_code: Final = set_code
 _NO_WARNINGS: Final[tuple[Any, ...]] = ()
 # A key length no rule reaches: the screen's "no maximum" (PrintableShape.high is math.inf there).
 _UNBOUNDED: Final = 1 << 62
@@ -309,6 +315,25 @@ def decide_capture(p: Payment, command: Capture) -> Decision | None:
     return d
 
 
+def exceeds_capturable(p: Payment, etype: EventType, amount: int, left: int, pol: Policy) -> Violation | None:
+    """The within_capturable guard by room (`_guards.RoomCheck`): it judges most refused captures, so it
+    is compiled here, and the guard registry names this function."""
+    limit = left + pol.allowance(p.authorized) if pol.over_capture_percent else left
+    if amount > limit:
+        v: Violation = _new(_VIOLATION)  # _values.deferred_violation(...), written out
+        _set_code(v, _EXCEEDS_CAPTURABLE)
+        _set_pending(v, (_EXCEEDS_MESSAGE, p, etype, amount, limit, pol))
+        return v
+    return None
+
+
+def exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    """`_guards.exceeds_message`, on the first read of the Violation's message."""
+    from ._guards import exceeds_message
+
+    return exceeds_message(p, etype, amount, limit, pol)
+
+
 def settle_capture(p: Payment, cmd: Capture, etype: EventType, amount: int, dest: str) -> tuple[Any, Any, Any]:
     """An allowed capture's deferred fields (`_engine._settle`), on the first read of one."""
     from ._engine import _settle
@@ -325,3 +350,4 @@ def settle_refused(p: Payment, cmd: Capture, amount: int) -> tuple[Any, Any, Any
 
 _SETTLE_CAPTURE: Final = settle_capture
 _SETTLE_REFUSED: Final = settle_refused
+_EXCEEDS_MESSAGE: Final = exceeds_message

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from attrs import frozen
 
+from ._capture import exceeds_capturable
 from ._codes import Code
 from ._money import INT64_MAX, fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation, deferred_violation, set_code, set_pending
+from ._values import EventType, Flow, Payment, Violation, deferred_violation
 
 if TYPE_CHECKING:
     from ._capture import CaptureScreen
@@ -100,9 +101,7 @@ class Route:
 _CAPTURED = EventType.CAPTURED
 _AUTHORIZED = EventType.AUTHORIZED
 _AUTOMATIC = Flow.AUTOMATIC
-_new = object.__new__
 # The same for the codes of the refusals guards defer (an enum attribute costs ~100 ns each time).
-_EXCEEDS_CAPTURABLE = Code.EXCEEDS_CAPTURABLE
 _AUTHORIZATION_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _REFUND_EXCEEDS_CAPTURED = Code.REFUND_EXCEEDS_CAPTURED
 
@@ -263,21 +262,12 @@ def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) ->
 
 
 def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
+    # By room, `_capture.exceeds_capturable`: compiled with decide's capture plan, whose refusals run it.
     return exceeds_capturable(p, e.type, amount, room(p, e), pol)
 
 
-def exceeds_capturable(p: Payment, etype: EventType, amount: int, left: int, pol: Policy) -> Violation | None:
-    """within_capturable by room (see RoomCheck): it judges most refused captures."""
-    limit = left + pol.allowance(p.authorized) if pol.over_capture_percent else left
-    if amount > limit:
-        v: Violation = _new(Violation)  # deferred_violation(...), written out (see _values.set_pending)
-        set_code(v, _EXCEEDS_CAPTURABLE)
-        set_pending(v, (_exceeds_message, p, etype, amount, limit, pol))
-        return v
-    return None
-
-
-def _exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+def exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    """The message of `exceeds_capturable`'s Violation, formatted on its first read."""
     return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, etype, pol)}"
             f"{_in_major(p.currency, amount, limit)}",)
 
