@@ -7,8 +7,9 @@ spec is the reference interpreter; a differential Hypothesis test proves the two
 Compiled against a policy, each step also keeps `checks`: its guard functions minus those that policy
 makes inert (a `key_valid` where the provider has no idempotency, a `below_max_captures` with no
 maximum). Leaving them out changes no verdict and saves a call each on every event. A capture step
-keeps the capture screen compiled for that policy, and the table a `CapturePlan`: for each state, the
-step a capture command takes, picked by two facts instead of by calling routes.
+keeps the capture screen compiled for that policy, and the table a `CapturePlan` (`_capture`, compiled
+by mypyc): for each state, the step a capture command takes, picked by two facts instead of by calling
+routes.
 """
 
 from __future__ import annotations
