@@ -2,9 +2,9 @@
 plan (engine/_capture.py, capstate._capture) with mypyc.
 
 Everything else about the package is in pyproject.toml. The compiled modules are an optimisation only:
-`capstate._hotpath` runs the same sources as plain Python where no extension was built, so this never
-fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be imported, when mypyc
-refuses a module, or (the extension is `optional`) when no C compiler is available.
+`capstate._hotpath` and `capstate._builds` run the same sources as plain Python where no extension was
+built, so this never fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be
+imported, when mypyc refuses a module, or (the extension is `optional`) when no C compiler is available.
 """
 
 from __future__ import annotations

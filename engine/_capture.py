@@ -2,7 +2,7 @@
 
 This module is written for mypyc, which compiles it to a C extension at `pip install` (setup.py), as it
 does `_hot`; it runs unchanged as plain Python where no C compiler was available, or with
-CAPSTATE_NO_MYPYC=1 (`_hotpath.capture` chooses; the differential tests run both builds). Compiled, the
+CAPSTATE_NO_MYPYC=1 (`_builds` chooses; the differential tests run both builds). Compiled, the
 screen is a native class whose policy numbers sit at fixed offsets, and `decide_capture` calls it
 without a Python call frame.
 

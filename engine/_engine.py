@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 
 from attrs import evolve
 
+from ._builds import capture as _capture
 from ._capture import Proposed as _Proposed
 from ._codes import Code
 from ._errors import CommandError, EventError, InvalidTransition
 from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
-from ._hotpath import capture as _capture
 from ._money import is_currency, to_major_string
 from ._table import Step
 from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem
@@ -311,7 +311,7 @@ def _recorded(p: Payment, e: _Proposed, amount: int) -> Event:
 
 
 # decide(payment, command): judge a command before anything is sent (see `_capture.decide`, compiled with
-# its capture plan by mypyc where a C compiler was available; `_hotpath` chooses the build).
+# its capture plan by mypyc where a C compiler was available; `_builds` chooses the build).
 decide: Callable[[Payment, Command], Decision] = _capture.decide
 
 

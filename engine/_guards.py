@@ -404,8 +404,8 @@ def capture_suspects(p: Payment, e: Fact, amount: int, pol: Policy, command: boo
 
 def capture_screen(pol: Policy) -> CaptureScreen:
     """The capture screen (see `capture_suspects`) compiled for one policy: `_capture.CaptureScreen`, of
-    the build `_hotpath` runs (mypyc's, or the plain-Python source)."""
-    from ._hotpath import capture
+    the build `_builds` chose (mypyc's, or the plain-Python source)."""
+    from ._builds import capture
 
     screen: CaptureScreen = capture.CaptureScreen(pol)
     return screen

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
+from ._builds import capture
 from ._guards import (
     CAPTURE_SCREENED,
     CAPTURE_TYPES,
@@ -33,7 +34,6 @@ from ._guards import (
     capture_screen,
     capture_suspects,
 )
-from ._hotpath import capture
 from ._policy import Policy
 from ._values import EventType, Payment
 

@@ -532,7 +532,7 @@ def _compiled() -> bool:
 
 
 def _capture_compiled() -> bool:
-    from ._hotpath import CAPTURE_COMPILED
+    from ._builds import CAPTURE_COMPILED
 
     return CAPTURE_COMPILED
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import capstate
-from capstate import _hotpath
+from capstate import _builds, _hotpath
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "histories"
@@ -25,18 +25,19 @@ PROBE = (
     "import sys, orjson\n"
     "from datetime import timedelta\n"
     "import capstate\n"
-    "from capstate import _hotpath\n"
+    "from capstate import _builds, _hotpath\n"
     "from capstate._cli.audit_run import run_audit\n"
     "report = run_audit(sys.argv[1:], spec=None)\n"
     "print(_hotpath.COMPILED, _hotpath.hot.__file__)\n"
     "print(orjson.dumps(report.to_dict()).decode())\n"
-    "print(_hotpath.CAPTURE_COMPILED, _hotpath.capture.__file__)\n"
+    "print(_builds.CAPTURE_COMPILED, _builds.capture.__file__)\n"
     "answers = []\n"
     "for name in capstate.shipped():\n"
     "    spec = capstate.load_spec(name)\n"
     "    at = capstate.Event.from_json(b'{\"payment\": \"order-10001\", \"type\": \"expired\", '\n"
     "                                  b'\"at\": \"2026-01-05T10:00:00Z\"}').at\n"
-    "    p = capstate.Payment.authorized_for(spec, '0b7c1a2e-5f3d-4c8a-9e21-7d6f4b3a2c10', amount=100000, currency='NOK', at=at)\n"
+    "    ref = '0b7c1a2e-5f3d-4c8a-9e21-7d6f4b3a2c10'  # 36 characters: Hellgate's reference rule\n"
+    "    p = capstate.Payment.authorized_for(spec, ref, amount=100000, currency='NOK', at=at)\n"
     "    for amount in (None, 1, 20000, 100000, 100001):\n"
     "        for key in (None, 'cap-1'):\n"
     "            for final in (False, True):\n"
@@ -62,14 +63,14 @@ def _probe(env: dict[str, str], cwd: Path) -> tuple[bool, str, str, bool, str, s
 
 
 def test_the_installed_hot_loop_and_capture_plan_are_compiled() -> None:
-    if not (_hotpath.COMPILED and _hotpath.CAPTURE_COMPILED):
+    if not (_hotpath.COMPILED and _builds.CAPTURE_COMPILED):
         reason = "capstate was installed without mypyc (no C compiler, or CAPSTATE_NO_MYPYC=1 at install)"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
     assert _hotpath.hot.__file__.endswith((".so", ".pyd"))
-    assert _hotpath.capture.__file__.endswith((".so", ".pyd"))
-    assert capstate.decide is _hotpath.capture.decide
+    assert _builds.capture.__file__.endswith((".so", ".pyd"))
+    assert capstate.decide is _builds.capture.decide
 
 
 def test_capstate_no_mypyc_runs_the_same_source_as_plain_python(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_capstate_no_mypyc_runs_the_same_source_as_plain_python(tmp_path: Path) 
     assert compiled == _hotpath.is_compiled(_hotpath._imported)
     assert report == installed and '"events":' in report
     assert not capture_plain and capture_where.endswith("_capture.py")
-    assert capture_compiled == _hotpath.is_compiled(_hotpath._capture_imported)
+    assert capture_compiled == _builds.is_compiled(_builds.capture_imported)
     assert answers == decided and '"EXCEEDS_CAPTURABLE"' in answers and '"allowed":true' in answers
 
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from strategies import SOURCES, amounts_for, commands, events, reachable_payments, specs_from
 
 import capstate
-from capstate import Decision, Event, EventType, Payment, _hotpath
+from capstate import Decision, Event, EventType, Payment, _builds
 from capstate._engine import _decide, evaluate, resolve_amount
 from capstate._guards import CAPTURE_SCREENED, CAPTURE_TYPES, GUARDS, ROUTES, capture_suspects, room
 from capstate._policy import IdentifierRule, printable_shape
@@ -33,7 +33,7 @@ from capstate._values import Violation, new_event, new_payment
 
 # decide's capture plan as plain Python, whichever build `capstate.decide` runs (the compiled one where
 # mypyc built it): each differential test below holds both to the general path.
-PLAIN = _hotpath.plain(_hotpath._capture_imported)
+PLAIN = _builds.plain(_builds.capture_imported)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -229,16 +229,16 @@ def test_decide_answers_alike_for_odd_amounts_and_a_capture_subclass(source: str
 
 
 def test_the_capture_plan_judges_the_bench_captures_in_both_builds() -> None:
-    """decide runs the build `_hotpath` chose, and the plan itself (not the general path it falls back on)
+    """decide runs the build `_builds` chose, and the plan itself (not the general path it falls back on)
     answers the bench's allowed and refused captures, compiled and as plain Python."""
-    assert capstate.decide is _hotpath.capture.decide
+    assert capstate.decide is _builds.capture.decide
     spec = capstate.load_spec("vipps")
     auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
                                     b'"amount": 100000, "currency": "NOK"}')
     p = capstate.apply(Payment.new(spec, "order-10001"), auth)
     for amount, allowed in ((20_000, True), (120_000, False)):
         command = capstate.Capture(at=auth.at, amount=amount, key="cap-2")
-        for build in (_hotpath.capture, PLAIN):
+        for build in (_builds.capture, PLAIN):
             d = build.decide_capture(p, command)
             assert d is not None and d.allowed is allowed and d == _decide(p, command), build
 
