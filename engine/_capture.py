@@ -178,6 +178,9 @@ class CaptureStep:
         self.suspects = screen
         self.by_room: dict[str, Any] = step.by_room
         self.by_name: dict[str, Any] = step.by_name
+        # Whether the step has within_capturable, which refusals over the room are: by room, that guard is
+        # `exceeds_capturable` (the registry's `Guard.by_room`), called here without a dict or boxing.
+        self.room_checked = step.by_room.get("within_capturable") is exceeds_capturable
 
 
 # A state's capture steps by [the amount leaves part of the room][something is captured]; None: no route holds.
@@ -283,15 +286,18 @@ def decide_capture(p: Payment, command: Capture) -> Decision | None:
         if len(suspects) > 1 or suspects[0] == "key_unique":
             return None
         name = suspects[0]
-        by_room = step.by_room.get(name)
-        if by_room is not None:  # no stand-in event needed
-            v = by_room(p, plan.etype, amount, left, policy)
+        v: Violation | None = None
+        if name == "within_capturable" and step.room_checked:  # most refusals
+            v = exceeds_capturable(p, plan.etype, amount, left, policy)
         else:
-            check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
-            v = None
-            if check is not None:
-                e = Proposed(plan.etype, command.at, given, command.currency, key)
-                v = check(p, e, amount, policy, True)
+            by_room = step.by_room.get(name)
+            if by_room is not None:  # no stand-in event needed
+                v = by_room(p, plan.etype, amount, left, policy)
+            else:
+                check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
+                if check is not None:
+                    e = Proposed(plan.etype, command.at, given, command.currency, key)
+                    v = check(p, e, amount, policy, True)
         if v is not None:
             d: Decision = _new(_DECISION)  # _values.deferred_decision(False, ...), written out
             _set_allowed(d, False)

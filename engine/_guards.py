@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from attrs import frozen
 
-from ._capture import exceeds_capturable
+from ._builds import capture as _capture
 from ._codes import Code
 from ._money import INT64_MAX, fits_decimal, to_major_string
 from ._policy import Policy
@@ -55,6 +55,9 @@ GuardFn = Callable[[Payment, Fact, int, Policy, bool], Violation | None]
 # else of the fact: decide's capture path has both at hand and so builds no stand-in event to call it.
 RoomCheck = Callable[[Payment, EventType, int, int, Policy], Violation | None]
 RouteFn = Callable[[Payment, Fact, int], bool]
+# within_capturable by room, compiled with decide's capture plan (whose refusals run it), of the build
+# `_builds` chose.
+exceeds_capturable: RoomCheck = _capture.exceeds_capturable
 
 CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
 _OPS = {t: str(t.value) for t in EventType} | {
@@ -262,7 +265,6 @@ def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) ->
 
 
 def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
-    # By room, `_capture.exceeds_capturable`: compiled with decide's capture plan, whose refusals run it.
     return exceeds_capturable(p, e.type, amount, room(p, e), pol)
 
 
@@ -405,9 +407,7 @@ def capture_suspects(p: Payment, e: Fact, amount: int, pol: Policy, command: boo
 def capture_screen(pol: Policy) -> CaptureScreen:
     """The capture screen (see `capture_suspects`) compiled for one policy: `_capture.CaptureScreen`, of
     the build `_builds` chose (mypyc's, or the plain-Python source)."""
-    from ._builds import capture
-
-    screen: CaptureScreen = capture.CaptureScreen(pol)
+    screen: CaptureScreen = _capture.CaptureScreen(pol)
     return screen
 
 

@@ -232,6 +232,7 @@ def test_the_capture_plan_judges_the_bench_captures_in_both_builds() -> None:
     """decide runs the build `_builds` chose, and the plan itself (not the general path it falls back on)
     answers the bench's allowed and refused captures, compiled and as plain Python."""
     assert capstate.decide is _builds.capture.decide
+    assert GUARDS["within_capturable"].by_room is _builds.capture.exceeds_capturable
     spec = capstate.load_spec("vipps")
     auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
                                     b'"amount": 100000, "currency": "NOK"}')
