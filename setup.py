@@ -1,9 +1,10 @@
-"""Build hook: compile the audit's hot loop (engine/_hot.py, imported as capstate._hot) with mypyc.
+"""Build hook: compile the audit's hot loop (engine/_hot.py, imported as capstate._hot) and decide's capture
+plan (engine/_capture.py, capstate._capture) with mypyc.
 
-Everything else about the package is in pyproject.toml. The compiled module is an optimisation only:
-`capstate._hotpath` runs the same source as plain Python where no extension was built, so this never
-fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be imported, when mypyc
-refuses the module, or (the extension is `optional`) when no C compiler is available.
+Everything else about the package is in pyproject.toml. The compiled modules are an optimisation only:
+`capstate._hotpath` and `capstate._builds` run the same sources as plain Python where no extension was
+built, so this never fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be
+imported, when mypyc refuses a module, or (the extension is `optional`) when no C compiler is available.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _mypyc_extensions() -> list[Any]:
         return []
     here = os.path.dirname(os.path.abspath(__file__))
     # mypyc names a module from its folders' __init__.py files: engine/ is installed as `capstate`, so
-    # it compiles the file through a `capstate` link to engine/ and the extension is `capstate._hot`.
+    # it compiles the files through a `capstate` link to engine/: the extensions are `capstate._hot` and
+    # `capstate._capture`. separate=True: each module's runtime library is then capstate.<module>__mypyc,
+    # inside the package, instead of one library named by a hash at the top of site-packages.
     root = os.path.join("build", "mypyc-src")
     link = os.path.join(root, "capstate")
     try:
@@ -35,7 +38,8 @@ def _mypyc_extensions() -> list[Any]:
         extensions = mypycify([
             "--ignore-missing-imports", "--follow-imports=silent",
             os.path.join(link, "_hot.py"),
-        ], opt_level="3", debug_level="0")
+            os.path.join(link, "_capture.py"),
+        ], opt_level="3", debug_level="0", separate=True)
     except (OSError, SystemExit, Exception) as exc:
         sys.stderr.write(f"capstate: not compiling the audit's hot loop ({exc}); it runs as plain Python\n")
         return []

@@ -14,11 +14,13 @@ socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
 from attrs import evolve
 
+from ._builds import capture as _capture
+from ._capture import Proposed as _Proposed
 from ._codes import Code
 from ._errors import CommandError, EventError, InvalidTransition
 from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
@@ -42,14 +44,8 @@ from ._values import (
     deferred_decision,
     new_event,
     new_payment,
-    set_allowed,
-    set_before,
-    set_pending,
-    set_violations,
-    set_warnings,
 )
 
-_new = object.__new__
 _AUTHORIZED = EventType.AUTHORIZED
 _CAPTURE_REQUESTED = EventType.CAPTURE_REQUESTED
 _CAPTURED = EventType.CAPTURED
@@ -296,22 +292,6 @@ def replay(events: Iterable[Event], spec: object = None) -> Payment:
 # --------------------------------------------------------------------------------------------- decide
 
 
-class _Proposed:
-    """The event a command would record, as guards read it (a `Fact`): a plain slotted record, several
-    times cheaper to build than a frozen Event. The Event itself is built only if a caller reads it."""
-
-    __slots__ = ("amount", "at", "currency", "flow", "key", "type")
-
-    def __init__(self, etype: EventType, at: datetime, amount: int | None, currency: str | None, key: str | None,
-                 *, flow: Flow | None = None):
-        self.type = etype
-        self.at = at
-        self.amount = amount
-        self.currency = currency
-        self.key = key
-        self.flow = flow
-
-
 def _proposed(p: Payment, cmd: Command) -> _Proposed:
     if isinstance(cmd, Capture):
         etype = _CAPTURE_REQUESTED if p.spec.policy.capture == "async" else _CAPTURED
@@ -330,73 +310,9 @@ def _recorded(p: Payment, e: _Proposed, amount: int) -> Event:
     return new_event(p.reference, e.type, e.at, amount, e.currency or p.currency, None, e.key, e.flow)
 
 
-def decide(payment: Payment, command: Command) -> Decision:
-    """Judge `command` against the payment's spec before anything is sent. Pure; never raises for a
-    policy refusal (only CommandError for something that is not a command)."""
-    # The common case, a Capture on a state the table's CapturePlan covers, is judged here without the
-    # general machinery (written out in this one function: every call costs ~50 ns of a ~1 µs budget).
-    # Whatever it answers is what `_decide` answers: the same step, screen and guard, reached by fewer
-    # calls; the differential and hot-path tests hold the two together. Anything unusual (a partial
-    # capture rewritten to full, a key used before, several guards to run, a state or route the plan
-    # does not cover, a Capture subclass) falls through to `_decide`.
-    p = payment
-    if type(command) is not Capture:
-        return _decide(p, command)
-    spec = p.spec
-    table = spec.table
-    plan = table.capture
-    policy = spec.policy
-    if plan is None or table.policy is not policy:
-        return _decide(p, command)
-    picks = plan.picks.get(p.state)
-    if picks is None:
-        return _decide(p, command)
-    key = command.key
-    given = command.amount
-    etype = plan.etype
-    left = p.authorized - p.captured - p.cancelled  # `room`
-    if etype is not _CAPTURED:
-        left -= p.pending
-    amount = given if given is not None else left if left > 0 else 0  # `resolve_amount`
-    step = picks[amount < left][p.captured > 0]
-    if (step is None or step.suspects is None
-            or (plan.partial_general and given is not None and 0 < given < p.capturable)):
-        return _decide(p, command)
-    suspects = step.suspects(p, command.at, given, command.currency, key, amount, left, True)
-    e: _Proposed | None = None
-    if suspects:
-        # The screen names key_unique for any key used before, which may make this a replay.
-        if len(suspects) > 1 or suspects[0] == "key_unique":
-            return _decide(p, command)
-        name = suspects[0]
-        by_room = step.by_room.get(name)
-        if by_room is not None:  # no stand-in event needed
-            v = by_room(p, etype, amount, left, policy)
-        else:
-            check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
-            v = None
-            if check is not None:
-                e = _Proposed(etype, command.at, given, command.currency, key)
-                v = check(p, e, amount, policy, True)
-        if v is not None:
-            # deferred_decision(False, p, (v,), (), pending), written out (see _values.set_pending)
-            d = _new(Decision)
-            set_allowed(d, False)
-            set_before(d, p)
-            set_violations(d, (v,))
-            set_warnings(d, ())
-            set_pending(d, (_settle_refused, p, command, amount))
-            return d
-    if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
-        e = e or _Proposed(etype, command.at, given, command.currency, key)
-        return _allowed(p, command, e, amount, step.dest, warnings=[])
-    d = _new(Decision)  # deferred_decision(True, p, (), (), pending), written out
-    set_allowed(d, True)
-    set_before(d, p)
-    set_violations(d, ())
-    set_warnings(d, ())
-    set_pending(d, (_settle_capture, p, command, etype, amount, step.dest))
-    return d
+# decide(payment, command): judge a command before anything is sent (see `_capture.decide`, compiled with
+# its capture plan by mypyc where a C compiler was available; `_builds` chooses the build).
+decide: Callable[[Payment, Command], Decision] = _capture.decide
 
 
 def _decide(p: Payment, command: Command) -> Decision:
@@ -476,12 +392,6 @@ def _settle(p: Payment, cmd: Command, e: _Proposed, amount: int, dest: str
     """An allowed decision's deferred fields: the normalized command, the fact, the payment after."""
     fact = _recorded(p, e, amount)
     return _normalize(p, cmd, amount), fact, effect(p, fact, amount, dest)
-
-
-def _settle_capture(p: Payment, cmd: Capture, etype: EventType, amount: int, dest: str
-                    ) -> tuple[Command, Event | None, Payment | None]:
-    """`_settle` for `_decide_capture`, which judges without building the proposed fact."""
-    return _settle(p, cmd, _Proposed(etype, cmd.at, cmd.amount, cmd.currency, cmd.key), amount, dest)
 
 
 def _settle_refused(p: Payment, cmd: Command, amount: int) -> tuple[Command, Event | None, Payment | None]:

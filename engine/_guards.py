@@ -17,15 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from attrs import frozen
 
+from ._builds import capture as _capture
 from ._codes import Code
 from ._money import INT64_MAX, fits_decimal, to_major_string
-from ._policy import Policy, printable_shape
+from ._policy import Policy
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation, deferred_violation, set_code, set_pending
+from ._values import EventType, Flow, Payment, Violation, deferred_violation
+
+if TYPE_CHECKING:
+    from ._capture import CaptureScreen
 
 
 class Fact(Protocol):
@@ -51,6 +55,9 @@ GuardFn = Callable[[Payment, Fact, int, Policy, bool], Violation | None]
 # else of the fact: decide's capture path has both at hand and so builds no stand-in event to call it.
 RoomCheck = Callable[[Payment, EventType, int, int, Policy], Violation | None]
 RouteFn = Callable[[Payment, Fact, int], bool]
+# within_capturable by room, compiled with decide's capture plan (whose refusals run it), of the build
+# `_builds` chose.
+exceeds_capturable: RoomCheck = _capture.exceeds_capturable
 
 CAPTURE_TYPES = frozenset({EventType.CAPTURE_REQUESTED, EventType.CAPTURED})
 _OPS = {t: str(t.value) for t in EventType} | {
@@ -97,9 +104,7 @@ class Route:
 _CAPTURED = EventType.CAPTURED
 _AUTHORIZED = EventType.AUTHORIZED
 _AUTOMATIC = Flow.AUTOMATIC
-_new = object.__new__
 # The same for the codes of the refusals guards defer (an enum attribute costs ~100 ns each time).
-_EXCEEDS_CAPTURABLE = Code.EXCEEDS_CAPTURABLE
 _AUTHORIZATION_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _REFUND_EXCEEDS_CAPTURED = Code.REFUND_EXCEEDS_CAPTURED
 
@@ -263,18 +268,8 @@ def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bo
     return exceeds_capturable(p, e.type, amount, room(p, e), pol)
 
 
-def exceeds_capturable(p: Payment, etype: EventType, amount: int, left: int, pol: Policy) -> Violation | None:
-    """within_capturable by room (see RoomCheck): it judges most refused captures."""
-    limit = left + pol.allowance(p.authorized) if pol.over_capture_percent else left
-    if amount > limit:
-        v: Violation = _new(Violation)  # deferred_violation(...), written out (see _values.set_pending)
-        set_code(v, _EXCEEDS_CAPTURABLE)
-        set_pending(v, (_exceeds_message, p, etype, amount, limit, pol))
-        return v
-    return None
-
-
-def _exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+def exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
+    """The message of `exceeds_capturable`'s Violation, formatted on its first read."""
     return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, etype, pol)}"
             f"{_in_major(p.currency, amount, limit)}",)
 
@@ -402,86 +397,17 @@ CAPTURE_SCREENED = frozenset({"key_valid", "key_unique", "amount_valid", "curren
 
 
 def capture_suspects(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> list[str]:
-    """The guards of CAPTURE_SCREENED that might refuse this capture; empty when none can.
-
-    Each test is a sufficient condition for the guard named beside it to pass, so a guard left out can
-    never fail; a guard named may still pass, and the guard itself then judges (and explains). Its worst
-    mistake would be a missed violation, which the differential test (table, which screens, against the
-    transitions Machine, which runs every guard) is there to catch.
-    """
+    """The guards of CAPTURE_SCREENED that might refuse this capture; empty when none can (see
+    `_capture.CaptureScreen`: a guard left out can never fail)."""
     # The screen compiled per policy is the one implementation; this builds it afresh for any policy
     # (a spec evolved by hand onto a policy its table was not compiled for).
     return capture_screen(pol)(p, e.at, e.amount, e.currency, e.key, amount, room(p, e), command)
 
 
-# What a specialised screen reads: the payment, then the fact's at, own amount, currency and key, the
-# resolved amount, `room(payment, fact)`, and whether it judges a command.
-CaptureScreen = Callable[[Payment, datetime, int | None, str | None, str | None, int, int, bool], list[str]]
-
-
 def capture_screen(pol: Policy) -> CaptureScreen:
-    """The capture screen (see `capture_suspects`) compiled for one policy. It takes the fact's fields as
-    arguments, so `decide` needs no stand-in event to screen a capture, and the room its caller has
-    already computed to pick the transition.
-
-    The policy's numbers are read once here instead of on every call (the compiled table holds one
-    screen per spec), and the key's format is checked by `IdentifierRule.acceptor`, not a regex.
-    """
-    keys_judged = pol.idempotency != "none"
-    key_required = pol.idempotency == "required"
-    key_ok = pol.idempotency_key.acceptor()
-    # The shipped key rules are a PrintableShape: its test is written out below, saving the call.
-    shape = printable_shape(pol.idempotency_key)
-    low, high, spaces = shape if shape is not None else (0, 0.0, False)
-    partial_no = pol.partial_capture == "no"
-    # An amount at or above every minimum (and above 0) passes the minimum whatever the currency.
-    clears_minimum = max(1, pol.amount_min.get("*", 1), *pol.amount_min.values())
-    # No maximum still means int64's: every provider's amount field is one (see amount_valid).
-    amount_max = pol.amount_max if pol.amount_max is not None else INT64_MAX
-    fmt = pol.amount_format
-    max_captures = pol.max_captures
-    min_amount = pol.min_amount
-
-    def screen(p: Payment, at: datetime, given: int | None, currency: str | None, key: str | None,  # noqa: PLR0917
-               amount: int, left: int, command: bool) -> list[str]:  # positional: ~10 ns a keyword, per call
-        suspects: list[str] = []
-        if p.cancelled:
-            suspects.append("nothing_cancelled")
-        if p.pending:
-            suspects.append("nothing_in_flight")
-        if p.flow is _AUTOMATIC:
-            suspects.append("manual_flow")
-        authorized_in = p.currency
-        if currency is not None and authorized_in is not None and currency != authorized_in:
-            suspects.append("currency_matches")
-        if key is not None:
-            for use in p.keys:
-                if use.key == key:
-                    suspects.append("key_unique")
-                    break
-            if command and keys_judged and not (
-                    (low <= len(key) <= high and key.isascii() and key.isprintable() and (spaces or " " not in key))
-                    if shape is not None else key_ok(key)):
-                suspects.append("key_valid")
-        elif command and key_required:
-            suspects.append("key_valid")
-        if amount > left:
-            suspects.append("within_capturable")
-        if partial_no and amount < left:
-            suspects.append("partial_allowed")
-        if amount < clears_minimum or amount > amount_max or fmt is not None:
-            in_currency = authorized_in or currency or "*"
-            if (amount <= 0 or amount < min_amount(in_currency) or amount > amount_max
-                    or (fmt is not None and in_currency != "*"
-                        and fits_decimal(amount, in_currency, *fmt))):
-                suspects.append("amount_valid")
-        if max_captures is not None and p.capture_count >= max_captures:
-            suspects.append("below_max_captures")
-        validity = p.validity
-        if validity is not None and p.authorized_at is not None and at >= p.authorized_at + validity:
-            suspects.append("not_expired")
-        return suspects
-
+    """The capture screen (see `capture_suspects`) compiled for one policy: `_capture.CaptureScreen`, of
+    the build `_builds` chose (mypyc's, or the plain-Python source)."""
+    screen: CaptureScreen = _capture.CaptureScreen(pol)
     return screen
 
 

@@ -7,22 +7,24 @@ spec is the reference interpreter; a differential Hypothesis test proves the two
 Compiled against a policy, each step also keeps `checks`: its guard functions minus those that policy
 makes inert (a `key_valid` where the provider has no idempotency, a `below_max_captures` with no
 maximum). Leaving them out changes no verdict and saves a call each on every event. A capture step
-keeps the capture screen compiled for that policy, and the table a `CapturePlan`: for each state, the
-step a capture command takes, picked by two facts instead of by calling routes.
+keeps the capture screen compiled for that policy, and the table a `CapturePlan` (`_capture`, compiled
+by mypyc): for each state, the step a capture command takes, picked by two facts instead of by calling
+routes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
+from ._builds import capture
 from ._guards import (
     CAPTURE_SCREENED,
     CAPTURE_TYPES,
     GUARDS,
     ROUTES,
-    CaptureScreen,
     Fact,
     Guard,
     GuardFn,
@@ -34,6 +36,9 @@ from ._guards import (
 )
 from ._policy import Policy
 from ._values import EventType, Payment
+
+if TYPE_CHECKING:
+    from ._capture import CapturePlan, CaptureScreen
 
 
 @frozen
@@ -52,57 +57,9 @@ class Step:
     screen: Callable[[Payment, Fact, int, Policy, bool], list[str]] | None = field(default=None, eq=False,
                                                                                    repr=False)
     by_name: dict[str, GuardFn] = field(factory=dict, eq=False, repr=False)  # `checks` by guard name
-    # `screen` compiled for the table's policy (`_guards.capture_screen`); None without a policy.
+    # `screen` compiled for the table's policy (`_capture.CaptureScreen`); None without a policy.
     suspects: CaptureScreen | None = field(default=None, eq=False, repr=False)
     by_room: dict[str, RoomCheck] = field(factory=dict, eq=False, repr=False)  # `checks` that have `Guard.by_room`
-
-
-# A state's capture steps by [the amount leaves part of the room][something is captured]; None: no route holds.
-Picks = tuple[tuple[Step | None, Step | None], tuple[Step | None, Step | None]]
-
-
-@frozen
-class CapturePlan:
-    """How `decide` judges a Capture command under the table's policy without the general machinery.
-
-    `picks` holds the states from which every capture step is screened and routed by `Route.case`
-    alone; a state absent from it takes the general path (so does a spec with no such state). The flags
-    are the policy's answers `decide` needs on every capture.
-    """
-
-    etype: EventType  # what a capture command records: `captured`, or `capture_requested` when async
-    picks: dict[str, Picks]
-    # A partial capture takes the general path: partial_capture = becomes_full rewrites it, and a "yes"
-    # that is only a marked default warns (PARTIAL_MAY_BECOME_FULL).
-    partial_general: bool
-    remainder_lapses: bool  # remainder = lapses
-    keys_unused: bool  # idempotency = none: a key only draws a warning
-
-    @classmethod
-    def compile(cls, steps: dict[tuple[str, EventType], tuple[Step, ...]], policy: Policy) -> CapturePlan:
-        etype = EventType.CAPTURE_REQUESTED if policy.capture == "async" else EventType.CAPTURED
-        picks: dict[str, Picks] = {}
-        for (state, trigger), candidates in steps.items():
-            if trigger is etype and all(s.suspects is not None and (s.route is None or s.route.case is not None)
-                                        for s in candidates):
-                picks[state] = _picks(candidates)
-        return cls(etype, picks, policy.partial_capture == "becomes_full" or policy.partial_assumed() is not None,
-                   policy.remainder == "lapses", policy.idempotency == "none")
-
-
-def _picks(candidates: tuple[Step, ...]) -> Picks:
-    def row(short: bool) -> tuple[Step | None, Step | None]:
-        return _pick(candidates, short, False), _pick(candidates, short, True)
-
-    return row(False), row(True)
-
-
-def _pick(candidates: tuple[Step, ...], short: bool, some: bool) -> Step | None:
-    """The first step whose route holds, as `_engine.evaluate` picks it."""
-    for step in candidates:
-        if step.route is None or (step.route.case is not None and step.route.case(short, some)):
-            return step
-    return None
 
 
 @frozen
@@ -130,7 +87,7 @@ class Table:
                         {g.name: g.by_room for g in guards if g.by_room is not None and g.name in kept})
             steps.setdefault((source, trigger), []).append(step)
         compiled = {k: tuple(v) for k, v in steps.items()}
-        return cls(compiled, policy, CapturePlan.compile(compiled, policy) if policy is not None else None)
+        return cls(compiled, policy, capture.compile_plan(compiled, policy) if policy is not None else None)
 
     def candidates(self, state: str, trigger: EventType) -> tuple[Step, ...]:
         return self.steps.get((state, trigger), ())

@@ -531,6 +531,12 @@ def _compiled() -> bool:
     return COMPILED
 
 
+def _capture_compiled() -> bool:
+    from ._builds import CAPTURE_COMPILED
+
+    return CAPTURE_COMPILED
+
+
 def _run_audit() -> Callable[..., Any] | None:
     try:
         from ._cli.audit_run import run_audit
@@ -856,6 +862,7 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
                      "compared_with": "unbounded run" if opened.size <= OPEN_LOG_COMPARE else "generator",
                      "unbounded_peak_mb": unbounded.peak_mb if unbounded else None},
         "hot_loop": "compiled (mypyc)" if _compiled() else "plain Python",
+        "decide_plan": "compiled (mypyc)" if _capture_compiled() else "plain Python",
         "audit_missing": run_audit is None,
         "rows": [r.to_dict() for r in rows],
         "baselines": [r.to_dict() for r in baselines],
@@ -893,6 +900,7 @@ def render(result: dict[str, Any]) -> None:
     out.print(f"open log (e): {opened['lines']:,} lines, {opened['payments']:,} payments, "
               f"{opened['bytes'] / 1e6:,.0f} MB; report identical to the {opened['compared_with']}'s: "
               f"{opened['report_identical']}; hot loop: {result['hot_loop']}")
+    out.print(f"(c) decide's capture plan: {result.get('decide_plan', '-')}")
     if result["audit_missing"]:
         out.print("[red]capstate._cli.audit_run.run_audit is missing: (a), (b) and (d) were not measured[/]")
     tables = [("Targets", result["rows"]), ("Baselines (same run)", result["baselines"])]

@@ -1,6 +1,7 @@
-"""The audit's hot loop ships two ways: compiled by mypyc at `pip install`, and as plain Python where no
-C compiler is available (or with CAPSTATE_NO_MYPYC=1). Both must install and give the same report; the
-differential tests in test_audit_fastpath.py compare them line by line on random logs."""
+"""The audit's hot loop and decide's capture plan ship two ways: compiled by mypyc at `pip install`, and as
+plain Python where no C compiler is available (or with CAPSTATE_NO_MYPYC=1). Both must install and give
+the same report and the same decisions; the differential tests in test_audit_fastpath.py and
+test_hot_paths.py compare them on random logs and commands."""
 
 from __future__ import annotations
 
@@ -13,47 +14,75 @@ from pathlib import Path
 
 import pytest
 
-from capstate import _hotpath
+import capstate
+from capstate import _builds, _hotpath
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "histories"
-# What a fresh interpreter reports: the build it runs, and the audit of every example history.
+# What a fresh interpreter reports: the build it runs, the audit of every example history, and the build
+# decide runs with its answers to captures around the bench's (allowed, refused, replayed, partial, final).
 PROBE = (
     "import sys, orjson\n"
-    "from capstate import _hotpath\n"
+    "from datetime import timedelta\n"
+    "import capstate\n"
+    "from capstate import _builds, _hotpath\n"
     "from capstate._cli.audit_run import run_audit\n"
     "report = run_audit(sys.argv[1:], spec=None)\n"
     "print(_hotpath.COMPILED, _hotpath.hot.__file__)\n"
     "print(orjson.dumps(report.to_dict()).decode())\n"
+    "print(_builds.CAPTURE_COMPILED, _builds.capture.__file__)\n"
+    "answers = []\n"
+    "for name in capstate.shipped():\n"
+    "    spec = capstate.load_spec(name)\n"
+    "    at = capstate.Event.from_json(b'{\"payment\": \"order-10001\", \"type\": \"expired\", '\n"
+    "                                  b'\"at\": \"2026-01-05T10:00:00Z\"}').at\n"
+    "    ref = '0b7c1a2e-5f3d-4c8a-9e21-7d6f4b3a2c10'  # 36 characters: Hellgate's reference rule\n"
+    "    p = capstate.Payment.authorized_for(spec, ref, amount=100000, currency='NOK', at=at)\n"
+    "    for amount in (None, 1, 20000, 100000, 100001):\n"
+    "        for key in (None, 'cap-1'):\n"
+    "            for final in (False, True):\n"
+    "                cmd = capstate.Capture(at=at + timedelta(days=1), amount=amount, key=key, final=final)\n"
+    "                d = capstate.decide(p, cmd)\n"
+    "                answers.append([d.to_dict(), [v.message for v in d.violations],\n"
+    "                                [w.message for w in d.warnings]])\n"
+    "print(orjson.dumps(answers).decode())\n"
 )
 
 
-def _probe(env: dict[str, str], cwd: Path) -> tuple[bool, str, str]:
+def _probe(env: dict[str, str], cwd: Path) -> tuple[bool, str, str, bool, str, str]:
+    """The audit's build, where it was loaded from and its report; then the same for decide's capture plan
+    and its answers."""
     histories = sorted(str(p) for p in EXAMPLE.glob("*.jsonl"))
     done = subprocess.run([sys.executable, "-c", PROBE, *histories], capture_output=True, text=True, env=env,
                           cwd=cwd, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
-    head, report = done.stdout.splitlines()[:2]
+    head, report, capture_head, answers = done.stdout.splitlines()[:4]
     compiled, where = head.split(" ", 1)
-    return compiled == "True", where, report
+    capture_compiled, capture_where = capture_head.split(" ", 1)
+    return compiled == "True", where, report, capture_compiled == "True", capture_where, answers
 
 
-def test_the_installed_hot_loop_is_compiled() -> None:
-    if not _hotpath.COMPILED:
-        reason = "the hot loop was installed without mypyc (no C compiler, or CAPSTATE_NO_MYPYC=1 at install)"
+def test_the_installed_hot_loop_and_capture_plan_are_compiled() -> None:
+    if not (_hotpath.COMPILED and _builds.CAPTURE_COMPILED):
+        reason = "capstate was installed without mypyc (no C compiler, or CAPSTATE_NO_MYPYC=1 at install)"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
     assert _hotpath.hot.__file__.endswith((".so", ".pyd"))
+    assert _builds.capture.__file__.endswith((".so", ".pyd"))
+    assert capstate.decide is _builds.capture.decide
 
 
 def test_capstate_no_mypyc_runs_the_same_source_as_plain_python(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CAPSTATE_NO_MYPYC"}
-    compiled, _, installed = _probe(env, tmp_path)
-    plain, where, report = _probe({**env, "CAPSTATE_NO_MYPYC": "1"}, tmp_path)
+    compiled, _, installed, capture_compiled, _, decided = _probe(env, tmp_path)
+    plain, where, report, capture_plain, capture_where, answers = _probe({**env, "CAPSTATE_NO_MYPYC": "1"}, tmp_path)
     assert not plain and where.endswith("_hot.py")
     assert compiled == _hotpath.is_compiled(_hotpath._imported)
     assert report == installed and '"events":' in report
+    assert not capture_plain and capture_where.endswith("_capture.py")
+    assert capture_compiled == _builds.is_compiled(_builds.capture_imported)
+    assert answers == decided and '"EXCEEDS_CAPTURABLE"' in answers and '"allowed":true' in answers
 
 
 def test_pip_install_works_without_a_c_compiler(tmp_path: Path) -> None:
@@ -73,9 +102,12 @@ def test_pip_install_works_without_a_c_compiler(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path / "site")
-    assert "capstate/_hot.py" in names
+    assert "capstate/_hot.py" in names and "capstate/_capture.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyd"))], names
-    compiled, where, report = _probe({**os.environ, "PYTHONPATH": str(tmp_path / "site")}, tmp_path)
-    assert not compiled and Path(where).resolve() == (tmp_path / "site" / "capstate" / "_hot.py").resolve()
-    _, _, installed = _probe(dict(os.environ), tmp_path)
-    assert report == installed
+    site = tmp_path / "site" / "capstate"
+    compiled, where, report, capture_compiled, capture_where, answers = _probe(
+        {**os.environ, "PYTHONPATH": str(tmp_path / "site")}, tmp_path)
+    assert not compiled and Path(where).resolve() == (site / "_hot.py").resolve()
+    assert not capture_compiled and Path(capture_where).resolve() == (site / "_capture.py").resolve()
+    _, _, installed, _, _, decided = _probe(dict(os.environ), tmp_path)
+    assert report == installed and answers == decided

@@ -6,9 +6,10 @@
   eager build makes: equal, same hash and repr, copies, evolves (and a Violation pickles).
 - The slot-filling builders (`new_event`, `new_payment`, `Event.from_dict`) make what `__init__` makes,
   and `new_payment` refuses what `__init__` refuses.
-- `decide`'s capture path on the compiled CapturePlan answers what the general path answers; the plan's
-  route cases are the routes; a guard's check by room is its check; a key format checked by str methods
-  is the regex's verdict.
+- `decide`'s capture path on the compiled CapturePlan answers what the general path answers, in both
+  builds of `_capture` (mypyc's and the plain-Python source, side by side); the plan's route cases are
+  the routes; a guard's check by room is its check; a key format checked by str methods is the regex's
+  verdict.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from hypothesis import strategies as st
 from strategies import SOURCES, amounts_for, commands, events, reachable_payments, specs_from
 
 import capstate
-from capstate import Decision, Event, EventType, Payment
+from capstate import Decision, Event, EventType, Payment, _builds
 from capstate._engine import _decide, evaluate, resolve_amount
 from capstate._guards import CAPTURE_SCREENED, CAPTURE_TYPES, GUARDS, ROUTES, capture_suspects, room
 from capstate._policy import IdentifierRule, printable_shape
 from capstate._values import Violation, new_event, new_payment
+
+# decide's capture plan as plain Python, whichever build `capstate.decide` runs (the compiled one where
+# mypyc built it): each differential test below holds both to the general path.
+PLAIN = _builds.plain(_builds.capture_imported)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -41,6 +46,9 @@ def test_the_capture_screen_only_clears_guards_that_pass(source: str, data: st.D
     amount = data.draw(st.one_of(st.just(resolve_amount(p, e)), amounts_for(p, none=False)), label="amount")
     assert isinstance(amount, int)
     suspects = capture_suspects(p, e, amount, spec.policy, command)
+    left = room(p, e)
+    assert PLAIN.CaptureScreen(spec.policy).suspects(p, e.at, e.amount, e.currency, e.key, amount, left,
+                                                     command) == suspects
     for name in CAPTURE_SCREENED - set(suspects):
         verdict = GUARDS[name].check(p, e, amount, spec.policy, command)
         assert verdict is None, f"the screen cleared {name}, which refuses: {verdict}"
@@ -159,11 +167,12 @@ def test_a_spec_evolved_onto_another_policy_is_judged_with_every_guard(source: s
 @given(data=st.data())
 def test_decide_on_the_capture_plan_answers_as_the_general_path(source: str, data: st.DataObject) -> None:
     p, command = draw_decidable(data, source)
-    fast, general = capstate.decide(p, command), _decide(p, command)
-    # Every field, the deferred ones included (== settles them), and the messages as read.
-    assert fast == general
-    assert [v.message for v in fast.violations] == [v.message for v in general.violations]
-    assert [w.message for w in fast.warnings] == [w.message for w in general.warnings]
+    general = _decide(p, command)
+    for fast in (capstate.decide(p, command), PLAIN.decide(p, command)):
+        # Every field, the deferred ones included (== settles them), and the messages as read.
+        assert fast == general
+        assert [v.message for v in fast.violations] == [v.message for v in general.violations]
+        assert [w.message for w in fast.warnings] == [w.message for w in general.warnings]
 
 
 @pytest.mark.parametrize("amount", [None, 1, 20_000, 69_999, 70_000, 70_001, 90_000])
@@ -177,9 +186,10 @@ def test_decide_on_the_capture_plan_answers_as_the_general_path_on_the_bench_pay
     p = capstate.apply(Payment.new(spec, "order-10001"), auth)
     p = capstate.apply(p, Event(p.reference, EventType.CAPTURED, auth.at, 30_000, key="cap-1"))
     command = capstate.Capture(at=auth.at, amount=amount, key=key)
-    fast, general = capstate.decide(p, command), _decide(p, command)
-    assert fast == general
-    assert [v.message for v in fast.violations] == [v.message for v in general.violations]
+    general = _decide(p, command)
+    for fast in (capstate.decide(p, command), PLAIN.decide(p, command)):
+        assert fast == general
+        assert [v.message for v in fast.violations] == [v.message for v in general.violations]
 
 
 class _ShopCapture(capstate.Capture):
@@ -201,6 +211,7 @@ def test_decide_answers_alike_for_odd_amounts_and_a_capture_subclass(source: str
     if not isinstance(command, (capstate.Authorize, capstate.Refund)) and data.draw(st.booleans(), label="odd"):
         command = attrs.evolve(command, amount=data.draw(st.none() | _WILD_AMOUNTS, label="amount"))
     fast, general = capstate.decide(p, command), _decide(p, command)
+    assert PLAIN.decide(p, command) == general
     assert fast == general and type(fast.command) is type(general.command)
     assert [v.message for v in fast.violations] == [v.message for v in general.violations]
     assert [w.message for w in fast.warnings] == [w.message for w in general.warnings]
@@ -215,6 +226,22 @@ def test_decide_answers_alike_for_odd_amounts_and_a_capture_subclass(source: str
     released = any(w.code is capstate.Code.REMAINDER_RELEASED for w in fast.warnings)
     if fast.allowed and fast.event is not None and not released:
         assert capstate.apply(p, fast.event) == fast.after
+
+
+def test_the_capture_plan_judges_the_bench_captures_in_both_builds() -> None:
+    """decide runs the build `_builds` chose, and the plan itself (not the general path it falls back on)
+    answers the bench's allowed and refused captures, compiled and as plain Python."""
+    assert capstate.decide is _builds.capture.decide
+    assert GUARDS["within_capturable"].by_room is _builds.capture.exceeds_capturable
+    spec = capstate.load_spec("vipps")
+    auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
+                                    b'"amount": 100000, "currency": "NOK"}')
+    p = capstate.apply(Payment.new(spec, "order-10001"), auth)
+    for amount, allowed in ((20_000, True), (120_000, False)):
+        command = capstate.Capture(at=auth.at, amount=amount, key="cap-2")
+        for build in (_builds.capture, PLAIN):
+            d = build.decide_capture(p, command)
+            assert d is not None and d.allowed is allowed and d == _decide(p, command), build
 
 
 def test_the_capture_plan_covers_the_common_captures() -> None:
@@ -244,6 +271,8 @@ def test_route_cases_and_guards_by_room_are_the_registry(source: str, data: st.D
             slow = guard.check(p, e, amount, spec.policy, command)
             assert fast == slow, guard.name
             assert fast is None or slow is None or fast.message == slow.message, guard.name
+    plain = PLAIN.exceeds_capturable(p, e.type, amount, room(p, e), spec.policy)
+    assert plain == GUARDS["within_capturable"].check(p, e, amount, spec.policy, command)
 
 
 _KEY_PATTERNS = ["[!-~]+", "[ -~]+", "[!-~]{3,8}", "[!-~]{4}", "[!-~]{2,}", "[ -~]*", "[~-!]+", "[!-~]+x",
