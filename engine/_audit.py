@@ -43,7 +43,7 @@ from attrs import field, frozen
 from ._audit_fast import EXACT_ONLY, canonical, fast_spec
 from ._bom import strip_bom
 from ._codes import Code
-from ._engine import check_fact, observe
+from ._engine import check_fact, judge, observe
 from ._errors import AuditError, EventError
 from ._guards import room
 from ._hotpath import hot as _default_hot
@@ -90,6 +90,7 @@ _CODES: dict[str, Code] = {c.value: c for c in Code}
 _FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
 _instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
 _TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
+_TYPE_CODES: dict[EventType, int] = {t: _default_hot.TYPE_CODES[t.value] for t in EventType}
 
 
 @frozen
@@ -624,7 +625,13 @@ class Auditor:
         if latest is None or at > latest:
             self.latest = at
         try:
-            after, violations = observe(payment, event)
+            if self._fast:
+                # The judgement alone: the effect is applied to the record in place (`_hot.settle`, the
+                # fast path's own), with no Payment built after it and loaded back.
+                amount, dest, violations = judge(payment, event)
+                after = None
+            else:  # the reference: observe's own effect, on a Payment, loaded back into the record
+                after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
             # A fact the engine cannot even count (it never happens with valid events) is reported, and
             # the payment stays as it was, so the rest of the audit is unaffected.
@@ -649,11 +656,15 @@ class Auditor:
                                              currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.load(after, at, text)
+        if after is None:
+            self._hot.settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key, event.flow, at,
+                             text)
+        else:
+            track.load(after, at, text)
         track.line = line
         track.file = file
         track.pos = pos
-        terminal = after.state in after.spec.terminal and not after.pending
+        terminal = track.state in track.spec.terminal and not track.pending
         if terminal:
             settled_map = self._settled
             if settled:

@@ -416,7 +416,8 @@ def key_ok(uses: tuple[Any, ...], key: str, op: str, amount: int, cur: str | Non
 
 
 def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | None) -> bool:
-    """An authorization's effect; False (nothing changed) when a deadline has no canonical text."""
+    """An authorization's effect on the fast path; False (nothing changed) when a deadline has no canonical
+    text."""
     currency = cur if cur is not None else r.currency
     validity = r.fast.validity_for(currency) if currency is not None else None
     start = datetime.fromisoformat(at)
@@ -425,6 +426,12 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
     rwin = deadline(at, start, window) if window is not None else None
     if exp == "" or rwin == "":
         return False
+    _authorized(r, amount, currency, flow, start, validity, exp, rwin)
+    return True
+
+
+def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
+                validity: timedelta | None, exp: str | None, rwin: str | None) -> None:
     r.currency = currency
     r.authorized = amount
     r.validity = validity
@@ -432,7 +439,49 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
     r.authorized_at = start
     r.exp = exp
     r.rwin = rwin
-    return True
+
+
+def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
+    """What a fact of type `t` (not an authorization) that moved `amount` does to the record's money and
+    keys: `_engine.effect`'s counting, in place."""
+    if t == CAPTURED:
+        r.captured += amount
+        r.pending = 0
+        r.capture_count += 1
+    elif t == REFUNDED:
+        r.refunded += amount
+        r.refund_count += 1
+    elif t == CAPTURE_REQUESTED:
+        r.pending = amount
+    elif t == CAPTURE_FAILED:
+        r.pending = 0
+    else:  # cancelled, expired
+        r.cancelled += amount
+    if key is not None:
+        if t in _KEYED_OPS:
+            r.uses += (key, _KEYED_OPS[t], amount, True)
+        elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
+            r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+
+
+def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
+           at: datetime, text: str | None) -> None:
+    """Apply a fact the exact path judged (`_engine.evaluate`: `amount` resolved, `dest` where it leads) to
+    the record in place, as `_engine.effect` applies it to a Payment: the one in-place effect, which the
+    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None."""
+    if t == AUTHORIZED:
+        currency = cur if cur is not None else r.currency
+        validity = r.fast.validity_for(currency) if currency is not None else None
+        window = r.fast.refund_window
+        _authorized(r, amount, currency, flow, at, validity,
+                    deadline(text, at, validity) if validity is not None else None,
+                    deadline(text, at, window) if window is not None else None)
+    else:
+        _counts(r, t, amount, key)
+    r.state = dest
+    r.moves = r.fast.by_state[dest]
+    r.at_dt = at
+    r.after = text if text is not None and r.exp != "" and r.rwin != "" else EXACT_ONLY
 
 
 def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
@@ -467,26 +516,11 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
                 continue
         if not _passes(s, r, t, at, amount, e_amount, cur, key):
             return NOT_DONE
-        if t == CAPTURED:
-            r.captured += amount
-            r.pending = 0
-            r.capture_count += 1
-        elif t == REFUNDED:
-            r.refunded += amount
-            r.refund_count += 1
-        elif t == CAPTURE_REQUESTED:
-            r.pending = amount
-        elif t == CAPTURE_FAILED:
-            r.pending = 0
-        elif t == CANCELLED or t == EXPIRED:
-            r.cancelled += amount
-        elif not _authorize(r, at, amount, cur, flow):
-            return NOT_DONE
-        if key is not None:
-            if t in _KEYED_OPS:
-                r.uses += (key, _KEYED_OPS[t], amount, True)
-            elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-                r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+        if t == AUTHORIZED:
+            if not _authorize(r, at, amount, cur, flow):
+                return NOT_DONE
+        else:
+            _counts(r, t, amount, key)
         r.state = s.dest
         r.moves = s.dest_moves
         return SETTLES if s.terminal and not r.pending else APPLIED
