@@ -29,6 +29,7 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+import gc
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -781,7 +782,19 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
     `as_of` defaults to the latest `at` over all partials. `files` gives the order of the input files,
     which the violations follow; `provider` is the audit's spec name when it was given one.
     """
-    parts = list(partials)
+    # The collector stays off while the findings are ordered: the sort keys and lists are acyclic, and a
+    # collection set off by their allocations would walk every finding (~90% of a merge's time with it on).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _merge(list(partials), as_of, files, provider)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[str],
+           provider: str | None) -> AuditReport:
     when = parse_as_of(as_of)
     if when is None:
         latest = [p.latest for p in parts if p.latest is not None]
