@@ -138,8 +138,10 @@ def _finding(payment: str | None, line: int, file: str, code: str, message: str,
     return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
 
 
-def _violation_message(what: str, violation: Violation) -> tuple[str]:
-    return (f"{what}: {violation.message}",)
+def _violation_message(kind: str, logged: int | None, violation: Violation) -> tuple[str]:
+    if logged is None:
+        return (f"{kind}: {violation.message}",)
+    return (f"{kind} {logged}: {violation.message}",)
 
 
 _set_payment = Finding.__dict__["payment"].__set__
@@ -151,9 +153,11 @@ _set_amount = Finding.__dict__["amount"].__set__
 _set_currency = Finding.__dict__["currency"].__set__
 
 
-def _breach(payment: str, line: int, file: str, what: str, violation: Violation,  # noqa: PLR0917 - one per breach
-            at: str | None, amount: int | None, currency: str | None) -> Finding:
-    """The Finding of a violation `observe` found, its message left to be formatted on first read."""
+def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach
+            violation: Violation, at: str | None, amount: int | None, currency: str | None) -> Finding:
+    """The Finding of a violation `observe` found by an event of type `kind` (with the amount `logged`), its
+    message left to be formatted on first read, from what the finding holds anyway: no text is built
+    for it before then (a log with a million breaches holds a million findings)."""
     f: Finding = _new_object(Finding)
     _set_payment(f, payment)
     _set_line(f, line)
@@ -162,7 +166,7 @@ def _breach(payment: str, line: int, file: str, what: str, violation: Violation,
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
-    set_pending(f, (_violation_message, what, violation))
+    set_pending(f, (_violation_message, kind, logged, violation))
     return f
 
 
@@ -650,11 +654,12 @@ class Auditor:
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
-            what = kind if event.amount is None else f"{kind} {event.amount}"
             currency = payment.currency or event.currency
+            # The record's own reference (the live map's key), not the line's copy of it.
+            ref = payment.reference
             for v in violations:
-                self.findings.append(_breach(ref, line, file, what, v, stamp, _at_stake(payment, event, v.code),
-                                             currency))
+                self.findings.append(_breach(ref, line, file, kind, event.amount, v, stamp,
+                                             _at_stake(payment, event, v.code), currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         if after is None:

@@ -45,8 +45,9 @@ _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z
 DAYS: set[str] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
 EXACT_ONLY = "~"
-# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
-CURRENCIES: set[str] = set()
+# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
+# maps to one shared instance, which the records hold (a line's own 3-letter str is ~50 bytes a payment).
+CURRENCIES: dict[str, str] = {}
 
 # Event types as small ints (the order of EventType), and what a move needs to know of each.
 AUTHORIZED = 0
@@ -152,7 +153,7 @@ def known_currency(code: str) -> bool:
         return True
     if not is_currency(code):
         return False
-    CURRENCIES.add(code)
+    CURRENCIES[code] = code
     return True
 
 
@@ -271,7 +272,6 @@ class Record:
         self.validity: timedelta | None = None
         self.flow: Flow | None = None
         self.uses: tuple[Any, ...] = ()
-        self.keys: tuple[KeyUse, ...] = ()  # the KeyUses of `uses`, built when the exact path needs them
         self.exp: str | None = None
         self.rwin: str | None = None
         self.after = ""
@@ -295,10 +295,8 @@ class Record:
     def payment(self) -> Payment:
         """The Payment `observe` would hold now."""
         u = self.uses
-        keys = self.keys
-        if len(keys) * 4 != len(u):  # the fast path added keys since: build their KeyUses only
-            keys = self.keys = keys + tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3])
-                                            for i in range(len(keys) * 4, len(u), 4))
+        # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
+        keys = tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
         return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
                            self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
                            self.authorized_at, self.validity, self.flow, keys)
@@ -316,9 +314,7 @@ class Record:
         self.capture_count = p.capture_count
         self.refund_count = p.refund_count
         self.flow = p.flow
-        if p.keys is not self.keys:
-            self.keys = p.keys
-            self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount, k.succeeded))
+        self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount, k.succeeded))
         self.at_dt = at
         start = p.authorized_at
         if start is not self.authorized_at or p.validity != self.validity:
@@ -432,7 +428,7 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
 
 def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
                 validity: timedelta | None, exp: str | None, rwin: str | None) -> None:
-    r.currency = currency
+    r.currency = CURRENCIES.get(currency, currency) if currency is not None else None
     r.authorized = amount
     r.validity = validity
     r.flow = flow
@@ -480,8 +476,12 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
         _counts(r, t, amount, key)
     r.state = dest
     r.moves = r.fast.by_state[dest]
-    r.at_dt = at
-    r.after = text if text is not None and r.exp != "" and r.rwin != "" else EXACT_ONLY
+    if text is not None and r.exp != "" and r.rwin != "":
+        r.after = text
+        r.at_dt = None  # `when()` reads `after`
+    else:
+        r.after = EXACT_ONLY
+        r.at_dt = at
 
 
 def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
