@@ -16,9 +16,9 @@ exact path (`observe` on the materialized Payment). The fast path only ever deci
 
 Time on the fast path is the line's own text: an `at` of the exact shape `YYYY-MM-DDTHH:MM:SSZ` (UTC,
 whole seconds) orders as its instant does, so comparisons are string comparisons. Each day is validated
-once, by the exact parser, and remembered; a time of day is checked digit by digit (`clock_ok`). Expiry and refund-window deadlines are kept
-in the same shape; a payment whose deadline has none (sub-second, or out of range) takes the exact path
-for all its events.
+once, by the exact parser, and remembered; a time of day is checked digit by digit (`clock_ok`). Expiry
+and refund-window deadlines are kept in the same shape; a payment whose deadline has none (sub-second,
+or out of range) takes the exact path for all its events.
 """
 
 # The hot loop's functions take their facts as positional ints and strs (mypyc passes them unboxed), and
