@@ -29,6 +29,7 @@ number and file name, and time is the events' own.
 
 from __future__ import annotations
 
+import gc
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,7 +44,7 @@ from attrs import field, frozen
 from ._audit_fast import EXACT_ONLY, canonical, fast_spec
 from ._bom import strip_bom
 from ._codes import Code
-from ._engine import check_fact, observe
+from ._engine import check_fact, judge, observe
 from ._errors import AuditError, EventError
 from ._guards import room
 from ._hotpath import hot as _default_hot
@@ -90,6 +91,7 @@ _CODES: dict[str, Code] = {c.value: c for c in Code}
 _FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
 _instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
 _TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
+_TYPE_CODES: dict[EventType, int] = {t: _default_hot.TYPE_CODES[t.value] for t in EventType}
 
 
 @frozen
@@ -136,8 +138,10 @@ def _finding(payment: str | None, line: int, file: str, code: str, message: str,
     return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
 
 
-def _violation_message(what: str, violation: Violation) -> tuple[str]:
-    return (f"{what}: {violation.message}",)
+def _violation_message(kind: str, logged: int | None, violation: Violation) -> tuple[str]:
+    if logged is None:
+        return (f"{kind}: {violation.message}",)
+    return (f"{kind} {logged}: {violation.message}",)
 
 
 _set_payment = Finding.__dict__["payment"].__set__
@@ -149,9 +153,11 @@ _set_amount = Finding.__dict__["amount"].__set__
 _set_currency = Finding.__dict__["currency"].__set__
 
 
-def _breach(payment: str, line: int, file: str, what: str, violation: Violation,  # noqa: PLR0917 - one per breach
-            at: str | None, amount: int | None, currency: str | None) -> Finding:
-    """The Finding of a violation `observe` found, its message left to be formatted on first read."""
+def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach
+            violation: Violation, at: str | None, amount: int | None, currency: str | None) -> Finding:
+    """The Finding of a violation `observe` found by an event of type `kind` (with the amount `logged`), its
+    message left to be formatted on first read, from what the finding holds anyway: no text is built
+    for it before then (a log with a million breaches holds a million findings)."""
     f: Finding = _new_object(Finding)
     _set_payment(f, payment)
     _set_line(f, line)
@@ -160,7 +166,7 @@ def _breach(payment: str, line: int, file: str, what: str, violation: Violation,
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
-    set_pending(f, (_violation_message, what, violation))
+    set_pending(f, (_violation_message, kind, logged, violation))
     return f
 
 
@@ -624,7 +630,13 @@ class Auditor:
         if latest is None or at > latest:
             self.latest = at
         try:
-            after, violations = observe(payment, event)
+            if self._fast:
+                # The judgement alone: the effect is applied to the record in place (`_hot.settle`, the
+                # fast path's own), with no Payment built after it and loaded back.
+                amount, dest, violations = judge(payment, event)
+                after = None
+            else:  # the reference: observe's own effect, on a Payment, loaded back into the record
+                after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
             # A fact the engine cannot even count (it never happens with valid events) is reported, and
             # the payment stays as it was, so the rest of the audit is unaffected.
@@ -642,18 +654,23 @@ class Auditor:
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[event.type]
-            what = kind if event.amount is None else f"{kind} {event.amount}"
             currency = payment.currency or event.currency
+            # The record's own reference (the live map's key), not the line's copy of it.
+            ref = payment.reference
             for v in violations:
-                self.findings.append(_breach(ref, line, file, what, v, stamp, _at_stake(payment, event, v.code),
-                                             currency))
+                self.findings.append(_breach(ref, line, file, kind, event.amount, v, stamp,
+                                             _at_stake(payment, event, v.code), currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
-        track.load(after, at, text)
+        if after is None:
+            self._hot.settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key, event.flow, at,
+                             text)
+        else:
+            track.load(after, at, text)
         track.line = line
         track.file = file
         track.pos = pos
-        terminal = after.state in after.spec.terminal and not after.pending
+        terminal = track.state in track.spec.terminal and not track.pending
         if terminal:
             settled_map = self._settled
             if settled:
@@ -770,7 +787,19 @@ def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,
     `as_of` defaults to the latest `at` over all partials. `files` gives the order of the input files,
     which the violations follow; `provider` is the audit's spec name when it was given one.
     """
-    parts = list(partials)
+    # The collector stays off while the findings are ordered: the sort keys and lists are acyclic, and a
+    # collection set off by their allocations would walk every finding (~90% of a merge's time with it on).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _merge(list(partials), as_of, files, provider)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[str],
+           provider: str | None) -> AuditReport:
     when = parse_as_of(as_of)
     if when is None:
         latest = [p.latest for p in parts if p.latest is not None]

@@ -32,7 +32,6 @@ canonical = hot.canonical
 canonical_at = hot.canonical_at
 deadline = hot.deadline
 DAYS = hot.DAYS
-CLOCKS = hot.CLOCKS
 EXACT_ONLY = hot.EXACT_ONLY
 FastSpec = hot.FastSpec
 Record = hot.Record

@@ -257,10 +257,17 @@ def observe(payment: Payment, event: Event) -> tuple[Payment, tuple[Violation, .
     if event.payment != payment.reference:
         raise InvalidTransition(f"event for payment {event.payment!r} applied to payment {payment.reference!r}")
     check_fact(event)
+    amount, dest, violations = judge(payment, event)
+    return effect(payment, event, amount, dest), violations
+
+
+def judge(payment: Payment, event: Event) -> tuple[int, str, tuple[Violation, ...]]:
+    """`observe`'s judgement without its effect: the amount the fact moves, the state it leads to (where
+    it was, when the spec has no such move) and what it broke. For a fact already checked (`check_fact`)
+    and known to be the payment's: the audit applies the effect to its own mutable record."""
     amount = resolve_amount(payment, event)
     step, violations = evaluate(payment, event, amount, command=False)
-    dest = step.dest if step is not None else payment.state
-    return effect(payment, event, amount, dest), violations
+    return amount, (step.dest if step is not None else payment.state), violations
 
 
 def replay(events: Iterable[Event], spec: object = None) -> Payment:

@@ -15,10 +15,10 @@ pass), the policy's numbers as plain ints. `move` either applies the event to th
 exact path (`observe` on the materialized Payment). The fast path only ever decides "certainly clean".
 
 Time on the fast path is the line's own text: an `at` of the exact shape `YYYY-MM-DDTHH:MM:SSZ` (UTC,
-whole seconds) orders as its instant does, so comparisons are string comparisons. Each day and time of
-day is validated once, by the exact parser, and remembered. Expiry and refund-window deadlines are kept
-in the same shape; a payment whose deadline has none (sub-second, or out of range) takes the exact path
-for all its events.
+whole seconds) orders as its instant does, so comparisons are string comparisons. Each day is validated
+once, by the exact parser, and remembered; a time of day is checked digit by digit (`clock_ok`). Expiry
+and refund-window deadlines are kept in the same shape; a payment whose deadline has none (sub-second,
+or out of range) takes the exact path for all its events.
 """
 
 # The hot loop's functions take their facts as positional ints and strs (mypyc passes them unboxed), and
@@ -32,20 +32,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._guards import op_of
-from ._money import INT64_MAX, fits_decimal, is_currency
+from ._money import INT64_MAX, decimal_bounds, is_currency
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
-# Validated halves of canonical instants: "YYYY-MM-DDT" and "HH:MM:SSZ". Only valid halves are added, so
-# both stay bounded by the calendar (~3.7 million days, 86,400 times of day) whatever garbage a log holds.
+# Validated days of canonical instants ("YYYY-MM-DDT"). Only valid days are added, so the set stays bounded
+# by the calendar (~3.7 million days) whatever garbage a log holds. A time of day is judged by `clock_ok`
+# instead: a log stamped to the second seldom repeats one (the bench log's 100,000 lines hold ~58,000), so
+# a set of seen ones sent most lines through the regex and `parse_instant`.
 DAYS: set[str] = set()
-CLOCKS: set[str] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
 EXACT_ONLY = "~"
-# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code.
-CURRENCIES: set[str] = set()
+# ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
+# maps to one shared instance, which the records hold (a line's own 3-letter str is ~50 bytes a payment).
+CURRENCIES: dict[str, str] = {}
 
 # Event types as small ints (the order of EventType), and what a move needs to know of each.
 AUTHORIZED = 0
@@ -78,7 +80,7 @@ EXACT = 2
 
 def canonical_at(text: object) -> str | None:
     """`text` if it is a canonical instant the audit accepts, else None: the slow check, for a day or a
-    time of day not seen before (`text[:11] in DAYS and text[11:] in CLOCKS` is the fast one)."""
+    time of day not seen before (`text[:11] in DAYS and clock_ok(text)` is the fast one)."""
     if not isinstance(text, str) or len(text) != 20 or not _CANONICAL.fullmatch(text):
         return None
     try:
@@ -86,8 +88,28 @@ def canonical_at(text: object) -> str | None:
     except ValueError:
         return None
     DAYS.add(text[:11])
-    CLOCKS.add(text[11:])
     return text
+
+
+def _digits2(text: str, i: int) -> int:
+    """The two ASCII digits at `text[i:i + 2]` as a number, or -1."""
+    hi = ord(text[i]) - 48
+    lo = ord(text[i + 1]) - 48
+    if hi < 0 or hi > 9 or lo < 0 or lo > 9:
+        return -1
+    return hi * 10 + lo
+
+
+def clock_ok(text: str) -> bool:
+    """Whether `text[11:]` is a time of day "HH:MM:SSZ" that `canonical_at` accepts (its regex, then
+    `parse_instant`, whose `fromisoformat` takes hours 0-23, minutes and seconds 0-59): the fast check,
+    for a `text` whose first 11 characters are a day in DAYS."""
+    if len(text) != 20 or text[13] != ":" or text[16] != ":" or text[19] != "Z":
+        return False
+    h = _digits2(text, 11)
+    m = _digits2(text, 14)
+    sec = _digits2(text, 17)
+    return 0 <= h <= 23 and 0 <= m <= 59 and 0 <= sec <= 59
 
 
 def canonical(at: datetime) -> str | None:
@@ -131,7 +153,7 @@ def known_currency(code: str) -> bool:
         return True
     if not is_currency(code):
         return False
-    CURRENCIES.add(code)
+    CURRENCIES[code] = code
     return True
 
 
@@ -170,6 +192,8 @@ class Step:
         self.within_refund_window = False
         self.cancels_whole = False
         self.expired_nothing_held = False
+        # amount_format's `decimal_bounds` per currency (bounded by the ISO 4217 table).
+        self.bounds: dict[str, tuple[int, int]] = {}
 
 
 class Move:
@@ -193,6 +217,24 @@ class FastSpec:
         self.currencies = currencies
         self.reference_ok = reference_ok
         self.refund_window: timedelta | None = policy.refund_window
+        self.mins: dict[str, int] = {}
+        self.validities: dict[str, timedelta | None] = {}
+
+    def min_amount(self, currency: str) -> int:
+        """The policy's `min_amount(currency)`, asked once per currency (a call into Python per line cost
+        more than the rest of the amount check)."""
+        found = self.mins.get(currency)
+        if found is None:
+            found = self.mins[currency] = int(self.policy.min_amount(currency))
+        return found
+
+    def validity_for(self, currency: str) -> timedelta | None:
+        """The policy's `validity_for(currency)`, asked once per currency."""
+        if currency in self.validities:
+            return self.validities[currency]
+        found: timedelta | None = self.policy.validity_for(currency)
+        self.validities[currency] = found
+        return found
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -230,7 +272,6 @@ class Record:
         self.validity: timedelta | None = None
         self.flow: Flow | None = None
         self.uses: tuple[Any, ...] = ()
-        self.keys: tuple[KeyUse, ...] = ()  # the KeyUses of `uses`, built when the exact path needs them
         self.exp: str | None = None
         self.rwin: str | None = None
         self.after = ""
@@ -254,10 +295,8 @@ class Record:
     def payment(self) -> Payment:
         """The Payment `observe` would hold now."""
         u = self.uses
-        keys = self.keys
-        if len(keys) * 4 != len(u):  # the fast path added keys since: build their KeyUses only
-            keys = self.keys = keys + tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3])
-                                            for i in range(len(keys) * 4, len(u), 4))
+        # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
+        keys = tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
         return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
                            self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
                            self.authorized_at, self.validity, self.flow, keys)
@@ -275,9 +314,7 @@ class Record:
         self.capture_count = p.capture_count
         self.refund_count = p.refund_count
         self.flow = p.flow
-        if p.keys is not self.keys:
-            self.keys = p.keys
-            self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount, k.succeeded))
+        self.uses = tuple(x for k in p.keys for x in (k.key, k.op, k.amount, k.succeeded))
         self.at_dt = at
         start = p.authorized_at
         if start is not self.authorized_at or p.validity != self.validity:
@@ -307,12 +344,16 @@ def _passes(s: Step, r: Record, t: int, at: str, amount: int, e_amount: int, cur
         if s.amount_min >= 0:
             if amount < s.amount_min:
                 return False
-        elif amount < r.fast.policy.min_amount(money if money is not None else "*"):
+        elif amount < r.fast.min_amount(money if money is not None else "*"):
             return False
         if s.amount_max >= 0 and amount > s.amount_max:
             return False
-        if s.amount_format and money is not None and fits_decimal(amount, money, s.format_p, s.format_s) is not None:
-            return False
+        if s.amount_format and money is not None:
+            bounds = s.bounds.get(money)
+            if bounds is None:
+                bounds = s.bounds[money] = decimal_bounds(money, s.format_p, s.format_s)
+            if amount % bounds[0] or amount >= bounds[1]:  # fits_decimal fails (amount > 0 here)
+                return False
     if s.currency_matches and cur is not None and r.currency is not None and cur != r.currency:
         return False
     if s.currency_supported:
@@ -371,23 +412,76 @@ def key_ok(uses: tuple[Any, ...], key: str, op: str, amount: int, cur: str | Non
 
 
 def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | None) -> bool:
-    """An authorization's effect; False (nothing changed) when a deadline has no canonical text."""
+    """An authorization's effect on the fast path; False (nothing changed) when a deadline has no canonical
+    text."""
     currency = cur if cur is not None else r.currency
-    validity: timedelta | None = r.fast.policy.validity_for(currency) if currency is not None else None
+    validity = r.fast.validity_for(currency) if currency is not None else None
     start = datetime.fromisoformat(at)
     exp = deadline(at, start, validity) if validity is not None else None
     window = r.fast.refund_window
     rwin = deadline(at, start, window) if window is not None else None
     if exp == "" or rwin == "":
         return False
-    r.currency = currency
+    _authorized(r, amount, currency, flow, start, validity, exp, rwin)
+    return True
+
+
+def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
+                validity: timedelta | None, exp: str | None, rwin: str | None) -> None:
+    r.currency = CURRENCIES.get(currency, currency) if currency is not None else None
     r.authorized = amount
     r.validity = validity
     r.flow = flow
     r.authorized_at = start
     r.exp = exp
     r.rwin = rwin
-    return True
+
+
+def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
+    """What a fact of type `t` (not an authorization) that moved `amount` does to the record's money and
+    keys: `_engine.effect`'s counting, in place."""
+    if t == CAPTURED:
+        r.captured += amount
+        r.pending = 0
+        r.capture_count += 1
+    elif t == REFUNDED:
+        r.refunded += amount
+        r.refund_count += 1
+    elif t == CAPTURE_REQUESTED:
+        r.pending = amount
+    elif t == CAPTURE_FAILED:
+        r.pending = 0
+    else:  # cancelled, expired
+        r.cancelled += amount
+    if key is not None:
+        if t in _KEYED_OPS:
+            r.uses += (key, _KEYED_OPS[t], amount, True)
+        elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
+            r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+
+
+def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
+           at: datetime, text: str | None) -> None:
+    """Apply a fact the exact path judged (`_engine.evaluate`: `amount` resolved, `dest` where it leads) to
+    the record in place, as `_engine.effect` applies it to a Payment: the one in-place effect, which the
+    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None."""
+    if t == AUTHORIZED:
+        currency = cur if cur is not None else r.currency
+        validity = r.fast.validity_for(currency) if currency is not None else None
+        window = r.fast.refund_window
+        _authorized(r, amount, currency, flow, at, validity,
+                    deadline(text, at, validity) if validity is not None else None,
+                    deadline(text, at, window) if window is not None else None)
+    else:
+        _counts(r, t, amount, key)
+    r.state = dest
+    r.moves = r.fast.by_state[dest]
+    if text is not None and r.exp != "" and r.rwin != "":
+        r.after = text
+        r.at_dt = None  # `when()` reads `after`
+    else:
+        r.after = EXACT_ONLY
+        r.at_dt = at
 
 
 def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
@@ -422,26 +516,11 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
                 continue
         if not _passes(s, r, t, at, amount, e_amount, cur, key):
             return NOT_DONE
-        if t == CAPTURED:
-            r.captured += amount
-            r.pending = 0
-            r.capture_count += 1
-        elif t == REFUNDED:
-            r.refunded += amount
-            r.refund_count += 1
-        elif t == CAPTURE_REQUESTED:
-            r.pending = amount
-        elif t == CAPTURE_FAILED:
-            r.pending = 0
-        elif t == CANCELLED or t == EXPIRED:
-            r.cancelled += amount
-        elif not _authorize(r, at, amount, cur, flow):
-            return NOT_DONE
-        if key is not None:
-            if t in _KEYED_OPS:
-                r.uses += (key, _KEYED_OPS[t], amount, True)
-            elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-                r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+        if t == AUTHORIZED:
+            if not _authorize(r, at, amount, cur, flow):
+                return NOT_DONE
+        else:
+            _counts(r, t, amount, key)
         r.state = s.dest
         r.moves = s.dest_moves
         return SETTLES if s.terminal and not r.pending else APPLIED
@@ -457,7 +536,7 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
     type (provider, key and reason a str or None: nothing more to check there)."""
     if not payment or etype not in TYPE_CODES:
         return False
-    if not ((at[:11] in DAYS and at[11:] in CLOCKS) or canonical_at(at) is not None):
+    if not ((at[:11] in DAYS and clock_ok(at)) or canonical_at(at) is not None):
         return False
     if amount is None:
         if etype == "authorized" or etype == "captured" or etype == "refunded":

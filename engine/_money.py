@@ -118,10 +118,19 @@ def fits_decimal(minor: int, currency: str, precision: int, scale: int) -> str |
 
     Returns None when they fit, or the reason they do not (too many decimals, or too many digits).
     """
-    exp = exponent(currency)
-    if exp > scale and minor % 10 ** (exp - scale):
-        return f"{to_major_string(minor, currency)} {currency} needs {exp} decimals; the format has {scale}"
-    whole_digits = precision - scale
-    if abs(minor) >= 10 ** (whole_digits + exp):
-        return f"{to_major_string(minor, currency)} {currency} has more than {whole_digits} integer digits"
+    step, bound = decimal_bounds(currency, precision, scale)
+    if minor % step:
+        return (f"{to_major_string(minor, currency)} {currency} needs {exponent(currency)} decimals; the format "
+                f"has {scale}")
+    if abs(minor) >= bound:
+        return (f"{to_major_string(minor, currency)} {currency} has more than {precision - scale} integer "
+                f"digits")
     return None
+
+
+def decimal_bounds(currency: str, precision: int, scale: int) -> tuple[int, int]:
+    """`fits_decimal` as two numbers: `minor` units fit decimal(precision, scale) exactly when `minor` is a
+    multiple of the first and its magnitude is below the second. (The audit's compiled loop keeps them per
+    currency, so that it judges a fit with two integer operations and no call.)"""
+    exp = exponent(currency)
+    return (10 ** (exp - scale) if exp > scale else 1), 10 ** (precision - scale + exp)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from test_audit import line
 
@@ -279,6 +279,37 @@ def test_every_shipped_spec_compiles_a_fast_move_for_every_transition() -> None:
 ])
 def test_only_valid_canonical_instants_are_taken_as_text(text: str, ok: bool) -> None:
     assert (canonical_at(text) == text) is ok
+
+
+_CLOCK_CHARS = st.sampled_from("0123456789:Z+-.T \u0661\uff10")
+
+
+@given(st.sampled_from(tuple(BUILDS)), st.sampled_from(["2026-03-01T", "2024-02-29T", "0002-01-01T", "9898-12-31T"]),
+       st.one_of(st.text(_CLOCK_CHARS, min_size=7, max_size=11),
+                 st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)).map(
+                     lambda t: "%02d:%02d:%02dZ" % t)))  # noqa: UP031 - the clock's own zero-padded shape
+@example("plain", "2026-03-01T", "24:00:00Z")
+@example("installed", "2026-03-01T", "23:60:00Z")
+@example("installed", "2026-03-01T", "23:59:60Z")
+@example("plain", "2026-03-01T", "23:59:59Z")
+@example("installed", "2026-03-01T", "2\u0663:00:00Z")
+def test_the_digit_by_digit_clock_check_agrees_with_the_exact_parser(build: str, day: str, clock: str) -> None:
+    """`clock_ok` (the fast path's check of a time of day, for a day already validated) accepts exactly the
+    instants `canonical_at` (regex, then parse_instant) accepts."""
+    module = BUILDS[build]
+    text = day + clock
+    assert module.canonical_at(day + "00:00:00Z") is not None  # the day is valid, and now known
+    assert module.clock_ok(text) is (module.canonical_at(text) == text)
+
+
+@given(st.integers(1, 10**16), st.sampled_from(["NOK", "JPY", "KWD", "USD", "CLF"]),
+       st.integers(1, 18).flatmap(lambda p: st.tuples(st.just(p), st.integers(0, p))))
+def test_decimal_bounds_say_what_fits_decimal_says(minor: int, currency: str, format_: tuple[int, int]) -> None:
+    from capstate._money import decimal_bounds, fits_decimal
+
+    precision, scale = format_
+    step, bound = decimal_bounds(currency, precision, scale)
+    assert (minor % step == 0 and minor < bound) is (fits_decimal(minor, currency, precision, scale) is None)
 
 
 def _parsed_owner(line: bytes, parts: int) -> int:

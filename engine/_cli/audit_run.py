@@ -490,6 +490,11 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # Everything the loop allocated is still in the youngest generation, so the first collection
+            # after it would walk every finding and record (~15% of an audit). Freezing and unfreezing
+            # moves them to the oldest generation without a walk (both O(1)); they are collected as usual.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
