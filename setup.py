@@ -3,20 +3,44 @@
 Everything else about the package is in pyproject.toml. The compiled module is an optimisation only:
 `capstate._hotpath` runs the same source as plain Python where no extension was built, so this never
 fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be imported, when mypyc
-refuses the module, or (the extension is `optional`) when no C compiler is available.
+refuses the module, or when no C compiler works (probed first; the extension is also `optional`, for a
+compiler that fails on the generated C itself).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Any
 
 from setuptools import setup
 
 
+def _c_compiler_works() -> bool:
+    """Whether the compiler build_ext would use ($CC, else the interpreter's) compiles a trivial file.
+    Asked first because mypyc's type analysis costs ~20 s of CPU before any compiler is called."""
+    try:
+        from distutils.ccompiler import new_compiler  # setuptools' copy, through its distutils shim
+        from distutils.sysconfig import customize_compiler
+
+        compiler: Any = new_compiler()
+        customize_compiler(compiler)
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = os.path.join(tmp, "probe.c")
+            with open(probe, "w", encoding="ascii") as f:
+                f.write("int capstate_probe(void) { return 0; }\n")
+            compiler.compile([probe], output_dir=tmp)
+    except Exception:  # noqa: BLE001 - any failure means: no working compiler here
+        return False
+    return True
+
+
 def _mypyc_extensions() -> list[Any]:
     if os.environ.get("CAPSTATE_NO_MYPYC") == "1":
+        return []
+    if not _c_compiler_works():
+        sys.stderr.write("capstate: no working C compiler; the audit's hot loop runs as plain Python\n")
         return []
     try:
         from mypyc.build import mypycify
