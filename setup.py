@@ -4,20 +4,44 @@ plan (engine/_capture.py, capstate._capture) with mypyc.
 Everything else about the package is in pyproject.toml. The compiled modules are an optimisation only:
 `capstate._hotpath` and `capstate._builds` run the same sources as plain Python where no extension was
 built, so this never fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be
-imported, when mypyc refuses a module, or (the extension is `optional`) when no C compiler is available.
+imported, when mypyc refuses a module, or when no C compiler works (probed first; the extensions are also
+`optional`, for a compiler that fails on the generated C itself).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Any
 
 from setuptools import setup
 
 
+def _c_compiler_works() -> bool:
+    """Whether the compiler build_ext would use ($CC, else the interpreter's) compiles a trivial file.
+    Asked first because mypyc's type analysis costs ~20 s of CPU before any compiler is called."""
+    try:
+        from distutils.ccompiler import new_compiler  # setuptools' copy, through its distutils shim
+        from distutils.sysconfig import customize_compiler
+
+        compiler: Any = new_compiler()
+        customize_compiler(compiler)
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = os.path.join(tmp, "probe.c")
+            with open(probe, "w", encoding="ascii") as f:
+                f.write("int capstate_probe(void) { return 0; }\n")
+            compiler.compile([probe], output_dir=tmp)
+    except Exception:  # any failure means: no working compiler here
+        return False
+    return True
+
+
 def _mypyc_extensions() -> list[Any]:
     if os.environ.get("CAPSTATE_NO_MYPYC") == "1":
+        return []
+    if not _c_compiler_works():
+        sys.stderr.write("capstate: no working C compiler; the hot loop and capture plan run as plain Python\n")
         return []
     try:
         from mypyc.build import mypycify

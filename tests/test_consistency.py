@@ -102,34 +102,15 @@ def _group(pid: int) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_an_interrupted_audit_prints_one_line_and_exits_130(fifo: Path, mode: list[str], how: str) -> None:
-    if "--dask" in mode:
-        pytest.importorskip("distributed", reason="--dask needs the dask extra")
-    program("ps", "apt-get install procps")  # to see the workers come and go
-    writer = os.open(fifo, os.O_RDWR)
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "CI"}
-        proc = subprocess.Popen([sys.executable, "-m", "capstate", "audit", str(fifo), *mode, "--json"],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        # Wait until the workers (processes or a local cluster's) are up and blocked on the pipe.
-        # A local cluster adds multiprocessing's resource tracker; its workers take a while to import
-        # dask, so the signal is sent once they run (a worker hit while importing prints its own traceback).
-        want = 1 + (2 if mode else 0) + (1 if "--dask" in mode else 0)
-        deadline = time.monotonic() + 90
-        while len(_group(proc.pid)) < want and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        time.sleep(15 if "--dask" in mode else 1)
-        assert proc.poll() is None, proc.communicate()
-        if how == "ctrl-c":
-            os.killpg(proc.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
-        else:
-            proc.send_signal(signal.SIGTERM)  # a supervisor sends it to the process it started
-        out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(writer)
+def _interrupt(proc: subprocess.Popen[bytes], how: str) -> tuple[bytes, bytes]:
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+    else:
+        proc.send_signal(signal.SIGTERM)  # a supervisor sends it to the process it started
+    return proc.communicate(timeout=60)
+
+
+def _one_line_and_no_orphans(proc: subprocess.Popen[bytes], how: str, out: bytes, err: bytes) -> None:
     assert proc.returncode == 130, err
     line = "capstate: interrupted (Ctrl-C)\n" if how == "ctrl-c" else "capstate: terminated (SIGTERM)\n"
     assert err.decode() == line
@@ -141,6 +122,51 @@ def test_an_interrupted_audit_prints_one_line_and_exits_130(fifo: Path, mode: li
     alive = subprocess.run([ps, "-o", "pid=,stat=", "-g", str(proc.pid)], capture_output=True, text=True,
                            check=False).stdout.split("\n")
     assert not [row for row in alive if row.strip() and "Z" not in row.split()[-1]], alive
+
+
+def _audit(args: list[str]) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    return subprocess.Popen([sys.executable, "-m", "capstate", "audit", *args, "--json"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_audit_interrupted_while_reading_a_pipe_prints_one_line_and_exits_130(
+        fifo: Path, mode: list[str], how: str) -> None:
+    # A pipe is read whole by the first process (workers and a cluster need a file they can split), so
+    # in every mode the audit is one process blocked on the pipe when the signal comes.
+    if "--dask" in mode:
+        pytest.importorskip("distributed", reason="--dask needs the dask extra")
+    program("ps", "apt-get install procps")
+    writer = os.open(fifo, os.O_RDWR)
+    try:
+        proc = _audit([str(fifo), *mode])
+        time.sleep(1.5)  # start-up and the open of the pipe
+        assert proc.poll() is None, proc.communicate()
+        assert len(_group(proc.pid)) == 1, _group(proc.pid)
+        out, err = _interrupt(proc, how)
+    finally:
+        os.close(writer)
+    _one_line_and_no_orphans(proc, how, out, err)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_audit_interrupted_while_its_workers_run_prints_one_line_and_exits_130(
+        tmp_path: Path, how: str) -> None:
+    from capstate.bench import write_log  # the bench's log: ~100 bytes a line, 10% breaking a rule
+
+    program("ps", "apt-get install procps")
+    log = write_log(str(tmp_path), payments=100_000, seed=7)  # 500,000 lines: seconds of work for 2 workers
+    proc = _audit([log.path, "--workers", "2"])
+    deadline = time.monotonic() + 60
+    while len(_group(proc.pid)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the audit ended before its workers were seen"
+    assert len(_group(proc.pid)) >= 3, _group(proc.pid)  # the parent and its two workers
+    out, err = _interrupt(proc, how)
+    _one_line_and_no_orphans(proc, how, out, err)
 
 
 # ------------------------------------------------------------------------------------------ amounts

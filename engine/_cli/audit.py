@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import orjson
@@ -116,9 +118,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         check_report_path(args.report)
     names = [display_name(f) for f in args.files]
-    with _stdin_spooled(args.files) as (paths, stdin_digest):
-        digests = [stdin_digest if name == "-" and stdin_digest is not None else sha256_file(path)
-                   for path, name in zip(paths, names, strict=True)]
+    with _streams_spooled(args.files) as (paths, spooled):
+        digests = [spooled[i] if i in spooled else sha256_file(path) for i, path in enumerate(paths)]
         fmt, found = resolve_formats(paths, names, args.fmt)
         if all(kind == EMPTY for kind in found):
             raise UsageError(f"{', '.join(names)} {'is' if len(names) == 1 else 'are all'} empty: nothing to audit")
@@ -159,21 +160,44 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _stdin_spooled(files: Sequence[str]) -> Iterator[tuple[list[str], tuple[int, str] | None]]:
-    """The inputs as paths, stdin ("-") copied to a temporary file on the way (hashed as it is copied),
-    so that it can be sniffed for its format, hashed, audited and read again for the HTML timelines."""
-    if "-" not in files:
-        yield list(files), None
+def _streams_spooled(files: Sequence[str]) -> Iterator[tuple[list[str], dict[int, tuple[int, str]]]]:
+    """The inputs as paths, each that is a stream (stdin "-", a named pipe, `<(zcat log.gz)`, a device)
+    copied to a temporary file on the way and hashed as it is copied: a stream can be read once, and the
+    audit reads its inputs several times (format sniff, digest, audit, the HTML timelines). Reading a pipe
+    in place lost the lines the sniff consumed, or all of them. Returns the paths and, by position, the
+    (size, sha256) of each spooled stream."""
+    streams = [i for i, f in enumerate(files) if f == "-" or _is_stream(f)]
+    if not streams:
+        yield list(files), {}
         return
-    digest = hashlib.sha256()
-    size = 0
-    with tempfile.NamedTemporaryFile(prefix="capstate-stdin-", delete=True) as tmp:
-        while chunk := sys.stdin.buffer.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-            tmp.write(chunk)
-        tmp.flush()
-        yield [tmp.name if f == "-" else f for f in files], (size, digest.hexdigest())
+    paths = list(files)
+    digests: dict[int, tuple[int, str]] = {}
+    with ExitStack() as stack:
+        for i in streams:
+            tmp = stack.enter_context(tempfile.NamedTemporaryFile(prefix="capstate-stream-", delete=True))
+            try:
+                source = sys.stdin.buffer if files[i] == "-" else stack.enter_context(open(files[i], "rb"))
+            except OSError as exc:
+                raise UsageError(f"cannot read {files[i]}: {exc.strerror or exc}") from None
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                tmp.write(chunk)
+            tmp.flush()
+            paths[i] = tmp.name
+            digests[i] = (size, digest.hexdigest())
+        yield paths, digests
+
+
+def _is_stream(path: str) -> bool:
+    """Not a regular file (nor a directory, which run_audit refuses by name): it can be read only once."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False  # run_audit reports what is wrong with it
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _no_events(names: Sequence[str], report: AuditReport) -> str:

@@ -115,9 +115,15 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
                      f" [fault {dispatch.fault.kind.value}]" if dispatch.fault is not None else "")
         return await _send(reply)
 
+    # Deferred jobs (webhooks) run one at a time in the order they were queued: each in its own task, they
+    # raced, and a payment's CANCELLED could reach the receiver before its CAPTURED. (Vipps does not
+    # promise order either, so a receiver must not rely on it; an emulator that reorders at random makes
+    # merchants' tests flaky instead of teaching that.) The lock hands itself on to waiters in FIFO order.
+    deliveries = asyncio.Lock()
+
     def schedule(jobs: Iterable[Callable[[], Any]]) -> None:
         for job in jobs:
-            task = asyncio.get_running_loop().create_task(_run_deferred(job))
+            task = asyncio.get_running_loop().create_task(_run_deferred(job, deliveries))
             _background.add(task)
             task.add_done_callback(_background.discard)
 
@@ -149,8 +155,9 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
     return app
 
 
-async def _run_deferred(job: Callable[[], Any]) -> None:
-    try:
-        await job()
-    except Exception as exc:  # a webhook that cannot be delivered must not stop the emulator
-        log.warning("deferred job failed: %s: %s", type(exc).__name__, exc)
+async def _run_deferred(job: Callable[[], Any], turn: asyncio.Lock) -> None:
+    async with turn:
+        try:
+            await job()
+        except Exception as exc:  # a webhook that cannot be delivered must not stop the emulator
+            log.warning("deferred job failed: %s: %s", type(exc).__name__, exc)
