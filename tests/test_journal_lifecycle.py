@@ -75,6 +75,16 @@ def test_an_open_capture_reserves_its_amount_and_blocks_a_second_one() -> None:
     assert reserved_view(State(base(), (evolve(intent(), status=Status.FAILED),), 2)).capturable == 100000
 
 
+def test_a_reservation_never_exceeds_the_room_the_proven_events_leave() -> None:
+    # Our 40,000 is in flight (outcome unknown) when someone else's 65,000 is proven through the inbox:
+    # the provider refuses to capture past the authorization, so ours can have taken at most 35,000.
+    state = State(base(captured=65000), (intent(amount=40000, requested=40000),), 2)
+    view = reserved_view(state)
+    assert (view.pending, view.capturable) == (35000, 0)
+    refused = start(state, Capture(at=NOW, amount=1000))
+    assert isinstance(refused, Refuse) and capstate.Code.CAPTURE_IN_FLIGHT in refused.decision.codes
+
+
 def test_open_refunds_and_cancels_exclude_each_other() -> None:
     paid = base(captured=50000)
     refund_open = State(paid, (intent(op="refund", amount=20000),), 2)

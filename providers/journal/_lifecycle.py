@@ -174,6 +174,10 @@ def reserved_view(state: State) -> Payment:
     """The payment the engine decides against: events plus every open intent's reservation (Rule 1)."""
     p = state.base
     capture = sum(i.amount for i in state.intents if i.open and i.op == "capture")
+    # Never more than the room the proven events leave: a capture seen since (someone else's, through the
+    # inbox) proves an open intent cannot have taken all it asked for, since the provider refuses to
+    # capture beyond the authorization. Reserving past the room made `capturable` negative.
+    capture = min(capture, max(p.capturable, 0))
     refund = sum(i.amount for i in state.intents if i.open and i.op == "refund")
     if capture or refund:
         p = p.moved(p.state, pending=p.pending + capture, refunded=p.refunded + refund)
