@@ -6,34 +6,16 @@ a PostgreSQL test skips with the reason, and FAILS under CI=true, where .ci/run 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
+from _requires import absent
+from _requires import postgres_url as postgres_base
 
 BACKENDS = ("sqlite", "postgresql")
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"true", "1"}
-
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"PostgreSQL is required in CI: {reason}")
-    pytest.skip(reason)
-
-
-def postgres_base() -> str:
-    url = os.environ.get("CAPSTATE_TEST_POSTGRES")
-    if not url:
-        _unavailable("CAPSTATE_TEST_POSTGRES is not set (a libpq URL of a test server)")
-        raise AssertionError("unreachable")
-    return url
 
 
 @contextmanager
@@ -43,13 +25,13 @@ def postgres_url() -> Iterator[str]:
     try:
         import psycopg
     except ImportError:
-        _unavailable("psycopg is not installed (pip install 'capstate[postgres]')")
+        absent("needs psycopg: pip install 'capstate[postgres]'")
         raise AssertionError("unreachable") from None
     schema = f"capstate_t_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(base, autocommit=True)
     except psycopg.Error as exc:
-        _unavailable(f"no PostgreSQL server at CAPSTATE_TEST_POSTGRES: {str(exc).strip().splitlines()[0]}")
+        absent(f"needs a PostgreSQL server at CAPSTATE_TEST_POSTGRES: {str(exc).strip().splitlines()[0]}")
         raise AssertionError("unreachable") from None
     with admin:
         admin.execute(f"CREATE SCHEMA {schema}")
