@@ -147,12 +147,12 @@ def owners_of(block: bytes, parts: int) -> bytes:
 def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
     """The blocks of whole lines of bytes [start, end) of a file (see `audit_run._blocks`); a BOM that
     opens the file is dropped."""
-    from .audit_run import MAX_LINE, _blocks
+    from . import audit_run
 
     reader = _Range(path, start, end)
     try:
         first = start == 0
-        for block in _blocks(reader, max_line=MAX_LINE):
+        for block in audit_run._blocks(reader, audit_run._BLOCK, audit_run.MAX_LINE):
             if first and block is not None:
                 block = strip_bom(block)  # it opens the file, not its first line (RFC 8259 8.1)
             first = False
@@ -234,7 +234,7 @@ def pack(p: Partial) -> bytes:
 
 def unpack(blob: bytes) -> Partial:
     """The Partial `pack` packed (equal to it, field by field)."""
-    findings, events, payments, providers, latest, dangling = pickle.loads(blob)  # noqa: S301 - our own worker's
+    findings, events, payments, providers, latest, dangling = pickle.loads(blob)  # a blob our own worker wrote
     payment, line, file, code, message, at, amount, currency = findings
     code_of = _CODE_OF
     return Partial(list(map(Finding, payment, line, file, [code_of[c] for c in code], message, at, amount,
