@@ -17,7 +17,7 @@ from test_audit_parallel import SHOP, generated_log
 from test_cli import Run, run_cli
 
 from capstate._cli import audit_run
-from capstate._cli.audit_ranges import cuts, owners_of, splittable
+from capstate._cli.audit_ranges import cuts, owner_table, owners_of, splittable
 from capstate._cli.audit_run import _owner_of, run_audit
 from capstate._cli.main import main
 
@@ -74,6 +74,14 @@ def test_cuts_fall_at_line_starts_and_cover_the_file(tmp_path_factory: pytest.Te
         assert start in (0, len(data)) or data[start - 1:start] == b"\n"
 
 
+@pytest.mark.parametrize("parts", [2, 3, 8, 25, 26, 255])
+def test_every_owner_gets_a_share_and_worker_0_the_largest(parts: int) -> None:
+    slots, table = owner_table(parts)
+    shares = [table[:slots].count(j) for j in range(parts)]
+    assert sum(shares) == slots and min(shares) >= 1 and shares[0] == max(shares)
+    assert max(shares) <= 1.1 * min(shares) + 1
+
+
 def test_the_api_gives_the_same_report_with_workers(plain_inputs: list[Path]) -> None:
     paths = [str(p) for p in plain_inputs]
     one = run_audit(paths, spec=None)
@@ -94,21 +102,22 @@ _TRICKY = [b"", b"\x00\xff garbage", b'{"payment":"d","payment":"e","type":"capt
        st.integers(0, 400), st.integers(0, 2**32), st.integers(2, 7))
 def test_a_line_of_a_valid_event_gets_its_payment_s_owner(extra: list[bytes], payments: int, seed: int,
                                                             parts: int) -> None:
-    """The owner byte of every line whose JSON names a payment is that payment's CRC-32 modulo N, as the
-    line-by-line rule gives it, however the block is halved around the lines it cannot vouch for."""
+    """The owner byte of every line whose JSON names a payment is the owner of that payment's CRC-32 (as the
+    line-by-line rule reads it), however the block is halved around the lines it cannot vouch for."""
     lines = [line for line in generated_log(payments, seed=seed).split(b"\n") if len(line) < 4096]
     rnd = random.Random(seed)
     for line in extra:
         lines.insert(rnd.randrange(len(lines) + 1), line)
     got = owners_of(b"\n".join(lines), parts)
-    assert len(got) == len(lines)
+    slots, table = owner_table(parts)
+    assert len(got) == len(lines) and max(got) < parts
     for line, owner in zip(lines, got, strict=True):
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
         if isinstance(obj, dict) and isinstance(obj.get("payment"), str):
-            assert owner == _owner_of(line, parts)[0], line
+            assert owner == table[_owner_of(line, slots)[0]], line
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

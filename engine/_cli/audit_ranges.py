@@ -1,27 +1,27 @@
-"""Parallel audits that split the input by bytes and shuffle lines by payment (`--workers N`, N > 1).
+"""Parallel audits that split the input by bytes and give each line to its payment's worker (`--workers N`).
 
-Every worker reading the whole input and keeping its share of the payments costs each of them a full
-scan: 2 workers gave at most ~1.45x one process. Here the work is split twice:
+Every worker reading the whole input and judging each line's payment costs each of them a full scan,
+and copying the input into per-worker spool files costs a write and a read of all of it. Here:
 
-1. scan: worker k reads only the k-th byte range of each file (cut at line ends), finds each line's
-   owner (the payment id's CRC-32 modulo N, `owners_of`) and appends, for each owner with lines in the
-   block, one frame to a spool file (one per file, range and owner, in a temporary directory): the
-   block's line count, its first line's number within the range, a mask of one byte per line of the
-   block (1: this owner's), and the owner's lines joined;
-2. audit: once every range is scanned, worker j audits the frames addressed to it in input order (file
-   by file, range by range), numbering each line from the mask and from the line counts the scan
-   returned. Every payment's events meet in one worker, in file order, with their file names, line
-   numbers and positions, so the merged report is byte-identical to one process's.
+1. scan: worker k reads only the k-th byte range of each file (cut at line ends) and writes each line's
+   owner, one byte a line in line order, to the range's owners file (`owners_of`: a function of the
+   payment id's CRC-32, so every event of a payment has one owner). No line is copied.
+2. audit: once every range is scanned, worker j reads every range of every file in input order and
+   audits the lines the owners files give it (`bytes.translate` turns the owners into a mask,
+   `itertools.compress` takes its lines and their numbers). Every payment's events meet in one worker,
+   in file order, with their file names, line numbers and positions, so the merged report is
+   byte-identical to one process's.
 
 The parent process is worker 0 (it would only wait otherwise): it starts N - 1 forked workers, scans
 and audits its own range and share, and merges. Only the other workers' partials cross a pipe, packed
-as columns (`pack`), never as a graph of objects.
+as columns (`pack`), never as a graph of objects; since those workers also format their findings'
+messages for the trip, worker 0 takes a slightly larger share (`owner_table`).
 
-Where the time goes (docs/performance.md, issue 13): a worker's scan is C loops over the block (split,
-one regex, CRC-32 through `map`, `bytes.translate` and `itertools.compress` per owner), no Python
-statement per line; the shuffle costs a sequential write and read of the input's bytes through the page
-cache. It applies to plain canonical files; gzip (no byte ranges), stdin and the Vipps export keep the
-every-worker-reads-all partitioning in `audit_run`.
+The scan and the selection are C loops over whole blocks (counts, one regex, CRC-32 through `map`,
+`translate`, `compress`), no Python statement per line. Temporary disk use is one byte per line.
+Measured stages: docs/performance.md (issue 13). It applies to plain canonical files of at most
+MAX_RANGE_WORKERS workers; gzip (no byte ranges), stdin and the Vipps export keep the every-worker-reads-all
+partitioning in `audit_run`.
 """
 
 from __future__ import annotations
@@ -116,9 +116,19 @@ def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
     return ids if len(ids) == n else None
 
 
+def owner_table(parts: int) -> tuple[int, bytes]:
+    """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
+    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also
+    format and pack their findings for the trip back (~14% of a share on the bench log) and it does not."""
+    slots = parts * 10 + 1
+    if slots > 256:
+        return parts, bytes(range(parts)) + bytes(256 - parts)
+    return slots, bytes(0 if s < 11 else (s - 1) // 10 for s in range(slots)) + bytes(256 - slots)
+
+
 def owners_of(block: bytes, parts: int) -> bytes:
-    """Each line's partition as one byte: for a valid event, its payment id's CRC-32 modulo `parts`, as
-    `audit_run._owner_of` gives it.
+    """Each line's owner as one byte: for a valid event, `owner_table` of its payment id's CRC-32 (which
+    `audit_run._owner_of` gives for any line).
 
     A clean block (the common case) costs C loops only: two counts, one regex, CRC-32 through `map`. A
     block `_range_ids` cannot vouch for is halved at a line end until each piece is clean or one line,
@@ -126,6 +136,7 @@ def owners_of(block: bytes, parts: int) -> bytes:
     rescans, not the block (with 0.1% garbage lines most blocks hold one)."""
     from .audit_run import _owner_of, crc32
 
+    slots, table = owner_table(parts)
     out = []
     pending = [block]
     while pending:
@@ -133,15 +144,15 @@ def owners_of(block: bytes, parts: int) -> bytes:
         n = piece.count(b"\n") + 1
         ids = _range_ids(piece, n)
         if ids is not None:
-            out.append(bytes(map(parts.__rmod__, map(crc32, ids))))
+            out.append(bytes(map(slots.__rmod__, map(crc32, ids))))
         elif n == 1:
-            out.append(bytes((_owner_of(piece, parts)[0],)))
+            out.append(bytes((_owner_of(piece, slots)[0],)))
         else:
             cut = piece.find(b"\n", len(piece) // 2)
             if cut < 0:
                 cut = piece.rfind(b"\n")
             pending += (piece[cut + 1:], piece[:cut])  # the first half is popped first: owners stay in order
-    return b"".join(out)
+    return b"".join(out).translate(table)
 
 
 def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
