@@ -8,13 +8,14 @@ Garbage never ends an audit: a line longer than MAX_LINE, binary noise, or a gzi
 off is a LOG_MALFORMED finding at its line, and the audit goes on with the next line or file. Only a
 file that cannot be opened at all is a usage error (exit 2), checked before any work starts.
 
-Parallel runs partition by payment: every partition reads all the input and keeps the lines whose
-payment hashes (CRC-32, the same in every process) to it, so the events of one payment meet in one
-process, in file order, with their original file names and line numbers. The partitions' results are
-merged and sorted exactly as a single process's, so the output is byte-identical. Reading all input
-in every partition costs a cheap scan: canonical input is read in blocks of whole lines, and a block
-whose every line names its payment beyond doubt is partitioned by one regex and three counts over the
-block (`_owners`); otherwise runs of 64 lines try the same, and the rest go line by line (the id
+Parallel runs partition by payment, so the events of one payment meet in one process, in file order,
+with their original file names and line numbers; the partitions' results are merged and sorted exactly
+as a single process's, so the output is byte-identical. Plain canonical files (and stdin, copied to a
+file first) are split by byte ranges (`audit_ranges`: each line's owner found once, in one worker).
+gzip and the Vipps export are read whole by every partition, which keeps the lines whose payment hashes
+(CRC-32, the same in every process) to it: canonical input is read in blocks of whole lines, and a
+block whose every line names its payment beyond doubt is partitioned by one regex and four counts over
+the block (`_owners`); otherwise runs of 64 lines try the same, and the rest go line by line (the id
 sliced from the bytes, `_payment_bytes`, or the line parsed, `_owner_of`). Every path gives a line the
 same partition, a function of its bytes alone.
 
