@@ -17,9 +17,10 @@ from test_audit_parallel import SHOP, generated_log
 from test_cli import Run, run_cli
 
 from capstate._cli import audit_run
-from capstate._cli.audit_ranges import cuts, owner_table, owners_of, splittable
-from capstate._cli.audit_run import _owner_of, run_audit
+from capstate._cli.audit_ranges import audit_share, cuts, owner_table, owners_of, scan_range, splittable
+from capstate._cli.audit_run import _owner_of, _partition, run_audit
 from capstate._cli.main import main
+from capstate._cli.options import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +161,39 @@ def test_random_logs_give_byte_identical_reports_with_1_2_and_3_workers(  # noqa
         assert code in (0, 1) and err == "", err
         seen["json"].add(stable(out))
     assert {kind: len(outs) for kind, outs in seen.items()} == {"text": 1, "json": 1, "html": 1}
+
+
+def test_a_file_that_changes_between_the_scan_and_the_audit_is_refused(tmp_path: Path) -> None:
+    """The owners were written for the bytes the scan read: lines of other bytes would be given to the
+    wrong worker, or dropped, so the audit stops with one line instead (the CLI's exit 2)."""
+    path = tmp_path / "live.jsonl"
+    data = generated_log(300, seed=3).split(b"\n")
+    path.write_bytes(b"\n".join(line for line in data if len(line) < 4096))
+    size = path.stat().st_size
+    job = audit_run.Job((str(path),), ("live.jsonl",), None, None, "canonical")
+    bounds = [cuts(str(path), 2)]
+    for k in range(2):
+        scan_range(job.paths, bounds, k, 2, str(tmp_path))
+    assert audit_share(job, 1, 2, str(tmp_path), bounds).events > 0
+    path.write_bytes((b'{"payment":"p"}\n' * size)[:size])  # as many bytes, more lines
+    with pytest.raises(UsageError, match=r"live\.jsonl changed while it was audited"):
+        audit_share(job, 1, 2, str(tmp_path), bounds)
+
+
+@pytest.mark.parametrize("pair", [
+    [b"", b'{"payment":"d","payment":"e","type":"captured"}'],  # no key on one line, two on the next
+    [b'{"payment":"d","payment":"e"}', b'{"x":1}'],
+    [b'{"x":1}', b'{"payment":"d", "payment": "e"}'],
+])
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_line_with_two_keys_beside_one_with_none_does_not_shift_the_owners(pair: list[bytes], parts: int) -> None:
+    """The counts over a block match when one line has the key twice and another not at all: the regex
+    gives at most one match per line, so the block is refused, not read one id off."""
+    lines = [orjson.dumps({"payment": f"p-{i}", "type": "captured"}) for i in range(40)]
+    lines[20:20] = pair
+    block = b"\n".join(lines)
+    slots, table = owner_table(parts)
+    got = owners_of(block, parts)
+    assert list(got) == [table[_owner_of(line, slots)[0]] for line in lines]
+    owners, _ = _partition(block, lines, parts)
+    assert owners == [_owner_of(line, parts)[0] for line in lines]

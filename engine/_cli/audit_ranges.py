@@ -36,6 +36,7 @@ from typing import Any
 from .._audit import Auditor, Dangling, Finding, Partial
 from .._bom import strip_bom
 from .._codes import Code
+from .options import UsageError
 
 MAX_RANGE_WORKERS = 255
 """Most workers the byte-range path takes: a line's owner is one byte (more go the every-worker way)."""
@@ -203,7 +204,8 @@ def audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[
                 with open(_owners_path(directory, f, k), "rb") as owners:
                     for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
                         if block is None:
-                            owners.read(1)
+                            if owners.read(1) != _TOO_LONG:
+                                raise UsageError(f"{name} changed while it was audited; audit it again")
                             number += 1
                             if j == 0:  # a line too long to audit: one partition reports it
                                 auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
@@ -211,11 +213,15 @@ def audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[
                         lines = block.split(b"\n")
                         n = len(lines)
                         mask = owners.read(n).translate(table)
+                        if len(mask) != n:  # the scan saw other bytes: compress would drop lines silently
+                            raise UsageError(f"{name} changed while it was audited; audit it again")
                         mine = list(compress(lines, mask))
                         if mine:
                             feed(mine, list(compress(range(number + 1, number + n + 1), mask)), name, 0,
                                  before_file)
                         number += n
+                    if owners.read(1):
+                        raise UsageError(f"{name} changed while it was audited; audit it again")
             before_file += number
         return auditor.partial()
     finally:

@@ -284,10 +284,11 @@ def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
 
 _BLOCK = 1 << 18
 """Bytes read at a time (read1: what one read of the file, or one gzip member's worth, gives)."""
-# A "payment" key whose value is a string: the id's bytes (group 1). Unanchored, so the regex engine
-# searches for its literal prefix; `_block_ids` makes sure each line starts with `{` and holds the key
-# once, so a block gives exactly one match per line.
-_LINE_ID = re.compile(rb'"payment"(?::"|: ")([^"\n]*)"')
+# A "payment" key whose value is a string: the id's bytes (group 1), then the rest of the line, so that
+# a line gives at most one match (`findall` goes on after it). Unanchored, so the regex engine searches
+# for its literal prefix; `_block_ids` and `_range_ids` count the key once per line, so a block whose
+# lines give one match each gives each line's id, in order.
+_LINE_ID = re.compile(rb'"payment"(?::"|: ")([^"\n]*)"[^\n]*')
 
 
 def _blocks(stream: _Reader, block: int = _BLOCK, max_line: int = MAX_LINE) -> Iterator[bytes | None]:
