@@ -197,3 +197,19 @@ def test_a_line_with_two_keys_beside_one_with_none_does_not_shift_the_owners(pai
     assert list(got) == [table[_owner_of(line, slots)[0]] for line in lines]
     owners, _ = _partition(block, lines, parts)
     assert owners == [_owner_of(line, parts)[0] for line in lines]
+
+
+def test_the_stages_leave_the_collector_as_they_found_it(tmp_path: Path) -> None:
+    """Worker 0 is the caller's own process: a collector left off would stay off for the whole program."""
+    import gc
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(generated_log(50, seed=2).split(b"\n", 1)[1])
+    job = audit_run.Job((str(path),), ("log.jsonl",), None, None, "canonical")
+    bounds = [cuts(str(path), 2)]
+    assert gc.isenabled()
+    scan_range(job.paths, bounds, 0, 2, str(tmp_path))
+    scan_range(job.paths, bounds, 1, 2, str(tmp_path))
+    assert gc.isenabled()
+    audit_share(job, 0, 2, str(tmp_path), bounds)
+    assert gc.isenabled()

@@ -26,7 +26,6 @@ partitioning in `audit_run`.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 from collections.abc import Iterator
@@ -176,21 +175,29 @@ def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
 def scan_range(paths: tuple[str, ...], bounds: list[list[int]], k: int, parts: int, directory: str) -> None:
     """Stage 1 for range k of every file: write each line's owner, one byte a line in line order, to the
     range's owners file (TOO_LONG for a line past MAX_LINE)."""
-    gc.disable()  # nothing here makes a cycle; a worker's collector would only walk what fork gave it
-    for f, path in enumerate(paths):
-        with open(_owners_path(directory, f, k), "wb") as out:
-            for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
-                out.write(_TOO_LONG if block is None else owners_of(block, parts))
+    from .audit_run import _gc_paused
+
+    # Nothing here makes a cycle; a worker's collector would only walk what fork gave it.
+    with _gc_paused():
+        for f, path in enumerate(paths):
+            with open(_owners_path(directory, f, k), "wb") as out:
+                for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
+                    out.write(_TOO_LONG if block is None else owners_of(block, parts))
 
 
 def audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
     """Stage 2 for partition j: read every range of every file in input order, and audit the lines the
-    owners files give to j. Runs with the cyclic collector paused (as `audit_partition` does); the
-    caller restores it."""
+    owners files give to j. Runs with the cyclic collector paused, as `audit_partition` does."""
+    from .audit_run import _gc_paused
+
+    with _gc_paused():
+        return _audit_share(job, j, parts, directory, bounds)
+
+
+def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
     from .audit_run import MAX_LINE
     from .spill import SqliteStore
 
-    gc.disable()
     store = SqliteStore() if job.max_open else None
     auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
                       settled_window=job.settled_window, fast=job.fast, store=store, max_open=job.max_open)
