@@ -207,7 +207,7 @@ def test_blocks_never_hold_a_line_much_longer_than_the_limit() -> None:
 @given(st.lists(_LINE_BYTES | st.builds(orjson.dumps, _OBJECTS), min_size=1, max_size=80),
        st.integers(2, 5))
 def test_partitioning_a_block_agrees_with_partitioning_each_line(lines: list[bytes], parts: int) -> None:
-    """The block-wide shortcut (one regex and three counts for thousands of lines) gives every line the
+    """The block-wide shortcut (one regex and four counts for thousands of lines) gives every line the
     partition the line-by-line rule gives it, whatever garbage sits among them."""
     owners, parsed = _partition(b"\n".join(lines), lines, parts)
     assert owners == [_owner_of(line, parts)[0] for line in lines]

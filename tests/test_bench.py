@@ -50,6 +50,7 @@ def test_quick_json_measures_every_row_with_numeric_ratios(quick: dict[str, obje
         assert row["verdict"] in {"PASS", "MISS"}, row
     # The verdicts follow from the figures, not from anything else.
     assert (rows["a"]["verdict"] == "PASS") == (rows["a"]["ratio"] >= 0.5)
+    assert quick["log"]["workers_report_identical"] is True  # type: ignore[index]
     assert (rows["b"]["verdict"] == "PASS") == (rows["b"]["ratio"] >= 1.6)
     assert (rows["c_allowed"]["verdict"] == "PASS") == (rows["c_allowed"]["value"] <= 1500)
     assert (rows["c_rejected_vs"]["verdict"] == "PASS") == (rows["c_rejected_vs"]["value"] >= 10)

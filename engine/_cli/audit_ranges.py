@@ -1,36 +1,48 @@
-"""Parallel audits that split the input by bytes and shuffle lines by payment (`--workers N`, N > 1).
+"""Parallel audits that split the input by bytes and give each line to its payment's worker (`--workers N`).
 
-Each worker used to read the whole input and keep its share of the payments: N workers did N full scans,
-so 2 gave at most ~1.45x one process. Here the work is split twice:
+Every worker reading the whole input and judging each line's payment costs each of them a full scan,
+and copying the input into per-worker spool files costs a write and a read of all of it. Here:
 
-1. scan: worker k reads only the k-th byte range of each file (cut at line ends), finds each line's
-   payment (`_partition`, the same function of the line's bytes as before) and appends the line to a
-   spool file for the partition that owns it: one per (file, range, partition), in a temporary
-   directory, with the line's number within its range;
-2. audit: once every range is scanned (the stages are two maps over one pool), worker j audits the spools
-   addressed to it in input order (file by file, range by range), numbering each line from the line
-   counts the scan returned. Every payment's events meet in one worker, in file order, with their file
-   names, line numbers and positions, so the merged report is byte-identical to one process's.
+1. scan: worker k reads only the k-th byte range of each file (cut at line ends) and writes each line's
+   owner, one byte a line in line order, to the range's owners file (`owners_of`: a function of the
+   payment id's CRC-32, so every event of a payment has one owner). No line is copied.
+2. audit: once every range is scanned, worker j reads every range of every file in input order and
+   audits the lines the owners files give it (`bytes.translate` turns the owners into a mask,
+   `itertools.compress` takes its lines and their numbers). Every payment's events meet in one worker,
+   in file order, with their file names, line numbers and positions, so the merged report is
+   byte-identical to one process's.
 
-So each worker scans 1/N of the input and audits 1/N of it; the shuffle costs a sequential write and
-read of the input's bytes. It applies to plain canonical files; gzip (no byte ranges), stdin and the
-Vipps export keep the every-worker-reads-all partitioning in `audit_run`.
+The parent process is worker 0 (it would only wait otherwise): it starts N - 1 forked workers, scans
+and audits its own range and share, and merges. Only the other workers' partials cross a pipe, packed
+as columns (`pack`), never as a graph of objects; since those workers also format their findings'
+messages for the trip, worker 0 takes a slightly larger share (`owner_table`).
+
+The scan and the selection are C loops over whole blocks (counts, one regex, CRC-32 through `map`,
+`translate`, `compress`), no Python statement per line. Temporary disk use is one byte per line.
+Measured stages: docs/performance.md (issue 13). It applies to plain canonical files of at most
+MAX_RANGE_WORKERS workers; gzip (no byte ranges), stdin and the Vipps export keep the every-worker-reads-all
+partitioning in `audit_run`.
 """
 
 from __future__ import annotations
 
-import gc
 import os
-import struct
-from array import array
+import pickle
 from collections.abc import Iterator
+from itertools import compress
 from typing import Any
 
-from .._audit import Auditor, Partial
+from .._audit import Auditor, Dangling, Finding, Partial
 from .._bom import strip_bom
+from .._codes import Code
+from .options import UsageError
 
-_FRAME = struct.Struct("<qq")  # lines in the frame, bytes of their text
-_BLOCK = 1 << 18
+MAX_RANGE_WORKERS = 255
+"""Most workers the byte-range path takes: a line's owner is one byte (more go the every-worker way)."""
+_TOO_LONG = b"\xff"  # the owner byte of a line past MAX_LINE (worker 0 reports it)
+_MASKS: dict[tuple[int, int], bytes] = {}
+_CODE_OF: dict[str, Code] = {c.value: c for c in Code}
+_VALUE_OF: dict[Code, str] = {c: c.value for c in Code}
 
 
 class _Range:
@@ -57,6 +69,8 @@ class _Range:
 
 def cuts(path: str, parts: int) -> list[int]:
     """Where each of `parts` ranges of the file starts, each just after a line end; then the file's size."""
+    from .audit_run import _BLOCK
+
     size = os.path.getsize(path)
     starts = [0]
     with open(path, "rb") as f:
@@ -76,95 +90,180 @@ def cuts(path: str, parts: int) -> list[int]:
     return starts
 
 
-def _spool(directory: str, file: int, part_range: int, owner: int) -> str:
-    return os.path.join(directory, f"{file}-{part_range}-{owner}.spool")
+def _owners_path(directory: str, file: int, part_range: int) -> str:
+    return os.path.join(directory, f"{file}-{part_range}.owners")
 
 
-def scan_range(paths: tuple[str, ...], bounds: list[list[int]], k: int, parts: int, directory: str) -> list[int]:
-    """Stage 1 for range k of every file: spool each line to its owner's file. Returns the lines of range
-    k of each file. A line longer than MAX_LINE goes to partition 0 as a marker (number negated)."""
-    from .audit_run import MAX_LINE, _blocks, _partition
-
-    counts = []
-    for f, path in enumerate(paths):
-        start, end = bounds[f][k], bounds[f][k + 1]
-        outs = [open(_spool(directory, f, k, j), "wb") for j in range(parts)]  # noqa: SIM115 - closed below
-        number = 0
-        reader = _Range(path, start, end)
-        try:
-            for block in _blocks(reader, max_line=MAX_LINE):
-                if block is None:
-                    number += 1
-                    _write(outs[0], [b""], [-number])
-                    continue
-                if not number and start == 0:
-                    block = strip_bom(block)  # it opens the file, not its first line
-                lines = block.split(b"\n")
-                owners, _ = _partition(block, lines, parts)
-                mine: list[list[bytes]] = [[] for _ in range(parts)]
-                nums: list[list[int]] = [[] for _ in range(parts)]
-                for i, owner in enumerate(owners):
-                    mine[owner].append(lines[i])
-                    nums[owner].append(number + i + 1)
-                for j in range(parts):
-                    if mine[j]:
-                        _write(outs[j], mine[j], nums[j])
-                number += len(lines)
-        finally:
-            reader.close()
-            for out in outs:
-                out.close()
-        counts.append(number)
-    return counts
+def _mask(parts: int, owner: int) -> bytes:
+    """The `bytes.translate` table turning a block's owners into 1 for `owner`'s lines, 0 for the rest."""
+    table = _MASKS.get((parts, owner))
+    if table is None:
+        table = _MASKS[parts, owner] = bytes(1 if b == owner else 0 for b in range(256))
+    return table
 
 
-def _write(out: Any, lines: list[bytes], numbers: list[int]) -> None:
-    text = b"\n".join(lines)
-    out.write(_FRAME.pack(len(lines), len(text)))
-    out.write(array("q", numbers).tobytes())
-    out.write(text)
+def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
+    """The payment id's bytes of each of the piece's `n` lines, or None when the piece must be judged line
+    by line. A valid event is a flat JSON object; when its line holds no backslash (no escape) and the
+    text `"payment"` once, a match of `_LINE_ID` on it is its payment key and the id's exact bytes. A line
+    that is not a valid event may get any owner: its LOG_MALFORMED finding says what the line says,
+    whichever worker reads it (unlike `audit_run._owners`, whose every worker must agree on every line)."""
+    from .audit_run import _LINE_ID
+
+    if b"\\" in piece or piece.count(b'"payment"') != n:
+        return None
+    ids = _LINE_ID.findall(piece)
+    return ids if len(ids) == n else None
 
 
-def _frames(path: str) -> Iterator[tuple[list[bytes], list[int]]]:
-    with open(path, "rb") as f:
-        while True:
-            head = f.read(_FRAME.size)
-            if not head:
-                return
-            n, size = _FRAME.unpack(head)
-            numbers = array("q")
-            numbers.frombytes(f.read(8 * n))
-            text = f.read(size)
-            yield text.split(b"\n"), numbers.tolist()
+def owner_table(parts: int) -> tuple[int, bytes]:
+    """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
+    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also
+    format and pack their findings for the trip back (~14% of a share on the bench log) and it does not."""
+    slots = parts * 10 + 1
+    if slots > 256:
+        return parts, bytes(range(parts)) + bytes(256 - parts)
+    return slots, bytes(0 if s < 11 else (s - 1) // 10 for s in range(slots)) + bytes(256 - slots)
 
 
-def audit_share(job: Any, j: int, parts: int, directory: str, counts: list[list[int]]) -> Partial:
-    """Stage 2 for partition j: audit the lines spooled to it, in input order. `counts[k][f]` is the number
-    of lines range k of file f holds."""
+def owners_of(block: bytes, parts: int) -> bytes:
+    """Each line's owner as one byte: for a valid event, `owner_table` of its payment id's CRC-32 (which
+    `audit_run._owner_of` gives for any line).
+
+    A clean block (the common case) costs C loops only: two counts, one regex, CRC-32 through `map`. A
+    block `_range_ids` cannot vouch for is halved at a line end until each piece is clean or one line,
+    which `_owner_of` judges alone: one garbage line in a block of thousands costs ~2 log2(lines) small
+    rescans, not the block (with 0.1% garbage lines most blocks hold one)."""
+    from .audit_run import _owner_of, crc32
+
+    slots, table = owner_table(parts)
+    out = []
+    pending = [block]
+    while pending:
+        piece = pending.pop()
+        n = piece.count(b"\n") + 1
+        ids = _range_ids(piece, n)
+        if ids is not None:
+            out.append(bytes(map(slots.__rmod__, map(crc32, ids))))
+        elif n == 1:
+            out.append(bytes((_owner_of(piece, slots)[0],)))
+        else:
+            cut = piece.find(b"\n", len(piece) // 2)
+            if cut < 0:
+                cut = piece.rfind(b"\n")
+            pending += (piece[cut + 1:], piece[:cut])  # the first half is popped first: owners stay in order
+    return b"".join(out).translate(table)
+
+
+def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
+    """The blocks of whole lines of bytes [start, end) of a file (see `audit_run._blocks`); a BOM that
+    opens the file is dropped."""
+    from . import audit_run
+
+    reader = _Range(path, start, end)
+    try:
+        first = start == 0
+        for block in audit_run._blocks(reader, audit_run._BLOCK, audit_run.MAX_LINE):
+            if first and block is not None:
+                block = strip_bom(block)  # it opens the file, not its first line (RFC 8259 8.1)
+            first = False
+            yield block
+    finally:
+        reader.close()
+
+
+def scan_range(paths: tuple[str, ...], bounds: list[list[int]], k: int, parts: int, directory: str) -> None:
+    """Stage 1 for range k of every file: write each line's owner, one byte a line in line order, to the
+    range's owners file (TOO_LONG for a line past MAX_LINE)."""
+    from .audit_run import _gc_paused
+
+    # Nothing here makes a cycle; a worker's collector would only walk what fork gave it.
+    with _gc_paused():
+        for f, path in enumerate(paths):
+            with open(_owners_path(directory, f, k), "wb") as out:
+                for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
+                    out.write(_TOO_LONG if block is None else owners_of(block, parts))
+
+
+def audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
+    """Stage 2 for partition j: read every range of every file in input order, and audit the lines the
+    owners files give to j. Runs with the cyclic collector paused, as `audit_partition` does."""
+    from .audit_run import _gc_paused
+
+    with _gc_paused():
+        return _audit_share(job, j, parts, directory, bounds)
+
+
+def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
     from .audit_run import MAX_LINE
     from .spill import SqliteStore
 
-    gc.disable()  # as in audit_partition: the audit's objects die by reference counting
     store = SqliteStore() if job.max_open else None
     auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
                       settled_window=job.settled_window, fast=job.fast, store=store, max_open=job.max_open)
+    feed = auditor.feed_numbered
+    table = _mask(parts, j)
     try:
         before_file = 0
-        for f, name in enumerate(job.names):
-            before_range = 0
+        for f, (path, name) in enumerate(zip(job.paths, job.names, strict=True)):
+            number = 0  # lines of the file so far
             for k in range(parts):
-                for lines, numbers in _frames(_spool(directory, f, k, j)):
-                    if numbers[0] < 0:  # a line too long to audit, reported by partition 0 alone
-                        number = before_range - numbers[0]
-                        auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
-                        continue
-                    auditor.feed_numbered(lines, numbers, name, before_range, before_file + before_range)
-                before_range += counts[k][f]
-            before_file += before_range
+                with open(_owners_path(directory, f, k), "rb") as owners:
+                    for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
+                        if block is None:
+                            if owners.read(1) != _TOO_LONG:
+                                raise UsageError(f"{name} changed while it was audited; audit it again")
+                            number += 1
+                            if j == 0:  # a line too long to audit: one partition reports it
+                                auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
+                            continue
+                        lines = block.split(b"\n")
+                        n = len(lines)
+                        mask = owners.read(n).translate(table)
+                        if len(mask) != n:  # the scan saw other bytes: compress would drop lines silently
+                            raise UsageError(f"{name} changed while it was audited; audit it again")
+                        mine = list(compress(lines, mask))
+                        if mine:
+                            feed(mine, list(compress(range(number + 1, number + n + 1), mask)), name, 0,
+                                 before_file)
+                        number += n
+                    if owners.read(1):
+                        raise UsageError(f"{name} changed while it was audited; audit it again")
+            before_file += number
         return auditor.partial()
     finally:
         if store is not None:
             store.close()
+
+
+# A worker's Partial goes back to the parent as columns of plain values: pickling ~100,000 Findings one
+# by one (each a reduce call, then a constructor call in the parent) was most of a worker's hand-over.
+# The messages are formatted here, in the worker, where the time is spread over the cores.
+
+
+def pack(p: Partial) -> bytes:
+    """A Partial as bytes: its findings and dangling payments as columns."""
+    fs = p.findings
+    value = _VALUE_OF
+    findings = ([f.payment for f in fs], [f.line for f in fs], [f.file for f in fs],
+                [value[f.code] for f in fs], [f.message for f in fs], [f.at for f in fs],
+                [f.amount for f in fs], [f.currency for f in fs])
+    ds = p.dangling
+    dangling = ([d.payment for d in ds], [d.file for d in ds], [d.line for d in ds], [d.provider for d in ds],
+                [d.currency for d in ds], [d.authorized for d in ds], [d.remainder for d in ds],
+                [d.authorized_at for d in ds], [d.expires_at for d in ds])
+    return pickle.dumps((findings, p.events, p.payments, tuple(p.providers), p.latest, dangling),
+                        pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(blob: bytes) -> Partial:
+    """The Partial `pack` packed (equal to it, field by field)."""
+    findings, events, payments, providers, latest, dangling = pickle.loads(blob)  # a blob our own worker wrote
+    payment, line, file, code, message, at, amount, currency = findings
+    code_of = _CODE_OF
+    return Partial(list(map(Finding, payment, line, file, [code_of[c] for c in code], message, at, amount,
+                            currency)),
+                   events, payments, frozenset(providers), latest, list(map(Dangling, *dangling)))
 
 
 def splittable(paths: tuple[str, ...], fmt: str) -> bool:

@@ -8,13 +8,14 @@ Garbage never ends an audit: a line longer than MAX_LINE, binary noise, or a gzi
 off is a LOG_MALFORMED finding at its line, and the audit goes on with the next line or file. Only a
 file that cannot be opened at all is a usage error (exit 2), checked before any work starts.
 
-Parallel runs partition by payment: every partition reads all the input and keeps the lines whose
-payment hashes (CRC-32, the same in every process) to it, so the events of one payment meet in one
-process, in file order, with their original file names and line numbers. The partitions' results are
-merged and sorted exactly as a single process's, so the output is byte-identical. Reading all input
-in every partition costs a cheap scan: canonical input is read in blocks of whole lines, and a block
-whose every line names its payment beyond doubt is partitioned by one regex and three counts over the
-block (`_owners`); otherwise runs of 64 lines try the same, and the rest go line by line (the id
+Parallel runs partition by payment, so the events of one payment meet in one process, in file order,
+with their original file names and line numbers; the partitions' results are merged and sorted exactly
+as a single process's, so the output is byte-identical. Plain canonical files (and stdin, copied to a
+file first) are split by byte ranges (`audit_ranges`: each line's owner found once, in one worker).
+gzip and the Vipps export are read whole by every partition, which keeps the lines whose payment hashes
+(CRC-32, the same in every process) to it: canonical input is read in blocks of whole lines, and a
+block whose every line names its payment beyond doubt is partitioned by one regex and four counts over
+the block (`_owners`); otherwise runs of 64 lines try the same, and the rest go line by line (the id
 sliced from the bytes, `_payment_bytes`, or the line parsed, `_owner_of`). Every path gives a line the
 same partition, a function of its bytes alone.
 
@@ -283,10 +284,11 @@ def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
 
 _BLOCK = 1 << 18
 """Bytes read at a time (read1: what one read of the file, or one gzip member's worth, gives)."""
-# A line starting `{` with a "payment" key whose value is a string: the id's bytes (group 1). With re.M,
-# `^` anchors each match at a line start, so a block gives at most one match per line (greedy: the
-# line's last such key, which `_owners` makes sure is its only one).
-_LINE_ID = re.compile(rb'^\{[^\n]*"payment": ?"([^"\n]*)"', re.M)
+# A "payment" key whose value is a string: the id's bytes (group 1), then the rest of the line, so that
+# a line gives at most one match (`findall` goes on after it). Unanchored, so the regex engine searches
+# for its literal prefix; `_block_ids` and `_range_ids` count the key once per line, so a block whose
+# lines give one match each gives each line's id, in order.
+_LINE_ID = re.compile(rb'"payment"(?::"|: ")([^"\n]*)"[^\n]*')
 
 
 def _blocks(stream: _Reader, block: int = _BLOCK, max_line: int = MAX_LINE) -> Iterator[bytes | None]:
@@ -335,18 +337,24 @@ def _blocks(stream: _Reader, block: int = _BLOCK, max_line: int = MAX_LINE) -> I
             skipping = True
 
 
-def _owners(block: bytes, lines: list[bytes], parts: int) -> list[int] | None:
-    """Each line's partition, when the block names every payment beyond doubt (as `_payment_bytes`
-    does line by line: no backslash, one `{` and one `"payment"` per line, every line starting `{` with a
-    string id); else None. Counting over the block is exact: every line has at least one `{` and one
-    match, so equal totals mean exactly one each."""
-    n = len(lines)
-    if b"\\" in block or block.count(b"{") != n or block.count(b'"payment"') != n:
+def _block_ids(block: bytes, n: int) -> list[bytes] | None:
+    """The payment id's bytes of each of the block's `n` lines, when the block names every payment beyond
+    doubt (as `_payment_bytes` does line by line: no backslash, one `{` and one `"payment"` per line, every
+    line starting `{` with a string id); else None. Counting over the block is exact: every line starts
+    with a `{` and holds at least one match, so equal totals mean exactly one each."""
+    if (b"\\" in block or block[:1] != b"{" or block.count(b"{") != n or block.count(b"\n{") != n - 1
+            or block.count(b'"payment"') != n):
         return None
     ids = _LINE_ID.findall(block)
-    if len(ids) != n:
+    return ids if len(ids) == n else None
+
+
+def _owners(block: bytes, lines: list[bytes], parts: int) -> list[int] | None:
+    """Each line's partition when `_block_ids` vouches for the whole block, else None."""
+    ids = _block_ids(block, len(lines))
+    if ids is None:
         return None
-    return [crc32(i) % parts for i in ids]
+    return list(map(parts.__rmod__, map(crc32, ids)))
 
 
 _RUN = 64
@@ -517,23 +525,35 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
-def _forked_share(j: int, parts: int, directory: str, counts: list[list[int]]) -> Partial:
-    from .audit_ranges import audit_share
+def _forked_scan(k: int, parts: int, directory: str, bounds: list[list[int]]) -> None:
+    from .audit_ranges import scan_range
 
-    return audit_share(_FORKED["job"], j, parts, directory, counts)
+    scan_range(_FORKED["job"].paths, bounds, k, parts, directory)
+
+
+def _forked_share(args: tuple[int, int, str, list[list[int]]]) -> bytes:
+    from .audit_ranges import audit_share, pack
+
+    return pack(audit_share(_FORKED["job"], *args))
 
 
 def _run_ranges(job: Job, workers: int, bar: _Bar, pool: Any) -> list[Partial]:
-    """Split the input by bytes, shuffle lines to their payment's worker, audit (see audit_ranges)."""
-    from .audit_ranges import cuts, scan_range
+    """Split the input by bytes, give each line to its payment's worker, audit (see audit_ranges). This
+    process is worker 0: the pool's `workers - 1` processes take the other ranges and shares."""
+    from .audit_ranges import audit_share, cuts, scan_range, unpack
 
     bounds = [cuts(path, workers) for path in job.paths]
-    with tempfile.TemporaryDirectory(prefix="capstate-shuffle-") as tmp:
-        counts: list[list[int]] = pool.starmap(scan_range, [(job.paths, bounds, k, workers, tmp)
-                                                            for k in range(workers)])
+    others = range(1, workers)
+    with tempfile.TemporaryDirectory(prefix="capstate-owners-") as tmp, _gc_paused():
+        scans = [pool.apply_async(_forked_scan, (k, workers, tmp, bounds)) for k in others]
+        scan_range(job.paths, bounds, 0, workers, tmp)
+        for scan in scans:
+            scan.get()  # every range's owners are written (or a worker's error is raised here)
         if bar.enabled:
             bar.update(sum(_sizes(job.paths)) // 2)
-        return cast(list[Partial], pool.starmap(_forked_share, [(j, workers, tmp, counts) for j in range(workers)]))
+        shares = pool.imap(_forked_share, [(j, workers, tmp, bounds) for j in others])
+        mine = audit_share(job, 0, workers, tmp, bounds)
+        return [mine, *map(unpack, shares)]
 
 
 def _worker_signals() -> None:
@@ -549,7 +569,7 @@ def _worker_signals() -> None:
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
 
-    from .audit_ranges import splittable
+    from .audit_ranges import MAX_RANGE_WORKERS, splittable
 
     # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
     try:
@@ -563,9 +583,10 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     # that no collection in a worker walks, and copies, the parent's heap.
     gc.freeze()
     try:
-        with ctx.Pool(workers, initializer=_worker_signals) as pool:
-            if splittable(job.paths, job.fmt):
+        if workers <= MAX_RANGE_WORKERS and splittable(job.paths, job.fmt):
+            with ctx.Pool(workers - 1, initializer=_worker_signals) as pool:
                 return _run_ranges(job, workers, bar, pool)
+        with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
                 pending.wait(0.2)
