@@ -198,6 +198,19 @@ def test_fast_and_reference_audits_agree(lines: list[bytes | dict[str, Any]], sp
     assert orjson.dumps(audit(lines, spec=spec, overrides=overrides).to_dict()) == slow
 
 
+def test_an_expired_line_of_zero_with_money_held_is_a_lapse_either_way() -> None:
+    # Found by Hypothesis: the fast path read "nothing held" from the line's amount (0), the reference from
+    # the payment (100 held), so only the reference reported the remainder left to lapse.
+    lines: list[bytes | dict[str, Any]] = [
+        {"payment": "order-1", "type": "authorized", "at": "2026-03-01T09:00:00Z", "provider": "bambora",
+         "amount": 100, "currency": "NOK"},
+        {"payment": "order-1", "type": "expired", "at": "2026-03-01T09:00:00Z", "provider": "bambora", "amount": 0}]
+    slow = _report(lines, fast=False)
+    assert b"DANGLING_AUTHORIZATION" in slow
+    assert _report(lines, fast=True) == slow
+    assert _report(lines, fast=True, build="plain") == slow
+
+
 @given(st.one_of(logs(), plausible_logs()), st.integers(0, 6), st.sampled_from(OVERRIDES))
 def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
         lines: list[bytes | dict[str, Any]], window: int, overrides: dict[str, Any] | None) -> None:
