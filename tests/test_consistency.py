@@ -161,10 +161,11 @@ def test_an_audit_interrupted_while_its_workers_run_prints_one_line_and_exits_13
     log = write_log(str(tmp_path), payments=100_000, seed=7)  # 500,000 lines: seconds of work for 2 workers
     proc = _audit([log.path, "--workers", "2"])
     deadline = time.monotonic() + 60
-    while len(_group(proc.pid)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+    # The parent audits a share itself, beside the worker it forked: two processes.
+    while len(_group(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    assert proc.poll() is None, "the audit ended before its workers were seen"
-    assert len(_group(proc.pid)) >= 3, _group(proc.pid)  # the parent and its two workers
+    assert proc.poll() is None, "the audit ended before its worker was seen"
+    assert len(_group(proc.pid)) >= 2, _group(proc.pid)
     out, err = _interrupt(proc, how)
     _one_line_and_no_orphans(proc, how, out, err)
 

@@ -31,7 +31,15 @@ from .._audit import DEFAULT_SETTLED_WINDOW, AuditReport
 from . import audit_text
 from .audit_meta import InputInfo, RunInfo, capstate_version, describe_specs, now, sha256_file, stamp
 from .audit_model import headline, money_rows, severity, severity_counts, showing
-from .audit_run import DEFAULT_MAX_MEMORY, EMPTY, FORMATS, display_name, resolve_formats, run_audit
+from .audit_run import (
+    DEFAULT_MAX_MEMORY,
+    EMPTY,
+    FORMATS,
+    display_name,
+    resolve_formats,
+    run_audit,
+    same_file_key,
+)
 from .options import UsageError, parse_at, parse_sets
 from .outputs import refuse_overwrite
 
@@ -172,8 +180,13 @@ def _streams_spooled(files: Sequence[str]) -> Iterator[tuple[list[str], dict[int
         return
     paths = list(files)
     digests: dict[int, tuple[int, str]] = {}
+    copies: dict[object, int] = {}  # one stream named twice is one copy: run_audit then refuses the repeat
     with ExitStack() as stack:
         for i in streams:
+            first = copies.setdefault(same_file_key(files[i]), i)
+            if first != i:
+                paths[i], digests[i] = paths[first], digests[first]
+                continue
             tmp = stack.enter_context(tempfile.NamedTemporaryFile(prefix="capstate-stream-", delete=True))
             try:
                 source = sys.stdin.buffer if files[i] == "-" else stack.enter_context(open(files[i], "rb"))
