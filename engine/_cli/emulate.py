@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import CapstateError
 from .._spec import shipped
-from .options import UsageError, _toml_value, parse_at
+from .options import UsageError, _toml_value, parse_at, split_set
 
 DEFAULT_PORT = 8700
 
@@ -58,10 +58,7 @@ def split_sets(items: list[str], providers: list[str], settings: dict[str, Any]
     overrides: dict[str, dict[str, Any]] = {}
     emulator: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set {item!r}: expected key=value, such as hellgate.settle_after=30s")
+        key, value = split_set(item, "hellgate.settle_after=30s")
         head, dot, rest = key.partition(".")
         if dot and head in shipped():
             if head not in providers:
@@ -73,13 +70,13 @@ def split_sets(items: list[str], providers: list[str], settings: dict[str, Any]
             parsers = settings.get(provider, {})
             if name in parsers:
                 try:
-                    emulator.setdefault(provider, {})[name] = parsers[name](value.strip())
+                    emulator.setdefault(provider, {})[name] = parsers[name](value)
                 except ValueError as exc:
                     raise UsageError(f"--set {item!r}: {exc}") from None
             elif targets is providers and name in _all_settings(settings):
                 continue  # an unprefixed setting of another provider: not a policy key of this one
             else:
-                overrides.setdefault(provider, {})[name] = _toml_value(value.strip())
+                overrides.setdefault(provider, {})[name] = _toml_value(value)
     return overrides, emulator
 
 

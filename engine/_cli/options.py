@@ -65,6 +65,15 @@ def _toml_value(text: str) -> Any:
         return text
 
 
+def split_set(item: str, example: str) -> tuple[str, str]:
+    """One `--set key=value` item as (key, value), both stripped. Raises UsageError naming `example`."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"--set {item!r}: expected key=value, such as {example}")
+    return key, value.strip()
+
+
 def parse_sets(items: Sequence[str], spec_name: str) -> dict[str, Any]:
     """`--set key=value` items as `load_spec` overrides for the spec named `spec_name`.
 
@@ -74,17 +83,14 @@ def parse_sets(items: Sequence[str], spec_name: str) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set {item!r}: expected key=value, such as max_captures=2")
+        key, value = split_set(item, "max_captures=2")
         head, dot, rest = key.partition(".")
         if head not in POLICY_PARSERS and dot:
             if head == spec_name:
                 key = rest
             elif head in shipped():
                 raise UsageError(f"--set {item!r}: the override is for {head!r}, but the spec is {spec_name!r}")
-        out[key] = _toml_value(value.strip())
+        out[key] = _toml_value(value)
     return out
 
 
