@@ -395,13 +395,13 @@ def _passes(s: Step, r: Record, t: int, at: str, amount: int, e_amount: int, cur
     if s.within_refund_window and r.rwin is not None and not at < r.rwin:
         return False
     if s.cancels_whole and e_amount >= 0:
-        rest = r.authorized - r.captured - r.cancelled - r.pending
+        rest = r.capturable
         if e_amount != (rest if rest > 0 else 0):
             return False
     if s.expired_nothing_held:
         # The audit reports the remainder held before the lapse (Auditor._lapsed: the payment's capturable
         # before the event), whatever amount the `expired` line gives: 0 logged with 100 held is a lapse.
-        return r.authorized - r.captured - r.cancelled - r.pending <= 0
+        return r.capturable <= 0
     return True
 
 
@@ -497,7 +497,7 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
     elif t == CAPTURED:
         amount = max(r.authorized - r.captured - r.cancelled, 0)
     elif t == CAPTURE_REQUESTED or t == CANCELLED or t == EXPIRED:
-        amount = max(r.authorized - r.captured - r.cancelled - r.pending, 0)
+        amount = max(r.capturable, 0)
     elif t == CAPTURE_FAILED:
         amount = r.pending
     else:
