@@ -115,10 +115,10 @@ def build_app(emulator: Emulator, *, wall: Callable[[], float] = time.time, verb
                      f" [fault {dispatch.fault.kind.value}]" if dispatch.fault is not None else "")
         return await _send(reply)
 
-    # Deferred jobs (webhooks) run one at a time in the order they were queued: each in its own task, they
-    # raced, and a payment's CANCELLED could reach the receiver before its CAPTURED. (Vipps does not
-    # promise order either, so a receiver must not rely on it; an emulator that reorders at random makes
-    # merchants' tests flaky instead of teaching that.) The lock hands itself on to waiters in FIFO order.
+    # Deferred jobs (webhooks) run one at a time in the order they were queued, as Vipps delivers: "in
+    # order per registered webhook", a later notification waiting for the earlier one (api-guide.md;
+    # research/providers.md 2.8). Each in its own task, they raced: a payment's CANCELLED reached the
+    # receiver before its CAPTURED. The lock hands itself on to waiters in FIFO order.
     deliveries = asyncio.Lock()
 
     def schedule(jobs: Iterable[Callable[[], Any]]) -> None:
