@@ -174,9 +174,11 @@ def reserved_view(state: State) -> Payment:
     """The payment the engine decides against: events plus every open intent's reservation (Rule 1)."""
     p = state.base
     capture = sum(i.amount for i in state.intents if i.open and i.op == "capture")
-    # Never more than the room the proven events leave: a capture seen since (someone else's, through the
-    # inbox) proves an open intent cannot have taken all it asked for, since the provider refuses to
-    # capture beyond the authorization. Reserving past the room made `capturable` negative.
+    # Never more than the room the proven events leave, so `capturable` is never negative once a capture
+    # seen since (someone else's, through the inbox) fills the room. It permits nothing more: capturable
+    # is 0 either way. (Where the provider refuses over-capture, Vipps "Capture amount too high" and
+    # Hellgate, research/providers.md 2.4 and 3.4, it is also what the open intent can still have taken;
+    # Bambora and Pipwave leave it [UNK], and reconcile's read-back settles it there.)
     capture = min(capture, max(p.capturable, 0))
     refund = sum(i.amount for i in state.intents if i.open and i.op == "refund")
     if capture or refund:
