@@ -33,15 +33,12 @@ from ._values import (
     Flow,
     Payment,
     Violation,
-    set_allowed,
-    set_before,
-    set_code,
-    set_pending,
-    set_violations,
-    set_warnings,
+    deferred_decision,
+    deferred_violation,
 )
 
 if TYPE_CHECKING:
+    from ._spec import Spec
     from ._table import Step
 
 # Final: mypyc keeps these in C statics; any other module-level name is a dict lookup on every use.
@@ -53,13 +50,9 @@ _VIOLATION: Final = Violation
 _EXCEEDS_CAPTURABLE: Final = Code.EXCEEDS_CAPTURABLE
 _CAPTURE: Final = Capture
 _new: Final = object.__new__
-_set_allowed: Final = set_allowed
-_set_before: Final = set_before
-_set_violations: Final = set_violations
-_set_warnings: Final = set_warnings
-_set_pending: Final = set_pending
-_set_code: Final = set_code
 _NO_WARNINGS: Final[tuple[Any, ...]] = ()
+# Whether mypyc compiled this module (its file is then the extension): see `new_decision`.
+_COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 # A key length no rule reaches: the screen's "no maximum" (PrintableShape.high is math.inf there).
 _UNBOUNDED: Final = 1 << 62
 
@@ -126,47 +119,88 @@ class CaptureScreen:
 
     def judge(self, p: Payment, cancelled: int, pending: int, at: datetime, currency: str | None, key: str | None,
               amount: int, left: int, command: bool) -> list[str]:
-        """`suspects`, given the payment's cancelled and pending amounts, which `decide_capture` has read."""
-        suspects: list[str] = []
+        """`suspects`, given the payment's cancelled and pending amounts."""
+        found = self.screen(p, cancelled, pending, at, currency, key, amount, left, command)
+        return suspect_names(found) if found else []
+
+    def screen(self, p: Payment, cancelled: int, pending: int, at: datetime, currency: str | None, key: str | None,
+               amount: int, left: int, command: bool) -> int:
+        """`judge`'s guards as bits of SUSPECTS (0: none), which `decide_capture` tests without a list."""
+        found = 0
         if cancelled:
-            suspects.append("nothing_cancelled")
+            found |= _NOTHING_CANCELLED
         if pending:
-            suspects.append("nothing_in_flight")
+            found |= _NOTHING_IN_FLIGHT
         if p.flow is _AUTOMATIC:
-            suspects.append("manual_flow")
-        authorized_in = p.currency
-        if currency is not None and authorized_in is not None and currency != authorized_in:
-            suspects.append("currency_matches")
+            found |= _MANUAL_FLOW
+        if currency is not None:  # the payment's currency is read only when needed (most commands give none)
+            authorized_in = p.currency
+            if authorized_in is not None and currency != authorized_in:
+                found |= _CURRENCY_MATCHES
         if key is not None:
             for use in p.keys:
                 if use.key == key:
-                    suspects.append("key_unique")
+                    found |= _KEY_UNIQUE
                     break
             if command and self.keys_judged and not (
-                    (self.low <= len(key) <= self.high and key.isascii() and key.isprintable()
-                     and (self.spaces or " " not in key))
+                    (self.low <= len(key) <= self.high
+                     and (printable_ascii(key, self.spaces) if _COMPILED
+                          else key.isascii() and key.isprintable() and (self.spaces or " " not in key)))
                     if self.shaped else self.key_ok(key)):
-                suspects.append("key_valid")
+                found |= _KEY_VALID
         elif command and self.key_required:
-            suspects.append("key_valid")
+            found |= _KEY_VALID
         if amount > left:
-            suspects.append("within_capturable")
+            found |= _WITHIN_CAPTURABLE
         if self.partial_no and amount < left:
-            suspects.append("partial_allowed")
+            found |= _PARTIAL_ALLOWED
         if amount < self.clears_minimum or amount > self.amount_max or self.formatted:
-            in_currency = authorized_in or currency or "*"
+            in_currency = p.currency or currency or "*"
             if (amount <= 0 or amount < self.policy.min_amount(in_currency) or amount > self.amount_max
                     or (self.formatted and in_currency != "*"
                         and fits_decimal(amount, in_currency, self.precision, self.scale))):
-                suspects.append("amount_valid")
+                found |= _AMOUNT_VALID
         if self.max_captures >= 0 and p.capture_count >= self.max_captures:
-            suspects.append("below_max_captures")
+            found |= _BELOW_MAX_CAPTURES
         validity = p.validity
         if validity is not None:
             authorized_at = p.authorized_at
             if authorized_at is not None and at >= authorized_at + validity:
-                suspects.append("not_expired")
-        return suspects
+                found |= _NOT_EXPIRED
+        return found
+
+
+# The guards the screen may name, in the order it names them: bit i of `CaptureScreen.screen` is SUSPECTS[i].
+SUSPECTS: Final[tuple[str, ...]] = (
+    "nothing_cancelled", "nothing_in_flight", "manual_flow", "currency_matches", "key_unique", "key_valid",
+    "within_capturable", "partial_allowed", "amount_valid", "below_max_captures", "not_expired")
+_NOTHING_CANCELLED: Final = 1
+_NOTHING_IN_FLIGHT: Final = 1 << 1
+_MANUAL_FLOW: Final = 1 << 2
+_CURRENCY_MATCHES: Final = 1 << 3
+_KEY_UNIQUE: Final = 1 << 4
+_KEY_VALID: Final = 1 << 5
+_WITHIN_CAPTURABLE: Final = 1 << 6
+_PARTIAL_ALLOWED: Final = 1 << 7
+_AMOUNT_VALID: Final = 1 << 8
+_BELOW_MAX_CAPTURES: Final = 1 << 9
+_NOT_EXPIRED: Final = 1 << 10
+
+
+def printable_ascii(key: str, spaces: bool) -> bool:
+    """`key.isascii() and key.isprintable() and (spaces or " " not in key)`, for the compiled build:
+    there each character is a C read, and the whole loop costs less than one str method call up to the
+    longest key a shipped rule allows (the interpreter runs the str methods, faster there)."""
+    for i in range(len(key)):
+        c = ord(key[i])
+        if c < 0x20 or c > 0x7E or (c == 0x20 and not spaces):
+            return False
+    return True
+
+
+def suspect_names(found: int) -> list[str]:
+    """The names of the bits set in `found`, in SUSPECTS' order."""
+    return [name for i, name in enumerate(SUSPECTS) if found >> i & 1]
 
 
 class CaptureStep:
@@ -206,6 +240,7 @@ class CapturePlan:
         self.partial_general = policy.partial_capture == "becomes_full" or policy.partial_assumed() is not None
         self.remainder_lapses = policy.remainder == "lapses"
         self.keys_unused = policy.idempotency == "none"  # a key only draws a warning
+        self.exact_room = not policy.over_capture_percent  # the room is the capture's limit
         # picks flattened for decide: index 2 * (leaves part) + (something captured).
         self.flat: dict[str, tuple[CaptureStep | None, ...]] = {
             state: (rows[0][0], rows[0][1], rows[1][0], rows[1][1]) for state, rows in picks.items()}
@@ -253,15 +288,47 @@ def decide(payment: Payment, command: object) -> Decision:  # object: a non-comm
     return _decide(payment, command)  # type: ignore[arg-type]
 
 
+class SpecPlan:
+    """A spec and the plan that judges its captures (None: the general path judges them all)."""
+
+    def __init__(self, spec: Spec | None, plan: CapturePlan | None) -> None:
+        self.spec = spec
+        self.plan = plan
+
+
+class LastSpec:
+    """The spec `decide` saw last, with its plan: a service decides on payments of one spec or a few,
+    and this saves three attribute reads of frozen objects (the spec's table and policy, the table's
+    plan) on each call. One entry, replaced whole, so a reader never pairs one spec with another's plan;
+    it holds that spec alive, as the service's own use of it does."""
+
+    def __init__(self) -> None:
+        self.last = SpecPlan(None, None)
+
+
+_LAST: Final = LastSpec()
+
+
+def plan_of(spec: Spec) -> CapturePlan | None:
+    """The spec's CapturePlan, or None when it has none or was evolved by hand onto another policy
+    (its table, compiled for the old one, may not fit)."""
+    last = _LAST.last
+    if last.spec is spec:
+        return last.plan
+    plan = spec.table.capture
+    if plan is not None and plan.policy is not spec.policy:
+        plan = None
+    _LAST.last = SpecPlan(spec, plan)
+    return plan
+
+
 def decide_capture(p: Payment, command: Capture) -> Decision | None:
     """`decide(p, command)` for a Capture (its exact class) on a state the plan covers; None for anything
     else, which the general path judges."""
     spec = p.spec
-    plan = spec.table.capture
+    last = _LAST.last
+    plan = last.plan if last.spec is spec else plan_of(spec)
     if plan is None:
-        return None
-    policy = spec.policy
-    if plan.policy is not policy:  # a spec evolved by hand onto another policy
         return None
     picks = plan.flat.get(p.state)
     if picks is None:
@@ -275,49 +342,70 @@ def decide_capture(p: Payment, command: Capture) -> Decision | None:
     if not plan.settles:
         left = capturable
     amount = given if given is not None else left if left > 0 else 0  # `_engine.resolve_amount`
+    # The amount as an object for the deferred fields' tuples: the command's own int when it gave one
+    # (compiled, `amount` is a C integer, and boxing it again allocates an int each time).
+    boxed: object = given
+    if given is None:
+        boxed = amount
     step = picks[(2 if amount < left else 0) + (1 if captured > 0 else 0)]
     if step is None or (plan.partial_general and given is not None and 0 < given < capturable):
         return None
     key = command.key
-    suspects = step.suspects.judge(p, cancelled, pending, command.at, command.currency, key, amount, left, True)
+    at = command.at
+    currency = command.currency
+    found = step.suspects.screen(p, cancelled, pending, at, currency, key, amount, left, True)
     e: Proposed | None = None
-    if suspects:
-        # The screen names key_unique for any key used before, which may make this a replay.
-        if len(suspects) > 1 or suspects[0] == "key_unique":
+    if found:
+        # Several guards to run take the general path; so does key_unique, named for any key used
+        # before, which may make this a replay.
+        if found & (found - 1) or found == _KEY_UNIQUE:
             return None
-        name = suspects[0]
         v: Violation | None = None
-        if name == "within_capturable" and step.room_checked:  # most refusals
-            v = exceeds_capturable(p, plan.etype, amount, left, policy)
+        policy = plan.policy
+        if found == _WITHIN_CAPTURABLE and step.room_checked:  # most refusals
+            # With no over-capture allowance the room is the limit, and the screen found it exceeded.
+            v = (exceeds(p, plan.etype, boxed, left, policy) if plan.exact_room
+                 else exceeds_capturable(p, plan.etype, amount, left, policy))
         else:
+            name = SUSPECTS[found.bit_length() - 1]
             by_room = step.by_room.get(name)
             if by_room is not None:  # no stand-in event needed
                 v = by_room(p, plan.etype, amount, left, policy)
             else:
                 check = step.by_name.get(name)  # None: pruned as inert under this policy, so it passes
                 if check is not None:
-                    e = Proposed(plan.etype, command.at, given, command.currency, key)
+                    e = Proposed(plan.etype, at, given, currency, key)
                     v = check(p, e, amount, policy, True)
         if v is not None:
-            d: Decision = _new(_DECISION)  # _values.deferred_decision(False, ...), written out
-            _set_allowed(d, False)
-            _set_before(d, p)
-            _set_violations(d, (v,))
-            _set_warnings(d, _NO_WARNINGS)
-            _set_pending(d, (_SETTLE_REFUSED, p, command, amount))
-            return d
+            refused = (_SETTLE_REFUSED, p, command, boxed)
+            if _COMPILED:
+                return new_decision(False, p, (v,), refused)
+            return deferred_decision(False, p, (v,), _NO_WARNINGS, refused)
     if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
         # A warning or a release to add: `_engine._allowed`, which the general path ends in too.
         from ._engine import _allowed
 
-        return _allowed(p, command, e or Proposed(plan.etype, command.at, given, command.currency, key), amount,
+        return _allowed(p, command, e or Proposed(plan.etype, at, given, currency, key), amount,
                         step.dest, warnings=[])
-    d = _new(_DECISION)  # _values.deferred_decision(True, ...), written out
-    _set_allowed(d, True)
-    _set_before(d, p)
-    _set_violations(d, _NO_WARNINGS)
-    _set_warnings(d, _NO_WARNINGS)
-    _set_pending(d, (_SETTLE_CAPTURE, p, command, plan.etype, amount, step.dest))
+    allowed = (_SETTLE_CAPTURE, p, command, plan.etype, boxed, step.dest)
+    if _COMPILED:
+        return new_decision(True, p, _NO_WARNINGS, allowed)
+    return deferred_decision(True, p, _NO_WARNINGS, _NO_WARNINGS, allowed)
+
+
+def new_decision(allowed: bool, before: Payment, violations: tuple[Violation, ...],
+                 pending: tuple[Any, ...]) -> Decision:
+    """`_values.deferred_decision(allowed, before, violations, (), pending)` for the compiled build.
+
+    Compiled, `object.__setattr__` is one C call into the slot; the slots' own setters that
+    deferred_decision calls are method-wrappers, each called with an argument tuple, ~3x slower there
+    (and twice as fast as object.__setattr__ in the interpreter, which is why the plain build calls it)."""
+    d: Decision = _new(_DECISION)
+    object.__setattr__(d, "allowed", allowed)
+    object.__setattr__(d, "before", before)
+    object.__setattr__(d, "violations", violations)
+    object.__setattr__(d, "warnings", _NO_WARNINGS)
+    object.__setattr__(d, "_pending", pending)
     return d
 
 
@@ -325,12 +413,19 @@ def exceeds_capturable(p: Payment, etype: EventType, amount: int, left: int, pol
     """The within_capturable guard by room (`_guards.RoomCheck`): it judges most refused captures, so it
     is compiled here, and the guard registry names this function."""
     limit = left + pol.allowance(p.authorized) if pol.over_capture_percent else left
-    if amount > limit:
-        v: Violation = _new(_VIOLATION)  # _values.deferred_violation(...), written out
-        _set_code(v, _EXCEEDS_CAPTURABLE)
-        _set_pending(v, (_EXCEEDS_MESSAGE, p, etype, amount, limit, pol))
-        return v
-    return None
+    return exceeds(p, etype, amount, limit, pol) if amount > limit else None
+
+
+def exceeds(p: Payment, etype: EventType, amount: object, limit: int, pol: Policy) -> Violation:
+    """EXCEEDS_CAPTURABLE for `amount` (an int, kept boxed) over `limit`, its message formatted on first
+    read (`_values.deferred_violation`, with object.__setattr__ compiled: see `new_decision`)."""
+    pending = (_EXCEEDS_MESSAGE, p, etype, amount, limit, pol)
+    if not _COMPILED:
+        return deferred_violation(_EXCEEDS_CAPTURABLE, pending)
+    v: Violation = _new(_VIOLATION)
+    object.__setattr__(v, "code", _EXCEEDS_CAPTURABLE)
+    object.__setattr__(v, "_pending", pending)
+    return v
 
 
 def exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:

@@ -281,6 +281,46 @@ _KEY_TEXT = st.text(st.one_of(st.characters(min_codepoint=0x00, max_codepoint=0x
                               st.sampled_from(["\x85", "\xa0", "\u2028", "\u00e9", "\U0001f600", " "])), max_size=12)
 
 
+def test_the_screen_names_its_guards_by_bit() -> None:
+    """`CaptureScreen.screen`'s bits are the screened guards, each once, and a list names them in order."""
+    for build in (_builds.capture, PLAIN):
+        assert len(build.SUSPECTS) == len(CAPTURE_SCREENED) and set(build.SUSPECTS) == CAPTURE_SCREENED
+        assert build.suspect_names(0) == []
+        assert build.suspect_names((1 << len(build.SUSPECTS)) - 1) == list(build.SUSPECTS)
+        assert build.suspect_names(0b101_0000) == ["key_unique", "within_capturable"]
+
+
+def test_each_build_knows_whether_it_is_compiled() -> None:
+    """`_capture._COMPILED` picks object.__setattr__ and the character loop only where mypyc compiled them."""
+    assert _builds.capture._COMPILED is _builds.CAPTURE_COMPILED
+    assert PLAIN._COMPILED is False
+
+
+@given(key=_KEY_TEXT | st.text(max_size=60), spaces=st.booleans())
+def test_the_compiled_key_loop_is_the_str_methods(key: str, spaces: bool) -> None:
+    expected = key.isascii() and key.isprintable() and (spaces or " " not in key)
+    assert _builds.capture.printable_ascii(key, spaces) is expected
+    assert PLAIN.printable_ascii(key, spaces) is expected
+
+
+def test_decide_keeps_specs_apart() -> None:
+    """decide remembers the last spec's plan: alternating a spec with one evolved by hand onto a stricter
+    policy (its table still compiled for the old one), each is judged as the general path judges it."""
+    spec = capstate.load_spec("vipps")
+    strict = attrs.evolve(spec, policy=attrs.evolve(spec.policy, max_captures=0))
+    auth = capstate.Event.from_json(b'{"payment": "order-10001", "type": "authorized", "at": "2026-01-05T10:00:00Z", '
+                                    b'"amount": 100000, "currency": "NOK"}')
+    command = capstate.Capture(at=auth.at, amount=20_000, key="cap-1")
+    answers = []
+    for s in (spec, strict, spec, strict, spec):
+        p = capstate.apply(Payment.new(s, "order-10001"), auth)
+        for build in (_builds.capture, PLAIN):
+            d = build.decide(p, command)
+            assert d == _decide(p, command)
+            answers.append(d.allowed)
+    assert answers == [True, True, False, False] * 2 + [True, True]
+
+
 _KEY_PROBES = ["", "a", "ab", "a b", " ", " ab", "ab ", "abc\x00", "\x7f", "\x85", "~!", "é", "x" * 9, "x" * 60,
                "K-1_/?#", "\u2028", "ABCDEFGH"]
 
