@@ -29,53 +29,53 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
 
 from ._guards import op_of
 from ._money import INT64_MAX, decimal_bounds, is_currency
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
-_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 # Validated days of canonical instants ("YYYY-MM-DDT"). Only valid days are added, so the set stays bounded
 # by the calendar (~3.7 million days) whatever garbage a log holds. A time of day is judged by `clock_ok`
 # instead: a log stamped to the second seldom repeats one (the bench log's 100,000 lines hold ~58,000), so
 # a set of seen ones sent most lines through the regex and `parse_instant`.
-DAYS: set[str] = set()
+DAYS: Final[set[str]] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
-EXACT_ONLY = "~"
+EXACT_ONLY: Final = "~"
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
 # maps to one shared instance, which the records hold (a line's own 3-letter str is ~50 bytes a payment).
-CURRENCIES: dict[str, str] = {}
+CURRENCIES: Final[dict[str, str]] = {}
 
 # Event types as small ints (the order of EventType), and what a move needs to know of each.
-AUTHORIZED = 0
-CAPTURE_REQUESTED = 1
-CAPTURED = 2
-CAPTURE_FAILED = 3
-CANCELLED = 4
-REFUNDED = 5
-EXPIRED = 6
-TYPE_CODES: dict[str, int] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
+AUTHORIZED: Final = 0
+CAPTURE_REQUESTED: Final = 1
+CAPTURED: Final = 2
+CAPTURE_FAILED: Final = 3
+CANCELLED: Final = 4
+REFUNDED: Final = 5
+EXPIRED: Final = 6
+TYPE_CODES: Final[dict[str, int]] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
                               "captured": CAPTURED, "capture_failed": CAPTURE_FAILED, "cancelled": CANCELLED,
                               "refunded": REFUNDED, "expired": EXPIRED}
-FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
-_AUTOMATIC = Flow.AUTOMATIC
+FLOWS: Final[dict[str, Flow]] = {f.value: f for f in Flow}
+_AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
-ROUTES: dict[str, int] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
+ROUTES: Final[dict[str, int]] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
                           "something_captured": 4}
-_KEYED_OPS: dict[int, str] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
+_KEYED_OPS: Final[dict[int, str]] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
 # The merchant operation of each event type (_guards.op_of), which key_unique compares a reused key's with.
-_OPS: dict[int, str] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
+_OPS: Final[dict[int, str]] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
 # What `move` returns.
-NOT_DONE = 0
-APPLIED = 1
-SETTLES = 2
+NOT_DONE: Final = 0
+APPLIED: Final = 1
+SETTLES: Final = 2
 # What `Kernel.take` returns.
-NOT_PLAIN = 0
-TAKEN = 1
-EXACT = 2
+NOT_PLAIN: Final = 0
+TAKEN: Final = 1
+EXACT: Final = 2
 
 
 def canonical_at(text: object) -> str | None:
@@ -123,7 +123,7 @@ def canonical(at: datetime) -> str | None:
     return text[:19] + "Z" if len(text) == 25 and text.endswith("+00:00") else None
 
 
-_SHIFTED: dict[tuple[str, int], str] = {}
+_SHIFTED: Final[dict[tuple[str, int], str]] = {}
 
 
 def deadline(text: str | None, start: datetime, span: timedelta) -> str:
@@ -605,12 +605,14 @@ class Kernel:
             return NOT_PLAIN
         provider: str | None = ev.provider
         live = self.live
+        # Typed by casts: a value of type Any (the store's, the OrderedDict's) would make every later
+        # `rec.x` a generic attribute lookup by name instead of a native slot read.
         rec = live.get(ref)
         if rec is None and self.spilled:
-            rec = self.unspill(ref)
+            rec = cast("Record | None", self.unspill(ref))
         where = 0  # live
         if rec is None:
-            rec = self.settled.get(ref)
+            rec = cast("Record | None", self.settled.get(ref))
             if rec is not None:
                 if pos - rec.pos > self.window:
                     return EXACT  # forgotten: the exact path drops it
