@@ -46,7 +46,7 @@ from ._bom import strip_bom
 from ._codes import Code
 from ._engine import check_fact, judge, observe
 from ._errors import AuditError, EventError
-from ._guards import room
+from ._guards import plain_state, room
 from ._hotpath import hot as _default_hot
 from ._lines import Line, LineError, decode_line, to_line
 from ._money import INT64_MAX, to_major_string
@@ -138,10 +138,22 @@ def _finding(payment: str | None, line: int, file: str, code: str, message: str,
     return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
 
 
-def _violation_message(kind: str, logged: int | None, violation: Violation) -> tuple[str]:
+def _said(kind: str, logged: int | None, text: str) -> tuple[str]:
+    """The message of a finding by an event of type `kind` (with the amount `logged`) that broke a rule
+    `text` explains."""
     if logged is None:
-        return (f"{kind}: {violation.message}",)
-    return (f"{kind} {logged}: {violation.message}",)
+        return (f"{kind}: {text}",)
+    return (f"{kind} {logged}: {text}",)
+
+
+def _said_later(kind: str, logged: int | None, settle: Callable[..., tuple[str]], *args: Any) -> tuple[str]:
+    """`_said` for a rule whose text is left to `settle(*args)` (a Violation's deferred message)."""
+    return _said(kind, logged, settle(*args)[0])
+
+
+# A Violation's message slot, read without `_Deferrable.__getattr__`: AttributeError while deferred.
+_violation_text = Violation.__dict__["message"].__get__
+_violation_pending = _Deferrable.__dict__["_pending"].__get__
 
 
 _set_payment = Finding.__dict__["payment"].__set__
@@ -156,8 +168,10 @@ _set_currency = Finding.__dict__["currency"].__set__
 def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach
             violation: Violation, at: str | None, amount: int | None, currency: str | None) -> Finding:
     """The Finding of a violation `observe` found by an event of type `kind` (with the amount `logged`), its
-    message left to be formatted on first read, from what the finding holds anyway: no text is built
-    for it before then (a log with a million breaches holds a million findings)."""
+    message left to be formatted on first read: no text is built for it before then (a log with a
+    million breaches holds a million findings). What it keeps for that is small and picklable: the
+    Violation's text, or its deferred message's function and plain values (`_guards.plain_state`),
+    never the Violation, the Payment or the Event."""
     f: Finding = _new_object(Finding)
     _set_payment(f, payment)
     _set_line(f, line)
@@ -166,7 +180,12 @@ def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
-    set_pending(f, (_violation_message, kind, logged, violation))
+    try:
+        text = _violation_text(violation)
+    except AttributeError:  # deferred: its message state, made plain
+        set_pending(f, (_said_later, kind, logged, *plain_state(_violation_pending(violation))))
+    else:
+        set_pending(f, (_said, kind, logged, text))
     return f
 
 

@@ -31,10 +31,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
+from msgspec.structs import astuple
+
 from ._guards import op_of
 from ._money import INT64_MAX, decimal_bounds, is_currency
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
+
+_astuple: Final = astuple
 
 _CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -534,13 +538,15 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
 # ----------------------------------------------------------------------------------------- lines
 
 
-def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None, flow: str | None) -> bool:
+def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None, flow: str | None,
+          day: str = "") -> bool:
     """Whether a decoded line is one the fast path may judge: what Event.from_dict would accept, with a
     canonical `at` inside the audit's years and an amount within int64. The decoder gave every field its
-    type (provider, key and reason a str or None: nothing more to check there)."""
+    type (provider, key and reason a str or None: nothing more to check there). `day`, a day in DAYS
+    ("YYYY-MM-DDT"), spares the set lookup for an `at` on that day (a log's neighbouring lines mostly are)."""
     if not payment or etype not in TYPE_CODES:
         return False
-    if not ((at[:11] in DAYS and clock_ok(at)) or canonical_at(at) is not None):
+    if not (((day and at.startswith(day)) or at[:11] in DAYS) and clock_ok(at)) and canonical_at(at) is None:
         return False
     if amount is None:
         if etype == "authorized" or etype == "captured" or etype == "refunded":
@@ -577,6 +583,7 @@ class Kernel:
         self.events = 0
         self.payments = 0
         self.latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
+        self.day = ""  # the day of the latest line `take` judged plain (in DAYS)
         # The memory bound (Auditor, `max_open`): past `max_open` live payments (0: no bound) the oldest
         # go to the auditor's store through `spill()`; `unspill(ref)` brings one back (a Record or None).
         self.max_open = 0
@@ -595,15 +602,20 @@ class Kernel:
         """Judge one decoded line on the fast path: TAKEN; or, having changed nothing, NOT_PLAIN (not
         a line the fast path may judge: the exact path parses it again) or EXACT (a valid event the
         fast path cannot vouch for: the exact path judges it as decoded)."""
-        ref: str = ev.payment
-        etype: str = ev.type
-        at: str = ev.at
-        raw_amount: int | None = ev.amount
-        cur: str | None = ev.currency
-        raw_flow: str | None = ev.flow
-        if not plain(ref, etype, at, raw_amount, cur, raw_flow):
+        # The Line's fields in one C call: each `ev.x` was a generic attribute lookup by name.
+        f = _astuple(ev)
+        ref: str = f[0]
+        etype: str = f[1]
+        at: str = f[2]
+        raw_amount: int | None = f[3]
+        cur: str | None = f[4]
+        raw_flow: str | None = f[7]
+        day = self.day
+        if not plain(ref, etype, at, raw_amount, cur, raw_flow, day):
             return NOT_PLAIN
-        provider: str | None = ev.provider
+        if not (day and at.startswith(day)):
+            self.day = at[:11]  # a valid day, now in DAYS
+        provider: str | None = f[5]
         live = self.live
         # Typed by casts: a value of type Any (the store's, the OrderedDict's) would make every later
         # `rec.x` a generic attribute lookup by name instead of a native slot read.
@@ -612,7 +624,9 @@ class Kernel:
             rec = cast("Record | None", self.unspill(ref))
         where = 0  # live
         if rec is None:
-            rec = cast("Record | None", self.settled.get(ref))
+            # Read as the dict it is (an OrderedDict), with dict's own `get`: no method lookup by name.
+            settled: dict[str, Record] = self.settled
+            rec = settled.get(ref)
             if rec is not None:
                 if pos - rec.pos > self.window:
                     return EXACT  # forgotten: the exact path drops it
@@ -637,7 +651,7 @@ class Kernel:
         if mv is None:
             return EXACT
         flow = FLOWS[raw_flow] if raw_flow is not None else None
-        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, ev.key, flow)
+        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, f[6], flow)
         if not done:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
