@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import orjson
 from attrs import field, frozen
+from msgspec.structs import astuple as _astuple
 
 from ._audit_fast import EXACT_ONLY, canonical, fast_spec
 from ._bom import strip_bom
@@ -342,6 +343,7 @@ class Auditor:
         self._fast = fast
         # The build of the hot loop (`_hotpath`): the compiled one, unless the tests name its plain twin.
         self._hot = hot = hot if hot is not None else _default_hot
+        self._settle = hot.settle
         self._specs: dict[str | None, Spec | str] = {}
         # The compiled fast moves of each provider's spec (filled as payments name them).
         self._moves: dict[str, Any] = {}
@@ -488,10 +490,9 @@ class Auditor:
         if decoded is None:
             self._parse(raw, line, file, pos)
             return
-        self._judge(new_event(decoded.payment, _TYPES[decoded.type], _instant(decoded.at), decoded.amount,
-                              decoded.currency, decoded.provider, decoded.key,
-                              _FLOWS[decoded.flow] if decoded.flow is not None else None, decoded.reason),
-                    line, file, pos, decoded.at)
+        ref, etype, at, amount, currency, provider, key, flow, reason = _astuple(decoded)  # one C call
+        self._judge(new_event(ref, _TYPES[etype], _instant(at), amount, currency, provider, key,
+                              _FLOWS[flow] if flow is not None else None, reason), line, file, pos, at)
 
     def _parse(self, item: bytes | str, line: int, file: str, pos: int) -> None:
         try:
@@ -682,14 +683,14 @@ class Auditor:
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         if after is None:
-            self._hot.settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key, event.flow, at,
-                             text)
+            terminal = self._settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key,
+                                    event.flow, at, text, line, file, pos)
         else:
             track.load(after, at, text)
-        track.line = line
-        track.file = file
-        track.pos = pos
-        terminal = track.state in track.spec.terminal and not track.pending
+            track.line = line
+            track.file = file
+            track.pos = pos
+            terminal = track.state in track.spec.terminal and not track.pending
         if terminal:
             settled_map = self._settled
             if settled:

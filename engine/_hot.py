@@ -39,6 +39,9 @@ from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
 _astuple: Final = astuple
+# The largest int mypyc holds unboxed (a tagged 63-bit int): an amount up to it is within int64 with one C
+# compare, and only a larger one is compared with INT64_MAX, a boxed int.
+_SHORT_MAX: Final = (1 << 62) - 1
 
 _CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -222,6 +225,7 @@ class FastSpec:
         self.reference_ok = reference_ok
         self.refund_window: timedelta | None = policy.refund_window
         self.mins: dict[str, int] = {}
+        self.terminal: frozenset[str] = spec.terminal
         self.validities: dict[str, timedelta | None] = {}
 
     def min_amount(self, currency: str) -> int:
@@ -469,10 +473,12 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
-           at: datetime, text: str | None) -> None:
+           at: datetime, text: str | None, line: int, file: str, pos: int) -> bool:
     """Apply a fact the exact path judged (`_engine.evaluate`: `amount` resolved, `dest` where it leads) to
     the record in place, as `_engine.effect` applies it to a Payment: the one in-place effect, which the
-    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None."""
+    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None; `line`,
+    `file` and `pos` where it was. True when the payment is now settled (a terminal state, nothing in
+    flight)."""
     if t == AUTHORIZED:
         currency = cur if cur is not None else r.currency
         validity = r.fast.validity_for(currency) if currency is not None else None
@@ -490,6 +496,10 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     else:
         r.after = EXACT_ONLY
         r.at_dt = at
+    r.line = line
+    r.file = file
+    r.pos = pos
+    return dest in r.fast.terminal and not r.pending
 
 
 def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
@@ -551,7 +561,7 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
     if amount is None:
         if etype == "authorized" or etype == "captured" or etype == "refunded":
             return False
-    elif amount < 0 or amount > INT64_MAX:
+    elif amount < 0 or (amount > _SHORT_MAX and amount > INT64_MAX):
         return False
     if cur is None:
         if etype == "authorized":
