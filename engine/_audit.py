@@ -155,6 +155,8 @@ def _said_later(kind: str, logged: int | None, settle: Callable[..., tuple[str]]
 # A Violation's message slot, read without `_Deferrable.__getattr__`: AttributeError while deferred.
 _violation_text = Violation.__dict__["message"].__get__
 _violation_pending = _Deferrable.__dict__["_pending"].__get__
+# The codes whose guards leave their message to be formatted on first read (deferred_violation), usually.
+_DEFERRED_CODES = frozenset({Code.EXCEEDS_CAPTURABLE, Code.REFUND_EXCEEDS_CAPTURED, Code.AUTHORIZATION_EXPIRED})
 
 
 _set_payment = Finding.__dict__["payment"].__set__
@@ -177,10 +179,20 @@ def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  
     _set_payment(f, payment)
     _set_line(f, line)
     _set_file(f, file)
-    _set_code(f, violation.code)
+    code = violation.code
+    _set_code(f, code)
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
+    # Asked first as it most likely is (a raised AttributeError costs more than the rest of the finding).
+    if code in _DEFERRED_CODES:
+        try:
+            state = plain_state(_violation_pending(violation))
+        except AttributeError:  # built with its text
+            set_pending(f, (_said, kind, logged, _violation_text(violation)))
+        else:
+            set_pending(f, (_said_later, kind, logged, *state))
+        return f
     try:
         text = _violation_text(violation)
     except AttributeError:  # deferred: its message state, made plain
