@@ -634,9 +634,7 @@ class Kernel:
             rec = cast("Record | None", self.unspill(ref))
         where = 0  # live
         if rec is None:
-            # Read as the dict it is (an OrderedDict), with dict's own `get`: no method lookup by name.
-            settled: dict[str, Record] = self.settled
-            rec = settled.get(ref)
+            rec = cast("Record | None", self.settled.get(ref))
             if rec is not None:
                 if pos - rec.pos > self.window:
                     return EXACT  # forgotten: the exact path drops it
