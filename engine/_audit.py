@@ -36,18 +36,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from attrs import field, frozen
-from msgspec.structs import astuple as _astuple
 
 from ._audit_fast import EXACT_ONLY, canonical, fast_spec
 from ._bom import strip_bom
 from ._codes import Code
 from ._engine import check_fact, judge, observe
 from ._errors import AuditError, EventError
-from ._guards import plain_state, room
+from ._guards import Fact, plain_state, room
 from ._hotpath import hot as _default_hot
 from ._lines import Line, LineError, decode_line, to_line
 from ._money import INT64_MAX, to_major_string
@@ -61,11 +60,13 @@ from ._values import (
     Payment,
     Violation,
     _Deferrable,
-    new_event,
     set_pending,
     surrogate_in,
     text_problem,
 )
+
+if TYPE_CHECKING:
+    from ._hot import Logged
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -84,13 +85,10 @@ _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 # in a dict given as such before anything else.
 _from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
-_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 # Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
 _TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
 _CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
 _CODES: dict[str, Code] = {c.value: c for c in Code}
-_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
-_instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
 _TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
 _TYPE_CODES: dict[EventType, int] = {t: _default_hot.TYPE_CODES[t.value] for t in EventType}
 
@@ -356,6 +354,7 @@ class Auditor:
         # The build of the hot loop (`_hotpath`): the compiled one, unless the tests name its plain twin.
         self._hot = hot = hot if hot is not None else _default_hot
         self._settle = hot.settle
+        self._logged = hot.logged
         self._specs: dict[str | None, Spec | str] = {}
         # The compiled fast moves of each provider's spec (filled as payments name them).
         self._moves: dict[str, Any] = {}
@@ -502,9 +501,8 @@ class Auditor:
         if decoded is None:
             self._parse(raw, line, file, pos)
             return
-        ref, etype, at, amount, currency, provider, key, flow, reason = _astuple(decoded)  # one C call
-        self._judge(new_event(ref, _TYPES[etype], _instant(at), amount, currency, provider, key,
-                              _FLOWS[flow] if flow is not None else None, reason), line, file, pos, at)
+        fact = self._logged(decoded)  # built in C: the fields `_judge` reads of an Event
+        self._judge(fact, line, file, pos, fact.text)
 
     def _parse(self, item: bytes | str, line: int, file: str, pos: int) -> None:
         try:
@@ -589,9 +587,10 @@ class Auditor:
         self._specs[provider] = found
         return found
 
-    def _judge(self, event: Event, line: int, file: str, pos: int, text: str | None = None) -> None:
+    def _judge(self, event: Event | Logged, line: int, file: str, pos: int, text: str | None = None) -> None:
         """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
-        canonical text of the event's `at` when the caller knows it."""
+        canonical text of the event's `at` when the caller knows it. `event` is an Event, or for a line
+        the fast path decoded, the same fields as a `_hot.Logged` (fast mode only: `observe` takes Events)."""
         # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
         # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
         at = event.at
@@ -668,6 +667,7 @@ class Auditor:
                 amount, dest, violations = judge(payment, event)
                 after = None
             else:  # the reference: observe's own effect, on a Payment, loaded back into the record
+                assert isinstance(event, Event)  # `_slow`, which builds Logged facts, is the fast mode's
                 after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
             # A fact the engine cannot even count (it never happens with valid events) is reported, and
@@ -796,7 +796,7 @@ def _judge_dangling(d: Dangling, as_of: datetime) -> Finding:
                    f"{d.provider} releases it with a cancel", format_instant(d.expires_at), d.remainder, d.currency)
 
 
-def _at_stake(p: Payment, e: Event, code: Code) -> int | None:
+def _at_stake(p: Payment, e: Fact, code: Code) -> int | None:
     """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
     if e.type is not _CAPTURED_TYPE and e.type is not _REFUNDED_TYPE:
         return None

@@ -272,7 +272,7 @@ def observe(payment: Payment, event: Event) -> tuple[Payment, tuple[Violation, .
     return effect(payment, event, amount, dest), violations
 
 
-def judge(payment: Payment, event: Event) -> tuple[int, str, tuple[Violation, ...]]:
+def judge(payment: Payment, event: Fact) -> tuple[int, str, tuple[Violation, ...]]:
     """`observe`'s judgement without its effect: the amount the fact moves, the state it leads to (where
     it was, when the spec has no such move) and what it broke. For a fact already checked (`check_fact`)
     and known to be the payment's: the audit applies the effect to its own mutable record."""

@@ -548,6 +548,39 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
 # ----------------------------------------------------------------------------------------- lines
 
 
+class Logged:
+    """A valid logged event the fast path hands to the exact path: an `Event`'s fields (the type, instant and
+    flow as the engine's values) plus `text`, the canonical text of `at`. What `judge` and the guards read
+    of a fact (`_guards.Fact`), built in C from the decoded line: a frozen Event costs a Python-level call
+    and a slot setter per field, on every line that breaks a rule."""
+
+    def __init__(self, payment: str, type: EventType, at: datetime, amount: int | None, currency: str | None,
+                 provider: str | None, key: str | None, flow: Flow | None, reason: str | None, text: str) -> None:
+        self.payment = payment
+        self.type = type
+        self.at = at
+        self.amount = amount
+        self.currency = currency
+        self.provider = provider
+        self.key = key
+        self.flow = flow
+        self.reason = reason
+        self.text = text
+
+
+_EVENT_TYPES: Final[dict[str, EventType]] = {t.value: t for t in EventType}
+_instant: Final = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
+
+
+def logged(ev: Any) -> Logged:
+    """The Logged of a decoded line `take` found plain (its type known, its `at` canonical)."""
+    f = _astuple(ev)
+    flow: str | None = f[7]
+    at: str = f[2]
+    return Logged(f[0], _EVENT_TYPES[f[1]], _instant(at), f[3], f[4], f[5], f[6],
+                  FLOWS[flow] if flow is not None else None, f[8], at)
+
+
 def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None, flow: str | None,
           day: str = "") -> bool:
     """Whether a decoded line is one the fast path may judge: what Event.from_dict would accept, with a
