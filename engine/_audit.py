@@ -482,7 +482,7 @@ class Auditor:
         """Audit consecutive raw lines, the first numbered `number + 1` and at `start + number + 1` in the
         whole input: `feed` for each, with the loop in the hot module."""
         if self._fast:
-            self._k.feed_lines(lines, number, file, start, decode_line, self._slow)
+            self._k.feed_lines(lines, number, file, start, decode_line, self._slow, self._judge)
             return
         for k, raw in enumerate(lines, number + 1):
             self._parse(raw, k, file, start + k)
@@ -491,7 +491,7 @@ class Auditor:
         """Audit raw lines numbered `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input (a
         partition's share of one range of a file, in order)."""
         if self._fast:
-            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow)
+            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow, self._judge)
             return
         for raw, number in zip(lines, numbers, strict=True):
             self._parse(raw, base + number, file, pos_base + number)

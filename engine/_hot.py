@@ -729,10 +729,12 @@ class Kernel:
                     self.spill()
         return TAKEN
 
-    def feed_lines(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any) -> None:
+    def feed_lines(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any,
+                   exact: Any) -> None:
         """Audit consecutive raw lines, the first numbered `number + 1` (`start + number + 1` in the whole
-        input). A line the decoder refuses, or that `take` leaves, goes to `slow(raw, line, file, pos,
-        decoded line or None)`: None when it must be parsed again."""
+        input). A line the decoder refuses, or that `take` finds not plain, goes to `slow(raw, line, file,
+        pos, None)`, to be parsed again; a valid event `take` leaves to the exact path goes to
+        `exact(Logged, line, file, pos, canonical text of its at)`."""
         for raw in lines:
             number += 1
             try:
@@ -741,11 +743,14 @@ class Kernel:
                 slow(raw, number, file, start + number, None)
                 continue
             taken = self.take(ev, number, file, start + number)
-            if taken != TAKEN:
-                slow(raw, number, file, start + number, ev if taken == EXACT else None)
+            if taken == EXACT:
+                fact = logged(ev)
+                exact(fact, number, file, start + number, fact.text)
+            elif taken != TAKEN:
+                slow(raw, number, file, start + number, None)
 
     def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int,
-                      decode: Any, slow: Any) -> None:
+                      decode: Any, slow: Any, exact: Any) -> None:
         """`feed_lines` for lines that are not consecutive (a partition's share of a range of the input):
         line `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input."""
         for i in range(len(lines)):
@@ -758,8 +763,11 @@ class Kernel:
                 slow(raw, number, file, pos, None)
                 continue
             taken = self.take(ev, number, file, pos)
-            if taken != TAKEN:
-                slow(raw, number, file, pos, ev if taken == EXACT else None)
+            if taken == EXACT:
+                fact = logged(ev)
+                exact(fact, number, file, pos, fact.text)
+            elif taken != TAKEN:
+                slow(raw, number, file, pos, None)
 
     def sweep(self, pos: int) -> None:
         """Reclaim settled payments past the window, at most every `sweep_every` lines: a lookup judges
