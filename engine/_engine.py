@@ -44,6 +44,7 @@ from ._values import (
     deferred_decision,
     new_event,
     new_payment,
+    new_violation,
 )
 
 _AUTHORIZED = EventType.AUTHORIZED
@@ -118,7 +119,7 @@ def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | No
                     else:
                         violations.append(v)
             return step, tuple(violations) if violations else ()
-    return None, (Violation(Code.INVALID_STATE, f"{spec.name}: no route for {e.type.value} from state "
+    return None, (new_violation(Code.INVALID_STATE, f"{spec.name}: no route for {e.type.value} from state "
                                                 f"{p.state!r} holds"),)
 
 
@@ -130,10 +131,10 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
     policy = p.spec.policy
     t = e.type
     if p.authorized_at is None and t is not _AUTHORIZED:
-        return Violation(Code.NOT_AUTHORIZED, f"{op_of(t)} needs a successful authorization; payment is "
+        return new_violation(Code.NOT_AUTHORIZED, f"{op_of(t)} needs a successful authorization; payment is "
                                               f"{p.state!r}")
     if t is _AUTHORIZED:
-        return Violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
+        return new_violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
                                              f"{p.state!r}: the payment is already authorized")
     if t is _REFUNDED:
         for check in _REFUND_CHECKS:
@@ -142,13 +143,13 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
                 return v
     elif t in CAPTURE_TYPES or t is _CANCELLED:
         if p.pending and t is not _CAPTURED:
-            return Violation(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
+            return new_violation(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
                                                      f"(state {p.state!r})")
         expired = _NOT_EXPIRED(p, e, amount, policy, True)
         if expired is not None:
             return expired
         if p.state == "expired":
-            return Violation(Code.AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
+            return new_violation(Code.AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
         if t is not _CANCELLED:
             for check in _CAPTURE_CHECKS:
                 v = check(p, e, amount, policy, True)
@@ -156,12 +157,12 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
                     return v
             if room(p, e) <= 0:
                 if amount <= 0:
-                    return Violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
+                    return new_violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
                                                               f"= {room_arithmetic(p, e.type, policy)}")
                 v = _WITHIN_CAPTURABLE(p, e, amount, policy, True)
                 if v is not None:
                     return v
-    return Violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
+    return new_violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
                                          f"{p.state!r}")
 
 

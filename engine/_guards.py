@@ -27,7 +27,7 @@ from ._codes import Code
 from ._money import INT64_MAX, fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation, deferred_violation
+from ._values import EventType, Flow, Payment, Violation, deferred_violation, new_violation
 
 if TYPE_CHECKING:
     from ._capture import CaptureScreen
@@ -141,8 +141,7 @@ def _in_major(currency: str | None, amount: int, limit: int) -> str:
     return f" ({currency} {to_major_string(amount, currency)} > {to_major_string(limit, currency)})"
 
 
-def _v(code: Code, message: str) -> Violation:
-    return Violation(code, message)
+_v = new_violation  # Violation(code, message), built without attrs' frozen __init__
 
 
 # ------------------------------------------------------------------------------------------- guards

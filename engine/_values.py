@@ -600,6 +600,15 @@ def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violatio
     return d
 
 
+def new_violation(code: Code, message: str) -> Violation:
+    """`Violation(code, message)`, faster (its slots set directly, as for Event and Payment above): the
+    guards and `explain_missing` build one for every refusal, and `Violation` has no validators."""
+    v: Violation = _new(Violation)
+    set_code(v, code)
+    _set_message(v, message)
+    return v
+
+
 def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
     """A Violation whose message is `pending[0](*pending[1:])[0]`, formatted on first read (see _Deferrable).
 
@@ -615,6 +624,7 @@ def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
 # (the guard of most refused captures) use them in place of the two builders above: on a ~1.3 µs
 # refusal, the two calls saved are ~90 ns. Whatever uses them must set what the builder sets.
 set_code = Violation.__dict__["code"].__set__
+_set_message = Violation.__dict__["message"].__set__
 set_allowed = Decision.__dict__["allowed"].__set__
 set_before = Decision.__dict__["before"].__set__
 set_violations = Decision.__dict__["violations"].__set__
