@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from attrs import field, frozen
@@ -46,7 +46,7 @@ from ._bom import strip_bom
 from ._codes import Code
 from ._engine import check_fact, judge, observe
 from ._errors import AuditError, EventError
-from ._guards import room
+from ._guards import Fact, plain_state, room
 from ._hotpath import hot as _default_hot
 from ._lines import Line, LineError, decode_line, to_line
 from ._money import INT64_MAX, to_major_string
@@ -60,11 +60,13 @@ from ._values import (
     Payment,
     Violation,
     _Deferrable,
-    new_event,
     set_pending,
     surrogate_in,
     text_problem,
 )
+
+if TYPE_CHECKING:
+    from ._hot import Logged
 
 DEFAULT_SETTLED_WINDOW = 250_000
 # A message quotes what it found in the line; a garbage line must not turn the report into garbage.
@@ -83,13 +85,10 @@ _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 # in a dict given as such before anything else.
 _from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
-_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 # Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
 _TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
 _CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
 _CODES: dict[str, Code] = {c.value: c for c in Code}
-_FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
-_instant = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
 _TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
 _TYPE_CODES: dict[EventType, int] = {t: _default_hot.TYPE_CODES[t.value] for t in EventType}
 
@@ -138,10 +137,24 @@ def _finding(payment: str | None, line: int, file: str, code: str, message: str,
     return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
 
 
-def _violation_message(kind: str, logged: int | None, violation: Violation) -> tuple[str]:
+def _said(kind: str, logged: int | None, text: str) -> tuple[str]:
+    """The message of a finding by an event of type `kind` (with the amount `logged`) that broke a rule
+    `text` explains."""
     if logged is None:
-        return (f"{kind}: {violation.message}",)
-    return (f"{kind} {logged}: {violation.message}",)
+        return (f"{kind}: {text}",)
+    return (f"{kind} {logged}: {text}",)
+
+
+def _said_later(kind: str, logged: int | None, settle: Callable[..., tuple[str]], *args: Any) -> tuple[str]:
+    """`_said` for a rule whose text is left to `settle(*args)` (a Violation's deferred message)."""
+    return _said(kind, logged, settle(*args)[0])
+
+
+# A Violation's message slot, read without `_Deferrable.__getattr__`: AttributeError while deferred.
+_violation_text = Violation.__dict__["message"].__get__
+_violation_pending = _Deferrable.__dict__["_pending"].__get__
+# The codes whose guards leave their message to be formatted on first read (deferred_violation), usually.
+_DEFERRED_CODES = frozenset({Code.EXCEEDS_CAPTURABLE, Code.REFUND_EXCEEDS_CAPTURED, Code.AUTHORIZATION_EXPIRED})
 
 
 _set_payment = Finding.__dict__["payment"].__set__
@@ -156,17 +169,34 @@ _set_currency = Finding.__dict__["currency"].__set__
 def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach
             violation: Violation, at: str | None, amount: int | None, currency: str | None) -> Finding:
     """The Finding of a violation `observe` found by an event of type `kind` (with the amount `logged`), its
-    message left to be formatted on first read, from what the finding holds anyway: no text is built
-    for it before then (a log with a million breaches holds a million findings)."""
+    message left to be formatted on first read: no text is built for it before then (a log with a
+    million breaches holds a million findings). What it keeps for that is small and picklable: the
+    Violation's text, or its deferred message's function and plain values (`_guards.plain_state`),
+    never the Violation, the Payment or the Event."""
     f: Finding = _new_object(Finding)
     _set_payment(f, payment)
     _set_line(f, line)
     _set_file(f, file)
-    _set_code(f, violation.code)
+    code = violation.code
+    _set_code(f, code)
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
-    set_pending(f, (_violation_message, kind, logged, violation))
+    # Asked first as it most likely is (a raised AttributeError costs more than the rest of the finding).
+    if code in _DEFERRED_CODES:
+        try:
+            state = plain_state(_violation_pending(violation))
+        except AttributeError:  # built with its text
+            set_pending(f, (_said, kind, logged, _violation_text(violation)))
+        else:
+            set_pending(f, (_said_later, kind, logged, *state))
+        return f
+    try:
+        text = _violation_text(violation)
+    except AttributeError:  # deferred: its message state, made plain
+        set_pending(f, (_said_later, kind, logged, *plain_state(_violation_pending(violation))))
+    else:
+        set_pending(f, (_said, kind, logged, text))
     return f
 
 
@@ -323,6 +353,8 @@ class Auditor:
         self._fast = fast
         # The build of the hot loop (`_hotpath`): the compiled one, unless the tests name its plain twin.
         self._hot = hot = hot if hot is not None else _default_hot
+        self._settle = hot.settle
+        self._logged = hot.logged
         self._specs: dict[str | None, Spec | str] = {}
         # The compiled fast moves of each provider's spec (filled as payments name them).
         self._moves: dict[str, Any] = {}
@@ -450,7 +482,7 @@ class Auditor:
         """Audit consecutive raw lines, the first numbered `number + 1` and at `start + number + 1` in the
         whole input: `feed` for each, with the loop in the hot module."""
         if self._fast:
-            self._k.feed_lines(lines, number, file, start, decode_line, self._slow)
+            self._k.feed_lines(lines, number, file, start, decode_line, self._slow, self._judge)
             return
         for k, raw in enumerate(lines, number + 1):
             self._parse(raw, k, file, start + k)
@@ -459,7 +491,7 @@ class Auditor:
         """Audit raw lines numbered `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input (a
         partition's share of one range of a file, in order)."""
         if self._fast:
-            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow)
+            self._k.feed_numbered(lines, numbers, file, base, pos_base, decode_line, self._slow, self._judge)
             return
         for raw, number in zip(lines, numbers, strict=True):
             self._parse(raw, base + number, file, pos_base + number)
@@ -469,10 +501,8 @@ class Auditor:
         if decoded is None:
             self._parse(raw, line, file, pos)
             return
-        self._judge(new_event(decoded.payment, _TYPES[decoded.type], _instant(decoded.at), decoded.amount,
-                              decoded.currency, decoded.provider, decoded.key,
-                              _FLOWS[decoded.flow] if decoded.flow is not None else None, decoded.reason),
-                    line, file, pos, decoded.at)
+        fact = self._logged(decoded)  # built in C: the fields `_judge` reads of an Event
+        self._judge(fact, line, file, pos, fact.text)
 
     def _parse(self, item: bytes | str, line: int, file: str, pos: int) -> None:
         try:
@@ -557,9 +587,10 @@ class Auditor:
         self._specs[provider] = found
         return found
 
-    def _judge(self, event: Event, line: int, file: str, pos: int, text: str | None = None) -> None:
+    def _judge(self, event: Event | Logged, line: int, file: str, pos: int, text: str | None = None) -> None:
         """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
-        canonical text of the event's `at` when the caller knows it."""
+        canonical text of the event's `at` when the caller knows it. `event` is an Event, or for a line
+        the fast path decoded, the same fields as a `_hot.Logged` (fast mode only: `observe` takes Events)."""
         # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
         # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
         at = event.at
@@ -636,6 +667,7 @@ class Auditor:
                 amount, dest, violations = judge(payment, event)
                 after = None
             else:  # the reference: observe's own effect, on a Payment, loaded back into the record
+                assert isinstance(event, Event)  # `_slow`, which builds Logged facts, is the fast mode's
                 after, violations = observe(payment, event)
         except (ValueError, TypeError, ArithmeticError) as exc:
             # A fact the engine cannot even count (it never happens with valid events) is reported, and
@@ -663,14 +695,14 @@ class Auditor:
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         if after is None:
-            self._hot.settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key, event.flow, at,
-                             text)
+            terminal = self._settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key,
+                                    event.flow, at, text, line, file, pos)
         else:
             track.load(after, at, text)
-        track.line = line
-        track.file = file
-        track.pos = pos
-        terminal = track.state in track.spec.terminal and not track.pending
+            track.line = line
+            track.file = file
+            track.pos = pos
+            terminal = track.state in track.spec.terminal and not track.pending
         if terminal:
             settled_map = self._settled
             if settled:
@@ -764,7 +796,7 @@ def _judge_dangling(d: Dangling, as_of: datetime) -> Finding:
                    f"{d.provider} releases it with a cancel", format_instant(d.expires_at), d.remainder, d.currency)
 
 
-def _at_stake(p: Payment, e: Event, code: Code) -> int | None:
+def _at_stake(p: Payment, e: Fact, code: Code) -> int | None:
     """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
     if e.type is not _CAPTURED_TYPE and e.type is not _REFUNDED_TYPE:
         return None

@@ -16,17 +16,18 @@ payment, the event being judged, the resolved amount and the policy, and nothing
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from attrs import frozen
 
 from ._builds import capture as _capture
+from ._builds import capture_imported as _capture_imported
 from ._codes import Code
 from ._money import INT64_MAX, fits_decimal, to_major_string
 from ._policy import Policy
 from ._time import format_instant
-from ._values import EventType, Flow, Payment, Violation, deferred_violation
+from ._values import EventType, Flow, Payment, Violation, deferred_violation, new_violation
 
 if TYPE_CHECKING:
     from ._capture import CaptureScreen
@@ -118,12 +119,16 @@ def room(p: Payment, e: Fact) -> int:
 
 def room_arithmetic(p: Payment, etype: EventType, pol: Policy) -> str:
     """`room` for a fact of type `etype`, spelled out, plus any over-capture allowance."""
-    text = f"authorized {p.authorized} - captured {p.captured}"
-    if p.cancelled:
-        text += f" - cancelled {p.cancelled}"
-    if p.pending and etype is not _CAPTURED:
-        text += f" - pending {p.pending}"
-    allowance = pol.allowance(p.authorized)
+    return _room_text(p.authorized, p.captured, p.cancelled, p.pending, etype, pol.allowance(p.authorized))
+
+
+def _room_text(authorized: int, captured: int, cancelled: int, pending: int, etype: EventType,  # noqa: PLR0917
+               allowance: int) -> str:
+    text = f"authorized {authorized} - captured {captured}"
+    if cancelled:
+        text += f" - cancelled {cancelled}"
+    if pending and etype is not _CAPTURED:
+        text += f" - pending {pending}"
     if allowance:
         text += f" + over-capture allowance {allowance}"
     return text
@@ -136,8 +141,7 @@ def _in_major(currency: str | None, amount: int, limit: int) -> str:
     return f" ({currency} {to_major_string(amount, currency)} > {to_major_string(limit, currency)})"
 
 
-def _v(code: Code, message: str) -> Violation:
-    return Violation(code, message)
+_v = new_violation  # Violation(code, message), built without attrs' frozen __init__
 
 
 # ------------------------------------------------------------------------------------------- guards
@@ -240,18 +244,26 @@ def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> 
     return None
 
 
+# The messages left to be formatted on first read hold plain values (ints, strs, enum members, instants),
+# never the Payment or the event: a finding keeps its Violation's message state until the report is
+# written, and a Payment in it was most of a finding's memory (issue 13 (d)); plain values also pickle
+# small, for a worker sending its findings to the parent unformatted.
+
+
 def not_expired(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     expires = p.expires_at
     if expires is not None and e.at >= expires:
-        return deferred_violation(_AUTHORIZATION_EXPIRED, (_expired_message, p, e, expires))
+        return deferred_violation(_AUTHORIZATION_EXPIRED, (_expired_message, _OPS[e.type], e.at, expires,
+                                                           p.authorized_at, p.validity))
     return None
 
 
-def _expired_message(p: Payment, e: Fact, expires: datetime) -> tuple[str]:
-    assert p.authorized_at is not None and p.validity is not None
-    return (f"{op_of(e.type)} at {format_instant(e.at)} is at or past expiry {format_instant(expires)} "
-            f"= authorized {format_instant(p.authorized_at)} + {p.validity.days}d"
-            + (f" {p.validity.seconds // 3600}h" if p.validity.seconds else ""),)
+def _expired_message(op: str, at: datetime, expires: datetime, authorized_at: datetime | None,
+                     validity: timedelta | None) -> tuple[str]:
+    assert authorized_at is not None and validity is not None
+    return (f"{op} at {format_instant(at)} is at or past expiry {format_instant(expires)} "
+            f"= authorized {format_instant(authorized_at)} + {validity.days}d"
+            + (f" {validity.seconds // 3600}h" if validity.seconds else ""),)
 
 
 def manual_flow(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -270,8 +282,20 @@ def within_capturable(p: Payment, e: Fact, amount: int, pol: Policy, command: bo
 
 def exceeds_message(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[str]:
     """The message of `exceeds_capturable`'s Violation, formatted on its first read."""
-    return (f"capture {amount} > capturable {limit} = {room_arithmetic(p, etype, pol)}"
-            f"{_in_major(p.currency, amount, limit)}",)
+    return exceeds_text(*exceeds_values(p, etype, amount, limit, pol))
+
+
+def exceeds_values(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[Any, ...]:
+    """What `exceeds_text` reads of the payment and policy, as plain values (see `compact`)."""
+    return (p.currency, p.authorized, p.captured, p.cancelled, p.pending, etype, amount, limit,
+            pol.allowance(p.authorized))
+
+
+def exceeds_text(currency: str | None, authorized: int, captured: int, cancelled: int, pending: int,  # noqa: PLR0917
+                 etype: EventType, amount: int, limit: int, allowance: int) -> tuple[str]:
+    return (f"capture {amount} > capturable {limit} = "
+            f"{_room_text(authorized, captured, cancelled, pending, etype, allowance)}"
+            f"{_in_major(currency, amount, limit)}",)
 
 
 def partial_allowed(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -312,13 +336,15 @@ def outcome_only(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -
 
 def within_refundable(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
     if amount > p.refundable:
-        return deferred_violation(_REFUND_EXCEEDS_CAPTURED, (_over_refund_message, p, amount))
+        return deferred_violation(_REFUND_EXCEEDS_CAPTURED, (_over_refund_message, amount, p.refundable, p.captured,
+                                                             p.refunded, p.currency))
     return None
 
 
-def _over_refund_message(p: Payment, amount: int) -> tuple[str]:
-    return (f"refund {amount} > refundable {p.refundable} = captured {p.captured} - refunded {p.refunded}"
-            f"{_in_major(p.currency, amount, p.refundable)}",)
+def _over_refund_message(amount: int, refundable: int, captured: int, refunded: int,
+                         currency: str | None) -> tuple[str]:
+    return (f"refund {amount} > refundable {refundable} = captured {captured} - refunded {refunded}"
+            f"{_in_major(currency, amount, refundable)}",)
 
 
 def below_max_refunds(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> Violation | None:
@@ -430,3 +456,23 @@ ROUTE_GROUPS: dict[str, frozenset[str]] = {}
 for _route in ROUTES.values():
     ROUTE_GROUPS[_route.group] = ROUTE_GROUPS.get(_route.group, frozenset()) | {_route.name}
 
+
+
+# ------------------------------------------------------------------------------- message state
+
+def _exceeds_state(p: Payment, etype: EventType, amount: int, limit: int, pol: Policy) -> tuple[Any, ...]:
+    return (exceeds_text, *exceeds_values(p, etype, amount, limit, pol))
+
+
+# The deferred messages whose state holds the Payment (decide's compiled `exceeds_capturable` defers its
+# message with `_capture.exceeds_message`, of either build), and their state as plain values.
+_PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
+    _capture.exceeds_message: _exceeds_state, _capture_imported.exceeds_message: _exceeds_state,
+    exceeds_message: _exceeds_state}
+
+
+def plain_state(pending: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A deferred message's state `(settle, *args)` with plain values only: the same text on first read,
+    without the Payment a compiled guard's state may hold."""
+    to_plain = _PLAIN_STATE.get(pending[0])
+    return to_plain(*pending[1:]) if to_plain is not None else pending

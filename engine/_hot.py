@@ -29,53 +29,60 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
+
+from msgspec.structs import astuple
 
 from ._guards import op_of
 from ._money import INT64_MAX, decimal_bounds, is_currency
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
-_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_astuple: Final = astuple
+# The largest int mypyc holds unboxed (a tagged 63-bit int): an amount up to it is within int64 with one C
+# compare, and only a larger one is compared with INT64_MAX, a boxed int.
+_SHORT_MAX: Final = (1 << 62) - 1
+
+_CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 # Validated days of canonical instants ("YYYY-MM-DDT"). Only valid days are added, so the set stays bounded
 # by the calendar (~3.7 million days) whatever garbage a log holds. A time of day is judged by `clock_ok`
 # instead: a log stamped to the second seldom repeats one (the bench log's 100,000 lines hold ~58,000), so
 # a set of seen ones sent most lines through the regex and `parse_instant`.
-DAYS: set[str] = set()
+DAYS: Final[set[str]] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
-EXACT_ONLY = "~"
+EXACT_ONLY: Final = "~"
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
 # maps to one shared instance, which the records hold (a line's own 3-letter str is ~50 bytes a payment).
-CURRENCIES: dict[str, str] = {}
+CURRENCIES: Final[dict[str, str]] = {}
 
 # Event types as small ints (the order of EventType), and what a move needs to know of each.
-AUTHORIZED = 0
-CAPTURE_REQUESTED = 1
-CAPTURED = 2
-CAPTURE_FAILED = 3
-CANCELLED = 4
-REFUNDED = 5
-EXPIRED = 6
-TYPE_CODES: dict[str, int] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
+AUTHORIZED: Final = 0
+CAPTURE_REQUESTED: Final = 1
+CAPTURED: Final = 2
+CAPTURE_FAILED: Final = 3
+CANCELLED: Final = 4
+REFUNDED: Final = 5
+EXPIRED: Final = 6
+TYPE_CODES: Final[dict[str, int]] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
                               "captured": CAPTURED, "capture_failed": CAPTURE_FAILED, "cancelled": CANCELLED,
                               "refunded": REFUNDED, "expired": EXPIRED}
-FLOWS: dict[str, Flow] = {f.value: f for f in Flow}
-_AUTOMATIC = Flow.AUTOMATIC
+FLOWS: Final[dict[str, Flow]] = {f.value: f for f in Flow}
+_AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
-ROUTES: dict[str, int] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
+ROUTES: Final[dict[str, int]] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
                           "something_captured": 4}
-_KEYED_OPS: dict[int, str] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
+_KEYED_OPS: Final[dict[int, str]] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
 # The merchant operation of each event type (_guards.op_of), which key_unique compares a reused key's with.
-_OPS: dict[int, str] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
+_OPS: Final[dict[int, str]] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
 # What `move` returns.
-NOT_DONE = 0
-APPLIED = 1
-SETTLES = 2
+NOT_DONE: Final = 0
+APPLIED: Final = 1
+SETTLES: Final = 2
 # What `Kernel.take` returns.
-NOT_PLAIN = 0
-TAKEN = 1
-EXACT = 2
+NOT_PLAIN: Final = 0
+TAKEN: Final = 1
+EXACT: Final = 2
 
 
 def canonical_at(text: object) -> str | None:
@@ -123,7 +130,7 @@ def canonical(at: datetime) -> str | None:
     return text[:19] + "Z" if len(text) == 25 and text.endswith("+00:00") else None
 
 
-_SHIFTED: dict[tuple[str, int], str] = {}
+_SHIFTED: Final[dict[tuple[str, int], str]] = {}
 
 
 def deadline(text: str | None, start: datetime, span: timedelta) -> str:
@@ -218,6 +225,7 @@ class FastSpec:
         self.reference_ok = reference_ok
         self.refund_window: timedelta | None = policy.refund_window
         self.mins: dict[str, int] = {}
+        self.terminal: frozenset[str] = spec.terminal
         self.validities: dict[str, timedelta | None] = {}
 
     def min_amount(self, currency: str) -> int:
@@ -238,6 +246,25 @@ class FastSpec:
 
 
 # ----------------------------------------------------------------------------------------- records
+
+# KeyUse's slots, set directly: `KeyUse(...)` runs attrs' frozen __init__, a Python frame and a generic
+# object.__setattr__ per field, ~8x the cost of this, and a materialized Payment holds one per key used.
+_NEW: Final = object.__new__
+_KU_KEY: Final = KeyUse.__dict__["key"].__set__
+_KU_OP: Final = KeyUse.__dict__["op"].__set__
+_KU_AMOUNT: Final = KeyUse.__dict__["amount"].__set__
+_KU_SUCCEEDED: Final = KeyUse.__dict__["succeeded"].__set__
+
+
+def key_use(key: str, op: str, amount: int, succeeded: bool) -> KeyUse:
+    """`KeyUse(key, op, amount, succeeded)` (a frozen attrs value without validators), built in C."""
+    k: KeyUse = _NEW(KeyUse)
+    _KU_KEY(k, key)
+    _KU_OP(k, op)
+    _KU_AMOUNT(k, amount)
+    _KU_SUCCEEDED(k, succeeded)
+    return k
+
 
 
 class Record:
@@ -296,7 +323,7 @@ class Record:
         """The Payment `observe` would hold now."""
         u = self.uses
         # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
-        keys = tuple(KeyUse(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
+        keys = tuple(key_use(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
         return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
                            self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
                            self.authorized_at, self.validity, self.flow, keys)
@@ -465,10 +492,12 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
-           at: datetime, text: str | None) -> None:
+           at: datetime, text: str | None, line: int, file: str, pos: int) -> bool:
     """Apply a fact the exact path judged (`_engine.evaluate`: `amount` resolved, `dest` where it leads) to
     the record in place, as `_engine.effect` applies it to a Payment: the one in-place effect, which the
-    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None."""
+    fast path's `move` runs too. `at` is the fact's instant, `text` its canonical text or None; `line`,
+    `file` and `pos` where it was. True when the payment is now settled (a terminal state, nothing in
+    flight)."""
     if t == AUTHORIZED:
         currency = cur if cur is not None else r.currency
         validity = r.fast.validity_for(currency) if currency is not None else None
@@ -486,6 +515,10 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     else:
         r.after = EXACT_ONLY
         r.at_dt = at
+    r.line = line
+    r.file = file
+    r.pos = pos
+    return dest in r.fast.terminal and not r.pending
 
 
 def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
@@ -534,18 +567,54 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
 # ----------------------------------------------------------------------------------------- lines
 
 
-def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None, flow: str | None) -> bool:
+class Logged:
+    """A valid logged event the fast path hands to the exact path: an `Event`'s fields (the type, instant and
+    flow as the engine's values) plus `text`, the canonical text of `at`. What `judge` and the guards read
+    of a fact (`_guards.Fact`), built in C from the decoded line: a frozen Event costs a Python-level call
+    and a slot setter per field, on every line that breaks a rule."""
+
+    def __init__(self, payment: str, type: EventType, at: datetime, amount: int | None, currency: str | None,
+                 provider: str | None, key: str | None, flow: Flow | None, reason: str | None, text: str) -> None:
+        self.payment = payment
+        self.type = type
+        self.at = at
+        self.amount = amount
+        self.currency = currency
+        self.provider = provider
+        self.key = key
+        self.flow = flow
+        self.reason = reason
+        self.text = text
+
+
+_EVENT_TYPES: Final[dict[str, EventType]] = {t.value: t for t in EventType}
+_instant: Final = datetime.fromisoformat  # what parse_instant returns, for text canonical_at has vetted
+
+
+def logged(ev: Any) -> Logged:
+    """The Logged of a decoded line `take` found plain (its type known, its `at` canonical)."""
+    f = _astuple(ev)
+    flow: str | None = f[7]
+    at: str = f[2]
+    return Logged(f[0], _EVENT_TYPES[f[1]], _instant(at), f[3], f[4], f[5], f[6],
+                  FLOWS[flow] if flow is not None else None, f[8], at)
+
+
+def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None, flow: str | None,
+          day: str = "") -> bool:
     """Whether a decoded line is one the fast path may judge: what Event.from_dict would accept, with a
     canonical `at` inside the audit's years and an amount within int64. The decoder gave every field its
-    type (provider, key and reason a str or None: nothing more to check there)."""
+    type (provider, key and reason a str or None: nothing more to check there). `day`, a day in DAYS
+    ("YYYY-MM-DDT"), spares the slice and set lookup for an `at` on that day (the previous line's day:
+    a third of the bench log's lines share it)."""
     if not payment or etype not in TYPE_CODES:
         return False
-    if not ((at[:11] in DAYS and clock_ok(at)) or canonical_at(at) is not None):
+    if not (((day and at.startswith(day)) or at[:11] in DAYS) and clock_ok(at)) and canonical_at(at) is None:
         return False
     if amount is None:
         if etype == "authorized" or etype == "captured" or etype == "refunded":
             return False
-    elif amount < 0 or amount > INT64_MAX:
+    elif amount < 0 or (amount > _SHORT_MAX and amount > INT64_MAX):
         return False
     if cur is None:
         if etype == "authorized":
@@ -577,6 +646,7 @@ class Kernel:
         self.events = 0
         self.payments = 0
         self.latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
+        self.day = ""  # the day of the latest line `take` judged plain (in DAYS)
         # The memory bound (Auditor, `max_open`): past `max_open` live payments (0: no bound) the oldest
         # go to the auditor's store through `spill()`; `unspill(ref)` brings one back (a Record or None).
         self.max_open = 0
@@ -595,22 +665,29 @@ class Kernel:
         """Judge one decoded line on the fast path: TAKEN; or, having changed nothing, NOT_PLAIN (not
         a line the fast path may judge: the exact path parses it again) or EXACT (a valid event the
         fast path cannot vouch for: the exact path judges it as decoded)."""
-        ref: str = ev.payment
-        etype: str = ev.type
-        at: str = ev.at
-        raw_amount: int | None = ev.amount
-        cur: str | None = ev.currency
-        raw_flow: str | None = ev.flow
-        if not plain(ref, etype, at, raw_amount, cur, raw_flow):
+        # The Line's fields in one C call: each `ev.x` was a generic attribute lookup by name.
+        f = _astuple(ev)
+        ref: str = f[0]
+        etype: str = f[1]
+        at: str = f[2]
+        raw_amount: int | None = f[3]
+        cur: str | None = f[4]
+        raw_flow: str | None = f[7]
+        day = self.day
+        if not plain(ref, etype, at, raw_amount, cur, raw_flow, day):
             return NOT_PLAIN
-        provider: str | None = ev.provider
+        if not (day and at.startswith(day)):
+            self.day = at[:11]  # a valid day, now in DAYS
+        provider: str | None = f[5]
         live = self.live
+        # Typed by casts: a value of type Any (the store's, the OrderedDict's) would make every later
+        # `rec.x` a generic attribute lookup by name instead of a native slot read.
         rec = live.get(ref)
         if rec is None and self.spilled:
-            rec = self.unspill(ref)
+            rec = cast("Record | None", self.unspill(ref))
         where = 0  # live
         if rec is None:
-            rec = self.settled.get(ref)
+            rec = cast("Record | None", self.settled.get(ref))
             if rec is not None:
                 if pos - rec.pos > self.window:
                     return EXACT  # forgotten: the exact path drops it
@@ -635,7 +712,7 @@ class Kernel:
         if mv is None:
             return EXACT
         flow = FLOWS[raw_flow] if raw_flow is not None else None
-        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, ev.key, flow)
+        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, f[6], flow)
         if not done:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
@@ -671,10 +748,12 @@ class Kernel:
                     self.spill()
         return TAKEN
 
-    def feed_lines(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any) -> None:
+    def feed_lines(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any,
+                   exact: Any) -> None:
         """Audit consecutive raw lines, the first numbered `number + 1` (`start + number + 1` in the whole
-        input). A line the decoder refuses, or that `take` leaves, goes to `slow(raw, line, file, pos,
-        decoded line or None)`: None when it must be parsed again."""
+        input). A line the decoder refuses, or that `take` finds not plain, goes to `slow(raw, line, file,
+        pos, None)`, to be parsed again; a valid event `take` leaves to the exact path goes to
+        `exact(Logged, line, file, pos, canonical text of its at)`."""
         for raw in lines:
             number += 1
             try:
@@ -683,11 +762,14 @@ class Kernel:
                 slow(raw, number, file, start + number, None)
                 continue
             taken = self.take(ev, number, file, start + number)
-            if taken != TAKEN:
-                slow(raw, number, file, start + number, ev if taken == EXACT else None)
+            if taken == EXACT:
+                fact = logged(ev)
+                exact(fact, number, file, start + number, fact.text)
+            elif taken != TAKEN:
+                slow(raw, number, file, start + number, None)
 
     def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int,
-                      decode: Any, slow: Any) -> None:
+                      decode: Any, slow: Any, exact: Any) -> None:
         """`feed_lines` for lines that are not consecutive (a partition's share of a range of the input):
         line `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input."""
         for i in range(len(lines)):
@@ -700,8 +782,11 @@ class Kernel:
                 slow(raw, number, file, pos, None)
                 continue
             taken = self.take(ev, number, file, pos)
-            if taken != TAKEN:
-                slow(raw, number, file, pos, ev if taken == EXACT else None)
+            if taken == EXACT:
+                fact = logged(ev)
+                exact(fact, number, file, pos, fact.text)
+            elif taken != TAKEN:
+                slow(raw, number, file, pos, None)
 
     def sweep(self, pos: int) -> None:
         """Reclaim settled payments past the window, at most every `sweep_every` lines: a lookup judges

@@ -318,6 +318,16 @@ def _spec_repr(spec: Spec) -> str:
     return f"<spec {spec.name}>"
 
 
+def _counters_valid(authorized: object, captured: object, cancelled: object, refunded: object,  # noqa: PLR0917
+                    pending: object, capture_count: object, refund_count: object) -> bool:
+    """Whether a Payment's counters are ints and none is negative: the OR of ints is negative iff one is."""
+    int_ = int
+    return (type(authorized) is int_ and type(captured) is int_ and type(cancelled) is int_
+            and type(refunded) is int_ and type(pending) is int_ and type(capture_count) is int_
+            and type(refund_count) is int_
+            and (authorized | captured | cancelled | refunded | pending | capture_count | refund_count) >= 0)
+
+
 @frozen
 class Payment:
     """The aggregate of one payment under one provider's spec.
@@ -348,12 +358,8 @@ class Payment:
         # value invariants live here: "refunded <= captured" is a policy that a real history can break,
         # and the audit must be able to hold such a payment to report it. The OR of the counters is
         # negative iff one is: a cheap test on the hot path, with the slow loop only to name the culprit.
-        int_ = int
-        if (type(self.authorized) is not int_ or type(self.captured) is not int_ or type(self.cancelled) is not int_
-                or type(self.refunded) is not int_ or type(self.pending) is not int_
-                or type(self.capture_count) is not int_ or type(self.refund_count) is not int_
-                or (self.authorized | self.captured | self.cancelled | self.refunded | self.pending
-                    | self.capture_count | self.refund_count) < 0):
+        if not _counters_valid(self.authorized, self.captured, self.cancelled, self.refunded, self.pending,
+                               self.capture_count, self.refund_count):
             for name in ("authorized", "captured", "cancelled", "refunded", "pending", "capture_count",
                          "refund_count"):
                 _check_amount(getattr(self, name), f"Payment.{name}")
@@ -572,7 +578,9 @@ def new_payment(spec: Spec, reference: str, state: str, currency: str | None, au
     _p_validity(p, validity)
     _p_flow(p, flow)
     _p_keys(p, keys)
-    p.__attrs_post_init__()
+    # __attrs_post_init__'s test on the arguments at hand (the audit builds a Payment per breach).
+    if not _counters_valid(authorized, captured, cancelled, refunded, pending, capture_count, refund_count):
+        p.__attrs_post_init__()  # names the culprit
     return p
 
 
@@ -592,6 +600,15 @@ def deferred_decision(allowed: bool, before: Payment, violations: tuple[Violatio
     return d
 
 
+def new_violation(code: Code, message: str) -> Violation:
+    """`Violation(code, message)`, faster (its slots set directly, as for Event and Payment above): the
+    guards and `explain_missing` build one for every refusal, and `Violation` has no validators."""
+    v: Violation = _new(Violation)
+    set_code(v, code)
+    _set_message(v, message)
+    return v
+
+
 def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
     """A Violation whose message is `pending[0](*pending[1:])[0]`, formatted on first read (see _Deferrable).
 
@@ -607,6 +624,7 @@ def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
 # (the guard of most refused captures) use them in place of the two builders above: on a ~1.3 µs
 # refusal, the two calls saved are ~90 ns. Whatever uses them must set what the builder sets.
 set_code = Violation.__dict__["code"].__set__
+_set_message = Violation.__dict__["message"].__set__
 set_allowed = Decision.__dict__["allowed"].__set__
 set_before = Decision.__dict__["before"].__set__
 set_violations = Decision.__dict__["violations"].__set__

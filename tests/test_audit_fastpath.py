@@ -7,6 +7,7 @@ non-canonical times, malformed lines, unknown providers."""
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -17,12 +18,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from test_audit import line
 
-from capstate import audit
+from capstate import Code, Event, EventType, Finding, Payment, audit, observe
 from capstate._audit import Auditor, merge, resolve_spec
 from capstate._audit_fast import canonical, canonical_at, fast_spec
 from capstate._cli.audit_run import _owner_of, run_audit
 from capstate._hotpath import hot, plain
 from capstate._spec import load_spec, shipped
+from capstate._values import _Deferrable
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 PROVIDERS = (*shipped(), None, "stripe")
@@ -361,3 +363,68 @@ def test_an_authorization_logged_with_an_offset_gets_its_utc_deadline_and_leaves
         report = audit(log, fast=fast)
         assert [(f.payment, f.code.value) for f in report.violations] == [
             ("order-dkk-0001", "AUTHORIZATION_EXPIRED"), ("order-dkk-0002", "AUTHORIZATION_EXPIRED")], fast
+
+
+# A finding's deferred message keeps only values like these (and the module-level functions that format
+# them): never the Payment, the Event or the Violation it was judged from.
+_PLAIN = (str, int, type(None), datetime, timedelta, EventType, Code)
+
+
+def _message_state(finding: Finding) -> tuple[Any, ...] | None:
+    try:
+        state: tuple[Any, ...] = _Deferrable.__dict__["_pending"].__get__(finding)
+    except AttributeError:
+        return None  # built with its message
+    return state
+
+
+@pytest.mark.parametrize("overrides", [None, {"over_capture_percent": 10}, {"authorization_validity": "36h"}])
+def test_a_findings_message_state_is_plain_values_and_says_what_observe_says(overrides: dict[str, Any] | None) -> None:
+    # One payment per deferred guard message (over-capture, over-refund, expiry) and a few eager ones; the
+    # text `observe` gives each Violation (read on the Payment it judged) is the text the finding writes.
+    day = "2026-03-0{}T10:00:00Z"
+    raw = [line("x", "authorized", day.format(1), "bambora", amount=1000, currency="DKK"),
+           line("x", "captured", day.format(2), "bambora", amount=1500, key="k1"),
+           line("x", "refunded", day.format(3), "bambora", amount=2000, currency="SEK", key="k1"),
+           line("e", "authorized", day.format(1), "bambora", amount=500, currency="NOK"),
+           line("e", "captured", day.format(9), "bambora", amount=100),
+           line("c", "authorized", day.format(1), "hellgate", amount=800, currency="USD", flow="manual"),
+           line("c", "cancelled", day.format(2), "hellgate"),
+           line("c", "captured", day.format(3), "hellgate", amount=100)]
+    report = audit(raw, overrides=overrides)
+    payments: dict[str, Payment] = {}
+    expected: list[tuple[int, str, str]] = []
+    for number, r in enumerate(raw, start=1):
+        event = Event.from_json(r)
+        spec = resolve_spec(event.provider, overrides)
+        assert spec is not None
+        p = payments.get(event.payment) or Payment.new(spec, event.payment)
+        payments[event.payment], violations = observe(p, event)
+        said = f"{event.type.value} {event.amount}" if event.amount is not None else event.type.value
+        expected += [(number, v.code.value, f"{said}: {v.message}") for v in violations]
+    deferred = 0
+    for finding in report.violations:
+        state = _message_state(finding)
+        if state is None:
+            continue
+        deferred += 1
+        assert all((callable(x) and getattr(x, "__module__", "").startswith("capstate.")) or isinstance(x, _PLAIN)
+                   for x in state), state
+        # Picklable as it stands: a worker can send it unformatted.
+        again = pickle.loads(pickle.dumps(finding))
+        assert again == finding
+    assert deferred >= 3
+    found = [(f.line, f.code.value, f.message) for f in report.violations
+             if f.code.value not in {"DANGLING_AUTHORIZATION", "OUT_OF_ORDER"}]
+    assert found == sorted(expected)  # the report orders a line's findings by code, then message
+    assert {"EXCEEDS_CAPTURABLE", "REFUND_EXCEEDS_CAPTURED", "AUTHORIZATION_EXPIRED"} <= {c for _, c, _ in found}
+
+
+def test_a_pickled_finding_formats_its_message_where_it_lands() -> None:
+    raw = [line("x", "authorized", "2026-03-01T10:00:00Z", "bambora", amount=1000, currency="DKK"),
+           line("x", "captured", "2026-03-02T10:00:00Z", "bambora", amount=1500)]
+    (finding,) = audit(raw).violations
+    state = _message_state(finding)
+    assert state is not None and not any(isinstance(x, Payment | Event) for x in state)
+    assert pickle.loads(pickle.dumps(state))[0] is state[0]  # the function itself, by reference
+    assert finding.message.startswith("captured 1500: capture 1500 > capturable 1000 = authorized 1000")
