@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import gc
 import pickle
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from enum import Enum
 from itertools import chain, islice
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any, Protocol
 
 import orjson
@@ -60,6 +62,7 @@ from ._values import (
     Payment,
     Violation,
     _Deferrable,
+    deferred_violation,
     new_event,
     set_pending,
     surrogate_in,
@@ -128,14 +131,120 @@ class Finding(_Deferrable):
 
     def __reduce__(self) -> tuple[Callable[..., Finding], tuple[Any, ...]]:
         # Parallel audits send every finding back from a worker: a plain call per finding, with the code
-        # as its text, pickles several times faster than attrs' slots state and an Enum lookup.
-        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], self.message, self.at,
-                          self.amount, self.currency)
+        # as its text, pickles several times faster than attrs' slots state and an Enum lookup. The
+        # message goes as its deferred state when that is small (`message_state`), so that neither side
+        # formats it before it is read.
+        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], message_state(self),
+                          self.at, self.amount, self.currency)
 
 
-def _finding(payment: str | None, line: int, file: str, code: str, message: str,  # noqa: PLR0917 - pickle calls it
-             at: str | None, amount: int | None = None, currency: str | None = None) -> Finding:
-    return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
+# ------------------------------------------------------------------------- findings across a pipe
+#
+# A finding's message is formatted on first read from its deferred state (`_Deferrable`): a function and
+# its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
+# parallel audit sends that state instead of the text when every part of it pickles small and exact: a
+# module-level function (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
+# Violations whose own state is such (`_Later`). Anything else (a Payment, an Event: big, or holding a
+# Spec that does not pickle) is formatted in the worker, as before. Either way the finding read in the
+# parent is the one the worker held: same fields, same message on first read.
+
+_SMALL: set[type] = {type(None), bool, int, float, str, bytes}
+_NAMED: dict[Any, bool] = {}
+
+
+class _Later(tuple[Code, Any]):
+    """A Violation in a deferred state sent across a pipe: (code, message) when its message is known,
+    else (code, its own portable deferred state)."""
+
+    __slots__ = ()
+
+
+def _by_name(named: object) -> bool:
+    """Whether pickle sends `named` (a function or a class) by name and gets it back: it is found by its
+    name at the top level of its module."""
+    known = _NAMED.get(named)
+    if known is None:
+        module = sys.modules.get(getattr(named, "__module__", None) or "")
+        name = getattr(named, "__qualname__", "")
+        known = _NAMED[named] = "." not in name and module is not None and getattr(module, name, None) is named
+    return known
+
+
+def _small(value: object) -> bool:
+    kind = type(value)
+    if kind in _SMALL:
+        return True
+    if kind is tuple:
+        return all(map(_small, value))  # type: ignore[call-overload]
+    if issubclass(kind, Enum) and _by_name(kind):  # a member pickles as its class's name and its value
+        _SMALL.add(kind)
+        return True
+    return False
+
+
+def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """A deferred state (settle, *args) as one that pickles small, or None when it holds anything else."""
+    settle = pending[0]
+    if type(settle) is not FunctionType or not _by_name(settle):
+        return None
+    out: list[Any] = [settle]
+    for arg in pending[1:]:
+        if type(arg) is Violation:
+            try:
+                known = _get_violation_message(arg)
+            except AttributeError:  # still deferred
+                inner = _portable(_get_pending(arg))
+                if inner is None:
+                    return None
+                out.append(_Later((arg.code, inner)))
+            else:
+                out.append(_Later((arg.code, known)))
+        elif _small(arg):
+            out.append(arg)
+        else:
+            return None
+    return tuple(out)
+
+
+def _restored(state: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The deferred state `_portable` made portable, with its Violations back."""
+    return tuple(_violation(*arg) if type(arg) is _Later else arg for arg in state)
+
+
+def _violation(code: Code, known: str | tuple[Any, ...]) -> Violation:
+    if type(known) is str:
+        return Violation(code, known)
+    return deferred_violation(code, _restored(known))  # type: ignore[arg-type]
+
+
+def message_state(f: Finding) -> str | tuple[Any, ...]:
+    """What crosses a pipe for a finding's message: the text when it is known or its deferred state holds
+    anything but small values (formatting it now), else that state (see `_portable`)."""
+    try:
+        return _get_finding_message(f)  # type: ignore[no-any-return]
+    except AttributeError:  # deferred
+        pass
+    state = _portable(_get_pending(f))
+    return f.message if state is None else state
+
+
+def _finding(payment: str | None, line: int, file: str, code: str,  # noqa: PLR0917 - pickle calls it
+             message: str | tuple[Any, ...], at: str | None, amount: int | None = None,
+             currency: str | None = None) -> Finding:
+    """The finding `Finding.__reduce__` and `audit_ranges.pack` sent: the message as text or deferred state."""
+    f: Finding = _new_object(Finding)
+    _set_payment(f, payment)
+    _set_line(f, line)
+    _set_file(f, file)
+    _set_code(f, _CODES[code])
+    if type(message) is str:
+        _set_message(f, message)
+    else:
+        set_pending(f, _restored(message))  # type: ignore[arg-type]
+    _set_at(f, at)
+    _set_amount(f, amount)
+    _set_currency(f, currency)
+    return f
 
 
 def _violation_message(kind: str, logged: int | None, violation: Violation) -> tuple[str]:
@@ -151,6 +260,10 @@ _set_code = Finding.__dict__["code"].__set__
 _set_at = Finding.__dict__["at"].__set__
 _set_amount = Finding.__dict__["amount"].__set__
 _set_currency = Finding.__dict__["currency"].__set__
+_set_message = Finding.__dict__["message"].__set__
+_get_finding_message = Finding.__dict__["message"].__get__
+_get_violation_message = Violation.__dict__["message"].__get__
+_get_pending = _Deferrable.__dict__["_pending"].__get__
 
 
 def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from itertools import compress
 from typing import Any
 
-from .._audit import Auditor, Dangling, Finding, Partial
+from .._audit import Auditor, Dangling, Partial, _finding, message_state
 from .._bom import strip_bom
 from .._codes import Code
 from .options import UsageError
@@ -41,7 +41,6 @@ MAX_RANGE_WORKERS = 255
 """Most workers the byte-range path takes: a line's owner is one byte (more go the every-worker way)."""
 _TOO_LONG = b"\xff"  # the owner byte of a line past MAX_LINE (worker 0 reports it)
 _MASKS: dict[tuple[int, int], bytes] = {}
-_CODE_OF: dict[str, Code] = {c.value: c for c in Code}
 _VALUE_OF: dict[Code, str] = {c: c.value for c in Code}
 
 
@@ -238,7 +237,10 @@ def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list
 
 # A worker's Partial goes back to the parent as columns of plain values: pickling ~100,000 Findings one
 # by one (each a reduce call, then a constructor call in the parent) was most of a worker's hand-over.
-# The messages are formatted here, in the worker, where the time is spread over the cores.
+# A message goes as its deferred state when that is small (`_audit.message_state`): formatting it was
+# ~15% of a worker's share, and the parent formats nothing before the report is written (one process
+# does not either). A state holding anything else is formatted here, where the time is spread over the
+# cores.
 
 
 def pack(p: Partial) -> bytes:
@@ -246,7 +248,7 @@ def pack(p: Partial) -> bytes:
     fs = p.findings
     value = _VALUE_OF
     findings = ([f.payment for f in fs], [f.line for f in fs], [f.file for f in fs],
-                [value[f.code] for f in fs], [f.message for f in fs], [f.at for f in fs],
+                [value[f.code] for f in fs], list(map(message_state, fs)), [f.at for f in fs],
                 [f.amount for f in fs], [f.currency for f in fs])
     ds = p.dangling
     dangling = ([d.payment for d in ds], [d.file for d in ds], [d.line for d in ds], [d.provider for d in ds],
@@ -257,13 +259,10 @@ def pack(p: Partial) -> bytes:
 
 
 def unpack(blob: bytes) -> Partial:
-    """The Partial `pack` packed (equal to it, field by field)."""
+    """The Partial `pack` packed (equal to it, field by field; messages still deferred stay deferred)."""
     findings, events, payments, providers, latest, dangling = pickle.loads(blob)  # a blob our own worker wrote
-    payment, line, file, code, message, at, amount, currency = findings
-    code_of = _CODE_OF
-    return Partial(list(map(Finding, payment, line, file, [code_of[c] for c in code], message, at, amount,
-                            currency)),
-                   events, payments, frozenset(providers), latest, list(map(Dangling, *dangling)))
+    return Partial(list(map(_finding, *findings)), events, payments, frozenset(providers), latest,
+                   list(map(Dangling, *dangling)))
 
 
 def splittable(paths: tuple[str, ...], fmt: str) -> bool:

@@ -1,0 +1,108 @@
+"""A parallel audit's findings cross a pipe (`Finding.__reduce__`, `audit_ranges.pack`/`unpack`): a message
+still deferred goes as its deferred state when that is small and picklable, so no process formats it
+before the report is written; a state holding anything else (a Payment, a lambda) is formatted in the
+worker. Either way the finding read on the other side equals the one sent, message included."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from capstate import Code
+from capstate._audit import Dangling, Finding, Partial, _breach, message_state
+from capstate._cli.audit_ranges import pack, unpack
+from capstate._values import Violation, deferred_violation
+
+CALLS: list[tuple[Any, ...]] = []
+
+
+def excess(amount: int, limit: int, currency: str, code: Code) -> tuple[str]:
+    """A module-level settle with small arguments, as a guard's deferred message is (it counts its calls)."""
+    CALLS.append((amount, limit, currency, code))
+    return (f"{amount} {currency} is more than the {limit} left ({code.value})",)
+
+
+class Opaque:
+    """Something a deferred state may hold that must not cross a pipe as it is (like a Payment)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+def opaque_excess(amount: int, held: Opaque) -> tuple[str]:
+    CALLS.append((amount, held.limit))
+    return (f"{amount} is more than the {held.limit} left",)
+
+
+def is_deferred(value: object) -> bool:
+    try:
+        object.__getattribute__(value, "message")
+    except AttributeError:
+        return True
+    return False
+
+
+def findings() -> list[Finding]:
+    small = deferred_violation(Code.EXCEEDS_CAPTURABLE, (excess, 1500, 1000, "NOK", Code.EXCEEDS_CAPTURABLE))
+    nested = deferred_violation(Code.EXCEEDS_CAPTURABLE,
+                                (excess, 7, 3, "EUR", Code.EXCEEDS_CAPTURABLE))
+    big = deferred_violation(Code.EXCEEDS_CAPTURABLE, (opaque_excess, 900, Opaque(800)))
+    local = deferred_violation(Code.EXCEEDS_CAPTURABLE, (lambda: ("a lambda pickles by no name",),))
+    known = Violation(Code.DUPLICATE_CAPTURE, "already captured under key k1")
+    return [
+        _breach("p1", 3, "a.jsonl", "captured", 1500, small, "2026-01-01T00:00:00Z", 500, "NOK"),
+        _breach("p2", 4, "a.jsonl", "captured", None, nested, None, None, None),
+        _breach("p3", 5, "a.jsonl", "captured", 900, big, "2026-01-01T00:00:01Z", 100, "USD"),
+        _breach("p4", 6, "b.jsonl", "refunded", 1, local, None, 1, None),
+        _breach("p5", 7, "b.jsonl", "captured", 2, known, None, 2, "NOK"),
+        Finding(None, 8, "b.jsonl", Code.LOG_MALFORMED, "not JSON", None),
+    ]
+
+
+def expected() -> list[dict[str, Any]]:
+    return [f.to_dict() for f in findings()]  # every message formatted, as a report writes them
+
+
+def test_a_small_deferred_state_crosses_unformatted_and_reads_the_same() -> None:
+    want = expected()
+    sent = findings()
+    CALLS.clear()
+    states = [message_state(f) for f in sent]
+    # Only the opaque and the lambda's states were formatted to cross; the small ones stay states.
+    assert CALLS == [(900, 800)]
+    assert [type(s) for s in states] == [tuple, tuple, str, str, tuple, str]
+    back = unpack(pack(Partial(sent, 10, 5, frozenset({"vipps"}), None)))
+    assert [is_deferred(f) for f in back.findings] == [True, True, False, False, True, False]
+    assert CALLS == [(900, 800)]  # unpacking formats nothing either
+    assert [f.to_dict() for f in back.findings] == want  # formatted on first read, after the trip
+    assert CALLS[1:] == [(1500, 1000, "NOK", Code.EXCEEDS_CAPTURABLE), (7, 3, "EUR", Code.EXCEEDS_CAPTURABLE)]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_a_finding_pickles_to_an_equal_one(index: int) -> None:
+    sent = findings()[index]
+    back = pickle.loads(pickle.dumps(sent, pickle.HIGHEST_PROTOCOL))
+    assert back == findings()[index]
+    assert back.to_dict() == expected()[index]
+
+
+def test_a_message_read_before_the_trip_goes_as_text() -> None:
+    sent = findings()
+    assert sent[0].message.startswith("captured 1500: 1500 NOK")
+    CALLS.clear()
+    assert message_state(sent[0]) == sent[0].message
+    assert CALLS == []
+
+
+def test_the_rest_of_a_partial_survives_the_trip() -> None:
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    dangling = [Dangling("p9", "a.jsonl", 12, "vipps", "NOK", 1000, 400, when, when)]
+    sent = Partial(findings(), 42, 17, frozenset({"vipps", "adyen"}), when, dangling)
+    back = unpack(pack(sent))
+    assert (back.events, back.payments, back.providers, back.latest, back.dangling) == (
+        42, 17, frozenset({"vipps", "adyen"}), when, dangling)
+    assert [f.to_dict() for f in back.findings] == expected()
