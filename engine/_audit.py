@@ -144,19 +144,16 @@ class Finding(_Deferrable):
 # its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
 # parallel audit sends that state instead of the text when every part of it pickles small and exact: a
 # module-level function (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
-# Violations whose own state is such (`_Later`). Anything else (a Payment, an Event: big, or holding a
-# Spec that does not pickle) is formatted in the worker, as before. Either way the finding read in the
-# parent is the one the worker held: same fields, same message on first read.
+# deferred Violations whose own state is such (sent as `(Violation, code, state)`). Anything else (a
+# Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the worker, as is a
+# finding whose Violation's message is known (its own is one f-string away). Either way the finding read
+# in the parent is the one the worker held: same fields, same message on first read.
 
 _SMALL: set[type] = {type(None), bool, int, float, str, bytes}
 _NAMED: dict[Any, bool] = {}
-
-
-class _Later(tuple[Code, Any]):
-    """A Violation in a deferred state sent across a pipe: (code, message) when its message is known,
-    else (code, its own portable deferred state)."""
-
-    __slots__ = ()
+_OPAQUE: set[Any] = set()
+"""Settle functions seen with an argument that is not small: their states are formatted without a look
+(a function is given the same kinds of arguments every time; this only saves the look)."""
 
 
 def _by_name(named: object) -> bool:
@@ -185,46 +182,41 @@ def _small(value: object) -> bool:
 def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """A deferred state (settle, *args) as one that pickles small, or None when it holds anything else."""
     settle = pending[0]
-    if type(settle) is not FunctionType or not _by_name(settle):
+    if settle in _OPAQUE or type(settle) is not FunctionType or not _by_name(settle):
         return None
     out: list[Any] = [settle]
     for arg in pending[1:]:
         if type(arg) is Violation:
             try:
-                known = _get_violation_message(arg)
-            except AttributeError:  # still deferred
-                inner = _portable(_get_pending(arg))
-                if inner is None:
-                    return None
-                out.append(_Later((arg.code, inner)))
-            else:
-                out.append(_Later((arg.code, known)))
+                inner = _get_pending(arg)
+            except AttributeError:  # built with its message
+                return None
+            state = _portable(inner)
+            if state is None:
+                return None
+            out.append((Violation, arg.code, state))
         elif _small(arg):
             out.append(arg)
         else:
+            _OPAQUE.add(settle)
             return None
     return tuple(out)
 
 
 def _restored(state: tuple[Any, ...]) -> tuple[Any, ...]:
     """The deferred state `_portable` made portable, with its Violations back."""
-    return tuple(_violation(*arg) if type(arg) is _Later else arg for arg in state)
-
-
-def _violation(code: Code, known: str | tuple[Any, ...]) -> Violation:
-    if type(known) is str:
-        return Violation(code, known)
-    return deferred_violation(code, _restored(known))  # type: ignore[arg-type]
+    return tuple(deferred_violation(arg[1], _restored(arg[2])) if type(arg) is tuple and arg and arg[0] is Violation
+                 else arg for arg in state)
 
 
 def message_state(f: Finding) -> str | tuple[Any, ...]:
-    """What crosses a pipe for a finding's message: the text when it is known or its deferred state holds
-    anything but small values (formatting it now), else that state (see `_portable`)."""
+    """What crosses a pipe for a finding's message: its deferred state when that is portable (`_portable`),
+    else the text (formatted now if it was not)."""
     try:
-        return _get_finding_message(f)  # type: ignore[no-any-return]
-    except AttributeError:  # deferred
-        pass
-    state = _portable(_get_pending(f))
+        pending = _get_pending(f)
+    except AttributeError:  # built with its message
+        return f.message
+    state = _portable(pending)
     return f.message if state is None else state
 
 
@@ -261,8 +253,6 @@ _set_at = Finding.__dict__["at"].__set__
 _set_amount = Finding.__dict__["amount"].__set__
 _set_currency = Finding.__dict__["currency"].__set__
 _set_message = Finding.__dict__["message"].__set__
-_get_finding_message = Finding.__dict__["message"].__get__
-_get_violation_message = Violation.__dict__["message"].__get__
 _get_pending = _Deferrable.__dict__["_pending"].__get__
 
 
