@@ -144,7 +144,7 @@ class Finding(_Deferrable):
 # its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
 # parallel audit sends that state instead of the text when every part of it pickles small and exact: a
 # module-level function (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
-# deferred Violations whose own state is such (sent as `(Violation, code, state)`). Anything else (a
+# deferred Violations whose own state is such (sent as their code and that state). Anything else (a
 # Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the worker, as is a
 # finding whose Violation's message is known (its own is one f-string away). Either way the finding read
 # in the parent is the one the worker held: same fields, same message on first read.
@@ -180,33 +180,55 @@ def _small(value: object) -> bool:
 
 
 def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """A deferred state (settle, *args) as one that pickles small, or None when it holds anything else."""
+    """A deferred state (settle, *args) as one that pickles small: (settle, args, marks), where the args at
+    the positions `marks` were deferred Violations and are (code, their own portable state). None when the
+    state holds anything else. (Marks, not a marker per argument: the parent restores a state with one
+    loop over its Violations, not over every argument.)"""
     settle = pending[0]
+    if settle is _settle_sent:  # crossed a pipe before and was not read since: it goes on as it came
+        return pending[1]  # type: ignore[no-any-return]
     if settle in _OPAQUE or type(settle) is not FunctionType or not _by_name(settle):
         return None
-    out: list[Any] = [settle]
-    for arg in pending[1:]:
+    args = pending[1:]
+    marks: list[int] = []
+    for at, arg in enumerate(args):
         if type(arg) is Violation:
-            try:
-                inner = _get_pending(arg)
-            except AttributeError:  # built with its message
-                return None
-            state = _portable(inner)
-            if state is None:
-                return None
-            out.append((Violation, arg.code, state))
-        elif _small(arg):
-            out.append(arg)
-        else:
+            marks.append(at)
+        elif not _small(arg):
             _OPAQUE.add(settle)
             return None
-    return tuple(out)
+    if not marks:
+        return (settle, args, ())
+    out = list(args)
+    for at in marks:
+        v = out[at]
+        try:
+            inner = _get_pending(v)
+        except AttributeError:  # built with its message
+            return None
+        state = _portable(inner)
+        if state is None:
+            return None
+        out[at] = (v.code, state)
+    return (settle, tuple(out), tuple(marks))
 
 
 def _restored(state: tuple[Any, ...]) -> tuple[Any, ...]:
     """The deferred state `_portable` made portable, with its Violations back."""
-    return tuple(deferred_violation(arg[1], _restored(arg[2])) if type(arg) is tuple and arg and arg[0] is Violation
-                 else arg for arg in state)
+    settle, args, marks = state
+    if marks:
+        args = list(args)
+        for at in marks:
+            code, inner = args[at]
+            args[at] = deferred_violation(code, _restored(inner))
+    return (settle, *args)
+
+
+def _settle_sent(state: tuple[Any, ...]) -> Any:
+    """The deferred message of a finding that crossed a pipe: its state is restored on first read too, so
+    the parent's unpacking builds nothing per finding beyond the Finding."""
+    settle, *args = _restored(state)
+    return settle(*args)
 
 
 def message_state(f: Finding) -> str | tuple[Any, ...]:
@@ -232,7 +254,7 @@ def _finding(payment: str | None, line: int, file: str, code: str,  # noqa: PLR0
     if type(message) is str:
         _set_message(f, message)
     else:
-        set_pending(f, _restored(message))  # type: ignore[arg-type]
+        set_pending(f, (_settle_sent, message))
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)

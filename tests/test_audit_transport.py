@@ -106,3 +106,14 @@ def test_the_rest_of_a_partial_survives_the_trip() -> None:
     assert (back.events, back.payments, back.providers, back.latest, back.dangling) == (
         42, 17, frozenset({"vipps", "adyen"}), when, dangling)
     assert [f.to_dict() for f in back.findings] == expected()
+
+
+def test_a_finding_that_crossed_once_crosses_again_as_it_came() -> None:
+    want = expected()
+    CALLS.clear()
+    once = unpack(pack(Partial(findings(), 1, 1, frozenset(), None))).findings
+    twice = unpack(pack(Partial(once, 1, 1, frozenset(), None))).findings
+    again = [pickle.loads(pickle.dumps(f, pickle.HIGHEST_PROTOCOL)) for f in twice]
+    assert [is_deferred(f) for f in again] == [True, True, False, False, False, False]
+    assert CALLS == [(900, 800)]
+    assert [f.to_dict() for f in again] == want

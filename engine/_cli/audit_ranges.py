@@ -13,9 +13,9 @@ and copying the input into per-worker spool files costs a write and a read of al
    byte-identical to one process's.
 
 The parent process is worker 0 (it would only wait otherwise): it starts N - 1 forked workers, scans
-and audits its own range and share, and merges. Only the other workers' partials cross a pipe, packed
-as columns (`pack`), never as a graph of objects; since those workers also format their findings'
-messages for the trip, worker 0 takes a slightly larger share (`owner_table`).
+and audits its own range and share, and merges. Only the other workers' partials come back (through a
+file), packed as columns (`pack`), never as a graph of objects; since those workers also pack their
+findings for the trip, worker 0 takes a slightly larger share (`owner_table`).
 
 The scan and the selection are C loops over whole blocks (counts, one regex, CRC-32 through `map`,
 `translate`, `compress`), no Python statement per line. Temporary disk use is one byte per line.
@@ -117,8 +117,9 @@ def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
 
 def owner_table(parts: int) -> tuple[int, bytes]:
     """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
-    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also
-    format and pack their findings for the trip back (~14% of a share on the bench log) and it does not."""
+    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also pack
+    their findings for the trip back and it does not: ~5% of a share when the findings' deferred messages
+    cross as they are, ~20% when they must be formatted (docs/performance.md, "Workers")."""
     slots = parts * 10 + 1
     if slots > 256:
         return parts, bytes(range(parts)) + bytes(256 - parts)
@@ -238,9 +239,9 @@ def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list
 # A worker's Partial goes back to the parent as columns of plain values: pickling ~100,000 Findings one
 # by one (each a reduce call, then a constructor call in the parent) was most of a worker's hand-over.
 # A message goes as its deferred state when that is small (`_audit.message_state`): formatting it was
-# ~15% of a worker's share, and the parent formats nothing before the report is written (one process
-# does not either). A state holding anything else is formatted here, where the time is spread over the
-# cores.
+# ~13% of a worker's share on the bench log, and the parent formats nothing before the report is
+# written (one process does not either). A state holding anything else is formatted here, where the
+# time is spread over the cores.
 
 
 def pack(p: Partial) -> bytes:
