@@ -187,12 +187,16 @@ def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
     settle = pending[0]
     if settle is _settle_sent:  # crossed a pipe before and was not read since: it goes on as it came
         return pending[1]  # type: ignore[no-any-return]
-    if settle in _OPAQUE or type(settle) is not FunctionType or not _by_name(settle):
+    if settle in _OPAQUE or type(settle) is not FunctionType or not (_NAMED.get(settle) or _by_name(settle)):
         return None
     args = pending[1:]
     marks: list[int] = []
+    small = _SMALL
     for at, arg in enumerate(args):
-        if type(arg) is Violation:
+        kind = type(arg)
+        if kind in small:  # the common case, without a call
+            continue
+        if kind is Violation:
             marks.append(at)
         elif not _small(arg):
             _OPAQUE.add(settle)
@@ -205,6 +209,8 @@ def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
         try:
             inner = _get_pending(v)
         except AttributeError:  # built with its message
+            return None
+        if inner[0] in _OPAQUE:
             return None
         state = _portable(inner)
         if state is None:
