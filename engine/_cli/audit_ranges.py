@@ -118,7 +118,7 @@ def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
 def owner_table(parts: int) -> tuple[int, bytes]:
     """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
     to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also pack
-    their findings for the trip back and it does not: ~5% of a share when the findings' deferred messages
+    their findings for the trip back and it does not: ~12% of a share when the findings' deferred messages
     cross as they are, ~20% when they must be formatted (docs/performance.md, "Workers")."""
     slots = parts * 10 + 1
     if slots > 256:

@@ -535,9 +535,8 @@ def _forked_scan(k: int, parts: int, directory: str, bounds: list[list[int]]) ->
 def _forked_share(args: tuple[int, int, str, list[list[int]]]) -> str:
     from .audit_ranges import audit_share, pack
 
-    # The collector stays off through `pack` too: the columns it builds (~10 objects a finding) would set
-    # off collections that walk the worker's every record and finding, and everything the parent held
-    # (it doubled pack's time on the bench log).
+    # The collector stays off through `pack` too (the share's pause would turn it back on): the columns
+    # it builds (~10 objects a finding) would set off collections, and nothing here needs one.
     gc.disable()
     j, _, directory, _ = args
     # The partial goes through a file in the owners' directory, not the pool's pipe: ~9 MB from a
