@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from itertools import chain, islice
-from types import FunctionType, ModuleType
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any, Protocol
 
 import orjson
@@ -143,13 +143,16 @@ class Finding(_Deferrable):
 # A finding's message is formatted on first read from its deferred state (`_Deferrable`): a function and
 # its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
 # parallel audit sends that state instead of the text when every part of it pickles small and exact: a
-# module-level function (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
+# module-level function, compiled or not (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
 # deferred Violations whose own state is such (sent as their code and that state). Anything else (a
 # Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the worker, as is a
 # finding whose Violation's message is known (its own is one f-string away). Either way the finding read
 # in the parent is the one the worker held: same fields, same message on first read.
 
 _SMALL: set[type] = {type(None), bool, int, float, str, bytes}
+# A settle function in a module mypyc compiled (`_capture`'s) is a builtin function; pickle sends both
+# kinds by name.
+_FUNCTIONS = (FunctionType, BuiltinFunctionType)
 _NAMED: dict[Any, bool] = {}
 _OPAQUE: set[Any] = set()
 """Settle functions seen with an argument that is not small: their states are formatted without a look
@@ -187,7 +190,7 @@ def _portable(pending: tuple[Any, ...]) -> tuple[Any, ...] | None:
     settle = pending[0]
     if settle is _settle_sent:  # crossed a pipe before and was not read since: it goes on as it came
         return pending[1]  # type: ignore[no-any-return]
-    if settle in _OPAQUE or type(settle) is not FunctionType or not (_NAMED.get(settle) or _by_name(settle)):
+    if settle in _OPAQUE or type(settle) not in _FUNCTIONS or not (_NAMED.get(settle) or _by_name(settle)):
         return None
     args = pending[1:]
     marks: list[int] = []

@@ -117,3 +117,14 @@ def test_a_finding_that_crossed_once_crosses_again_as_it_came() -> None:
     assert [is_deferred(f) for f in again] == [True, True, False, False, False, False]
     assert CALLS == [(900, 800)]
     assert [f.to_dict() for f in again] == want
+
+
+def test_a_compiled_settle_function_is_sent_by_name() -> None:
+    # mypyc compiles _capture, whose settle functions are then builtin functions, not Python ones: a small
+    # state naming one crosses as a state too (divmod stands in: a builtin of a module, by name).
+    from capstate._audit import _portable, _restored
+
+    state = _portable((divmod, 7, 3))
+    assert state == (divmod, (7, 3), ())
+    assert _restored(pickle.loads(pickle.dumps(state))) == (divmod, 7, 3)
+    assert _portable(("x".join, ("a", "b"))) is None  # a bound method: no name to send it by
