@@ -143,11 +143,11 @@ class Finding(_Deferrable):
 # A finding's message is formatted on first read from its deferred state (`_Deferrable`): a function and
 # its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
 # parallel audit sends that state instead of the text when every part of it pickles small and exact: a
-# module-level function, compiled or not (pickled by name), None, bools, numbers, text, enum members, tuples of them, and
-# deferred Violations whose own state is such (sent as their code and that state). Anything else (a
-# Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the worker, as is a
-# finding whose Violation's message is known (its own is one f-string away). Either way the finding read
-# in the parent is the one the worker held: same fields, same message on first read.
+# module-level function, compiled or not (pickled by name), None, bools, numbers, text, enum members,
+# tuples of them, and deferred Violations whose own state is such (sent as their code and that state).
+# Anything else (a Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the
+# worker, as is a finding whose Violation's message is known (its own is one f-string away). Either way
+# the finding read in the parent is the one the worker held: same fields, same message on first read.
 
 _SMALL: set[type] = {type(None), bool, int, float, str, bytes}
 # A settle function in a module mypyc compiled (`_capture`'s) is a builtin function; pickle sends both
