@@ -34,7 +34,7 @@ import pickle
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from itertools import chain, islice
 from types import BuiltinFunctionType, FunctionType, ModuleType
@@ -143,13 +143,14 @@ class Finding(_Deferrable):
 # A finding's message is formatted on first read from its deferred state (`_Deferrable`): a function and
 # its arguments, among them the Violation, whose own message may be deferred in turn. A worker of a
 # parallel audit sends that state instead of the text when every part of it pickles small and exact: a
-# module-level function, compiled or not (pickled by name), None, bools, numbers, text, enum members,
-# tuples of them, and deferred Violations whose own state is such (sent as their code and that state).
-# Anything else (a Payment, an Event: big, or holding a Spec that does not pickle) is formatted in the
-# worker, as is a finding whose Violation's message is known (its own is one f-string away). Either way
-# the finding read in the parent is the one the worker held: same fields, same message on first read.
+# module-level function, compiled or not (pickled by name), None, bools, numbers, text, instants and
+# durations, enum members, tuples of them, and deferred Violations whose own state is such (sent as their
+# code and that state). Anything else (a Payment, an Event: big, or holding a Spec that does not pickle)
+# is formatted in the worker, as is a finding whose Violation's message is known (its own is one f-string
+# away). Either way the finding read in the parent is the one the worker held: same fields, same message
+# on first read.
 
-_SMALL: set[type] = {type(None), bool, int, float, str, bytes}
+_SMALL: set[type] = {type(None), bool, int, float, str, bytes, datetime, date, timedelta, timezone}
 # A settle function in a module mypyc compiled (`_capture`'s) is a builtin function; pickle sends both
 # kinds by name.
 _FUNCTIONS = (FunctionType, BuiltinFunctionType)

@@ -6,6 +6,7 @@ worker. Either way the finding read on the other side equals the one sent, messa
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,11 @@ def excess(amount: int, limit: int, currency: str, code: Code) -> tuple[str]:
     """A module-level settle with small arguments, as a guard's deferred message is (it counts its calls)."""
     CALLS.append((amount, limit, currency, code))
     return (f"{amount} {currency} is more than the {limit} left ({code.value})",)
+
+
+def lapsed(when: datetime, tag: tuple[str, int]) -> tuple[str]:
+    CALLS.append((when, tag))
+    return (f"lapsed at {when.isoformat()} {tag}",)
 
 
 class Opaque:
@@ -46,14 +52,13 @@ def is_deferred(value: object) -> bool:
 
 def findings() -> list[Finding]:
     small = deferred_violation(Code.EXCEEDS_CAPTURABLE, (excess, 1500, 1000, "NOK", Code.EXCEEDS_CAPTURABLE))
-    nested = deferred_violation(Code.EXCEEDS_CAPTURABLE,
-                                (excess, 7, 3, "EUR", Code.EXCEEDS_CAPTURABLE))
+    dated = deferred_violation(Code.AUTHORIZATION_EXPIRED, (lapsed, datetime(2026, 1, 3, tzinfo=UTC), ("a", 1)))
     big = deferred_violation(Code.EXCEEDS_CAPTURABLE, (opaque_excess, 900, Opaque(800)))
     local = deferred_violation(Code.EXCEEDS_CAPTURABLE, (lambda: ("a lambda pickles by no name",),))
     known = Violation(Code.DUPLICATE_CAPTURE, "already captured under key k1")
     return [
         _breach("p1", 3, "a.jsonl", "captured", 1500, small, "2026-01-01T00:00:00Z", 500, "NOK"),
-        _breach("p2", 4, "a.jsonl", "captured", None, nested, None, None, None),
+        _breach("p2", 4, "a.jsonl", "expired", None, dated, None, None, None),
         _breach("p3", 5, "a.jsonl", "captured", 900, big, "2026-01-01T00:00:01Z", 100, "USD"),
         _breach("p4", 6, "b.jsonl", "refunded", 1, local, None, 1, None),
         _breach("p5", 7, "b.jsonl", "captured", 2, known, None, 2, "NOK"),
@@ -78,7 +83,7 @@ def test_a_small_deferred_state_crosses_unformatted_and_reads_the_same() -> None
     assert [is_deferred(f) for f in back.findings] == [True, True, False, False, False, False]
     assert CALLS == [(900, 800)]  # unpacking formats nothing either
     assert [f.to_dict() for f in back.findings] == want  # formatted on first read, after the trip
-    assert CALLS[1:] == [(1500, 1000, "NOK", Code.EXCEEDS_CAPTURABLE), (7, 3, "EUR", Code.EXCEEDS_CAPTURABLE)]
+    assert CALLS[1:] == [(1500, 1000, "NOK", Code.EXCEEDS_CAPTURABLE), (datetime(2026, 1, 3, tzinfo=UTC), ("a", 1))]
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -97,8 +102,6 @@ def test_a_message_read_before_the_trip_reads_the_same_after_it() -> None:
 
 
 def test_the_rest_of_a_partial_survives_the_trip() -> None:
-    from datetime import UTC, datetime
-
     when = datetime(2026, 1, 2, tzinfo=UTC)
     dangling = [Dangling("p9", "a.jsonl", 12, "vipps", "NOK", 1000, 400, when, when)]
     sent = Partial(findings(), 42, 17, frozenset({"vipps", "adyen"}), when, dangling)
