@@ -127,14 +127,49 @@ class Finding(_Deferrable):
 
     def __reduce__(self) -> tuple[Callable[..., Finding], tuple[Any, ...]]:
         # Parallel audits send every finding back from a worker: a plain call per finding, with the code
-        # as its text, pickles several times faster than attrs' slots state and an Enum lookup.
-        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], self.message, self.at,
-                          self.amount, self.currency)
+        # as its text, pickles several times faster than attrs' slots state and an Enum lookup. The
+        # message goes as its deferred state when that is small (`message_state`), so that neither side
+        # formats it before it is read.
+        return _finding, (self.payment, self.line, self.file, _CODE_VALUES[self.code], message_state(self),
+                          self.at, self.amount, self.currency)
 
 
-def _finding(payment: str | None, line: int, file: str, code: str, message: str,  # noqa: PLR0917 - pickle calls it
-             at: str | None, amount: int | None = None, currency: str | None = None) -> Finding:
-    return Finding(payment, line, file, _CODES[code], message, at, amount, currency)
+# ------------------------------------------------------------------------- findings across a pipe
+#
+# A finding's message is formatted on first read from its deferred state (`_Deferrable`). `_breach` keeps
+# that state small and picklable by construction: a module-level function and plain values (ints, strs,
+# enum members, instants; `_guards.plain_state`), never a Payment, an Event or a Violation
+# (tests/test_audit_fastpath.py holds it so for every deferred guard message). A worker of a parallel
+# audit therefore sends the state as it is, and neither process formats a message before the report is
+# written; a finding built with its message sends the text.
+
+
+def message_state(f: Finding) -> str | tuple[Any, ...]:
+    """What crosses a pipe for a finding's message: the deferred state it was built with (the same text on
+    first read, wherever that is), else its text."""
+    try:
+        return _get_pending(f)  # type: ignore[no-any-return]
+    except AttributeError:  # built with its message, or read since
+        return f.message
+
+
+def _finding(payment: str | None, line: int, file: str, code: str,  # noqa: PLR0917 - pickle calls it
+             message: str | tuple[Any, ...], at: str | None, amount: int | None = None,
+             currency: str | None = None) -> Finding:
+    """The finding `Finding.__reduce__` and `audit_ranges.pack` sent: the message as text or deferred state."""
+    f: Finding = _new_object(Finding)
+    _set_payment(f, payment)
+    _set_line(f, line)
+    _set_file(f, file)
+    _set_code(f, _CODES[code])
+    if type(message) is str:
+        _set_message(f, message)
+    else:
+        set_pending(f, message)
+    _set_at(f, at)
+    _set_amount(f, amount)
+    _set_currency(f, currency)
+    return f
 
 
 def _said(kind: str, logged: int | None, text: str) -> tuple[str]:
@@ -164,6 +199,8 @@ _set_code = Finding.__dict__["code"].__set__
 _set_at = Finding.__dict__["at"].__set__
 _set_amount = Finding.__dict__["amount"].__set__
 _set_currency = Finding.__dict__["currency"].__set__
+_set_message = Finding.__dict__["message"].__set__
+_get_pending = _Deferrable.__dict__["_pending"].__get__
 
 
 def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach

@@ -13,9 +13,9 @@ and copying the input into per-worker spool files costs a write and a read of al
    byte-identical to one process's.
 
 The parent process is worker 0 (it would only wait otherwise): it starts N - 1 forked workers, scans
-and audits its own range and share, and merges. Only the other workers' partials cross a pipe, packed
-as columns (`pack`), never as a graph of objects; since those workers also format their findings'
-messages for the trip, worker 0 takes a slightly larger share (`owner_table`).
+and audits its own range and share, and merges. Only the other workers' partials come back (through a
+file), packed as columns (`pack`), never as a graph of objects; since those workers also pack their
+findings for the trip, worker 0 takes a slightly larger share (`owner_table`).
 
 The scan and the selection are C loops over whole blocks (counts, one regex, CRC-32 through `map`,
 `translate`, `compress`), no Python statement per line. Temporary disk use is one byte per line.
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from itertools import compress
 from typing import Any
 
-from .._audit import Auditor, Dangling, Finding, Partial
+from .._audit import Auditor, Dangling, Partial, _finding, message_state
 from .._bom import strip_bom
 from .._codes import Code
 from .options import UsageError
@@ -41,7 +41,6 @@ MAX_RANGE_WORKERS = 255
 """Most workers the byte-range path takes: a line's owner is one byte (more go the every-worker way)."""
 _TOO_LONG = b"\xff"  # the owner byte of a line past MAX_LINE (worker 0 reports it)
 _MASKS: dict[tuple[int, int], bytes] = {}
-_CODE_OF: dict[str, Code] = {c.value: c for c in Code}
 _VALUE_OF: dict[Code, str] = {c: c.value for c in Code}
 
 
@@ -118,8 +117,9 @@ def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
 
 def owner_table(parts: int) -> tuple[int, bytes]:
     """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
-    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also
-    format and pack their findings for the trip back (~14% of a share on the bench log) and it does not."""
+    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also pack
+    their findings for the trip back and it does not: ~12% of a share when the findings' deferred messages
+    cross as they are, ~20% when they must be formatted (docs/performance.md, "Workers")."""
     slots = parts * 10 + 1
     if slots > 256:
         return parts, bytes(range(parts)) + bytes(256 - parts)
@@ -238,7 +238,9 @@ def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list
 
 # A worker's Partial goes back to the parent as columns of plain values: pickling ~100,000 Findings one
 # by one (each a reduce call, then a constructor call in the parent) was most of a worker's hand-over.
-# The messages are formatted here, in the worker, where the time is spread over the cores.
+# A message goes as its deferred state (`_audit.message_state`: small and picklable by construction):
+# formatting it was ~13% of a worker's share on the bench log, and the parent formats nothing before
+# the report is written (one process does not either).
 
 
 def pack(p: Partial) -> bytes:
@@ -246,7 +248,7 @@ def pack(p: Partial) -> bytes:
     fs = p.findings
     value = _VALUE_OF
     findings = ([f.payment for f in fs], [f.line for f in fs], [f.file for f in fs],
-                [value[f.code] for f in fs], [f.message for f in fs], [f.at for f in fs],
+                [value[f.code] for f in fs], list(map(message_state, fs)), [f.at for f in fs],
                 [f.amount for f in fs], [f.currency for f in fs])
     ds = p.dangling
     dangling = ([d.payment for d in ds], [d.file for d in ds], [d.line for d in ds], [d.provider for d in ds],
@@ -257,13 +259,10 @@ def pack(p: Partial) -> bytes:
 
 
 def unpack(blob: bytes) -> Partial:
-    """The Partial `pack` packed (equal to it, field by field)."""
+    """The Partial `pack` packed (equal to it, field by field; messages still deferred stay deferred)."""
     findings, events, payments, providers, latest, dangling = pickle.loads(blob)  # a blob our own worker wrote
-    payment, line, file, code, message, at, amount, currency = findings
-    code_of = _CODE_OF
-    return Partial(list(map(Finding, payment, line, file, [code_of[c] for c in code], message, at, amount,
-                            currency)),
-                   events, payments, frozenset(providers), latest, list(map(Dangling, *dangling)))
+    return Partial(list(map(_finding, *findings)), events, payments, frozenset(providers), latest,
+                   list(map(Dangling, *dangling)))
 
 
 def splittable(paths: tuple[str, ...], fmt: str) -> bool:
