@@ -30,7 +30,6 @@ number and file name, and time is the events' own.
 from __future__ import annotations
 
 import gc
-import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -78,9 +77,6 @@ _AUTOMATIC = Flow.AUTOMATIC
 _AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
 _new_object = object.__new__
-_dumps = pickle.dumps
-_pickle_loads = pickle.loads
-_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Event.from_dict without its look for lone surrogates: a line orjson decoded holds none, and `feed` looks
 # in a dict given as such before anything else.
 _from_dict = Event._from_object
@@ -437,22 +433,11 @@ class Auditor:
         return rec
 
     def _pack(self, r: Any) -> bytes:
-        return _dumps((r.name, r.state, r.currency, r.authorized, r.captured, r.cancelled, r.refunded, r.pending,
-                       r.capture_count, r.refund_count, r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin,
-                       r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok), _PICKLE_PROTOCOL)
+        blob: bytes = self._k.pack(r)  # the kernel's packing, which also keeps its settled payments
+        return blob
 
     def _unpack(self, ref: str, blob: bytes) -> Any:
-        fields = _pickle_loads(blob)
-        (name, state, currency, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
-         authorized_at, validity, flow, uses, exp, rwin, after, at_dt, line, file, pos, reference_ok) = fields
-        k = self._k
-        r = self._hot.Record(k.only if k.only is not None else self._moves[name], ref)
-        r.state, r.moves = state, r.fast.by_state[state]
-        r.currency, r.authorized, r.captured, r.cancelled = currency, authorized, captured, cancelled
-        r.refunded, r.pending, r.capture_count, r.refund_count = refunded, pending, capture_count, refund_count
-        r.authorized_at, r.validity, r.flow, r.uses, r.exp, r.rwin = authorized_at, validity, flow, uses, exp, rwin
-        r.after, r.at_dt, r.line, r.file, r.pos, r.reference_ok = after, at_dt, line, file, pos, reference_ok
-        return r
+        return self._k.unpack(ref, blob)
 
     @property
     def events(self) -> int:
@@ -647,7 +632,7 @@ class Auditor:
         track = k.find(ref)
         settled = False
         if track is None:
-            track = self._settled.get(ref)
+            track = k.recall(ref)
             if track is not None:
                 if pos - track.pos > self._window:
                     # Past the window: forgotten, whether or not memory was already reclaimed.
