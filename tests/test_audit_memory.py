@@ -4,6 +4,8 @@ record comes back field for field, and an audit that packs reports exactly what 
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,32 @@ def test_packing_young_or_old_reports_the_same(lines: list[bytes | dict[str, Any
     never = run("installed", 10**12)
     assert run("installed", 0) == never
     assert run("plain", 0) == never
+
+
+def test_a_released_auditor_with_a_store_is_freed_at_once_with_the_collector_off() -> None:
+    # Its kernel's spill hooks are the auditor's own bound methods: a cycle that kept every record alive
+    # through the merge, the collector being off through an audit. `release` breaks it.
+    from capstate._cli.spill import SqliteStore
+
+    def held(release: bool) -> bool:
+        with SqliteStore() as store:
+            a = Auditor(None, max_open=2, store=store)
+            for number, ref in enumerate(("p1", "p2", "p3", "p4"), start=1):
+                a.feed({"payment": ref, "type": "authorized", "at": "2026-01-01T00:00:00Z", "provider": "vipps",
+                        "amount": 100, "currency": "NOK"}, number, "x.jsonl")
+            assert a._k.spilled > 0  # the store was used, so the hooks were
+            assert a.partial().payments == 4
+            if release:
+                a.release()
+            gone = weakref.ref(a)
+            del a
+            return gone() is not None
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert held(release=False)  # the cycle this guards against
+        assert not held(release=True)
+    finally:
+        if enabled:
+            gc.enable()

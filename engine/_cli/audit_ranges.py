@@ -232,6 +232,7 @@ def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list
             before_file += number
         return auditor.partial()
     finally:
+        auditor.release()  # its records go when this returns, not at the next collection (the merge's)
         if store is not None:
             store.close()
 

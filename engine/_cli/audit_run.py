@@ -485,6 +485,7 @@ def audit_partition(job: Job, part: int = 0, parts: int = 1, progress: Tick | No
         result = auditor.partial(job.as_of, alone=parts == 1)
         # Released while the collector is still off: its records die by reference counting, and the
         # first collection afterwards has only the findings to walk.
+        auditor.release()
         del auditor
     return result
 
