@@ -18,7 +18,7 @@ from test_audit_fastpath import OVERRIDES, logs, plausible_logs
 
 from capstate._audit import Auditor, merge
 from capstate._hotpath import hot, plain
-from capstate._values import Flow
+from capstate._values import Flow, _Deferrable
 from capstate.bench import write_log
 
 BUILDS = {"installed": hot, "plain": plain()}
@@ -159,3 +159,31 @@ def test_a_released_auditor_with_a_store_is_freed_at_once_with_the_collector_off
     finally:
         if enabled:
             gc.enable()
+
+
+def test_findings_of_one_rule_share_its_text_and_read_as_before() -> None:
+    # Three payments captured (a capture is applied as logged) in the wrong currency (CURRENCY_MISMATCH,
+    # an amount each), then cancelled (INVALID_STATE, no amount, one text): each rule's text is held once,
+    # the states of the breaches without an amount once too, and every message reads as the rule says.
+    raw: list[dict[str, Any]] = []
+    for ref in ("a", "b", "c"):
+        raw += [{"payment": ref, "type": "authorized", "at": "2026-03-01T10:00:00Z", "provider": "hellgate",
+                 "amount": 800, "currency": "USD", "flow": "manual"},
+                {"payment": ref, "type": "captured", "at": "2026-03-01T11:00:00Z", "amount": 100 + len(raw),
+                 "currency": "EUR"},
+                {"payment": ref, "type": "cancelled", "at": "2026-03-01T12:00:00Z"}]
+    a = Auditor(None)
+    for number, item in enumerate(raw, start=1):
+        a.feed(item, number, "x.jsonl")
+    findings = a.partial().findings
+    state = _Deferrable.__dict__["_pending"].__get__
+    by_code: dict[str, list[Any]] = {}
+    for f in findings:
+        by_code.setdefault(f.code.value, []).append(f)
+    mismatched, invalid = by_code["CURRENCY_MISMATCH"], by_code["INVALID_STATE"]
+    assert len(mismatched) == len(invalid) == 3
+    assert len({id(state(f)[3]) for f in mismatched}) == 1  # one text
+    assert len({id(state(f)) for f in invalid}) == 1  # one state
+    assert [f.message for f in mismatched] == [f"captured {100 + 3 * k}: capture in EUR, but the payment was "
+                                               "authorized in USD" for k in range(3)]
+    assert {f.message for f in invalid} == {"cancelled: hellgate has no cancelled transition from state 'captured'"}
