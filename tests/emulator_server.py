@@ -85,7 +85,9 @@ def free_port() -> int:
 def running(providers: list[str] | None = None, **options: Any) -> Iterator[RunningEmulator]:
     """Serve `capstate.providers.emulator.app(providers, **options)` on 127.0.0.1 until the block ends."""
     asgi = emulator_app(providers, **options)
-    sock = socket.socket()
+    # IPPROTO_TCP named, as `capstate emulate` does: asyncio sets TCP_NODELAY only on sockets that say it,
+    # and without it every response waited ~40 ms for the client's delayed ACK (_cli/emulate.py `_bind`).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(asgi, log_level="warning", lifespan="on")

@@ -140,7 +140,10 @@ def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a port in use is one clear line, and the URL printed is the
     real one when --port 0 picks a free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # The protocol named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
+    # socket says IPPROTO_TCP, and with it on, uvicorn's response waited for the client's delayed ACK:
+    # ~44 ms a request on loopback instead of ~0.7 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
