@@ -245,12 +245,12 @@ def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  
         if logged is not None:
             set_pending(f, (_said, kind, logged, shared))
         else:
-            state = _STATES.get((kind, shared))
-            if state is None:
-                state = (_said, kind, None, shared)
+            known = _STATES.get((kind, shared))
+            if known is None:
+                known = (_said, kind, None, shared)
                 if len(_STATES) < _MAX_TEXTS:
-                    _STATES[kind, shared] = state
-            set_pending(f, state)
+                    _STATES[kind, shared] = known
+            set_pending(f, known)
     return f
 
 

@@ -10,6 +10,7 @@ is the median of the rounds. Application code, like the CLI: it starts a process
 from __future__ import annotations
 
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def _emulator() -> tuple[subprocess.Popen[str], str] | None:
 
 
 def measure(*, quick: bool, rounds: int, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """{"journal_cps", "bare_cps", "overhead", "captures"}, or None when the emulator cannot run."""
+    """{"journal_cps", "bare_cps", "overhead", "captures", "commit_ms"}, or None when the emulator cannot run."""
     started = _emulator()
     if started is None:
         return None
@@ -90,4 +91,28 @@ def measure(*, quick: bool, rounds: int, say: Callable[[str], None]) -> dict[str
         proc.terminate()
         proc.wait(10)
     bare_t, journal_t = statistics.median(bare_s), statistics.median(journal_s)
-    return {"captures": n, "bare_cps": n / bare_t, "journal_cps": n / journal_t, "overhead": journal_t / bare_t}
+    return {"captures": n, "bare_cps": n / bare_t, "journal_cps": n / journal_t, "overhead": journal_t / bare_t,
+            "commit_ms": durable_commit_ms(rounds)}
+
+
+def durable_commit_ms(rounds: int, commits: int = 50) -> float:
+    """The median time of one durable SQLite commit (WAL, synchronous FULL, as the journal's), in the same
+    kind of temporary directory: what a capture's two journal transactions cost at least on this disk,
+    whatever the journal does around them."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="capstate-bench-commit-") as tmp:
+        db = sqlite3.connect(f"{tmp}/commit.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("CREATE TABLE t (n INTEGER)")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for i in range(commits):
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute("INSERT INTO t VALUES (?)", (i,))
+                    db.execute("COMMIT")
+                times.append((time.perf_counter() - t0) / commits)
+        finally:
+            db.close()
+    return statistics.median(times) * 1000

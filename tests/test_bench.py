@@ -20,7 +20,8 @@ import pytest
 from capstate.bench import FULL_PAYMENTS, floor, hand_fsm, naive_transitions_audit, write_log
 
 TARGET_ROWS = {"a", "b", "c_allowed", "c_allowed_vs", "c_rejected", "c_rejected_vs", "d", "e", "f", "journal"}
-BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json", "bare", "bare_client"}
+BASELINE_ROWS = {"floor", "naive", "trigger", "fsm", "decide_read", "observe", "from_json", "bare", "bare_client",
+                 "commit"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,6 +65,9 @@ def test_quick_json_measures_every_row_with_numeric_ratios(quick: dict[str, obje
     assert (rows["f"]["verdict"] == "PASS") == (rows["f"]["value"] <= 150)
     assert rows["f"]["ratio"] == pytest.approx(rows["f"]["value"] / baselines["bare"]["value"])
     assert rows["a"]["ratio"] == pytest.approx(rows["a"]["value"] / baselines["floor"]["value"])
+    # The journal's time per capture beyond the bare client's, in durable commits measured in the same run.
+    added_us = 1e6 / rows["journal"]["value"] - 1e6 / baselines["bare_client"]["value"]
+    assert baselines["commit"]["ratio"] == pytest.approx(added_us / baselines["commit"]["value"])
 
 
 def test_quick_log_has_the_promised_shape(quick: dict[str, object]) -> None:
