@@ -72,9 +72,13 @@ _AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
 ROUTES: Final[dict[str, int]] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
                           "something_captured": 4}
-_KEYED_OPS: Final[dict[int, str]] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
 # The merchant operation of each event type (_guards.op_of), which key_unique compares a reused key's with.
 _OPS: Final[dict[int, str]] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
+# Those of the types whose success binds a key, as constants (`_counts` picks one by int compares: a dict of
+# boxed ints cost more).
+_OP_CAPTURE: Final = _OPS[CAPTURED]
+_OP_REFUND: Final = _OPS[REFUNDED]
+_OP_CANCEL: Final = _OPS[CANCELLED]
 # What `move` returns.
 NOT_DONE: Final = 0
 APPLIED: Final = 1
@@ -249,6 +253,10 @@ class FastSpec:
 
 # KeyUse's slots, set directly: `KeyUse(...)` runs attrs' frozen __init__, a Python frame and a generic
 # object.__setattr__ per field, ~8x the cost of this, and a materialized Payment holds one per key used.
+# Compiled, `object.__setattr__(obj, "name", v)` is one C call into the slot (bypassing attrs' frozen
+# __setattr__), ~3x cheaper than the slot's own setter, a method-wrapper called with an argument tuple;
+# in the interpreter it is the other way round, so the plain build keeps the setters (as _capture does).
+_COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
 _KU_KEY: Final = KeyUse.__dict__["key"].__set__
 _KU_OP: Final = KeyUse.__dict__["op"].__set__
@@ -259,12 +267,48 @@ _KU_SUCCEEDED: Final = KeyUse.__dict__["succeeded"].__set__
 def key_use(key: str, op: str, amount: int, succeeded: bool) -> KeyUse:
     """`KeyUse(key, op, amount, succeeded)` (a frozen attrs value without validators), built in C."""
     k: KeyUse = _NEW(KeyUse)
+    if _COMPILED:
+        object.__setattr__(k, "key", key)
+        object.__setattr__(k, "op", op)
+        object.__setattr__(k, "amount", amount)
+        object.__setattr__(k, "succeeded", succeeded)
+        return k
     _KU_KEY(k, key)
     _KU_OP(k, op)
     _KU_AMOUNT(k, amount)
     _KU_SUCCEEDED(k, succeeded)
     return k
 
+
+
+def _payment(spec: Any, reference: str, state: str, currency: str | None, authorized: int, captured: int,
+             cancelled: int, refunded: int, pending: int, capture_count: int, refund_count: int,
+             authorized_at: datetime | None, validity: timedelta | None, flow: Flow | None,
+             keys: tuple[KeyUse, ...]) -> Payment:
+    """`new_payment(...)` for the compiled build, each slot set in one C call (see key_use): its 15 setters
+    were most of the cost of materializing a record on a line that breaks a rule. (A function, not in
+    Record.payment: mypyc refuses `object.__setattr__` on another object inside a native method.)"""
+    p: Payment = _NEW(Payment)
+    object.__setattr__(p, "spec", spec)
+    object.__setattr__(p, "reference", reference)
+    object.__setattr__(p, "state", state)
+    object.__setattr__(p, "currency", currency)
+    object.__setattr__(p, "authorized", authorized)
+    object.__setattr__(p, "captured", captured)
+    object.__setattr__(p, "cancelled", cancelled)
+    object.__setattr__(p, "refunded", refunded)
+    object.__setattr__(p, "pending", pending)
+    object.__setattr__(p, "capture_count", capture_count)
+    object.__setattr__(p, "refund_count", refund_count)
+    object.__setattr__(p, "authorized_at", authorized_at)
+    object.__setattr__(p, "validity", validity)
+    object.__setattr__(p, "flow", flow)
+    object.__setattr__(p, "keys", keys)
+    # new_payment's (and __attrs_post_init__'s) counter test: the counters are ints here, so the OR alone
+    # (negative iff one is); then the post-init names the culprit and raises, as Payment(...) would.
+    if (authorized | captured | cancelled | refunded | pending | capture_count | refund_count) < 0:
+        p.__attrs_post_init__()
+    return p
 
 
 class Record:
@@ -324,9 +368,13 @@ class Record:
         u = self.uses
         # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
         keys = tuple(key_use(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
-        return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
-                           self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
-                           self.authorized_at, self.validity, self.flow, keys)
+        if not _COMPILED:
+            return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized,
+                               self.captured, self.cancelled, self.refunded, self.pending, self.capture_count,
+                               self.refund_count, self.authorized_at, self.validity, self.flow, keys)
+        return _payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
+                        self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
+                        self.authorized_at, self.validity, self.flow, keys)
 
     def load(self, p: Payment, at: datetime, text: str | None) -> None:
         """Take the Payment the exact path computed for an event at `at` (canonical `text`, if any)."""
@@ -485,10 +533,14 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
     else:  # cancelled, expired
         r.cancelled += amount
     if key is not None:
-        if t in _KEYED_OPS:
-            r.uses += (key, _KEYED_OPS[t], amount, True)
+        if t == CAPTURED:
+            r.uses += (key, _OP_CAPTURE, amount, True)
+        elif t == REFUNDED:
+            r.uses += (key, _OP_REFUND, amount, True)
+        elif t == CANCELLED:
+            r.uses += (key, _OP_CANCEL, amount, True)
         elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-            r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+            r.uses += (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
@@ -593,7 +645,7 @@ _instant: Final = datetime.fromisoformat  # what parse_instant returns, for text
 
 def logged(ev: Any) -> Logged:
     """The Logged of a decoded line `take` found plain (its type known, its `at` canonical)."""
-    f = _astuple(ev)
+    f: tuple[Any, ...] = _astuple(ev)
     flow: str | None = f[7]
     at: str = f[2]
     return Logged(f[0], _EVENT_TYPES[f[1]], _instant(at), f[3], f[4], f[5], f[6],
@@ -666,7 +718,8 @@ class Kernel:
         a line the fast path may judge: the exact path parses it again) or EXACT (a valid event the
         fast path cannot vouch for: the exact path judges it as decoded)."""
         # The Line's fields in one C call: each `ev.x` was a generic attribute lookup by name.
-        f = _astuple(ev)
+        # Typed as a tuple, each `f[i]` is a direct read (as Any, a generic PyObject_GetItem).
+        f: tuple[Any, ...] = _astuple(ev)
         ref: str = f[0]
         etype: str = f[1]
         at: str = f[2]
@@ -717,7 +770,8 @@ class Kernel:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
         self.events += 1
-        self.latest_s = max(self.latest_s, at)
+        if at > self.latest_s:  # max() is a call of the builtin
+            self.latest_s = at
         rec.after = at
         rec.line = line
         rec.file = file
