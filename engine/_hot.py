@@ -769,7 +769,7 @@ class Kernel:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
         self.events += 1
-        if at > self.latest_s:  # max() is a call of the builtin
+        if at > self.latest_s:  # noqa: PLR1730 - max() is a call of the builtin, compiled
             self.latest_s = at
         rec.after = at
         rec.line = line
