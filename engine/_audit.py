@@ -637,10 +637,12 @@ class Auditor:
         # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
         # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
         at = event.at
+        logged = event.amount
+        etype = event.type
         # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1
         # as an int, beyond as a float): malformed, not a fact for amount_valid to judge.
-        if event.amount is not None and event.amount > INT64_MAX:
-            self.malformed(line, file, f"not a valid event: amount: {_clip(str(event.amount))} is beyond int64 "
+        if logged is not None and logged > INT64_MAX:
+            self.malformed(line, file, f"not a valid event: amount: {_clip(str(logged))} is beyond int64 "
                                        f"({INT64_MAX}), the largest amount any provider takes", event.payment,
                            format_instant(at))
             return
@@ -694,7 +696,7 @@ class Auditor:
                 before = track.when()
                 self.findings.append(Finding(
                     ref, line, file, Code.OUT_OF_ORDER,
-                    f"{_TYPE_VALUES[event.type]} at {format_instant(at)} is earlier than the payment's previous event "
+                    f"{_TYPE_VALUES[etype]} at {format_instant(at)} is earlier than the payment's previous event "
                     f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
                     format_instant(at)))
             payment = track.payment()
@@ -717,8 +719,8 @@ class Auditor:
             # the payment stays as it was, so the rest of the audit is unaffected.
             self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
-        lapsed = event.type is _EXPIRED
-        if (event.type is _CANCELLED and payment.capturable > 0
+        lapsed = etype is _EXPIRED
+        if (etype is _CANCELLED and payment.capturable > 0
                 and any(v.code is _AUTH_EXPIRED for v in violations)):
             # A cancel that succeeded at or after the lapse is no merchant's: the provider refuses those
             # ("Cancel period expired") and releases the remainder itself (Vipps cancels automatically at
@@ -728,17 +730,19 @@ class Auditor:
             lapsed = True
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
-            kind = _TYPE_VALUES[event.type]
+            kind = _TYPE_VALUES[etype]
             currency = payment.currency or event.currency
             # The record's own reference (the live map's key), not the line's copy of it.
             ref = payment.reference
+            moves_money = etype is _CAPTURED_TYPE or etype is _REFUNDED_TYPE  # else nothing at stake (_at_stake)
+            append = self.findings.append
             for v in violations:
-                self.findings.append(_breach(ref, line, file, kind, event.amount, v, stamp,
-                                             _at_stake(payment, event, v.code), currency))
+                append(_breach(ref, line, file, kind, logged, v, stamp,
+                               _at_stake(payment, event, v.code) if moves_money else None, currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         if after is None:
-            terminal = self._settle(track, _TYPE_CODES[event.type], amount, dest, event.currency, event.key,
+            terminal = self._settle(track, _TYPE_CODES[etype], amount, dest, event.currency, event.key,
                                     event.flow, at, text, line, file, pos)
         else:
             track.load(after, at, text)

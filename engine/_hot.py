@@ -70,14 +70,21 @@ EXPIRED: Final = 6
 TYPE_CODES: Final[dict[str, int]] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
                               "captured": CAPTURED, "capture_failed": CAPTURE_FAILED, "cancelled": CANCELLED,
                               "refunded": REFUNDED, "expired": EXPIRED}
+# The same names in a tuple: `plain` finds a line's type by comparing with each (a length test, then the
+# characters) instead of hashing a str the decoder just made; `rec.moves.get` hashes it only if it is one.
+_TYPE_NAMES: Final[tuple[str, ...]] = tuple(TYPE_CODES)
 FLOWS: Final[dict[str, Flow]] = {f.value: f for f in Flow}
 _AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
 ROUTES: Final[dict[str, int]] = {"leaves_remainder": 1, "takes_remainder": 2, "nothing_captured": 3,
                           "something_captured": 4}
-_KEYED_OPS: Final[dict[int, str]] = {CAPTURED: "capture", REFUNDED: "refund", CANCELLED: "cancel"}
 # The merchant operation of each event type (_guards.op_of), which key_unique compares a reused key's with.
 _OPS: Final[dict[int, str]] = {code: op_of(EventType(name)) for name, code in TYPE_CODES.items()}
+# Those of the types whose success binds a key, as constants (`_counts` picks one by int compares: a dict of
+# boxed ints cost more).
+_OP_CAPTURE: Final = _OPS[CAPTURED]
+_OP_REFUND: Final = _OPS[REFUNDED]
+_OP_CANCEL: Final = _OPS[CANCELLED]
 # What `move` returns.
 NOT_DONE: Final = 0
 APPLIED: Final = 1
@@ -106,25 +113,23 @@ def canonical_at(text: object) -> str | None:
     return text
 
 
-def _digits2(text: str, i: int) -> int:
-    """The two ASCII digits at `text[i:i + 2]` as a number, or -1."""
-    hi = ord(text[i]) - 48
-    lo = ord(text[i + 1]) - 48
-    if hi < 0 or hi > 9 or lo < 0 or lo > 9:
-        return -1
-    return hi * 10 + lo
-
-
 def clock_ok(text: str) -> bool:
     """Whether `text[11:]` is a time of day "HH:MM:SSZ" that `canonical_at` accepts (its regex, then
     `parse_instant`, whose `fromisoformat` takes hours 0-23, minutes and seconds 0-59): the fast check,
-    for a `text` whose first 11 characters are a day in DAYS."""
-    if len(text) != 20 or text[13] != ":" or text[16] != ":" or text[19] != "Z":
+    for a `text` whose first 11 characters are a day in DAYS. Each character is read as its code (a direct
+    read, compiled): a helper call per two digits cost as much again."""
+    if len(text) != 20 or ord(text[13]) != 58 or ord(text[16]) != 58 or ord(text[19]) != 90:  # ':' ':' 'Z'
         return False
-    h = _digits2(text, 11)
-    m = _digits2(text, 14)
-    sec = _digits2(text, 17)
-    return 0 <= h <= 23 and 0 <= m <= 59 and 0 <= sec <= 59
+    h1 = ord(text[11]) - 48
+    h2 = ord(text[12]) - 48
+    m1 = ord(text[14]) - 48
+    m2 = ord(text[15]) - 48
+    s1 = ord(text[17]) - 48
+    s2 = ord(text[18]) - 48
+    if h2 < 0 or h2 > 9 or m2 < 0 or m2 > 9 or s2 < 0 or s2 > 9:
+        return False
+    # Hours 00-23, minutes and seconds 00-59 (a first digit outside 0-9 fails the bound too).
+    return 0 <= h1 <= 2 and h1 * 10 + h2 <= 23 and 0 <= m1 <= 5 and 0 <= s1 <= 5
 
 
 def canonical(at: datetime) -> str | None:
@@ -257,6 +262,10 @@ class FastSpec:
 
 # KeyUse's slots, set directly: `KeyUse(...)` runs attrs' frozen __init__, a Python frame and a generic
 # object.__setattr__ per field, ~8x the cost of this, and a materialized Payment holds one per key used.
+# Compiled, `object.__setattr__(obj, "name", v)` is one C call into the slot (bypassing attrs' frozen
+# __setattr__), ~3x cheaper than the slot's own setter, a method-wrapper called with an argument tuple;
+# in the interpreter it is the other way round, so the plain build keeps the setters (as _capture does).
+_COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
 _KU_KEY: Final = KeyUse.__dict__["key"].__set__
 _KU_OP: Final = KeyUse.__dict__["op"].__set__
@@ -267,12 +276,48 @@ _KU_SUCCEEDED: Final = KeyUse.__dict__["succeeded"].__set__
 def key_use(key: str, op: str, amount: int, succeeded: bool) -> KeyUse:
     """`KeyUse(key, op, amount, succeeded)` (a frozen attrs value without validators), built in C."""
     k: KeyUse = _NEW(KeyUse)
+    if _COMPILED:
+        object.__setattr__(k, "key", key)
+        object.__setattr__(k, "op", op)
+        object.__setattr__(k, "amount", amount)
+        object.__setattr__(k, "succeeded", succeeded)
+        return k
     _KU_KEY(k, key)
     _KU_OP(k, op)
     _KU_AMOUNT(k, amount)
     _KU_SUCCEEDED(k, succeeded)
     return k
 
+
+
+def _payment(spec: Any, reference: str, state: str, currency: str | None, authorized: int, captured: int,
+             cancelled: int, refunded: int, pending: int, capture_count: int, refund_count: int,
+             authorized_at: datetime | None, validity: timedelta | None, flow: Flow | None,
+             keys: tuple[KeyUse, ...]) -> Payment:
+    """`new_payment(...)` for the compiled build, each slot set in one C call (see key_use): its 15 setters
+    were most of the cost of materializing a record on a line that breaks a rule. (A function, not in
+    Record.payment: mypyc refuses `object.__setattr__` on another object inside a native method.)"""
+    p: Payment = _NEW(Payment)
+    object.__setattr__(p, "spec", spec)
+    object.__setattr__(p, "reference", reference)
+    object.__setattr__(p, "state", state)
+    object.__setattr__(p, "currency", currency)
+    object.__setattr__(p, "authorized", authorized)
+    object.__setattr__(p, "captured", captured)
+    object.__setattr__(p, "cancelled", cancelled)
+    object.__setattr__(p, "refunded", refunded)
+    object.__setattr__(p, "pending", pending)
+    object.__setattr__(p, "capture_count", capture_count)
+    object.__setattr__(p, "refund_count", refund_count)
+    object.__setattr__(p, "authorized_at", authorized_at)
+    object.__setattr__(p, "validity", validity)
+    object.__setattr__(p, "flow", flow)
+    object.__setattr__(p, "keys", keys)
+    # new_payment's (and __attrs_post_init__'s) counter test: the counters are ints here, so the OR alone
+    # (negative iff one is); then the post-init names the culprit and raises, as Payment(...) would.
+    if (authorized | captured | cancelled | refunded | pending | capture_count | refund_count) < 0:
+        p.__attrs_post_init__()
+    return p
 
 
 class Record:
@@ -332,9 +377,13 @@ class Record:
         u = self.uses
         # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
         keys = tuple(key_use(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
-        return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
-                           self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
-                           self.authorized_at, self.validity, self.flow, keys)
+        if not _COMPILED:
+            return new_payment(self.spec, self.reference, self.state, self.currency, self.authorized,
+                               self.captured, self.cancelled, self.refunded, self.pending, self.capture_count,
+                               self.refund_count, self.authorized_at, self.validity, self.flow, keys)
+        return _payment(self.spec, self.reference, self.state, self.currency, self.authorized, self.captured,
+                        self.cancelled, self.refunded, self.pending, self.capture_count, self.refund_count,
+                        self.authorized_at, self.validity, self.flow, keys)
 
     def load(self, p: Payment, at: datetime, text: str | None) -> None:
         """Take the Payment the exact path computed for an event at `at` (canonical `text`, if any)."""
@@ -401,7 +450,8 @@ def _passes(s: Step, r: Record, t: int, at: str, amount: int, e_amount: int, cur
             r.reference_ok = 1 if r.fast.reference_ok(r.reference) else 0
         if not r.reference_ok:
             return False
-    if s.key_unique and key is not None and key in r.uses and not key_ok(r.uses, key, _OPS[t], amount, cur, r.currency):
+    # key_ok scans the key slots alone (`key in uses` compared every op and amount too).
+    if s.key_unique and key is not None and r.uses and not key_ok(r.uses, key, t, amount, cur, r.currency):
         return False
     if s.not_expired and r.exp is not None and not at < r.exp:
         return False
@@ -440,11 +490,11 @@ def _passes(s: Step, r: Record, t: int, at: str, amount: int, e_amount: int, cur
     return True
 
 
-def key_ok(uses: tuple[Any, ...], key: str, op: str, amount: int, cur: str | None, currency: str | None) -> bool:
-    """key_unique's verdict on a logged fact whose key `uses` holds: True when it passes. Only identical
+def key_ok(uses: tuple[Any, ...], key: str, t: int, amount: int, cur: str | None, currency: str | None) -> bool:
+    """key_unique's verdict on a logged fact of type `t` with `key`: True when it passes. Only identical
     attempts that have not succeeded may share its key (an attempt's outcome, or a retry)."""
     for i in range(0, len(uses), 4):
-        if uses[i] == key and ((cur is not None and cur != currency) or uses[i + 1] != op
+        if uses[i] == key and ((cur is not None and cur != currency) or uses[i + 1] != _OPS[t]
                                or uses[i + 2] != amount or uses[i + 3]):
             return False
     return True
@@ -455,7 +505,7 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
     text."""
     currency = cur if cur is not None else r.currency
     validity = r.fast.validity_for(currency) if currency is not None else None
-    start = datetime.fromisoformat(at)
+    start = _instant(at)  # `at` is canonical (plain); a bound constant, not a method looked up by name
     exp = deadline(at, start, validity) if validity is not None else None
     window = r.fast.refund_window
     rwin = deadline(at, start, window) if window is not None else None
@@ -493,10 +543,14 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
     else:  # cancelled, expired
         r.cancelled += amount
     if key is not None:
-        if t in _KEYED_OPS:
-            r.uses += (key, _KEYED_OPS[t], amount, True)
+        if t == CAPTURED:
+            r.uses += (key, _OP_CAPTURE, amount, True)
+        elif t == REFUNDED:
+            r.uses += (key, _OP_REFUND, amount, True)
+        elif t == CANCELLED:
+            r.uses += (key, _OP_CANCEL, amount, True)
         elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-            r.uses += (key, "capture", amount, False)  # an attempt binds its key (_engine.effect)
+            r.uses += (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
@@ -601,7 +655,7 @@ _instant: Final = datetime.fromisoformat  # what parse_instant returns, for text
 
 def logged(ev: Any) -> Logged:
     """The Logged of a decoded line `take` found plain (its type known, its `at` canonical)."""
-    f = _astuple(ev)
+    f: tuple[Any, ...] = _astuple(ev)
     flow: str | None = f[7]
     at: str = f[2]
     return Logged(f[0], _EVENT_TYPES[f[1]], _instant(at), f[3], f[4], f[5], f[6],
@@ -615,7 +669,12 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
     type (provider, key and reason a str or None: nothing more to check there). `day`, a day in DAYS
     ("YYYY-MM-DDT"), spares the slice and set lookup for an `at` on that day (the previous line's day:
     a third of the bench log's lines share it)."""
-    if not payment or etype not in TYPE_CODES:
+    if not payment:
+        return False
+    for name in _TYPE_NAMES:
+        if etype == name:
+            break
+    else:
         return False
     if not (((day and at.startswith(day)) or at[:11] in DAYS) and clock_ok(at)) and canonical_at(at) is None:
         return False
@@ -828,7 +887,8 @@ class Kernel:
         a line the fast path may judge: the exact path parses it again) or EXACT (a valid event the
         fast path cannot vouch for: the exact path judges it as decoded)."""
         # The Line's fields in one C call: each `ev.x` was a generic attribute lookup by name.
-        f = _astuple(ev)
+        # Typed as a tuple, each `f[i]` is a direct read (as Any, a generic PyObject_GetItem).
+        f: tuple[Any, ...] = _astuple(ev)
         ref: str = f[0]
         etype: str = f[1]
         at: str = f[2]
@@ -879,7 +939,8 @@ class Kernel:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
         self.events += 1
-        self.latest_s = max(self.latest_s, at)
+        if at > self.latest_s:  # noqa: PLR1730 - max() is a call of the builtin, compiled
+            self.latest_s = at
         rec.after = at
         rec.line = line
         rec.file = file

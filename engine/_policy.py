@@ -77,11 +77,38 @@ def _acceptor(pattern: str | None, in_path: bool = False) -> re.Pattern[str] | N
     ASCII value other than "." and ".." cannot hold. None if the pattern cannot be wrapped (a global
     flag such as (?i) must stay first); `problem` then takes the long way."""
     body = ".*" if pattern is None else f"(?:{pattern})"
-    refused = (_PATH_UNSAFE if in_path else _CONTROL).pattern[1:-1]
+    unsafe = _PATH_UNSAFE if in_path else _CONTROL
+    refused = unsafe.pattern[1:-1]
     try:
+        if pattern is not None and _only_safe_chars(pattern, unsafe):
+            # The lookahead cannot refuse what the pattern matches; it scanned the value once more (the
+            # audit judges every payment's reference with this: a UUID took 344 ns with it, 210 without).
+            return re.compile(body, re.DOTALL)
         return re.compile(rf"(?=[^{refused}]*\Z){body}", re.DOTALL)
     except re.error:
         return None
+
+
+# A piece of a pattern whose characters `_only_safe_chars` can read: a class of printable ASCII (what
+# `_class_chars` reads) with an optional quantifier, or a run of letters, digits, `_`, `~` and `-` literal.
+_PIECE = re.compile(r"\[([ -~]+?)\](?:\{\d+(?:,\d*)?\}|[+*?])?|[A-Za-z0-9_~-]+")
+
+
+def _only_safe_chars(pattern: str, unsafe: re.Pattern[str]) -> bool:
+    """Whether every character `pattern` can match is one `unsafe` does not match, read conservatively:
+    True only for a pattern made of `_PIECE`s alone (no `.`, escape, group, alternation or flag), each
+    class read by `_class_chars`. Then a full match of the pattern is free of unsafe characters."""
+    pos = 0
+    while pos < len(pattern):
+        m = _PIECE.match(pattern, pos)
+        if m is None:
+            return False
+        if m.group(1) is not None:
+            chars = _class_chars(m.group(1))
+            if chars is None or any(unsafe.match(c) for c in chars):
+                return False
+        pos = m.end()
+    return True
 
 
 # A pattern that is one character class of printable ASCII, with an optional quantifier: the shape of
