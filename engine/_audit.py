@@ -220,37 +220,39 @@ def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  
     _set_at(f, at)
     _set_amount(f, amount)
     _set_currency(f, currency)
-    # Asked first as it most likely is (a raised AttributeError costs more than the rest of the finding).
-    if code in _DEFERRED_CODES:
+    # A Violation's message is either its text or deferred state. Which is asked first is a guess by the
+    # code (a raised AttributeError costs more than the rest of the finding).
+    text: str | None = None
+    if code not in _DEFERRED_CODES:
         try:
-            state = plain_state(_violation_pending(violation))
+            text = _violation_text(violation)
+        except AttributeError:  # deferred after all
+            text = None
+    if text is None:
+        try:
+            pending = _violation_pending(violation)
         except AttributeError:  # built with its text
-            set_pending(f, (_said, kind, logged, _violation_text(violation)))
+            text = _violation_text(violation)
         else:
-            set_pending(f, (_said_later, kind, logged, *state))
-        return f
-    try:
-        text = _violation_text(violation)
-    except AttributeError:  # deferred: its message state, made plain
-        set_pending(f, (_said_later, kind, logged, *plain_state(_violation_pending(violation))))
+            set_pending(f, (_said_later, kind, logged, *plain_state(pending)))
+            return f
+    # Many breaches share their rule's text (a currency pair, a state with no such transition): one copy
+    # of each serves them all, and with no amount the whole state (~100 and ~70 bytes a finding: 5 MB of
+    # the bench log's peak RSS).
+    shared = _TEXTS.get(text)
+    if shared is None:
+        shared = text
+        if len(_TEXTS) < _MAX_TEXTS:
+            _TEXTS[text] = text
+    if logged is not None:
+        set_pending(f, (_said, kind, logged, shared))
     else:
-        # Many breaches share their rule's text (a currency pair, a state with no such transition): one
-        # copy of each serves them all, and with no amount the whole state (~100 and ~70 bytes a finding:
-        # 5 MB of the bench log's peak RSS).
-        shared = _TEXTS.get(text)
-        if shared is None:
-            shared = text
-            if len(_TEXTS) < _MAX_TEXTS:
-                _TEXTS[text] = text
-        if logged is not None:
-            set_pending(f, (_said, kind, logged, shared))
-        else:
-            known = _STATES.get((kind, shared))
-            if known is None:
-                known = (_said, kind, None, shared)
-                if len(_STATES) < _MAX_TEXTS:
-                    _STATES[kind, shared] = known
-            set_pending(f, known)
+        known = _STATES.get((kind, shared))
+        if known is None:
+            known = (_said, kind, None, shared)
+            if len(_STATES) < _MAX_TEXTS:
+                _STATES[kind, shared] = known
+        set_pending(f, known)
     return f
 
 
@@ -734,11 +736,9 @@ class Auditor:
             currency = payment.currency or event.currency
             # The record's own reference (the live map's key), not the line's copy of it.
             ref = payment.reference
-            moves_money = etype is _CAPTURED_TYPE or etype is _REFUNDED_TYPE  # else nothing at stake (_at_stake)
             append = self.findings.append
             for v in violations:
-                append(_breach(ref, line, file, kind, logged, v, stamp,
-                               _at_stake(payment, event, v.code) if moves_money else None, currency))
+                append(_breach(ref, line, file, kind, logged, v, stamp, _at_stake(payment, event, v.code), currency))
         if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
             self.findings.append(self._lapsed(payment, line, file, at))
         if after is None:

@@ -467,8 +467,7 @@ def _exceeds_state(p: Payment, etype: EventType, amount: int, limit: int, pol: P
 # The deferred messages whose state holds the Payment (decide's compiled `exceeds_capturable` defers its
 # message with `_capture.exceeds_message`, of either build), and their state as plain values.
 _PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
-    _capture.exceeds_message: _exceeds_state, _capture_imported.exceeds_message: _exceeds_state,
-    exceeds_message: _exceeds_state}
+    _capture.exceeds_message: _exceeds_state, _capture_imported.exceeds_message: _exceeds_state}
 
 
 def plain_state(pending: tuple[Any, ...]) -> tuple[Any, ...]:
