@@ -504,15 +504,22 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
     """An authorization's effect on the fast path; False (nothing changed) when a deadline has no canonical
     text."""
     currency = cur if cur is not None else r.currency
-    validity = r.fast.validity_for(currency) if currency is not None else None
     start = _instant(at)  # `at` is canonical (plain); a bound constant, not a method looked up by name
-    exp = deadline(at, start, validity) if validity is not None else None
-    window = r.fast.refund_window
-    rwin = deadline(at, start, window) if window is not None else None
+    validity, exp, rwin = _terms(r, currency, at, start)
     if exp == "" or rwin == "":
         return False
     _authorized(r, amount, currency, flow, start, validity, exp, rwin)
     return True
+
+
+def _terms(r: Record, currency: str | None, text: str | None, start: datetime) -> tuple[timedelta | None, str | None,
+                                                                                         str | None]:
+    """An authorization's validity under the policy, and its expiry and refund-window deadlines as text
+    (`deadline`: "" when one has no canonical text)."""
+    validity = r.fast.validity_for(currency) if currency is not None else None
+    window = r.fast.refund_window
+    return (validity, deadline(text, start, validity) if validity is not None else None,
+            deadline(text, start, window) if window is not None else None)
 
 
 def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
@@ -562,11 +569,8 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     flight)."""
     if t == AUTHORIZED:
         currency = cur if cur is not None else r.currency
-        validity = r.fast.validity_for(currency) if currency is not None else None
-        window = r.fast.refund_window
-        _authorized(r, amount, currency, flow, at, validity,
-                    deadline(text, at, validity) if validity is not None else None,
-                    deadline(text, at, window) if window is not None else None)
+        validity, exp, rwin = _terms(r, currency, text, at)
+        _authorized(r, amount, currency, flow, at, validity, exp, rwin)
     else:
         _counts(r, t, amount, key)
     r.state = dest
