@@ -101,20 +101,6 @@ def _mask(parts: int, owner: int) -> bytes:
     return table
 
 
-def _range_ids(piece: bytes, n: int) -> list[bytes] | None:
-    """The payment id's bytes of each of the piece's `n` lines, or None when the piece must be judged line
-    by line. A valid event is a flat JSON object; when its line holds no backslash (no escape) and the
-    text `"payment"` once, a match of `_LINE_ID` on it is its payment key and the id's exact bytes. A line
-    that is not a valid event may get any owner: its LOG_MALFORMED finding says what the line says,
-    whichever worker reads it (unlike `audit_run._owners`, whose every worker must agree on every line)."""
-    from .audit_run import _LINE_ID
-
-    if b"\\" in piece or piece.count(b'"payment"') != n:
-        return None
-    ids = _LINE_ID.findall(piece)
-    return ids if len(ids) == n else None
-
-
 def owner_table(parts: int) -> tuple[int, bytes]:
     """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
     to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also pack
@@ -131,10 +117,12 @@ def owners_of(block: bytes, parts: int) -> bytes:
     `audit_run._owner_of` gives for any line).
 
     A clean block (the common case) costs C loops only: two counts, one regex, CRC-32 through `map`. A
-    block `_range_ids` cannot vouch for is halved at a line end until each piece is clean or one line,
+    block `line_ids` cannot vouch for is halved at a line end until each piece is clean or one line,
     which `_owner_of` judges alone: one garbage line in a block of thousands costs ~2 log2(lines) small
-    rescans, not the block (with 0.1% garbage lines most blocks hold one)."""
-    from .audit_run import _owner_of, crc32
+    rescans, not the block (with 0.1% garbage lines most blocks hold one). A line that is not a valid
+    event may get any owner: its LOG_MALFORMED finding says what the line says, whichever worker reads it
+    (unlike `audit_run._owners`, whose every worker must agree on every line, and asks more of a block)."""
+    from .audit_run import _owner_of, crc32, line_ids
 
     slots, table = owner_table(parts)
     out = []
@@ -142,7 +130,7 @@ def owners_of(block: bytes, parts: int) -> bytes:
     while pending:
         piece = pending.pop()
         n = piece.count(b"\n") + 1
-        ids = _range_ids(piece, n)
+        ids = line_ids(piece, n)
         if ids is not None:
             out.append(bytes(map(slots.__rmod__, map(crc32, ids))))
         elif n == 1:

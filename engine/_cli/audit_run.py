@@ -286,8 +286,8 @@ _BLOCK = 1 << 18
 """Bytes read at a time (read1: what one read of the file, or one gzip member's worth, gives)."""
 # A "payment" key whose value is a string: the id's bytes (group 1), then the rest of the line, so that
 # a line gives at most one match (`findall` goes on after it). Unanchored, so the regex engine searches
-# for its literal prefix; `_block_ids` and `_range_ids` count the key once per line, so a block whose
-# lines give one match each gives each line's id, in order.
+# for its literal prefix; `line_ids` counts the key once per line, so a block whose lines give one match
+# each gives each line's id, in order.
 _LINE_ID = re.compile(rb'"payment"(?::"|: ")([^"\n]*)"[^\n]*')
 
 
@@ -337,16 +337,23 @@ def _blocks(stream: _Reader, block: int = _BLOCK, max_line: int = MAX_LINE) -> I
             skipping = True
 
 
+def line_ids(piece: bytes, n: int) -> list[bytes] | None:
+    """The id's bytes of each of the piece's `n` lines when no line holds a backslash (no escape) and each
+    holds the text `"payment"` once, as the key of a string (`_LINE_ID`); else None."""
+    if b"\\" in piece or piece.count(b'"payment"') != n:
+        return None
+    ids = _LINE_ID.findall(piece)
+    return ids if len(ids) == n else None
+
+
 def _block_ids(block: bytes, n: int) -> list[bytes] | None:
     """The payment id's bytes of each of the block's `n` lines, when the block names every payment beyond
     doubt (as `_payment_bytes` does line by line: no backslash, one `{` and one `"payment"` per line, every
     line starting `{` with a string id); else None. Counting over the block is exact: every line starts
     with a `{` and holds at least one match, so equal totals mean exactly one each."""
-    if (b"\\" in block or block[:1] != b"{" or block.count(b"{") != n or block.count(b"\n{") != n - 1
-            or block.count(b'"payment"') != n):
+    if block[:1] != b"{" or block.count(b"{") != n or block.count(b"\n{") != n - 1:
         return None
-    ids = _LINE_ID.findall(block)
-    return ids if len(ids) == n else None
+    return line_ids(block, n)
 
 
 def _owners(block: bytes, lines: list[bytes], parts: int) -> list[int] | None:
