@@ -325,9 +325,7 @@ def plan_of(spec: Spec) -> CapturePlan | None:
 def decide_capture(p: Payment, command: Capture) -> Decision | None:
     """`decide(p, command)` for a Capture (its exact class) on a state the plan covers; None for anything
     else, which the general path judges."""
-    spec = p.spec
-    last = _LAST.last
-    plan = last.plan if last.spec is spec else plan_of(spec)
+    plan = plan_of(p.spec)
     if plan is None:
         return None
     picks = plan.flat.get(p.state)
@@ -377,29 +375,25 @@ def decide_capture(p: Payment, command: Capture) -> Decision | None:
                     e = Proposed(plan.etype, at, given, currency, key)
                     v = check(p, e, amount, policy, True)
         if v is not None:
-            refused = (_SETTLE_REFUSED, p, command, boxed)
-            if _COMPILED:
-                return new_decision(False, p, (v,), refused)
-            return deferred_decision(False, p, (v,), _NO_WARNINGS, refused)
+            return new_decision(False, p, (v,), (_SETTLE_REFUSED, p, command, boxed))
     if command.final or plan.remainder_lapses or (key is not None and plan.keys_unused):
         # A warning or a release to add: `_engine._allowed`, which the general path ends in too.
         from ._engine import _allowed
 
         return _allowed(p, command, e or Proposed(plan.etype, at, given, currency, key), amount,
                         step.dest, warnings=[])
-    allowed = (_SETTLE_CAPTURE, p, command, plan.etype, boxed, step.dest)
-    if _COMPILED:
-        return new_decision(True, p, _NO_WARNINGS, allowed)
-    return deferred_decision(True, p, _NO_WARNINGS, _NO_WARNINGS, allowed)
+    return new_decision(True, p, _NO_WARNINGS, (_SETTLE_CAPTURE, p, command, plan.etype, boxed, step.dest))
 
 
 def new_decision(allowed: bool, before: Payment, violations: tuple[Violation, ...],
                  pending: tuple[Any, ...]) -> Decision:
-    """`_values.deferred_decision(allowed, before, violations, (), pending)` for the compiled build.
+    """`_values.deferred_decision(allowed, before, violations, (), pending)`, built the cheaper way for the build.
 
     Compiled, `object.__setattr__` is one C call into the slot; the slots' own setters that
     deferred_decision calls are method-wrappers, each called with an argument tuple, ~3x slower there
     (and twice as fast as object.__setattr__ in the interpreter, which is why the plain build calls it)."""
+    if not _COMPILED:
+        return deferred_decision(allowed, before, violations, _NO_WARNINGS, pending)
     d: Decision = _new(_DECISION)
     object.__setattr__(d, "allowed", allowed)
     object.__setattr__(d, "before", before)
