@@ -59,6 +59,8 @@ from ._lifecycle import (
 from ._store import JournalError, Store, Tx, open_store
 
 ENV = "CAPSTATE_JOURNAL"
+# (how many events, the highest id) of a payment when it was read: `Tx.event_mark`.
+Mark = tuple[int, int]
 # How long the worker that wrote an intent owns it. It must outlast the client's worst case (4 attempts
 # of 30 s reads with capped back-off), or recovery would read back while the worker is still sending.
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -136,12 +138,14 @@ class Journal:
     `lease` is how long a worker owns the intent it wrote; `clock` gives "now" (timezone-aware);
     `specs` maps a provider name to the Spec its payments are judged by (default: the shipped spec).
     `readonly` opens it for reading only (`validate --journal`): never created, migrated or written.
+    `durable_settle` makes the settle step's commit wait for the disk too; by default only the intent's
+    does, since a lost settle leaves the intent open for `recover` (docs/journal.md, "Durability").
     Raises JournalError for a URL it cannot open.
     """
 
     def __init__(self, url: str | None = None, *, lease: timedelta = DEFAULT_LEASE,
                  clock: Callable[[], datetime] | None = None, specs: Mapping[str, Spec] | None = None,
-                 owner: str | None = None, readonly: bool = False):
+                 owner: str | None = None, readonly: bool = False, durable_settle: bool = False):
         url = url if url is not None else os.environ.get(ENV)
         if not url:
             raise JournalError(f"no journal: give a URL (sqlite:///path.db or postgresql://...) or set {ENV}")
@@ -152,6 +156,7 @@ class Journal:
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
         self._specs = dict(specs or {})
         self.owner = owner or _owner()
+        self.durable_settle = durable_settle
 
     @property
     def url(self) -> str:
@@ -180,13 +185,33 @@ class Journal:
         return self._specs[provider]
 
     def _load(self, tx: Tx, reference: str) -> tuple[State, list[Recorded]]:
+        state, records, _ = self._load_marked(tx, reference)
+        return state, records
+
+    @staticmethod
+    def _row(tx: Tx, reference: str) -> tuple[str, int]:
         row = tx.payment(reference)
         if row is None:
             raise JournalError(f"payment {reference!r} is not in the journal (import its authorization first)")
-        provider, next_seq = row
-        records = [rec for _, rec, _ in tx.events(reference)]
+        return row
+
+    def _load_marked(self, tx: Tx, reference: str) -> tuple[State, list[Recorded], Mark]:
+        """`_load`, and the events' mark, for `_reload` in a later transaction."""
+        provider, next_seq = self._row(tx, reference)
+        rows = tx.events(reference)
+        records = [rec for _, rec, _ in rows]
         base, _ = replay_events(Payment.new(self.spec(provider), reference), (r.event for r in records))
-        return State(base, tuple(tx.intents(reference)), next_seq), records
+        mark = (len(rows), max((i for i, _, _ in rows), default=0))
+        return State(base, tuple(tx.intents(reference)), next_seq), records, mark
+
+    def _reload(self, tx: Tx, reference: str, before: State, mark: Mark) -> State:
+        """The payment's State as `_load` reads it now. Its events are replayed again only when some were
+        added since `before` was read with `mark`; else `before.base` is that same replay (kept exact by
+        the mark), and only the intents and the sequence are read."""
+        _, next_seq = self._row(tx, reference)
+        if tx.event_mark(reference) != mark:
+            return self._load(tx, reference)[0]
+        return State(before.base, tuple(tx.intents(reference)), next_seq)
 
     def state(self, reference: str) -> State:
         """The payment's aggregate (events only) and its intents."""
@@ -382,7 +407,7 @@ class Journal:
     def _execute(self, reference: str, command: Operation, client: CaptureClient) -> JournalOutcome:
         # (1) lock, decide against events + open intents, write the intent.
         with self._store.locked(reference) as tx:
-            state, records = self._load(tx, reference)
+            state, records, mark = self._load_marked(tx, reference)
             if client.provider != state.base.spec.name:
                 raise CommandError(f"payment {reference!r} is a {state.base.spec.name} payment; the client sends "
                                    f"to {client.provider}")
@@ -400,7 +425,7 @@ class Journal:
         intent = step.intent
         result, release_error, answer = self._send(client, state.base, intent)
         # (3) record what the provider proved; settle the intent.
-        settled, after, credited = self._settle(intent, result)
+        settled, after, credited = self._settle(intent, result, state, mark)
         if isinstance(result, Unknown):
             raise OutcomeUnknown(f"{intent.op} of {reference}: outcome unknown ({result.reason}); intent "
                                  f"#{intent.seq} stays open: run `capstate reconcile`", provider=client.provider,
@@ -440,10 +465,13 @@ class Journal:
         release = str(out.release_error) if out.release_error is not None else None
         return Proven(out.events, readback=out.reconciled), release, out
 
-    def _settle(self, intent: Intent, result: Result) -> tuple[Intent, Payment, tuple[Event, ...]]:
+    def _settle(self, intent: Intent, result: Result, before: State,
+                mark: Mark) -> tuple[Intent, Payment, tuple[Event, ...]]:
+        """Step (3), on the payment as `before` (read with `mark` in this worker's step (1) or claim)
+        left it or as it is now. Not durable by default: see `durable_settle`."""
         now = self.now()
-        with self._store.locked(intent.payment) as tx:
-            state, _ = self._load(tx, intent.payment)
+        with self._store.locked(intent.payment, durable=self.durable_settle) as tx:
+            state = self._reload(tx, intent.payment, before, mark)
             current = next((i for i in state.intents if i.seq == intent.seq), None)
             settled, records = settle(intent, result, now=now)
             if current is None or (current.open and current.attempts == intent.attempts):
@@ -503,7 +531,7 @@ class Journal:
     def _recover_one(self, intent: Intent, client: CaptureClient) -> Recovery:
         # Claim it under the lock (a new lease, one more attempt) unless someone else settled or claimed it.
         with self._store.locked(intent.payment) as tx:
-            state, records = self._load(tx, intent.payment)
+            state, records, mark = self._load_marked(tx, intent.payment)
             current = next(i for i in state.intents if i.seq == intent.seq)
             now = self.now()
             if not current.open or due([current], now) == []:
@@ -513,7 +541,7 @@ class Journal:
         found = evidence(claimed, (r.event for r in records))
         if found:
             # A webhook or an import already proved it: settle without asking the provider.
-            settled, _, _ = self._settle(claimed, Proven(found, readback=True))
+            settled, _, _ = self._settle(claimed, Proven(found, readback=True), state, mark)
             return Recovery(settled, "evidence", "the journal already holds a fact under the intent's key")
         rule = client.retry.rule(client.provider)
         if rule.recovery.value == "resend":
@@ -526,7 +554,7 @@ class Journal:
         else:
             result = self._read_back(client, state.base, claimed)
             action = "read back"
-        settled, _, _ = self._settle(claimed, result)
+        settled, _, _ = self._settle(claimed, result, state, mark)
         message = {Status.DONE: "done", Status.FAILED: "failed: it did not happen; its reservation is released",
                    Status.UNKNOWN: f"still unknown; next attempt after {settled.next_attempt_at}"}.get(
             settled.status, settled.status.value)

@@ -61,11 +61,16 @@ class PostgresStore:
             _migrate(tx, self.SERIAL, "SELECT to_regclass(?)")
 
     @contextmanager
-    def _transaction(self, lock: str | None = None) -> Iterator[Tx]:
+    def _transaction(self, lock: str | None = None, *, durable: bool = True) -> Iterator[Tx]:
         with self._mutex:
             try:
                 with self._db.transaction(), self._db.cursor() as cur:
                     tx = Tx(cur, "%s", row_locks=True)
+                    if not durable:
+                        # This transaction only: COMMIT returns before its WAL record is flushed. The WAL is
+                        # flushed in order (a later synchronous commit flushes this one too), so a crash loses
+                        # a suffix of commits, each whole: "as if those transactions had been aborted cleanly".
+                        tx._x("SET LOCAL synchronous_commit = off")
                     if lock is not None:
                         # The payment row is the lock. A payment not yet in the journal has no row: its first
                         # writer inserts one and locks it then (Tx.lock after add_payment).
@@ -74,8 +79,8 @@ class PostgresStore:
             except self._psycopg.Error as exc:
                 raise JournalError(f"journal {self.url}: {_first_line(exc)}") from None
 
-    def locked(self, reference: str) -> AbstractContextManager[Tx]:
-        return self._transaction(lock=reference)
+    def locked(self, reference: str, *, durable: bool = True) -> AbstractContextManager[Tx]:
+        return self._transaction(lock=reference, durable=durable)
 
     def reading(self) -> AbstractContextManager[Tx]:
         return self._transaction()

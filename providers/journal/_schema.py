@@ -97,12 +97,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 VERSION = len(MIGRATIONS)
 
 
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def ts(value: datetime) -> str:
     """A time as the journal stores it (aware in, UTC text out)."""
     if value.utcoffset() is None:
         raise ValueError(f"the journal stores timezone-aware times only, got {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat writes what strftime(_FORMAT) did (4-digit year, 6-digit fraction), several times faster.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """A time as `ts` wrote it. The fixed-width form goes through `fromisoformat` (~40x faster than
+    strptime; a capture reads four times per intent); anything else through the same strptime as
+    always, so what is accepted or refused does not change."""
+    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
+        return datetime.fromisoformat(text)
+    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)

@@ -127,6 +127,13 @@ class Tx:
             out.append((int(row[0]), rec, parse_ts(row[6])))
         return out
 
+    def event_mark(self, reference: str) -> tuple[int, int]:
+        """(how many events, the highest id) of one payment. Events are only ever inserted, each under its
+        payment's lock, so an unchanged mark under that lock means an unchanged history."""
+        self._x("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM capstate_events WHERE payment = ?", (reference,))
+        row = self._cur.fetchone()
+        return int(row[0]), int(row[1])
+
     def add_event(self, rec: Recorded, dedup: str, now: datetime) -> bool:
         """Record an event once; False when an event with the same identity is already there."""
         e = rec.event
@@ -199,8 +206,11 @@ class Store(Protocol):
 
     url: str
 
-    def locked(self, reference: str) -> AbstractContextManager[Tx]:
-        """A write transaction holding the lock that serializes writers of `reference`."""
+    def locked(self, reference: str, *, durable: bool = True) -> AbstractContextManager[Tx]:
+        """A write transaction holding the lock that serializes writers of `reference`. `durable=False`
+        commits without waiting for the disk: after a power cut (not a killed process) the transaction
+        may be lost, with every later one that was not durable either (the log is replayed in order), never
+        half of it. Only the settle step uses it (docs/journal.md, "Durability")."""
 
     def reading(self) -> AbstractContextManager[Tx]:
         """A read-only transaction (a consistent snapshot on both backends)."""
@@ -270,11 +280,18 @@ class SqliteStore:
                      readonly=readonly)
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[Tx]:
+    def _transaction(self, begin: str, *, durable: bool = True) -> Iterator[Tx]:
         cur = self._db.cursor()
         try:
+            if not durable:
+                # Per connection, read when the transaction commits: NORMAL appends to the WAL without an
+                # fsync. A later FULL commit syncs the whole WAL, this one included, and recovery replays a
+                # WAL only up to its first torn frame: a power cut loses a suffix of commits, never a hole.
+                cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute(begin)
         except sqlite3.Error as exc:
+            self._restore_sync(cur, durable)
+            cur.close()
             raise JournalError(f"journal {self.url}: {exc}") from None
         try:
             yield Tx(cur, "?")
@@ -284,11 +301,17 @@ class SqliteStore:
         else:
             self._db.commit()
         finally:
+            self._restore_sync(cur, durable)
             cur.close()
 
-    def locked(self, reference: str) -> AbstractContextManager[Tx]:
+    @staticmethod
+    def _restore_sync(cur: sqlite3.Cursor, durable: bool) -> None:
+        if not durable:
+            cur.execute("PRAGMA synchronous = FULL")
+
+    def locked(self, reference: str, *, durable: bool = True) -> AbstractContextManager[Tx]:
         # SQLite has no row locks: the write lock of BEGIN IMMEDIATE covers every payment at once.
-        return self._transaction("BEGIN IMMEDIATE")
+        return self._transaction("BEGIN IMMEDIATE", durable=durable)
 
     def reading(self) -> AbstractContextManager[Tx]:
         return self._transaction("BEGIN DEFERRED")
