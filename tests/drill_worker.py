@@ -8,6 +8,8 @@ retries while another worker's intent is open. `--crash POINT` kills this proces
 point of the protocol, to leave what a real crash leaves:
 - `before-send`: the intent is written, no request has left;
 - `after-commit`: the provider answered (it committed), the journal has not recorded it yet.
+`--snapshot DIR` (SQLite) copies the journal's files to DIR just before the first request leaves: what a
+power cut after that point leaves on disk when no later commit waited for the disk (the settle does not).
 Credentials come from the environment (CAPSTATE_<PROVIDER>_<FIELD>), as for the CLI. It prints one JSON
 line of counts.
 """
@@ -17,9 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -36,8 +40,16 @@ class CrashingClient(CaptureClient):
     """A CaptureClient that SIGKILLs its own process at one point: a real crash, not an exception."""
 
     crash: str | None = None
+    snapshot: tuple[Path, Path] | None = None  # (journal file, directory to copy it to)
 
     def capture(self, payment: Payment, command: Capture) -> Outcome:
+        if self.snapshot is not None:
+            # No transaction is open here and this is the only writer: the files are the durable state.
+            db, into = self.snapshot
+            into.mkdir()
+            for suffix in ("", "-wal"):
+                shutil.copyfile(f"{db}{suffix}", into / f"{db.name}{suffix}")
+            self.snapshot = None
         if self.crash == "before-send":
             os.kill(os.getpid(), signal.SIGKILL)
         out = super().capture(payment, command)
@@ -53,6 +65,7 @@ def main() -> int:
     ap.add_argument("--refs", required=True)
     ap.add_argument("--parcels", required=True)
     ap.add_argument("--crash", choices=("before-send", "after-commit"))
+    ap.add_argument("--snapshot", type=Path)
     ap.add_argument("--lease", type=float, default=300.0)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--tries", type=int, default=60)
@@ -74,6 +87,8 @@ def main() -> int:
     with Journal(args.journal, lease=timedelta(seconds=args.lease)) as journal, \
             CrashingClient(module, creds, retry=retry, timeout=args.timeout) as client:
         client.crash = args.crash
+        if args.snapshot is not None:
+            client.snapshot = (Path(args.journal.removeprefix("sqlite:///")), args.snapshot)
         for ref in refs:
             order = list(enumerate(parcels, start=1))
             rng.shuffle(order)

@@ -27,8 +27,8 @@ from test_client import (
     vipps_client,
 )
 
-from capstate import Event, EventType
-from capstate.providers.client import Refused
+from capstate import Capture, Event, EventType, Payment
+from capstate.providers.client import Outcome, Refused
 from capstate.providers.journal import (
     Journal,
     JournalError,
@@ -38,6 +38,8 @@ from capstate.providers.journal import (
     Status,
     derive_key,
 )
+from capstate.providers.journal._lifecycle import Intent
+from capstate.providers.journal._store import Tx
 
 V_REF, B_REF = "order-10001", "order-20001"
 
@@ -225,3 +227,50 @@ def test_a_postgres_password_never_reaches_an_error_or_the_url() -> None:
     with pytest.raises(JournalError) as err:
         Journal(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
     assert "WRONG-s3cr3t" not in str(err.value) and "***" in str(err.value)
+
+
+def test_only_the_settle_commits_without_waiting_for_the_disk(url: str, server: ScriptedServer, clock: Clock,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each intent's write, read inside its own transaction: the intent waits for the disk (FULL, `on`), the
+    # settle does not (NORMAL, `off`), and the connection is durable again for the next intent.
+    seen: list[tuple[str, str]] = []
+    put_intent = Tx.put_intent
+
+    def spy(tx: Tx, intent: Intent) -> None:
+        tx._x("PRAGMA synchronous" if "sqlite" in url else "SHOW synchronous_commit")
+        seen.append((intent.status.value, str(tx._cur.fetchone()[0])))
+        put_intent(tx, intent)
+
+    monkeypatch.setattr(Tx, "put_intent", spy)
+    durable, lazy = ("2", "1") if "sqlite" in url else ("on", "off")
+    server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=25000)), Reply(200, vipps_body(captured=50000)),
+              Reply(200, vipps_body(captured=75000)))
+    with Journal(url, clock=clock) as journal, vipps_client(server, Sleeps()) as client:
+        journal.ingest([Event(V_REF, EventType.AUTHORIZED, T0, 100000, "NOK", provider="vipps")])
+        journal.capture(V_REF, 25000, client=client)
+        journal.capture(V_REF, 25000, client=client)
+        assert seen == [("pending", durable), ("done", lazy)] * 2
+        seen.clear()
+        journal.durable_settle = True
+        journal.capture(V_REF, 25000, client=client)
+        assert seen == [("pending", durable), ("done", durable)]
+
+
+def test_the_settle_replays_events_recorded_while_the_request_was_on_the_wire(journal: Journal, url: str,
+                                                                             server: ScriptedServer) -> None:
+    # Step (3) reuses step (1)'s replay only while the payment's events are unchanged: a webhook recorded by
+    # another instance during the send is part of the payment the settle returns and records against.
+    server.on("POST", VIPPS_CAPTURE, Reply(200, vipps_body(captured=25000)))
+    refund = Event(V_REF, EventType.REFUNDED, NOW, 5000, "NOK", provider="vipps", key="r-1")
+    with vipps_client(server, Sleeps()) as client, Journal(url) as other:
+        send = client.capture
+
+        def capture_meanwhile(payment: Payment, command: Capture) -> Outcome:
+            out = send(payment, command)
+            assert other.ingest([refund], source=Source.WEBHOOK).recorded == 1
+            return out
+
+        client.capture = capture_meanwhile  # type: ignore[method-assign]
+        out = journal.capture(V_REF, 25000, client=client)
+    assert (out.payment.captured, out.payment.refunded) == (25000, 5000)
+    assert out.payment == journal.payment(V_REF)

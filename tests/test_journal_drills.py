@@ -7,6 +7,9 @@
 - Crash: a worker is SIGKILLed before the send, while the emulator holds the request, and after the
   emulator committed but before the journal recorded it; `capstate reconcile` then settles the intent:
   the journal equals the ledger, and no provider without idempotency ever received a second capture.
+- Lost settle (SQLite): the settle commit does not wait for the disk, so a power cut can lose it; the
+  journal's files as they were when the request left (the intent durable, nothing after it) are put back
+  after the worker settled, and `capstate reconcile` must settle the intent from the provider alone.
 - Faults: every emulator fault on the capture (500 / timeout / dropped connection after commit, 409 in
   flight, 429) through `capstate capture --journal`, then `capstate reconcile`: the same result.
 
@@ -88,9 +91,10 @@ def capstate(emu: Emulator, *args: str, timeout: float = 120) -> subprocess.Comp
     return out
 
 
-def worker(emu: Emulator, url: str, provider: str, refs: list[str], *extra: str) -> subprocess.Popen[str]:
+def worker(emu: Emulator, url: str, provider: str, refs: list[str], *extra: str,
+           parcels: tuple[int, ...] = PARCELS) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "drill_worker.py"), "--journal", url, "--provider",
-                             provider, "--refs", ",".join(refs), "--parcels", ",".join(map(str, PARCELS)), *extra],
+                             provider, "--refs", ",".join(refs), "--parcels", ",".join(map(str, parcels)), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=emu.env(), cwd=ROOT)
 
 
@@ -207,6 +211,41 @@ def test_crash_drill(emu: Emulator, url: str, provider: str, point: str) -> None
     else:
         assert len(sends) == (1 if happened else 0), sends
     assert ledger["captured"] in (PARCELS if happened else (0,)) or provider == "pipwave"
+
+
+@pytest.mark.parametrize("provider", ["bambora", "vipps", "hellgate"])
+def test_lost_settle_drill(emu: Emulator, provider: str, tmp_path: Path) -> None:
+    db = tmp_path / "journal.db"
+    url = f"sqlite:///{db}"
+    with Journal(url) as journal:
+        (ref,) = seed(emu, journal, provider, 1)
+    # One parcel: a later intent's durable commit would have carried the settle to the disk with it.
+    proc = worker(emu, url, provider, [ref], "--lease", "1", "--snapshot", str(tmp_path / "durable"),
+                  parcels=(PARCELS[0],))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert json.loads(out) == {"done": 1}, out
+    with Journal(url) as journal:
+        assert journal.pending() == []  # settled, as far as this boot of the machine knew
+    # The power cut: the disk holds the journal as the intent's durable commit left it; the settle is lost.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    for suffix in ("", "-wal"):
+        (tmp_path / "durable" / f"{db.name}{suffix}").rename(f"{db}{suffix}")
+    with Journal(url) as journal:
+        (intent,) = journal.pending()
+        assert (intent.status, intent.amount) == (Status.PENDING, PARCELS[0])
+        assert journal.state(ref).base.captured == 0
+    time.sleep(1.2)  # the lease runs out
+    doc = reconcile(emu, url, provider)
+    (recovered,) = doc["recovered"]
+    assert recovered["status"] == "done", doc
+    judge(emu, url, provider, [ref])
+    ledger = emu.ledger(provider, ref)
+    sends = [r for r in ledger["requests"] if r["op"] == "capture"]
+    assert sum(r["committed"] for r in sends) == 1 and ledger["captured"] == PARCELS[0], ledger
+    if provider != "vipps":  # never sent again; Vipps is resent under the same key and replays its answer
+        assert len(sends) == 1, sends
 
 
 FAULTS = ["500_after_commit", "timeout_after_commit", "drop_after_commit", "409_in_flight", "429"]
