@@ -52,6 +52,7 @@ from ._lifecycle import (
     evidence,
     finding_for,
     judge_readback,
+    judged,
     replay_events,
     reserved_view,
     settle,
@@ -128,6 +129,10 @@ class Recovery:
     message: str
 
 
+def _missing(reference: str) -> JournalError:
+    return JournalError(f"payment {reference!r} is not in the journal (import its authorization first)")
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -192,7 +197,7 @@ class Journal:
     def _row(tx: Tx, reference: str) -> tuple[str, int]:
         row = tx.payment(reference)
         if row is None:
-            raise JournalError(f"payment {reference!r} is not in the journal (import its authorization first)")
+            raise _missing(reference)
         return row
 
     def _load_marked(self, tx: Tx, reference: str) -> tuple[State, list[Recorded], Mark]:
@@ -204,14 +209,17 @@ class Journal:
         mark = (len(rows), max((i for i, _, _ in rows), default=0))
         return State(base, tuple(tx.intents(reference)), next_seq), records, mark
 
-    def _reload(self, tx: Tx, reference: str, before: State, mark: Mark) -> State:
-        """The payment's State as `_load` reads it now. Its events are replayed again only when some were
-        added since `before` was read with `mark`; else `before.base` is that same replay (kept exact by
-        the mark), and only the intents and the sequence are read."""
-        _, next_seq = self._row(tx, reference)
-        if tx.event_mark(reference) != mark:
-            return self._load(tx, reference)[0]
-        return State(before.base, tuple(tx.intents(reference)), next_seq)
+    def _reload(self, tx: Tx, reference: str, before: State, mark: Mark) -> tuple[State, bool]:
+        """The payment's State as `_load` reads it now, and its in-flight flag. Its events are replayed again
+        only when some were added since `before` was read with `mark`; else `before.base` is that same
+        replay (kept exact by the mark), and only the intents and the sequence are read."""
+        row = tx.marked(reference)
+        if row is None:
+            raise _missing(reference)
+        next_seq, in_flight, now_mark = row
+        if now_mark != mark:
+            return self._load(tx, reference)[0], in_flight
+        return State(before.base, tuple(tx.intents(reference)), next_seq), in_flight
 
     def state(self, reference: str) -> State:
         """The payment's aggregate (events only) and its intents."""
@@ -471,7 +479,7 @@ class Journal:
         left it or as it is now. Not durable by default: see `durable_settle`."""
         now = self.now()
         with self._store.locked(intent.payment, durable=self.durable_settle) as tx:
-            state = self._reload(tx, intent.payment, before, mark)
+            state, in_flight = self._reload(tx, intent.payment, before, mark)
             current = next((i for i in state.intents if i.seq == intent.seq), None)
             settled, records = settle(intent, result, now=now)
             if current is None or (current.open and current.attempts == intent.attempts):
@@ -482,14 +490,15 @@ class Journal:
                 settled = current
             payment = state.base
             for rec in records:
-                code, note = rec.finding, rec.note
-                if code is None:
-                    # Our own proven facts are judged for the record (a contradiction is a finding); that
-                    # they come after a later webhook is no finding: they are stamped with the intent's time.
-                    code, note = finding_for(payment, rec.event, None)
+                after, code, note = judged(payment, rec.event, None)
+                if rec.finding is not None:
+                    code, note = rec.finding, rec.note
+                # Otherwise our own proven facts are judged for the record (a contradiction is a finding); that
+                # they come after a later webhook is no finding: they are stamped with the intent's time.
                 if tx.add_event(evolve(rec, finding=code, note=note), dedup_key(rec.event), now):
-                    payment, _ = replay_events(payment, (rec.event,))
-            tx.set_in_flight(intent.payment, payment.pending > 0)
+                    payment = after
+            if in_flight != (payment.pending > 0):
+                tx.set_in_flight(intent.payment, payment.pending > 0)
         credited = tuple(r.event for r in records if r.intent == intent.seq)
         intents = tuple(settled if i.seq == settled.seq else i for i in state.intents)
         return settled, reserved_view(State(payment, intents, state.next_seq)), credited

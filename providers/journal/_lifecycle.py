@@ -435,9 +435,15 @@ def finding_for(before: Payment, event: Event, latest: datetime | None) -> tuple
     """The finding an incoming event raises against the journal's aggregate: contradictory (the spec says
     it cannot happen: the first violation's code) or late (older than the latest recorded fact:
     OUT_OF_ORDER). Such an event is recorded with its finding, never dropped."""
-    _, violations = observe(before, event)
+    _, code, note = judged(before, event, latest)
+    return code, note
+
+
+def judged(before: Payment, event: Event, latest: datetime | None) -> tuple[Payment, Code | None, str | None]:
+    """The payment after `event` (as `replay_events` folds it) and `finding_for`'s finding, observed once."""
+    after, violations = observe(before, event)
     if violations:
-        return violations[0].code, "; ".join(f"{v.code.value}: {v.message}" for v in violations)
+        return after, violations[0].code, "; ".join(f"{v.code.value}: {v.message}" for v in violations)
     if latest is not None and event.at < latest:
-        return Code.OUT_OF_ORDER, f"arrived after a later fact ({latest.isoformat()})"
-    return None, None
+        return after, Code.OUT_OF_ORDER, f"arrived after a later fact ({latest.isoformat()})"
+    return after, None, None

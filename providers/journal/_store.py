@@ -127,12 +127,15 @@ class Tx:
             out.append((int(row[0]), rec, parse_ts(row[6])))
         return out
 
-    def event_mark(self, reference: str) -> tuple[int, int]:
-        """(how many events, the highest id) of one payment. Events are only ever inserted, each under its
-        payment's lock, so an unchanged mark under that lock means an unchanged history."""
-        self._x("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM capstate_events WHERE payment = ?", (reference,))
+    def marked(self, reference: str) -> tuple[int, bool, tuple[int, int]] | None:
+        """(next intent sequence, in flight, (how many events, the highest id)) of a payment, in one statement;
+        None for a payment the journal does not hold. Events are only ever inserted, each under its payment's
+        lock, so an unchanged mark under that lock means an unchanged history."""
+        self._x("SELECT p.next_seq, p.in_flight, COUNT(e.id), COALESCE(MAX(e.id), 0) FROM capstate_payments p "
+                "LEFT JOIN capstate_events e ON e.payment = p.reference WHERE p.reference = ? "
+                "GROUP BY p.next_seq, p.in_flight", (reference,))
         row = self._cur.fetchone()
-        return int(row[0]), int(row[1])
+        return (int(row[0]), bool(row[1]), (int(row[2]), int(row[3]))) if row is not None else None
 
     def add_event(self, rec: Recorded, dedup: str, now: datetime) -> bool:
         """Record an event once; False when an event with the same identity is already there."""
