@@ -855,8 +855,8 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             "(f) / bare"),
         Row("bare_client", "bare CaptureClient captures against capstate emulate", "captures/s",
             j["bare_cps"] if j else None, "", j["overhead"] if j else None, "journal time / bare time"),
-        # What the journal adds per capture, in durable commits: it writes the intent before the request
-        # and what the provider proved after it, each committed to disk (docs/journal.md).
+        # What the journal adds per capture, in durable commits: its intent is committed to disk before the
+        # request leaves (what the provider proved is committed after it without waiting: docs/journal.md).
         Row("commit", "one durable SQLite commit (WAL, synchronous FULL)", "us",
             j["commit_ms"] * 1000 if j else None, "",
             (1000 / j["journal_cps"] - 1000 / j["bare_cps"]) / j["commit_ms"] if j else None,

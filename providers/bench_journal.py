@@ -3,7 +3,8 @@
 
 Each round seeds fresh Bambora payments at the emulator (not timed), then times one capture per payment
 with the bare client (the payment built from its authorization) and, on other payments, through the
-journal (SQLite in a temporary directory: two short transactions around the same request). The figure
+journal (SQLite in a temporary directory: two short transactions around the same request, the intent's
+commit durable, the settle's not waiting for the disk: docs/journal.md "Durability"). The figure
 is the median of the rounds. Application code, like the CLI: it starts a process and reads the clock.
 """
 
@@ -96,9 +97,9 @@ def measure(*, quick: bool, rounds: int, say: Callable[[str], None]) -> dict[str
 
 
 def durable_commit_ms(rounds: int, commits: int = 50) -> float:
-    """The median time of one durable SQLite commit (WAL, synchronous FULL, as the journal's), in the same
-    kind of temporary directory: what a capture's two journal transactions cost at least on this disk,
-    whatever the journal does around them."""
+    """The median time of one durable SQLite commit (WAL, synchronous FULL, as the journal's intent), in the
+    same kind of temporary directory: what a capture through the journal costs at least on this disk (its
+    intent is on disk before the request leaves), whatever the journal does around it."""
     times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="capstate-bench-commit-") as tmp:
         db = sqlite3.connect(f"{tmp}/commit.db", isolation_level=None)
