@@ -110,7 +110,7 @@ def ts(value: datetime) -> str:
 
 def parse_ts(text: str) -> datetime:
     """A time as `ts` wrote it. The fixed-width form goes through `fromisoformat` (~40x faster than
-    strptime; a capture reads four times per intent); anything else through the same strptime as
+    strptime; a capture reads several); anything else through the same strptime as
     always, so what is accepted or refused does not change."""
     if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
         return datetime.fromisoformat(text)
