@@ -31,6 +31,7 @@ driven by `CaptureClient` (httpx.Client) or `AsyncCaptureClient` (httpx.AsyncCli
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -213,9 +214,9 @@ class _Provider:
             raise self.redactor.error(exc) from None
 
     def _call(self, fn: Callable[..., T], *args: Any, now: datetime) -> T:
-        params = inspect.signature(fn).parameters
-        if "timestamp" in params:
-            return fn(*args, self.credentials, timestamp=_timestamp_for(params["timestamp"], now))
+        stamp = _timestamp_param(fn)
+        if stamp is not None:
+            return fn(*args, self.credentials, timestamp=_timestamp_for(stamp, now))
         return fn(*args, self.credentials)
 
     def build(self, op: str, payment: Payment, command: Operation, now: datetime) -> HttpRequest:
@@ -262,6 +263,13 @@ class _Provider:
             return (Event(payment.reference, EventType.CAPTURE_FAILED, now, payment.pending, payment.currency,
                           provider=self.name, reason=f"{self.name} reports status {remote.state!r}"),)
         return ()
+
+
+@functools.cache
+def _timestamp_param(fn: Callable[..., Any]) -> inspect.Parameter | None:
+    """The builder's `timestamp` parameter, if it takes one: read once per builder (inspect.signature
+    costs ~30 us, a twentieth of a whole capture against the emulator on loopback)."""
+    return inspect.signature(fn).parameters.get("timestamp")
 
 
 def _timestamp_for(param: inspect.Parameter, now: datetime) -> Any:
