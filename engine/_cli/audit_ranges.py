@@ -40,7 +40,8 @@ from __future__ import annotations
 import os
 import pickle
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from itertools import compress
 from typing import Any
 
@@ -107,6 +108,12 @@ def ranges(paths: Sequence[str], parts: int) -> list[list[Piece]]:
             f += 1
         points.append(max((f, line_start(paths[f], at)), points[-1]))
     points.append((len(paths) - 1, sizes[-1]))
+    return between(sizes, points)
+
+
+def between(sizes: Sequence[int], points: Sequence[tuple[int, int]]) -> list[list[Piece]]:
+    """The ranges between cut points (file index, byte offset; increasing, the first (0, 0) and the last
+    the input's end), given the files' sizes."""
     out = []
     for (fa, a), (fb, b) in zip(points, points[1:], strict=False):
         pieces = []
@@ -231,6 +238,25 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool) -> bytes:
         auditor.release()
         if store is not None:
             store.close()
+
+
+def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Piece], bool], Callable[[], bytes]]
+               ) -> list[Partial]:
+    """The partials of an audit by ranges: this process audits range 0 and stitches the others in order.
+    `start(k, pieces, last)` starts range k's worker (`audit_range`) and returns what waits for its result."""
+    from .audit_run import _gc_paused
+    from .spill import SqliteStore
+
+    last = len(plan) - 1
+    store = SqliteStore() if job.max_open else None
+    auditor = new_auditor(job, store)
+    with _gc_paused(), store if store is not None else nullcontext():
+        results = [start(k, plan[k], k == last) for k in range(1, len(plan))]
+        audit_pieces(auditor, job, plan[0], 0, 0)
+        others = [stitch(auditor, job, plan[k], result(), last=k == last) for k, result in enumerate(results, 1)]
+        mine = auditor.partial()
+        auditor.release()  # its records go now, not at the next collection (the merge's)
+    return [mine, *others]
 
 
 def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last: bool) -> Partial:

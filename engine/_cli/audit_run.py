@@ -559,31 +559,21 @@ def _forked_range(k: int, pieces: list[tuple[int, int, int]], last: bool, direct
     return path
 
 
-def _run_ranges(job: Job, workers: int, bar: _Bar, pool: Any) -> list[Partial]:
+def _run_ranges(job: Job, workers: int, pool: Any) -> list[Partial]:
     """Audit the input by byte ranges, one a worker, and stitch the cuts (see audit_ranges). This process
-    is worker 0: it audits range 0 while the pool's `workers - 1` processes audit the others, then
-    continues each range's crossing payments in order."""
-    from .audit_ranges import audit_pieces, new_auditor, ranges, stitch
-    from .spill import SqliteStore
+    is worker 0: it audits range 0 while the pool's `workers - 1` processes audit the others."""
+    from .audit_ranges import audit_plan, ranges
 
-    plan = ranges(job.paths, workers)
-    last = len(plan) - 1
-    store = SqliteStore() if job.max_open else None
-    auditor = new_auditor(job, store)
-    with (tempfile.TemporaryDirectory(prefix="capstate-ranges-") as tmp, _gc_paused(),
-          store if store is not None else nullcontext()):
-        pending = [pool.apply_async(_forked_range, (k, plan[k], k == last, tmp)) for k in range(1, len(plan))]
-        audit_pieces(auditor, job, plan[0], 0, 0)
-        if bar.enabled:
-            bar.update(sum(_sizes(job.paths)) // workers)
-        others = []
-        for k, result in enumerate(pending, start=1):
-            with open(result.get(), "rb") as blob:
-                others.append(stitch(auditor, job, plan[k], blob.read(), last=k == last))
-        mine = auditor.partial()
-        auditor.release()
-        del auditor
-    return [mine, *others]
+    with tempfile.TemporaryDirectory(prefix="capstate-ranges-") as tmp:
+        def start(k: int, pieces: list[tuple[int, int, int]], last: bool) -> Callable[[], bytes]:
+            pending = pool.apply_async(_forked_range, (k, pieces, last, tmp))
+
+            def result() -> bytes:
+                with open(pending.get(), "rb") as blob:
+                    return blob.read()
+            return result
+
+        return audit_plan(job, ranges(job.paths, workers), start)
 
 
 def _worker_signals() -> None:
@@ -615,7 +605,7 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     try:
         if splittable(job.paths, job.fmt):
             with ctx.Pool(workers - 1, initializer=_worker_signals) as pool:
-                return _run_ranges(job, workers, bar, pool)
+                return _run_ranges(job, workers, pool)
         with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
