@@ -127,6 +127,36 @@ def test_a_payment_forgotten_past_a_small_window_comes_back_as_new(tmp_path: Pat
         assert by_ranges(paths, [(0, cut)], window=window) == single, cut
 
 
+@pytest.mark.parametrize("window", [1, 4, DEFAULT_SETTLED_WINDOW])
+def test_a_crossing_payment_the_worker_settled_and_forgot(tmp_path: Path, window: int) -> None:
+    """Range 1 alone takes x's second authorization for its first and settles it; settles by other
+    payments then reclaim x past the window, so only the worker's note of what it forgot says x crossed."""
+    lines = [ev("x", "authorized", 1, amount=1000, currency="EUR", provider="bambora"),
+             # cut
+             ev("x", "authorized", 1, 1, amount=1000, currency="EUR", provider="bambora"),
+             ev("x", "captured", 1, 2, amount=1000)]
+    for i in range(8):
+        lines += [ev(f"y{i}", "authorized", 2, i, amount=10, currency="EUR", provider="bambora"),
+                  ev(f"y{i}", "cancelled", 2, i)]
+    lines.append(ev("z", "authorized", 9, amount=10, currency="EUR", provider="bambora"))
+    paths = write(tmp_path, [lines])
+    single = one_process(paths, window=window)
+    assert by_ranges(paths, [(0, 1)], window=window) == single
+
+
+def test_a_crossing_payment_authorized_again_after_the_cut_dangles_once(tmp_path: Path) -> None:
+    """Range 1 alone holds y authorized (its second authorization taken for the first): only the parent's
+    record of y may report the remainder held past Bambora's 7 days."""
+    lines = [ev("y", "authorized", 1, amount=1000, currency="EUR", provider="bambora"),
+             # cut
+             ev("y", "authorized", 1, 1, amount=1000, currency="EUR", provider="bambora"),
+             ev("z", "authorized", 9, amount=10, currency="NOK", provider="vipps")]
+    paths = write(tmp_path, [lines])
+    single = one_process(paths)
+    assert single.count(b"DANGLING_AUTHORIZATION") == 2  # the finding and its count
+    assert by_ranges(paths, [(0, 1)]) == single
+
+
 def test_a_provider_that_disagrees_across_the_cut(tmp_path: Path) -> None:
     """Range 1 alone would start the payment under the provider its line names (adding that provider, and
     the line's instant as the latest); one process refuses the line, as the payment is another's."""
