@@ -64,7 +64,8 @@ def test_byte_ranges_with_a_small_window_and_a_tiny_memory_budget(plain_inputs: 
 @given(st.lists(st.lists(st.sampled_from([b"", b"a", b"bb", b"x" * 40]), min_size=0, max_size=30), min_size=1,
                 max_size=3), st.booleans(), st.integers(1, 7))
 def test_ranges_cut_at_line_starts_and_cover_the_input(tmp_path_factory: pytest.TempPathFactory,
-                                                        files: list[list[bytes]], last_newline: bool, parts: int) -> None:
+                                                        files: list[list[bytes]], last_newline: bool,
+                                                        parts: int) -> None:
     root = tmp_path_factory.mktemp("cuts")
     paths, datas = [], []
     for k, lines in enumerate(files):

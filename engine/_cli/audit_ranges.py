@@ -42,7 +42,7 @@ import pickle
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from itertools import compress
+from itertools import compress, pairwise
 from typing import Any
 
 from .._audit import Auditor, Dangling, Partial, _finding, message_state
@@ -122,7 +122,7 @@ def between(sizes: Sequence[int], points: Sequence[tuple[int, int]]) -> list[lis
     """The ranges between cut points (file index, byte offset; increasing, the first (0, 0) and the last
     the input's end), given the files' sizes."""
     out = []
-    for (fa, a), (fb, b) in zip(points, points[1:], strict=False):
+    for (fa, a), (fb, b) in pairwise(points):
         pieces = []
         for f in range(fa, fb + 1):
             start = a if f == fa else 0
@@ -234,12 +234,12 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool) -> bytes:
             records = None if last else auditor.export()
             partial = auditor.partial()
             offset: dict[str, int] = {}
-            for (f, _, _), (_, before) in zip(pieces, starts, strict=True):
-                offset[job.names[f]] = max(before, offset.get(job.names[f], 0))
+            for (file, _, _), (_, before) in zip(pieces, starts, strict=True):
+                offset[job.names[file]] = max(before, offset.get(job.names[file], 0))
             malformed = Code.LOG_MALFORMED
-            for f in partial.findings:
-                if f.code is malformed and f.payment is not None:
-                    marks.extend((hash(f.payment), offset[f.file] + f.line))
+            for found in partial.findings:
+                if found.code is malformed and found.payment is not None:
+                    marks.extend((hash(found.payment), offset[found.file] + found.line))
             return pickle.dumps((pack(partial), marks.tobytes(), starts, records), pickle.HIGHEST_PROTOCOL)
     finally:
         auditor.release()
@@ -293,12 +293,11 @@ def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last
     return theirs
 
 
-def _continue(auditor: Auditor, twin: Auditor, job: Any, pieces: list[Piece], starts: list[tuple[int, int]],
-              crossing: set[str], until: int) -> dict[str, set[int]]:
+def _continue(auditor: Auditor, twin: Auditor, job: Any, pieces: list[Piece],  # noqa: PLR0917
+              starts: list[tuple[int, int]], crossing: set[str], until: int) -> dict[str, set[int]]:
     """Feed the lines of the crossing payments up to position `until` to `auditor` and to `twin` (which
     starts empty, as the worker did); returns the line numbers fed, by file name."""
-    from .audit_run import payment_key
-    from .audit_run import line_ids
+    from .audit_run import line_ids, payment_key
 
     want = {ref.encode("utf-8", "surrogatepass") for ref in crossing}
     fed: dict[str, set[int]] = {}
