@@ -256,7 +256,16 @@ def event_lines(draw: st.DrawFn) -> bytes:
         obj["provider"] = draw(st.sampled_from(["vipps", "vipps", "bambora", "hellgate", "nope"]))
     if draw(st.booleans()):
         obj["key"] = draw(st.sampled_from(["k1", "k2", "k3"]))
-    return orjson.dumps(obj)
+    line = orjson.dumps(obj)
+    layout = draw(st.integers(0, 9))
+    if layout == 0:  # the id escaped: only parsing the line gives its payment
+        first = obj["payment"][0]
+        return line.replace(b'"payment":"' + first.encode(), b'"payment":"\\u00' + f"{ord(first):02x}".encode(), 1)
+    if layout == 1:  # the key twice: the last one is the payment
+        return b'{"payment":"zz",' + line[1:]
+    if layout == 2:
+        return line.replace(b'":', b'": ')
+    return line
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
