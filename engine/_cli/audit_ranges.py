@@ -247,10 +247,11 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool) -> bytes:
             store.close()
 
 
-def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Piece], bool], Callable[[], bytes]]
-               ) -> list[Partial]:
+def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Piece], bool], Callable[[], bytes]],
+               progress: Callable[[int], None] | None = None) -> list[Partial]:
     """The partials of an audit by ranges: this process audits range 0 and stitches the others in order.
-    `start(k, pieces, last)` starts range k's worker (`audit_range`) and returns what waits for its result."""
+    `start(k, pieces, last)` starts range k's worker (`audit_range`) and returns what waits for its result;
+    `progress` is told the bytes of the ranges done."""
     from .audit_run import _gc_paused
     from .spill import SqliteStore
 
@@ -260,7 +261,14 @@ def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Pie
     with _gc_paused(), store if store is not None else nullcontext():
         results = [start(k, plan[k], k == last) for k in range(1, len(plan))]
         audit_pieces(auditor, job, plan[0], 0, 0)
-        others = [stitch(auditor, job, plan[k], result(), last=k == last) for k, result in enumerate(results, 1)]
+        done = 0
+        others = []
+        for k, pieces in enumerate(plan):
+            if k:
+                others.append(stitch(auditor, job, pieces, results[k - 1](), last=k == last))
+            done += sum(end - begin for _, begin, end in pieces)
+            if progress is not None:
+                progress(done)
         mine = auditor.partial()
         auditor.release()  # its records go now, not at the next collection (the merge's)
     return [mine, *others]

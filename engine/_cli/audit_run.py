@@ -559,7 +559,7 @@ def _forked_range(k: int, pieces: list[tuple[int, int, int]], last: bool, direct
     return path
 
 
-def _run_ranges(job: Job, workers: int, pool: Any) -> list[Partial]:
+def _run_ranges(job: Job, workers: int, pool: Any, bar: _Bar) -> list[Partial]:
     """Audit the input by byte ranges, one a worker, and stitch the cuts (see audit_ranges). This process
     is worker 0: it audits range 0 while the pool's `workers - 1` processes audit the others."""
     from .audit_ranges import audit_plan, ranges
@@ -573,7 +573,7 @@ def _run_ranges(job: Job, workers: int, pool: Any) -> list[Partial]:
                     return blob.read()
             return result
 
-        return audit_plan(job, ranges(job.paths, workers), start)
+        return audit_plan(job, ranges(job.paths, workers), start, bar.update if bar.enabled else None)
 
 
 def _worker_signals() -> None:
@@ -605,7 +605,7 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     try:
         if splittable(job.paths, job.fmt):
             with ctx.Pool(workers - 1, initializer=_worker_signals) as pool:
-                return _run_ranges(job, workers, pool)
+                return _run_ranges(job, workers, pool, bar)
         with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
