@@ -530,6 +530,8 @@ def _gc_paused() -> Iterator[None]:
 
 # The job a forked worker inherits: set just before the pool forks, cleared after.
 _FORKED: dict[str, Any] = {}
+# What a forked range worker leaves to die with its process (see audit_ranges.audit_range).
+_KEPT: list[object] = []
 
 
 def _forked_partition(part: int, parts: int) -> Partial:
@@ -555,7 +557,7 @@ def _forked_range(k: int, pieces: list[tuple[int, int, int]], last: bool, direct
     # through the pipe's 64 KiB at a time, ~5 ms through the page cache.
     path = os.path.join(directory, f"{k}.range")
     with open(path, "wb") as out:
-        out.write(audit_range(_FORKED["job"], pieces, last=last))
+        out.write(audit_range(_FORKED["job"], pieces, last=last, keep=_KEPT))
     return path
 
 
