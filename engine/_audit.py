@@ -820,6 +820,11 @@ class Auditor:
             for ref, blob in self._store.drain():
                 yield ref, blob, False
 
+    def held_ids(self) -> list[str]:
+        """The ids `held` gives, in its order, without reading the records."""
+        spilled = self._store.drain() if self._store is not None and self._k.spilled else ()
+        return list(chain(self._live, self._settled, self._k.packed, (ref for ref, _ in spilled)))
+
     def position(self, r: Any) -> int:
         """The position of the latest event of a record `held` gave (packed or not)."""
         return int(self._hot.packed_pos(r)) if type(r) is bytes else int(r.pos)

@@ -290,7 +290,7 @@ def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last
     marks.frombytes(mark_bytes)
     hashes, positions = marks[0::2], marks[1::2]
     noted = set(hashes)
-    held = [ref for ref, _, _ in auditor.held()]
+    held = auditor.held_ids()
     crossing = set(compress(held, map(noted.__contains__, map(hash, held))))
     if crossing:
         ids = set(map(hash, crossing))
