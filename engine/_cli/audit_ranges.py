@@ -190,6 +190,7 @@ def _blocks_of(job: Any, pieces: list[Piece], starts: list[tuple[int, int]]
 
 
 def new_auditor(job: Any, store: Any = None) -> Auditor:
+    """An empty auditor for `job` (bounded by its `max_open` when given a store to spill to)."""
     return Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
                    settled_window=job.settled_window, fast=job.fast, store=store,
                    max_open=job.max_open if store is not None else 0)
@@ -297,7 +298,7 @@ def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last
         until = max(compress(positions, map(ids.__contains__, hashes)))
         twin = new_auditor(job)
         fed = _continue(auditor, twin, job, pieces, starts, crossing, until)
-        theirs = _without_crossing(auditor, job, pieces, starts, theirs, twin.partial(), fed, crossing)
+        theirs = _without_crossing(auditor, job, pieces, starts, theirs, twin.partial(), fed)
     if not last:
         theirs = Partial(theirs.findings, theirs.events, theirs.payments, theirs.providers, theirs.latest, [])
         auditor.adopt(records, crossing)
@@ -334,7 +335,7 @@ def _continue(auditor: Auditor, twin: Auditor, job: Any, pieces: list[Piece],  #
 
 
 def _without_crossing(auditor: Auditor, job: Any, pieces: list[Piece], starts: list[tuple[int, int]],  # noqa: PLR0917
-                      theirs: Partial, twin: Partial, fed: dict[str, set[int]], crossing: set[str]) -> Partial:
+                      theirs: Partial, twin: Partial, fed: dict[str, set[int]]) -> Partial:
     """The worker's partial without its view of the lines fed (`twin` is that view)."""
     latest = theirs.latest
     mine = auditor.latest_at()
@@ -356,20 +357,27 @@ def _without(job: Any, pieces: list[Piece], starts: list[tuple[int, int]], fed: 
     """The range audited again from an empty state without the lines fed: what the worker's partial is
     without them, when subtracting cannot say (its latest instant or a provider may be theirs alone)."""
     from .audit_run import MAX_LINE
+    from .spill import SqliteStore
 
-    auditor = new_auditor(job)
+    store = SqliteStore() if job.max_open else None  # a whole range's payments: under the same bound
+    auditor = new_auditor(job, store)
     none: set[int] = set()
-    for name, before, number, block in _blocks_of(job, pieces, starts):
-        if block is None:
-            auditor.malformed(number + 1, name, f"line longer than {MAX_LINE} bytes; not audited")
-            continue
-        lines = block.split(b"\n")
-        skip = fed.get(name, none)
-        numbers = [k for k in range(number + 1, number + len(lines) + 1) if k not in skip]
-        kept = [lines[k - number - 1] for k in numbers]
-        if kept:
-            auditor.feed_numbered(kept, numbers, name, 0, before)
-    return auditor.partial()
+    try:
+        for name, before, number, block in _blocks_of(job, pieces, starts):
+            if block is None:
+                auditor.malformed(number + 1, name, f"line longer than {MAX_LINE} bytes; not audited")
+                continue
+            lines = block.split(b"\n")
+            skip = fed.get(name, none)
+            numbers = [k for k in range(number + 1, number + len(lines) + 1) if k not in skip]
+            kept = [lines[k - number - 1] for k in numbers]
+            if kept:
+                auditor.feed_numbered(kept, numbers, name, 0, before)
+        return auditor.partial()
+    finally:
+        auditor.release()
+        if store is not None:
+            store.close()
 
 
 # A worker's Partial goes back to the parent as columns of plain values: pickling ~100,000 Findings one
