@@ -30,8 +30,9 @@ number and file name, and time is the events' own.
 from __future__ import annotations
 
 import gc
+from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from types import ModuleType
@@ -383,7 +384,8 @@ class OpenStore(Protocol):
         """Remove and return the payment's record, or None when it holds none."""
 
     def drain(self) -> Iterable[tuple[str, bytes]]:
-        """Every pair still held, each once, in any order (the end of the audit)."""
+        """Every pair still held, each once, in any order, leaving them held (read at the end of the
+        audit, and by a byte-range stitch, `Auditor.held`)."""
 
 
 class Auditor:
@@ -793,6 +795,98 @@ class Auditor:
                        f"released and {how}; {p.spec.name} releases it with a cancel",
                        format_instant(at), p.capturable, p.currency)
 
+    # ------------------------------------------------------------------------- byte-range stitching
+    # `_cli.audit_ranges` audits byte ranges of one input in separate processes, each from an empty state,
+    # then continues the payments that cross a cut in the process that holds their earlier events. These
+    # read and move what an auditor holds; nothing here runs inside an ordinary audit.
+
+    def track_forgotten(self) -> array[int]:
+        """From now on, every settled payment reclaimed past the window appends (hash of its id, its latest
+        pos) to the array returned: with the payments still held at the end, where its ids were last seen."""
+        marks: array[int] = array("q")
+        self._k.forgotten = marks
+        return marks
+
+    def held(self) -> Iterator[tuple[str, Any, bool]]:
+        """Every payment held now: (id, Record or packed bytes, settled). Spilled ones are read from the
+        store, which keeps them (`OpenStore.drain`)."""
+        for ref, r in self._live.items():
+            yield ref, r, False
+        for ref, r in self._settled.items():
+            yield ref, r, True
+        for ref, blob in self._k.packed.items():
+            yield ref, blob, True
+        if self._store is not None and self._k.spilled:
+            for ref, blob in self._store.drain():
+                yield ref, blob, False
+
+    def held_ids(self) -> list[str]:
+        """The ids `held` gives, in its order, without reading the records."""
+        spilled = self._store.drain() if self._store is not None and self._k.spilled else ()
+        return list(chain(self._live, self._settled, self._k.packed, (ref for ref, _ in spilled)))
+
+    def position(self, r: Any) -> int:
+        """The position of the latest event of a record `held` gave (packed or not)."""
+        return int(self._hot.packed_pos(r)) if type(r) is bytes else int(r.pos)
+
+    def export(self) -> tuple[list[str], list[bytes], bytes, list[str], list[Any], list[str]]:
+        """Everything held, packed, for `adopt` in another process: ids, records, whether each is settled,
+        the names and validities the packed records number, and the providers whose specs they need."""
+        k = self._k
+        pack = k.pack
+        refs, blobs, flags = [], [], bytearray()
+        for ref, r, settled in self.held():
+            refs.append(ref)
+            blobs.append(r if type(r) is bytes else pack(r))
+            flags.append(settled)
+        return refs, blobs, bytes(flags), list(k.words), list(k.spans), list(self._moves)
+
+    def adopt(self, exported: tuple[list[str], list[bytes], bytes, list[str], list[Any], list[str]],
+              skip: Container[str]) -> None:
+        """Hold the records another auditor `export`ed (except the ids in `skip`) as this one's own, live or
+        settled as they were there: it goes on from the state at the end of the other's input. No id
+        held here may be among them."""
+        refs, blobs, flags, words, spans, providers = exported
+        for name in providers:
+            self._spec_of(name)  # its fast moves, which an unpacked record points at
+        k = self._k
+        reader = self._hot.Kernel(k.window, k.only, self._moves, OrderedDict())
+        reader.words, reader.spans = words, spans
+        live = self._live
+        settled = []
+        for ref, blob, was_settled in zip(refs, blobs, flags, strict=True):
+            if ref in skip:
+                continue
+            r = reader.unpack(ref, blob)
+            if was_settled:
+                settled.append((ref, r))
+            else:
+                live[ref] = r
+        mine = self._settled
+        if settled:
+            # Kept ordered by position, oldest first (how the kernel reclaims them).
+            settled.sort(key=lambda item: item[1].pos)
+            if mine and next(reversed(mine.values())).pos > settled[0][1].pos:
+                settled = sorted(chain(mine.items(), settled), key=lambda item: item[1].pos)
+                mine.clear()
+            mine.update(settled)
+        while k.max_open and len(live) > k.max_open:
+            self._spill()
+
+    def latest_at(self) -> datetime | None:
+        """The latest `at` of the events judged so far."""
+        latest = self.latest
+        if self._k.latest_s:
+            fast_latest = parse_instant(self._k.latest_s)
+            if latest is None or fast_latest > latest:
+                latest = fast_latest
+        return latest
+
+    @property
+    def providers(self) -> frozenset[str]:
+        """The specs that judged a payment so far."""
+        return frozenset(self._providers)
+
     # ------------------------------------------------------------------------------------ output
 
     def release(self) -> None:
@@ -809,11 +903,7 @@ class Auditor:
         known now (`as_of`, else the latest event), and only payments that lapsed by then are kept (with
         millions of open payments, a list of them all would outgrow any memory bound).
         """
-        latest = self.latest
-        if self._k.latest_s:
-            fast_latest = parse_instant(self._k.latest_s)
-            if latest is None or fast_latest > latest:
-                latest = fast_latest
+        latest = self.latest_at()
         until = (as_of or latest) if alone else None
         dangling = []
         # Only payments not in a terminal state. A terminal state has no exits (the loader refuses them),

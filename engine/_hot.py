@@ -737,6 +737,9 @@ class Kernel:
         self.spilled = 0
         self.spill: Any = None
         self.unspill: Any = None
+        # A byte-range worker's record of the settled payments it reclaims (`_cli.audit_ranges`): an
+        # array("q") given (hash of the id, latest pos) pairs, or None (every other audit).
+        self.forgotten: Any = None
 
     def find(self, ref: str) -> Record | None:
         """A live payment, or one spilled to the store, brought back live."""
@@ -1038,12 +1041,16 @@ class Kernel:
     def forget_before(self, limit: int) -> None:
         """Reclaim the settled payments whose latest event is more than the window behind."""
         packed = self.packed
+        forgotten = self.forgotten
         if packed:
             gone = []
             for ref, blob in packed.items():
-                if packed_pos(blob) >= limit:
+                pos = packed_pos(blob)
+                if pos >= limit:
                     break
                 gone.append(ref)
+                if forgotten is not None:
+                    forgotten.extend((hash(ref), pos))
             if len(gone) == len(packed):
                 packed.clear()
             else:
@@ -1055,6 +1062,8 @@ class Kernel:
             if oldest.pos >= limit:
                 return
             settled.popitem(False)
+            if forgotten is not None:
+                forgotten.extend((hash(oldest.reference), oldest.pos))
 
 
 _MANUAL: Final = Flow.MANUAL

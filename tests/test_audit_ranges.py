@@ -1,6 +1,7 @@
-"""--workers N on plain canonical files splits the input by bytes and shuffles lines to their payment's
-worker (capstate._cli.audit_ranges): the output must be byte-identical to one process's, whatever the
-cut points, the file boundaries, a BOM, a last line without a newline, or a line too long to audit."""
+"""--workers N on plain canonical files audits byte ranges of the input in separate workers and stitches
+the cuts (capstate._cli.audit_ranges): the output must be byte-identical to one process's, whatever the
+cut points, the file boundaries, a BOM, a last line without a newline, or a line too long to audit.
+tests/test_audit_stitch.py holds the payments that cross a cut."""
 
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ from test_audit_parallel import SHOP, generated_log
 from test_cli import Run, run_cli
 
 from capstate._cli import audit_run
-from capstate._cli.audit_ranges import audit_share, cuts, owner_table, owners_of, scan_range, splittable
+from capstate._cli.audit_ranges import audit_plan, audit_range, ranges, splittable
 from capstate._cli.audit_run import _owner_of, _partition, run_audit
 from capstate._cli.main import main
-from capstate._cli.options import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -60,27 +60,30 @@ def test_byte_ranges_with_a_small_window_and_a_tiny_memory_budget(plain_inputs: 
     assert stable(parallel.out) == stable(single.out)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from([b"", b"a", b"bb", b"x" * 40]), min_size=0, max_size=30), st.booleans(),
-       st.integers(1, 7))
-def test_cuts_fall_at_line_starts_and_cover_the_file(tmp_path_factory: pytest.TempPathFactory, lines: list[bytes],
-                                                      last_newline: bool, parts: int) -> None:
-    data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
-    path = tmp_path_factory.mktemp("cuts") / "f.jsonl"
-    path.write_bytes(data)
-    bounds = cuts(str(path), parts)
-    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == len(data)
-    assert bounds == sorted(bounds)
-    for start in bounds[1:-1]:
-        assert start in (0, len(data)) or data[start - 1:start] == b"\n"
-
-
-@pytest.mark.parametrize("parts", [2, 3, 8, 25, 26, 255])
-def test_every_owner_gets_a_share_and_worker_0_the_largest(parts: int) -> None:
-    slots, table = owner_table(parts)
-    shares = [table[:slots].count(j) for j in range(parts)]
-    assert sum(shares) == slots and min(shares) >= 1 and shares[0] == max(shares)
-    assert max(shares) <= 1.1 * min(shares) + 1
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([b"", b"a", b"bb", b"x" * 40]), min_size=0, max_size=30), min_size=1,
+                max_size=3), st.booleans(), st.integers(1, 7))
+def test_ranges_cut_at_line_starts_and_cover_the_input(tmp_path_factory: pytest.TempPathFactory,
+                                                        files: list[list[bytes]], last_newline: bool,
+                                                        parts: int) -> None:
+    root = tmp_path_factory.mktemp("cuts")
+    paths, datas = [], []
+    for k, lines in enumerate(files):
+        data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+        path = root / f"f{k}.jsonl"
+        path.write_bytes(data)
+        paths.append(str(path))
+        datas.append(data)
+    plan = ranges(paths, parts)
+    assert len(plan) == parts
+    pieces = [piece for pieces in plan for piece in pieces]
+    assert pieces == sorted(pieces)
+    for f, data in enumerate(datas):  # each file's pieces tile it, each starting at a line start
+        mine = [(start, end) for g, start, end in pieces if g == f]
+        assert [start for start, _ in mine] == [0, *[end for _, end in mine[:-1]]] if data else mine == []
+        assert (mine[-1][1] if mine else 0) == len(data)
+        for start, end in mine:
+            assert end > start and (start == 0 or data[start - 1:start] == b"\n")
 
 
 def test_the_api_gives_the_same_report_with_workers(plain_inputs: list[Path]) -> None:
@@ -94,31 +97,6 @@ def test_the_api_gives_the_same_report_with_workers(plain_inputs: list[Path]) ->
 _TRICKY = [b"", b"\x00\xff garbage", b'{"payment":"d","payment":"e","type":"captured"}', b' {"payment":"g"}',
            b'{"x":{"payment":"c"}}', b'{"payment":"f\\u0041"}', b'{"payment" : "spaced"}', b'{"payment":5}',
            b'{"payment":"h"', b'{"payment":"\xff"}', b"[]", b'{"payment":"order-000003","type":"settled"}']
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(_TRICKY) | st.builds(orjson.dumps, st.fixed_dictionaries(
-    {"payment": st.sampled_from(["order-000001", "order-\u00e6-000002", "x", ""]),
-     "type": st.sampled_from(["authorized", "captured"])})), max_size=12),
-       st.integers(0, 400), st.integers(0, 2**32), st.integers(2, 7))
-def test_a_line_of_a_valid_event_gets_its_payment_s_owner(extra: list[bytes], payments: int, seed: int,
-                                                            parts: int) -> None:
-    """The owner byte of every line whose JSON names a payment is the owner of that payment's CRC-32 (as the
-    line-by-line rule reads it), however the block is halved around the lines it cannot vouch for."""
-    lines = [line for line in generated_log(payments, seed=seed).split(b"\n") if len(line) < 4096]
-    rnd = random.Random(seed)
-    for line in extra:
-        lines.insert(rnd.randrange(len(lines) + 1), line)
-    got = owners_of(b"\n".join(lines), parts)
-    slots, table = owner_table(parts)
-    assert len(got) == len(lines) and max(got) < parts
-    for line, owner in zip(lines, got, strict=True):
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("payment"), str):
-            assert owner == table[_owner_of(line, slots)[0]], line
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -166,23 +144,6 @@ def test_random_logs_give_byte_identical_reports_with_1_2_and_3_workers(  # noqa
     assert {kind: len(outs) for kind, outs in seen.items()} == {"text": 1, "json": 1, "html": 1}
 
 
-def test_a_file_that_changes_between_the_scan_and_the_audit_is_refused(tmp_path: Path) -> None:
-    """The owners were written for the bytes the scan read: lines of other bytes would be given to the
-    wrong worker, or dropped, so the audit stops with one line instead (the CLI's exit 2)."""
-    path = tmp_path / "live.jsonl"
-    data = generated_log(300, seed=3).split(b"\n")
-    path.write_bytes(b"\n".join(line for line in data if len(line) < 4096))
-    size = path.stat().st_size
-    job = audit_run.Job((str(path),), ("live.jsonl",), None, None, "canonical")
-    bounds = [cuts(str(path), 2)]
-    for k in range(2):
-        scan_range(job.paths, bounds, k, 2, str(tmp_path))
-    assert audit_share(job, 1, 2, str(tmp_path), bounds).events > 0
-    path.write_bytes((b'{"payment":"p"}\n' * size)[:size])  # as many bytes, more lines
-    with pytest.raises(UsageError, match=r"live\.jsonl changed while it was audited"):
-        audit_share(job, 1, 2, str(tmp_path), bounds)
-
-
 @pytest.mark.parametrize("pair", [
     [b"", b'{"payment":"d","payment":"e","type":"captured"}'],  # no key on one line, two on the next
     [b'{"payment":"d","payment":"e"}', b'{"x":1}'],
@@ -195,9 +156,6 @@ def test_a_line_with_two_keys_beside_one_with_none_does_not_shift_the_owners(pai
     lines = [orjson.dumps({"payment": f"p-{i}", "type": "captured"}) for i in range(40)]
     lines[20:20] = pair
     block = b"\n".join(lines)
-    slots, table = owner_table(parts)
-    got = owners_of(block, parts)
-    assert list(got) == [table[_owner_of(line, slots)[0]] for line in lines]
     owners, _ = _partition(block, lines, parts)
     assert owners == [_owner_of(line, parts)[0] for line in lines]
 
@@ -209,10 +167,9 @@ def test_the_stages_leave_the_collector_as_they_found_it(tmp_path: Path) -> None
     path = tmp_path / "log.jsonl"
     path.write_bytes(generated_log(50, seed=2).split(b"\n", 1)[1])
     job = audit_run.Job((str(path),), ("log.jsonl",), None, None, "canonical")
-    bounds = [cuts(str(path), 2)]
+    plan = ranges(job.paths, 2)
     assert gc.isenabled()
-    scan_range(job.paths, bounds, 0, 2, str(tmp_path))
-    scan_range(job.paths, bounds, 1, 2, str(tmp_path))
+    audit_range(job, plan[1], last=True)
     assert gc.isenabled()
-    audit_share(job, 0, 2, str(tmp_path), bounds)
+    audit_plan(job, plan, lambda k, pieces, last: lambda: audit_range(job, pieces, last=last))
     assert gc.isenabled()

@@ -1,47 +1,58 @@
-"""Parallel audits that split the input by bytes and give each line to its payment's worker (`--workers N`).
+"""Parallel audits of plain canonical files by byte ranges (`--workers N`): each worker audits its own
+range whole, and the parent continues the payments that cross a cut.
 
-Every worker reading the whole input and judging each line's payment costs each of them a full scan,
-and copying the input into per-worker spool files costs a write and a read of all of it. Here:
+An audit's state is per payment: a line's findings depend only on its payment's record (and whether a
+settled one is still within the settled window, by position), plus totals that add up (events,
+payments, the latest instant, the providers seen). So:
 
-1. scan: worker k reads only the k-th byte range of each file (cut at line ends) and writes each line's
-   owner, one byte a line in line order, to the range's owners file (`owners_of`: a function of the
-   payment id's CRC-32, so every event of a payment has one owner). No line is copied.
-2. audit: once every range is scanned, worker j reads every range of every file in input order and
-   audits the lines the owners files give it (`bytes.translate` turns the owners into a mask,
-   `itertools.compress` takes its lines and their numbers). Every payment's events meet in one worker,
-   in file order, with their file names, line numbers and positions, so the merged report is
-   byte-identical to one process's.
+1. The input (the files one after another) is cut into N ranges of about equal bytes, each cut just
+   after a line end (`ranges`). Worker k audits range k alone, from an empty state, with the line
+   numbers and positions one process gives those lines (counted as newlines before the range: a C loop,
+   no per-line work). The parent process is worker 0; the others are forked.
+2. A worker notes where each payment it held was last seen: (hash of its id, position) for every record
+   held at the end, every settled one reclaimed past the window (`Auditor.track_forgotten`), and every
+   LOG_MALFORMED line that names a payment (a line refused for its provider depends on the record it
+   met). Only lines of those payments can depend on the state before the range.
+3. Stitching range k (in the parent, after its own range): the crossing payments are the ids the parent
+   holds (live, settled, spilled) whose hash the worker noted. The parent re-reads range k from its start
+   up to the last position noted for them, takes the lines of those ids (`line_ids`, the id rule of the
+   other partitioning), and feeds them to its own auditor, which goes on from its state exactly as one
+   process would. The worker's view of those lines is taken out of its partial: its findings on them
+   are dropped (by file and line), and its events and payments counts lose what a fresh auditor fed the
+   same lines counts (records are independent, so that is the worker's own view of them); its dangling
+   payments lose the crossing ids (the parent's records report those). The latest instant and the set
+   of providers cannot be subtracted; when the worker's could have come from a crossing line only (a
+   line the parent then refused for its provider), the worker's range is audited again without the
+   crossing lines (`_without`), which is exact and, outside such logs, never needed.
+4. With more ranges, the parent adopts each worker's records (`Auditor.export`/`adopt`, but those of
+   the crossing ids) before stitching the next range, so that it holds the state one process has at the
+   next cut. The last range's records are not needed: its partial's dangling payments serve.
 
-The parent process is worker 0 (it would only wait otherwise): it starts N - 1 forked workers, scans
-and audits its own range and share, and merges. Only the other workers' partials come back (through a
-file), packed as columns (`pack`), never as a graph of objects; since those workers also pack their
-findings for the trip, worker 0 takes a slightly larger share (`owner_table`).
-
-The scan and the selection are C loops over whole blocks (counts, one regex, CRC-32 through `map`,
-`translate`, `compress`), no Python statement per line. Temporary disk use is one byte per line.
-Measured stages: docs/performance.md (issue 13). It applies to plain canonical files of at most
-MAX_RANGE_WORKERS workers; gzip (no byte ranges), stdin and the Vipps export keep the every-worker-reads-all
-partitioning in `audit_run`.
+A hash collision only makes a payment crossing that is not, which re-audits its lines exactly. Python's
+str hash is the same in forked workers. The workers' partials come back through a file, packed as
+columns (`pack`), never as a graph of objects. gzip (no byte ranges) and the Vipps export keep the
+every-worker-reads-all partitioning in `audit_run`; stdin is spooled to a file first. Measured:
+docs/performance.md ("Workers").
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
-from itertools import compress
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from itertools import compress, pairwise
 from typing import Any
 
 from .._audit import Auditor, Dangling, Partial, _finding, message_state
 from .._bom import strip_bom
 from .._codes import Code
-from .options import UsageError
 
-MAX_RANGE_WORKERS = 255
-"""Most workers the byte-range path takes: a line's owner is one byte (more go the every-worker way)."""
-_TOO_LONG = b"\xff"  # the owner byte of a line past MAX_LINE (worker 0 reports it)
-_MASKS: dict[tuple[int, int], bytes] = {}
 _VALUE_OF: dict[Code, str] = {c: c.value for c in Code}
+_COUNT_BLOCK = 1 << 20
+Piece = tuple[int, int, int]
+"""Part of a range in one file: (file index, start, end), in bytes."""
 
 
 class _Range:
@@ -66,81 +77,88 @@ class _Range:
         self._f.close()
 
 
-def cuts(path: str, parts: int) -> list[int]:
-    """Where each of `parts` ranges of the file starts, each just after a line end; then the file's size."""
+def line_start(path: str, at: int) -> int:
+    """The first line start at or after byte `at` of the file (its size when none)."""
     from .audit_run import _BLOCK
 
-    size = os.path.getsize(path)
-    starts = [0]
+    if at <= 0:
+        return 0
     with open(path, "rb") as f:
-        for k in range(1, parts):
-            at = max(k * size // parts, starts[-1])
-            f.seek(max(at - 1, 0))
-            while True:
-                data = f.read(_BLOCK)
-                if not data:
-                    starts.append(size)
-                    break
-                nl = data.find(b"\n")
-                if nl >= 0:
-                    starts.append(f.tell() - len(data) + nl + 1)
-                    break
-    starts.append(size)
-    return starts
+        f.seek(at - 1)
+        while True:
+            data = f.read(_BLOCK)
+            if not data:
+                return f.tell()
+            nl = data.find(b"\n")
+            if nl >= 0:
+                return f.tell() - len(data) + nl + 1
 
 
-def _owners_path(directory: str, file: int, part_range: int) -> str:
-    return os.path.join(directory, f"{file}-{part_range}.owners")
+LEAD = 0.2
+"""How much larger the parent's own range is than another's, as a share of one range: the others also
+count the lines before theirs, note their payments and pack their findings for the trip back (~0.16 s on
+the bench log, ~14% of a range's audit, and a forked worker's result comes back ~0.05 s later than the
+same work done in process), which the parent does not, so that their results come back about when the
+parent is ready to stitch them (docs/performance.md, "Workers")."""
 
 
-def _mask(parts: int, owner: int) -> bytes:
-    """The `bytes.translate` table turning a block's owners into 1 for `owner`'s lines, 0 for the rest."""
-    table = _MASKS.get((parts, owner))
-    if table is None:
-        table = _MASKS[parts, owner] = bytes(1 if b == owner else 0 for b in range(256))
-    return table
+def ranges(paths: Sequence[str], parts: int, lead: float = LEAD) -> list[list[Piece]]:
+    """The input (the files one after another) cut into `parts` ranges of about equal bytes, the first
+    `lead` larger, each cut just after a line end; a range is its pieces, in input order (none for an
+    empty range)."""
+    sizes = [os.path.getsize(p) for p in paths]
+    total = sum(sizes)
+    points = [(0, 0)]
+    for k in range(1, parts):
+        at = int(total * (k + lead) / (parts + lead))
+        f = 0
+        while f < len(sizes) - 1 and at >= sizes[f]:
+            at -= sizes[f]
+            f += 1
+        points.append(max((f, line_start(paths[f], at)), points[-1]))
+    points.append((len(paths) - 1, sizes[-1]))
+    return between(sizes, points)
 
 
-def owner_table(parts: int) -> tuple[int, bytes]:
-    """(slots, table): a line's owner is `table[crc32(id) % slots]`. Worker 0 (the parent) takes 11 slots
-    to every other worker's 10 (while parts * 10 + 1 slots fit in a byte), because the others also pack
-    their findings for the trip back and it does not: ~12% of a share when the findings' deferred messages
-    cross as they are, ~20% when they must be formatted (docs/performance.md, "Workers")."""
-    slots = parts * 10 + 1
-    if slots > 256:
-        return parts, bytes(range(parts)) + bytes(256 - parts)
-    return slots, bytes(0 if s < 11 else (s - 1) // 10 for s in range(slots)) + bytes(256 - slots)
-
-
-def owners_of(block: bytes, parts: int) -> bytes:
-    """Each line's owner as one byte: for a valid event, `owner_table` of its payment id's CRC-32 (which
-    `audit_run._owner_of` gives for any line).
-
-    A clean block (the common case) costs C loops only: two counts, one regex, CRC-32 through `map`. A
-    block `line_ids` cannot vouch for is halved at a line end until each piece is clean or one line,
-    which `_owner_of` judges alone: one garbage line in a block of thousands costs ~2 log2(lines) small
-    rescans, not the block (with 0.1% garbage lines most blocks hold one). A line that is not a valid
-    event may get any owner: its LOG_MALFORMED finding says what the line says, whichever worker reads it
-    (unlike `audit_run._owners`, whose every worker must agree on every line, and asks more of a block)."""
-    from .audit_run import _owner_of, crc32, line_ids
-
-    slots, table = owner_table(parts)
+def between(sizes: Sequence[int], points: Sequence[tuple[int, int]]) -> list[list[Piece]]:
+    """The ranges between cut points (file index, byte offset; increasing, the first (0, 0) and the last
+    the input's end), given the files' sizes."""
     out = []
-    pending = [block]
-    while pending:
-        piece = pending.pop()
-        n = piece.count(b"\n") + 1
-        ids = line_ids(piece, n)
-        if ids is not None:
-            out.append(bytes(map(slots.__rmod__, map(crc32, ids))))
-        elif n == 1:
-            out.append(bytes((_owner_of(piece, slots)[0],)))
-        else:
-            cut = piece.find(b"\n", len(piece) // 2)
-            if cut < 0:
-                cut = piece.rfind(b"\n")
-            pending += (piece[cut + 1:], piece[:cut])  # the first half is popped first: owners stay in order
-    return b"".join(out).translate(table)
+    for (fa, a), (fb, b) in pairwise(points):
+        pieces = []
+        for f in range(fa, fb + 1):
+            start = a if f == fa else 0
+            end = b if f == fb else sizes[f]
+            if end > start:
+                pieces.append((f, start, end))
+        out.append(pieces)
+    return out
+
+
+def _count_lines(path: str, end: int, *, whole: bool) -> int:
+    """Lines in the file's first `end` bytes (a cut at a line start: its newlines); `whole`: the file's
+    lines as `audit_run._blocks` numbers them (a last line without a newline is one)."""
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        left = end
+        while left > 0:
+            data = f.read(min(left, _COUNT_BLOCK))
+            if not data:
+                break
+            lines += data.count(b"\n")
+            left -= len(data)
+            last = data[-1:]
+    return lines + (whole and last != b"\n")
+
+
+def numbering(paths: Sequence[str], pieces: list[Piece]) -> tuple[int, int]:
+    """(lines of its file before the range's first piece, lines of the files before that file)."""
+    if not pieces:
+        return 0, 0
+    f, start, _ = pieces[0]
+    before = sum(_count_lines(paths[g], os.path.getsize(paths[g]), whole=True) for g in range(f))
+    return _count_lines(paths[f], start, whole=False), before
 
 
 def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
@@ -160,67 +178,204 @@ def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
         reader.close()
 
 
-def scan_range(paths: tuple[str, ...], bounds: list[list[int]], k: int, parts: int, directory: str) -> None:
-    """Stage 1 for range k of every file: write each line's owner, one byte a line in line order, to the
-    range's owners file (TOO_LONG for a line past MAX_LINE)."""
-    from .audit_run import _gc_paused
-
-    # Nothing here makes a cycle; a worker's collector would only walk what fork gave it.
-    with _gc_paused():
-        for f, path in enumerate(paths):
-            with open(_owners_path(directory, f, k), "wb") as out:
-                for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
-                    out.write(_TOO_LONG if block is None else owners_of(block, parts))
+def _blocks_of(job: Any, pieces: list[Piece], starts: list[tuple[int, int]]
+               ) -> Iterator[tuple[str, int, int, bytes | None]]:
+    """(file name, lines before the file, lines of the file before the block, block or None for a line
+    too long) for the range's blocks; `starts` gives each piece's first two."""
+    for (f, start, end), (number, before) in zip(pieces, starts, strict=True):
+        name = job.names[f]
+        for block in _range_blocks(job.paths[f], start, end):
+            yield name, before, number, block
+            number += 1 if block is None else block.count(b"\n") + 1
 
 
-def audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
-    """Stage 2 for partition j: read every range of every file in input order, and audit the lines the
-    owners files give to j. Runs with the cyclic collector paused, as `audit_partition` does."""
-    from .audit_run import _gc_paused
-
-    with _gc_paused():
-        return _audit_share(job, j, parts, directory, bounds)
+def new_auditor(job: Any, store: Any = None) -> Auditor:
+    """An empty auditor for `job` (bounded by its `max_open` when given a store to spill to)."""
+    return Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
+                   settled_window=job.settled_window, fast=job.fast, store=store,
+                   max_open=job.max_open if store is not None else 0)
 
 
-def _audit_share(job: Any, j: int, parts: int, directory: str, bounds: list[list[int]]) -> Partial:
+def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, before: int) -> list[tuple[int, int]]:
+    """Audit a range whose first line is line `number + 1` of its file, with `before` lines of files
+    before it; returns each piece's (lines of its file before it, lines of the files before its file)."""
     from .audit_run import MAX_LINE
+
+    starts = []
+    for i, (f, start, end) in enumerate(pieces):
+        if i:
+            before += number  # the previous piece ran to its file's end
+            number = 0
+        starts.append((number, before))
+        name = job.names[f]
+        for block in _range_blocks(job.paths[f], start, end):
+            if block is None:
+                number += 1
+                auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
+                continue
+            lines = block.split(b"\n")
+            auditor.feed_lines(lines, number, name, before)
+            number += len(lines)
+    return starts
+
+
+def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object] | None = None) -> bytes:
+    """A worker's range, audited from an empty state: its packed partial, where it last saw each payment
+    (hash, position pairs), each piece's numbering, and unless it is the last range, its records. The
+    auditor goes into `keep` when given: a forked worker exits after its range, and freeing its records
+    one by one first (~0.02 s on the bench log) would only delay the result."""
+    from .audit_run import _gc_paused
     from .spill import SqliteStore
 
     store = SqliteStore() if job.max_open else None
-    auditor = Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
-                      settled_window=job.settled_window, fast=job.fast, store=store, max_open=job.max_open)
-    feed = auditor.feed_numbered
-    table = _mask(parts, j)
+    auditor = new_auditor(job, store)
+    marks = auditor.track_forgotten()
+    if keep is not None:
+        keep.append(auditor)
     try:
-        before_file = 0
-        for f, (path, name) in enumerate(zip(job.paths, job.names, strict=True)):
-            number = 0  # lines of the file so far
-            for k in range(parts):
-                with open(_owners_path(directory, f, k), "rb") as owners:
-                    for block in _range_blocks(path, bounds[f][k], bounds[f][k + 1]):
-                        if block is None:
-                            if owners.read(1) != _TOO_LONG:
-                                raise UsageError(f"{name} changed while it was audited; audit it again")
-                            number += 1
-                            if j == 0:  # a line too long to audit: one partition reports it
-                                auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
-                            continue
-                        lines = block.split(b"\n")
-                        n = len(lines)
-                        mask = owners.read(n).translate(table)
-                        if len(mask) != n:  # the scan saw other bytes: compress would drop lines silently
-                            raise UsageError(f"{name} changed while it was audited; audit it again")
-                        mine = list(compress(lines, mask))
-                        if mine:
-                            feed(mine, list(compress(range(number + 1, number + n + 1), mask)), name, 0,
-                                 before_file)
-                        number += n
-                    if owners.read(1):
-                        raise UsageError(f"{name} changed while it was audited; audit it again")
-            before_file += number
+        with _gc_paused():
+            starts = audit_pieces(auditor, job, pieces, *numbering(job.paths, pieces))
+            position = auditor.position
+            for ref, r, _ in auditor.held():
+                marks.extend((hash(ref), position(r)))
+            records = None if last else auditor.export()
+            partial = auditor.partial()
+            offset: dict[str, int] = {}
+            for (file, _, _), (_, before) in zip(pieces, starts, strict=True):
+                offset[job.names[file]] = max(before, offset.get(job.names[file], 0))
+            malformed = Code.LOG_MALFORMED
+            for found in partial.findings:
+                if found.code is malformed and found.payment is not None:
+                    marks.extend((hash(found.payment), offset[found.file] + found.line))
+            return pickle.dumps((pack(partial), marks.tobytes(), starts, records), pickle.HIGHEST_PROTOCOL)
+    finally:
+        auditor.release()
+        if store is not None:
+            store.close()
+
+
+def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Piece], bool], Callable[[], bytes]],
+               progress: Callable[[int], None] | None = None) -> list[Partial]:
+    """The partials of an audit by ranges: this process audits range 0 and stitches the others in order.
+    `start(k, pieces, last)` starts range k's worker (`audit_range`) and returns what waits for its result;
+    `progress` is told the bytes of the ranges done."""
+    from .audit_run import _gc_paused
+    from .spill import SqliteStore
+
+    last = len(plan) - 1
+    store = SqliteStore() if job.max_open else None
+    auditor = new_auditor(job, store)
+    with _gc_paused(), store if store is not None else nullcontext():
+        results = [start(k, plan[k], k == last) for k in range(1, len(plan))]
+        audit_pieces(auditor, job, plan[0], 0, 0)
+        done = 0
+        others = []
+        for k, pieces in enumerate(plan):
+            if k:
+                others.append(stitch(auditor, job, pieces, results[k - 1](), last=k == last))
+            done += sum(end - begin for _, begin, end in pieces)
+            if progress is not None:
+                progress(done)
+        mine = auditor.partial()
+        auditor.release()  # its records go now, not at the next collection (the merge's)
+    return [mine, *others]
+
+
+def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last: bool) -> Partial:
+    """Continue `auditor` (holding the state one process has at the start of this range) over the lines of
+    the range's crossing payments, and return the worker's partial without them (see the module's doc).
+    Unless it is the last range, the auditor then holds the worker's other records too."""
+    packed, mark_bytes, starts, records = pickle.loads(blob)  # a blob our own worker wrote
+    theirs = unpack(packed)
+    marks = array("q")
+    marks.frombytes(mark_bytes)
+    hashes, positions = marks[0::2], marks[1::2]
+    noted = set(hashes)
+    held = auditor.held_ids()
+    crossing = set(compress(held, map(noted.__contains__, map(hash, held))))
+    if crossing:
+        ids = set(map(hash, crossing))
+        until = max(compress(positions, map(ids.__contains__, hashes)))
+        twin = new_auditor(job)
+        fed = _continue(auditor, twin, job, pieces, starts, crossing, until)
+        theirs = _without_crossing(auditor, job, pieces, starts, theirs, twin.partial(), fed)
+    if not last:
+        theirs = Partial(theirs.findings, theirs.events, theirs.payments, theirs.providers, theirs.latest, [])
+        auditor.adopt(records, crossing)
+    elif crossing:
+        theirs = Partial(theirs.findings, theirs.events, theirs.payments, theirs.providers, theirs.latest,
+                         [d for d in theirs.dangling if d.payment not in crossing])
+    return theirs
+
+
+def _continue(auditor: Auditor, twin: Auditor, job: Any, pieces: list[Piece],  # noqa: PLR0917
+              starts: list[tuple[int, int]], crossing: set[str], until: int) -> dict[str, set[int]]:
+    """Feed the lines of the crossing payments up to position `until` to `auditor` and to `twin` (which
+    starts empty, as the worker did); returns the line numbers fed, by file name."""
+    from .audit_run import line_ids, payment_key
+
+    want = {ref.encode("utf-8", "surrogatepass") for ref in crossing}
+    fed: dict[str, set[int]] = {}
+    for name, before, number, block in _blocks_of(job, pieces, starts):
+        if before + number >= until:
+            break
+        if block is None:
+            continue
+        lines = block.split(b"\n")
+        n = len(lines)
+        ids = line_ids(block, n)
+        mask = list(map(want.__contains__, ids if ids is not None else map(payment_key, lines)))
+        if any(mask):
+            mine = list(compress(lines, mask))
+            numbers = list(compress(range(number + 1, number + n + 1), mask))
+            auditor.feed_numbered(mine, numbers, name, 0, before)
+            twin.feed_numbered(mine, numbers, name, 0, before)
+            fed.setdefault(name, set()).update(numbers)
+    return fed
+
+
+def _without_crossing(auditor: Auditor, job: Any, pieces: list[Piece], starts: list[tuple[int, int]],  # noqa: PLR0917
+                      theirs: Partial, twin: Partial, fed: dict[str, set[int]]) -> Partial:
+    """The worker's partial without its view of the lines fed (`twin` is that view)."""
+    latest = theirs.latest
+    mine = auditor.latest_at()
+    unsure_latest = (twin.latest is not None and latest is not None and twin.latest >= latest
+                     and (mine is None or mine < latest))
+    if unsure_latest or (theirs.providers & twin.providers) - auditor.providers:
+        return _without(job, pieces, starts, fed)
+    if len(fed) == 1:
+        ((name, lines),) = fed.items()
+        findings = [f for f in theirs.findings if f.line not in lines or f.file != name]
+    else:
+        none: set[int] = set()
+        findings = [f for f in theirs.findings if f.line not in fed.get(f.file, none)]
+    return Partial(findings, theirs.events - twin.events, theirs.payments - twin.payments, theirs.providers,
+                   latest, theirs.dangling)
+
+
+def _without(job: Any, pieces: list[Piece], starts: list[tuple[int, int]], fed: dict[str, set[int]]) -> Partial:
+    """The range audited again from an empty state without the lines fed: what the worker's partial is
+    without them, when subtracting cannot say (its latest instant or a provider may be theirs alone)."""
+    from .audit_run import MAX_LINE
+    from .spill import SqliteStore
+
+    store = SqliteStore() if job.max_open else None  # a whole range's payments: under the same bound
+    auditor = new_auditor(job, store)
+    none: set[int] = set()
+    try:
+        for name, before, number, block in _blocks_of(job, pieces, starts):
+            if block is None:
+                auditor.malformed(number + 1, name, f"line longer than {MAX_LINE} bytes; not audited")
+                continue
+            lines = block.split(b"\n")
+            skip = fed.get(name, none)
+            numbers = [k for k in range(number + 1, number + len(lines) + 1) if k not in skip]
+            kept = [lines[k - number - 1] for k in numbers]
+            if kept:
+                auditor.feed_numbered(kept, numbers, name, 0, before)
         return auditor.partial()
     finally:
-        auditor.release()  # its records go when this returns, not at the next collection (the merge's)
+        auditor.release()
         if store is not None:
             store.close()
 

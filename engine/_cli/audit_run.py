@@ -11,7 +11,8 @@ file that cannot be opened at all is a usage error (exit 2), checked before any 
 Parallel runs partition by payment, so the events of one payment meet in one process, in file order,
 with their original file names and line numbers; the partitions' results are merged and sorted exactly
 as a single process's, so the output is byte-identical. Plain canonical files (and stdin, copied to a
-file first) are split by byte ranges (`audit_ranges`: each line's owner found once, in one worker).
+file first) are split by byte ranges instead (`audit_ranges`: each worker audits its range, and the
+payments that cross a cut are continued where their earlier events were).
 gzip and the Vipps export are read whole by every partition, which keeps the lines whose payment hashes
 (CRC-32, the same in every process) to it: canonical input is read in blocks of whole lines, and a
 block whose every line names its payment beyond doubt is partitioned by one regex and four counts over
@@ -268,17 +269,28 @@ def _payment_bytes(line: bytes) -> bytes | None:
     return line[start:end] if end >= 0 else None
 
 
-def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
-    """(partition, decoded object or None) of a raw line; the object is returned when it had to be parsed."""
+def _key_of(line: bytes) -> tuple[bytes, object]:
+    """(the payment id's bytes, b"" when the line names none; decoded object or None) of a raw line; the
+    object is returned when it had to be parsed."""
     found = _payment_bytes(line)
     if found is not None:
-        return crc32(found) % parts, None
+        return found, None
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return crc32(b"") % parts, None
+        return b"", None
     ref = obj.get("payment") if isinstance(obj, dict) else None
-    key = ref.encode("utf-8", "surrogatepass") if isinstance(ref, str) else b""
+    return (ref.encode("utf-8", "surrogatepass") if isinstance(ref, str) else b""), obj
+
+
+def payment_key(line: bytes) -> bytes:
+    """The payment id's bytes of a raw line (b"" when it names none), by the rule every partition uses."""
+    return _key_of(line)[0]
+
+
+def _owner_of(line: bytes, parts: int) -> tuple[int, object]:
+    """(partition, decoded object or None) of a raw line; the object is returned when it had to be parsed."""
+    key, obj = _key_of(line)
     return crc32(key) % parts, obj
 
 
@@ -518,6 +530,8 @@ def _gc_paused() -> Iterator[None]:
 
 # The job a forked worker inherits: set just before the pool forks, cleared after.
 _FORKED: dict[str, Any] = {}
+# What a forked range worker leaves to die with its process (see audit_ranges.audit_range).
+_KEPT: list[object] = []
 
 
 def _forked_partition(part: int, parts: int) -> Partial:
@@ -533,52 +547,35 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
-def _forked_scan(k: int, parts: int, directory: str, bounds: list[list[int]]) -> None:
-    from .audit_ranges import scan_range
+def _forked_range(k: int, pieces: list[tuple[int, int, int]], last: bool, directory: str) -> str:
+    from .audit_ranges import audit_range
 
-    gc.disable()  # as in _forked_partition: this worker only scans, audits, packs and exits
-    scan_range(_FORKED["job"].paths, bounds, k, parts, directory)
-
-
-def _forked_share(args: tuple[int, int, str, list[list[int]]]) -> str:
-    from .audit_ranges import audit_share, pack
-
-    # The collector stays off through `pack` too (the share's pause would turn it back on): the columns
-    # it builds (~10 objects a finding) would set off collections, and nothing here needs one.
+    # The collector stays off through the packing too: the columns it builds (~10 objects a finding) would
+    # set off collections, and nothing here needs one (see _forked_partition).
     gc.disable()
-    j, _, directory, _ = args
-    # The partial goes through a file in the owners' directory, not the pool's pipe: ~9 MB from a
-    # 1,000,000-line log took ~40 ms through the pipe's 64 KiB at a time, ~5 ms through the page cache.
-    path = os.path.join(directory, f"{j}.partial")
+    # The result goes through a file, not the pool's pipe: ~9 MB from a 1,000,000-line log took ~40 ms
+    # through the pipe's 64 KiB at a time, ~5 ms through the page cache.
+    path = os.path.join(directory, f"{k}.range")
     with open(path, "wb") as out:
-        out.write(pack(audit_share(_FORKED["job"], *args)))
+        out.write(audit_range(_FORKED["job"], pieces, last=last, keep=_KEPT))
     return path
 
 
-def _unpacked(path: str) -> Partial:
-    from .audit_ranges import unpack
+def _run_ranges(job: Job, workers: int, pool: Any, bar: _Bar) -> list[Partial]:
+    """Audit the input by byte ranges, one a worker, and stitch the cuts (see audit_ranges). This process
+    is worker 0: it audits range 0 while the pool's `workers - 1` processes audit the others."""
+    from .audit_ranges import audit_plan, ranges
 
-    with open(path, "rb") as blob:
-        return unpack(blob.read())
+    with tempfile.TemporaryDirectory(prefix="capstate-ranges-") as tmp:
+        def start(k: int, pieces: list[tuple[int, int, int]], last: bool) -> Callable[[], bytes]:
+            pending = pool.apply_async(_forked_range, (k, pieces, last, tmp))
 
+            def result() -> bytes:
+                with open(pending.get(), "rb") as blob:
+                    return blob.read()
+            return result
 
-def _run_ranges(job: Job, workers: int, bar: _Bar, pool: Any) -> list[Partial]:
-    """Split the input by bytes, give each line to its payment's worker, audit (see audit_ranges). This
-    process is worker 0: the pool's `workers - 1` processes take the other ranges and shares."""
-    from .audit_ranges import audit_share, cuts, scan_range
-
-    bounds = [cuts(path, workers) for path in job.paths]
-    others = range(1, workers)
-    with tempfile.TemporaryDirectory(prefix="capstate-owners-") as tmp, _gc_paused():
-        scans = [pool.apply_async(_forked_scan, (k, workers, tmp, bounds)) for k in others]
-        scan_range(job.paths, bounds, 0, workers, tmp)
-        for scan in scans:
-            scan.get()  # every range's owners are written (or a worker's error is raised here)
-        if bar.enabled:
-            bar.update(sum(_sizes(job.paths)) // 2)
-        shares = pool.imap(_forked_share, [(j, workers, tmp, bounds) for j in others])
-        mine = audit_share(job, 0, workers, tmp, bounds)
-        return [mine, *map(_unpacked, shares)]
+        return audit_plan(job, ranges(job.paths, workers), start, bar.update if bar.enabled else None)
 
 
 def _worker_signals() -> None:
@@ -594,7 +591,7 @@ def _worker_signals() -> None:
 def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     import multiprocessing
 
-    from .audit_ranges import MAX_RANGE_WORKERS, splittable
+    from .audit_ranges import splittable
 
     # fork hands each worker the loaded spec as it is (a Spec holds functions that pickle cannot carry).
     try:
@@ -608,9 +605,9 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     # that no collection in a worker walks, and copies, the parent's heap.
     gc.freeze()
     try:
-        if workers <= MAX_RANGE_WORKERS and splittable(job.paths, job.fmt):
+        if splittable(job.paths, job.fmt):
             with ctx.Pool(workers - 1, initializer=_worker_signals) as pool:
-                return _run_ranges(job, workers, bar, pool)
+                return _run_ranges(job, workers, pool, bar)
         with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
