@@ -316,3 +316,31 @@ def test_the_bench_log_s_cut_is_stitched(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(audit_run, "_BLOCK", 4096)
     for workers in (2, 3):
         assert report_json(run_audit([log.path], spec=None, workers=workers)) == single
+
+
+def test_a_file_that_changes_while_it_is_audited_is_refused(tmp_path: Path) -> None:
+    """Each range is read by its worker and again by the stitch: a file appended to in between would be
+    stitched from other bytes than its worker judged, so the audit stops instead of reporting."""
+    from capstate._audit import resolve_spec
+    from capstate._cli.options import UsageError
+
+    lines = [ev(f"p{i}", "authorized", 1, amount=1000, currency="NOK") for i in range(8)]
+    paths = write(tmp_path, [lines])
+    plan = ranges(paths, 2)
+    job = Job(tuple(paths), ("live.jsonl",), resolve_spec("vipps"), None, "canonical", DEFAULT_SETTLED_WINDOW,
+              True, 0)
+
+    def start(k: int, pieces: Any, last: bool) -> Any:
+        result = audit_range(job, pieces, last=last)
+        with open(paths[0], "ab") as f:  # the export grows while the audit runs
+            f.write(ev("late", "authorized", 2, amount=1000, currency="NOK") + b"\n")
+        return lambda: result
+
+    with pytest.raises(UsageError, match=r"live\.jsonl changed while it was audited"):
+        audit_plan(job, plan, start)
+    # Unchanged, the same plan audits.
+    (tmp_path / "again").mkdir()
+    paths2 = write(tmp_path / "again", [lines])
+    job2 = Job(tuple(paths2), ("live.jsonl",), resolve_spec("vipps"), None, "canonical",
+               DEFAULT_SETTLED_WINDOW, True, 0)
+    assert len(audit_plan(job2, ranges(paths2, 2), lambda k, p, last: lambda: audit_range(job2, p, last=last))) == 2

@@ -48,6 +48,7 @@ from typing import Any
 from .._audit import Auditor, Dangling, Partial, _finding, message_state
 from .._bom import strip_bom
 from .._codes import Code
+from .options import UsageError
 
 _VALUE_OF: dict[Code, str] = {c: c.value for c in Code}
 _COUNT_BLOCK = 1 << 20
@@ -265,6 +266,9 @@ def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Pie
     last = len(plan) - 1
     store = SqliteStore() if job.max_open else None
     auditor = new_auditor(job, store)
+    # Each range is read twice (by its worker, then by the stitch), and the cuts were made on the sizes:
+    # a file appended to or rewritten meanwhile would be stitched from other bytes than its worker judged.
+    before = _stamps(job.paths)
     with _gc_paused(), store if store is not None else nullcontext():
         results = [start(k, plan[k], k == last) for k in range(1, len(plan))]
         audit_pieces(auditor, job, plan[0], 0, 0)
@@ -278,7 +282,15 @@ def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Pie
                 progress(done)
         mine = auditor.partial()
         auditor.release()  # its records go now, not at the next collection (the merge's)
+    for name, was, now in zip(job.names, before, _stamps(job.paths), strict=True):
+        if was != now:
+            raise UsageError(f"{name} changed while it was audited; audit it again")
     return [mine, *others]
+
+
+def _stamps(paths: Sequence[str]) -> list[tuple[int, int, int]]:
+    """What says a file is unchanged: its size, modification time and inode."""
+    return [(st.st_size, st.st_mtime_ns, st.st_ino) for st in map(os.stat, paths)]
 
 
 def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last: bool) -> Partial:
