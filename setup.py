@@ -64,6 +64,7 @@ def _mypyc_extensions() -> list[Any]:
             os.path.join(link, "_hot.py"),
             os.path.join(link, "_capture.py"),
             os.path.join(link, "_rules.py"),
+            os.path.join(link, "_exact.py"),
         ], opt_level="3", debug_level="0", separate=True)
     except (OSError, SystemExit, Exception) as exc:
         sys.stderr.write(f"capstate: not compiling the audit's hot loop ({exc}); it runs as plain Python\n")
