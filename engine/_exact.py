@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Final
+from weakref import proxy
 
 from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
@@ -169,7 +170,9 @@ class Judge:
 
     def __init__(self, auditor: Any, kernel: Any, hot: Any, finding: Any, said: Any, said_later: Any,
                  spec: Any, moves: dict[str, Any], window: int, fast: bool) -> None:
-        self.auditor = auditor
+        # A proxy: the auditor holds this, and a cycle would keep both (and every record) alive until the
+        # collector ran, which is off through an audit (`Auditor.release`).
+        self.auditor: Any = proxy(auditor)
         self.k = kernel
         self.hot = hot
         self.finding = finding
