@@ -43,7 +43,7 @@ from attrs import field, frozen
 from . import _exact as _exact_imported
 from ._audit_fast import fast_spec
 from ._bom import strip_bom
-from ._builds import chosen
+from ._builds import is_compiled, plain
 from ._codes import Code
 from ._engine import check_fact
 from ._errors import AuditError, EventError
@@ -65,8 +65,15 @@ from ._values import (
 )
 
 DEFAULT_SETTLED_WINDOW = 250_000
-# The exact path (`Judge`) and the findings it builds, compiled by mypyc where a C compiler was available.
-_exact = chosen(_exact_imported)
+
+
+def _exact_for(hot: ModuleType) -> ModuleType:
+    """The build of the exact path (`_exact`) that reads `hot`'s records: the compiled one (by mypyc, where a
+    C compiler was available) with the compiled hot loop, else its plain-Python source."""
+    return _exact_imported if is_compiled(hot) else plain(_exact_imported)
+
+
+_exact = _exact_for(_default_hot)  # the default build's: what the findings are built with
 _clip = _exact.clip
 _CANCELLED = EventType.CANCELLED
 _AUTOMATIC = Flow.AUTOMATIC
@@ -332,8 +339,8 @@ class Auditor:
         self.findings: list[Finding] = []
         self._store = store
         # The exact path: a line that may break a rule, judged as `observe` judges it (`_exact.Judge`).
-        self._j = _exact.Judge(self, self._k, hot, Finding, _said, _said_later, spec, self._moves, settled_window,
-                               fast)
+        self._j = _exact_for(hot).Judge(self, self._k, hot, Finding, _said, _said_later, spec, self._moves,
+                                        settled_window, fast)
         self._judge: Callable[..., None] = self._j.line
         if max_open:
             self._k.max_open = max_open

@@ -24,6 +24,7 @@ from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
 from ._engine import _rules, observe
 from ._guards import plain_state, room
+from ._hot import Kernel, Record, settle
 from ._money import INT64_MAX
 from ._time import format_instant
 from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable
@@ -164,16 +165,18 @@ class Judge:
     """One Auditor's exact path: `observe` on the payment's record materialized as a Payment.
 
     `auditor` answers what this does not hold (the spec of a provider's first payment, a malformed line,
-    a lapse, spilling); `kernel` is its hot loop's (`_hot.Kernel`, of either build), whose live and
-    settled records this reads and moves; `findings` is the auditor's list. `latest` is the latest
-    instant judged here (the default as_of)."""
+    a lapse, spilling); `kernel` is its hot loop's (`_hot.Kernel`), whose live and settled records this
+    reads and moves; `findings` is the auditor's list. `latest` is the latest instant judged here (the
+    default as_of). The build must match the hot loop's (`build_for`): compiled, the kernel and records
+    are read as `_hot`'s native classes, at fixed offsets, and `settle` and `Record.payment` are direct
+    C calls; the plain build takes the plain `_hot`'s, and calls whatever `hot` gives."""
 
     def __init__(self, auditor: Any, kernel: Any, hot: Any, finding: Any, said: Any, said_later: Any,
                  spec: Any, moves: dict[str, Any], window: int, fast: bool) -> None:
         # A proxy: the auditor holds this, and a cycle would keep both (and every record) alive until the
         # collector ran, which is off through an audit (`Auditor.release`).
         self.auditor: Any = proxy(auditor)
-        self.k = kernel
+        self.k: Kernel = kernel
         self.hot = hot
         self.finding = finding
         self.said = said
@@ -213,7 +216,7 @@ class Judge:
             text = canonical(at)
         ref: str = event.payment
         live = self.live
-        track: Any = k.find(ref)
+        track: Record | None = k.find(ref)
         settled = False
         if track is None:
             track = k.recall(ref)
@@ -240,7 +243,8 @@ class Judge:
                 return
             self.providers.add(spec.name)
             k.payments += 1
-            track = self.hot.Record(k.only if k.only is not None else self.moves[str(provider)], ref)
+            fast = k.only if k.only is not None else self.moves[str(provider)]
+            track = Record(fast, ref) if _COMPILED else self.hot.Record(fast, ref)
             track.at_dt, track.after = at, EXACT_ONLY
             track.line, track.file, track.pos = line, file, pos
             live[ref] = track
@@ -307,8 +311,13 @@ class Judge:
             self.findings.append(a._lapsed(payment, line, file, at))
         terminal: bool
         if after is None:
-            terminal = self.settle(track, self.type_codes[etype], amount, dest, event.currency, event.key,
-                                   event.flow, at, text, line, file, pos)
+            code = self.type_codes[etype]
+            if _COMPILED:  # a native call (the plain build's record is the plain `_hot`'s)
+                terminal = settle(track, code, amount, dest, event.currency, event.key, event.flow, at, text, line,
+                                  file, pos)
+            else:
+                terminal = self.settle(track, code, amount, dest, event.currency, event.key, event.flow, at, text,
+                                       line, file, pos)
         else:
             track.load(after, at, text)
             track.line = line
