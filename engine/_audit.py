@@ -30,6 +30,7 @@ number and file name, and time is the events' own.
 from __future__ import annotations
 
 import gc
+import importlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -40,7 +41,6 @@ from typing import Any, Protocol
 import orjson
 from attrs import field, frozen
 
-from . import _exact as _exact_imported
 from ._audit_fast import fast_spec
 from ._bom import strip_bom
 from ._builds import is_compiled, plain
@@ -65,6 +65,9 @@ from ._values import (
 )
 
 DEFAULT_SETTLED_WINDOW = 250_000
+# Imported by name, as `_builds` imports `_capture`: a static `from . import` would pull the package's
+# __init__ into the core's import cycle (where mypy can no longer type `capstate.shipped`).
+_exact_imported: ModuleType = importlib.import_module(f"{__package__}._exact")
 
 
 def _exact_for(hot: ModuleType) -> ModuleType:
@@ -441,7 +444,7 @@ class Auditor:
             except EventError as exc:
                 self.malformed(line, file, _clip(f"not a valid event: {exc}"), ref)
                 return
-            self._judge(item, line, file, pos)  # type: ignore[arg-type]
+            self._judge(item, line, file, pos)
             return
         self.feed_object(item, line, file, pos)
 

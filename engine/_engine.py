@@ -14,13 +14,13 @@ socket.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from attrs import evolve
 
-from . import _rules as _rules_imported
 from ._builds import capture as _capture
 from ._builds import chosen, is_compiled
 from ._capture import Proposed as _Proposed
@@ -58,7 +58,9 @@ _EXPIRED = EventType.EXPIRED
 
 # The judgement of one fact, compiled by mypyc where a C compiler was available (`_rules`; `_builds`
 # chooses the build): the one copy of these rules, for observe, apply, decide and the audit.
-_rules = chosen(_rules_imported)
+# Imported by name (see `_builds`): a static `from . import` would pull the package's __init__ into the
+# core's import cycle.
+_rules = chosen(importlib.import_module(f"{__package__}._rules"))
 RULES_COMPILED = is_compiled(_rules)
 """True when facts are judged by the mypyc-compiled rules."""
 if TYPE_CHECKING:
