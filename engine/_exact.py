@@ -67,8 +67,14 @@ def place(track: Any, file: str) -> str:
     return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
 
 
-def new_finding(cls: Any, payment: str | None, line: int, file: str, code: Code, at: str | None,
-                amount: int | None, currency: str | None) -> Any:
+# The ints a finding keeps (its line, the logged amount in its message state, the amount at stake) are
+# taken as objects, not as mypyc's unboxed ints: boxed again they would be a new int per finding where the
+# line's own object is shared (several findings on one line, an amount that is both logged and at stake),
+# ~1.4 MB more on the bench log's peak RSS.
+
+
+def new_finding(cls: Any, payment: str | None, line: Any, file: str, code: Code, at: str | None,
+                amount: Any, currency: str | None) -> Any:
     """A `cls` (the audit's Finding) with every field but its message, which the caller sets or defers.
     Compiled, each slot is set in one C call (attrs' frozen __init__ costs ~8x as much, the slots' own
     setters ~3x: method-wrappers called with an argument tuple); the interpreter keeps the setters."""
@@ -93,8 +99,8 @@ def new_finding(cls: Any, payment: str | None, line: int, file: str, code: Code,
     return f
 
 
-def breach(cls: Any, said: Any, said_later: Any, payment: str, line: int, file: str, kind: str,
-           logged: int | None, violation: Violation, at: str | None, amount: int | None,
+def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: str, kind: str,
+           logged: Any, violation: Violation, at: str | None, amount: Any,
            currency: str | None) -> Any:
     """The Finding (`cls`) of a violation `observe` found by an event of type `kind` (with the amount
     `logged`), its message left to be formatted on first read: no text is built for it before then (a
@@ -141,13 +147,13 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: int, file: 
     return f
 
 
-def at_stake(p: Payment, e: Any, code: Code) -> int | None:
+def at_stake(p: Payment, e: Any, code: Code) -> Any:
     """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
     t = e.type
     if t is not _CAPTURED and t is not _REFUNDED:
         return None
-    given: int | None = e.amount
-    amount = given if given is not None else 0
+    given: Any = e.amount
+    amount: Any = given if given is not None else 0
     # After an earlier excess the room is negative; that excess was counted on its own finding, so the
     # room is taken as 0, not counted twice.
     if code is _EXCEEDS_CAPTURABLE:
@@ -193,14 +199,14 @@ class Judge:
         self.settle: Any = hot.settle
         self.type_codes: dict[EventType, int] = {t: hot.TYPE_CODES[t.value] for t in EventType}
 
-    def line(self, event: Any, line: int, file: str, pos: int, text: str | None = None) -> None:
+    def line(self, event: Any, line: Any, file: str, pos: int, text: str | None = None) -> None:
         """Judge one valid event the exact way. `text` is the canonical text of the event's `at` when the
         caller knows it. `event` is an Event, or for a line the fast path decoded, the same fields as a
         `_hot.Logged` (fast mode only: `observe` takes Events)."""
         # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
         # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
         at: datetime = event.at
-        logged: int | None = event.amount
+        logged: Any = event.amount
         etype: EventType = event.type
         a = self.auditor
         # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1

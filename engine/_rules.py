@@ -44,14 +44,19 @@ _NOT_EXPIRED: Final = GUARDS["not_expired"].check
 _WITHIN_CAPTURABLE: Final = GUARDS["within_capturable"].check
 
 
-def resolve_amount(p: Payment, e: Fact) -> int:
+# An amount is taken and returned as the object it is, not as mypyc's unboxed int: the amount a line logged
+# is kept by the findings it breaks (their message state), and boxed again it would be a second int each.
+# Typed Any for that only: it is always an int.
+
+
+def resolve_amount(p: Payment, e: Fact) -> Any:
     """The amount an event moves: its own, or the one its type implies when absent
     (a capture takes what is capturable, a cancel or a lapse releases the remainder)."""
     t = e.type
     if t is _EXPIRED:
         # A lapse releases exactly what was left, whatever amount a log line claims.
         return max(p.capturable, 0)
-    given: int | None = e.amount
+    given: Any = e.amount
     if given is not None:
         return given
     # After an over-capture within an allowance nothing is left (never a negative amount).
@@ -60,12 +65,12 @@ def resolve_amount(p: Payment, e: Fact) -> int:
     if t is _CANCELLED:
         return max(p.capturable, 0)
     if t is _CAPTURE_FAILED:
-        pending: int = p.pending
+        pending: Any = p.pending
         return pending
     return 0
 
 
-def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | None, tuple[Violation, ...]]:
+def evaluate(p: Payment, e: Fact, amount: Any, command: bool) -> tuple[Step | None, tuple[Violation, ...]]:
     """The transition `e` takes from `p` and the violations its guards report.
 
     The step is None when the spec has no transition at all; it is returned even when guards fail,
@@ -115,7 +120,7 @@ def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | No
                                                 f"{p.state!r} holds"),)
 
 
-def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
+def explain_missing(p: Payment, e: Fact, amount: Any) -> Violation:
     """Why the spec has no transition for `e` from `p`'s state, in the most specific code that fits.
 
     Judged from the aggregate, not from state names, so a user's own spec gets the same precision.
@@ -158,7 +163,7 @@ def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
                                          f"{p.state!r}")
 
 
-def judge(payment: Payment, event: Fact) -> tuple[int, str, tuple[Violation, ...]]:
+def judge(payment: Payment, event: Fact) -> tuple[Any, str, tuple[Violation, ...]]:
     """`observe`'s judgement without its effect: the amount the fact moves, the state it leads to (where
     it was, when the spec has no such move) and what it broke. For a fact already checked (`check_fact`)
     and known to be the payment's: the audit applies the effect to its own mutable record."""
