@@ -1,9 +1,10 @@
-"""Build hook: compile the audit's hot loop (engine/_hot.py, imported as capstate._hot) and decide's capture
-plan (engine/_capture.py, capstate._capture) with mypyc.
+"""Build hook: compile the audit's hot loop (engine/_hot.py, imported as capstate._hot), decide's capture
+plan (engine/_capture.py, capstate._capture), the judgement of one fact (engine/_rules.py) and the audit's
+exact path (engine/_exact.py) with mypyc.
 
 Everything else about the package is in pyproject.toml. The compiled modules are an optimisation only:
-`capstate._hotpath` and `capstate._builds` run the same sources as plain Python where no extension was
-built, so this never fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be
+`capstate._hotpath`, `capstate._builds`, `_engine` and `_audit` run the same sources as plain Python where
+no extension was built, so this never fails an install. It builds nothing when CAPSTATE_NO_MYPYC=1, when mypyc cannot be
 imported, when mypyc refuses a module, or when no C compiler works (probed first; the extensions are also
 `optional`, for a compiler that fails on the generated C itself).
 """
@@ -50,8 +51,8 @@ def _mypyc_extensions() -> list[Any]:
         return []
     here = os.path.dirname(os.path.abspath(__file__))
     # mypyc names a module from its folders' __init__.py files: engine/ is installed as `capstate`, so
-    # it compiles the files through a `capstate` link to engine/: the extensions are `capstate._hot` and
-    # `capstate._capture`. separate=True: each module's runtime library is then capstate.<module>__mypyc,
+    # it compiles the files through a `capstate` link to engine/: the extensions are `capstate._hot`,
+    # `capstate._capture` and so on. separate=True: each module's runtime library is then capstate.<module>__mypyc,
     # inside the package, instead of one library named by a hash at the top of site-packages.
     root = os.path.join("build", "mypyc-src")
     link = os.path.join(root, "capstate")
@@ -63,6 +64,8 @@ def _mypyc_extensions() -> list[Any]:
             "--ignore-missing-imports", "--follow-imports=silent",
             os.path.join(link, "_hot.py"),
             os.path.join(link, "_capture.py"),
+            os.path.join(link, "_rules.py"),
+            os.path.join(link, "_exact.py"),
         ], opt_level="3", debug_level="0", separate=True)
     except (OSError, SystemExit, Exception) as exc:
         sys.stderr.write(f"capstate: not compiling the audit's hot loop ({exc}); it runs as plain Python\n")

@@ -30,26 +30,27 @@ number and file name, and time is the events' own.
 from __future__ import annotations
 
 import gc
+import importlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 from attrs import field, frozen
 
-from ._audit_fast import EXACT_ONLY, canonical, fast_spec
+from ._audit_fast import fast_spec
 from ._bom import strip_bom
+from ._builds import is_compiled, plain
 from ._codes import Code
-from ._engine import check_fact, judge, observe
+from ._engine import check_fact
 from ._errors import AuditError, EventError
-from ._guards import Fact, plain_state, room
 from ._hotpath import hot as _default_hot
 from ._lines import Line, LineError, decode_line, to_line
-from ._money import INT64_MAX, to_major_string
+from ._money import to_major_string
 from ._policy import POLICY_PARSERS
 from ._spec import Spec, _with_overrides, load_spec, shipped
 from ._time import format_instant, instant_problem, parse_instant
@@ -58,36 +59,37 @@ from ._values import (
     EventType,
     Flow,
     Payment,
-    Violation,
     _Deferrable,
     set_pending,
     surrogate_in,
     text_problem,
 )
 
-if TYPE_CHECKING:
-    from ._hot import Logged
-
 DEFAULT_SETTLED_WINDOW = 250_000
-# A message quotes what it found in the line; a garbage line must not turn the report into garbage.
-_MAX_MESSAGE = 300
-_EXPIRED = EventType.EXPIRED
+# Imported by name, as `_builds` imports `_capture`: a static `from . import` would pull the package's
+# __init__ into the core's import cycle (where mypy can no longer type `capstate.shipped`).
+_exact_imported: ModuleType = importlib.import_module(f"{__package__}._exact")
+
+
+def _exact_for(hot: ModuleType) -> ModuleType:
+    """The build of the exact path (`_exact`) that reads `hot`'s records: the compiled one (by mypyc, where a
+    C compiler was available) with the compiled hot loop, else its plain-Python source."""
+    return _exact_imported if is_compiled(hot) else plain(_exact_imported)
+
+
+_exact = _exact_for(_default_hot)  # the default build's: what the findings are built with
+_clip = _exact.clip
 _CANCELLED = EventType.CANCELLED
-_CAPTURED_TYPE, _REFUNDED_TYPE = EventType.CAPTURED, EventType.REFUNDED
 _AUTOMATIC = Flow.AUTOMATIC
-_AUTH_EXPIRED = Code.AUTHORIZATION_EXPIRED
 _loads = orjson.loads
-_new_object = object.__new__
 # Event.from_dict without its look for lone surrogates: a line orjson decoded holds none, and `feed` looks
 # in a dict given as such before anything else.
 _from_dict = Event._from_object
 _JSONDecodeError = orjson.JSONDecodeError
 # Enum `.value` is a Python-level descriptor call (~1 us); findings read it through these dicts instead.
-_TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}
 _CODE_VALUES: dict[Code, str] = {c: c.value for c in Code}
 _CODES: dict[str, Code] = {c.value: c for c in Code}
 _TAKEN, _EXACT = _default_hot.TAKEN, _default_hot.EXACT
-_TYPE_CODES: dict[EventType, int] = {t: _default_hot.TYPE_CODES[t.value] for t in EventType}
 
 
 @frozen(weakref_slot=False)  # a log may hold millions: 8 bytes each that nothing uses
@@ -154,18 +156,11 @@ def _finding(payment: str | None, line: int, file: str, code: str,  # noqa: PLR0
              message: str | tuple[Any, ...], at: str | None, amount: int | None = None,
              currency: str | None = None) -> Finding:
     """The finding `Finding.__reduce__` and `audit_ranges.pack` sent: the message as text or deferred state."""
-    f: Finding = _new_object(Finding)
-    _set_payment(f, payment)
-    _set_line(f, line)
-    _set_file(f, file)
-    _set_code(f, _CODES[code])
+    f: Finding = _exact.new_finding(Finding, payment, line, file, _CODES[code], at, amount, currency)
     if type(message) is str:
         _set_message(f, message)
     else:
         set_pending(f, message)
-    _set_at(f, at)
-    _set_amount(f, amount)
-    _set_currency(f, currency)
     return f
 
 
@@ -182,79 +177,8 @@ def _said_later(kind: str, logged: int | None, settle: Callable[..., tuple[str]]
     return _said(kind, logged, settle(*args)[0])
 
 
-# A Violation's message slot, read without `_Deferrable.__getattr__`: AttributeError while deferred.
-_violation_text = Violation.__dict__["message"].__get__
-_violation_pending = _Deferrable.__dict__["_pending"].__get__
-# The codes whose guards leave their message to be formatted on first read (deferred_violation), usually.
-_DEFERRED_CODES = frozenset({Code.EXCEEDS_CAPTURABLE, Code.REFUND_EXCEEDS_CAPTURED, Code.AUTHORIZATION_EXPIRED})
-# Rule texts seen, each kept once, and the states of breaches with no amount (`_breach`); bounded, as a
-# text that quotes a key or an amount seldom repeats.
-_TEXTS: dict[str, str] = {}
-_STATES: dict[tuple[str, str], tuple[Any, ...]] = {}
-_MAX_TEXTS = 4096
-
-
-_set_payment = Finding.__dict__["payment"].__set__
-_set_line = Finding.__dict__["line"].__set__
-_set_file = Finding.__dict__["file"].__set__
-_set_code = Finding.__dict__["code"].__set__
-_set_at = Finding.__dict__["at"].__set__
-_set_amount = Finding.__dict__["amount"].__set__
-_set_currency = Finding.__dict__["currency"].__set__
 _set_message = Finding.__dict__["message"].__set__
 _get_pending = _Deferrable.__dict__["_pending"].__get__
-
-
-def _breach(payment: str, line: int, file: str, kind: str, logged: int | None,  # noqa: PLR0917 - one per breach
-            violation: Violation, at: str | None, amount: int | None, currency: str | None) -> Finding:
-    """The Finding of a violation `observe` found by an event of type `kind` (with the amount `logged`), its
-    message left to be formatted on first read: no text is built for it before then (a log with a
-    million breaches holds a million findings). What it keeps for that is small and picklable: the
-    Violation's text, or its deferred message's function and plain values (`_guards.plain_state`),
-    never the Violation, the Payment or the Event."""
-    f: Finding = _new_object(Finding)
-    _set_payment(f, payment)
-    _set_line(f, line)
-    _set_file(f, file)
-    code = violation.code
-    _set_code(f, code)
-    _set_at(f, at)
-    _set_amount(f, amount)
-    _set_currency(f, currency)
-    # A Violation's message is either its text or deferred state. Which is asked first is a guess by the
-    # code (a raised AttributeError costs more than the rest of the finding).
-    text: str | None = None
-    if code not in _DEFERRED_CODES:
-        try:
-            text = _violation_text(violation)
-        except AttributeError:  # deferred after all
-            text = None
-    if text is None:
-        try:
-            pending = _violation_pending(violation)
-        except AttributeError:  # built with its text
-            text = _violation_text(violation)
-        else:
-            set_pending(f, (_said_later, kind, logged, *plain_state(pending)))
-            return f
-    # Many breaches share their rule's text (a currency pair, a state with no such transition): one copy
-    # of each serves them all, and with no amount the whole state (~100 and ~70 bytes a finding: 5 MB of
-    # the bench log's peak RSS).
-    shared = _TEXTS.get(text)
-    if shared is None:
-        shared = text
-        if len(_TEXTS) < _MAX_TEXTS:
-            _TEXTS[text] = text
-    if logged is not None:
-        set_pending(f, (_said, kind, logged, shared))
-    else:
-        known = _STATES.get((kind, shared))
-        if known is None:
-            known = (_said, kind, None, shared)
-            if len(_STATES) < _MAX_TEXTS:
-                _STATES[kind, shared] = known
-        set_pending(f, known)
-    return f
 
 
 @frozen
@@ -365,14 +289,6 @@ def _json_problem(item: bytes | str, exc: Exception) -> str:
     return str(exc)
 
 
-def _place(track: Any, file: str) -> str:
-    return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
-
-
 class OpenStore(Protocol):
     """Where an Auditor bounded by `max_open` keeps the open payments it spilled (the engine reads no file:
     the CLI gives it one on disk, `capstate._cli.spill`). Values are opaque bytes, keyed by payment."""
@@ -426,8 +342,11 @@ class Auditor:
         self._settled = settled
         self._providers: set[str] = self._k.providers
         self.findings: list[Finding] = []
-        self.latest: datetime | None = None
         self._store = store
+        # The exact path: a line that may break a rule, judged as `observe` judges it (`_exact.Judge`).
+        self._j = _exact_for(hot).Judge(self, self._k, hot, Finding, _said, _said_later, spec, self._moves,
+                                        settled_window, fast)
+        self._judge: Callable[..., None] = self._j.line
         if max_open:
             self._k.max_open = max_open
             self._k.spill = self._spill
@@ -463,6 +382,12 @@ class Auditor:
 
     def _unpack(self, ref: str, blob: bytes) -> Any:
         return self._k.unpack(ref, blob)
+
+    @property
+    def latest(self) -> datetime | None:
+        """The latest instant of an event judged so far (the default as_of; see also `partial`)."""
+        latest: datetime | None = self._j.latest
+        return latest
 
     @property
     def events(self) -> int:
@@ -521,7 +446,7 @@ class Auditor:
             except EventError as exc:
                 self.malformed(line, file, _clip(f"not a valid event: {exc}"), ref)
                 return
-            self._judge(item, line, file, pos)  # type: ignore[arg-type]
+            self._judge(item, line, file, pos)
             return
         self.feed_object(item, line, file, pos)
 
@@ -633,138 +558,6 @@ class Auditor:
             self._moves[provider] = fast_spec(found, self._hot)
         self._specs[provider] = found
         return found
-
-    def _judge(self, event: Event | Logged, line: int, file: str, pos: int, text: str | None = None) -> None:
-        """The exact path: `observe` on the payment's record materialized as a Payment. `text` is the
-        canonical text of the event's `at` when the caller knows it. `event` is an Event, or for a line
-        the fast path decoded, the same fields as a `_hot.Logged` (fast mode only: `observe` takes Events)."""
-        # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
-        # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
-        at = event.at
-        logged = event.amount
-        etype = event.type
-        # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1
-        # as an int, beyond as a float): malformed, not a fact for amount_valid to judge.
-        if logged is not None and logged > INT64_MAX:
-            self.malformed(line, file, f"not a valid event: amount: {_clip(str(logged))} is beyond int64 "
-                                       f"({INT64_MAX}), the largest amount any provider takes", event.payment,
-                           format_instant(at))
-            return
-        k = self._k
-        k.events += 1
-        if text is None:
-            text = canonical(at)
-        ref = event.payment
-        live = self._live
-        track = k.find(ref)
-        settled = False
-        if track is None:
-            track = k.recall(ref)
-            if track is not None:
-                if pos - track.pos > self._window:
-                    # Past the window: forgotten, whether or not memory was already reclaimed.
-                    del self._settled[ref]
-                    track = None
-                else:
-                    settled = True
-        provider = event.provider
-        if track is None:
-            spec = self._spec
-            if spec is None:
-                found = self._spec_of(provider)
-                if isinstance(found, str):
-                    self.malformed(line, file, found, ref, format_instant(at))
-                    return
-                spec = found
-            elif provider is not None and provider != spec.name:
-                self.malformed(line, file, f"event from provider {_clip(repr(provider))}, but the audit's "
-                                           f"spec is {spec.name!r}", ref, format_instant(at))
-                return
-            self._providers.add(spec.name)
-            k.payments += 1
-            track = self._hot.Record(k.only if k.only is not None else self._moves[str(provider)], ref)
-            track.at_dt, track.after = at, EXACT_ONLY
-            track.line, track.file, track.pos = line, file, pos
-            live[ref] = track
-            payment = Payment.new(spec, ref)
-        else:
-            if provider is not None and provider != track.spec.name:
-                self.malformed(line, file, f"event from provider {_clip(repr(provider))} for a payment audited "
-                                           f"under {track.spec.name!r} since line {track.line}",
-                               ref, format_instant(at))
-                return
-            previous = track.after
-            # Both canonical: the text orders as time does, and no datetime needs parsing.
-            canonical_pair = text is not None and previous and previous != EXACT_ONLY
-            if (text < previous) if canonical_pair else (at < track.when()):
-                before = track.when()
-                self.findings.append(Finding(
-                    ref, line, file, Code.OUT_OF_ORDER,
-                    f"{_TYPE_VALUES[etype]} at {format_instant(at)} is earlier than the payment's previous event "
-                    f"at {format_instant(before)} ({_place(track, file)}); applied in file order",
-                    format_instant(at)))
-            payment = track.payment()
-        # Only an event the audit judges sets the default as_of: a line it refused (no spec for its
-        # provider) is LOG_MALFORMED, and must not move the instant every other payment is judged at.
-        latest = self.latest
-        if latest is None or at > latest:
-            self.latest = at
-        try:
-            if self._fast:
-                # The judgement alone: the effect is applied to the record in place (`_hot.settle`, the
-                # fast path's own), with no Payment built after it and loaded back.
-                amount, dest, violations = judge(payment, event)
-                after = None
-            else:  # the reference: observe's own effect, on a Payment, loaded back into the record
-                assert isinstance(event, Event)  # `_slow`, which builds Logged facts, is the fast mode's
-                after, violations = observe(payment, event)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            # A fact the engine cannot even count (it never happens with valid events) is reported, and
-            # the payment stays as it was, so the rest of the audit is unaffected.
-            self.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
-            return
-        lapsed = etype is _EXPIRED
-        if (etype is _CANCELLED and payment.capturable > 0
-                and any(v.code is _AUTH_EXPIRED for v in violations)):
-            # A cancel that succeeded at or after the lapse is no merchant's: the provider refuses those
-            # ("Cancel period expired") and releases the remainder itself (Vipps cancels automatically at
-            # the deadline, https://developer.vippsmobilepay.com/docs/knowledge-base/payment-rules). What
-            # it records is the remainder held until the lapse, not a late cancel.
-            violations = tuple(v for v in violations if v.code is not _AUTH_EXPIRED)
-            lapsed = True
-        if violations:
-            stamp = text if text is not None else format_instant(at)  # the same text, when canonical
-            kind = _TYPE_VALUES[etype]
-            currency = payment.currency or event.currency
-            # The record's own reference (the live map's key), not the line's copy of it.
-            ref = payment.reference
-            append = self.findings.append
-            for v in violations:
-                append(_breach(ref, line, file, kind, logged, v, stamp, _at_stake(payment, event, v.code), currency))
-        if lapsed and payment.capturable > 0 and self._can_cancel(payment.spec, payment.state, payment.flow):
-            self.findings.append(self._lapsed(payment, line, file, at))
-        if after is None:
-            terminal = self._settle(track, _TYPE_CODES[etype], amount, dest, event.currency, event.key,
-                                    event.flow, at, text, line, file, pos)
-        else:
-            track.load(after, at, text)
-            track.line = line
-            track.file = file
-            track.pos = pos
-            terminal = track.state in track.spec.terminal and not track.pending
-        if terminal:
-            settled_map = self._settled
-            if settled:
-                settled_map.move_to_end(ref)
-            else:
-                del live[ref]
-                settled_map[ref] = track
-            k.sweep(pos)
-        elif settled:
-            del self._settled[ref]
-            live[ref] = track
-        if k.max_open and len(live) > k.max_open:
-            self._spill()
 
     def _can_cancel(self, spec: Spec, state: str, flow: Flow | None = None) -> bool:
         """Whether the merchant could have released the remainder from this state with a cancel.
@@ -938,22 +731,6 @@ def _judge_dangling(d: Dangling, as_of: datetime) -> Finding:
                    f"{format_instant(d.authorized_at)} was never captured nor released; the authorization "
                    f"lapsed at {format_instant(d.expires_at)} (judged at {format_instant(as_of)}); "
                    f"{d.provider} releases it with a cancel", format_instant(d.expires_at), d.remainder, d.currency)
-
-
-def _at_stake(p: Payment, e: Fact, code: Code) -> int | None:
-    """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
-    if e.type is not _CAPTURED_TYPE and e.type is not _REFUNDED_TYPE:
-        return None
-    amount = e.amount if e.amount is not None else 0
-    # After an earlier excess the room is negative; that excess was counted on its own finding, so the
-    # room is taken as 0, not counted twice.
-    if code is Code.EXCEEDS_CAPTURABLE:
-        policy = p.spec.policy
-        limit = room(p, e) + (policy.allowance(p.authorized) if policy.over_capture_percent else 0)
-        return max(0, amount - max(0, limit))
-    if code is Code.REFUND_EXCEEDS_CAPTURED:
-        return max(0, amount - max(0, p.refundable))
-    return amount
 
 
 def merge(partials: Iterable[Partial], *, as_of: datetime | str | None = None,

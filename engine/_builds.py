@@ -1,7 +1,8 @@
 """Which build of a module written for mypyc runs: the compiled extension, or the same source as plain Python.
 
-Two modules are written for mypyc: `_hot`, the audit's hot loop (chosen in `_hotpath`), and `_capture`,
-decide's capture plan (chosen here, so that a service that only decides never loads the audit).
+Three modules are written for mypyc: `_hot`, the audit's hot loop (chosen in `_hotpath`), `_capture`,
+decide's capture plan (chosen here, so that a service that only decides never loads the audit), and
+`_rules`, the judgement of one fact (chosen in `_engine`, as it imports the guards that import this).
 `pip install` compiles them where a C compiler is available (setup.py); the compiled extension is then
 what `import capstate._capture` loads. CAPSTATE_NO_MYPYC=1 runs the plain-Python sources instead (for
 comparison, and to rule the compiled build out when chasing a problem); so does an install without a
@@ -50,3 +51,7 @@ capture_imported: ModuleType = importlib.import_module(f"{__package__}._capture"
 capture: ModuleType = plain(capture_imported) if NO_MYPYC else capture_imported
 CAPTURE_COMPILED = is_compiled(capture)
 """True when decide runs the mypyc-compiled capture plan."""
+
+def chosen(imported: ModuleType) -> ModuleType:
+    """The build of `imported` that runs: itself, or its plain-Python source with CAPSTATE_NO_MYPYC=1."""
+    return plain(imported) if NO_MYPYC else imported

@@ -14,18 +14,20 @@ socket.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from attrs import evolve
 
 from ._builds import capture as _capture
+from ._builds import chosen, is_compiled
 from ._capture import Proposed as _Proposed
 from ._codes import Code
 from ._errors import CommandError, EventError, InvalidTransition
-from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
+from ._guards import Fact, op_of
 from ._money import is_currency, to_major_string
-from ._table import Step
 from ._time import FIRST_YEAR, LAST_YEAR, format_instant, instant_problem
 from ._values import (
     Authorize,
@@ -44,7 +46,6 @@ from ._values import (
     deferred_decision,
     new_event,
     new_payment,
-    new_violation,
 )
 
 _AUTHORIZED = EventType.AUTHORIZED
@@ -55,125 +56,18 @@ _CANCELLED = EventType.CANCELLED
 _REFUNDED = EventType.REFUNDED
 _EXPIRED = EventType.EXPIRED
 
-
-def resolve_amount(p: Payment, e: Fact) -> int:
-    """The amount an event moves: its own, or the one its type implies when absent
-    (a capture takes what is capturable, a cancel or a lapse releases the remainder)."""
-    t = e.type
-    if t is _EXPIRED:
-        # A lapse releases exactly what was left, whatever amount a log line claims.
-        return max(p.capturable, 0)
-    if e.amount is not None:
-        return e.amount
-    # After an over-capture within an allowance nothing is left (never a negative amount).
-    if t in CAPTURE_TYPES:
-        return max(room(p, e), 0)
-    if t is _CANCELLED:
-        return max(p.capturable, 0)
-    if t is _CAPTURE_FAILED:
-        return p.pending
-    return 0
-
-
-def evaluate(p: Payment, e: Fact, amount: int, command: bool) -> tuple[Step | None, tuple[Violation, ...]]:
-    """The transition `e` takes from `p` and the violations its guards report.
-
-    The step is None when the spec has no transition at all; it is returned even when guards fail,
-    so that `observe` knows where a forbidden fact leads.
-    """
-    spec = p.spec
-    table = spec.table
-    steps = table.steps.get((p.state, e.type))
-    if not steps:
-        return None, (explain_missing(p, e, amount),)
-    policy = spec.policy
-    for step in steps:
-        holds = step.holds
-        if holds is None or holds(p, e, amount):
-            # A spec evolved by hand onto another policy keeps a table compiled for the old one: its
-            # pruned checks may not fit, so judge with every guard.
-            fresh = table.policy is policy
-            if fresh:  # the screen compiled for this policy
-                fast = step.suspects
-                suspects = (fast(p, e.at, e.amount, e.currency, e.key, amount, room(p, e), command)
-                            if fast is not None else None)
-            else:
-                screen = step.screen
-                suspects = screen(p, e, amount, policy, command) if screen is not None else None
-            if suspects is not None:
-                if not suspects:
-                    return step, ()
-                if len(suspects) == 1 and fresh:  # the usual refusal: one guard to run, found by name
-                    check = step.by_name.get(suspects[0])
-                    v = check(p, e, amount, policy, command) if check is not None else None
-                    return step, (v,) if v is not None else ()
-            checks = step.checks if fresh else tuple((g.name, g.check) for g in step.guards)
-            violations: list[Violation] | None = None
-            for name, check in checks:
-                if suspects is not None and name not in suspects:
-                    continue  # the screen proved it passes
-                v = check(p, e, amount, policy, command)
-                if v is not None:
-                    if violations is None:
-                        violations = [v]
-                    else:
-                        violations.append(v)
-            return step, tuple(violations) if violations else ()
-    return None, (new_violation(Code.INVALID_STATE, f"{spec.name}: no route for {e.type.value} from state "
-                                                f"{p.state!r} holds"),)
-
-
-def explain_missing(p: Payment, e: Fact, amount: int) -> Violation:
-    """Why the spec has no transition for `e` from `p`'s state, in the most specific code that fits.
-
-    Judged from the aggregate, not from state names, so a user's own spec gets the same precision.
-    """
-    policy = p.spec.policy
-    t = e.type
-    if p.authorized_at is None and t is not _AUTHORIZED:
-        return new_violation(Code.NOT_AUTHORIZED, f"{op_of(t)} needs a successful authorization; payment is "
-                                              f"{p.state!r}")
-    if t is _AUTHORIZED:
-        return new_violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
-                                             f"{p.state!r}: the payment is already authorized")
-    if t is _REFUNDED:
-        for check in _REFUND_CHECKS:
-            v = check(p, e, amount, policy, True)
-            if v is not None:
-                return v
-    elif t in CAPTURE_TYPES or t is _CANCELLED:
-        if p.pending and t is not _CAPTURED:
-            return new_violation(Code.CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
-                                                     f"(state {p.state!r})")
-        expired = _NOT_EXPIRED(p, e, amount, policy, True)
-        if expired is not None:
-            return expired
-        if p.state == "expired":
-            return new_violation(Code.AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
-        if t is not _CANCELLED:
-            for check in _CAPTURE_CHECKS:
-                v = check(p, e, amount, policy, True)
-                if v is not None:
-                    return v
-            if room(p, e) <= 0:
-                if amount <= 0:
-                    return new_violation(Code.EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
-                                                              f"= {room_arithmetic(p, e.type, policy)}")
-                v = _WITHIN_CAPTURABLE(p, e, amount, policy, True)
-                if v is not None:
-                    return v
-    return new_violation(Code.INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
-                                         f"{p.state!r}")
-
-
-# What explain_missing asks of the registry (fixed at import: specs name guards, never define them), held
-# as the functions themselves: it runs for every fact the spec has no move for, a quarter of an audit's
-# breaches on the bench log.
-_REFUND_CHECKS = (GUARDS["within_refundable"].check, GUARDS["below_max_refunds"].check)
-_CAPTURE_CHECKS = (GUARDS["nothing_cancelled"].check, GUARDS["below_max_captures"].check)
-_NOT_EXPIRED = GUARDS["not_expired"].check
-_WITHIN_CAPTURABLE = GUARDS["within_capturable"].check
-_TYPE_VALUES: dict[EventType, str] = {t: t.value for t in EventType}  # `.value` is a descriptor call each time
+# The judgement of one fact, compiled by mypyc where a C compiler was available (`_rules`; `_builds`
+# chooses the build): the one copy of these rules, for observe, apply, decide and the audit.
+# Imported by name (see `_builds`): a static `from . import` would pull the package's __init__ into the
+# core's import cycle.
+_rules = chosen(importlib.import_module(f"{__package__}._rules"))
+RULES_COMPILED = is_compiled(_rules)
+"""True when facts are judged by the mypyc-compiled rules."""
+if TYPE_CHECKING:
+    from ._rules import evaluate, explain_missing, judge, resolve_amount
+else:
+    resolve_amount, evaluate = _rules.resolve_amount, _rules.evaluate
+    explain_missing, judge = _rules.explain_missing, _rules.judge
 
 
 def effect(p: Payment, e: Fact, amount: int, dest: str) -> Payment:
@@ -271,15 +165,6 @@ def observe(payment: Payment, event: Event) -> tuple[Payment, tuple[Violation, .
     check_fact(event)
     amount, dest, violations = judge(payment, event)
     return effect(payment, event, amount, dest), violations
-
-
-def judge(payment: Payment, event: Fact) -> tuple[int, str, tuple[Violation, ...]]:
-    """`observe`'s judgement without its effect: the amount the fact moves, the state it leads to (where
-    it was, when the spec has no such move) and what it broke. For a fact already checked (`check_fact`)
-    and known to be the payment's: the audit applies the effect to its own mutable record."""
-    amount = resolve_amount(payment, event)
-    step, violations = evaluate(payment, event, amount, command=False)
-    return amount, (step.dest if step is not None else payment.state), violations
 
 
 def replay(events: Iterable[Event], spec: object = None) -> Payment:

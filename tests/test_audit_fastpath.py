@@ -241,13 +241,19 @@ def test_the_cli_json_bytes_are_the_same_either_way(lines: list[bytes | dict[str
 def test_the_fast_path_takes_the_clean_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without this the differential tests would pass with a fast path that never fires."""
     exact: list[str] = []
-    original = Auditor._judge
+    init = Auditor.__init__
 
-    def spy(self: Auditor, event: Any, *args: Any) -> None:
-        exact.append(event.type.value)
-        original(self, event, *args)
+    def spying(self: Auditor, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        judge = self._judge  # the exact path (`_exact.Judge.line`, compiled: not patchable on its class)
 
-    monkeypatch.setattr(Auditor, "_judge", spy)
+        def spy(event: Any, *rest: Any) -> None:
+            exact.append(event.type.value)
+            judge(event, *rest)
+
+        self._judge = spy
+
+    monkeypatch.setattr(Auditor, "__init__", spying)
     lines = []
     for i in range(50):
         ref, at = f"order-{i:04d}", T0 + timedelta(minutes=i)

@@ -1,5 +1,5 @@
 """A parallel audit's findings cross a pipe (`Finding.__reduce__`, `audit_ranges.pack`/`unpack`): a message
-still deferred goes as its deferred state (small and picklable by construction: `_breach`), so no process
+still deferred goes as its deferred state (small and picklable by construction: `_exact.breach`), so no process
 formats it before the report is written. The finding read on the other side equals the one sent, message
 included."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from capstate import Code
-from capstate._audit import Dangling, Finding, Partial, _breach, message_state
+from capstate._audit import Dangling, Finding, Partial, _exact, _said, _said_later, message_state
 from capstate._cli.audit_ranges import pack, unpack
 from capstate._values import Violation, deferred_violation
 
@@ -36,6 +36,12 @@ def is_deferred(value: object) -> bool:
     except AttributeError:
         return True
     return False
+
+
+def _breach(*args: Any) -> Finding:
+    """A breach's finding as the exact path builds it (either build of `_exact`, as the audit chose)."""
+    found: Finding = _exact.breach(Finding, _said, _said_later, *args)
+    return found
 
 
 def findings() -> list[Finding]:

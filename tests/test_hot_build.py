@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import capstate
-from capstate import _builds, _hotpath
+from capstate import _audit, _builds, _engine, _hotpath
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "histories"
@@ -46,20 +46,22 @@ PROBE = (
     "                answers.append([d.to_dict(), [v.message for v in d.violations],\n"
     "                                [w.message for w in d.warnings]])\n"
     "print(orjson.dumps(answers).decode())\n"
+    "from capstate import _audit, _engine\n"
+    "print(_engine._rules.__file__, _audit._exact.__file__)\n"
 )
 
 
-def _probe(env: dict[str, str], cwd: Path) -> tuple[bool, str, str, bool, str, str]:
+def _probe(env: dict[str, str], cwd: Path) -> tuple[bool, str, str, bool, str, str, list[str]]:
     """The audit's build, where it was loaded from and its report; then the same for decide's capture plan
-    and its answers."""
+    and its answers; then where the rules (`_rules`) and the audit's exact path (`_exact`) were loaded from."""
     histories = sorted(str(p) for p in EXAMPLE.glob("*.jsonl"))
     done = subprocess.run([sys.executable, "-c", PROBE, *histories], capture_output=True, text=True, env=env,
                           cwd=cwd, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
-    head, report, capture_head, answers = done.stdout.splitlines()[:4]
+    head, report, capture_head, answers, judging = done.stdout.splitlines()[:5]
     compiled, where = head.split(" ", 1)
     capture_compiled, capture_where = capture_head.split(" ", 1)
-    return compiled == "True", where, report, capture_compiled == "True", capture_where, answers
+    return compiled == "True", where, report, capture_compiled == "True", capture_where, answers, judging.split()
 
 
 def test_the_installed_hot_loop_and_capture_plan_are_compiled() -> None:
@@ -71,12 +73,15 @@ def test_the_installed_hot_loop_and_capture_plan_are_compiled() -> None:
     assert _hotpath.hot.__file__.endswith((".so", ".pyd"))
     assert _builds.capture.__file__.endswith((".so", ".pyd"))
     assert capstate.decide is _builds.capture.decide
+    assert _engine.RULES_COMPILED and _audit._exact.__file__.endswith((".so", ".pyd"))
 
 
 def test_capstate_no_mypyc_runs_the_same_source_as_plain_python(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CAPSTATE_NO_MYPYC"}
-    compiled, _, installed, capture_compiled, _, decided = _probe(env, tmp_path)
-    plain, where, report, capture_plain, capture_where, answers = _probe({**env, "CAPSTATE_NO_MYPYC": "1"}, tmp_path)
+    compiled, _, installed, capture_compiled, _, decided, _ = _probe(env, tmp_path)
+    plain, where, report, capture_plain, capture_where, answers, judging = _probe({**env, "CAPSTATE_NO_MYPYC": "1"},
+                                                                                  tmp_path)
+    assert [Path(f).name for f in judging] == ["_rules.py", "_exact.py"]
     assert not plain and where.endswith("_hot.py")
     assert compiled == _hotpath.is_compiled(_hotpath._imported)
     assert report == installed and '"events":' in report
@@ -102,12 +107,13 @@ def test_pip_install_works_without_a_c_compiler(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path / "site")
-    assert "capstate/_hot.py" in names and "capstate/_capture.py" in names
+    assert {"capstate/_hot.py", "capstate/_capture.py", "capstate/_rules.py", "capstate/_exact.py"} <= set(names)
     assert not [n for n in names if n.endswith((".so", ".pyd"))], names
     site = tmp_path / "site" / "capstate"
-    compiled, where, report, capture_compiled, capture_where, answers = _probe(
+    compiled, where, report, capture_compiled, capture_where, answers, judging = _probe(
         {**os.environ, "PYTHONPATH": str(tmp_path / "site")}, tmp_path)
     assert not compiled and Path(where).resolve() == (site / "_hot.py").resolve()
     assert not capture_compiled and Path(capture_where).resolve() == (site / "_capture.py").resolve()
-    _, _, installed, _, _, decided = _probe(dict(os.environ), tmp_path)
+    assert [Path(f).resolve() for f in judging] == [(site / "_rules.py").resolve(), (site / "_exact.py").resolve()]
+    _, _, installed, _, _, decided, _ = _probe(dict(os.environ), tmp_path)
     assert report == installed and answers == decided
