@@ -32,6 +32,7 @@ import pickle
 import re
 import struct
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from msgspec.structs import astuple
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # named in annotations only (never evaluated at run time): my
     from mypy_extensions import i64
 
 _astuple: Final = astuple
+_BytesIO: Final = BytesIO
 # The largest int mypyc holds unboxed (a tagged 63-bit int): an amount up to it is within int64 with one C
 # compare, and only a larger one is compared with INT64_MAX, a boxed int.
 _SHORT_MAX: Final = (1 << 62) - 1
@@ -734,6 +736,11 @@ def _day_code(at: str) -> i64:
     return ((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2
 
 
+def _uncut(raw: bytes) -> bytes:
+    """A line as `bytes.split(b"\n")` gives it: without the "\n" `readlines` leaves."""
+    return raw[:len(raw) - 1] if raw and raw[len(raw) - 1] == 10 else raw
+
+
 class Kernel:
     """The fast path's side of one Auditor: the payments it holds and the counts it keeps.
 
@@ -1031,19 +1038,36 @@ class Kernel:
         input). A line the decoder refuses, or that `take` finds not plain, goes to `slow(raw, line, file,
         pos, None)`, to be parsed again; a valid event `take` leaves to the exact path goes to
         `exact(Logged, line, file, pos, canonical text of its at)`."""
+        self._feed(lines, number, file, start, decode, slow, exact, False)
+
+    def _feed(self, lines: list[bytes], number: int, file: str, start: int, decode: Any, slow: Any, exact: Any,
+              cut: bool) -> None:
+        """`feed_lines`; `cut`: a line may end with "\n", which `slow` is given without."""
         for raw in lines:
             number += 1
             try:
                 ev = decode(raw)
             except Exception:  # msgspec's DecodeError or ValidationError: the exact way reports it
-                slow(raw, number, file, start + number, None)
+                slow(_uncut(raw) if cut else raw, number, file, start + number, None)
                 continue
             taken = self.take(ev, number, file, start + number)
             if taken == EXACT:
                 fact = logged(ev)
                 exact(fact, number, file, start + number, fact.text)
             elif taken != TAKEN:
-                slow(raw, number, file, start + number, None)
+                slow(_uncut(raw) if cut else raw, number, file, start + number, None)
+
+    def feed_block(self, block: bytes, number: int, file: str, start: int, decode: Any, slow: Any,
+                   exact: Any) -> int:
+        """`feed_lines` for the lines of `block` (joined by "\n", as `block.split(b"\n")` would cut them);
+        returns how many it held. The lines are cut by `BytesIO.readlines` (memchr: ~3.5x cheaper than
+        `bytes.split`'s byte-by-byte loop), so each but the last keeps its "\n": the decoder reads it as
+        trailing whitespace, and `slow` is given the line without it."""
+        lines: list[bytes] = _BytesIO(block).readlines()
+        if not block or block[len(block) - 1] == 10:  # a last line that is empty
+            lines.append(b"")
+        self._feed(lines, number, file, start, decode, slow, exact, True)
+        return len(lines)
 
     def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int,
                       decode: Any, slow: Any, exact: Any) -> None:

@@ -225,6 +225,36 @@ def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
     assert run(True) == run(False) == run(True, "plain")
 
 
+@given(st.one_of(logs(), plausible_logs()),
+       st.lists(st.sampled_from([b"", b"\r", b" ", b"{", b"\n", b"not json", b'{"payment":"p"}\r']), max_size=4),
+       st.randoms(use_true_random=False))
+@example([], [b""], None)
+@example([], [], None)
+def test_a_block_is_fed_as_its_lines_are(lines: list[bytes | dict[str, Any]], odd: list[bytes], rnd: Any) -> None:
+    """`feed_block` (lines cut by readlines, each keeping its "\n") reports what `feed_lines` on the block's
+    `split(b"\n")` does, and counts the same lines: empty ones, a last one that is empty, garbage."""
+    raw = [line if isinstance(line, bytes) else orjson.dumps(line) for line in lines]
+    for extra in odd:
+        raw.insert(rnd.randint(0, len(raw)) if rnd is not None else len(raw), extra)
+    block = b"\n".join(raw)
+
+    def run(fast: bool, build: str, by_block: bool) -> tuple[int, bytes]:
+        auditor = Auditor(None, fast=fast, hot=BUILDS[build])
+        if by_block:
+            n = auditor.feed_block(block, 3, "x.jsonl", 10)
+        else:
+            split = block.split(b"\n")
+            auditor.feed_lines(split, 3, "x.jsonl", 10)
+            n = len(split)
+        return n, orjson.dumps(merge([auditor.partial()], files=("x.jsonl",)).to_dict())
+
+    reference = run(False, "installed", False)
+    assert reference[0] == block.count(b"\n") + 1
+    for fast in (True, False):
+        for build in BUILDS:
+            assert run(fast, build, True) == reference
+
+
 @given(st.one_of(logs(), plausible_logs()), st.sampled_from(OVERRIDES))
 def test_the_cli_json_bytes_are_the_same_either_way(lines: list[bytes | dict[str, Any]],
                                                     overrides: dict[str, Any] | None) -> None:

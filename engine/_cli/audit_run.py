@@ -408,11 +408,10 @@ def _audit_canonical(auditor: Auditor, stream: _Reader, raw: IO[bytes], *, name:
                 if parts == 1 or part == 0:
                     auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
                 continue
-            lines = block.split(b"\n")
             if parts == 1:
-                auditor.feed_lines(lines, number, name, start)
-                number += len(lines)
+                number += auditor.feed_block(block, number, name, start)
                 continue
+            lines = block.split(b"\n")
             owners, parsed = _partition(block, lines, parts)
             for k in compress(range(len(lines)), map(part.__eq__, owners)):
                 obj = parsed.get(k) if parsed else None
