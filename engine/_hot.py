@@ -148,14 +148,31 @@ def canonical(at: datetime) -> str | None:
     return text[:19] + "Z" if len(text) == 25 and text.endswith("+00:00") else None
 
 
-_SHIFTED: Final[dict[tuple[str, int], str]] = {}
+# The date a day ("YYYYMMDD" as `_day_code` reads it, shifted left by _DAY_SHIFT) plus a number of whole days
+# falls on, as text: an int key, where a (str, int) tuple cost a slice, a tuple and their hashing per call.
+_SHIFTED: Final[dict[int, str]] = {}
+_DAY_SHIFT: Final = 20
+# Each span's whole days, -1 for one that is not whole days (or too long for the key): read once per span,
+# not three attribute lookups per call.
+_SPAN_DAYS: Final[dict[timedelta, int]] = {}
+
+
+def _whole_days(span: timedelta) -> int:
+    days = _SPAN_DAYS.get(span)
+    if days is None:
+        days = span.days if not span.seconds and not span.microseconds and 0 <= span.days < 1 << _DAY_SHIFT else -1
+        if len(_SPAN_DAYS) < 1_000:  # bounded: a policy has a few spans
+            _SPAN_DAYS[span] = days
+    return days
 
 
 def deadline(text: str | None, start: datetime, span: timedelta) -> str:
     """`start + span` as canonical text ("" when it has none: sub-second, or past year 9999). `text`, the
     canonical text of `start` if known, lets a span of whole days move the date alone (cached per day)."""
-    if text is not None and not span.seconds and not span.microseconds:
-        key = (text[:10], span.days)
+    days = _whole_days(span) if text is not None else -1
+    code = _day_code(text) if text is not None and days >= 0 else -1
+    if text is not None and code >= 0:
+        key = code << _DAY_SHIFT | days
         day = _SHIFTED.get(key)
         if day is None:
             try:

@@ -225,6 +225,30 @@ def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
     assert run(True) == run(False) == run(True, "plain")
 
 
+@pytest.mark.parametrize("build", BUILDS)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)),
+       st.one_of(st.integers(-800_000, 3_000_000).map(lambda d: timedelta(days=d)),
+                 st.timedeltas(min_value=timedelta(days=-5), max_value=timedelta(days=5))),
+       st.booleans())
+@example(datetime(9999, 12, 31, 23, 0, tzinfo=UTC), timedelta(days=1), True)
+@example(datetime(2026, 1, 31, 12, 0, tzinfo=UTC), timedelta(days=(1 << 20) + 3), True)
+def test_a_deadline_is_the_canonical_text_of_its_instant(build: str, start: datetime, span: timedelta,
+                                                         whole: bool) -> None:
+    """`deadline` shifts a canonical day by whole days from a cache keyed by the day's number: the same text
+    as the instant's own, "" where there is none (sub-second, or past year 9999)."""
+    module = BUILDS[build]
+    if whole:
+        start = start.replace(microsecond=0)
+    text = module.canonical(start)
+    try:
+        expected = module.canonical(start + span) or ""
+    except OverflowError:
+        expected = ""
+    assert module.deadline(text, start, span) == expected
+    assert module.deadline(text, start, span) == expected  # cached
+    assert module.deadline(None, start, span) == expected
+
+
 @given(st.one_of(logs(), plausible_logs()),
        st.lists(st.sampled_from([b"", b"\r", b" ", b"{", b"\n", b"not json", b'{"payment":"p"}\r']), max_size=4),
        st.randoms(use_true_random=False))
