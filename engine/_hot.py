@@ -1118,13 +1118,16 @@ class Kernel:
             settled = self.settled
             packed = self.packed
             limit = pos - self.young
-            while settled:
-                ref, oldest = settled.popitem(False)
-                if oldest.pos >= limit:  # young: back to the front (one lookup a sweep, not two a record)
-                    settled[ref] = oldest
-                    settled.move_to_end(ref, False)
+            # The old ones are a prefix (oldest first): read in one pass, then taken off the front (a
+            # `popitem` method call per record, and putting the first young one back, cost ~3x as much).
+            old: list[str] = []
+            for ref, oldest in cast("dict[str, Record]", settled).items():
+                if oldest.pos >= limit:
                     break
                 packed[ref] = self.pack(oldest)
+                old.append(ref)
+            for ref in old:
+                del settled[ref]
 
     def forget_before(self, limit: int) -> None:
         """Reclaim the settled payments whose latest event is more than the window behind."""
