@@ -369,6 +369,11 @@ def test_the_digit_by_digit_clock_check_agrees_with_the_exact_parser(build: str,
     text = day + clock
     assert module.canonical_at(day + "00:00:00Z") is not None  # the day is valid, and now known
     assert module.clock_ok(text) is (module.canonical_at(text) == text)
+    # `take`'s one-pass reading: a day number exactly when the day is read and the clock passes.
+    stamp = module._stamp(text)
+    assert (stamp >= 0) is module.clock_ok(text)
+    if stamp >= 0:
+        assert stamp == module._day_code(text) == int(day[:4] + day[5:7] + day[8:10])
 
 
 @given(st.integers(1, 10**16), st.sampled_from(["NOK", "JPY", "KWD", "USD", "CLF"]),
