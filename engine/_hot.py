@@ -811,6 +811,7 @@ class Kernel:
         self.events = 0
         self.payments = 0
         self.latest_s = ""  # the latest canonical `at` the fast path saw (text orders as time does)
+        self.latest_day: i64 = -1  # its day's `_day_code`
         # The days of the latest lines `take` judged plain (in DAYS), most recent first, as `_day_code`s.
         self.day1: i64 = -1
         self.day2: i64 = -1
@@ -1040,7 +1041,7 @@ class Kernel:
                     return EXACT
                 rec = Record(fast, ref)
                 where = 2  # new
-        if at < rec.after or (provider is not None and provider != rec.name):
+        if (where != 2 and at < rec.after) or (provider is not None and provider != rec.name):  # new: after ""
             return EXACT
         mv = rec.moves[code]
         if mv is None:
@@ -1051,7 +1052,12 @@ class Kernel:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
         self.events += 1
-        if at > self.latest_s:  # noqa: PLR1730 - max() is a call of the builtin, compiled
+        # The day's number first: a str comparison (a generic rich compare) only for a line on the latest day.
+        latest = self.latest_day
+        if day > latest:
+            self.latest_day = day
+            self.latest_s = at
+        elif day == latest and at > self.latest_s:
             self.latest_s = at
         rec.after = at
         rec.line = line
