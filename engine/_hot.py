@@ -532,8 +532,9 @@ def key_ok(uses: tuple[Any, ...], key: str, t: int, amount: int, cur: str | None
     """key_unique's verdict on a logged fact of type `t` with `key`: True when it passes. Only identical
     attempts that have not succeeded may share its key (an attempt's outcome, or a retry)."""
     for i in range(0, len(uses), 4):
-        if uses[i] == key and ((cur is not None and cur != currency) or uses[i + 1] != _OPS[t]
-                               or uses[i + 2] != amount or uses[i + 3]):
+        used: str = uses[i]  # a key is a str: typed, the test is a str compare, not a generic rich compare
+        if used == key and ((cur is not None and cur != currency) or uses[i + 1] != _OPS[t]
+                            or uses[i + 2] != amount or uses[i + 3]):
             return False
     return True
 
