@@ -459,6 +459,15 @@ class Auditor:
         for k, raw in enumerate(lines, number + 1):
             self._parse(raw, k, file, start + k)
 
+    def feed_block(self, block: bytes, number: int, file: str, start: int) -> int:
+        """`feed_lines` for the lines of `block` (joined by "\n"); returns how many it held."""
+        if self._fast:
+            n: int = self._k.feed_block(block, number, file, start, decode_line, self._slow, self._judge)
+            return n
+        lines = block.split(b"\n")
+        self.feed_lines(lines, number, file, start)
+        return len(lines)
+
     def feed_numbered(self, lines: list[bytes], numbers: list[int], file: str, base: int, pos_base: int) -> None:
         """Audit raw lines numbered `base + numbers[i]`, at `pos_base + numbers[i]` in the whole input (a
         partition's share of one range of a file, in order)."""

@@ -117,16 +117,12 @@ def build(spec: Spec, module: ModuleType = hot) -> Any:
     """The FastSpec of `spec` in `module` (the compiled `_hot`, or its plain-Python twin)."""
     by_state: dict[str, dict[str, Any]] = {state: {} for state in spec.states}
     cancellable = {state for (state, trigger) in spec.table.steps if trigger is EventType.CANCELLED}
-    built: list[Any] = []
     for (state, trigger), steps in spec.table.steps.items():
         found = _steps(module, spec, trigger, steps, state in cancellable)
         if found is None:
             continue
         by_state[state][trigger.value] = module.Move(module.TYPE_CODES[trigger.value], found)
-        built.extend(found)
-    for s in built:
-        s.dest_moves = by_state[s.dest]
-    pol = spec.policy
+    pol = spec.policy  # the FastSpec sets each step's `dest_moves`
     return module.FastSpec(spec, by_state, pol, pol.currencies, pol.reference.acceptor())
 
 

@@ -225,6 +225,60 @@ def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
     assert run(True) == run(False) == run(True, "plain")
 
 
+@pytest.mark.parametrize("build", BUILDS)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)),
+       st.one_of(st.integers(-800_000, 3_000_000).map(lambda d: timedelta(days=d)),
+                 st.timedeltas(min_value=timedelta(days=-5), max_value=timedelta(days=5))),
+       st.booleans())
+@example(datetime(9999, 12, 31, 23, 0, tzinfo=UTC), timedelta(days=1), True)
+@example(datetime(2026, 1, 31, 12, 0, tzinfo=UTC), timedelta(days=(1 << 20) + 3), True)
+def test_a_deadline_is_the_canonical_text_of_its_instant(build: str, start: datetime, span: timedelta,
+                                                         whole: bool) -> None:
+    """`deadline` shifts a canonical day by whole days from a cache keyed by the day's number: the same text
+    as the instant's own, "" where there is none (sub-second, or past year 9999)."""
+    module = BUILDS[build]
+    if whole:
+        start = start.replace(microsecond=0)
+    text = module.canonical(start)
+    try:
+        expected = module.canonical(start + span) or ""
+    except OverflowError:
+        expected = ""
+    assert module.deadline(text, start, span) == expected
+    assert module.deadline(text, start, span) == expected  # cached
+    assert module.deadline(None, start, span) == expected
+
+
+@given(st.one_of(logs(), plausible_logs()),
+       st.lists(st.sampled_from([b"", b"\r", b" ", b"{", b"\n", b"not json", b'{"payment":"p"}\r']), max_size=4),
+       st.randoms(use_true_random=False))
+@example([], [b""], None)
+@example([], [], None)
+def test_a_block_is_fed_as_its_lines_are(lines: list[bytes | dict[str, Any]], odd: list[bytes], rnd: Any) -> None:
+    """`feed_block` (lines cut by readlines, each keeping its "\n") reports what `feed_lines` on the block's
+    `split(b"\n")` does, and counts the same lines: empty ones, a last one that is empty, garbage."""
+    raw = [line if isinstance(line, bytes) else orjson.dumps(line) for line in lines]
+    for extra in odd:
+        raw.insert(rnd.randint(0, len(raw)) if rnd is not None else len(raw), extra)
+    block = b"\n".join(raw)
+
+    def run(fast: bool, build: str, by_block: bool) -> tuple[int, bytes]:
+        auditor = Auditor(None, fast=fast, hot=BUILDS[build])
+        if by_block:
+            n = auditor.feed_block(block, 3, "x.jsonl", 10)
+        else:
+            split = block.split(b"\n")
+            auditor.feed_lines(split, 3, "x.jsonl", 10)
+            n = len(split)
+        return n, orjson.dumps(merge([auditor.partial()], files=("x.jsonl",)).to_dict())
+
+    reference = run(False, "installed", False)
+    assert reference[0] == block.count(b"\n") + 1
+    for fast in (True, False):
+        for build in BUILDS:
+            assert run(fast, build, True) == reference
+
+
 @given(st.one_of(logs(), plausible_logs()), st.sampled_from(OVERRIDES))
 def test_the_cli_json_bytes_are_the_same_either_way(lines: list[bytes | dict[str, Any]],
                                                     overrides: dict[str, Any] | None) -> None:
@@ -321,6 +375,11 @@ def test_the_digit_by_digit_clock_check_agrees_with_the_exact_parser(build: str,
     text = day + clock
     assert module.canonical_at(day + "00:00:00Z") is not None  # the day is valid, and now known
     assert module.clock_ok(text) is (module.canonical_at(text) == text)
+    # `take`'s one-pass reading: a day number exactly when the day is read and the clock passes.
+    stamp = module._stamp(text)
+    assert (stamp >= 0) is module.clock_ok(text)
+    if stamp >= 0:
+        assert stamp == module._day_code(text) == int(day[:4] + day[5:7] + day[8:10])
 
 
 @given(st.integers(1, 10**16), st.sampled_from(["NOK", "JPY", "KWD", "USD", "CLF"]),

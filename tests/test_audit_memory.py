@@ -85,6 +85,11 @@ def test_records_of_every_shape_come_back(build: str) -> None:
         {"uses": ("\u00e6\u00f8\u00e5\ud800", "capture", 2**65, False), "after": "x" * 200},
         {"uses": (Key("k"), "capture", 1, True)},
         {"currency": "X" * 5, "file": "d\u00e9j\u00e0.jsonl"},
+        # The 4-byte fields at their edges, and just past them (the 8-byte ones then).
+        {"pos": 2**31 - 1, "line": 2**31 - 1, "authorized": 2**31 - 1, "capture_count": 2**31 - 1},
+        {"refunded": 2**31},
+        {"refund_count": 2**31},
+        {"pending": -1},
     ]
     for change in shapes:
         r = k.unpack(base.reference, k.pack(base))
