@@ -23,7 +23,7 @@ from weakref import proxy
 from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
 from ._engine import _rules, observe
-from ._guards import plain_state
+from ._guards import PLAIN_STATE
 from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
 from ._time import format_instant
@@ -55,6 +55,7 @@ _set_pending: Final = _Deferrable.__dict__["_pending"].__set__
 _TEXTS: Final[dict[str, str]] = {}
 _STATES: Final[dict[tuple[str, str], tuple[Any, ...]]] = {}
 _MAX_TEXTS: Final = 4096
+_PLAIN_STATE: Final = PLAIN_STATE
 
 
 def clip(text: str) -> str:
@@ -132,7 +133,9 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         except AttributeError:  # built with its text
             text = _violation_text(violation)
         else:
-            defer(f, (said_later, kind, logged, *plain_state(pending)))
+            # `_guards.plain_state`, without its Python frame where the state is plain already
+            to_plain = _PLAIN_STATE.get(pending[0])
+            defer(f, (said_later, kind, logged) + (to_plain(*pending[1:]) if to_plain is not None else pending))
             return f
     assert text is not None
     # Many breaches share their rule's text (a currency pair, a state with no such transition): one copy

@@ -467,14 +467,14 @@ def _exceeds_state(p: Payment, etype: EventType, amount: int, limit: int, pol: P
 
 # The deferred messages whose state holds the Payment (decide's compiled `exceeds_capturable` defers its
 # message with `_capture.exceeds_message`, of either build), and their state as plain values.
-_PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
+PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
     _capture.exceeds_message: _exceeds_state, _capture_imported.exceeds_message: _exceeds_state}
 
 
 def plain_state(pending: tuple[Any, ...]) -> tuple[Any, ...]:
     """A deferred message's state `(settle, *args)` with plain values only: the same text on first read,
     without the Payment a compiled guard's state may hold."""
-    to_plain = _PLAIN_STATE.get(pending[0])
+    to_plain = PLAIN_STATE.get(pending[0])
     return to_plain(*pending[1:]) if to_plain is not None else pending
 
 
