@@ -64,10 +64,9 @@ _rules = chosen(importlib.import_module(f"{__package__}._rules"))
 RULES_COMPILED = is_compiled(_rules)
 """True when facts are judged by the mypyc-compiled rules."""
 if TYPE_CHECKING:
-    from ._rules import evaluate, explain_missing, judge, resolve_amount
+    from ._rules import evaluate, judge, resolve_amount
 else:
-    resolve_amount, evaluate = _rules.resolve_amount, _rules.evaluate
-    explain_missing, judge = _rules.explain_missing, _rules.judge
+    resolve_amount, evaluate, judge = _rules.resolve_amount, _rules.evaluate, _rules.judge
 
 
 def effect(p: Payment, e: Fact, amount: int, dest: str) -> Payment:

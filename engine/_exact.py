@@ -23,8 +23,8 @@ from weakref import proxy
 from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
 from ._engine import _rules, observe
-from ._guards import plain_state, room
-from ._hot import Kernel, Record, settle
+from ._guards import PLAIN_STATE
+from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
 from ._time import format_instant
 from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable
@@ -55,6 +55,7 @@ _set_pending: Final = _Deferrable.__dict__["_pending"].__set__
 _TEXTS: Final[dict[str, str]] = {}
 _STATES: Final[dict[tuple[str, str], tuple[Any, ...]]] = {}
 _MAX_TEXTS: Final = 4096
+_PLAIN_STATE: Final = PLAIN_STATE
 
 
 def clip(text: str) -> str:
@@ -99,8 +100,17 @@ def new_finding(cls: Any, payment: str | None, line: Any, file: str, code: Code,
     return f
 
 
+def defer(f: Any, state: tuple[Any, ...]) -> None:
+    """Set a finding's deferred message state. Compiled, one generic slot set; the slot's own setter is a
+    method-wrapper called with an argument tuple (~3x as much), which the interpreter keeps."""
+    if _COMPILED:
+        object.__setattr__(f, "_pending", state)
+    else:
+        _set_pending(f, state)
+
+
 def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: str, kind: str,
-           logged: Any, violation: Violation, at: str | None, amount: Any,
+           logged: Any, violation: Violation, code: Code, at: str | None, amount: Any,
            currency: str | None) -> Any:
     """The Finding (`cls`) of a violation `observe` found by an event of type `kind` (with the amount
     `logged`), its message left to be formatted on first read: no text is built for it before then (a
@@ -108,7 +118,6 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
     picklable: `(said, kind, logged, text)` with the Violation's text, or `(said_later, kind, logged,
     settle, *values)` with its deferred message's function and plain values (`_guards.plain_state`),
     never the Violation, the Payment or the Event."""
-    code: Code = violation.code
     f = new_finding(cls, payment, line, file, code, at, amount, currency)
     # A Violation's message is either its text or deferred state. Which is asked first is a guess by the
     # code (a raised AttributeError costs more than the rest of the finding).
@@ -124,7 +133,9 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         except AttributeError:  # built with its text
             text = _violation_text(violation)
         else:
-            _set_pending(f, (said_later, kind, logged, *plain_state(pending)))
+            # `_guards.plain_state`, without its Python frame where the state is plain already
+            to_plain = _PLAIN_STATE.get(pending[0])
+            defer(f, (said_later, kind, logged) + (to_plain(*pending[1:]) if to_plain is not None else pending))
             return f
     assert text is not None
     # Many breaches share their rule's text (a currency pair, a state with no such transition): one copy
@@ -136,30 +147,30 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         if len(_TEXTS) < _MAX_TEXTS:
             _TEXTS[text] = text
     if logged is not None:
-        _set_pending(f, (said, kind, logged, shared))
+        defer(f, (said, kind, logged, shared))
     else:
         known = _STATES.get((kind, shared))
         if known is None:
             known = (said, kind, None, shared)
             if len(_STATES) < _MAX_TEXTS:
                 _STATES[kind, shared] = known
-        _set_pending(f, known)
+        defer(f, known)
     return f
 
 
-def at_stake(p: Payment, e: Any, code: Code) -> Any:
-    """The money a breach by `e` on `p` (the payment before it) moved, in minor units (see Finding.amount)."""
-    t = e.type
+def at_stake(p: Payment, t: EventType, given: Any, code: Code) -> Any:
+    """The money a breach by an event of type `t` and logged amount `given` on `p` (the payment before it)
+    moved, in minor units (see Finding.amount)."""
     if t is not _CAPTURED and t is not _REFUNDED:
         return None
-    given: Any = e.amount
     amount: Any = given if given is not None else 0
     # After an earlier excess the room is negative; that excess was counted on its own finding, so the
     # room is taken as 0, not counted twice.
     if code is _EXCEEDS_CAPTURABLE:
         policy = p.spec.policy
         allowance: int = policy.allowance(p.authorized) if policy.over_capture_percent else 0
-        limit: int = room(p, e) + allowance
+        room: int = p.authorized - p.captured - p.cancelled  # `_guards.room` for an event of type `t`
+        limit: int = (room if t is _CAPTURED else room - p.pending) + allowance
         return max(0, amount - max(0, limit))
     if code is _REFUND_EXCEEDS_CAPTURED:
         refundable: int = p.refundable
@@ -205,22 +216,34 @@ class Judge:
         `_hot.Logged` (fast mode only: `observe` takes Events)."""
         # Its `at` passed the one rule for instants (_time.instant_problem) where the event was made:
         # Event.from_dict, canonical_at on the fast path, or check_fact in `feed` for an Event.
-        at: datetime = event.at
-        logged: Any = event.amount
-        etype: EventType = event.type
+        # Every field it reads, read once: a Logged's at fixed offsets (compiled), an Event's generically.
+        at: datetime
+        logged: Any
+        etype: EventType
+        ref: str
+        provider: Any  # a hand-built Event's is not checked as a str
+        currency: str | None
+        key: str | None
+        flow: Flow | None
+        if isinstance(event, Logged):
+            fact: Logged = event
+            at, logged, etype, ref = fact.at, fact.amount, fact.type, fact.payment
+            provider, currency, key, flow = fact.provider, fact.currency, fact.key, fact.flow
+        else:
+            at, logged, etype, ref = event.at, event.amount, event.type, event.payment
+            provider, currency, key, flow = event.provider, event.currency, event.key, event.flow
         a = self.auditor
         # Past int64 a log holds garbage, and JSON readers disagree about it (orjson reads up to 2**64 - 1
         # as an int, beyond as a float): malformed, not a fact for amount_valid to judge.
         if logged is not None and logged > _INT64_MAX:
             a.malformed(line, file, f"not a valid event: amount: {clip(str(logged))} is beyond int64 "
-                                    f"({_INT64_MAX}), the largest amount any provider takes", event.payment,
+                                    f"({_INT64_MAX}), the largest amount any provider takes", ref,
                         format_instant(at))
             return
         k = self.k
         k.events += 1
         if text is None:
             text = canonical(at)
-        ref: str = event.payment
         live = self.live
         track: Record | None = k.find(ref)
         settled = False
@@ -233,7 +256,6 @@ class Judge:
                     track = None
                 else:
                     settled = True
-        provider: Any = event.provider  # a hand-built Event's is not checked as a str
         payment: Payment
         if track is None:
             spec = self.spec
@@ -295,7 +317,7 @@ class Judge:
             a.malformed(line, file, f"cannot be judged: {type(exc).__name__}: {exc}", ref, format_instant(at))
             return
         lapsed = etype is _EXPIRED
-        if (etype is _CANCELLED and payment.capturable > 0
+        if (etype is _CANCELLED and track.capturable > 0
                 and any(v.code is _AUTH_EXPIRED for v in violations)):
             # A cancel that succeeded at or after the lapse is no merchant's: the provider refuses those
             # ("Cancel period expired") and releases the remainder itself (Vipps cancels automatically at
@@ -306,24 +328,25 @@ class Judge:
         if violations:
             stamp = text if text is not None else format_instant(at)  # the same text, when canonical
             kind = _TYPE_VALUES[etype]
-            currency: Any = payment.currency or event.currency
-            # The record's own reference (the live map's key), not the line's copy of it.
-            ref = payment.reference
+            # The record's fields, not the Payment's (the same objects: it was built from them, and the
+            # record is settled only below); its own reference (the live map's key), not the line's copy.
+            held: Any = track.currency or currency
+            ref = track.reference
             findings = self.findings
             for v in violations:
+                code: Code = v.code
                 findings.append(breach(self.finding, self.said, self.said_later, ref, line, file, kind, logged, v,
-                                       stamp, at_stake(payment, event, v.code), currency))
-        if lapsed and payment.capturable > 0 and a._can_cancel(payment.spec, payment.state, payment.flow):
+                                       code, stamp, at_stake(payment, etype, logged, code), held))
+        if lapsed and track.capturable > 0 and a._can_cancel(track.spec, track.state, track.flow):
             self.findings.append(a._lapsed(payment, line, file, at))
         terminal: bool
         if after is None:
-            code = self.type_codes[etype]
+            type_code = self.type_codes[etype]
             if _COMPILED:  # a native call (the plain build's record is the plain `_hot`'s)
-                terminal = settle(track, code, amount, dest, event.currency, event.key, event.flow, at, text, line,
-                                  file, pos)
+                terminal = settle(track, type_code, amount, dest, currency, key, flow, at, text, line, file, pos)
             else:
-                terminal = self.settle(track, code, amount, dest, event.currency, event.key, event.flow, at, text,
-                                       line, file, pos)
+                terminal = self.settle(track, type_code, amount, dest, currency, key, flow, at, text, line, file,
+                                       pos)
         else:
             track.load(after, at, text)
             track.line = line

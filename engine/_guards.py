@@ -467,12 +467,67 @@ def _exceeds_state(p: Payment, etype: EventType, amount: int, limit: int, pol: P
 
 # The deferred messages whose state holds the Payment (decide's compiled `exceeds_capturable` defers its
 # message with `_capture.exceeds_message`, of either build), and their state as plain values.
-_PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
+PLAIN_STATE: dict[Any, Callable[..., tuple[Any, ...]]] = {
     _capture.exceeds_message: _exceeds_state, _capture_imported.exceeds_message: _exceeds_state}
 
 
 def plain_state(pending: tuple[Any, ...]) -> tuple[Any, ...]:
     """A deferred message's state `(settle, *args)` with plain values only: the same text on first read,
     without the Payment a compiled guard's state may hold."""
-    to_plain = _PLAIN_STATE.get(pending[0])
+    to_plain = PLAIN_STATE.get(pending[0])
     return to_plain(*pending[1:]) if to_plain is not None else pending
+
+
+# ------------------------------------------------------------------------------------ no such move
+
+# Plain Python on purpose, though its caller (`_rules.evaluate`) is compiled: it is a chain of guard calls
+# and attribute reads of attrs slots, which the interpreter does inline (~20 instructions a read) and a
+# compiled caller through a generic call and getattr each (~150); as one Python frame it cost ~2x less.
+_NOT_AUTHORIZED = Code.NOT_AUTHORIZED
+_INVALID_STATE = Code.INVALID_STATE
+_CAPTURE_IN_FLIGHT = Code.CAPTURE_IN_FLIGHT
+_EXCEEDS_CAPTURABLE = Code.EXCEEDS_CAPTURABLE
+_REFUNDED = EventType.REFUNDED
+_CANCELLED = EventType.CANCELLED
+_TYPE_VALUES = {t: t.value for t in EventType}  # `.value` is a descriptor call
+
+
+def explain_missing(p: Payment, e: Fact, amount: Any) -> Violation:
+    """Why the spec has no transition for `e` from `p`'s state, in the most specific code that fits.
+
+    Judged from the aggregate, not from state names, so a user's own spec gets the same precision.
+    """
+    policy = p.spec.policy
+    t = e.type
+    if p.authorized_at is None and t is not _AUTHORIZED:
+        return new_violation(_NOT_AUTHORIZED, f"{op_of(t)} needs a successful authorization; payment is "
+                                              f"{p.state!r}")
+    if t is _AUTHORIZED:
+        return new_violation(_INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
+                                             f"{p.state!r}: the payment is already authorized")
+    if t is _REFUNDED:
+        v = within_refundable(p, e, amount, policy, True) or below_max_refunds(p, e, amount, policy, True)
+        if v is not None:
+            return v
+    elif t in CAPTURE_TYPES or t is _CANCELLED:
+        if p.pending and t is not _CAPTURED:
+            return new_violation(_CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
+                                                     f"(state {p.state!r})")
+        expired = not_expired(p, e, amount, policy, True)
+        if expired is not None:
+            return expired
+        if p.state == "expired":
+            return new_violation(_AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
+        if t is not _CANCELLED:
+            v = nothing_cancelled(p, e, amount, policy, True) or below_max_captures(p, e, amount, policy, True)
+            if v is not None:
+                return v
+            if room(p, e) <= 0:
+                if amount <= 0:
+                    return new_violation(_EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
+                                                              f"= {room_arithmetic(p, e.type, policy)}")
+                v = within_capturable(p, e, amount, policy, True)
+                if v is not None:
+                    return v
+    return new_violation(_INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
+                                         f"{p.state!r}")

@@ -13,35 +13,22 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ._codes import Code
-from ._guards import CAPTURE_TYPES, GUARDS, Fact, op_of, room, room_arithmetic
+from ._guards import CAPTURE_TYPES, Fact, explain_missing, room
 from ._table import Step
 from ._values import EventType, Payment, Violation, new_violation
 
 # Final: mypyc keeps these in C statics; any other module-level name is a dict lookup on every use.
-_AUTHORIZED: Final = EventType.AUTHORIZED
 _CAPTURED: Final = EventType.CAPTURED
 _CAPTURE_FAILED: Final = EventType.CAPTURE_FAILED
 _CANCELLED: Final = EventType.CANCELLED
-_REFUNDED: Final = EventType.REFUNDED
 _EXPIRED: Final = EventType.EXPIRED
 _CAPTURE_TYPES: Final = CAPTURE_TYPES
-_NOT_AUTHORIZED: Final = Code.NOT_AUTHORIZED
 _INVALID_STATE: Final = Code.INVALID_STATE
-_CAPTURE_IN_FLIGHT: Final = Code.CAPTURE_IN_FLIGHT
-_AUTHORIZATION_EXPIRED: Final = Code.AUTHORIZATION_EXPIRED
-_EXCEEDS_CAPTURABLE: Final = Code.EXCEEDS_CAPTURABLE
 _NO_VIOLATIONS: Final[tuple[Violation, ...]] = ()
 _COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
 _TYPE_VALUES: Final[dict[EventType, str]] = {t: t.value for t in EventType}  # `.value` is a descriptor call
 
-# What explain_missing asks of the registry (fixed at import: specs name guards, never define them), held
-# as the functions themselves: it runs for every fact the spec has no move for, a quarter of an audit's
-# breaches on the bench log.
-_REFUND_CHECKS: Final = (GUARDS["within_refundable"].check, GUARDS["below_max_refunds"].check)
-_CAPTURE_CHECKS: Final = (GUARDS["nothing_cancelled"].check, GUARDS["below_max_captures"].check)
-_NOT_EXPIRED: Final = GUARDS["not_expired"].check
-_WITHIN_CAPTURABLE: Final = GUARDS["within_capturable"].check
 
 
 # An amount is taken and returned as the object it is, not as mypyc's unboxed int: the amount a line logged
@@ -118,49 +105,6 @@ def evaluate(p: Payment, e: Fact, amount: Any, command: bool) -> tuple[Step | No
             return step, tuple(violations) if violations else _NO_VIOLATIONS
     return None, (new_violation(_INVALID_STATE, f"{spec.name}: no route for {_TYPE_VALUES[e.type]} from state "
                                                 f"{p.state!r} holds"),)
-
-
-def explain_missing(p: Payment, e: Fact, amount: Any) -> Violation:
-    """Why the spec has no transition for `e` from `p`'s state, in the most specific code that fits.
-
-    Judged from the aggregate, not from state names, so a user's own spec gets the same precision.
-    """
-    policy = p.spec.policy
-    t = e.type
-    if p.authorized_at is None and t is not _AUTHORIZED:
-        return new_violation(_NOT_AUTHORIZED, f"{op_of(t)} needs a successful authorization; payment is "
-                                              f"{p.state!r}")
-    if t is _AUTHORIZED:
-        return new_violation(_INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
-                                             f"{p.state!r}: the payment is already authorized")
-    if t is _REFUNDED:
-        for check in _REFUND_CHECKS:
-            v = check(p, e, amount, policy, True)
-            if v is not None:
-                return v
-    elif t in _CAPTURE_TYPES or t is _CANCELLED:
-        if p.pending and t is not _CAPTURED:
-            return new_violation(_CAPTURE_IN_FLIGHT, f"a capture of {p.pending} is still pending "
-                                                     f"(state {p.state!r})")
-        expired = _NOT_EXPIRED(p, e, amount, policy, True)
-        if expired is not None:
-            return expired
-        if p.state == "expired":
-            return new_violation(_AUTHORIZATION_EXPIRED, f"the authorization lapsed (state {p.state!r})")
-        if t is not _CANCELLED:
-            for check in _CAPTURE_CHECKS:
-                v = check(p, e, amount, policy, True)
-                if v is not None:
-                    return v
-            if room(p, e) <= 0:
-                if amount <= 0:
-                    return new_violation(_EXCEEDS_CAPTURABLE, f"nothing left to capture: capturable {room(p, e)} "
-                                                              f"= {room_arithmetic(p, e.type, policy)}")
-                v = _WITHIN_CAPTURABLE(p, e, amount, policy, True)
-                if v is not None:
-                    return v
-    return new_violation(_INVALID_STATE, f"{p.spec.name} has no {_TYPE_VALUES[t]} transition from state "
-                                         f"{p.state!r}")
 
 
 def judge(payment: Payment, event: Fact) -> tuple[Any, str, tuple[Violation, ...]]:

@@ -40,7 +40,8 @@ def is_deferred(value: object) -> bool:
 
 def _breach(*args: Any) -> Finding:
     """A breach's finding as the exact path builds it (either build of `_exact`, as the audit chose)."""
-    found: Finding = _exact.breach(Finding, _said, _said_later, *args)
+    violation = args[5]
+    found: Finding = _exact.breach(Finding, _said, _said_later, *args[:6], violation.code, *args[6:])
     return found
 
 
