@@ -630,11 +630,14 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
     """Apply a clean event to `r` in place (APPLIED, or SETTLES when the payment is now settled), or
     change nothing and return NOT_DONE. `e_amount` is the amount as logged, -1 when absent."""
     t = mv.trigger
-    if e_amount >= 0:
+    if t == EXPIRED:
+        # A lapse releases exactly what was left, whatever amount the line claims (_rules.resolve_amount).
+        amount = max(r.capturable, 0)
+    elif e_amount >= 0:
         amount = e_amount
     elif t == CAPTURED:
         amount = max(r.authorized - r.captured - r.cancelled, 0)
-    elif t == CAPTURE_REQUESTED or t == CANCELLED or t == EXPIRED:
+    elif t == CAPTURE_REQUESTED or t == CANCELLED:
         amount = max(r.capturable, 0)
     elif t == CAPTURE_FAILED:
         amount = r.pending

@@ -213,6 +213,23 @@ def test_an_expired_line_of_zero_with_money_held_is_a_lapse_either_way() -> None
     assert _report(lines, fast=True, build="plain") == slow
 
 
+def test_an_expired_line_releases_what_was_left_not_the_amount_it_claims() -> None:
+    # Found by Hypothesis: with more captured than authorized (capturable -1), the fast path counted the
+    # `expired` line's own amount (1) as released, the reference what was left (0), so the next capture
+    # request read REMAINDER_CANCELLED on one path and EXCEEDS_CAPTURABLE on the other.
+    common = {"payment": "order-0", "at": "2026-03-01T09:00:00Z", "provider": "vipps"}
+    lines: list[bytes | dict[str, Any]] = [
+        {**common, "type": "captured", "amount": 1},
+        {**common, "type": "authorized", "amount": 0, "currency": "NOK", "flow": "manual"},
+        {**common, "type": "expired", "amount": 1},
+        {**common, "type": "capture_requested", "flow": "manual"}]
+    slow = _report(lines, fast=False)
+    assert b"EXCEEDS_CAPTURABLE" in slow
+    assert b"REMAINDER_CANCELLED" not in slow
+    assert _report(lines, fast=True) == slow
+    assert _report(lines, fast=True, build="plain") == slow
+
+
 @given(st.one_of(logs(), plausible_logs()), st.integers(0, 6), st.sampled_from(OVERRIDES))
 def test_fast_and_reference_agree_on_what_the_settled_window_forgets(
         lines: list[bytes | dict[str, Any]], window: int, overrides: dict[str, Any] | None) -> None:
