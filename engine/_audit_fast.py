@@ -123,7 +123,8 @@ def build(spec: Spec, module: ModuleType = hot) -> Any:
             continue
         by_state[state][trigger.value] = module.Move(module.TYPE_CODES[trigger.value], found)
     pol = spec.policy  # the FastSpec sets each step's `dest_moves`
-    return module.FastSpec(spec, by_state, pol, pol.currencies, pol.reference.acceptor())
+    return module.FastSpec(spec, by_state, pol, pol.currencies, pol.reference.acceptor(),
+                           pol.reference.fullmatch_parts(), pol.reference.in_path)
 
 
 _COMPILED: dict[str, weakref.WeakKeyDictionary[Spec, Any]] = {}

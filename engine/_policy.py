@@ -230,6 +230,18 @@ class IdentifierRule:
                               or self.problem(v) is None)
         return lambda v: lo <= len(v) <= hi and match(v) is not None
 
+    def fullmatch_parts(self) -> tuple[int, int, Callable[[str], object]] | None:
+        """`acceptor()`'s regex case as data, for compiled callers that skip its Python frame: a str `v` with
+        `lo <= len(v)` (and `len(v) <= hi`, unless hi is -1) that `match(v)` matches (and, `in_path`, is ASCII and
+        no dot segment) is accepted; one that fails is refused, unless `in_path` (then `acceptor()` decides).
+        None when `acceptor()` is not that regex."""
+        if not self.in_path and printable_shape(self) is not None:
+            return None
+        accept = _acceptor(self.pattern, self.in_path)
+        if accept is None:
+            return None
+        return self.min_length, self.max_length if self.max_length is not None else -1, accept.fullmatch
+
     def describe(self) -> str:
         parts = [f"{self.min_length}..{self.max_length if self.max_length is not None else ''} chars"]
         if self.pattern:

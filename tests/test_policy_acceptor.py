@@ -40,3 +40,27 @@ def test_only_patterns_read_to_the_end_with_safe_characters_drop_the_lookahead()
     kept, dropped = _acceptor("[a-z/]+", True), _acceptor(_PATTERNS[1], True)
     assert kept is not None and dropped is not None
     assert "(?=" in kept.pattern and "(?=" not in dropped.pattern
+
+
+class _Spec:
+    """What FastSpec reads of a spec, for the reference check alone."""
+
+    name = "probe"
+    initial = "new"
+    terminal: frozenset[str] = frozenset()
+
+
+@given(st.sampled_from([*_PATTERNS, None, "(?i)[a-z]+"]), st.booleans(), st.integers(1, 4),
+       st.one_of(st.none(), st.integers(4, 30)), st.one_of(_VALUES, st.sampled_from([".", "..", "\uff0e\uff0e"])))
+def test_the_audits_inline_reference_check_judges_as_the_rule(pattern: str | None, in_path: bool, low: int,
+                                                              high: int | None, value: str) -> None:
+    """`FastSpec.reference_accepted` (the regex case of `acceptor()` inline, compiled and plain) must say
+    what `problem` says, including for path segments whose look-alikes only the long way refuses."""
+    from capstate._hotpath import hot, plain
+    from capstate._policy import IdentifierRule, Policy
+
+    rule = IdentifierRule(low, high, pattern, in_path)
+    policy = Policy(reference=rule)
+    for module in (hot, plain()):
+        fast = module.FastSpec(_Spec(), {}, policy, None, rule.acceptor(), rule.fullmatch_parts(), in_path)
+        assert fast.reference_accepted(value) is (rule.problem(value) is None), module
