@@ -764,11 +764,9 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
     return code if flow is None or flow in FLOWS else -1
 
 
-def _stamp(at: str, day_text: str = "", day: i64 = -1) -> i64:
+def _stamp(at: str) -> i64:
     """`_day_code(at)` when `at` is a whole canonical instant whose time of day `clock_ok` accepts, else -1:
-    both read in one pass (a `clock_ok` call after `_day_code` read the length and its digits again).
-    `day_text` ("YYYY-MM-DDT") is a day whose `_day_code` is `day` (-1: none): an `at` that opens with it
-    is that day without its eight digits read (one `startswith`, ~4x cheaper; most lines fall on it)."""
+    both read in one pass (a `clock_ok` call after `_day_code` read the length and its digits again)."""
     if len(at) != 20 or ord(at[13]) != 58 or ord(at[16]) != 58 or ord(at[19]) != 90:  # ':' ':' 'Z'
         return -1
     h1: i64 = ord(at[11]) - 48
@@ -780,8 +778,6 @@ def _stamp(at: str, day_text: str = "", day: i64 = -1) -> i64:
     if (h1 < 0 or h1 > 2 or h2 < 0 or h2 > 9 or h1 * 10 + h2 > 23 or m1 < 0 or m1 > 5 or m2 < 0 or m2 > 9
             or s1 < 0 or s1 > 5 or s2 < 0 or s2 > 9):
         return -1
-    if day >= 0 and at.startswith(day_text):
-        return day
     return _day_code(at)
 
 
@@ -850,7 +846,6 @@ class Kernel:
         self.day2: i64 = -1
         self.day3: i64 = -1
         self.day4: i64 = -1
-        self.day1_text = ""  # day1's "YYYY-MM-DDT" (`_stamp` reads a line on it by one startswith)
         # The memory bound (Auditor, `max_open`): past `max_open` live payments (0: no bound) the oldest
         # go to the auditor's store through `spill()`; `unspill(ref)` brings one back (a Record or None).
         self.max_open = 0
@@ -1040,7 +1035,7 @@ class Kernel:
         raw_amount: int | None = f[3]
         cur: str | None = f[4]
         raw_flow: str | None = f[7]
-        day = _stamp(at, self.day1_text, self.day1)
+        day = _stamp(at)
         day_ok = day >= 0 and (day == self.day1 or day == self.day2 or day == self.day3 or day == self.day4)
         code = plain(ref, etype, at, raw_amount, cur, raw_flow, day_ok)
         if code < 0:
@@ -1050,7 +1045,6 @@ class Kernel:
             self.day3 = self.day2
             self.day2 = self.day1
             self.day1 = day
-            self.day1_text = at[:11]
         provider: str | None = f[5]
         live = self.live
         # Typed by casts: a value of type Any (the store's, the OrderedDict's) would make every later
