@@ -118,6 +118,12 @@ def test_random_logs_give_byte_identical_reports_with_1_2_and_3_workers(  # noqa
     lines = [line for line in generated_log(payments, seed=seed).split(b"\n") if line and len(line) < 4096]
     rnd = random.Random(seed)
     parts = [lines[k * len(lines) // files:(k + 1) * len(lines) // files] for k in range(files)]
+    for part in parts:
+        # The generator's own garbage holds `[]` too: no file may open with it (see below). Found by
+        # Hypothesis: a cut that put one first in the second file.
+        first = next((j for j, line in enumerate(part) if not line.lstrip().startswith(b"[")), None)
+        if first:
+            part[0], part[first] = part[first], part[0]
     for line in extra:
         # Never a file's first line: that is what the format is sniffed from, and a file that opens with
         # `[]` is a Vipps export by its looks (the CLI refuses the mix, exit 2), not what this test is about.
