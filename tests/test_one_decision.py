@@ -107,3 +107,16 @@ def test_the_key_rules_are_one_function() -> None:
     assert client.with_derived_key is _keys.with_derived_key
     assert decision.with_derived_key is _keys.with_derived_key
     assert client.derive_key is _keys.derive_key
+
+
+def test_now_is_whole_seconds_unless_that_comes_before_the_latest_fact() -> None:
+    """A journal stamps its facts to the microsecond: `validate` on its export in the same second must not
+    call "now" earlier than the capture it just recorded (it did, as now in whole seconds)."""
+    from capstate._cli.decision import default_instant
+
+    now = datetime(2026, 12, 7, 15, 40, 12, 750_000, tzinfo=UTC)
+    assert default_instant(now, datetime(2026, 12, 7, 15, 40, 11, tzinfo=UTC)) == now.replace(microsecond=0)
+    assert default_instant(now, now.replace(microsecond=500_000)) == now
+    assert default_instant(now, now) == now
+    # A fact after now is the history's problem to report (decide_capture refuses it), not rounded away.
+    assert default_instant(now, datetime(2026, 12, 7, 15, 40, 13, tzinfo=UTC)) == now.replace(microsecond=0)

@@ -82,6 +82,15 @@ def history_basis(args: argparse.Namespace) -> Basis:
                  f"history of {history.events} event(s), latest at line {history.latest_line}")
 
 
+def default_instant(now: datetime, latest: datetime) -> datetime:
+    """The instant a decision is made at when no --at is given: `now` in whole seconds, as it is printed and
+    a user may pass it back as --at; but `now` itself when whole seconds would put it before the history's
+    latest fact, recorded earlier in the same second (a journal stamps its facts to the microsecond, and its
+    export is a history)."""
+    whole = now.replace(microsecond=0)
+    return now if whole < latest <= now else whole
+
+
 def decide_capture(args: argparse.Namespace, *, now: datetime | None = None, basis: Basis | None = None) -> Decided:
     """Decide the capture the options describe, against `basis` (default: `--history` under `--provider`).
 
@@ -93,8 +102,7 @@ def decide_capture(args: argparse.Namespace, *, now: datetime | None = None, bas
     history = basis.history
     at_given = at is not None
     if at is None:
-        # Whole seconds: the instant is printed, and a user may pass it back as --at.
-        at = now if now is not None else datetime.now(UTC).replace(microsecond=0)
+        at = now if now is not None else default_instant(datetime.now(UTC), history.latest_at)
     if at < history.latest_at and (at_given or history.latest_line):
         # A decision rests on every fact in the history, so it cannot come before the last of them. (A journal's
         # facts are stamped by the clocks of the hosts that recorded them: "now" a little behind one of them is
