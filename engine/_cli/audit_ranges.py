@@ -97,8 +97,8 @@ def line_start(path: str, at: int) -> int:
 
 LEAD = 0.2
 """How much larger the parent's own range is than another's, as a share of one range: the others also
-count the lines before theirs, note their payments and pack their findings for the trip back (~0.16 s on
-the bench log, ~14% of a range's audit, and a forked worker's result comes back ~0.05 s later than the
+count the lines before theirs, note their payments and pack their findings for the trip back (~0.14 s on
+the bench log, ~16% of a range's audit, and a forked worker's result comes back ~0.05 s later than the
 same work done in process), which the parent does not, so that their results come back about when the
 parent is ready to stitch them (docs/performance.md, "Workers")."""
 
