@@ -76,7 +76,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "wait in a temporary SQLite file until their next event (the same report); "
                              "'none' for no bound")
     parser.add_argument("--workers", type=_workers, default=1, metavar="N",
-                        help="partition payments over N processes (same output as one)")
+                        help="audit on N processes: byte ranges of plain files, payments of gzip or Vipps "
+                             "exports (same output as one)")
     parser.add_argument("--dask", metavar="local|ADDRESS",
                         help="run on Dask: 'local' starts a LocalCluster, else a scheduler address such as "
                              'tcp://host:8786 (pip install "capstate[dask]")')
