@@ -135,7 +135,7 @@ class Finding(_Deferrable):
 
 # ------------------------------------------------------------------------- findings across a pipe
 #
-# A finding's message is formatted on first read from its deferred state (`_Deferrable`). `_breach` keeps
+# A finding's message is formatted on first read from its deferred state (`_Deferrable`). `_exact.breach` keeps
 # that state small and picklable by construction: a module-level function and plain values (ints, strs,
 # enum members, instants; `_guards.plain_state`), never a Payment, an Event or a Violation
 # (tests/test_audit_fastpath.py holds it so for every deferred guard message). A worker of a parallel

@@ -39,6 +39,7 @@ from msgspec.structs import astuple
 
 from ._guards import op_of
 from ._money import INT64_MAX, decimal_bounds, is_currency
+from ._policy import _DOT_SEGMENTS  # refused as a path segment whatever the pattern
 from ._time import parse_instant
 from ._values import EventType, Flow, KeyUse, Payment, new_payment
 
@@ -250,7 +251,6 @@ class Move:
         self.steps = steps
 
 
-_DOT_SEGMENTS: Final = frozenset({".", ".."})  # _policy's: refused as a path segment whatever the pattern
 
 
 class FastSpec:
