@@ -45,6 +45,8 @@ from contextlib import nullcontext
 from itertools import compress, pairwise
 from typing import Any
 
+from attrs import evolve
+
 from .._audit import Auditor, Dangling, Partial, _finding, message_state
 from .._bom import strip_bom
 from .._codes import Code
@@ -311,12 +313,11 @@ def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last
         twin = new_auditor(job)
         fed = _continue(auditor, twin, job, pieces, starts, crossing, until)
         theirs = _without_crossing(auditor, job, pieces, starts, theirs, twin.partial(), fed)
-    if not last:
-        theirs = Partial(theirs.findings, theirs.events, theirs.payments, theirs.providers, theirs.latest, [])
+    if not last:  # the parent holds its records now, and reports their dangling itself
         auditor.adopt(records, crossing)
-    elif crossing:
-        theirs = Partial(theirs.findings, theirs.events, theirs.payments, theirs.providers, theirs.latest,
-                         [d for d in theirs.dangling if d.payment not in crossing])
+        return evolve(theirs, dangling=[])
+    if crossing:
+        return evolve(theirs, dangling=[d for d in theirs.dangling if d.payment not in crossing])
     return theirs
 
 
