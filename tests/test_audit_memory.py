@@ -85,11 +85,19 @@ def test_records_of_every_shape_come_back(build: str) -> None:
         {"uses": ("\u00e6\u00f8\u00e5\ud800", "capture", 2**65, False), "after": "x" * 200},
         {"uses": (Key("k"), "capture", 1, True)},
         {"currency": "X" * 5, "file": "d\u00e9j\u00e0.jsonl"},
-        # The 4-byte fields at their edges, and just past them (the 8-byte ones then).
+        # The halves of the paired fields and the bit fields at their edges, and just past them (the wide
+        # fields then).
         {"pos": 2**31 - 1, "line": 2**31 - 1, "authorized": 2**31 - 1, "capture_count": 2**31 - 1},
+        {"captured": 2**31 - 1, "cancelled": 2**31 - 1, "refunded": 2**31 - 1, "pending": 2**31 - 1},
         {"refunded": 2**31},
+        {"line": 2**31},
+        {"refund_count": 2**11 - 1, "reference_ok": 1},
+        {"refund_count": 2**11},
         {"refund_count": 2**31},
         {"pending": -1},
+        {"reference_ok": 2},
+        {"after": "a" * 127, "exp": "b" * 127, "rwin": "c" * 127},
+        {"after": "", "exp": "", "rwin": ""},
     ]
     for change in shapes:
         r = k.unpack(base.reference, k.pack(base))
@@ -100,6 +108,30 @@ def test_records_of_every_shape_come_back(build: str) -> None:
         assert _fields(again) == _fields(r), change
         assert BUILDS[build].packed_pos(blob) == r.pos
         assert type(again.uses[0] if again.uses else None) is type(r.uses[0] if r.uses else None)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_names_numbered_past_the_small_fields_come_back(build: str) -> None:
+    """The small fields hold a spec name's number below 2**15 and a file's below 2**16; past them, the wide ones."""
+    a = _feed([{"payment": "p", "type": "authorized", "at": "2026-03-01T09:00:00Z", "provider": "vipps",
+                "amount": 100, "currency": "NOK", "key": "k1"}], build, 250_000, None)
+    k = a._k
+    (base,) = _records(a)
+    small = len(k.pack(base))
+    for n in range(2**16):
+        k.word(f"w{n}")
+    for change in ({"file": "w40000"}, {"file": "w65000"}, {"name": "w33000"}):
+        r = k.unpack(base.reference, k.pack(base))
+        for name, value in change.items():
+            setattr(r, name, value)
+        if "name" in change:  # no spec of that name: keep the record's, numbered past 2**15
+            k.words[k.word_ids["w33000"]] = base.name
+            k.word_ids[base.name] = k.word_ids["w33000"]
+            r.name = base.name
+        blob = k.pack(r)
+        assert _fields(k.unpack(r.reference, blob)) == _fields(r), change
+        assert BUILDS[build].packed_pos(blob) == r.pos
+        assert len(blob) > small or "file" in change
 
 
 @pytest.mark.parametrize("build", BUILDS)
