@@ -1373,10 +1373,10 @@ def packed_pos(blob: bytes) -> int:
 _HEAD: Final = struct.Struct("<BqqqqqqqqqbBHHHHHbbb10s")
 # The same in six native 64-bit fields, when pos, line, the amounts and the capture count are each in
 # 0..2**31-1, the refund count below 2**11 and the spec name's number below 2**15: `_smalls` (whose low byte,
-# the blob's first, is the tag _PLAIN_SMALL), then (line, pos), (captured, authorized), (refunded,
-# cancelled), (capture count, pending) as `_pair`s, and `_names`. Six ints to box and pack instead of 20;
-# native ("n": `PyLong_AsSsize_t`) because the standard "q" converts an int past 2**30 through
-# `_PyLong_AsByteArray`, ~4x the cost. Only where "n" is 8 bytes, little-endian (the tag first).
+# the blob's first, is the tag _PLAIN_SMALL), then (pos, line), (authorized, captured), (cancelled,
+# refunded), (pending, capture count) as `_pair`s (the first in the low half), and `_names`. Six ints to box
+# and pack instead of 20; native ("n": `PyLong_AsSsize_t`) because the standard "q" converts an int past
+# 2**30 through `_PyLong_AsByteArray`, ~4x the cost. Only where "n" is 8 bytes, little-endian (the tag first).
 _HEAD_SMALL: Final = struct.Struct("@nnnnnn10s")
 _SMALL_OK: Final = _HEAD_SMALL.size == 58 and sys.byteorder == "little"
 _INT32_MAX: Final = (1 << 31) - 1
