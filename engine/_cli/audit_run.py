@@ -29,6 +29,7 @@ from __future__ import annotations
 import gc
 import gzip
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -37,7 +38,7 @@ import tempfile
 import zlib
 from codecs import BOM_UTF8
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from datetime import datetime
 from itertools import compress
 from typing import IO, Any, Protocol, cast
@@ -530,7 +531,7 @@ def _gc_paused() -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------------- parallel
 
-# The job a forked worker inherits: set just before the pool forks, cleared after.
+# The job a forked partition worker inherits: set just before the pool forks, cleared after.
 _FORKED: dict[str, Any] = {}
 # What a forked range worker leaves to die with its process (see audit_ranges.audit_range).
 _KEPT: list[object] = []
@@ -549,41 +550,99 @@ def _forked_partition(part: int, parts: int) -> Partial:
     return audit_partition(_FORKED["job"], part, parts, progress)
 
 
-def _forked_range(k: int, pieces: list[tuple[int, int, int]], last: bool, directory: str) -> str:
+def _range_child(job: Job, pieces: list[tuple[int, int, int]], last: bool, path: str, done: int) -> None:
+    """A forked range worker's whole life: its range's result into the file `path`, then b"ok" (or b"E"
+    and the pickled exception) down the pipe `done`, then the process ends at once (`os._exit`: no
+    finalization, no atexit handler, no buffered output of the parent's written twice)."""
     from .audit_ranges import audit_range
 
-    # The collector stays off through the packing too: the columns it builds (~10 objects a finding) would
-    # set off collections, and nothing here needs one (see _forked_partition).
-    gc.disable()
-    # The result goes through a file, not the pool's pipe: ~9 MB from a 1,000,000-line log took ~40 ms
-    # through the pipe's 64 KiB at a time, ~5 ms through the page cache.
-    path = os.path.join(directory, f"{k}.range")
-    with open(path, "wb") as out:
-        out.write(audit_range(_FORKED["job"], pieces, last=last, keep=_KEPT))
-    return path
+    code = 1
+    try:
+        _worker_signals()
+        # The collector stays off through the packing too: the columns it builds (~10 objects a finding)
+        # would set off collections, and nothing here needs one (see _forked_partition).
+        gc.disable()
+        # The result goes through a file, not the pipe: ~9 MB from a 1,000,000-line log took ~40 ms
+        # through a pipe's 64 KiB at a time, ~5 ms through the page cache.
+        with open(path, "wb") as out:
+            out.write(audit_range(job, pieces, last=last, keep=_KEPT))
+        os.write(done, b"ok")
+        code = 0
+    except BaseException as e:  # every failure goes to the parent, which raises it
+        try:
+            said = pickle.dumps(e, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle goes as its text
+            said = pickle.dumps(RuntimeError(f"a range worker failed: {e!r}"))
+        with suppress(OSError):
+            os.write(done, b"E" + said)
+    finally:
+        os._exit(code)
 
 
-def _run_ranges(job: Job, workers: int, pool: Any, bar: _Bar) -> list[Partial]:
+def _run_ranges(job: Job, workers: int, bar: _Bar) -> list[Partial]:
     """Audit the input by byte ranges, one a worker, and stitch the cuts (see audit_ranges). This process
-    is worker 0: it audits range 0 while the pool's `workers - 1` processes audit the others."""
+    is worker 0: it audits range 0 while `workers - 1` forked processes audit the others.
+
+    The workers are plain forks, not a multiprocessing pool: each ends by itself as soon as its result is
+    written (while this process stitches), where a pool's teardown waited for them to exit and for its
+    threads to stop (10-18 ms on the bench log, after the last stitch)."""
     from .audit_ranges import audit_plan, ranges
 
+    started: list[int] = []
+    pipes: dict[int, int] = {}  # pid -> the read end of its pipe, until read
     with tempfile.TemporaryDirectory(prefix="capstate-ranges-") as tmp:
         def start(k: int, pieces: list[tuple[int, int, int]], last: bool) -> Callable[[], bytes]:
-            pending = pool.apply_async(_forked_range, (k, pieces, last, tmp))
+            path = os.path.join(tmp, f"{k}.range")
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child; coverage does not follow a fork that _exits
+                os.close(read_end)
+                _range_child(job, pieces, last, path, write_end)
+            os.close(write_end)  # so that the pipe ends (EOF) when the child does, however it ends
+            started.append(pid)
+            pipes[pid] = read_end
 
             def result() -> bytes:
-                with open(pending.get(), "rb") as blob:
+                with os.fdopen(pipes.pop(pid), "rb") as pipe:
+                    said = pipe.read()
+                if said != b"ok":
+                    how = _reap(pid)
+                    if said[:1] == b"E":
+                        raise pickle.loads(said[1:])  # what our own child pickled
+                    raise RuntimeError(f"a range worker ended without its result ({how})")
+                with open(path, "rb") as blob:
                     return blob.read()
             return result
 
-        return audit_plan(job, ranges(job.paths, workers), start, bar.update if bar.enabled else None)
+        try:
+            return audit_plan(job, ranges(job.paths, workers), start, bar.update if bar.enabled else None)
+        finally:
+            # A child whose result was read has ended or is ending by itself; any other (this process
+            # failed or was interrupted first) is ended here. Either way it is reaped, not left a zombie.
+            for pid, read_end in pipes.items():
+                os.close(read_end)
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            for pid in started:
+                _reap(pid)
+
+
+def _reap(pid: int) -> str:
+    """Wait for a forked child to end (at once, when it has); how it ended, in words."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped already
+        return "reaped"
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
 def _worker_signals() -> None:
     # Ctrl-C reaches the whole process group: only the parent answers it (one line, exit 130) and
-    # terminates the pool, so a worker never prints a KeyboardInterrupt traceback of its own. SIGTERM
-    # (sent by Pool.terminate) ends a worker quietly, without the parent's handler it inherited.
+    # ends the workers, so a worker never prints a KeyboardInterrupt traceback of its own. SIGTERM
+    # (sent by Pool.terminate, or by _run_ranges) ends a worker quietly, without the parent's handler it
+    # inherited.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -600,16 +659,15 @@ def _run_processes(job: Job, workers: int, bar: _Bar) -> list[Partial]:
         ctx = multiprocessing.get_context("fork")
     except ValueError:  # pragma: no cover - platforms without fork
         raise UsageError("--workers needs the 'fork' start method (Linux, macOS); use --dask local") from None
-    _FORKED["job"] = job
-    if bar.enabled:
-        _FORKED["progress"] = ctx.Value("q", 0, lock=False)
     # What the parent holds goes to the permanent generation before the fork (gc.freeze's purpose), so
     # that no collection in a worker walks, and copies, the parent's heap.
     gc.freeze()
     try:
         if splittable(job.paths, job.fmt):
-            with ctx.Pool(workers - 1, initializer=_worker_signals) as pool:
-                return _run_ranges(job, workers, pool, bar)
+            return _run_ranges(job, workers, bar)
+        _FORKED["job"] = job
+        if bar.enabled:
+            _FORKED["progress"] = ctx.Value("q", 0, lock=False)
         with ctx.Pool(workers, initializer=_worker_signals) as pool:
             pending = pool.starmap_async(_forked_partition, [(k, workers) for k in range(workers)])
             while not pending.ready():
