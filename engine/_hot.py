@@ -123,20 +123,22 @@ def canonical_at(text: object) -> str | None:
 def clock_ok(text: str) -> bool:
     """Whether `text[11:]` is a time of day "HH:MM:SSZ" that `canonical_at` accepts (its regex, then
     `parse_instant`, whose `fromisoformat` takes hours 0-23, minutes and seconds 0-59): the fast check,
-    for a `text` whose first 11 characters are a day in DAYS. Each character is read as its code (a direct
-    read, compiled): a helper call per two digits cost as much again."""
-    if len(text) != 20 or ord(text[13]) != 58 or ord(text[16]) != 58 or ord(text[19]) != 90:  # ':' ':' 'Z'
+    for a `text` whose first 11 characters are a day in DAYS. Each character is read as its code into an
+    i64 (a direct read, compiled), and judged as a code: `ord(c) - 48` was a tagged subtraction per digit."""
+    if len(text) != 20:
         return False
-    h1 = ord(text[11]) - 48
-    h2 = ord(text[12]) - 48
-    m1 = ord(text[14]) - 48
-    m2 = ord(text[15]) - 48
-    s1 = ord(text[17]) - 48
-    s2 = ord(text[18]) - 48
-    if h2 < 0 or h2 > 9 or m2 < 0 or m2 > 9 or s2 < 0 or s2 > 9:
-        return False
-    # Hours 00-23, minutes and seconds 00-59 (a first digit outside 0-9 fails the bound too).
-    return 0 <= h1 <= 2 and h1 * 10 + h2 <= 23 and 0 <= m1 <= 5 and 0 <= s1 <= 5
+    c1: i64 = ord(text[13])
+    c2: i64 = ord(text[16])
+    c3: i64 = ord(text[19])
+    h1: i64 = ord(text[11])
+    h2: i64 = ord(text[12])
+    m1: i64 = ord(text[14])
+    m2: i64 = ord(text[15])
+    s1: i64 = ord(text[17])
+    s2: i64 = ord(text[18])
+    # ':' ':' 'Z'; hours 00-23 ('0'-'2', then '0'-'9', at most "23"), minutes and seconds 00-59.
+    return (c1 == 58 and c2 == 58 and c3 == 90 and 48 <= h1 <= 50 and 48 <= h2 <= 57 and h1 * 10 + h2 <= 551
+            and 48 <= m1 <= 53 and 48 <= m2 <= 57 and 48 <= s1 <= 53 and 48 <= s2 <= 57)
 
 
 def canonical(at: datetime) -> str | None:
@@ -765,39 +767,33 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
 
 
 def _stamp(at: str) -> i64:
-    """`_day_code(at)` when `at` is a whole canonical instant whose time of day `clock_ok` accepts, else -1:
-    both read in one pass (a `clock_ok` call after `_day_code` read the length and its digits again)."""
-    if len(at) != 20 or ord(at[13]) != 58 or ord(at[16]) != 58 or ord(at[19]) != 90:  # ':' ':' 'Z'
-        return -1
-    h1: i64 = ord(at[11]) - 48
-    h2: i64 = ord(at[12]) - 48
-    m1: i64 = ord(at[14]) - 48
-    m2: i64 = ord(at[15]) - 48
-    s1: i64 = ord(at[17]) - 48
-    s2: i64 = ord(at[18]) - 48
-    if (h1 < 0 or h1 > 2 or h2 < 0 or h2 > 9 or h1 * 10 + h2 > 23 or m1 < 0 or m1 > 5 or m2 < 0 or m2 > 9
-            or s1 < 0 or s1 > 5 or s2 < 0 or s2 > 9):
-        return -1
-    return _day_code(at)
+    """`_day_code(at)` when `at` is a whole canonical instant whose time of day `clock_ok` accepts, else -1."""
+    return _day_code(at) if clock_ok(at) else -1
 
 
 def _day_code(at: str) -> i64:
     """The day `at` opens with ("YYYY-MM-DDT") as the number YYYYMMDD, or -1 when it opens otherwise: eight
-    digit reads and C arithmetic, where a slice and a set lookup hashed a new str (~4x the instructions)."""
-    if (len(at) < 11 or ord(at[4]) != 45 or ord(at[7]) != 45 or ord(at[10]) != 84):  # - - T
+    digit reads and C arithmetic, where a slice and a set lookup hashed a new str (~4x the instructions).
+    Each character is read as its code into an i64, then judged and summed in C (see `clock_ok`)."""
+    if len(at) < 11:
         return -1
-    y1: i64 = ord(at[0]) - 48
-    y2: i64 = ord(at[1]) - 48
-    y3: i64 = ord(at[2]) - 48
-    y4: i64 = ord(at[3]) - 48
-    m1: i64 = ord(at[5]) - 48
-    m2: i64 = ord(at[6]) - 48
-    d1: i64 = ord(at[8]) - 48
-    d2: i64 = ord(at[9]) - 48
-    if (y1 < 0 or y1 > 9 or y2 < 0 or y2 > 9 or y3 < 0 or y3 > 9 or y4 < 0 or y4 > 9 or m1 < 0 or m1 > 9
-            or m2 < 0 or m2 > 9 or d1 < 0 or d1 > 9 or d2 < 0 or d2 > 9):
+    c1: i64 = ord(at[4])
+    c2: i64 = ord(at[7])
+    c3: i64 = ord(at[10])
+    y1: i64 = ord(at[0])
+    y2: i64 = ord(at[1])
+    y3: i64 = ord(at[2])
+    y4: i64 = ord(at[3])
+    m1: i64 = ord(at[5])
+    m2: i64 = ord(at[6])
+    d1: i64 = ord(at[8])
+    d2: i64 = ord(at[9])
+    if (c1 != 45 or c2 != 45 or c3 != 84 or y1 < 48 or y1 > 57 or y2 < 48 or y2 > 57 or y3 < 48 or y3 > 57  # - - T
+            or y4 < 48 or y4 > 57 or m1 < 48 or m1 > 57 or m2 < 48 or m2 > 57 or d1 < 48 or d1 > 57 or d2 < 48
+            or d2 > 57):
         return -1
-    return ((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2
+    # The digits' codes summed as digits: 48 * 11111111 subtracted once.
+    return (((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2) - 533333328
 
 
 def _uncut(raw: bytes) -> bytes:
