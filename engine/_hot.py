@@ -59,6 +59,10 @@ _CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0
 # instead: a log stamped to the second seldom repeats one (the bench log's 100,000 lines hold ~58,000), so
 # a set of seen ones sent most lines through the regex and `parse_instant`.
 DAYS: Final[set[str]] = set()
+# The same days as `_day_code`s: `take` asks of a line's day here, past the four latest days it compares with,
+# where it sliced the text, looked the slice up in DAYS and read the clock again (~750 instructions a line on
+# the ~12% of the bench log's lines whose day was not one of the four).
+DAY_CODES: Final[set[int]] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
 EXACT_ONLY: Final = "~"
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
@@ -76,9 +80,11 @@ EXPIRED: Final = 6
 TYPE_CODES: Final[dict[str, int]] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
                               "captured": CAPTURED, "capture_failed": CAPTURE_FAILED, "cancelled": CANCELLED,
                               "refunded": REFUNDED, "expired": EXPIRED}
-# The same names in a tuple: `plain` finds a line's type code by comparing with each (a length test, then the
-# characters) instead of hashing a str the decoder just made; `Record.moves` is indexed by that code.
-_TYPE_NAMES: Final[tuple[str, ...]] = tuple(TYPE_CODES)
+# The same names in a tuple, as the very str objects `EventType` holds (`_lines.Line` decodes `type` to one of
+# them): `plain` finds a line's type code by identity, and by value only for a str from elsewhere (a hand-built
+# Line); `Record.moves` is indexed by that code.
+_TYPE_NAMES: Final[tuple[str, ...]] = tuple(t.value for t in EventType)
+assert tuple(TYPE_CODES) == _TYPE_NAMES
 FLOWS: Final[dict[str, Flow]] = {f.value: f for f in Flow}
 _AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
@@ -117,6 +123,7 @@ def canonical_at(text: object) -> str | None:
     except ValueError:
         return None
     DAYS.add(text[:11])
+    DAY_CODES.add(_day_code(text))
     return text
 
 
@@ -156,38 +163,55 @@ def canonical(at: datetime) -> str | None:
 # falls on, as text: an int key, where a (str, int) tuple cost a slice, a tuple and their hashing per call.
 _SHIFTED: Final[dict[int, str]] = {}
 _DAY_SHIFT: Final = 20
-# Each span's whole days, -1 for one that is not whole days (or too long for the key): read once per span,
-# not three attribute lookups per call.
-_SPAN_DAYS: Final[dict[timedelta, int]] = {}
+class _Shift:
+    """A span `deadline` moves dates by: its whole days (-1 when it is not whole days, or too long for the
+    key), and the latest day (`_day_code`) it moved with the date that gave (authorizations come in time
+    order, so most fall on the day before's: two i64 compares, where the key's boxing, hashing and lookup
+    cost ~1k instructions a deadline)."""
+
+    def __init__(self, span: timedelta) -> None:
+        self.days: i64 = (span.days if not span.seconds and not span.microseconds
+                          and 0 <= span.days < 1 << _DAY_SHIFT else -1)
+        self.code: i64 = -1
+        self.day = ""
 
 
-def _whole_days(span: timedelta) -> int:
-    days = _SPAN_DAYS.get(span)
-    if days is None:
-        days = span.days if not span.seconds and not span.microseconds and 0 <= span.days < 1 << _DAY_SHIFT else -1
-        if len(_SPAN_DAYS) < 1_000:  # bounded: a policy has a few spans
-            _SPAN_DAYS[span] = days
-    return days
+# Each span's _Shift: read once per call by the span (a timedelta keeps its hash), not three attribute lookups.
+_SHIFTS: Final[dict[timedelta, _Shift]] = {}
+
+
+def _shift(span: timedelta) -> _Shift:
+    found = _SHIFTS.get(span)
+    if found is None:
+        found = _Shift(span)
+        if len(_SHIFTS) < 1_000:  # bounded: a policy has a few spans
+            _SHIFTS[span] = found
+    return found
 
 
 def deadline(text: str | None, start: datetime, span: timedelta) -> str:
     """`start + span` as canonical text ("" when it has none: sub-second, or past year 9999). `text`, the
     canonical text of `start` if known, lets a span of whole days move the date alone (cached per day)."""
-    days = _whole_days(span) if text is not None else -1
-    code = _day_code(text) if text is not None and days >= 0 else -1
-    if text is not None and code >= 0:
-        key = code << _DAY_SHIFT | days
-        day = _SHIFTED.get(key)
-        if day is None:
-            try:
-                # The UTC date: `text` is UTC, and a start logged with an offset has another local date
-                # near midnight (the cache is shared, so a local date would shift every later payment's).
-                day = (start.astimezone(UTC) + span).date().isoformat()
-            except OverflowError:
-                day = ""
-            if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new
-                _SHIFTED[key] = day
-        return day + text[10:] if day else ""
+    if text is not None:
+        shift = _shift(span)
+        days = shift.days
+        code = _day_code(text) if days >= 0 else -1
+        if code >= 0:
+            if code != shift.code:
+                key = code << _DAY_SHIFT | days
+                day = _SHIFTED.get(key)
+                if day is None:
+                    try:
+                        # The UTC date: `text` is UTC, and a start logged with an offset has another local date
+                        # near midnight (the cache is shared, so a local date would shift every later payment's).
+                        day = (start.astimezone(UTC) + span).date().isoformat()
+                    except OverflowError:
+                        day = ""
+                    if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new
+                        _SHIFTED[key] = day
+                shift.day = day
+                shift.code = code
+            return shift.day + text[10:] if shift.day else ""
     try:
         return canonical(start + span) or ""
     except OverflowError:
@@ -329,9 +353,10 @@ class FastSpec:
 
     def validity_for(self, currency: str) -> timedelta | None:
         """The policy's `validity_for(currency)`, asked once per currency."""
-        if currency in self.validities:
-            return self.validities[currency]
-        found: timedelta | None = self.policy.validity_for(currency)
+        found = self.validities.get(currency)
+        if found is not None or currency in self.validities:  # one lookup unless the policy gives none
+            return found
+        found = cast("timedelta | None", self.policy.validity_for(currency))
         self.validities[currency] = found
         return found
 
@@ -781,11 +806,17 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
         return -1
     code = 0
     for name in _TYPE_NAMES:
-        if etype == name:
+        if etype is name:
             break
         code += 1
     else:
-        return -1
+        code = 0
+        for name in _TYPE_NAMES:
+            if etype == name:
+                break
+            code += 1
+        else:
+            return -1
     if not day_ok and not (at[:11] in DAYS and clock_ok(at)) and canonical_at(at) is None:
         return -1
     if amount is None:
@@ -855,6 +886,7 @@ class Kernel:
         self.by_provider = by_provider
         self.live: dict[str, Record] = {}
         self.settled = settled
+        self.to_end: Any = settled.move_to_end  # bound once: a method looked up by name per call cost ~100 more
         # Settled payments are kept as Records while young (`young` lines after their latest event: late
         # events mostly come soon), then packed into bytes (`pack`), ~4x smaller, in `packed`, in the
         # order they left `settled` (so oldest first, as `forget_before` needs). `recall` finds either.
@@ -1067,11 +1099,11 @@ class Kernel:
         cur: str | None = f[4]
         raw_flow: str | None = f[7]
         day = _stamp(at)
-        day_ok = day >= 0 and (day == self.day1 or day == self.day2 or day == self.day3 or day == self.day4)
-        code = plain(ref, etype, at, raw_amount, cur, raw_flow, day_ok)
+        recent = day >= 0 and (day == self.day1 or day == self.day2 or day == self.day3 or day == self.day4)
+        code = plain(ref, etype, at, raw_amount, cur, raw_flow, recent or (day >= 0 and day in DAY_CODES))
         if code < 0:
             return NOT_PLAIN
-        if not day_ok:  # a valid day (`at` is canonical), now in DAYS
+        if not recent:  # a valid day (`at` is canonical), now in DAYS
             self.day4 = self.day3
             self.day3 = self.day2
             self.day2 = self.day1
@@ -1133,7 +1165,7 @@ class Kernel:
                 self.sweep(pos)
         elif where == 1:
             if done == SETTLES:
-                self.settled.move_to_end(ref)
+                self.to_end(ref)
                 self.sweep(pos)
             else:
                 del self.settled[ref]
