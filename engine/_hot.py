@@ -677,13 +677,17 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
         r.cancelled += amount
     if key is not None:
         if t == CAPTURED:
-            r.uses += (key, _OP_CAPTURE, amount, True)
+            use = (key, _OP_CAPTURE, amount, True)
         elif t == REFUNDED:
-            r.uses += (key, _OP_REFUND, amount, True)
+            use = (key, _OP_REFUND, amount, True)
         elif t == CANCELLED:
-            r.uses += (key, _OP_CANCEL, amount, True)
+            use = (key, _OP_CANCEL, amount, True)
         elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-            r.uses += (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
+            use = (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
+        else:
+            return
+        # A payment's first key use is the tuple itself: `() + use` made and freed one more.
+        r.uses = r.uses + use if r.uses else use
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
