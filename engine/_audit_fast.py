@@ -17,6 +17,7 @@ event goes the exact way, which is slower but never wrong.
 
 from __future__ import annotations
 
+import re
 import weakref
 from types import ModuleType
 from typing import Any
@@ -123,8 +124,102 @@ def build(spec: Spec, module: ModuleType = hot) -> Any:
             continue
         by_state[state][trigger.value] = module.Move(module.TYPE_CODES[trigger.value], found)
     pol = spec.policy  # the FastSpec sets each step's `dest_moves`
-    return module.FastSpec(spec, by_state, pol, pol.currencies, pol.reference.acceptor(),
-                           pol.reference.fullmatch_parts(), pol.reference.in_path)
+    parts = pol.reference.fullmatch_parts()
+    fast = module.FastSpec(spec, by_state, pol, pol.currencies, pol.reference.acceptor(), parts,
+                           pol.reference.in_path)
+    pieces = ascii_pieces(parts[2]) if parts is not None else None
+    if pieces is not None:
+        fast.ref_sets, fast.ref_mins, fast.ref_maxs = pieces
+        fast.ref_pieces = True
+    return fast
+
+
+# A piece of a reference pattern `ascii_pieces` reads: a class (read by `re` itself) or one literal character,
+# then an optional quantifier; what follows a quantifier must not be another (lazy or possessive forms).
+_CLASS_PIECE = re.compile(r"\[[ -~]+?\]|[A-Za-z0-9_~-]")
+_QUANTIFIER = re.compile(r"\{(\d+)(?:(,)(\d*))?\}|[+*?]")
+# What `_acceptor` wraps a pattern in: a lookahead refusing a class of characters, then the pattern.
+_LOOKAHEAD = re.compile(r"\(\?=\[\^(.+?)\]\*\\Z\)", re.DOTALL)
+
+
+def ascii_pieces(match: object) -> tuple[list[bytes], list[int], list[int]] | None:
+    """The reference regex behind `match` (a compiled pattern's `fullmatch`, as `_acceptor` built it) as a
+    sequence of pieces `_hot` matches on an ASCII str without `re`: for each, a 128-byte table of the ASCII
+    characters it takes (1), and its least and most repeats (-1: no most). None when the regex is not one
+    this reads: a lookahead of refused characters and `.*`, or a concatenation of classes and literal
+    characters with quantifiers where greedy reading is the only reading (every piece of variable length is
+    last, or followed by one that takes at least one character none of whose characters it takes).
+
+    Each class's characters are asked of `re` itself (one fullmatch per ASCII character), so the tables are
+    what the regex takes, and a refused character is taken out of every piece (the lookahead refuses it
+    anywhere in the value). The sre engine spends ~100 instructions a character; `_hot` ~40."""
+    pattern = getattr(match, "__self__", None)
+    if not isinstance(pattern, re.Pattern) or pattern.flags != re.DOTALL | re.UNICODE:
+        return None
+    source = pattern.pattern
+    assert isinstance(source, str)
+    refused: bytes | None = bytes(128)
+    head = _LOOKAHEAD.match(source)
+    if head is not None:
+        refused = _table(f"[{head.group(1)}]")
+        source = source[head.end():]
+    if refused is None:
+        return None
+    sets: list[bytes] = []
+    mins: list[int] = []
+    maxs: list[int] = []
+    if source == ".*":
+        sets.append(bytes(0 if r else 1 for r in refused))
+        mins.append(0)
+        maxs.append(-1)
+    elif source.startswith("(?:") and source.endswith(")"):
+        body = source[3:-1]
+        pos = 0
+        while pos < len(body):
+            piece = _CLASS_PIECE.match(body, pos)
+            if piece is None:
+                return None
+            chars = _table(piece.group())
+            if chars is None:
+                return None
+            pos = piece.end()
+            low = high = 1
+            quantifier = _QUANTIFIER.match(body, pos)
+            if quantifier is not None:
+                pos = quantifier.end()
+                if pos < len(body) and body[pos] in "+*?{":
+                    return None  # lazy or possessive
+                q = quantifier.group()
+                if q == "+":
+                    low, high = 1, -1
+                elif q == "*":
+                    low, high = 0, -1
+                elif q == "?":
+                    low, high = 0, 1
+                else:
+                    low = high = int(quantifier.group(1))
+                    if quantifier.group(2) is not None:  # "{n,m}", or "{n,}": no most
+                        high = int(quantifier.group(3)) if quantifier.group(3) else -1
+                    if 0 <= high < low:
+                        return None
+            sets.append(bytes(0 if r else c for c, r in zip(chars, refused, strict=True)))
+            mins.append(low)
+            maxs.append(high)
+    else:
+        return None
+    for k in range(len(sets) - 1):
+        if mins[k] != maxs[k] and (mins[k + 1] < 1 or any(a and b for a, b in zip(sets[k], sets[k + 1], strict=True))):
+            return None  # greedy reading could take what the next piece needs
+    return sets, mins, maxs
+
+
+def _table(cls: str) -> bytes | None:
+    """Which ASCII characters the regex `cls` (one class or character) fully matches, as 128 bytes."""
+    try:
+        compiled = re.compile(cls, re.DOTALL)
+    except re.error:
+        return None
+    return bytes(1 if compiled.fullmatch(chr(c)) else 0 for c in range(128))
 
 
 _COMPILED: dict[str, weakref.WeakKeyDictionary[Spec, Any]] = {}

@@ -60,6 +60,10 @@ _CANONICAL: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0
 # instead: a log stamped to the second seldom repeats one (the bench log's 100,000 lines hold ~58,000), so
 # a set of seen ones sent most lines through the regex and `parse_instant`.
 DAYS: Final[set[str]] = set()
+# The same days as `_day_code`s: `take` asks of a line's day here, past the four latest days it compares with,
+# where it sliced the text, looked the slice up in DAYS and read the clock again (~750 instructions a line on
+# the ~12% of the bench log's lines whose day was not one of the four).
+DAY_CODES: Final[set[int]] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
 EXACT_ONLY: Final = "~"
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
@@ -77,9 +81,11 @@ EXPIRED: Final = 6
 TYPE_CODES: Final[dict[str, int]] = {"authorized": AUTHORIZED, "capture_requested": CAPTURE_REQUESTED,
                               "captured": CAPTURED, "capture_failed": CAPTURE_FAILED, "cancelled": CANCELLED,
                               "refunded": REFUNDED, "expired": EXPIRED}
-# The same names in a tuple: `plain` finds a line's type code by comparing with each (a length test, then the
-# characters) instead of hashing a str the decoder just made; `Record.moves` is indexed by that code.
-_TYPE_NAMES: Final[tuple[str, ...]] = tuple(TYPE_CODES)
+# The same names in a tuple, as the very str objects `EventType` holds (`_lines.Line` decodes `type` to one of
+# them): `plain` finds a line's type code by identity, and by value only for a str from elsewhere (a hand-built
+# Line); `Record.moves` is indexed by that code.
+_TYPE_NAMES: Final[tuple[str, ...]] = tuple(t.value for t in EventType)
+assert tuple(TYPE_CODES) == _TYPE_NAMES
 FLOWS: Final[dict[str, Flow]] = {f.value: f for f in Flow}
 _AUTOMATIC: Final = Flow.AUTOMATIC
 # Routes (_guards.ROUTES) by number; 0 is a step without a route.
@@ -118,26 +124,29 @@ def canonical_at(text: object) -> str | None:
     except ValueError:
         return None
     DAYS.add(text[:11])
+    DAY_CODES.add(_day_code(text))
     return text
 
 
 def clock_ok(text: str) -> bool:
     """Whether `text[11:]` is a time of day "HH:MM:SSZ" that `canonical_at` accepts (its regex, then
     `parse_instant`, whose `fromisoformat` takes hours 0-23, minutes and seconds 0-59): the fast check,
-    for a `text` whose first 11 characters are a day in DAYS. Each character is read as its code (a direct
-    read, compiled): a helper call per two digits cost as much again."""
-    if len(text) != 20 or ord(text[13]) != 58 or ord(text[16]) != 58 or ord(text[19]) != 90:  # ':' ':' 'Z'
+    for a `text` whose first 11 characters are a day in DAYS. Each character is read as its code into an
+    i64 (a direct read, compiled), and judged as a code: `ord(c) - 48` was a tagged subtraction per digit."""
+    if len(text) != 20:
         return False
-    h1 = ord(text[11]) - 48
-    h2 = ord(text[12]) - 48
-    m1 = ord(text[14]) - 48
-    m2 = ord(text[15]) - 48
-    s1 = ord(text[17]) - 48
-    s2 = ord(text[18]) - 48
-    if h2 < 0 or h2 > 9 or m2 < 0 or m2 > 9 or s2 < 0 or s2 > 9:
-        return False
-    # Hours 00-23, minutes and seconds 00-59 (a first digit outside 0-9 fails the bound too).
-    return 0 <= h1 <= 2 and h1 * 10 + h2 <= 23 and 0 <= m1 <= 5 and 0 <= s1 <= 5
+    c1: i64 = ord(text[13])
+    c2: i64 = ord(text[16])
+    c3: i64 = ord(text[19])
+    h1: i64 = ord(text[11])
+    h2: i64 = ord(text[12])
+    m1: i64 = ord(text[14])
+    m2: i64 = ord(text[15])
+    s1: i64 = ord(text[17])
+    s2: i64 = ord(text[18])
+    # ':' ':' 'Z'; hours 00-23 ('0'-'2', then '0'-'9', at most "23"), minutes and seconds 00-59.
+    return (c1 == 58 and c2 == 58 and c3 == 90 and 48 <= h1 <= 50 and 48 <= h2 <= 57 and h1 * 10 + h2 <= 551
+            and 48 <= m1 <= 53 and 48 <= m2 <= 57 and 48 <= s1 <= 53 and 48 <= s2 <= 57)
 
 
 def canonical(at: datetime) -> str | None:
@@ -155,38 +164,55 @@ def canonical(at: datetime) -> str | None:
 # falls on, as text: an int key, where a (str, int) tuple cost a slice, a tuple and their hashing per call.
 _SHIFTED: Final[dict[int, str]] = {}
 _DAY_SHIFT: Final = 20
-# Each span's whole days, -1 for one that is not whole days (or too long for the key): read once per span,
-# not three attribute lookups per call.
-_SPAN_DAYS: Final[dict[timedelta, int]] = {}
+class _Shift:
+    """A span `deadline` moves dates by: its whole days (-1 when it is not whole days, or too long for the
+    key), and the latest day (`_day_code`) it moved with the date that gave (authorizations come in time
+    order, so most fall on the day before's: two i64 compares, where the key's boxing, hashing and lookup
+    cost ~1k instructions a deadline)."""
+
+    def __init__(self, span: timedelta) -> None:
+        self.days: i64 = (span.days if not span.seconds and not span.microseconds
+                          and 0 <= span.days < 1 << _DAY_SHIFT else -1)
+        self.code: i64 = -1
+        self.day = ""
 
 
-def _whole_days(span: timedelta) -> int:
-    days = _SPAN_DAYS.get(span)
-    if days is None:
-        days = span.days if not span.seconds and not span.microseconds and 0 <= span.days < 1 << _DAY_SHIFT else -1
-        if len(_SPAN_DAYS) < 1_000:  # bounded: a policy has a few spans
-            _SPAN_DAYS[span] = days
-    return days
+# Each span's _Shift: read once per call by the span (a timedelta keeps its hash), not three attribute lookups.
+_SHIFTS: Final[dict[timedelta, _Shift]] = {}
+
+
+def _shift(span: timedelta) -> _Shift:
+    found = _SHIFTS.get(span)
+    if found is None:
+        found = _Shift(span)
+        if len(_SHIFTS) < 1_000:  # bounded: a policy has a few spans
+            _SHIFTS[span] = found
+    return found
 
 
 def deadline(text: str | None, start: datetime, span: timedelta) -> str:
     """`start + span` as canonical text ("" when it has none: sub-second, or past year 9999). `text`, the
     canonical text of `start` if known, lets a span of whole days move the date alone (cached per day)."""
-    days = _whole_days(span) if text is not None else -1
-    code = _day_code(text) if text is not None and days >= 0 else -1
-    if text is not None and code >= 0:
-        key = code << _DAY_SHIFT | days
-        day = _SHIFTED.get(key)
-        if day is None:
-            try:
-                # The UTC date: `text` is UTC, and a start logged with an offset has another local date
-                # near midnight (the cache is shared, so a local date would shift every later payment's).
-                day = (start.astimezone(UTC) + span).date().isoformat()
-            except OverflowError:
-                day = ""
-            if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new
-                _SHIFTED[key] = day
-        return day + text[10:] if day else ""
+    if text is not None:
+        shift = _shift(span)
+        days = shift.days
+        code = _day_code(text) if days >= 0 else -1
+        if code >= 0:
+            if code != shift.code:
+                key = code << _DAY_SHIFT | days
+                day = _SHIFTED.get(key)
+                if day is None:
+                    try:
+                        # The UTC date: `text` is UTC, and a start logged with an offset has another local date
+                        # near midnight (the cache is shared, so a local date would shift every later payment's).
+                        day = (start.astimezone(UTC) + span).date().isoformat()
+                    except OverflowError:
+                        day = ""
+                    if len(_SHIFTED) < 100_000:  # bounded: a day-and-span pair is seldom new
+                        _SHIFTED[key] = day
+                shift.day = day
+                shift.code = code
+            return shift.day + text[10:] if shift.day else ""
     try:
         return canonical(start + span) or ""
     except OverflowError:
@@ -287,6 +313,12 @@ class FastSpec:
         self.ref_in_path = reference_in_path
         if reference_parts is not None:
             self.ref_lo, self.ref_hi, self.ref_match = reference_parts
+        # The same regex as pieces (`_audit_fast.ascii_pieces`), when it reads as them: an ASCII reference is
+        # then matched here, ~40 instructions a character where `re` spent ~100 and a call (~2.6-5.4k a payment).
+        self.ref_pieces = False
+        self.ref_sets: list[bytes] = []
+        self.ref_mins: list[int] = []
+        self.ref_maxs: list[int] = []
         self.refund_window: timedelta | None = policy.refund_window
         self.mins: dict[str, int] = {}
         self.terminal: frozenset[str] = spec.terminal
@@ -299,9 +331,16 @@ class FastSpec:
             return bool(self.reference_ok(v))
         n = len(v)
         hi = self.ref_hi
-        if (self.ref_lo <= n and (hi < 0 or n <= hi) and match(v) is not None
-                and (not self.ref_in_path or (v.isascii() and v not in _DOT_SEGMENTS))):
-            return True
+        if self.ref_lo <= n and (hi < 0 or n <= hi):
+            if self.ref_pieces and _pieces_match(v, self.ref_sets, self.ref_mins, self.ref_maxs):
+                # Matched (so ASCII: the tables hold no other character); `v not in _DOT_SEGMENTS` as compares.
+                if not self.ref_in_path or n > 2 or (v != "." and v != ".."):
+                    return True
+            # Not matched as pieces: refused, or it holds a character beyond ASCII, which `re` judges (and, in a
+            # path, the long way below in any case).
+            elif (not self.ref_pieces or not self.ref_in_path) and match(v) is not None and (
+                    not self.ref_in_path or (v.isascii() and v not in _DOT_SEGMENTS)):
+                return True
         # Refused by the regex case: final, but for a path segment, whose look-alikes the long way judges.
         return bool(self.reference_ok(v)) if self.ref_in_path else False
 
@@ -315,11 +354,34 @@ class FastSpec:
 
     def validity_for(self, currency: str) -> timedelta | None:
         """The policy's `validity_for(currency)`, asked once per currency."""
-        if currency in self.validities:
-            return self.validities[currency]
-        found: timedelta | None = self.policy.validity_for(currency)
+        found = self.validities.get(currency)
+        if found is not None or currency in self.validities:  # one lookup unless the policy gives none
+            return found
+        found = cast("timedelta | None", self.policy.validity_for(currency))
         self.validities[currency] = found
         return found
+
+
+def _pieces_match(v: str, sets: list[bytes], mins: list[int], maxs: list[int]) -> bool:
+    """Whether `v` fully matches the pieces (`_audit_fast.ascii_pieces`): each takes as many characters as its
+    table allows, up to its most, and at least its least; greedy is the regex's only reading there. False for
+    any `v` with a character beyond ASCII (no table holds one), whatever the regex says of it."""
+    n: i64 = len(v)
+    i: i64 = 0
+    for k in range(len(sets)):
+        table = sets[k]
+        most: i64 = maxs[k]
+        end = n if most < 0 or i + most > n else i + most
+        start = i
+        while i < end:
+            c: i64 = ord(v[i])
+            if c >= 128 or table[c] == 0:
+                break
+            i += 1
+        least: i64 = mins[k]
+        if i - start < least:
+            return False
+    return i == n
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -616,13 +678,17 @@ def _counts(r: Record, t: int, amount: int, key: str | None) -> None:
         r.cancelled += amount
     if key is not None:
         if t == CAPTURED:
-            r.uses += (key, _OP_CAPTURE, amount, True)
+            use = (key, _OP_CAPTURE, amount, True)
         elif t == REFUNDED:
-            r.uses += (key, _OP_REFUND, amount, True)
+            use = (key, _OP_REFUND, amount, True)
         elif t == CANCELLED:
-            r.uses += (key, _OP_CANCEL, amount, True)
+            use = (key, _OP_CANCEL, amount, True)
         elif t == CAPTURE_REQUESTED or (t == CAPTURE_FAILED and amount > 0):
-            r.uses += (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
+            use = (key, _OP_CAPTURE, amount, False)  # an attempt binds its key (_engine.effect)
+        else:
+            return
+        # A payment's first key use is the tuple itself: `() + use` made and freed one more.
+        r.uses = r.uses + use if r.uses else use
 
 
 def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str | None, flow: Flow | None,
@@ -745,11 +811,17 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
         return -1
     code = 0
     for name in _TYPE_NAMES:
-        if etype == name:
+        if etype is name:
             break
         code += 1
     else:
-        return -1
+        code = 0
+        for name in _TYPE_NAMES:
+            if etype == name:
+                break
+            code += 1
+        else:
+            return -1
     if not day_ok and not (at[:11] in DAYS and clock_ok(at)) and canonical_at(at) is None:
         return -1
     if amount is None:
@@ -766,39 +838,33 @@ def plain(payment: str, etype: str, at: str, amount: int | None, cur: str | None
 
 
 def _stamp(at: str) -> i64:
-    """`_day_code(at)` when `at` is a whole canonical instant whose time of day `clock_ok` accepts, else -1:
-    both read in one pass (a `clock_ok` call after `_day_code` read the length and its digits again)."""
-    if len(at) != 20 or ord(at[13]) != 58 or ord(at[16]) != 58 or ord(at[19]) != 90:  # ':' ':' 'Z'
-        return -1
-    h1: i64 = ord(at[11]) - 48
-    h2: i64 = ord(at[12]) - 48
-    m1: i64 = ord(at[14]) - 48
-    m2: i64 = ord(at[15]) - 48
-    s1: i64 = ord(at[17]) - 48
-    s2: i64 = ord(at[18]) - 48
-    if (h1 < 0 or h1 > 2 or h2 < 0 or h2 > 9 or h1 * 10 + h2 > 23 or m1 < 0 or m1 > 5 or m2 < 0 or m2 > 9
-            or s1 < 0 or s1 > 5 or s2 < 0 or s2 > 9):
-        return -1
-    return _day_code(at)
+    """`_day_code(at)` when `at` is a whole canonical instant whose time of day `clock_ok` accepts, else -1."""
+    return _day_code(at) if clock_ok(at) else -1
 
 
 def _day_code(at: str) -> i64:
     """The day `at` opens with ("YYYY-MM-DDT") as the number YYYYMMDD, or -1 when it opens otherwise: eight
-    digit reads and C arithmetic, where a slice and a set lookup hashed a new str (~4x the instructions)."""
-    if (len(at) < 11 or ord(at[4]) != 45 or ord(at[7]) != 45 or ord(at[10]) != 84):  # - - T
+    digit reads and C arithmetic, where a slice and a set lookup hashed a new str (~4x the instructions).
+    Each character is read as its code into an i64, then judged and summed in C (see `clock_ok`)."""
+    if len(at) < 11:
         return -1
-    y1: i64 = ord(at[0]) - 48
-    y2: i64 = ord(at[1]) - 48
-    y3: i64 = ord(at[2]) - 48
-    y4: i64 = ord(at[3]) - 48
-    m1: i64 = ord(at[5]) - 48
-    m2: i64 = ord(at[6]) - 48
-    d1: i64 = ord(at[8]) - 48
-    d2: i64 = ord(at[9]) - 48
-    if (y1 < 0 or y1 > 9 or y2 < 0 or y2 > 9 or y3 < 0 or y3 > 9 or y4 < 0 or y4 > 9 or m1 < 0 or m1 > 9
-            or m2 < 0 or m2 > 9 or d1 < 0 or d1 > 9 or d2 < 0 or d2 > 9):
+    c1: i64 = ord(at[4])
+    c2: i64 = ord(at[7])
+    c3: i64 = ord(at[10])
+    y1: i64 = ord(at[0])
+    y2: i64 = ord(at[1])
+    y3: i64 = ord(at[2])
+    y4: i64 = ord(at[3])
+    m1: i64 = ord(at[5])
+    m2: i64 = ord(at[6])
+    d1: i64 = ord(at[8])
+    d2: i64 = ord(at[9])
+    if (c1 != 45 or c2 != 45 or c3 != 84 or y1 < 48 or y1 > 57 or y2 < 48 or y2 > 57 or y3 < 48 or y3 > 57  # - - T
+            or y4 < 48 or y4 > 57 or m1 < 48 or m1 > 57 or m2 < 48 or m2 > 57 or d1 < 48 or d1 > 57 or d2 < 48
+            or d2 > 57):
         return -1
-    return ((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2
+    # The digits' codes summed as digits: 48 * 11111111 subtracted once.
+    return (((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2) - 533333328
 
 
 def _uncut(raw: bytes) -> bytes:
@@ -825,6 +891,7 @@ class Kernel:
         self.by_provider = by_provider
         self.live: dict[str, Record] = {}
         self.settled = settled
+        self.to_end: Any = settled.move_to_end  # bound once: a method looked up by name per call cost ~100 more
         # Settled payments are kept as Records while young (`young` lines after their latest event: late
         # events mostly come soon), then packed into bytes (`pack`), ~4x smaller, in `packed`, in the
         # order they left `settled` (so oldest first, as `forget_before` needs). `recall` finds either.
@@ -1086,11 +1153,11 @@ class Kernel:
         cur: str | None = f[4]
         raw_flow: str | None = f[7]
         day = _stamp(at)
-        day_ok = day >= 0 and (day == self.day1 or day == self.day2 or day == self.day3 or day == self.day4)
-        code = plain(ref, etype, at, raw_amount, cur, raw_flow, day_ok)
+        recent = day >= 0 and (day == self.day1 or day == self.day2 or day == self.day3 or day == self.day4)
+        code = plain(ref, etype, at, raw_amount, cur, raw_flow, recent or (day >= 0 and day in DAY_CODES))
         if code < 0:
             return NOT_PLAIN
-        if not day_ok:  # a valid day (`at` is canonical), now in DAYS
+        if not recent:  # a valid day (`at` is canonical), now in DAYS
             self.day4 = self.day3
             self.day3 = self.day2
             self.day2 = self.day1
@@ -1152,7 +1219,7 @@ class Kernel:
                 self.sweep(pos)
         elif where == 1:
             if done == SETTLES:
-                self.settled.move_to_end(ref)
+                self.to_end(ref)
                 self.sweep(pos)
             else:
                 del self.settled[ref]

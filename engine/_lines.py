@@ -11,15 +11,28 @@ Duplicate keys read last-wins in both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import msgspec
+
+from ._values import EventType
+
+# The event types' names: the very str objects `EventType` holds, which `_hot` compares a decoded `type` with
+# by identity (msgspec gives a Literal's own object: no str made per line, and no characters compared).
+TYPE_NAMES: tuple[str, ...] = tuple(t.value for t in EventType)
+if TYPE_CHECKING:
+    TypeName = str
+else:
+    TypeName = Literal[TYPE_NAMES]
 
 
 class Line(msgspec.Struct, gc=False):
-    """The canonical event's fields (DESIGN.md section 3), each its JSON type or None when absent or null.
-    `gc=False`: it holds only str, int and None, so the cyclic collector never needs to track it."""
+    """The canonical event's fields (DESIGN.md section 3), each its JSON type or None when absent or null;
+    `type` one of the event types' names (any other was refused by `plain` anyway: the line goes the same way,
+    parsed again). `gc=False`: it holds only str, int and None, so the cyclic collector never needs to track it."""
 
     payment: str
-    type: str
+    type: TypeName
     at: str
     amount: int | None = None
     currency: str | None = None

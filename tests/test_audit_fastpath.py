@@ -14,15 +14,16 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_audit import line
 
 from capstate import Code, Event, EventType, Finding, Payment, audit, observe
 from capstate._audit import Auditor, merge, resolve_spec
-from capstate._audit_fast import canonical, canonical_at, fast_spec
+from capstate._audit_fast import ascii_pieces, canonical, canonical_at, fast_spec
 from capstate._cli.audit_run import _owner_of, run_audit
 from capstate._hotpath import hot, plain
+from capstate._policy import IdentifierRule
 from capstate._spec import load_spec, shipped
 from capstate._values import _Deferrable
 
@@ -510,3 +511,39 @@ def test_a_pickled_finding_formats_its_message_where_it_lands() -> None:
     assert state is not None and not any(isinstance(x, Payment | Event) for x in state)
     assert pickle.loads(pickle.dumps(state))[0] is state[0]  # the function itself, by reference
     assert finding.message.startswith("captured 1500: capture 1500 > capturable 1000 = authorized 1000")
+
+
+# Reference patterns as `_acceptor` wraps them (with and without the path lookahead): the shipped ones, and
+# shapes `ascii_pieces` reads or must refuse (a variable piece before one that could start with its characters).
+_REFERENCE_PATTERNS = [None, "[a-zA-Z0-9-]{8,50}",
+                       "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+                       "pi-[0-9]{3,5}", "[a-c]{2,}d", "[a-c]*", "ab[0-9]+x?", "[a-c]+[b-d]", "x{2}[/.]?"]
+_REFERENCE_TEXT = st.text(st.sampled_from("abcdx0129AFf-./%?#\\ \n\x00\x7féП"), max_size=40)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("pattern", _REFERENCE_PATTERNS)
+@pytest.mark.parametrize("in_path", [False, True])
+@settings(max_examples=30)
+@given(data=st.data())
+def test_a_reference_matched_as_pieces_gets_the_regex_verdict(build: str, pattern: str | None, in_path: bool,
+                                                              data: st.DataObject) -> None:
+    """`FastSpec.reference_accepted` reads a reference regex as pieces (`ascii_pieces`) and matches an ASCII
+    value without `re`: its verdict is the rule's own, on values the pattern matches and on any others."""
+    module = BUILDS[build]
+    rule = IdentifierRule(1, 60, pattern, in_path)
+    parts = rule.fullmatch_parts()
+    assert parts is not None
+    fast = module.FastSpec(load_spec("vipps"), {}, load_spec("vipps").policy, None, rule.acceptor(), parts, in_path)
+    pieces = ascii_pieces(parts[2])
+    if pattern in {"ab[0-9]+x?", "[a-c]+[b-d]"}:
+        assert pieces is None  # greedy reading could differ from the regex's
+        return
+    assert pieces is not None
+    fast.ref_sets, fast.ref_mins, fast.ref_maxs = pieces
+    fast.ref_pieces = True
+    values = data.draw(st.lists(_REFERENCE_TEXT | (st.from_regex(pattern, fullmatch=True) if pattern else
+                                                   _REFERENCE_TEXT), max_size=10))
+    for v in [*values, ".", "..", ""]:
+        assert fast.reference_accepted(v) == (rule.problem(v) is None), v
+        assert module._pieces_match(v, *pieces) == (v.isascii() and parts[2](v) is not None), v
