@@ -435,9 +435,11 @@ class Record:
         assert at is not None
         return at
 
-    def payment(self) -> Payment:
-        """The Payment `observe` would hold now."""
-        u = self.uses
+    def payment(self, keyed: bool = True) -> Payment:
+        """The Payment `observe` would hold now; with `keyed` False, without its key history (`keys` empty):
+        for a fact with no idempotency key, as only the key guards read that history (key_unique and the
+        capture screen), and only for a fact with a key. A KeyUse built was ~1.4k instructions."""
+        u = self.uses if keyed else ()
         # Built afresh, not kept: a kept tuple of KeyUses was ~150 bytes a payment that breached a rule.
         keys = tuple(key_use(u[i], u[i + 1], u[i + 2], u[i + 3]) for i in range(0, len(u), 4)) if u else ()
         if not _COMPILED:
