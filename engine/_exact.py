@@ -296,9 +296,9 @@ class Judge:
                     f"{_TYPE_VALUES[etype]} at {format_instant(at)} is earlier than the payment's previous event "
                     f"at {format_instant(before)} ({place(track, file)}); applied in file order",
                     format_instant(at)))
-            # Without its key history for a fact with no key (`Record.payment`); `observe` (the reference)
+            # With the key history of the fact's own key alone (`Record.payment`); `observe` (the reference)
             # is given the whole Payment.
-            payment = track.payment(key is not None or not self.fast)
+            payment = track.payment(not self.fast, key)
         # Only an event the audit judges sets the default as_of: a line it refused (no spec for its
         # provider) is LOG_MALFORMED, and must not move the instant every other payment is judged at.
         latest = self.latest
