@@ -26,6 +26,7 @@ from ._engine import _rules, observe
 from ._guards import PLAIN_STATE
 from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
+from ._rules import judge as _native_judge
 from ._time import format_instant
 from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable
 
@@ -43,6 +44,8 @@ _INT64_MAX: Final = INT64_MAX
 _COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
 _judge: Final = _rules.judge  # of the build `_engine` chose
+# Compiled, the compiled `_rules.judge` is called directly (a C call; through `_judge` it is a Python-level
+# call that boxes its arguments); the differential tests hold both builds of `_rules` to one verdict.
 # Enum `.value` is a Python-level descriptor call (~1 us); the findings read it through this dict instead.
 _TYPE_VALUES: Final[dict[EventType, str]] = {t: t.value for t in EventType}
 # A Violation's message slot and its deferred state, read without `_Deferrable.__getattr__` (which would
@@ -293,7 +296,9 @@ class Judge:
                     f"{_TYPE_VALUES[etype]} at {format_instant(at)} is earlier than the payment's previous event "
                     f"at {format_instant(before)} ({place(track, file)}); applied in file order",
                     format_instant(at)))
-            payment = track.payment()
+            # With the key history of the fact's own key alone (`Record.payment`); `observe` (the reference)
+            # is given the whole Payment.
+            payment = track.payment(not self.fast, key)
         # Only an event the audit judges sets the default as_of: a line it refused (no spec for its
         # provider) is LOG_MALFORMED, and must not move the instant every other payment is judged at.
         latest = self.latest
@@ -307,7 +312,10 @@ class Judge:
             if self.fast:
                 # The judgement alone: the effect is applied to the record in place (`_hot.settle`, the
                 # fast path's own), with no Payment built after it and loaded back.
-                amount, dest, violations = _judge(payment, event)
+                if _COMPILED:
+                    amount, dest, violations = _native_judge(payment, event)
+                else:
+                    amount, dest, violations = _judge(payment, event)
             else:  # the reference: observe's own effect, on a Payment, loaded back into the record
                 assert isinstance(event, Event)  # `_slow`, which builds Logged facts, is the fast mode's
                 after, violations = observe(payment, event)
