@@ -374,3 +374,39 @@ class Judge:
             live[ref] = track
         if k.max_open and len(live) > k.max_open:
             a._spill()
+
+
+def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: list[Any], files: list[Any],
+                 code_texts: list[Any], messages: list[Any], ats: list[Any], amounts: list[Any],
+                 currencies: list[Any]) -> list[Any]:
+    """The `cls` findings of a worker's packed columns (`audit_ranges.pack`, in its order), the code as its
+    text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
+    building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
+    out: list[Any] = []
+    if _COMPILED:
+        for i in range(len(payments)):
+            f = _NEW(cls)
+            object.__setattr__(f, "payment", payments[i])
+            object.__setattr__(f, "line", lines[i])
+            object.__setattr__(f, "file", files[i])
+            object.__setattr__(f, "code", codes[code_texts[i]])
+            message = messages[i]
+            if type(message) is str:
+                object.__setattr__(f, "message", message)
+            else:
+                object.__setattr__(f, "_pending", message)
+            object.__setattr__(f, "at", ats[i])
+            object.__setattr__(f, "amount", amounts[i])
+            object.__setattr__(f, "currency", currencies[i])
+            out.append(f)
+        return out
+    set_message = cls.__dict__["message"].__set__
+    for payment, line, file, code, message, at, amount, currency in zip(
+            payments, lines, files, code_texts, messages, ats, amounts, currencies, strict=True):
+        f = new_finding(cls, payment, line, file, codes[code], at, amount, currency)
+        if type(message) is str:
+            set_message(f, message)
+        else:
+            _set_pending(f, message)
+        out.append(f)
+    return out
