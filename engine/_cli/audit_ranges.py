@@ -216,9 +216,8 @@ def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, b
                 number += 1
                 auditor.malformed(number, name, f"line longer than {MAX_LINE} bytes; not audited")
                 continue
-            lines = block.split(b"\n")
-            auditor.feed_lines(lines, number, name, before)
-            number += len(lines)
+            # feed_block cuts lines with memchr (readlines), ~0.6k instructions a line cheaper than split
+            number += auditor.feed_block(block, number, name, before)
     return starts
 
 
