@@ -383,30 +383,15 @@ def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: l
     text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
     building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
     out: list[Any] = []
-    if _COMPILED:
-        for i in range(len(payments)):
-            f = _NEW(cls)
-            object.__setattr__(f, "payment", payments[i])
-            object.__setattr__(f, "line", lines[i])
-            object.__setattr__(f, "file", files[i])
-            object.__setattr__(f, "code", codes[code_texts[i]])
-            message = messages[i]
-            if type(message) is str:
-                object.__setattr__(f, "message", message)
-            else:
-                object.__setattr__(f, "_pending", message)
-            object.__setattr__(f, "at", ats[i])
-            object.__setattr__(f, "amount", amounts[i])
-            object.__setattr__(f, "currency", currencies[i])
-            out.append(f)
-        return out
-    set_message = cls.__dict__["message"].__set__
-    for payment, line, file, code, message, at, amount, currency in zip(
-            payments, lines, files, code_texts, messages, ats, amounts, currencies, strict=True):
-        f = new_finding(cls, payment, line, file, codes[code], at, amount, currency)
-        if type(message) is str:
-            set_message(f, message)
+    for i in range(len(payments)):
+        f = new_finding(cls, payments[i], lines[i], files[i], codes[code_texts[i]], ats[i], amounts[i],
+                        currencies[i])
+        message = messages[i]
+        if type(message) is not str:
+            defer(f, message)
+        elif _COMPILED:
+            object.__setattr__(f, "message", message)
         else:
-            _set_pending(f, message)
+            cls.__dict__["message"].__set__(f, message)
         out.append(f)
     return out
