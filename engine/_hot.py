@@ -66,6 +66,8 @@ DAYS: Final[set[str]] = set()
 DAY_CODES: Final[set[int]] = set()
 # A record's `after` when the fast path may not judge its next event: above every canonical instant.
 EXACT_ONLY: Final = "~"
+# The longest of `_policy`'s dot segments: a reference longer than it is none of them.
+_DOT_LONGEST: Final = max(map(len, _DOT_SEGMENTS))
 # ISO 4217 codes seen valid (bounded by the table), so the fast path asks the table once per code; each
 # maps to one shared instance, which the records hold (a line's own 3-letter str is ~50 bytes a payment).
 CURRENCIES: Final[dict[str, str]] = {}
@@ -333,8 +335,9 @@ class FastSpec:
         hi = self.ref_hi
         if self.ref_lo <= n and (hi < 0 or n <= hi):
             if self.ref_pieces and _pieces_match(v, self.ref_sets, self.ref_mins, self.ref_maxs):
-                # Matched (so ASCII: the tables hold no other character); `v not in _DOT_SEGMENTS` as compares.
-                if not self.ref_in_path or n > 2 or (v != "." and v != ".."):
+                # Matched (so ASCII: the tables hold no other character); a value longer than every dot
+                # segment is none of them, without hashing it.
+                if not self.ref_in_path or n > _DOT_LONGEST or v not in _DOT_SEGMENTS:
                     return True
             # Not matched as pieces: refused, or it holds a character beyond ASCII, which `re` judges (and, in a
             # path, the long way below in any case).
