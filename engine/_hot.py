@@ -486,7 +486,10 @@ class Record:
         self.pending = 0
         self.capture_count = 0
         self.refund_count = 0
-        self.authorized_at: datetime | None = None
+        self._authorized_at: datetime | None = None
+        # `authorized_at` as a stamp (`_stamp`, whole UTC seconds) where one is known, else -1: what `pack`
+        # keeps of it (~1k instructions a pack less than datetime's `__reduce_ex__`); its setter forgets it.
+        self.auth_stamp: i64 = -1
         self.validity: timedelta | None = None
         self.flow: Flow | None = None
         self.uses: tuple[Any, ...] = ()
@@ -500,6 +503,15 @@ class Record:
         self.line = 0
         self.file = ""
         self.pos = 0
+
+    @property
+    def authorized_at(self) -> datetime | None:
+        return self._authorized_at
+
+    @authorized_at.setter
+    def authorized_at(self, at: datetime | None) -> None:
+        self._authorized_at = at
+        self.auth_stamp = -1
 
     @property
     def after(self) -> str:
@@ -571,6 +583,8 @@ class Record:
             self.rwin = None
             if start is not None:
                 start_text = canonical(start)
+                if start_text is not None:
+                    self.auth_stamp = _stamp(start_text)
                 validity = self.validity
                 if validity is not None:
                     self.exp = deadline(start_text, start, validity)
@@ -663,15 +677,15 @@ def key_ok(uses: tuple[Any, ...], key: str, t: int, amount: int, cur: str | None
     return True
 
 
-def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | None) -> bool:
-    """An authorization's effect on the fast path; False (nothing changed) when a deadline has no canonical
-    text."""
+def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | None, stamp: i64) -> bool:
+    """An authorization's effect on the fast path (`stamp`: `at`'s); False (nothing changed) when a deadline has
+    no canonical text."""
     currency = cur if cur is not None else r.currency
     start = _instant(at)  # `at` is canonical (plain); a bound constant, not a method looked up by name
     validity, exp, rwin = _terms(r, currency, at, start)
     if exp == "" or rwin == "":
         return False
-    _authorized(r, amount, currency, flow, start, validity, exp, rwin)
+    _authorized(r, amount, currency, flow, start, validity, exp, rwin, stamp)
     return True
 
 
@@ -686,12 +700,14 @@ def _terms(r: Record, currency: str | None, text: str | None, start: datetime) -
 
 
 def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
-                validity: timedelta | None, exp: str | None, rwin: str | None) -> None:
+                validity: timedelta | None, exp: str | None, rwin: str | None, stamp: i64) -> None:
+    """`stamp`: `start`'s (`_stamp` of its canonical text), or -1 when it has none."""
     r.currency = CURRENCIES.get(currency, currency) if currency is not None else None
     r.authorized = amount
     r.validity = validity
     r.flow = flow
-    r.authorized_at = start
+    r._authorized_at = start
+    r.auth_stamp = stamp
     r.exp = exp
     r.rwin = rwin
 
@@ -737,7 +753,7 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     if t == AUTHORIZED:
         currency = cur if cur is not None else r.currency
         validity, exp, rwin = _terms(r, currency, text, at)
-        _authorized(r, amount, currency, flow, at, validity, exp, rwin)
+        _authorized(r, amount, currency, flow, at, validity, exp, rwin, _stamp(text) if text is not None else -1)
     else:
         _counts(r, t, amount, key)
     r.state = dest
@@ -754,9 +770,10 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     return dest in r.fast.terminal and not r.pending
 
 
-def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None) -> int:
+def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str | None, flow: Flow | None,
+         stamp: i64) -> int:
     """Apply a clean event to `r` in place (APPLIED, or SETTLES when the payment is now settled), or
-    change nothing and return NOT_DONE. `e_amount` is the amount as logged, -1 when absent."""
+    change nothing and return NOT_DONE. `e_amount` is the amount as logged, -1 when absent; `stamp` is `at`'s."""
     t = mv.trigger
     if t == EXPIRED:
         # A lapse releases exactly what was left, whatever amount the line claims (_rules.resolve_amount).
@@ -790,7 +807,7 @@ def move(r: Record, mv: Move, at: str, e_amount: int, cur: str | None, key: str 
         if not _passes(s, r, t, at, amount, e_amount, cur, key):
             return NOT_DONE
         if t == AUTHORIZED:
-            if not _authorize(r, at, amount, cur, flow):
+            if not _authorize(r, at, amount, cur, flow, stamp):
                 return NOT_DONE
         else:
             _counts(r, t, amount, key)
@@ -1062,22 +1079,27 @@ class Kernel:
         captures = r.capture_count
         refunds = r.refund_count
         reference_ok = r.reference_ok
+        # The authorization's instant as its stamp (-1: none), where the record knows it: every authorization
+        # the fast path applied (`at` is UTC here, so the stamp gives back an equal datetime, in UTC).
+        auth: i64 = -1
         if at is not None:
-            # Typed, so that the two indexings are native reads (a generic `PyObject_GetItem` each as Any).
-            reduced: tuple[Any, tuple[bytes, Any]] = _reduce(at, 4)
-            state_of_at = reduced[1][0]
-        else:
-            state_of_at = _NO_INSTANT
-        if (0 <= pos <= _INT32_MAX and 0 <= line <= _INT32_MAX and 0 <= authorized <= _INT32_MAX
-                and 0 <= captured <= _INT32_MAX and 0 <= cancelled <= _INT32_MAX and 0 <= refunded <= _INT32_MAX
-                and 0 <= pending <= _INT32_MAX and 0 <= captures <= _INT32_MAX and 0 <= refunds < _REFUNDS_SMALL
-                and name < _NAME_SMALL and -1 <= reference_ok <= 1 and _SMALL_OK):
+            auth = r.auth_stamp
+        if ((at is None or auth >= 0) and 0 <= pos <= _INT32_MAX and 0 <= line <= _INT32_MAX
+                and 0 <= authorized <= _INT32_MAX and 0 <= captured <= _INT32_MAX and 0 <= cancelled <= _INT32_MAX
+                and 0 <= refunded <= _INT32_MAX and 0 <= pending <= _INT32_MAX and 0 <= captures <= _INT32_MAX
+                and 0 <= refunds < _REFUNDS_SMALL and name < _NAME_SMALL and -1 <= reference_ok <= 1 and _SMALL_OK):
             # Every number of the bench log's records fits: two to a 64-bit field, the small ones in bit
-            # fields (see `_HEAD_SMALL`). Six ints to box and pack instead of twenty: ~2,000 instructions less.
+            # fields (see `_HEAD_SMALL`). Seven ints to box and pack instead of twenty: ~2,000 instructions less.
             head: bytes = _pack_small(_smalls(file, reference_ok, flow_code, len(after), n_exp, n_rwin, refunds),
                                       _pair(pos, line), _pair(authorized, captured), _pair(cancelled, refunded),
-                                      _pair(pending, captures), _names(span, currency, state, name), state_of_at)
+                                      _pair(pending, captures), _names(span, currency, state, name), auth)
         else:
+            if at is not None:
+                # Typed, so that the two indexings are native reads (a generic `PyObject_GetItem` each as Any).
+                reduced: tuple[Any, tuple[bytes, Any]] = _reduce(at, 4)
+                state_of_at = reduced[1][0]
+            else:
+                state_of_at = _NO_INSTANT
             try:
                 head = _pack_head(_PLAIN, pos, line, authorized, captured, cancelled, refunded, pending, captures,
                                   refunds, reference_ok, flow_code, name, state, currency, span, file, len(after),
@@ -1117,6 +1139,7 @@ class Kernel:
 
     def unpack(self, ref: str, blob: bytes) -> Record:
         tag = blob[0]
+        auth: i64 = -1
         if tag == _PLAIN_SMALL or tag == _PLAIN:
             if tag == _PLAIN_SMALL:
                 q1: i64
@@ -1125,7 +1148,10 @@ class Kernel:
                 q4: i64
                 q5: i64
                 q6: i64
-                q6, q1, q2, q3, q4, q5, at = _HEAD_SMALL.unpack_from(blob)
+                q7: i64
+                q6, q1, q2, q3, q4, q5, q7 = _HEAD_SMALL.unpack_from(blob)
+                auth = q7
+                authorized_at = _from_stamp(q7) if q7 >= 0 else None
                 pos: int = q1 & _LOW32
                 line: int = q1 >> 32
                 authorized: int = q2 & _LOW32
@@ -1150,6 +1176,7 @@ class Kernel:
                 (_, pos, line, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
                  reference_ok, flow, i_name, i_state, i_currency, i_span, i_file, n_after, n_exp, n_rwin,
                  at) = _HEAD.unpack_from(blob)
+                authorized_at = _from_state(at, UTC) if at != _NO_INSTANT else None
                 start = _HEAD.size
             words = self.words
             end = start + n_after + max(n_exp, 0) + max(n_rwin, 0)
@@ -1158,23 +1185,23 @@ class Kernel:
             return self._record(ref, pos, words[i_name], words[i_state],
                                 words[i_currency] if i_currency != _NONE else None, authorized, captured,
                                 cancelled, refunded, pending, capture_count, refund_count,
-                                _from_state(at, UTC) if at != _NO_INSTANT else None,
-                                self.spans[i_span] if i_span != _NONE else None, flow,
+                                authorized_at, self.spans[i_span] if i_span != _NONE else None, flow,
                                 marshal.loads(blob[end:]) if len(blob) > end else (),
                                 text[n_after:rest] if n_exp >= 0 else None, text[rest:] if n_rwin >= 0 else None,
-                                text[:n_after], None, line, words[i_file], reference_ok)
+                                text[:n_after], None, line, words[i_file], reference_ok, auth)
         (pos, name, state, currency, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
          authorized_at, validity, flow, uses, exp, rwin, after, at_dt, line, file, reference_ok) = _fields(blob)
         return self._record(ref, pos, name, state, CURRENCIES.get(currency, currency) if currency is not None else None,
                             authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
                             _instant_of(authorized_at), timedelta(*validity) if validity is not None else None, flow,
-                            uses, exp, rwin, after, _instant_of(at_dt), line, file, reference_ok)
+                            uses, exp, rwin, after, _instant_of(at_dt), line, file, reference_ok, -1)
 
     def _record(self, ref: str, pos: int, name: str, state: str, currency: str | None, authorized: int, captured: int,
                 cancelled: int, refunded: int, pending: int, capture_count: int, refund_count: int,
                 authorized_at: datetime | None, validity: timedelta | None, flow: int, uses: tuple[Any, ...],
                 exp: str | None, rwin: str | None, after: str, at_dt: datetime | None, line: int, file: str,
-                reference_ok: int) -> Record:
+                reference_ok: int, auth: i64) -> Record:
+        """A Record of these fields (`auth`: the stamp of `authorized_at`, or -1)."""
         only = self.only
         r = Record(only if only is not None else self.by_provider[name], ref)
         r.state = state
@@ -1187,7 +1214,8 @@ class Kernel:
         r.pending = pending
         r.capture_count = capture_count
         r.refund_count = refund_count
-        r.authorized_at = authorized_at
+        r._authorized_at = authorized_at
+        r.auth_stamp = auth
         r.validity = validity
         r.flow = None if flow == 0 else _MANUAL if flow == 1 else _AUTOMATIC
         r.uses = uses
@@ -1269,7 +1297,7 @@ class Kernel:
         if mv is None:
             return EXACT
         flow = FLOWS[raw_flow] if raw_flow is not None else None
-        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, f[6], flow)
+        done = move(rec, mv, at, raw_amount if raw_amount is not None else -1, cur, f[6], flow, stamp)
         if not done:
             return EXACT
         # Applied: the audit's own bookkeeping, as the exact path does it.
@@ -1432,6 +1460,12 @@ def _instant_code(at: datetime | None) -> bytes | None:
     return pickle.dumps(at, pickle.HIGHEST_PROTOCOL)
 
 
+def _from_stamp(stamp: i64) -> datetime:
+    """The UTC instant of a stamp (`_stamp`: YYYYMMDDHHMMSS)."""
+    return _DATETIME(stamp // 10_000_000_000, stamp // 100_000_000 % 100, stamp // 1_000_000 % 100,
+                     stamp // 10_000 % 100, stamp // 100 % 100, stamp % 100, tzinfo=_UTC)
+
+
 def _instant_of(code: bytes | None) -> datetime | None:
     if code is None:
         return None
@@ -1509,14 +1543,15 @@ def packed_pos(blob: bytes) -> int:
 # reference_ok, flow, the numbers of its spec name, state, currency, validity and file (_NONE: None), the
 # lengths of `after`, `exp` and `rwin` (-1: None), and `authorized_at`'s state as datetime pickles it.
 _HEAD: Final = struct.Struct("<BqqqqqqqqqbBHHHHHbbb10s")
-# The same in six native 64-bit fields, when pos, line, the amounts and the capture count are each in
-# 0..2**31-1, the refund count below 2**11 and the spec name's number below 2**15: `_smalls` (whose low byte,
-# the blob's first, is the tag _PLAIN_SMALL), then (pos, line), (authorized, captured), (cancelled,
-# refunded), (pending, capture count) as `_pair`s (the first in the low half), and `_names`. Six ints to box
-# and pack instead of 20; native ("n": `PyLong_AsSsize_t`) because the standard "q" converts an int past
+# The same in seven native 64-bit fields, when pos, line, the amounts and the capture count are each in
+# 0..2**31-1, the refund count below 2**11, the spec name's number below 2**15 and the authorization's instant
+# has a stamp (`Record.auth_stamp`) or is None: `_smalls` (whose low byte, the blob's first, is the tag
+# _PLAIN_SMALL), then (pos, line), (authorized, captured), (cancelled, refunded), (pending, capture count) as
+# `_pair`s (the first in the low half), `_names`, and the stamp (-1: None). Seven ints to box and pack instead
+# of 20; native ("n": `PyLong_AsSsize_t`) because the standard "q" converts an int past
 # 2**30 through `_PyLong_AsByteArray`, ~4x the cost. Only where "n" is 8 bytes, little-endian (the tag first).
-_HEAD_SMALL: Final = struct.Struct("@nnnnnn10s")
-_SMALL_OK: Final = _HEAD_SMALL.size == 58 and sys.byteorder == "little"
+_HEAD_SMALL: Final = struct.Struct("@nnnnnnn")
+_SMALL_OK: Final = _HEAD_SMALL.size == 56 and sys.byteorder == "little"
 _INT32_MAX: Final = (1 << 31) - 1
 _LOW32: Final = (1 << 32) - 1
 _REFUNDS_SMALL: Final = 1 << 11
