@@ -397,7 +397,47 @@ def test_the_digit_by_digit_clock_check_agrees_with_the_exact_parser(build: str,
     stamp = module._stamp(text)
     assert (stamp >= 0) is module.clock_ok(text)
     if stamp >= 0:
-        assert stamp == module._day_code(text) == int(day[:4] + day[5:7] + day[8:10])
+        assert stamp // 1_000_000 == module._day_code(text) == int(day[:4] + day[5:7] + day[8:10])
+        assert stamp % 1_000_000 == int(clock[:2] + clock[3:5] + clock[6:8])
+
+
+_INSTANTS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
+                         timezones=st.just(UTC)).map(lambda t: t.replace(microsecond=0))
+
+
+@given(st.sampled_from(tuple(BUILDS)), _INSTANTS, _INSTANTS)
+@example("plain", datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+@example("installed", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC))
+def test_stamps_order_as_the_canonical_texts_do(build: str, a: datetime, b: datetime) -> None:
+    """`take` compares a line's instant with the payment's latest (`Record.after`) as stamps: the same order as
+    the texts', "" (no event yet) before every instant and EXACT_ONLY after every one."""
+    module = BUILDS[build]
+    x, y = module.canonical(a), module.canonical(b)
+    assert x is not None and y is not None
+    sx, sy = module.after_stamp(x), module.after_stamp(y)
+    assert (sx < sy) is (x < y) and (sx == sy) is (x == y)
+    assert module.after_stamp("") < sx < module.after_stamp(module.EXACT_ONLY)
+    assert module._stamp(x) == sx
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_line_earlier_than_what_the_exact_path_applied_is_out_of_order(build: str) -> None:
+    """The exact path sets a payment's `after` (the setter marks its stamp unknown, `take` reads it again): a
+    line stamped before it is OUT_OF_ORDER on the fast path too, and one after it is taken."""
+    common = {"payment": "vi-000000001", "provider": "vipps"}
+    lines: list[bytes | dict[str, Any]] = [
+        {**common, "type": "authorized", "at": "2026-03-01T09:00:00Z", "amount": 10000, "currency": "NOK"},
+        # Over the capturable amount: judged (and applied) by the exact path, which sets `after`.
+        {**common, "type": "captured", "at": "2026-03-01T10:00:00Z", "amount": 15000},
+        {**common, "type": "refunded", "at": "2026-03-01T09:30:00Z", "amount": 1000},
+        {**common, "type": "refunded", "at": "2026-03-01T11:00:00Z", "amount": 1000}]
+    slow = _report(lines, fast=False)
+    assert slow.count(b'"code":"OUT_OF_ORDER"') == 1 and slow.count(b'"line":3') == 1
+    assert _report(lines, fast=True, build=build) == slow
+    module = BUILDS[build]
+    rec = module.Record(fast_spec(load_spec("vipps"), module), "vi-000000001")
+    rec.after = "2026-03-01T10:00:00Z"
+    assert rec.after == "2026-03-01T10:00:00Z" and rec.after_stamp == module._STAMP_UNKNOWN
 
 
 @given(st.integers(1, 10**16), st.sampled_from(["NOK", "JPY", "KWD", "USD", "CLF"]),

@@ -79,6 +79,7 @@ def test_records_of_every_shape_come_back(build: str) -> None:
         {"pos": -5, "line": 2**80},
         {"at_dt": datetime(2026, 3, 1, 9, 0, 0, 500_000, tzinfo=west), "after": "~"},
         {"authorized_at": datetime(2026, 3, 1, 1, 0, tzinfo=west)},
+        {"authorized_at": datetime(2026, 3, 1, 1, 0, tzinfo=UTC)},  # set by hand: no stamp known, the wide fields
         {"authorized_at": datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "exp": "", "rwin": None},
         {"authorized_at": None, "validity": None, "currency": None, "flow": Flow.AUTOMATIC, "exp": None},
         {"validity": timedelta(days=7, microseconds=3), "flow": Flow.MANUAL, "reference_ok": 0},
@@ -108,6 +109,26 @@ def test_records_of_every_shape_come_back(build: str) -> None:
         assert _fields(again) == _fields(r), change
         assert BUILDS[build].packed_pos(blob) == r.pos
         assert type(again.uses[0] if again.uses else None) is type(r.uses[0] if r.uses else None)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_an_authorization_the_fast_path_applied_packs_as_its_stamp(build: str) -> None:
+    """The fast path keeps an authorization's instant as a stamp too, which the small fields hold (not the
+    datetime's state); setting `authorized_at` forgets the stamp, so a stale one is never packed."""
+    module = BUILDS[build]
+    a = _feed([{"payment": "p", "type": "authorized", "at": "2026-03-01T09:00:07Z", "provider": "vipps",
+                "amount": 100, "currency": "NOK"}], build, 250_000, None)
+    k = a._k
+    (r,) = _records(a)
+    assert r.auth_stamp == 20260301090007
+    blob = k.pack(r)
+    assert blob[0] == module._PLAIN_SMALL
+    again = k.unpack(r.reference, blob)
+    assert again.authorized_at == datetime(2026, 3, 1, 9, 0, 7, tzinfo=UTC) and again.authorized_at.tzinfo is UTC
+    assert again.auth_stamp == r.auth_stamp and k.pack(again) == blob
+    r.authorized_at = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert r.auth_stamp == -1
+    assert k.unpack(r.reference, k.pack(r)).authorized_at == datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("build", BUILDS)
