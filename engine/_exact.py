@@ -156,7 +156,9 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         if known is None:
             known = (said, kind, None, shared)
             if len(_STATES) < _MAX_TEXTS:
-                _STATES[kind, shared] = known
+                # The object the dict holds, not `known`: compiled, a tuple literal is a C struct, boxed
+                # anew each time it is used as an object, so the first finding kept a copy of its own.
+                known = _STATES.setdefault((kind, shared), known)
         defer(f, known)
     return f
 
