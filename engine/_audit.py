@@ -628,9 +628,21 @@ class Auditor:
         spilled = self._store.drain() if self._store is not None and self._k.spilled else ()
         return list(chain(self._live, self._settled, self._k.packed, (ref for ref, _ in spilled)))
 
-    def position(self, r: Any) -> int:
-        """The position of the latest event of a record `held` gave (packed or not)."""
-        return int(self._hot.packed_pos(r)) if type(r) is bytes else int(r.pos)
+    def mark_held(self, marks: array[int]) -> None:
+        """Append (hash of its id, position) for every payment held now (what `held` gives), interleaved.
+
+        Column by column in C maps (hash of the ids, `pos` of the records, `packed_pos` of the packed and
+        spilled ones): a generator step, a tuple and two calls a record were ~40 ms of a bench worker's
+        hand-over (50,000 records)."""
+        pos = attrgetter("pos")
+        packed_pos = self._hot.packed_pos
+        spilled = list(self._store.drain()) if self._store is not None and self._k.spilled else []
+        blobs = chain(self._k.packed.values(), (blob for _, blob in spilled))
+        refs = list(chain(self._live, self._settled, self._k.packed, (ref for ref, _ in spilled)))
+        both: list[int] = [0] * (2 * len(refs))
+        both[0::2] = map(hash, refs)
+        both[1::2] = chain(map(pos, self._live.values()), map(pos, self._settled.values()), map(packed_pos, blobs))
+        marks.fromlist(both)
 
     def export(self) -> tuple[list[str], list[bytes], bytes, list[str], list[Any], list[str]]:
         """Everything held, packed, for `adopt` in another process: ids, records, whether each is settled,
