@@ -98,12 +98,12 @@ def line_start(path: str, at: int) -> int:
                 return f.tell() - len(data) + nl + 1
 
 
-LEAD = 0.2
+LEAD = 0.15
 """How much larger the parent's own range is than another's, as a share of one range: the others also
-count the lines before theirs, note their payments and pack their findings for the trip back (~0.14 s on
-the bench log, ~16% of a range's audit, and a forked worker's result comes back ~0.05 s later than the
-same work done in process), which the parent does not, so that their results come back about when the
-parent is ready to stitch them (docs/performance.md, "Workers")."""
+count the lines before theirs, note their payments and pack their findings for the trip back (~0.12 s on
+the bench log), which the parent does not, so that their results come back about when the parent is
+ready to stitch them. At 0.2 the parent's range outlasted the worker (CPU, loaded machine: by 0.05 s; wall,
+quiet: by 0.1-0.19 s); at 0.15 the worker's CPU ran 0.025 s past it (docs/performance.md, "Workers")."""
 
 
 def ranges(paths: Sequence[str], parts: int, lead: float = LEAD) -> list[list[Piece]]:
