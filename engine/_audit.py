@@ -633,16 +633,20 @@ class Auditor:
 
         Column by column in C maps (hash of the ids, `pos` of the records, `packed_pos` of the packed and
         spilled ones): a generator step, a tuple and two calls a record were ~40 ms of a bench worker's
-        hand-over (50,000 records)."""
+        hand-over (50,000 records). Spilled ones are read one by one, as `held` reads them: all at once
+        they could outgrow the memory bound they were spilled under."""
         pos = attrgetter("pos")
         packed_pos = self._hot.packed_pos
-        spilled = list(self._store.drain()) if self._store is not None and self._k.spilled else []
-        blobs = chain(self._k.packed.values(), (blob for _, blob in spilled))
-        refs = list(chain(self._live, self._settled, self._k.packed, (ref for ref, _ in spilled)))
+        packed = self._k.packed
+        refs = list(chain(self._live, self._settled, packed))
         both: list[int] = [0] * (2 * len(refs))
         both[0::2] = map(hash, refs)
-        both[1::2] = chain(map(pos, self._live.values()), map(pos, self._settled.values()), map(packed_pos, blobs))
+        both[1::2] = chain(map(pos, self._live.values()), map(pos, self._settled.values()),
+                           map(packed_pos, packed.values()))
         marks.fromlist(both)
+        if self._store is not None and self._k.spilled:
+            for ref, blob in self._store.drain():
+                marks.extend((hash(ref), packed_pos(blob)))
 
     def export(self) -> tuple[list[str], list[bytes], bytes, list[str], list[Any], list[str]]:
         """Everything held, packed, for `adopt` in another process: ids, records, whether each is settled,
