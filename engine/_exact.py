@@ -28,7 +28,7 @@ from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
 from ._rules import judge as _native_judge
 from ._time import format_instant
-from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable
+from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable, deferred_slot
 
 _MAX_MESSAGE: Final = 300  # a message quotes what it found in the line; a garbage line must not flood it
 _EXPIRED: Final = EventType.EXPIRED
@@ -48,9 +48,9 @@ _judge: Final = _rules.judge  # of the build `_engine` chose
 # call that boxes its arguments); the differential tests hold both builds of `_rules` to one verdict.
 # Enum `.value` is a Python-level descriptor call (~1 us); the findings read it through this dict instead.
 _TYPE_VALUES: Final[dict[EventType, str]] = {t: t.value for t in EventType}
-# A Violation's message slot and its deferred state, read without `_Deferrable.__getattr__` (which would
-# format the message): AttributeError while unset.
-_violation_text: Final = Violation.__dict__["message"].__get__
+# A Violation's message slot and its deferred state, read without the message's property (which would
+# format it): AttributeError while unset.
+_violation_text: Final = deferred_slot(Violation, "message").__get__
 _violation_pending: Final = _Deferrable.__dict__["_pending"].__get__
 _set_pending: Final = _Deferrable.__dict__["_pending"].__set__
 # Rule texts seen, each kept once, and the states of breaches with no amount (`breach`); bounded, as a
@@ -385,15 +385,15 @@ def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: l
     text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
     building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
     out: list[Any] = []
+    # The slot's own setter: the class's `message` is a property (`_values._settling`) that calls it.
+    set_message = deferred_slot(cls, "message").__set__
     for i in range(len(payments)):
         f = new_finding(cls, payments[i], lines[i], files[i], codes[code_texts[i]], ats[i], amounts[i],
                         currencies[i])
         message = messages[i]
         if type(message) is not str:
             defer(f, message)
-        elif _COMPILED:
-            object.__setattr__(f, "message", message)
         else:
-            cls.__dict__["message"].__set__(f, message)
+            set_message(f, message)
         out.append(f)
     return out
