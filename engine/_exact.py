@@ -40,6 +40,7 @@ _AUTH_EXPIRED: Final = Code.AUTHORIZATION_EXPIRED
 _EXCEEDS_CAPTURABLE: Final = Code.EXCEEDS_CAPTURABLE
 _REFUND_EXCEEDS_CAPTURED: Final = Code.REFUND_EXCEEDS_CAPTURED
 _OUT_OF_ORDER: Final = Code.OUT_OF_ORDER
+_KEY_CONFLICT: Final = Code.IDEMPOTENCY_KEY_CONFLICT
 _INT64_MAX: Final = INT64_MAX
 _COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
@@ -125,7 +126,8 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
     # A Violation's message is either its text or deferred state. Which is asked first is a guess by the
     # code (a raised AttributeError costs more than the rest of the finding).
     text: str | None = None
-    if code is not _EXCEEDS_CAPTURABLE and code is not _REFUND_EXCEEDS_CAPTURED and code is not _AUTH_EXPIRED:
+    if (code is not _EXCEEDS_CAPTURABLE and code is not _REFUND_EXCEEDS_CAPTURED and code is not _AUTH_EXPIRED
+            and code is not _KEY_CONFLICT):
         try:
             text = _violation_text(violation)
         except AttributeError:  # deferred after all
