@@ -61,6 +61,7 @@ from ._values import (
     Flow,
     Payment,
     _Deferrable,
+    deferred_slot,
     set_pending,
     surrogate_in,
     text_problem,
@@ -178,7 +179,7 @@ def _said_later(kind: str, logged: int | None, settle: Callable[..., tuple[str]]
     return _said(kind, logged, settle(*args)[0])
 
 
-_set_message = Finding.__dict__["message"].__set__
+_set_message = deferred_slot(Finding, "message").__set__
 _get_pending = _Deferrable.__dict__["_pending"].__get__
 
 

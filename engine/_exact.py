@@ -23,12 +23,12 @@ from weakref import proxy
 from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
 from ._engine import _rules, observe
-from ._guards import PLAIN_STATE
+from ._guards import PLAIN_STATE, _exceeds_state, exceeds_text
 from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
 from ._rules import judge as _native_judge
 from ._time import format_instant
-from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable
+from ._values import Event, EventType, Flow, Payment, Violation, _Deferrable, deferred_slot
 
 _MAX_MESSAGE: Final = 300  # a message quotes what it found in the line; a garbage line must not flood it
 _EXPIRED: Final = EventType.EXPIRED
@@ -40,6 +40,7 @@ _AUTH_EXPIRED: Final = Code.AUTHORIZATION_EXPIRED
 _EXCEEDS_CAPTURABLE: Final = Code.EXCEEDS_CAPTURABLE
 _REFUND_EXCEEDS_CAPTURED: Final = Code.REFUND_EXCEEDS_CAPTURED
 _OUT_OF_ORDER: Final = Code.OUT_OF_ORDER
+_KEY_CONFLICT: Final = Code.IDEMPOTENCY_KEY_CONFLICT
 _INT64_MAX: Final = INT64_MAX
 _COMPILED: Final = not __file__.endswith((".py", ".pyc"))
 _NEW: Final = object.__new__
@@ -48,9 +49,9 @@ _judge: Final = _rules.judge  # of the build `_engine` chose
 # call that boxes its arguments); the differential tests hold both builds of `_rules` to one verdict.
 # Enum `.value` is a Python-level descriptor call (~1 us); the findings read it through this dict instead.
 _TYPE_VALUES: Final[dict[EventType, str]] = {t: t.value for t in EventType}
-# A Violation's message slot and its deferred state, read without `_Deferrable.__getattr__` (which would
-# format the message): AttributeError while unset.
-_violation_text: Final = Violation.__dict__["message"].__get__
+# A Violation's message slot and its deferred state, read without the message's property (which would
+# format it): AttributeError while unset.
+_violation_text: Final = deferred_slot(Violation, "message").__get__
 _violation_pending: Final = _Deferrable.__dict__["_pending"].__get__
 _set_pending: Final = _Deferrable.__dict__["_pending"].__set__
 # Rule texts seen, each kept once, and the states of breaches with no amount (`breach`); bounded, as a
@@ -59,6 +60,8 @@ _TEXTS: Final[dict[str, str]] = {}
 _STATES: Final[dict[tuple[str, str], tuple[Any, ...]]] = {}
 _MAX_TEXTS: Final = 4096
 _PLAIN_STATE: Final = PLAIN_STATE
+_EXCEEDS_STATE: Final = _exceeds_state
+_EXCEEDS_TEXT: Final = exceeds_text
 
 
 def clip(text: str) -> str:
@@ -125,7 +128,8 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
     # A Violation's message is either its text or deferred state. Which is asked first is a guess by the
     # code (a raised AttributeError costs more than the rest of the finding).
     text: str | None = None
-    if code is not _EXCEEDS_CAPTURABLE and code is not _REFUND_EXCEEDS_CAPTURED and code is not _AUTH_EXPIRED:
+    if (code is not _EXCEEDS_CAPTURABLE and code is not _REFUND_EXCEEDS_CAPTURED and code is not _AUTH_EXPIRED
+            and code is not _KEY_CONFLICT):
         try:
             text = _violation_text(violation)
         except AttributeError:  # deferred after all
@@ -138,6 +142,16 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         else:
             # `_guards.plain_state`, without its Python frame where the state is plain already
             to_plain = _PLAIN_STATE.get(pending[0])
+            if to_plain is _EXCEEDS_STATE:
+                # `_guards._exceeds_state` (most deferred breaches: EXCEEDS_CAPTURABLE) in one tuple, without
+                # its two Python frames: the payment's and policy's values, the objects themselves.
+                p: Any = pending[1]
+                pol: Any = pending[5]
+                held: Any = p.authorized
+                allowance: Any = pol.allowance(held) if pol.over_capture_percent else 0
+                defer(f, (said_later, kind, logged, _EXCEEDS_TEXT, p.currency, held, p.captured, p.cancelled,
+                          p.pending, pending[2], pending[3], pending[4], allowance))
+                return f
             defer(f, (said_later, kind, logged) + (to_plain(*pending[1:]) if to_plain is not None else pending))
             return f
     assert text is not None
@@ -385,15 +399,15 @@ def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: l
     text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
     building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
     out: list[Any] = []
+    # The slot's own setter: the class's `message` is a property (`_values._settling`) that calls it.
+    set_message = deferred_slot(cls, "message").__set__
     for i in range(len(payments)):
         f = new_finding(cls, payments[i], lines[i], files[i], codes[code_texts[i]], ats[i], amounts[i],
                         currencies[i])
         message = messages[i]
         if type(message) is not str:
             defer(f, message)
-        elif _COMPILED:
-            object.__setattr__(f, "message", message)
         else:
-            cls.__dict__["message"].__set__(f, message)
+            set_message(f, message)
         out.append(f)
     return out

@@ -256,15 +256,13 @@ def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> 
     for use in p.keys:
         if use.key != e.key:
             continue
-        did = "already did" if use.succeeded else "was used by an attempted"
+        # The message quotes the key, so it is seldom shared: formatted on first read (`_conflict_message`).
         if e.currency is not None and e.currency != p.currency:
-            return _v(_IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount} "
-                                                     f"{p.currency}; reused for {op} in {e.currency}")
+            return deferred_violation(_IDEMPOTENCY_KEY_CONFLICT, (_conflict_message, e.key, use.succeeded, use.op,
+                                                                  use.amount, p.currency, op, None, e.currency))
         if use.op != op or use.amount != amount:
-            tail = "" if use.succeeded else " that has not succeeded"
-            return _v(_IDEMPOTENCY_KEY_CONFLICT, f"key {e.key!r} {did} {use.op} {use.amount}{tail}; reused for "
-                                                     f"{op} {amount}" + (tail and ": only an identical retry may "
-                                                                                  "reuse its key"))
+            return deferred_violation(_IDEMPOTENCY_KEY_CONFLICT, (_conflict_message, e.key, use.succeeded, use.op,
+                                                                  use.amount, None, op, amount, None))
         if not use.succeeded:
             continue  # an identical retry of an attempt that has not succeeded (or its outcome)
         if not command:
@@ -278,6 +276,18 @@ def key_unique(p: Payment, e: Fact, amount: int, pol: Policy, command: bool) -> 
             return _v(code, f"key {e.key!r} already succeeded for {op} {amount} and the provider has no "
                             f"idempotency, so sending it again would {op} twice; reconcile instead")
     return None
+
+
+def _conflict_message(key: str, succeeded: bool, used_op: str, used_amount: int, currency: str | None,  # noqa: PLR0917
+                      op: str, amount: int | None, reused_in: str | None) -> tuple[str]:
+    """key_unique's IDEMPOTENCY_KEY_CONFLICT: a key reused in another currency (`reused_in`), else for
+    another operation or amount."""
+    did = "already did" if succeeded else "was used by an attempted"
+    if reused_in is not None:
+        return (f"key {key!r} {did} {used_op} {used_amount} {currency}; reused for {op} in {reused_in}",)
+    tail = "" if succeeded else " that has not succeeded"
+    return (f"key {key!r} {did} {used_op} {used_amount}{tail}; reused for {op} {amount}"
+            + (tail and ": only an identical retry may reuse its key"),)
 
 
 # The messages left to be formatted on first read hold plain values (ints, strs, enum members, instants),

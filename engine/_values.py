@@ -8,7 +8,7 @@ that the caller supplies, because the core never reads a clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -436,27 +436,65 @@ class _Deferrable:
     the first read of one calls `settle(*args)`, which returns all of them in order, and stores them.
     From then on, and to every reader (==, hash, repr, pickle, attrs.evolve, asdict), the value is the
     one an eager build would have made. `settle` must be pure over immutable arguments.
+
+    Each deferred field's slot is wrapped in a property that settles on a miss (`_settling`), set on the
+    class attrs builds. A `__getattr__` would do it with less code, but a class that defines one has
+    every attribute read go through CPython's `slot_tp_getattr_hook` (~3x a plain slot read), and the
+    audit's merge reads the fields of every finding several times.
     """
 
     __slots__ = ("_pending",)  # attrs adds no slot of its own for a plain base class
     _deferred: tuple[str, ...] = ()
 
-    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute name
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # attrs builds a slotted class anew: only that one holds the fields' slots (member descriptors).
+        slots = {name: cls.__dict__[name] for name in cls._deferred
+                 if type(cls.__dict__.get(name)) is _MemberDescriptor}
+        if slots:
+            _settling(cls, slots)
 
-        def __getattr__(self, name: str) -> Any:
-            # Only reached when a slot is unset: a deferred field on its first read, or a real miss.
-            fields = type(self)._deferred
-            if name in fields:
-                try:
-                    pending = object.__getattribute__(self, "_pending")
-                except AttributeError:
-                    pass
-                else:
-                    settle, *args = pending
-                    for field_name, value in zip(fields, settle(*args), strict=True):
-                        object.__setattr__(self, field_name, value)
-                    return object.__getattribute__(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+_MemberDescriptor = type(_Deferrable._pending)  # type: ignore[attr-defined]  # a slot's descriptor
+_pending_of = _Deferrable._pending.__get__  # type: ignore[attr-defined]
+
+
+def _settling(cls: type[_Deferrable], slots: dict[str, Any]) -> None:
+    """Put on `cls`, for each deferred field, a property that reads its slot and settles every deferred
+    field on a miss; writes and deletes go to the slot, so a property's setter is a C call. The slots
+    stay reachable through `deferred_slot`."""
+    fields = cls._deferred
+    if tuple(slots) != fields:
+        raise TypeError(f"{cls.__name__}: every deferred field must be a slot of the class, got {tuple(slots)}")
+    setters = tuple(slots[name].__set__ for name in fields)
+
+    def settle_all(self: _Deferrable, name: str) -> None:
+        try:
+            pending = _pending_of(self)
+        except AttributeError:  # neither set nor deferred: the AttributeError a plain class raises
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+        settle, *args = pending
+        for set_value, value in zip(setters, settle(*args), strict=True):
+            set_value(self, value)
+
+    for name, slot in slots.items():
+        get = slot.__get__
+
+        def read(self: _Deferrable, get: Callable[[_Deferrable], Any] = get, name: str = name) -> Any:
+            try:
+                return get(self)
+            except AttributeError:  # unset: deferred, or a real miss
+                settle_all(self, name)
+            return get(self)
+
+        setattr(cls, name, property(read, slot.__set__, slot.__delete__))
+    cls._deferred_slots = slots  # type: ignore[attr-defined]
+
+
+def deferred_slot(cls: type[_Deferrable], name: str) -> Any:
+    """The slot (member descriptor) of `cls`'s deferred field `name`: its `__get__` raises AttributeError
+    while the field is unset, without settling it; its `__set__` sets it as a builder does."""
+    return cls._deferred_slots[name]  # type: ignore[attr-defined]
 
 
 @frozen
@@ -624,7 +662,7 @@ def deferred_violation(code: Code, pending: tuple[Any, ...]) -> Violation:
 # (the guard of most refused captures) use them in place of the two builders above: on a ~1.3 µs
 # refusal, the two calls saved are ~90 ns. Whatever uses them must set what the builder sets.
 set_code = Violation.__dict__["code"].__set__
-_set_message = Violation.__dict__["message"].__set__
+_set_message = deferred_slot(Violation, "message").__set__
 set_allowed = Decision.__dict__["allowed"].__set__
 set_before = Decision.__dict__["before"].__set__
 set_violations = Decision.__dict__["violations"].__set__

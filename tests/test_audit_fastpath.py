@@ -513,7 +513,10 @@ def test_a_findings_message_state_is_plain_values_and_says_what_observe_says(ove
            line("e", "captured", day.format(9), "bambora", amount=100),
            line("c", "authorized", day.format(1), "hellgate", amount=800, currency="USD", flow="manual"),
            line("c", "cancelled", day.format(2), "hellgate"),
-           line("c", "captured", day.format(3), "hellgate", amount=100)]
+           line("c", "captured", day.format(3), "hellgate", amount=100),
+           line("k", "authorized", day.format(1), "vipps", amount=900, currency="NOK"),
+           line("k", "captured", day.format(2), "vipps", amount=100, key="k2"),
+           line("k", "captured", day.format(3), "vipps", amount=200, key="k2")]
     report = audit(raw, overrides=overrides)
     payments: dict[str, Payment] = {}
     expected: list[tuple[int, str, str]] = []
@@ -541,6 +544,10 @@ def test_a_findings_message_state_is_plain_values_and_says_what_observe_says(ove
              if f.code.value not in {"DANGLING_AUTHORIZATION", "OUT_OF_ORDER"}]
     assert found == sorted(expected)  # the report orders a line's findings by code, then message
     assert {"EXCEEDS_CAPTURABLE", "REFUND_EXCEEDS_CAPTURED", "AUTHORIZATION_EXPIRED"} <= {c for _, c, _ in found}
+    # Both of key_unique's conflicts (another currency; another amount), deferred too.
+    assert [m for _, c, m in found if c == "IDEMPOTENCY_KEY_CONFLICT"] == [
+        "refunded 2000: key 'k1' already did capture 1500 DKK; reused for refund in SEK",
+        "captured 200: key 'k2' already did capture 100; reused for capture 200"]
 
 
 def test_a_pickled_finding_formats_its_message_where_it_lands() -> None:

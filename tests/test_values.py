@@ -33,6 +33,8 @@ from capstate import (
     from_major_string,
     to_major_string,
 )
+from capstate._audit import Finding
+from capstate._values import Decision, Violation, _Deferrable, deferred_slot, set_pending
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -573,3 +575,64 @@ def test_replay_of_mixed_payments_raises_the_value_error_it_documents() -> None:
         capstate.replay(events, spec)
     with pytest.raises(ValueError, match="at least one event"):
         capstate.replay([], spec)
+
+
+# ------------------------------------------------------------------ deferred fields (_values._Deferrable)
+
+SETTLED: list[tuple[Any, ...]] = []
+
+
+def _settle_two(a: int, b: int) -> tuple[str, str]:
+    SETTLED.append((a, b))
+    return f"first {a}", f"second {b}"
+
+
+@attrs.frozen
+class _TwoLater(_Deferrable):
+    _deferred = ("first", "second")
+
+    code: int
+    first: str
+    second: str
+
+
+def _two_later(code: int, a: int, b: int) -> _TwoLater:
+    v: _TwoLater = object.__new__(_TwoLater)
+    object.__setattr__(v, "code", code)
+    set_pending(v, (_settle_two, a, b))
+    return v
+
+
+def test_a_deferred_value_settles_all_its_fields_once_on_the_first_read_of_one() -> None:
+    SETTLED.clear()
+    v = _two_later(1, 2, 3)
+    assert v.code == 1
+    assert not SETTLED  # a field that was set reads without settling
+    assert v.second == "second 3"
+    assert (v.first, v.second) == ("first 2", "second 3")
+    assert SETTLED == [(2, 3)]
+    assert v == _TwoLater(1, "first 2", "second 3")
+    assert hash(_two_later(1, 2, 3)) == hash(_TwoLater(1, "first 2", "second 3"))
+    assert repr(_two_later(1, 2, 3)) == repr(_TwoLater(1, "first 2", "second 3"))
+    assert attrs.asdict(_two_later(1, 2, 3)) == {"code": 1, "first": "first 2", "second": "second 3"}
+    assert attrs.evolve(_two_later(1, 2, 3), code=4) == _TwoLater(4, "first 2", "second 3")
+
+
+def test_a_deferred_field_neither_set_nor_deferred_raises_as_a_missing_attribute() -> None:
+    v: _TwoLater = object.__new__(_TwoLater)
+    with pytest.raises(AttributeError, match=r"^'_TwoLater' object has no attribute 'first'$"):
+        _ = v.first
+    with pytest.raises(AttributeError, match=r"^'_TwoLater' object has no attribute 'nothing'$"):
+        _ = v.nothing  # type: ignore[attr-defined]
+    assert not hasattr(v, "second")
+    # The slot itself reads without settling, and is what a builder sets.
+    slot = deferred_slot(_TwoLater, "first")
+    slot.__set__(v, "set")
+    assert slot.__get__(v) == v.first == "set"
+
+
+def test_deferred_classes_read_their_other_fields_as_plain_slots() -> None:
+    # No __getattr__ anywhere: a class with one has every attribute read go through the slow hook.
+    for cls in (_TwoLater, Violation, Decision, Finding):
+        assert not any("__getattr__" in vars(k) for k in cls.__mro__), cls
+        assert all(type(vars(cls)[name]) is property for name in cls._deferred)
