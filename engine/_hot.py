@@ -133,31 +133,8 @@ def canonical_at(text: object) -> str | None:
 def clock_ok(text: str) -> bool:
     """Whether `text[11:]` is a time of day "HH:MM:SSZ" that `canonical_at` accepts (its regex, then
     `parse_instant`, whose `fromisoformat` takes hours 0-23, minutes and seconds 0-59): the fast check,
-    for a `text` whose first 11 characters are a day in DAYS."""
-    return _clock(text) >= 0
-
-
-def _clock(text: str) -> i64:
-    """`clock_ok`'s reading of `text`'s time of day as the number HHMMSS, or -1 when it does not pass. Each
-    character is read as its code into an i64 (a direct read, compiled), and judged as a code: `ord(c) - 48`
-    was a tagged subtraction per digit."""
-    if len(text) != 20:
-        return -1
-    c1: i64 = ord(text[13])
-    c2: i64 = ord(text[16])
-    c3: i64 = ord(text[19])
-    h1: i64 = ord(text[11])
-    h2: i64 = ord(text[12])
-    m1: i64 = ord(text[14])
-    m2: i64 = ord(text[15])
-    s1: i64 = ord(text[17])
-    s2: i64 = ord(text[18])
-    # ':' ':' 'Z'; hours 00-23 ('0'-'2', then '0'-'9', at most "23"), minutes and seconds 00-59.
-    if (c1 == 58 and c2 == 58 and c3 == 90 and 48 <= h1 <= 50 and 48 <= h2 <= 57 and h1 * 10 + h2 <= 551
-            and 48 <= m1 <= 53 and 48 <= m2 <= 57 and 48 <= s1 <= 53 and 48 <= s2 <= 57):
-        # The digits' codes summed as digits: 48 * 111111 subtracted once.
-        return ((((h1 * 10 + h2) * 10 + m1) * 10 + m2) * 10 + s1) * 10 + s2 - 5333328
-    return -1
+    for a `text` whose first 11 characters are a day in DAYS (`_stamp` reads the whole instant)."""
+    return _stamp(text) >= 0
 
 
 def canonical(at: datetime) -> str | None:
@@ -201,14 +178,17 @@ def _shift(span: timedelta) -> _Shift:
     return found
 
 
-def deadline(text: str | None, start: datetime, span: timedelta) -> str:
+def deadline(text: str | None, start: datetime, span: timedelta, stamp: i64 = -1) -> str:
     """`start + span` as canonical text ("" when it has none: sub-second, or past year 9999). `text`, the
-    canonical text of `start` if known, lets a span of whole days move the date alone (cached per day)."""
+    canonical text of `start` if known, lets a span of whole days move the date alone (cached per day);
+    `stamp` is its `_stamp` where the caller has it (-1: read here)."""
     if text is not None:
         shift = _shift(span)
         days = shift.days
-        code = _day_code(text) if days >= 0 else -1
-        if code >= 0:
+        if days >= 0 and stamp < 0:
+            stamp = _stamp(text)
+        if days >= 0 and stamp >= 0:
+            code = stamp // 1_000_000  # the day, YYYYMMDD
             if code != shift.code:
                 key = code << _DAY_SHIFT | days
                 day = _SHIFTED.get(key)
@@ -587,10 +567,10 @@ class Record:
                     self.auth_stamp = _stamp(start_text)
                 validity = self.validity
                 if validity is not None:
-                    self.exp = deadline(start_text, start, validity)
+                    self.exp = deadline(start_text, start, validity, self.auth_stamp)
                 window = self.fast.refund_window
                 if window is not None:
-                    self.rwin = deadline(start_text, start, window)
+                    self.rwin = deadline(start_text, start, window, self.auth_stamp)
         self.after = text if text is not None and self.exp != "" and self.rwin != "" else EXACT_ONLY
 
 
@@ -682,21 +662,21 @@ def _authorize(r: Record, at: str, amount: int, cur: str | None, flow: Flow | No
     no canonical text."""
     currency = cur if cur is not None else r.currency
     start = _instant(at)  # `at` is canonical (plain); a bound constant, not a method looked up by name
-    validity, exp, rwin = _terms(r, currency, at, start)
+    validity, exp, rwin = _terms(r, currency, at, start, stamp)
     if exp == "" or rwin == "":
         return False
     _authorized(r, amount, currency, flow, start, validity, exp, rwin, stamp)
     return True
 
 
-def _terms(r: Record, currency: str | None, text: str | None, start: datetime) -> tuple[timedelta | None, str | None,
-                                                                                         str | None]:
+def _terms(r: Record, currency: str | None, text: str | None, start: datetime,
+           stamp: i64) -> tuple[timedelta | None, str | None, str | None]:
     """An authorization's validity under the policy, and its expiry and refund-window deadlines as text
-    (`deadline`: "" when one has no canonical text)."""
+    (`deadline`: "" when one has no canonical text; `stamp`: `text`'s, -1 when it has none)."""
     validity = r.fast.validity_for(currency) if currency is not None else None
     window = r.fast.refund_window
-    return (validity, deadline(text, start, validity) if validity is not None else None,
-            deadline(text, start, window) if window is not None else None)
+    return (validity, deadline(text, start, validity, stamp) if validity is not None else None,
+            deadline(text, start, window, stamp) if window is not None else None)
 
 
 def _authorized(r: Record, amount: int, currency: str | None, flow: Flow | None, start: datetime,
@@ -752,8 +732,12 @@ def settle(r: Record, t: int, amount: int, dest: str, cur: str | None, key: str 
     flight)."""
     if t == AUTHORIZED:
         currency = cur if cur is not None else r.currency
-        validity, exp, rwin = _terms(r, currency, text, at)
-        _authorized(r, amount, currency, flow, at, validity, exp, rwin, _stamp(text) if text is not None else -1)
+        # Two statements: mypyc boxes an i64 in `x if c else -1`.
+        stamp: i64 = -1
+        if text is not None:
+            stamp = _stamp(text)
+        validity, exp, rwin = _terms(r, currency, text, at, stamp)
+        _authorized(r, amount, currency, flow, at, validity, exp, rwin, stamp)
     else:
         _counts(r, t, amount, key)
     r.state = dest
@@ -897,39 +881,21 @@ _STAMP_UNKNOWN: Final = -2
 
 
 def _stamp(at: str) -> i64:
-    """The instant of `at` as the number YYYYMMDDHHMMSS (`_day_code` * 10**6 + `_clock`) when it is a whole
-    canonical instant in shape whose time of day `clock_ok` accepts (its day may still be none: DAY_CODES
-    says), else -1. Stamps order as the instants (and the canonical texts) do: `take` compares two with one
-    C compare, where two strs were a generic rich compare (~150 instructions)."""
-    clock = _clock(at)
-    if clock < 0:
-        return -1
-    day = _day_code(at)
-    if day < 0:
-        return -1
-    # The factor written out (here and in `take`), and no conditional expression: mypyc reads a Final int
-    # constant, or an `x if c else -1` of an i64, as a boxed int, and boxed the stamp (~200 instructions a line).
-    return day * 1_000_000 + clock
-
-
-def after_stamp(text: str) -> i64:
-    """The stamp `Record.after_stamp` holds for an `after` of `text`: -1 for "" (before any event: every
-    stamp is later), `_stamp` for a canonical instant, and _EXACT_STAMP for EXACT_ONLY (every stamp earlier)."""
-    if not text:
-        return -1
-    stamp = _stamp(text)
-    return stamp if stamp >= 0 else _EXACT_STAMP
-
-
-def _day_code(at: str) -> i64:
-    """The day `at` opens with ("YYYY-MM-DDT") as the number YYYYMMDD, or -1 when it opens otherwise: eight
-    digit reads and C arithmetic, where a slice and a set lookup hashed a new str (~4x the instructions).
-    Each character is read as its code into an i64, then judged and summed in C (see `clock_ok`)."""
-    if len(at) < 11:
+    """The instant of `at` as the number YYYYMMDDHHMMSS when it is a canonical instant in shape: a date of
+    digits (which may still be no day: DAY_CODES says), hours 00-23, minutes and seconds 00-59, as
+    `canonical_at`'s regex and `parse_instant` take them; else -1. Stamps order as the instants (and the
+    canonical texts) do: `take` compares two with one C compare, where two strs were a generic rich compare
+    (~150 instructions). Each character is read as its code into an i64 (a direct read, compiled) and judged
+    as a code (`ord(c) - 48` was a tagged subtraction per digit); the date and the time of day in one
+    function, where two (one for each) cost a second call, length check and decoding of the str's kind."""
+    if len(at) != 20:
         return -1
     c1: i64 = ord(at[4])
     c2: i64 = ord(at[7])
     c3: i64 = ord(at[10])
+    c4: i64 = ord(at[13])
+    c5: i64 = ord(at[16])
+    c6: i64 = ord(at[19])
     y1: i64 = ord(at[0])
     y2: i64 = ord(at[1])
     y3: i64 = ord(at[2])
@@ -938,12 +904,45 @@ def _day_code(at: str) -> i64:
     m2: i64 = ord(at[6])
     d1: i64 = ord(at[8])
     d2: i64 = ord(at[9])
-    if (c1 != 45 or c2 != 45 or c3 != 84 or y1 < 48 or y1 > 57 or y2 < 48 or y2 > 57 or y3 < 48 or y3 > 57  # - - T
-            or y4 < 48 or y4 > 57 or m1 < 48 or m1 > 57 or m2 < 48 or m2 > 57 or d1 < 48 or d1 > 57 or d2 < 48
-            or d2 > 57):
+    h1: i64 = ord(at[11])
+    h2: i64 = ord(at[12])
+    n1: i64 = ord(at[14])
+    n2: i64 = ord(at[15])
+    s1: i64 = ord(at[17])
+    s2: i64 = ord(at[18])
+    # - - T : : Z; the date's eight digits; hours 00-23 ('0'-'2', then '0'-'9', at most "23"), minutes and
+    # seconds 00-59.
+    if (c1 != 45 or c2 != 45 or c3 != 84 or c4 != 58 or c5 != 58 or c6 != 90 or y1 < 48 or y1 > 57 or y2 < 48
+            or y2 > 57 or y3 < 48 or y3 > 57 or y4 < 48 or y4 > 57 or m1 < 48 or m1 > 57 or m2 < 48 or m2 > 57
+            or d1 < 48 or d1 > 57 or d2 < 48 or d2 > 57 or h1 < 48 or h1 > 50 or h2 < 48 or h2 > 57
+            or h1 * 10 + h2 > 551 or n1 < 48 or n1 > 53 or n2 < 48 or n2 > 57 or s1 < 48 or s1 > 53 or s2 < 48
+            or s2 > 57):
         return -1
-    # The digits' codes summed as digits: 48 * 11111111 subtracted once.
-    return (((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2) - 533333328
+    # The digits' codes summed as digits: 48 * 11111111111111 subtracted once. No conditional expression and
+    # no named constant: mypyc reads a Final int constant, or an `x if c else -1` of an i64, as a boxed int,
+    # and boxed the stamp (~200 instructions a line).
+    return ((((((((((((((y1 * 10 + y2) * 10 + y3) * 10 + y4) * 10 + m1) * 10 + m2) * 10 + d1) * 10 + d2) * 10
+                  + h1) * 10 + h2) * 10 + n1) * 10 + n2) * 10 + s1) * 10 + s2) - 533333333333328)
+
+
+def after_stamp(text: str) -> i64:
+    """The stamp `Record.after_stamp` holds for an `after` of `text`: -1 for "" (before any event: every
+    stamp is later), `_stamp` for a canonical instant, and _EXACT_STAMP for EXACT_ONLY (every stamp earlier)."""
+    if not text:
+        return -1
+    stamp = _stamp(text)
+    if stamp < 0:  # a statement: mypyc boxed the stamp in `stamp if stamp >= 0 else _EXACT_STAMP`
+        return _EXACT_STAMP
+    return stamp
+
+
+def _day_code(at: str) -> i64:
+    """The day a canonical instant `at` falls on as the number YYYYMMDD (its `_stamp` // 10**6), or -1 when it
+    has no stamp."""
+    stamp = _stamp(at)
+    if stamp < 0:
+        return -1
+    return stamp // 1_000_000
 
 
 def _uncut(raw: bytes) -> bytes:
