@@ -1034,20 +1034,15 @@ class Kernel:
         return self._pack_any(r)
 
     def _pack_plain(self, r: Record, at: datetime | None) -> bytes:
-        """The fixed fields (`_HEAD_SMALL`, or `_HEAD`), then `after`, `exp` and `rwin` as ASCII, then the key
-        uses marshalled; b"" when `r` does not fit them."""
+        """The fixed fields (`_HEAD_SMALL` and up to four key uses, each a `_use` field; or `_HEAD`), then `after`,
+        `exp`, `rwin` and the keys of the uses held in fields as ASCII, then any other key uses marshalled; b""
+        when `r` does not fit them."""
         after = r._after
         exp = r.exp
         rwin = r.rwin
-        text = after
-        if exp:
-            text += exp
-        if rwin:
-            text += rwin
-        raw = text.encode()
         n_exp = -1 if exp is None else len(exp)
         n_rwin = -1 if rwin is None else len(rwin)
-        if len(raw) != len(text) or len(after) > 127 or n_exp > 127 or n_rwin > 127:
+        if len(after) > 127 or n_exp > 127 or n_rwin > 127:
             return b""
         # The numbers of the names, read from the table here (`word` adds a new one: a call each cost ~200
         # instructions, four a record).
@@ -1083,15 +1078,65 @@ class Kernel:
         auth: i64 = -1
         if at is not None:
             auth = r.auth_stamp
-        if ((at is None or auth >= 0) and 0 <= pos <= _INT32_MAX and 0 <= line <= _INT32_MAX
-                and 0 <= authorized <= _INT32_MAX and 0 <= captured <= _INT32_MAX and 0 <= cancelled <= _INT32_MAX
-                and 0 <= refunded <= _INT32_MAX and 0 <= pending <= _INT32_MAX and 0 <= captures <= _INT32_MAX
-                and 0 <= refunds < _REFUNDS_SMALL and name < _NAME_SMALL and -1 <= reference_ok <= 1 and _SMALL_OK):
+        small = ((at is None or auth >= 0) and 0 <= pos <= _INT32_MAX and 0 <= line <= _INT32_MAX
+                 and 0 <= authorized <= _INT32_MAX and 0 <= captured <= _INT32_MAX and 0 <= cancelled <= _INT32_MAX
+                 and 0 <= refunded <= _INT32_MAX and 0 <= pending <= _INT32_MAX and 0 <= captures <= _INT32_MAX
+                 and 0 <= refunds < _REFUNDS_SMALL and name < _NAME_SMALL and -1 <= reference_ok <= 1 and _SMALL_OK)
+        # Up to four key uses in fields of their own, their keys after the texts: `marshal.dumps` of the uses
+        # cost ~4k instructions a record (it builds a table of the objects it wrote, for back-references).
+        uses = r.uses
+        n = len(uses)
+        held = 0
+        u1: i64 = 0
+        u2: i64 = 0
+        u3: i64 = 0
+        u4: i64 = 0
+        k1 = ""
+        k2 = ""
+        k3 = ""
+        k4 = ""
+        if small and n and n <= 16 and not n & 3:
+            u1, k1 = _use(uses, 0, "")
+            if u1 >= 0 and n > 4:
+                u2, k2 = _use(uses, 4, uses[0])
+                if u2 >= 0 and n > 8:
+                    u3, k3 = _use(uses, 8, uses[4])
+                    if u3 >= 0 and n > 12:
+                        u4, k4 = _use(uses, 12, uses[8])
+            if u1 >= 0 and u2 >= 0 and u3 >= 0 and u4 >= 0:
+                held = n >> 2
+        # One str built at once (an f-string of strs compiles to one allocation; each `+=` made another).
+        text = f"{after}{exp or ''}{rwin or ''}{k1}{k2}{k3}{k4}" if held else f"{after}{exp or ''}{rwin or ''}"
+        raw = text.encode()
+        if len(raw) != len(text):
+            if not held:
+                return b""
+            held = 0  # a key beyond ASCII: the uses go marshalled
+            text = f"{after}{exp or ''}{rwin or ''}"
+            raw = text.encode()
+            if len(raw) != len(text):
+                return b""
+        if small:
             # Every number of the bench log's records fits: two to a 64-bit field, the small ones in bit
             # fields (see `_HEAD_SMALL`). Seven ints to box and pack instead of twenty: ~2,000 instructions less.
-            head: bytes = _pack_small(_smalls(file, reference_ok, flow_code, len(after), n_exp, n_rwin, refunds),
-                                      _pair(pos, line), _pair(authorized, captured), _pair(cancelled, refunded),
-                                      _pair(pending, captures), _names(span, currency, state, name), auth)
+            smalls = _smalls(_PLAIN_SMALL + held, file, reference_ok, flow_code, len(after), n_exp, n_rwin, refunds)
+            first = _pair(pos, line)
+            second = _pair(authorized, captured)
+            third = _pair(cancelled, refunded)
+            fourth = _pair(pending, captures)
+            names = _names(span, currency, state, name)
+            if held == 0:
+                head: bytes = _pack_small(smalls, first, second, third, fourth, names, auth)
+            elif held == 1:
+                head = _pack_small1(smalls, first, second, third, fourth, names, auth, u1)
+            elif held == 2:
+                head = _pack_small2(smalls, first, second, third, fourth, names, auth, u1, u2)
+            elif held == 3:
+                head = _pack_small3(smalls, first, second, third, fourth, names, auth, u1, u2, u3)
+            else:
+                head = _pack_small4(smalls, first, second, third, fourth, names, auth, u1, u2, u3, u4)
+            if held:
+                return head + raw
         else:
             if at is not None:
                 # Typed, so that the two indexings are native reads (a generic `PyObject_GetItem` each as Any).
@@ -1105,7 +1150,6 @@ class Kernel:
                                   n_exp, n_rwin, state_of_at)
             except struct.error:  # beyond int64
                 return b""
-        uses = r.uses
         if not uses:
             return head + raw
         try:
@@ -1139,8 +1183,10 @@ class Kernel:
     def unpack(self, ref: str, blob: bytes) -> Record:
         tag = blob[0]
         auth: i64 = -1
-        if tag == _PLAIN_SMALL or tag == _PLAIN:
-            if tag == _PLAIN_SMALL:
+        held = 0
+        if _PLAIN <= tag <= _PLAIN_SMALL + 4:
+            if tag != _PLAIN:
+                held = tag - _PLAIN_SMALL
                 q1: i64
                 q2: i64
                 q3: i64
@@ -1170,7 +1216,7 @@ class Kernel:
                 n_exp: int = ((q6 >> 36) & 0xFF) - 1
                 n_rwin: int = ((q6 >> 44) & 0xFF) - 1
                 refund_count: int = q6 >> 52
-                start = _HEAD_SMALL.size
+                start = _HEAD_SMALL.size + 8 * held
             else:
                 (_, pos, line, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
                  reference_ok, flow, i_name, i_state, i_currency, i_span, i_file, n_after, n_exp, n_rwin,
@@ -1179,14 +1225,19 @@ class Kernel:
                 start = _HEAD.size
             words = self.words
             end = start + n_after + max(n_exp, 0) + max(n_rwin, 0)
-            text = blob[start:end].decode()
+            if held:  # the keys of the uses follow the texts, to the end
+                text = blob[start:].decode()
+                held_uses = _uses_of(blob, held, text, end - start)
+            else:
+                text = blob[start:end].decode()
+                held_uses = marshal.loads(blob[end:]) if len(blob) > end else ()
             rest = n_after + max(n_exp, 0)
             return self._record(ref, pos, words[i_name], words[i_state],
                                 words[i_currency] if i_currency != _NONE else None, authorized, captured,
                                 cancelled, refunded, pending, capture_count, refund_count,
                                 authorized_at, self.spans[i_span] if i_span != _NONE else None, flow,
-                                marshal.loads(blob[end:]) if len(blob) > end else (),
-                                text[n_after:rest] if n_exp >= 0 else None, text[rest:] if n_rwin >= 0 else None,
+                                held_uses, text[n_after:rest] if n_exp >= 0 else None,
+                                text[rest:end - start] if n_rwin >= 0 else None,
                                 text[:n_after], None, line, words[i_file], reference_ok, auth)
         (pos, name, state, currency, authorized, captured, cancelled, refunded, pending, capture_count, refund_count,
          authorized_at, validity, flow, uses, exp, rwin, after, at_dt, line, file, reference_ok) = _fields(blob)
@@ -1502,10 +1553,12 @@ def _names(span: int, currency: int, state: int, name: int) -> i64:
     return (d << 48) | (c << 32) | (b << 16) | a
 
 
-def _smalls(file: int, reference_ok: int, flow: int, n_after: int, n_exp: int, n_rwin: int, refunds: int) -> i64:
-    """The tag _PLAIN_SMALL (the low 8 bits: the blob's first byte), the file's number (16 bits), reference_ok + 1
-    and the flow's code (2 each), the lengths of `after`, `exp` + 1 and `rwin` + 1 (8 each) and the refund
-    count (11) in one field."""
+def _smalls(tag: int, file: int, reference_ok: int, flow: int, n_after: int, n_exp: int, n_rwin: int,
+            refunds: int) -> i64:
+    """The tag (_PLAIN_SMALL plus the key uses in fields: the low 8 bits, the blob's first byte), the file's
+    number (16 bits), reference_ok + 1 and the flow's code (2 each), the lengths of `after`, `exp` + 1 and
+    `rwin` + 1 (8 each) and the refund count (11) in one field."""
+    t: i64 = tag
     a: i64 = file
     b: i64 = reference_ok + 1
     c: i64 = flow
@@ -1513,7 +1566,55 @@ def _smalls(file: int, reference_ok: int, flow: int, n_after: int, n_exp: int, n
     e: i64 = n_exp + 1
     f: i64 = n_rwin + 1
     g: i64 = refunds
-    return (g << 52) | (f << 44) | (e << 36) | (d << 28) | (c << 26) | (b << 24) | (a << 8) | _PLAIN_SMALL
+    return (g << 52) | (f << 44) | (e << 36) | (d << 28) | (c << 26) | (b << 24) | (a << 8) | t
+
+
+def _use(uses: tuple[Any, ...], i: int, before: str) -> tuple[i64, str]:
+    """The key use at `uses[i:i + 4]` (`Record.uses`) as a `_HEAD_SMALL` field, and the text to keep of its
+    key: the key's length (8 bits), the op (2: capture, refund, cancel), succeeded (1), whether the key is
+    `before` (1: the previous use's key, then not kept again; "" before the first), and above them the amount
+    (0..2**51-1); (-1, "") when it has another shape (`_pack_plain` marshals the uses then)."""
+    key = uses[i]
+    amount = uses[i + 2]
+    if type(key) is not str or type(amount) is not int:
+        return -1, ""
+    k: str = key
+    a: int = amount
+    n: i64 = len(k)
+    if a < 0 or a > _USE_AMOUNT_MAX or n > 255:
+        return -1, ""
+    op = uses[i + 1]
+    o: i64 = 0
+    if op is _OP_REFUND:
+        o = 1
+    elif op is _OP_CANCEL:
+        o = 2
+    elif op is not _OP_CAPTURE:  # the very str `_counts` and `load` (`op_of`) give; any other, marshalled
+        return -1, ""
+    succeeded = uses[i + 3]
+    s: i64 = 0
+    if succeeded is True:
+        s = 1
+    elif succeeded is not False:
+        return -1, ""
+    high: i64 = a
+    if k == before:
+        return (high << 12) | (1 << 11) | (s << 10) | (o << 8), ""
+    return (high << 12) | (s << 10) | (o << 8) | n, k
+
+
+def _uses_of(blob: bytes, held: int, text: str, start: int) -> tuple[Any, ...]:
+    """The `held` key uses of a `_HEAD_SMALL` blob (`_use`), their keys read from `text` at `start`."""
+    out: list[Any] = []
+    key = ""
+    for i in range(held):
+        code: int = _USE.unpack_from(blob, _HEAD_SMALL.size + 8 * i)[0]
+        if not code >> 11 & 1:  # a key of its own (else the previous one's)
+            end = start + (code & 0xFF)
+            key = text[start:end]
+            start = end
+        out += (key, _USE_OPS[code >> 8 & 3], code >> 12, bool(code >> 10 & 1))
+    return tuple(out)
 
 
 def _fields(blob: bytes) -> Any:
@@ -1529,7 +1630,7 @@ def packed_pos(blob: bytes) -> int:
     else marshal (version 4) writes a tuple of fewer than 256 items as ")" and a 1-byte count, then its
     first item, and reads one object, ignoring the bytes after it."""
     tag = blob[0]
-    if tag == _PLAIN_SMALL:
+    if _PLAIN_SMALL <= tag <= _PLAIN_SMALL + 4:
         return blob[8] | (blob[9] << 8) | (blob[10] << 16) | (blob[11] << 24)
     if tag == _PLAIN:
         found: int = _POS.unpack_from(blob, 1)[0]
@@ -1561,6 +1662,14 @@ _UTC: Final = UTC
 _DATETIME: Final = datetime
 _pack_head: Final[Any] = _HEAD.pack
 _pack_small: Final[Any] = _HEAD_SMALL.pack
+# The same followed by one to four key uses (`_use`), the tag _PLAIN_SMALL + their count.
+_pack_small1: Final[Any] = struct.Struct("@8n").pack
+_pack_small2: Final[Any] = struct.Struct("@9n").pack
+_pack_small3: Final[Any] = struct.Struct("@10n").pack
+_pack_small4: Final[Any] = struct.Struct("@11n").pack
+_USE: Final = struct.Struct("@n")
+_USE_AMOUNT_MAX: Final = (1 << 51) - 1
+_USE_OPS: Final = (_OP_CAPTURE, _OP_REFUND, _OP_CANCEL)
 _reduce: Final[Any] = datetime.__reduce_ex__
 _dumps: Final[Any] = marshal.dumps
 _POS: Final = struct.Struct("<q")
