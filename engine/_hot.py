@@ -970,6 +970,7 @@ class Kernel:
         self.live: dict[str, Record] = {}
         self.settled = settled
         self.to_end: Any = settled.move_to_end  # bound once: a method looked up by name per call cost ~100 more
+        self.pop_first: Any = settled.popitem
         # Settled payments are kept as Records while young (`young` lines after their latest event: late
         # events mostly come soon), then packed into bytes (`pack`), ~4x smaller, in `packed`, in the
         # order they left `settled` (so oldest first, as `forget_before` needs). `recall` finds either.
@@ -1456,16 +1457,18 @@ class Kernel:
             settled = self.settled
             packed = self.packed
             limit = pos - self.young
-            # The old ones are a prefix (oldest first): read in one pass, then taken off the front (a
-            # `popitem` method call per record, and putting the first young one back, cost ~3x as much).
-            old: list[str] = []
-            for ref, oldest in cast("dict[str, Record]", settled).items():
+            # The old ones are a prefix (oldest first): taken off the front one by one, and the first young one
+            # put back in front. Reading the prefix by the OrderedDict's iterator (which finds its node by key
+            # each step, and gives a pair) and deleting each by key cost ~1.5x as much.
+            pop_first = self.pop_first
+            while settled:
+                first: tuple[str, Record] = pop_first(False)
+                ref, oldest = first
                 if oldest.pos >= limit:
+                    settled[ref] = oldest
+                    self.to_end(ref, False)
                     break
                 packed[ref] = self.pack(oldest)
-                old.append(ref)
-            for ref in old:
-                del settled[ref]
 
     def forget_before(self, limit: int) -> None:
         """Reclaim the settled payments whose latest event is more than the window behind."""
