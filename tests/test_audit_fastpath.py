@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -594,3 +595,29 @@ def test_a_reference_matched_as_pieces_gets_the_regex_verdict(build: str, patter
     for v in [*values, ".", "..", ""]:
         assert fast.reference_accepted(v) == (rule.problem(v) is None), v
         assert module._pieces_match(v, *pieces) == (v.isascii() and parts[2](v) is not None), v
+
+
+_STAMP_CHARS = st.sampled_from("0123456789-:TZ+. t\u0661\uff10")
+
+
+@given(st.sampled_from(tuple(BUILDS)),
+       st.one_of(st.text(_STAMP_CHARS, min_size=18, max_size=22),
+                 st.tuples(st.integers(0, 9999), st.integers(0, 99), st.integers(0, 99), st.integers(0, 99),
+                           st.integers(0, 99), st.integers(0, 99)).map(
+                     lambda t: "%04d-%02d-%02dT%02d:%02d:%02dZ" % t)))  # noqa: UP031 - the canonical zero-padded shape
+@example("installed", "2026-03-01T23:59:59Z")
+@example("plain", "2026-03-01T24:00:00Z")
+@example("installed", "2026-03-01T23:59:59z")
+@example("installed", "2026-03-01t23:59:59Z")
+@example("installed", "2026-03-0\u0661T23:59:59Z")
+@example("plain", "2026/03-01T23:59:59Z")
+@example("installed", "2026-03-01T23:59:59Z ")
+def test_a_stamp_reads_an_instant_of_the_canonical_shape(build: str, text: str) -> None:
+    """`_stamp` reads the whole instant in one pass: the digits as one number exactly when `text` has the
+    canonical shape with a time of day `parse_instant` takes (the date's digits are judged by DAY_CODES), else -1;
+    `_day_code` is its day."""
+    module = BUILDS[build]
+    shaped = re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z", text)
+    stamp = int(re.sub("[^0-9]", "", text)) if shaped else -1
+    assert module._stamp(text) == stamp
+    assert module._day_code(text) == (stamp // 1_000_000 if shaped else -1)

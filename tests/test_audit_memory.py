@@ -245,3 +245,74 @@ def test_findings_of_one_rule_share_its_text_and_read_as_before() -> None:
     assert [f.message for f in mismatched] == [f"captured {100 + 3 * k}: capture in EUR, but the payment was "
                                                "authorized in USD" for k in range(3)]
     assert {f.message for f in invalid} == {"cancelled: hellgate has no cancelled transition from state 'captured'"}
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_key_uses_pack_into_fields_and_come_back(build: str) -> None:
+    """Up to four key uses of the usual shape (an ASCII str key of at most 255 characters, one of the three ops,
+    an int amount in 0..2**51-1, a bool) are held in fields of their own, a key repeated from the use before held
+    once; any other shape goes marshalled as before. Each comes back equal, of the same types."""
+    module = BUILDS[build]
+    a = _feed([{"payment": "p", "type": "authorized", "at": "2026-03-01T09:00:00Z", "provider": "vipps",
+                "amount": 100, "currency": "NOK"}], build, 250_000, None)
+    k = a._k
+    (base,) = _records(a)
+    cap, ref, cancel = module._OP_CAPTURE, module._OP_REFUND, module._OP_CANCEL
+    equal_op = "".join(["cap", "ture"])  # equal to capture's op, not the same str: marshalled
+    held: list[tuple[Any, ...]] = [
+        ("k1", cap, 100, False),
+        ("k1", cap, 100, False, "k1", cap, 100, True),
+        ("", cap, 0, True, "", ref, 5, True, "k", cancel, 2**51 - 1, True),
+        ("a" * 255, cap, 1, False, "b", cap, 1, True, "b", ref, 1, True, "a" * 255, cancel, 7, True),
+    ]
+    marshalled: list[tuple[Any, ...]] = [
+        ("k1", cap, 2**51, True),  # the amount past the field
+        ("k1", cap, -1, True),
+        ("a" * 256, cap, 1, True),  # the key past its length's byte
+        ("k1", equal_op, 1, True),
+        ("k1", "authorize", 1, True),
+        ("k1", cap, True, True),  # a bool amount: its type kept
+        ("k1", cap, 1, 1),  # an int for succeeded: its type kept
+        ("k\u00e9", cap, 1, True),  # beyond ASCII
+        ("k1", cap, 1, True) * 5,  # more than four uses
+        ("k1", cap, 1, True, 7, cap, 1, True),  # a key not a str (by hand)
+        ("k1", cap, 1),  # not four to a use (by hand)
+    ]
+    for uses, tag in [*((u, module._PLAIN_SMALL + len(u) // 4) for u in held),
+                      *((u, module._PLAIN_SMALL) for u in marshalled)]:
+        r = k.unpack(base.reference, k.pack(base))
+        r.uses = uses
+        blob = k.pack(r)
+        assert blob[0] == tag, uses
+        again = k.unpack(r.reference, blob)
+        assert _fields(again) == _fields(r), uses
+        assert [type(x) for x in again.uses] == [type(x) for x in uses], uses
+        assert module.packed_pos(blob) == r.pos
+        if tag != module._PLAIN_SMALL:  # (marshal flags an object by its reference count: not the same bytes)
+            assert k.pack(again) == blob  # packed again, the same bytes
+    # The fields hold a repeated key once: a record with two uses of one key is smaller than with two keys.
+    r = k.unpack(base.reference, k.pack(base))
+    r.uses = ("x" * 30, cap, 1, False, "x" * 30, cap, 1, True)
+    once = len(k.pack(r))
+    r.uses = ("x" * 30, cap, 1, False, "y" * 30, cap, 1, True)
+    assert len(k.pack(r)) == once + 30
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_the_bench_log_packs_its_key_uses_into_fields(build: str, tmp_path: Path) -> None:
+    """Every settled payment of the bench log's shape packs its key uses into fields (no marshal), and comes back
+    as it was."""
+    module = BUILDS[build]
+    log = write_log(str(tmp_path), payments=400, seed=7)
+    a = Auditor(None, settled_window=5_000, hot=module)
+    a._k.young = 0
+    for number, raw in enumerate(Path(log.path).read_bytes().splitlines(), start=1):
+        a.feed(raw, number, log.path)
+    k = a._k
+    tags = [blob[0] for blob in k.packed.values()]
+    assert len(tags) > 100 and set(tags) <= {module._PLAIN_SMALL + n for n in range(5)}
+    assert any(tag > module._PLAIN_SMALL + 1 for tag in tags)
+    for ref, blob in k.packed.items():
+        r = k.unpack(ref, blob)
+        assert (blob[0] - module._PLAIN_SMALL) * 4 == len(r.uses)
+        assert k.pack(r) == blob
