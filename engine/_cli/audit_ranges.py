@@ -98,12 +98,14 @@ def line_start(path: str, at: int) -> int:
                 return f.tell() - len(data) + nl + 1
 
 
-LEAD = 0.15
+LEAD = 0.25
 """How much larger the parent's own range is than another's, as a share of one range: the others also
-count the lines before theirs, note their payments and pack their findings for the trip back (~0.12 s on
-the bench log), which the parent does not, so that their results come back about when the parent is
-ready to stitch them. At 0.2 the parent's range outlasted the worker (CPU, loaded machine: by 0.05 s; wall,
-quiet: by 0.1-0.19 s); at 0.15 the worker's CPU ran 0.025 s past it (docs/performance.md, "Workers")."""
+count the lines before theirs (~0.04 s), note their payments, pack their findings and send them back
+(~0.13 s on the bench log), which the parent does not, so that their results come back about when the
+parent is ready to stitch them. Measured on a quiet machine (run_audit, workers=2 against workers=1,
+interleaved, medians of 5 and 7 rounds): 0.15 gave 1.42x and 1.60x, 0.2 1.52x and 1.55x, 0.25 1.53x and
+1.63x, 0.3 1.53x and 1.62x, 0.35 1.47x; under load (other processes on the cores) the balance moves
+toward the parent, which is why 0.15 looked best there (docs/performance.md, "Workers")."""
 
 
 def ranges(paths: Sequence[str], parts: int, lead: float = LEAD) -> list[list[Piece]]:
