@@ -622,6 +622,31 @@ def timed_then(fn: Callable[[], _T], rounds: int, then: Callable[[_T], _U]) -> t
     return statistics.median(samples), kept
 
 
+def timed_together(jobs: Sequence[tuple[Callable[[], Any], Callable[[Any], Any]]], rounds: int
+                   ) -> list[tuple[float, Any]]:
+    """`timed_then` for several jobs at once, their rounds interleaved (job 1, job 2, ..., then again):
+    for each job its median seconds and what its `then` makes of its last round's result. A ratio between
+    two jobs then compares rounds run side by side, where timing all of one job's rounds before the next
+    job's let the host's speed drift between them (a shared 2-core machine moved its floor from 367,514 to
+    595,331 events/s between two runs ten minutes apart). Each result is dropped before the next job runs."""
+    samples: list[list[float]] = [[] for _ in jobs]
+    kept: list[Any] = [None] * len(jobs)
+    for k in range(rounds):
+        for i, (fn, then) in enumerate(jobs):
+            gc.collect()
+            start = time.perf_counter()
+            result = fn()
+            samples[i].append(time.perf_counter() - start)
+            if k == rounds - 1:
+                kept[i] = then(result)
+            del result
+    return [(statistics.median(times), what) for times, what in zip(samples, kept, strict=True)]
+
+
+def _nothing(result: object) -> None:
+    """What a timed job keeps of its result when nothing is compared."""
+
+
 def _digest(report: Any) -> tuple[bytes, int]:
     """A report as `--json` writes it, hashed, and its number of violations: what (b) is compared by, so
     that (a)'s report need not be held through (b)."""
@@ -764,28 +789,30 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             f"in {time.perf_counter() - start:.1f}s")
         events = log.lines - log.malformed
 
-        say("floor: orjson.loads + payment id into a dict")
-        floor_s, _ = timed(lambda: floor(log.path), rounds)
-        floor_eps = events / floor_s
-
         run_audit = _run_audit()
         audit_eps = audit2_eps = rss = None
         workers_identical: bool | None = None
         load_after_b: list[float] | None = None
         violations: int | None = None
-        if run_audit is not None:
-            say("(a) audit, 1 process")
-            # Each report is hashed once its rounds are done and then dropped, so that (b) runs as a fresh
+        if run_audit is None:
+            say("floor: orjson.loads + payment id into a dict")
+            floor_s, _ = timed(lambda: floor(log.path), rounds)
+        else:
+            say("floor: orjson.loads + payment id into a dict; (a) audit, 1 process; (b) audit, 2 workers "
+                "(their rounds interleaved)")
+            # Each report is hashed once its last round is done and then dropped, so that (b) runs as a fresh
             # `capstate audit --workers 2` does, not forked from a process holding (a)'s findings.
-            a_s, (digest_a, violations) = timed_then(lambda: run_audit([log.path], spec=None, workers=1), rounds,
-                                                     _digest)
+            (floor_s, _), (a_s, (digest_a, violations)), (b_s, (digest_b, _)) = timed_together(
+                [(lambda: floor(log.path), _nothing),
+                 (lambda: run_audit([log.path], spec=None, workers=1), _digest),
+                 (lambda: run_audit([log.path], spec=None, workers=2), _digest)], rounds)
             audit_eps = events / a_s
-            say("(b) audit, 2 workers")
-            b_s, (digest_b, _) = timed_then(lambda: run_audit([log.path], spec=None, workers=2), rounds, _digest)
             audit2_eps = events / b_s
             # (b) counts only when its report is (a)'s, byte for byte as --json writes it.
             workers_identical = digest_a == digest_b
             load_after_b = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+        floor_eps = events / floor_s
+        if run_audit is not None:
             say("(d) peak RSS of (a), in a child process")
             rss = peak_rss_mb(log.path)
 

@@ -209,3 +209,31 @@ def test_synthetic_log_mixes_providers_operations_and_breaches() -> None:
     assert 0.07 <= len(breaking) / (log.lines - log.malformed) <= 0.13
     assert {"EXCEEDS_CAPTURABLE", "REFUND_EXCEEDS_CAPTURED", "AUTHORIZATION_EXPIRED", "INVALID_STATE",
             "MULTIPLE_CAPTURES_UNSUPPORTED", "CURRENCY_MISMATCH"} <= set(report["counts"])
+
+
+def test_jobs_timed_together_run_round_by_round_and_drop_each_result() -> None:
+    # A ratio between two jobs compares rounds run side by side: job order a, b, a, b, ... and each
+    # result gone before the next job starts (so (b) never forks from a process holding (a)'s report).
+    import weakref
+
+    from capstate.bench import timed_together
+
+    order: list[str] = []
+    alive: list[weakref.ref[object]] = []
+
+    class Result:
+        pass
+
+    def job(name: str) -> Any:
+        def run() -> Result:
+            assert all(ref() is None for ref in alive), "the previous job's result was still held"
+            order.append(name)
+            made = Result()
+            alive.append(weakref.ref(made))
+            return made
+        return run
+
+    kept = timed_together([(job("a"), lambda r: ("a", type(r).__name__)), (job("b"), lambda r: "b")], 3)
+    assert order == ["a", "b"] * 3
+    assert [what for _, what in kept] == [("a", "Result"), "b"]
+    assert all(seconds >= 0 for seconds, _ in kept)
