@@ -609,17 +609,8 @@ def timed_then(fn: Callable[[], _T], rounds: int, then: Callable[[_T], _U]) -> t
     timed as a user's fresh run meets it, not beside the heap of the run before (a forked worker's
     parent wrote to that heap's pages, ~27,000 copy-on-write faults a round when (b) ran holding (a)'s
     report)."""
-    samples = []
-    for k in range(rounds):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        samples.append(time.perf_counter() - start)
-        if k < rounds - 1:
-            del result
-    kept = then(result)
-    del result
-    return statistics.median(samples), kept
+    ((median, kept),) = timed_together([(fn, then)], rounds)
+    return median, kept
 
 
 def timed_together(jobs: Sequence[tuple[Callable[[], Any], Callable[[Any], Any]]], rounds: int
@@ -811,10 +802,9 @@ def measure(*, payments: int, rounds: int, seed: int, say: Callable[[str], None]
             # (b) counts only when its report is (a)'s, byte for byte as --json writes it.
             workers_identical = digest_a == digest_b
             load_after_b = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-        floor_eps = events / floor_s
-        if run_audit is not None:
             say("(d) peak RSS of (a), in a child process")
             rss = peak_rss_mb(log.path)
+        floor_eps = events / floor_s
 
         prefix = min(NAIVE_PREFIX, log.lines)
         say(f"naive transitions audit (first {prefix:,} lines)")
