@@ -23,7 +23,7 @@ from weakref import proxy
 from ._audit_fast import EXACT_ONLY, canonical
 from ._codes import Code
 from ._engine import _rules, observe
-from ._guards import PLAIN_STATE, _exceeds_state, exceeds_text
+from ._guards import PLAIN_STATE
 from ._hot import Kernel, Logged, Record, settle
 from ._money import INT64_MAX
 from ._rules import judge as _native_judge
@@ -60,8 +60,6 @@ _TEXTS: Final[dict[str, str]] = {}
 _STATES: Final[dict[tuple[str, str], tuple[Any, ...]]] = {}
 _MAX_TEXTS: Final = 4096
 _PLAIN_STATE: Final = PLAIN_STATE
-_EXCEEDS_STATE: Final = _exceeds_state
-_EXCEEDS_TEXT: Final = exceeds_text
 
 
 def clip(text: str) -> str:
@@ -142,16 +140,6 @@ def breach(cls: Any, said: Any, said_later: Any, payment: str, line: Any, file: 
         else:
             # `_guards.plain_state`, without its Python frame where the state is plain already
             to_plain = _PLAIN_STATE.get(pending[0])
-            if to_plain is _EXCEEDS_STATE:
-                # `_guards._exceeds_state` (most deferred breaches: EXCEEDS_CAPTURABLE) in one tuple, without
-                # its two Python frames: the payment's and policy's values, the objects themselves.
-                p: Any = pending[1]
-                pol: Any = pending[5]
-                held: Any = p.authorized
-                allowance: Any = pol.allowance(held) if pol.over_capture_percent else 0
-                defer(f, (said_later, kind, logged, _EXCEEDS_TEXT, p.currency, held, p.captured, p.cancelled,
-                          p.pending, pending[2], pending[3], pending[4], allowance))
-                return f
             defer(f, (said_later, kind, logged) + (to_plain(*pending[1:]) if to_plain is not None else pending))
             return f
     assert text is not None
