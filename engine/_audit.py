@@ -312,12 +312,13 @@ class Auditor:
     `feed(item, line, file, pos)` for each line in order (`pos` increasing; default: the line), then
     `partial()`; `merge` turns partials into the report. `spec` None means each payment's first event
     names its provider. `settled_window` is how many lines a payment in a terminal state is remembered
-    after its latest event.
+    after its latest event. `columns`: the findings are collected as the columns a range worker sends
+    (`columns()`), not as Findings (`partial()` then has none).
     """
 
     def __init__(self, spec: Spec | None = None, *, overrides: Mapping[str, Any] | None = None,
                  settled_window: int = DEFAULT_SETTLED_WINDOW, fast: bool = True, hot: ModuleType | None = None,
-                 store: OpenStore | None = None, max_open: int = 0):
+                 store: OpenStore | None = None, max_open: int = 0, columns: bool = False):
         if settled_window < 0:
             raise AuditError(f"settled_window must be >= 0, got {settled_window}")
         if max_open < 0 or (max_open and store is None):
@@ -349,6 +350,11 @@ class Auditor:
         self._j = _exact_for(hot).Judge(self, self._k, hot, Finding, _said, _said_later, spec, self._moves,
                                         settled_window, fast)
         self._judge: Callable[..., None] = self._j.line
+        # A malformed line and a lapse go where the exact path's findings go (`Judge.found`): the list, or
+        # with `columns` its sink.
+        self._found: Callable[..., None] = self._j.found
+        if columns:
+            self._j.sink = _exact_for(hot).Columns()
         if max_open:
             self._k.max_open = max_open
             self._k.spill = self._spill
@@ -550,7 +556,7 @@ class Auditor:
     def malformed(self, line: int, file: str, message: str, payment: str | None = None,
                   at: str | None = None) -> None:
         """Record a line that could not be audited (LOG_MALFORMED)."""
-        self.findings.append(Finding(payment, line, file, Code.LOG_MALFORMED, _clip(message), at))
+        self._found(payment, line, file, Code.LOG_MALFORMED, _clip(message), at, None, None)
 
     # ---------------------------------------------------------------------------------- judging
 
@@ -585,19 +591,19 @@ class Auditor:
             known = self._cancellable[key] = bool(spec.table.candidates(state, _CANCELLED))
         return known
 
-    def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> Finding:
-        """DANGLING_AUTHORIZATION for an `expired` event, or a cancel at or after the lapse: the log itself
-        records the lapse."""
+    def _lapsed(self, p: Payment, line: int, file: str, at: datetime) -> None:
+        """Record DANGLING_AUTHORIZATION for an `expired` event, or a cancel at or after the lapse: the log
+        itself records the lapse."""
         held = _money(p.capturable, p.currency)
         since = format_instant(p.authorized_at) if p.authorized_at else "?"
         deadline = p.expires_at
         how = (f"lapsed at {format_instant(at)}" if deadline is None or deadline >= at else
                f"was held until the authorization lapsed at {format_instant(deadline)} (released at "
                f"{format_instant(at)})")
-        return Finding(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
-                       f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
-                       f"released and {how}; {p.spec.name} releases it with a cancel",
-                       format_instant(at), p.capturable, p.currency)
+        self._found(p.reference, line, file, Code.DANGLING_AUTHORIZATION,
+                    f"the remainder {held} of {p.authorized} authorized at {since} was never captured nor "
+                    f"released and {how}; {p.spec.name} releases it with a cancel",
+                    format_instant(at), p.capturable, p.currency)
 
     # ------------------------------------------------------------------------- byte-range stitching
     # `_cli.audit_ranges` audits byte ranges of one input in separate processes, each from an empty state,
@@ -744,6 +750,11 @@ class Auditor:
             dangling.append(Dangling(ref, p.file, p.line, p.spec.name, p.currency, p.authorized,
                                      p.capturable, p.authorized_at, expires))
         return Partial(self.findings, self.events, self.payments, frozenset(self._providers), latest, dangling)
+
+    def columns(self) -> tuple[list[Any], ...] | None:
+        """The findings as columns (`_exact.Columns`), for an auditor made with `columns=True`; else None."""
+        sink = self._j.sink
+        return None if sink is None else sink.columns()
 
 
 def _money(amount: int, currency: str | None) -> str:

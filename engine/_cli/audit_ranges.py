@@ -195,11 +195,12 @@ def _blocks_of(job: Any, pieces: list[Piece], starts: list[tuple[int, int]]
             number += 1 if block is None else block.count(b"\n") + 1
 
 
-def new_auditor(job: Any, store: Any = None) -> Auditor:
-    """An empty auditor for `job` (bounded by its `max_open` when given a store to spill to)."""
+def new_auditor(job: Any, store: Any = None, *, columns: bool = False) -> Auditor:
+    """An empty auditor for `job` (bounded by its `max_open` when given a store to spill to; collecting its
+    findings as columns with `columns`, see `Auditor`)."""
     return Auditor(job.spec, overrides=job.overrides if job.spec is None else None,
                    settled_window=job.settled_window, fast=job.fast, store=store,
-                   max_open=job.max_open if store is not None else 0)
+                   max_open=job.max_open if store is not None else 0, columns=columns)
 
 
 def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, before: int) -> list[tuple[int, int]]:
@@ -233,7 +234,8 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object]
     from .spill import SqliteStore
 
     store = SqliteStore() if job.max_open else None
-    auditor = new_auditor(job, store)
+    # Its findings go straight into the columns it sends (no Finding is built only to be taken apart).
+    auditor = new_auditor(job, store, columns=True)
     marks = auditor.track_forgotten()
     if keep is not None:
         keep.append(auditor)
@@ -242,7 +244,7 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object]
             starts = audit_pieces(auditor, job, pieces, *numbering(job.paths, pieces))
             auditor.mark_held(marks)
             records = None if last else auditor.export()
-            packed = _packed(auditor.partial())
+            packed = _packed(auditor.partial(), auditor.columns())
             offset: dict[str, int] = {}
             for (file, _, _), (_, before) in zip(pieces, starts, strict=True):
                 offset[job.names[file]] = max(before, offset.get(job.names[file], 0))
@@ -410,6 +412,8 @@ def _without(job: Any, pieces: list[Piece], starts: list[tuple[int, int]], fed: 
 # formatting it was ~13% of a worker's share on the bench log, and the parent formats nothing before
 # the report is written (one process does not either). The parent builds the findings from the columns
 # in one compiled loop (`_exact.new_findings`): a call each (`_audit._finding`) was most of its unpack.
+# A range worker's auditor collects its findings straight into these columns (`_exact.Columns`): building
+# ~51,000 Findings on the bench log only to take them apart here cost ~4.3k instructions a finding.
 
 
 def pack(p: Partial) -> bytes:
@@ -426,12 +430,17 @@ Packed = tuple[Any, ...]
 """A Partial as columns of plain values (`_packed`), which a worker pickles with the rest of its result."""
 
 
-def _packed(p: Partial) -> Packed:
-    fs = p.findings
-    value = _VALUE_OF
-    findings = ([f.payment for f in fs], [f.line for f in fs], [f.file for f in fs],
-                [value[f.code] for f in fs], list(map(message_state, fs)), [f.at for f in fs],
-                [f.amount for f in fs], [f.currency for f in fs])
+def _packed(p: Partial, findings: tuple[list[Any], ...] | None = None) -> Packed:
+    """`p` as columns; `findings`, the columns of its findings when its auditor collected them so (`Auditor(
+    columns=True)`, whose partial holds none)."""
+    if findings is None:
+        fs = p.findings
+        value = _VALUE_OF
+        findings = ([f.payment for f in fs], [f.line for f in fs], [f.file for f in fs],
+                    [value[f.code] for f in fs], list(map(message_state, fs)), [f.at for f in fs],
+                    [f.amount for f in fs], [f.currency for f in fs])
+    else:
+        assert not p.findings
     ds = p.dangling
     dangling = ([d.payment for d in ds], [d.file for d in ds], [d.line for d in ds], [d.provider for d in ds],
                 [d.currency for d in ds], [d.authorized for d in ds], [d.remainder for d in ds],
