@@ -52,8 +52,11 @@ def _same_columns(lines: list[Any], *, build: str, fast: bool, block: bool = Fal
         assert have == want, name
         assert list(map(type, have)) == list(map(type, want)), name
     assert got[1:] == expected[1:]  # events, payments, providers, latest, dangling
-    # What crosses the pipe is the same bytes' worth: the same objects, so the same pickle.
-    assert pickle.loads(pickle.dumps(got, pickle.HIGHEST_PROTOCOL)) == expected
+    # The same objects shared the same way (a rule's text, a whole state with no amount): the same pickle.
+    # Against an auditor fed after the sink: the first auditor of a process fills the caches of strings
+    # the later ones share (so its pickle can differ in its memo alone).
+    after = audit_ranges._packed(_fed(lines, columns=False, build=build, fast=fast, block=block).partial())
+    assert pickle.dumps(got, pickle.HIGHEST_PROTOCOL) == pickle.dumps(after, pickle.HIGHEST_PROTOCOL)
     return got[0]
 
 
