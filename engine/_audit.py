@@ -815,26 +815,31 @@ def _counts(findings: list[Finding]) -> dict[str, int]:
 def _ordered(findings: list[Finding], files: Sequence[str]) -> list[Finding]:
     """The findings sorted by (file, line, code, message, payment): files in the order of `files` (others
     after them, by name), equal keys in the order given."""
-    names = [f.file for f in findings]
-    if not names or names.count(names[0]) == len(names):  # one file (a C scan; a set was ~2x this)
-        return _by_line(findings)
+    if not findings:
+        return findings
+    # The lines of the first finding's file: all of them when there is one file (the usual case), which
+    # this one comprehension tells (a str == is an identity or a memcmp) and reads the lines with.
+    name = findings[0].file
+    lines = [f.line for f in findings if f.file == name]
+    if len(lines) == len(findings):
+        return _by_line(findings, lines)
     rank = {name: i for i, name in reversed(list(enumerate(files)))}
-    order = sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
-    buckets: dict[str, list[Finding]] = {name: [] for name in order}
+    names = sorted({f.file for f in findings}, key=lambda n: (rank.get(n, len(rank)), n))
+    buckets: dict[str, list[Finding]] = {name: [] for name in names}
     for f in findings:
         buckets[f.file].append(f)
-    return [f for bucket in buckets.values() for f in _by_line(bucket)]
+    return [f for bucket in buckets.values() for f in _by_line(bucket, [f.line for f in bucket])]
 
 
-def _by_line(findings: list[Finding]) -> list[Finding]:
-    """Findings of one file sorted by (line, code, message, payment), ties in the order given.
+def _by_line(findings: list[Finding], lines: list[int]) -> list[Finding]:
+    """Findings of one file (with their `lines`) sorted by (line, code, message, payment), ties in the
+    order given; sorts both lists in place.
 
     Each partial's findings come in line order, so a stable sort on the line (int keys) mostly merges
     runs, which timsort does in C. Its key hands out the lines, read once, in order: `list.sort`
     computes a key for each element once, first to last. The lines sort the same way on their own. Only
     the lines with more than one finding are then ordered by code, and by message only where the code
     ties too, so that other messages stay unformatted until written."""
-    lines = [f.line for f in findings]
     findings.sort(key=bind(next, iter(lines)))
     lines.sort()
     # The positions whose line repeats the one before: a line with two findings is one such position (the
