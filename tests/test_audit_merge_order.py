@@ -52,3 +52,46 @@ def test_merge_orders_partials_given_in_runs(runs: list[list[Finding]]) -> None:
     for f in every:
         counts[f.code.value] = counts.get(f.code.value, 0) + 1
     assert report.counts == dict(sorted(counts.items()))
+
+
+wide_finding = st.builds(
+    Finding,
+    st.one_of(st.none(), st.sampled_from(["p1", "p2", "p3"])),
+    st.one_of(st.integers(1, 8), st.integers(1, 2**40)),  # repeated lines, and lines far apart
+    st.sampled_from((*FILES, "z.jsonl", "y.jsonl")),  # z and y are not among the files given
+    st.sampled_from([Code.EXCEEDS_CAPTURABLE, Code.LOG_MALFORMED, Code.DUPLICATE_CAPTURE, Code.NOT_AUTHORIZED,
+                     Code.IDEMPOTENCY_KEY_CONFLICT]),
+    st.sampled_from(["m", "n", "o"]),
+    st.just(None),
+    st.one_of(st.none(), st.integers(0, 3)),
+)
+
+
+@st.composite
+def partial_findings(draw: st.DrawFn) -> list[Finding]:
+    """One partial's findings as an auditor brings them: a run in (file, line) order over its own files and
+    lines, then an out-of-order tail (lines fed after its range, findings judged at the end), with
+    lines repeated within and across the two."""
+    run = draw(st.lists(wide_finding, max_size=30))
+    run.sort(key=lambda f: (f.file, f.line))
+    tail = draw(st.lists(wide_finding, max_size=8))
+    if draw(st.booleans()):
+        tail.sort(key=lambda f: f.line)
+    return run + tail
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(partial_findings(), min_size=1, max_size=4), st.integers(0, 3))
+def test_merge_of_partials_with_out_of_order_tails_is_the_plain_sort(runs: list[list[Finding]], files: int) -> None:
+    given_files = FILES[:files]
+    parts = [Partial(run, 0, 0, frozenset(), None) for run in runs]
+    every = [f for run in runs for f in run]
+    want = reference(every, given_files)
+    report = merge(parts, files=given_files)
+    assert [id(f) for f in report.violations] == [id(f) for f in want]
+    assert [id(f) for f in _ordered(list(every), given_files)] == [id(f) for f in want]
+    counts: dict[str, int] = {}
+    for f in every:
+        counts[f.code.value] = counts.get(f.code.value, 0) + 1
+    assert report.counts == dict(sorted(counts.items()))
+    assert list(report.counts) == sorted(report.counts)

@@ -360,3 +360,25 @@ def test_crossing_ids_and_their_last_position_match_with_or_without_a_shared_has
     assert _crossing([*held, "p3"], marks) == ({"p3", "p7", "p49"}, 40)
     assert _crossing(held, array("q", [hash("nope"), 5])) == (set(), 0)
     assert _crossing([], marks) == (set(), 0)
+
+
+@pytest.mark.parametrize("hits", [1, 3, 64, 65, 300])
+def test_the_last_position_noted_for_the_hits_is_read_past_marks_that_only_share_their_first_bytes(
+        hits: int) -> None:
+    from array import array
+
+    from capstate._cli.audit_ranges import _last_noted
+
+    wanted = {(k * 0x9E3779B97F4A7C15) % (1 << 63) - (1 << 62) for k in range(1, hits + 1)}
+    marks = array("q")
+    expect = 0
+    for pos, h in enumerate(sorted(wanted), start=1):
+        marks.extend((h, pos))
+        expect = pos
+        # The same low four bytes (the first in memory on a little-endian machine), another hash: a mark
+        # that passes the byte tables and is no hit.
+        marks.extend((h ^ (1 << 35) ^ (1 << 60), 10_000 + pos))
+    marks.extend((12345, 99_999))
+    assert _last_noted(marks, wanted) == expect
+    assert _last_noted(marks, {12345}) == 99_999
+    assert _last_noted(marks, {h ^ (1 << 35) ^ (1 << 60) for h in wanted}) == 10_000 + hits
