@@ -661,11 +661,18 @@ class Auditor:
             flags.append(settled)
         return refs, blobs, bytes(flags), list(k.words), list(k.spans), list(self._moves)
 
+    def number_from_cut(self, rebase: Callable[[int, str], int]) -> None:
+        """Number lines from a cut in the middle of the input (`_cli.audit_ranges.audit_range`):
+        `rebase(line, file)` is the line of `file` that this auditor's `line` of it stands for, which a
+        message quoting a record's line says (`_exact.Judge.line_of`)."""
+        self._j.rebase = rebase
+
     def adopt(self, exported: tuple[list[str], list[bytes], bytes, list[str], list[Any], list[str]],
-              skip: Container[str]) -> None:
+              skip: Container[str], shift: int = 0, lines: int = 0, file: str = "") -> None:
         """Hold the records another auditor `export`ed (except the ids in `skip`) as this one's own, live or
         settled as they were there: it goes on from the state at the end of the other's input. No id
-        held here may be among them."""
+        held here may be among them. The other numbered from a cut (`number_from_cut`): `shift` is added
+        to each position, and `lines` to the lines of `file`."""
         refs, blobs, flags, words, spans, providers = exported
         for name in providers:
             self._spec_of(name)  # its fast moves, which an unpacked record points at
@@ -678,6 +685,10 @@ class Auditor:
             if ref in skip:
                 continue
             r = reader.unpack(ref, blob)
+            if shift:  # before the settled ones are ordered by position, below
+                r.pos += shift
+                if r.file == file:
+                    r.line += lines
             if was_settled:
                 settled.append((ref, r))
             else:
