@@ -68,9 +68,9 @@ def clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
 
 
-def place(track: Any, file: str) -> str:
-    """Where a record's latest event was, as a message says it from a line of `file`."""
-    return f"line {track.line}" if track.file == file else f"{track.file}:{track.line}"
+def place(track: Any, line: int, file: str) -> str:
+    """Where a record's latest event was (at `line` of its file), as a message says it from a line of `file`."""
+    return f"line {line}" if track.file == file else f"{track.file}:{line}"
 
 
 # The ints a finding keeps (its line, the logged amount in its message state, the amount at stake) are
@@ -257,6 +257,17 @@ class Judge:
         self.latest: datetime | None = None
         self.settle: Any = hot.settle
         self.type_codes: dict[EventType, int] = {t: hot.TYPE_CODES[t.value] for t in EventType}
+        # None, but in a byte-range worker: there `(line, file)` gives the line of `file` a record's `line`
+        # stands for (`audit_ranges.audit_range` numbers its first file from its cut; `Auditor.number_from_cut`).
+        self.rebase: Any = None
+
+    def line_of(self, track: Record) -> int:
+        """The line of a record's latest event, as one process numbers it: what a message quotes."""
+        rebase = self.rebase
+        if rebase is None:
+            return track.line
+        line: int = rebase(track.line, track.file)
+        return line
 
     def line(self, event: Any, line: Any, file: str, pos: int, text: str | None = None) -> None:
         """Judge one valid event the exact way. `text` is the canonical text of the event's `at` when the
@@ -328,7 +339,7 @@ class Judge:
         else:
             if provider is not None and provider != track.spec.name:
                 a.malformed(line, file, f"event from provider {clip(repr(provider))} for a payment audited "
-                                        f"under {track.spec.name!r} since line {track.line}",
+                                        f"under {track.spec.name!r} since line {self.line_of(track)}",
                             ref, format_instant(at))
                 return
             previous: str = track.after
@@ -339,7 +350,7 @@ class Judge:
                 self.found(
                     ref, line, file, _OUT_OF_ORDER,
                     f"{_TYPE_VALUES[etype]} at {format_instant(at)} is earlier than the payment's previous event "
-                    f"at {format_instant(before)} ({place(track, file)}); applied in file order",
+                    f"at {format_instant(before)} ({place(track, self.line_of(track), file)}); applied in file order",
                     format_instant(at), None, None)
             # With the key history of the fact's own key alone (`Record.payment`); `observe` (the reference)
             # is given the whole Payment.
@@ -439,16 +450,29 @@ class Judge:
 
 def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: list[Any], files: list[Any],
                  code_texts: list[Any], messages: list[Any], ats: list[Any], amounts: list[Any],
-                 currencies: list[Any]) -> list[Any]:
+                 currencies: list[Any], shifted: str = "", shift: Any = 0) -> list[Any]:
     """The `cls` findings of a worker's packed columns (`audit_ranges.pack`, in its order), the code as its
-    text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
+    text (`codes` maps it back) and the message as its text or deferred state, `shift` added to the lines
+    of file `shifted` (a range worker numbers its first file from its cut). One loop for them all:
     building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
     out: list[Any] = []
     # The slot's own setter: the class's `message` is a property (`_values._settling`) that calls it.
     set_message = deferred_slot(cls, "message").__set__
+    # `shift` as an object (a native int would be boxed again for each add), and the file compared by
+    # value only when its object changes (a file's findings share their name's object, and come together).
+    shifting = shift != 0
+    seen: Any = None
+    hit = False
     for i in range(len(payments)):
-        f = new_finding(cls, payments[i], lines[i], files[i], codes[code_texts[i]], ats[i], amounts[i],
-                        currencies[i])
+        line = lines[i]
+        file = files[i]
+        if shifting:
+            if file is not seen:
+                seen = file
+                hit = file == shifted
+            if hit:
+                line = line + shift
+        f = new_finding(cls, payments[i], line, file, codes[code_texts[i]], ats[i], amounts[i], currencies[i])
         message = messages[i]
         if type(message) is not str:
             defer(f, message)

@@ -1002,6 +1002,11 @@ class Kernel:
         # A byte-range worker's record of the settled payments it reclaims (`_cli.audit_ranges`): an
         # array("q") given (hash of the id, latest pos) pairs, or None (every other audit).
         self.forgotten: Any = None
+        # A reader of another auditor's records that numbered its lines from a cut (`Auditor.adopt`): added
+        # to each record's pos as it is unpacked, and `shift_lines` to its line when it is of `shift_file`.
+        self.shift = 0
+        self.shift_lines = 0
+        self.shift_file = ""
 
     def find(self, ref: str) -> Record | None:
         """A live payment, or one spilled to the store, brought back live."""
@@ -1274,6 +1279,10 @@ class Kernel:
         r.rwin = rwin
         r.after = after
         r.at_dt = at_dt
+        if self.shift:
+            pos += self.shift
+            if file == self.shift_file:
+                line += self.shift_lines
         r.line = line
         r.file = file
         r.pos = pos

@@ -133,6 +133,10 @@ def test_a_range_worker_sends_what_an_ordinary_auditor_packs(tmp_path: Path, see
     for pieces in audit_ranges.ranges([str(log)], parts)[1:]:
         sent = audit_ranges._unpickled(pickle.loads(audit_ranges.audit_range(job, pieces, last=True))[0])
         ordinary = audit_ranges.new_auditor(job)
-        audit_ranges.audit_pieces(ordinary, job, pieces, *audit_ranges.numbering(job.paths, pieces))
+        # Numbered as the worker numbers a range (from its cut; the stitch adds the lines before it).
+        f, start, _ = pieces[0]
+        if start:
+            ordinary.number_from_cut(audit_ranges._Before(job.names[f], job.paths[f], start))
+        audit_ranges.audit_pieces(ordinary, job, pieces, 0, 0)
         assert sent == audit_ranges._packed(ordinary.partial())
         assert len(sent[0][0]) > 10

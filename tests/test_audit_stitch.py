@@ -50,9 +50,10 @@ def one_process(paths: list[str], *, spec: str | None = None, window: int = DEFA
 
 
 def by_ranges(paths: list[str], cuts: Sequence[tuple[int, int]], *, spec: str | None = None,
-              window: int = DEFAULT_SETTLED_WINDOW, max_open: int = 0) -> bytes:
+              window: int = DEFAULT_SETTLED_WINDOW, max_open: int = 0, names: Sequence[str] | None = None) -> bytes:
     """The report of an audit by ranges cut before the given lines ((file, line index) each), run in this
-    process: range 0 here, each other range's worker when its result is asked for."""
+    process: range 0 here, each other range's worker when its result is asked for. `names`: what the
+    findings call the files (default: their paths)."""
     from capstate._audit import resolve_spec
 
     sizes = []
@@ -69,9 +70,10 @@ def by_ranges(paths: list[str], cuts: Sequence[tuple[int, int]], *, spec: str | 
         points.append(max(points[-1], (f, starts[f][min(line, len(starts[f]) - 1)])))
     points.append((len(paths) - 1, sizes[-1]))
     plan = between(sizes, points)
-    job = Job(tuple(paths), tuple(paths), resolve_spec(spec), None, "canonical", window, True, max_open)
+    named = tuple(names or paths)
+    job = Job(tuple(paths), named, resolve_spec(spec), None, "canonical", window, True, max_open)
     partials = audit_plan(job, plan, lambda k, pieces, last: lambda: audit_range(job, pieces, last=last))
-    return report_json(merge(partials, files=tuple(paths), provider=spec))
+    return report_json(merge(partials, files=named, provider=spec))
 
 
 def test_a_payment_open_across_the_cut_is_judged_on_its_whole_history(tmp_path: Path) -> None:

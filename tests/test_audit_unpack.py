@@ -56,3 +56,17 @@ def test_the_batch_builder_refuses_a_code_it_does_not_know() -> None:
     for exact in (_exact_imported, plain(_exact_imported)):
         with pytest.raises(KeyError):
             exact.new_findings(Finding, _CODES, *columns)
+
+
+def test_the_batch_builder_shifts_the_lines_of_one_file() -> None:
+    """A range worker numbers its first file from its cut: the parent adds the lines before it to that
+    file's findings alone, whichever object spells the file's name and in whatever order files come."""
+    name = "".join(["log", ".jsonl"])  # equal to the findings' file, not the same object
+    files = ["log.jsonl", "other.jsonl", "log.jsonl", "log.jsonl", "other.jsonl"]
+    columns: list[list[object]] = [["p"] * 5, [1, 2, 3, 3, 4], files, ["OUT_OF_ORDER"] * 5, ["text"] * 5,
+                                   [None] * 5, [None] * 5, [None] * 5]
+    for exact in (_exact_imported, plain(_exact_imported)):
+        shifted = exact.new_findings(Finding, _CODES, *columns, name, 10)
+        assert [(f.file, f.line) for f in shifted] == [("log.jsonl", 11), ("other.jsonl", 2), ("log.jsonl", 13),
+                                                       ("log.jsonl", 13), ("other.jsonl", 4)]
+        assert [f.line for f in exact.new_findings(Finding, _CODES, *columns, name, 0)] == [1, 2, 3, 3, 4]

@@ -6,9 +6,10 @@ settled one is still within the settled window, by position), plus totals that a
 payments, the latest instant, the providers seen). So:
 
 1. The input (the files one after another) is cut into N ranges of about equal bytes, each cut just
-   after a line end (`ranges`). Worker k audits range k alone, from an empty state, with the line
-   numbers and positions one process gives those lines (counted as newlines before the range: a C loop,
-   no per-line work). The parent process is worker 0; the others are forked.
+   after a line end (`ranges`). Worker k audits range k alone, from an empty state, numbering
+   its lines and positions from its cut (`audit_range`); the parent, which knows the lines before the
+   cut when it stitches the range, makes them the numbers one process gives those lines. The parent
+   process is worker 0; the others are forked.
 2. A worker notes where each payment it held was last seen: (hash of its id, position) for every record
    held at the end, every settled one reclaimed past the window (`Auditor.track_forgotten`), and every
    LOG_MALFORMED line that names a payment (a line refused for its provider depends on the record it
@@ -43,7 +44,8 @@ import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from itertools import compress, count, pairwise
+from itertools import compress, count, pairwise, repeat
+from operator import add
 from typing import Any
 
 from attrs import evolve
@@ -101,9 +103,9 @@ def line_start(path: str, at: int) -> int:
 
 LEAD = 0.25
 """How much larger the parent's own range is than another's, as a share of one range: the others also
-count the lines before theirs (~0.04 s), note their payments, pack their findings and send them back
-(~0.13 s on the bench log), which the parent does not, so that their results come back about when the
-parent is ready to stitch them. Measured on a quiet machine (run_audit, workers=2 against workers=1,
+note their payments, pack their findings and send them back (~0.13 s on the bench log), which the parent
+does not, so that their results come back about when the parent is ready to stitch them. Measured when
+they also counted the lines before theirs (~0.04 s), on a quiet machine (run_audit, workers=2 against workers=1,
 interleaved, medians of 5 and 7 rounds): 0.15 gave 1.42x and 1.60x, 0.2 1.52x and 1.55x, 0.25 1.53x and
 1.63x, 0.3 1.53x and 1.62x, 0.35 1.47x; under load (other processes on the cores) the balance moves
 toward the parent, which is why 0.15 looked best there (docs/performance.md, "Workers")."""
@@ -168,6 +170,25 @@ def numbering(paths: Sequence[str], pieces: list[Piece]) -> tuple[int, int]:
     return _count_lines(paths[f], start, whole=False), before
 
 
+class _Before:
+    """A range worker's numbering of its first file's lines from its cut (`audit_range`), turned into the
+    file's: the lines before the cut are counted on the first call only, which only a message quoting a
+    record's line there makes (`_exact.Judge.line_of`); the stitch adds them to everything else."""
+
+    def __init__(self, name: str, path: str, start: int) -> None:
+        self._name = name
+        self._path = path
+        self._start = start
+        self._lines = -1
+
+    def __call__(self, line: int, file: str) -> int:
+        if file != self._name:
+            return line  # a later file's: numbered from its start
+        if self._lines < 0:
+            self._lines = _count_lines(self._path, self._start, whole=False)
+        return line + self._lines
+
+
 def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes | None]:
     """The blocks of whole lines of bytes [start, end) of a file (see `audit_run._blocks`); a BOM that
     opens the file is dropped."""
@@ -204,9 +225,15 @@ def new_auditor(job: Any, store: Any = None, *, columns: bool = False) -> Audito
                    max_open=job.max_open if store is not None else 0, columns=columns)
 
 
-def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, before: int) -> list[tuple[int, int]]:
+Numbering = tuple[int, int]
+"""(lines of a file before a point, lines of the files before that file)."""
+
+
+def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, before: int
+                 ) -> tuple[list[Numbering], Numbering]:
     """Audit a range whose first line is line `number + 1` of its file, with `before` lines of files
-    before it; returns each piece's (lines of its file before it, lines of the files before its file)."""
+    before it; returns each piece's numbering at its start, and the numbering at the range's end (in the
+    file of its last piece)."""
     from .audit_run import MAX_LINE
 
     starts = []
@@ -223,14 +250,24 @@ def audit_pieces(auditor: Auditor, job: Any, pieces: list[Piece], number: int, b
                 continue
             # feed_block cuts lines with memchr (readlines), ~0.6k instructions a line cheaper than split
             number += auditor.feed_block(block, number, name, before)
-    return starts
+    return starts, (number, before)
 
 
 def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object] | None = None) -> bytes:
     """A worker's range, audited from an empty state: its packed partial, where it last saw each payment
-    (hash, position pairs), each piece's numbering, and unless it is the last range, its records. The
-    auditor goes into `keep` when given: a forked worker exits after its range, and freeing its records
-    one by one first (~0.02 s on the bench log) would only delay the result."""
+    (hash, position pairs), each piece's numbering and the numbering at its end, whether those are
+    `relative`, and unless it is the last range, its records. The auditor goes into `keep` when given: a
+    forked worker exits after its range, and freeing its records one by one first (~0.02 s on the bench
+    log) would only delay the result.
+
+    Relative (the rule): the range is numbered as if the input began at its cut. Its first file's lines
+    are then short by the lines of that file before the cut (L), and every position by the lines before
+    the cut (L plus the lines of the files before, B); the other files' lines are exact. The parent, which
+    has just numbered every line before the cut, adds them when it stitches the range (`stitch`), so no
+    process counts them: counting was 0.05-0.065 s of the bench log's worker before its first line, on
+    the critical path of two workers. Only a message quoting a record's line of the first file needs L
+    here (`_Before`). When the first file's name comes again later in the range (a file given twice),
+    its lines could not be told apart: that range counts the lines before it, as it always did."""
     from .audit_run import _gc_paused
     from .spill import SqliteStore
 
@@ -240,9 +277,17 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object]
     marks = auditor.track_forgotten()
     if keep is not None:
         keep.append(auditor)
+    names = job.names
+    relative = not pieces or names[pieces[0][0]] not in {names[f] for f, _, _ in pieces[1:]}
     try:
         with _gc_paused():
-            starts = audit_pieces(auditor, job, pieces, *numbering(job.paths, pieces))
+            if not relative:
+                starts, end = audit_pieces(auditor, job, pieces, *numbering(job.paths, pieces))
+            else:
+                if pieces and pieces[0][1]:  # a cut inside a file (at a file's start, its lines are exact)
+                    f, start, _ = pieces[0]
+                    auditor.number_from_cut(_Before(names[f], job.paths[f], start))
+                starts, end = audit_pieces(auditor, job, pieces, 0, 0)
             auditor.mark_held(marks)
             records = None if last else auditor.export()
             packed = _packed(auditor.partial(), auditor.columns())
@@ -254,7 +299,8 @@ def audit_range(job: Any, pieces: list[Piece], *, last: bool, keep: list[object]
             for i in compress(count(), map(_MALFORMED.__eq__, codes)):
                 if payments[i] is not None:
                     marks.extend((hash(payments[i]), offset[files[i]] + lines[i]))
-            return pickle.dumps((_pickled(packed), marks.tobytes(), starts, records), pickle.HIGHEST_PROTOCOL)
+            return pickle.dumps((_pickled(packed), marks.tobytes(), starts, end, relative, records),
+                                pickle.HIGHEST_PROTOCOL)
     finally:
         auditor.release()
         if store is not None:
@@ -277,12 +323,14 @@ def audit_plan(job: Any, plan: list[list[Piece]], start: Callable[[int, list[Pie
     before = _stamps(job.paths)
     with _gc_paused(), store if store is not None else nullcontext():
         results = [start(k, plan[k], k == last) for k in range(1, len(plan))]
-        audit_pieces(auditor, job, plan[0], 0, 0)
+        _, end = audit_pieces(auditor, job, plan[0], 0, 0)
+        at = (*end, plan[0][-1][0] if plan[0] else -1)
         done = 0
         others = []
         for k, pieces in enumerate(plan):
             if k:
-                others.append(stitch(auditor, job, pieces, results[k - 1](), last=k == last))
+                theirs, at = stitch(auditor, job, pieces, results[k - 1](), at, last=k == last)
+                others.append(theirs)
             done += sum(end - begin for _, begin, end in pieces)
             if progress is not None:
                 progress(done)
@@ -299,25 +347,44 @@ def _stamps(paths: Sequence[str]) -> list[tuple[int, int, int]]:
     return [(st.st_size, st.st_mtime_ns, st.st_ino) for st in map(os.stat, paths)]
 
 
-def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, *, last: bool) -> Partial:
-    """Continue `auditor` (holding the state one process has at the start of this range) over the lines of
-    the range's crossing payments, and return the worker's partial without them (see the module's doc).
-    Unless it is the last range, the auditor then holds the worker's other records too."""
-    packed, mark_bytes, starts, records = pickle.loads(blob)  # a blob our own worker wrote
-    theirs = _partial(packed)
+At = tuple[int, int, int]
+"""The numbering at a point of the input (`Numbering`) and the index of its file (-1: before the first)."""
+
+
+def stitch(auditor: Auditor, job: Any, pieces: list[Piece], blob: bytes, at: At, *, last: bool
+           ) -> tuple[Partial, At]:
+    """Continue `auditor` (holding the state one process has at the start of this range, numbered `at`)
+    over the lines of the range's crossing payments, and return the worker's partial without them (see
+    the module's doc), with the numbering at the range's end. Unless it is the last range, the auditor
+    then holds the worker's other records too."""
+    packed, mark_bytes, starts, end, relative, records = pickle.loads(blob)  # a blob our own worker wrote
+    name = ""
+    lines = shift = 0
+    if pieces:
+        f = pieces[0][0]
+        name = job.names[f]
+        if relative:  # numbered from the cut (`audit_range`): the lines before it are `at`'s
+            lines, before = (at[0], at[1]) if f == at[2] else (0, at[1] + at[0])
+            shift = before + lines
+            starts = [(starts[0][0] + lines, before), *((n, b + shift) for n, b in starts[1:])]
+            end = (end[0] + lines, before) if len(pieces) == 1 else (end[0], end[1] + shift)
+        at = (end[0], end[1], pieces[-1][0])
+    # Numbered as one process numbers them before any line is compared with a line fed below.
+    theirs = _partial(packed, name, lines)
     marks = array("q")
     marks.frombytes(mark_bytes)
     crossing, until = _crossing(auditor.held_ids(), marks)
+    until += shift
     if crossing:
         twin = new_auditor(job)
         fed = _continue(auditor, twin, job, pieces, starts, crossing, until)
         theirs = _without_crossing(auditor, job, pieces, starts, theirs, twin.partial(), fed)
     if not last:  # the parent holds its records now, and reports their dangling itself
-        auditor.adopt(records, crossing)
-        return evolve(theirs, dangling=[])
+        auditor.adopt(records, crossing, shift, lines, name)
+        return evolve(theirs, dangling=[]), at
     if crossing:
-        return evolve(theirs, dangling=[d for d in theirs.dangling if d.payment not in crossing])
-    return theirs
+        return evolve(theirs, dangling=[d for d in theirs.dangling if d.payment not in crossing]), at
+    return theirs, at
 
 
 def _crossing(held: list[str], marks: array[int]) -> tuple[set[str], int]:
@@ -493,10 +560,15 @@ def _unpickled(sent: Packed) -> Packed:
     return (tuple(map(pickle.loads, sent[0])), *sent[1:])  # bytes our own worker wrote
 
 
-def _partial(sent: Packed) -> Partial:
+def _partial(sent: Packed, file: str = "", lines: int = 0) -> Partial:
+    """The Partial of the `_packed` columns `_pickled` sent, with `lines` added to the line numbers of
+    `file` (a range worker's first file, numbered from its cut: `audit_range`)."""
     findings, events, payments, providers, latest, dangling = _unpickled(sent)
-    return Partial(_exact.new_findings(Finding, _CODES, *findings), events, payments, frozenset(providers), latest,
-                   list(map(Dangling, *dangling)))
+    if lines:
+        refs, files, numbers, *rest = dangling
+        dangling = (refs, files, list(map(add, numbers, map({file: lines}.get, files, repeat(0)))), *rest)
+    return Partial(_exact.new_findings(Finding, _CODES, *findings, file, lines), events, payments,
+                   frozenset(providers), latest, list(map(Dangling, *dangling)))
 
 
 def splittable(paths: tuple[str, ...], fmt: str) -> bool:
