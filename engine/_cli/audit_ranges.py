@@ -101,14 +101,16 @@ def line_start(path: str, at: int) -> int:
                 return f.tell() - len(data) + nl + 1
 
 
-LEAD = 0.25
+LEAD = 0.12
 """How much larger the parent's own range is than another's, as a share of one range: the others also
-note their payments, pack their findings and send them back (~0.13 s on the bench log), which the parent
-does not, so that their results come back about when the parent is ready to stitch them. Measured when
-they also counted the lines before theirs (~0.04 s), on a quiet machine (run_audit, workers=2 against workers=1,
-interleaved, medians of 5 and 7 rounds): 0.15 gave 1.42x and 1.60x, 0.2 1.52x and 1.55x, 0.25 1.53x and
-1.63x, 0.3 1.53x and 1.62x, 0.35 1.47x; under load (other processes on the cores) the balance moves
-toward the parent, which is why 0.15 looked best there (docs/performance.md, "Workers")."""
+note their payments and send their findings back (~0.08 s on the bench log: 17 ms noting, ~55 ms
+pickling), which the parent does not, so that their results come back about when the parent is ready to
+stitch them. Since the workers collect their findings as columns and no longer count the lines before
+their range, a timeline at 0.25 showed the worker's result ready ~0.11 s before the parent finished its
+range; balancing bytes against those ~0.085 s gives ~0.12. Measured on a quiet machine (run_audit,
+workers=2 against workers=1, interleaved, median of 11 rounds): 0.08 gave 1.51x, 0.12 1.62x, 0.25 1.58x;
+under load (other processes on the cores) the balance moves toward the parent (docs/performance.md,
+"Workers")."""
 
 
 def ranges(paths: Sequence[str], parts: int, lead: float = LEAD) -> list[list[Piece]]:
