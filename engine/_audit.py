@@ -227,8 +227,21 @@ class Dangling:
 
 
 @frozen
+class Index:
+    """What the merge reads of a partial's findings, known without reading them again: every finding is of
+    `file`, the i-th at `lines[i]`, and `counts` counts them by code (a count may be 0). A range worker's
+    findings come as columns, and the parent reads its own while the worker still runs
+    (`_cli.audit_ranges`): on the bench log the merge read ~116,000 findings for these (~12 ms)."""
+
+    file: str
+    lines: list[int]
+    counts: Counter[Code]
+
+
+@frozen
 class Partial:
-    """One auditor's result before the end-of-input judgement: what parallel runs send back to merge."""
+    """One auditor's result before the end-of-input judgement: what parallel runs send back to merge;
+    `index` (optional, see `Index`) spares the merge reading the findings for their lines and codes."""
 
     findings: list[Finding]
     events: int
@@ -236,6 +249,7 @@ class Partial:
     providers: frozenset[str]
     latest: datetime | None
     dangling: list[Dangling] = field(factory=list)
+    index: Index | None = field(default=None, eq=False, repr=False)
 
 
 def overrides_for(name: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -809,10 +823,17 @@ def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[s
     findings: list[Finding] = []
     for p in parts:
         findings += p.findings  # a copy of the pointers (a comprehension: a bytecode loop a finding)
-    if when is not None:
-        findings.extend(_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when)
-    counts = _counts(findings)
-    findings = _ordered(findings, files)
+    judged = [] if when is None else [_judge_dangling(d, when) for p in parts for d in p.dangling
+                                      if d.expires_at <= when]
+    findings += judged
+    index = _joined(parts, judged)
+    if index is None:
+        counts = _counts(findings)
+        findings = _ordered(findings, files)
+    else:  # one file: `_ordered` would sort by line (`_by_line`) too
+        counts = {_CODE_VALUES[code]: n for code, n in sorted(index.counts.items()) if n}
+        if findings:
+            findings = _by_line(findings, index.lines)
     providers = frozenset().union(*(p.providers for p in parts)) if parts else frozenset()
     if provider is None and len(providers) == 1:
         provider = next(iter(providers))
@@ -825,6 +846,49 @@ def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[s
 # read of a finding is also a likely cache miss (the bench log's 116,000 findings are ~12 MB). Its
 # first form read every finding four times (a sort key, a list of lines, a Counter and a set of files).
 _code_of = attrgetter("code")
+
+
+def _joined(parts: list[Partial], judged: list[Finding]) -> Index | None:
+    """The index of the findings the merge joins (the parts', then `judged`), when every part with
+    findings has one and they are all of one file; else None (the merge reads the findings)."""
+    name = judged[0].file if judged else None
+    lines: list[int] = []
+    counts: Counter[Code] = Counter()
+    for p in parts:
+        if not p.findings:
+            continue
+        index = p.index
+        if index is None or (name is not None and index.file != name):
+            return None
+        name = index.file
+        lines += index.lines
+        counts.update(index.counts)
+    if name is None:
+        return Index("", lines, counts)
+    late = [f.line for f in judged if f.file == name]
+    if len(late) != len(judged):
+        return None
+    lines += late
+    counts.update([f.code for f in judged])
+    return Index(name, lines, counts)
+
+
+def index_of(findings: list[Finding], index: Index | None = None) -> Index | None:
+    """`index` (of the first findings) extended by the rest of `findings`, read here; None when they are
+    not all of one file. With no `index`, that of all of `findings`."""
+    done = 0 if index is None else len(index.lines)
+    new = findings[done:]
+    if not new:
+        return index if index is not None else Index("", [], Counter())
+    name = new[0].file if index is None or not index.lines else index.file
+    lines = [f.line for f in new if f.file == name]
+    if len(lines) != len(new):
+        return None
+    if index is None or not index.lines:
+        return Index(name, lines, Counter([f.code for f in new]))
+    index.lines.extend(lines)
+    index.counts.update([f.code for f in new])
+    return index
 
 
 def _counts(findings: list[Finding]) -> dict[str, int]:

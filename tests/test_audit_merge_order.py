@@ -4,10 +4,13 @@ sort on the whole key; the merge takes a cheaper way to the same list."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+from attrs import evolve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstate._audit import Finding, Partial, _ordered, merge
+from capstate._audit import Finding, Index, Partial, _ordered, merge
 from capstate._codes import Code
 
 FILES = ("b.jsonl", "a.jsonl", "c.jsonl")
@@ -95,3 +98,35 @@ def test_merge_of_partials_with_out_of_order_tails_is_the_plain_sort(runs: list[
         counts[f.code.value] = counts.get(f.code.value, 0) + 1
     assert report.counts == dict(sorted(counts.items()))
     assert list(report.counts) == sorted(report.counts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(partial_findings(), min_size=1, max_size=4), st.integers(0, 3), st.data())
+def test_merge_with_indexed_partials_is_the_plain_sort(runs: list[list[Finding]], files: int,
+                                                        data: st.DataObject) -> None:
+    """Partials that bring their lines and counts (`Index`, as audits by ranges do): where every partial
+    with findings has one and all are of one file, the merge takes them instead of reading the findings;
+    the order and the counts must be those of the plain sort all the same (a count of 0, which a stitch
+    leaves, is not reported)."""
+    given_files = FILES[:files]
+    one_file = data.draw(st.booleans())
+    if one_file:  # the usual case, where the index is taken
+        name = data.draw(st.sampled_from((*FILES, "z.jsonl")))
+        runs = [[evolve(f, file=name) for f in run] for run in runs]
+    parts = []
+    for run in runs:
+        files_of = {f.file for f in run}
+        index = None
+        if len(files_of) <= 1 and data.draw(st.booleans() if not one_file else st.just(True)):
+            counts = Counter(f.code for f in run)
+            if data.draw(st.booleans()):
+                counts[Code.DUPLICATE_CAPTURE] += 0  # counted down to 0 by a stitch
+            index = Index(next(iter(files_of), ""), [f.line for f in run], counts)
+        parts.append(Partial(run, 0, 0, frozenset(), None, index=index))
+    every = [f for run in runs for f in run]
+    want = reference(every, given_files)
+    report = merge(parts, files=given_files)
+    assert [id(f) for f in report.violations] == [id(f) for f in want]
+    assert report.counts == dict(sorted(Counter(f.code.value for f in every).items()))
+    for p, run in zip(parts, runs, strict=True):  # the merge leaves the partials' indexes as they were
+        assert p.index is None or p.index.lines == [f.line for f in run]

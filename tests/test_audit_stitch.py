@@ -351,17 +351,17 @@ def test_a_file_that_changes_while_it_is_audited_is_refused(tmp_path: Path) -> N
 def test_crossing_ids_and_their_last_position_match_with_or_without_a_shared_hash() -> None:
     from array import array
 
-    from capstate._cli.audit_ranges import _crossing
+    from capstate._cli.audit_ranges import _crossing, _held
 
     held = [f"p{k}" for k in range(50)]
     marks = array("q")
     for ref, pos in [("p3", 10), ("zz", 99), ("p7", 40), ("p3", 25), ("p49", 30), ("other", 7)]:
         marks.extend((hash(ref), pos))
-    assert _crossing(held, marks) == ({"p3", "p7", "p49"}, 40)
+    assert _crossing(_held(held), marks) == ({"p3", "p7", "p49"}, 40)
     # A held id twice stands for two held ids of one hash: the other way must give the same answer.
-    assert _crossing([*held, "p3"], marks) == ({"p3", "p7", "p49"}, 40)
-    assert _crossing(held, array("q", [hash("nope"), 5])) == (set(), 0)
-    assert _crossing([], marks) == (set(), 0)
+    assert _crossing(_held([*held, "p3"]), marks) == ({"p3", "p7", "p49"}, 40)
+    assert _crossing(_held(held), array("q", [hash("nope"), 5])) == (set(), 0)
+    assert _crossing(_held([]), marks) == (set(), 0)
 
 
 @pytest.mark.parametrize("hits", [1, 3, 64, 65, 300])
