@@ -362,6 +362,9 @@ def test_crossing_ids_and_their_last_position_match_with_or_without_a_shared_has
     assert _crossing(_held([*held, "p3"]), marks) == ({"p3", "p7", "p49"}, 40)
     assert _crossing(_held(held), array("q", [hash("nope"), 5])) == (set(), 0)
     assert _crossing(_held([]), marks) == (set(), 0)
+    # Two distinct ids of one hash (as `_held` gives them, forced here): both cross, not the one the
+    # hash's entry keeps.
+    assert _crossing((["q1", "q2"], [5, 5], {5: "q2"}), array("q", [5, 12])) == ({"q1", "q2"}, 12)
 
 
 @pytest.mark.parametrize("hits", [1, 3, 64, 65, 300])

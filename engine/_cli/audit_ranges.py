@@ -397,27 +397,30 @@ def stitch(auditor: Auditor, job: Any, pieces: list[Piece], held: Held, blob: by
     return theirs, at
 
 
-Held = tuple[list[str], list[int], set[int]]
-"""Ids held at a cut (`Auditor.held_ids`), their hashes, and the set of those."""
+Held = tuple[list[str], list[int], dict[int, str]]
+"""Ids held at a cut (`Auditor.held_ids`), their hashes, and the id of each hash (`_held`)."""
 
 
 def _held(ids: list[str]) -> Held:
-    """`ids` with their hashes, as `_crossing` matches them: made before waiting for the worker's result
-    (~9 ms of the ~18 ms `_crossing` took on the bench log's ~53,000 ids)."""
+    """`ids` with their hashes, as `_crossing` matches them, made before waiting for the worker's result:
+    ~8 ms of the ~18 ms `_crossing` took on the bench log's ~53,000 ids, and the id of each hash, which
+    spares `_crossing` a pass over the hashes for the ids of the hits (6.4 ms)."""
     hashes = list(map(hash, ids))
-    return ids, hashes, set(hashes)
+    return ids, hashes, dict(zip(hashes, ids, strict=True))
 
 
 def _crossing(held: Held, marks: array[int]) -> tuple[set[str], int]:
     """The ids held whose hash the worker noted, and the last position noted for any of them (marks:
     hash, position pairs). One C scan of the marks against the held ids' hashes (the smaller side: the
     bench log's parent holds ~53,000 ids, its worker notes ~91,000), which yields the few hits."""
-    ids, hashes, known = held
+    ids, hashes, by_hash = held
     # A set's `intersection` loops over the marks in C (a map, a compress and a count were half of this);
     # the ids are then those of the few hashes hit (every one of them when two held ids share a hash).
-    hits = known.intersection(marks[0::2])
+    hits = by_hash.keys() & marks[0::2]
     if not hits:
         return set(), 0
+    if len(by_hash) == len(ids):  # no hash shared: one id each
+        return {by_hash[h] for h in hits}, _last_noted(marks, hits)
     return set(compress(ids, map(hits.__contains__, hashes))), _last_noted(marks, hits)
 
 
