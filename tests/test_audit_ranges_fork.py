@@ -5,6 +5,7 @@ behind, a zombie or running, whether the run succeeds or fails."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,33 @@ def test_a_failure_here_ends_the_workers(log: str, forked: list[int], monkeypatc
     with pytest.raises(KeyboardInterrupt):
         run_audit([log], spec=None, workers=3)
     assert len(forked) == 2 and all(map(gone, forked))
+
+
+def test_a_result_is_taken_before_its_worker_has_ended(log: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent stitches a worker's range as soon as the worker says its result is written, not when
+    the worker's process has ended (after the kernel has unmapped its memory). Here each worker, once it
+    has said so, waits (20 s at most) for the parent to have stitched its range before it ends, and notes
+    whether it saw that: waiting for its end first, the parent would stitch only after the 20 s."""
+    stitched = tmp_path / "stitched"
+    seen = tmp_path / "seen"
+    real_exit, stitch = os._exit, audit_ranges.stitch
+
+    def exit_when_stitched(code: int) -> None:  # only a forked worker ends by os._exit
+        for _ in range(2000):
+            if stitched.exists():
+                seen.write_text("yes")
+                break
+            time.sleep(0.01)
+        real_exit(code)
+
+    def stitching(*args: Any, **kwargs: Any) -> Any:
+        out = stitch(*args, **kwargs)
+        stitched.touch()
+        return out
+
+    monkeypatch.setattr(os, "_exit", exit_when_stitched)
+    monkeypatch.setattr(audit_ranges, "stitch", stitching)
+    two = run_audit([log], spec=None, workers=2)
+    assert two.violations == run_audit([log], spec=None).violations
+    assert seen.read_text() == "yes"
