@@ -102,16 +102,18 @@ def line_start(path: str, at: int) -> int:
                 return f.tell() - len(data) + nl + 1
 
 
-LEAD = 0.12
+LEAD = 0.10
 """How much larger the parent's own range is than another's, as a share of one range: the others also
 note their payments and send their findings back (~0.08 s on the bench log: 17 ms noting, ~55 ms
 pickling), which the parent does not, so that their results come back about when the parent is ready to
-stitch them. Since the workers collect their findings as columns and no longer count the lines before
-their range, a timeline at 0.25 showed the worker's result ready ~0.11 s before the parent finished its
-range; balancing bytes against those ~0.085 s gives ~0.12. Measured on a quiet machine (run_audit,
-workers=2 against workers=1, interleaved, median of 11 rounds): 0.08 gave 1.51x, 0.12 1.62x, 0.25 1.58x;
-under load (other processes on the cores) the balance moves toward the parent (docs/performance.md,
-"Workers")."""
+stitch them. The parent, before it waits, also hashes the ids it holds and reads its findings' lines and
+codes (~0.02 s, `audit_plan`). Timelines on the seed-7 bench log (quiet machine, 8 runs each) put the
+worker's result ready (its last pickle) 18 ms after the parent was ready at 0.06, 10 ms before it at 0.08,
+16 ms before at 0.10 and 30 ms before at 0.12 (the parent then takes it ~6 ms later). run_audit, workers=2
+against workers=1, interleaved, median of 11 rounds: seed 7: 0.06 1.63x, 0.08 1.68x, 0.10 1.69x, 0.12
+1.68x; seed 4 (the bench's): 0.06 1.63x, 0.08 1.68x, 0.10 1.70x, 0.12 1.67x. Before (at 2a201bb, without
+the work before the wait): 0.08 gave 1.51x, 0.12 1.62x, 0.25 1.58x. Under load (other processes on the
+cores) the balance moves toward the parent (docs/performance.md, "Workers")."""
 
 
 def ranges(paths: Sequence[str], parts: int, lead: float = LEAD) -> list[list[Piece]]:
