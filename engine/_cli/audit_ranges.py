@@ -45,8 +45,8 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from itertools import compress, count, pairwise, repeat
-from operator import add, not_
+from itertools import chain, compress, count, pairwise, repeat
+from operator import add
 from typing import Any
 
 from attrs import evolve
@@ -494,13 +494,14 @@ def _without_crossing(auditor: Auditor, job: Any, pieces: list[Piece], starts: l
     if unsure_latest or (theirs.providers & twin.providers) - auditor.providers:
         return _without(job, pieces, starts, fed)
     index = theirs.index
-    if index is not None:  # the lines are there already: one C scan, and the dropped findings' codes
-        dropped = list(map(fed.get(index.file, set()).__contains__, index.lines))
-        keep = list(map(not_, dropped))
-        findings = list(compress(theirs.findings, keep))
+    if index is not None:
+        # The lines are there already: one C scan finds the few findings dropped (the bench log's: ~100 of
+        # ~54,000), and the others are the slices between them (a mask and two `compress`: 3.2 -> 1.x ms).
+        at = list(compress(count(), map(fed.get(index.file, set()).__contains__, index.lines)))
         counts = index.counts.copy()
-        counts.subtract([f.code for f in compress(theirs.findings, dropped)])
-        index = Index(index.file, list(compress(index.lines, keep)), counts)
+        counts.subtract([theirs.findings[i].code for i in at])
+        findings, lines = _between(theirs.findings, at), _between(index.lines, at)
+        index = Index(index.file, lines, counts)
     elif len(fed) == 1:
         ((name, lines),) = fed.items()
         findings = [f for f in theirs.findings if f.line not in lines or f.file != name]
@@ -509,6 +510,14 @@ def _without_crossing(auditor: Auditor, job: Any, pieces: list[Piece], starts: l
         findings = [f for f in theirs.findings if f.line not in fed.get(f.file, none)]
     return Partial(findings, theirs.events - twin.events, theirs.payments - twin.payments, theirs.providers,
                    latest, theirs.dangling, index)
+
+
+def _between(items: list[Any], at: list[int]) -> list[Any]:
+    """`items` without those at the positions `at` (increasing)."""
+    if not at:
+        return items
+    slices = map(slice, [0, *map(add, at, repeat(1))], [*at, len(items)])
+    return list(chain.from_iterable(map(items.__getitem__, slices)))
 
 
 def _without(job: Any, pieces: list[Piece], starts: list[tuple[int, int]], fed: dict[str, set[int]]) -> Partial:
