@@ -495,13 +495,13 @@ def _without_crossing(auditor: Auditor, job: Any, pieces: list[Piece], starts: l
         return _without(job, pieces, starts, fed)
     index = theirs.index
     if index is not None:
-        # The lines are there already: one C scan finds the few findings dropped (the bench log's: ~100 of
-        # ~54,000), and the others are the slices between them (a mask and two `compress`: 3.2 -> 1.x ms).
+        # The lines are there already: one C scan finds the few findings dropped (the bench log's: ~40 of
+        # ~55,000), and the others are the slices between them (a mask and two `compress`: 2.8 -> 2.2 ms).
         at = list(compress(count(), map(fed.get(index.file, set()).__contains__, index.lines)))
         counts = index.counts.copy()
         counts.subtract([theirs.findings[i].code for i in at])
-        findings, lines = _between(theirs.findings, at), _between(index.lines, at)
-        index = Index(index.file, lines, counts)
+        findings = _between(theirs.findings, at)
+        index = Index(index.file, _between(index.lines, at), counts)
     elif len(fed) == 1:
         ((name, lines),) = fed.items()
         findings = [f for f in theirs.findings if f.line not in lines or f.file != name]
