@@ -823,10 +823,9 @@ def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[s
     findings: list[Finding] = []
     for p in parts:
         findings += p.findings  # a copy of the pointers (a comprehension: a bytecode loop a finding)
-    judged = [] if when is None else [_judge_dangling(d, when) for p in parts for d in p.dangling
-                                      if d.expires_at <= when]
-    findings += judged
-    index = _joined(parts, judged)
+    if when is not None:
+        findings += [_judge_dangling(d, when) for p in parts for d in p.dangling if d.expires_at <= when]
+    index = _joined(parts, findings)
     if index is None:
         counts = _counts(findings)
         findings = _ordered(findings, files)
@@ -848,10 +847,11 @@ def _merge(parts: list[Partial], as_of: datetime | str | None, files: Sequence[s
 _code_of = attrgetter("code")
 
 
-def _joined(parts: list[Partial], judged: list[Finding]) -> Index | None:
-    """The index of the findings the merge joins (the parts', then `judged`), when every part with
-    findings has one and they are all of one file; else None (the merge reads the findings)."""
-    name = judged[0].file if judged else None
+def _joined(parts: list[Partial], findings: list[Finding]) -> Index | None:
+    """The index of the findings the merge joins (the parts', then those it judged itself, read here),
+    when every part with findings has one and they are all of one file; else None (the merge reads the
+    findings)."""
+    name: str | None = None
     lines: list[int] = []
     counts: Counter[Code] = Counter()
     for p in parts:
@@ -863,14 +863,7 @@ def _joined(parts: list[Partial], judged: list[Finding]) -> Index | None:
         name = index.file
         lines += index.lines
         counts.update(index.counts)
-    if name is None:
-        return Index("", lines, counts)
-    late = [f.line for f in judged if f.file == name]
-    if len(late) != len(judged):
-        return None
-    lines += late
-    counts.update([f.code for f in judged])
-    return Index(name, lines, counts)
+    return index_of(findings, Index(name or "", lines, counts))
 
 
 def index_of(findings: list[Finding], index: Index | None = None) -> Index | None:
