@@ -450,29 +450,16 @@ class Judge:
 
 def new_findings(cls: Any, codes: dict[str, Code], payments: list[Any], lines: list[Any], files: list[Any],
                  code_texts: list[Any], messages: list[Any], ats: list[Any], amounts: list[Any],
-                 currencies: list[Any], shifted: str = "", shift: Any = 0) -> list[Any]:
+                 currencies: list[Any]) -> list[Any]:
     """The `cls` findings of a worker's packed columns (`audit_ranges.pack`, in its order), the code as its
-    text (`codes` maps it back) and the message as its text or deferred state, `shift` added to the lines
-    of file `shifted` (a range worker numbers its first file from its cut). One loop for them all:
+    text (`codes` maps it back) and the message as its text or deferred state. One loop for them all:
     building them one call each (`_audit._finding`) was most of the parent's unpack of a worker's result."""
     out: list[Any] = []
     # The slot's own setter: the class's `message` is a property (`_values._settling`) that calls it.
     set_message = deferred_slot(cls, "message").__set__
-    # `shift` as an object (a native int would be boxed again for each add), and the file compared by
-    # value only when its object changes (a file's findings share their name's object, and come together).
-    shifting = shift != 0
-    seen: Any = None
-    hit = False
     for i in range(len(payments)):
-        line = lines[i]
-        file = files[i]
-        if shifting:
-            if file is not seen:
-                seen = file
-                hit = file == shifted
-            if hit:
-                line = line + shift
-        f = new_finding(cls, payments[i], line, file, codes[code_texts[i]], ats[i], amounts[i], currencies[i])
+        f = new_finding(cls, payments[i], lines[i], files[i], codes[code_texts[i]], ats[i], amounts[i],
+                        currencies[i])
         message = messages[i]
         if type(message) is not str:
             defer(f, message)

@@ -4,6 +4,7 @@ builder (`_exact.new_findings`): the compiled one and its plain-Python source (C
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import pytest
 from test_audit_parallel import generated_log
@@ -58,15 +59,22 @@ def test_the_batch_builder_refuses_a_code_it_does_not_know() -> None:
             exact.new_findings(Finding, _CODES, *columns)
 
 
-def test_the_batch_builder_shifts_the_lines_of_one_file() -> None:
+def test_a_workers_partial_shifts_the_lines_of_one_file() -> None:
     """A range worker numbers its first file from its cut: the parent adds the lines before it to that
     file's findings alone, whichever object spells the file's name and in whatever order files come."""
     name = "".join(["log", ".jsonl"])  # equal to the findings' file, not the same object
     files = ["log.jsonl", "other.jsonl", "log.jsonl", "log.jsonl", "other.jsonl"]
     columns: list[list[object]] = [["p"] * 5, [1, 2, 3, 3, 4], files, ["OUT_OF_ORDER"] * 5, ["text"] * 5,
                                    [None] * 5, [None] * 5, [None] * 5]
-    for exact in (_exact_imported, plain(_exact_imported)):
-        shifted = exact.new_findings(Finding, _CODES, *columns, name, 10)
-        assert [(f.file, f.line) for f in shifted] == [("log.jsonl", 11), ("other.jsonl", 2), ("log.jsonl", 13),
-                                                       ("log.jsonl", 13), ("other.jsonl", 4)]
-        assert [f.line for f in exact.new_findings(Finding, _CODES, *columns, name, 0)] == [1, 2, 3, 3, 4]
+    dangling: list[list[object]] = [[] for _ in range(9)]
+
+    def partial(shift: int) -> Any:
+        return audit_ranges._partial(audit_ranges._pickled((columns, 5, 1, (), None, dangling)), name, shift)
+
+    shifted = partial(10)
+    assert [(f.file, f.line) for f in shifted.findings] == [("log.jsonl", 11), ("other.jsonl", 2), ("log.jsonl", 13),
+                                                            ("log.jsonl", 13), ("other.jsonl", 4)]
+    assert [f.line for f in partial(0).findings] == [1, 2, 3, 3, 4]
+    one = "log.jsonl"  # every finding of the shifted file (one object, as unpickled): the C map
+    assert audit_ranges._shifted([1, 2, 3], [one] * 3, name, 10) == [11, 12, 13]
+    assert audit_ranges._shifted([1, 2, 3], ["other.jsonl"] * 3, name, 10) == [1, 2, 3]

@@ -607,16 +607,27 @@ def _partial(sent: Packed, file: str = "", lines: int = 0) -> Partial:
     """The Partial of the `_packed` columns `_pickled` sent, with `lines` added to the line numbers of
     `file` (a range worker's first file, numbered from its cut: `audit_range`)."""
     findings, events, payments, providers, latest, dangling = _unpickled(sent)
-    if lines:
-        refs, files, numbers, *rest = dangling
-        dangling = (refs, files, list(map(add, numbers, map({file: lines}.get, files, repeat(0)))), *rest)
-    return Partial(_exact.new_findings(Finding, _CODES, *findings, file, lines), events, payments,
-                   frozenset(providers), latest, list(map(Dangling, *dangling)), _index(findings, file, lines))
+    refs, numbers, files, *rest = findings
+    findings = (refs, _shifted(numbers, files, file, lines), files, *rest)
+    refs, files, numbers, *rest = dangling
+    dangling = (refs, files, _shifted(numbers, files, file, lines), *rest)
+    return Partial(_exact.new_findings(Finding, _CODES, *findings), events, payments, frozenset(providers), latest,
+                   list(map(Dangling, *dangling)), _index(findings))
 
 
-def _index(columns: tuple[list[Any], ...], file: str, lines: int) -> Index | None:
-    """The `Index` of the findings of `_packed` columns (`_partial`'s shift applied), from the columns: the
-    merge need not read ~50,000 findings again for their lines and codes. None unless of one file."""
+def _shifted(numbers: list[int], files: list[str], file: str, lines: int) -> list[int]:
+    """`numbers` (lines of `files`, by position) with `lines` added to those of `file`. All of one file (the
+    usual case), one C map: the column's files share one object, which `count` compares by identity."""
+    if not lines:
+        return numbers
+    if files and files[0] == file and files.count(files[0]) == len(files):
+        return list(map(add, numbers, repeat(lines)))
+    return [n + lines if f == file else n for n, f in zip(numbers, files, strict=True)]
+
+
+def _index(columns: tuple[list[Any], ...]) -> Index | None:
+    """The `Index` of the findings of `_packed` columns, from the columns: the merge need not read ~50,000
+    findings again for their lines and codes. None unless of one file."""
     numbers, files, code_texts = columns[1], columns[2], columns[3]
     if not files:
         return Index("", [], Counter())
@@ -624,7 +635,7 @@ def _index(columns: tuple[list[Any], ...], file: str, lines: int) -> Index | Non
     if files.count(name) != len(files):  # compared by identity first: a file's findings share its name
         return None
     counts = Counter({_CODES[text]: n for text, n in Counter(code_texts).items()})
-    return Index(name, list(map(add, numbers, repeat(lines))) if lines and name == file else numbers, counts)
+    return Index(name, numbers, counts)
 
 
 def splittable(paths: tuple[str, ...], fmt: str) -> bool:
